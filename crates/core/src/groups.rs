@@ -1,0 +1,1 @@
+//! Group list parsing.

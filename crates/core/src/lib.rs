@@ -1,0 +1,21 @@
+//! groupcast core: everything that is the same on Cloudflare Workers and on the self-hosted
+//! server. It never reads the clock, spawns tasks or does I/O itself: time arrives as a value
+//! or through the [`ports::Clock`] port, and every side effect goes through a port trait
+//! (`ports`), which each runtime implements with its own adapters.
+
+pub mod bot;
+pub mod crypto;
+pub mod dialogue;
+pub mod engine;
+pub mod groups;
+pub mod ids;
+pub mod ledger;
+pub mod pacing;
+pub mod ports;
+pub mod secret;
+pub mod telegram;
+pub mod texts;
+pub mod wappi;
+
+pub use ids::{ChatId, GroupJid, MailingId, ProfileId, UserId};
+pub use secret::Secret;

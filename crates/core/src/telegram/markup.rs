@@ -1,0 +1,1 @@
+//! Telegram formatting (message entities) to WhatsApp markup.
