@@ -1,1 +1,367 @@
-//! dialogue
+//! The dialogue as a pure state machine: an incoming update is read into an [`Intent`], and
+//! (stored [`DialogueState`], registered?, intent) is routed to a [`Route`] — the thing to do.
+//! `bot` carries routes out through the ports. Everything here is table-tested.
+
+use crate::telegram::{CallbackQuery, Message, MessageEntity};
+use crate::texts::{button, Lang};
+use serde::{Deserialize, Serialize};
+
+/// What the bot waits for from this user, stored per user between updates.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum DialogueState {
+    /// Nothing awaited: commands and menu buttons.
+    #[default]
+    Idle,
+    /// Registration step 1: the Wappi token.
+    AwaitToken,
+    /// Registration step 2: the profile id; the token is kept encrypted meanwhile.
+    AwaitProfile { token_enc: String },
+    /// The next message is the mailing text.
+    AwaitText,
+    /// The next message is the group list.
+    AwaitGroups,
+    /// Picking groups imported from the WhatsApp account.
+    Import(ImportState),
+}
+
+/// The import picker: the account's groups, which are ticked, the page shown.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ImportState {
+    /// (jid, name) of every group of the account.
+    pub groups: Vec<(String, String)>,
+    pub selected: Vec<bool>,
+    pub page: usize,
+    /// The message holding the picker keyboard.
+    pub message_id: i64,
+}
+
+pub const IMPORT_PAGE_SIZE: usize = 8;
+
+impl ImportState {
+    pub fn pages(&self) -> usize {
+        self.groups.len().div_ceil(IMPORT_PAGE_SIZE).max(1)
+    }
+    pub fn selected_count(&self) -> usize {
+        self.selected.iter().filter(|s| **s).count()
+    }
+}
+
+impl DialogueState {
+    /// Reads the stored form; anything unreadable (or empty) is `Idle`.
+    pub fn load(stored: &str) -> DialogueState {
+        serde_json::from_str(stored).unwrap_or_default()
+    }
+
+    pub fn store(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// What an incoming update asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Intent {
+    Start,
+    Menu,
+    MailingData,
+    EditText,
+    EditImages,
+    EditGroups,
+    StartMailing,
+    Cancel,
+    Status,
+    Subscribe,
+    Lang,
+    Help,
+    /// Free text (with its formatting).
+    Text { text: String, entities: Vec<MessageEntity> },
+    /// A photo, document or anything without text.
+    NonText,
+    /// An inline button press.
+    Callback(Callback),
+}
+
+/// Inline button payloads (`callback_data`), each under 64 bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Callback {
+    ConfirmStart,
+    DeclineStart,
+    CancelMailing(i64),
+    ResumeMailing(i64),
+    ImportStart,
+    ImportToggle(usize),
+    ImportPage(usize),
+    ImportAll,
+    ImportNone,
+    ImportSave,
+    ImportClose,
+    SetLang(Lang),
+    Unknown,
+}
+
+impl Callback {
+    pub fn parse(data: &str) -> Callback {
+        let (head, arg) = data.split_once(':').unwrap_or((data, ""));
+        let num = || arg.parse::<i64>().ok();
+        let idx = || arg.parse::<usize>().ok();
+        match (head, arg) {
+            ("go", _) => Callback::ConfirmStart,
+            ("no", _) => Callback::DeclineStart,
+            ("cancel", _) => num().map_or(Callback::Unknown, Callback::CancelMailing),
+            ("resume", _) => num().map_or(Callback::Unknown, Callback::ResumeMailing),
+            ("imp", "start") => Callback::ImportStart,
+            ("imp", "all") => Callback::ImportAll,
+            ("imp", "none") => Callback::ImportNone,
+            ("imp", "save") => Callback::ImportSave,
+            ("imp", "close") => Callback::ImportClose,
+            ("impt", _) => idx().map_or(Callback::Unknown, Callback::ImportToggle),
+            ("impp", _) => idx().map_or(Callback::Unknown, Callback::ImportPage),
+            ("lang", l) => Callback::SetLang(Lang::parse(l)),
+            _ => Callback::Unknown,
+        }
+    }
+
+    pub fn data(&self) -> String {
+        match self {
+            Callback::ConfirmStart => "go".into(),
+            Callback::DeclineStart => "no".into(),
+            Callback::CancelMailing(id) => format!("cancel:{id}"),
+            Callback::ResumeMailing(id) => format!("resume:{id}"),
+            Callback::ImportStart => "imp:start".into(),
+            Callback::ImportToggle(i) => format!("impt:{i}"),
+            Callback::ImportPage(p) => format!("impp:{p}"),
+            Callback::ImportAll => "imp:all".into(),
+            Callback::ImportNone => "imp:none".into(),
+            Callback::ImportSave => "imp:save".into(),
+            Callback::ImportClose => "imp:close".into(),
+            Callback::SetLang(l) => format!("lang:{}", l.code()),
+            Callback::Unknown => "?".into(),
+        }
+    }
+}
+
+impl Intent {
+    /// Reads a message: slash commands (with an optional `@botname`), the menu buttons of
+    /// either language (exact labels only, so a post starting with 🚀 is still a post), or
+    /// free text.
+    pub fn from_message(msg: &Message) -> Intent {
+        let Some(text) = msg.text.as_deref() else {
+            return Intent::NonText;
+        };
+        let trimmed = text.trim();
+        if let Some(cmd) = trimmed.strip_prefix('/') {
+            let word = cmd.split_whitespace().next().unwrap_or("");
+            let word = word.split('@').next().unwrap_or("");
+            let intent = match word {
+                "start" => Some(Intent::Start),
+                "menu" => Some(Intent::Menu),
+                "text" => Some(Intent::EditText),
+                "images" => Some(Intent::EditImages),
+                "groups" => Some(Intent::EditGroups),
+                "mailing" => Some(Intent::StartMailing),
+                "cancel" => Some(Intent::Cancel),
+                "status" => Some(Intent::Status),
+                "subscribe" => Some(Intent::Subscribe),
+                "lang" => Some(Intent::Lang),
+                "help" => Some(Intent::Help),
+                _ => None,
+            };
+            if let Some(i) = intent {
+                return i;
+            }
+        }
+        for lang in [Lang::Ru, Lang::En] {
+            let pairs: [(&str, Intent); 7] = [
+                (button::mailing_data(lang), Intent::MailingData),
+                (button::start(lang), Intent::StartMailing),
+                (button::subscription(lang), Intent::Subscribe),
+                (button::cancel(lang), Intent::Cancel),
+                (button::text(lang), Intent::EditText),
+                (button::groups(lang), Intent::EditGroups),
+                (button::back(lang), Intent::Menu),
+            ];
+            for (label, intent) in pairs {
+                if trimmed == label {
+                    return intent;
+                }
+            }
+        }
+        Intent::Text { text: text.to_string(), entities: msg.entities.clone() }
+    }
+
+    pub fn from_callback(q: &CallbackQuery) -> Intent {
+        Intent::Callback(Callback::parse(q.data.as_deref().unwrap_or("")))
+    }
+}
+
+/// What to do with an intent in a state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// Begin registration: ask for the token.
+    AskToken,
+    /// The message is the token (registration step 1).
+    TakeToken(String),
+    /// The message is the profile id (registration step 2).
+    TakeProfile { token_enc: String, profile: String },
+    /// A command other than /start, /lang, /help during registration.
+    FinishRegistrationFirst,
+    ShowMenu,
+    ShowMailingData,
+    AskText,
+    TakeText { text: String, entities: Vec<MessageEntity> },
+    TextExpected,
+    AskGroups,
+    TakeGroups(String),
+    Preview,
+    Cancel,
+    Status,
+    Subscribe,
+    ChooseLang,
+    Help,
+    Images,
+    Callback(Callback),
+    Unknown,
+}
+
+/// The routing table. Commands and menu buttons always win over an awaited input, so a user
+/// can leave any step; during registration only /start, /lang and /help are open.
+pub fn route(state: &DialogueState, registered: bool, intent: &Intent) -> Route {
+    use Intent as I;
+    match (state, intent) {
+        (_, I::Start) if !registered => Route::AskToken,
+        (_, I::Lang) => Route::ChooseLang,
+        (_, I::Help) => Route::Help,
+        (_, I::Callback(Callback::SetLang(l))) => Route::Callback(Callback::SetLang(*l)),
+        (DialogueState::AwaitToken, I::Text { text, .. }) => Route::TakeToken(text.trim().to_string()),
+        (DialogueState::AwaitProfile { token_enc }, I::Text { text, .. }) => Route::TakeProfile {
+            token_enc: token_enc.clone(),
+            profile: text.trim().to_string(),
+        },
+        (_, _) if !registered => Route::FinishRegistrationFirst,
+        (_, I::Start | I::Menu) => Route::ShowMenu,
+        (_, I::MailingData) => Route::ShowMailingData,
+        (_, I::EditText) => Route::AskText,
+        (_, I::EditGroups) => Route::AskGroups,
+        (_, I::EditImages) => Route::Images,
+        (_, I::StartMailing) => Route::Preview,
+        (_, I::Cancel) => Route::Cancel,
+        (_, I::Status) => Route::Status,
+        (_, I::Subscribe) => Route::Subscribe,
+        (DialogueState::AwaitText, I::Text { text, entities }) => {
+            Route::TakeText { text: text.clone(), entities: entities.clone() }
+        }
+        (DialogueState::AwaitText, I::NonText) => Route::TextExpected,
+        (DialogueState::AwaitGroups, I::Text { text, .. }) => Route::TakeGroups(text.clone()),
+        (_, I::Callback(cb)) => Route::Callback(cb.clone()),
+        _ => Route::Unknown,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{ChatId, UserId};
+    use crate::telegram::{Chat, User};
+
+    fn msg(text: &str) -> Message {
+        Message {
+            message_id: 1,
+            from: Some(User {
+                id: UserId(7),
+                is_bot: false,
+                first_name: "A".into(),
+                username: None,
+                language_code: None,
+            }),
+            chat: Chat { id: ChatId(7), kind: "private".into() },
+            date: 0,
+            text: Some(text.into()),
+            entities: vec![],
+            caption: None,
+            caption_entities: vec![],
+            photo: vec![],
+            media_group_id: None,
+            document: None,
+        }
+    }
+
+    fn text(t: &str) -> Intent {
+        Intent::Text { text: t.into(), entities: vec![] }
+    }
+
+    #[test]
+    fn intents() {
+        let cases = [
+            ("/start", Intent::Start),
+            ("/mailing@groupcast_bot", Intent::StartMailing),
+            ("🚀 Начать рассылку", Intent::StartMailing),
+            ("🚀 Start mailing", Intent::StartMailing),
+            ("🚀 Начать рассылку сегодня!", text("🚀 Начать рассылку сегодня!")),
+            ("⛔ Остановить рассылку", Intent::Cancel),
+            ("📝 Text", Intent::EditText),
+            ("/unknown", text("/unknown")),
+            ("hello", text("hello")),
+        ];
+        for (input, want) in cases {
+            assert_eq!(Intent::from_message(&msg(input)), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn callbacks_round_trip() {
+        for cb in [
+            Callback::ConfirmStart,
+            Callback::DeclineStart,
+            Callback::CancelMailing(42),
+            Callback::ResumeMailing(7),
+            Callback::ImportStart,
+            Callback::ImportToggle(13),
+            Callback::ImportPage(2),
+            Callback::ImportAll,
+            Callback::ImportNone,
+            Callback::ImportSave,
+            Callback::ImportClose,
+            Callback::SetLang(Lang::En),
+        ] {
+            assert_eq!(Callback::parse(&cb.data()), cb);
+            assert!(cb.data().len() <= 64);
+        }
+        assert_eq!(Callback::parse("cancel:x"), Callback::Unknown);
+    }
+
+    #[test]
+    fn routing_table() {
+        use DialogueState as S;
+        let profile = S::AwaitProfile { token_enc: "enc".into() };
+        let cases: Vec<(S, bool, Intent, Route)> = vec![
+            (S::Idle, false, Intent::Start, Route::AskToken),
+            (S::AwaitToken, false, text(" tok "), Route::TakeToken("tok".into())),
+            (profile.clone(), false, text("2f099bc3-478d"), Route::TakeProfile { token_enc: "enc".into(), profile: "2f099bc3-478d".into() }),
+            (profile, false, Intent::Start, Route::AskToken),
+            (S::AwaitToken, false, Intent::StartMailing, Route::FinishRegistrationFirst),
+            (S::Idle, false, text("hi"), Route::FinishRegistrationFirst),
+            (S::AwaitToken, false, Intent::Help, Route::Help),
+            (S::Idle, true, Intent::Start, Route::ShowMenu),
+            (S::AwaitText, true, text("*x*"), Route::TakeText { text: "*x*".into(), entities: vec![] }),
+            (S::AwaitText, true, Intent::NonText, Route::TextExpected),
+            (S::AwaitText, true, Intent::Menu, Route::ShowMenu),
+            (S::AwaitText, true, Intent::StartMailing, Route::Preview),
+            (S::AwaitGroups, true, text("1203630001@g.us"), Route::TakeGroups("1203630001@g.us".into())),
+            (S::Idle, true, text("random"), Route::Unknown),
+            (S::Idle, true, Intent::Callback(Callback::ConfirmStart), Route::Callback(Callback::ConfirmStart)),
+            (S::Idle, true, Intent::Cancel, Route::Cancel),
+            (S::Idle, false, Intent::Lang, Route::ChooseLang),
+        ];
+        for (state, registered, intent, want) in cases {
+            assert_eq!(route(&state, registered, &intent), want, "{state:?} {intent:?}");
+        }
+    }
+
+    #[test]
+    fn state_storage() {
+        let s = DialogueState::AwaitProfile { token_enc: "abc".into() };
+        assert_eq!(DialogueState::load(&s.store()), s);
+        assert_eq!(DialogueState::load(""), DialogueState::Idle);
+        assert_eq!(DialogueState::load("garbage"), DialogueState::Idle);
+    }
+}

@@ -1,1 +1,380 @@
-//! engine
+//! The mailing engine: one [`step`] at a time over the ledger. A step sends at most one
+//! message (or settles one `in_doubt` row) and says when the next step is due. The server
+//! drives it from a tokio task per profile; the Worker from a Durable Object alarm. Nothing here
+//! sleeps or spawns, so the same code runs on both and under a fake clock.
+//!
+//! Exactly-once per group rests on three rules: a row is written `sending` (durably, fenced)
+//! before the Wappi call; a row found `sending` at the next step is a crash leftover and becomes
+//! `in_doubt`; an `in_doubt` row is resent only after the group's recent history shows our
+//! text is not there.
+
+use crate::ids::MailingId;
+use crate::ledger::{Delivery, DeliveryState, Mailing, MailingStatus, Tally};
+use crate::ports::{DbError, Lease, Pace, StateError};
+use crate::services::Services;
+use crate::telegram::{InlineKeyboardMarkup, MessageId, ReplyMarkup};
+use crate::texts::{self, Lang, ReportLine};
+use crate::wappi::{Remedy, WappiCreds, WappiError};
+
+/// What the driver does after a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Step again right away.
+    Continue,
+    /// Step again at this unix-ms time (or earlier if a cancel arrives).
+    SleepUntil(i64),
+    /// The mailing is over (done, cancelled or paused): stop driving it.
+    Finished,
+    /// Another runner owns the mailing now (stale fence): stop at once, write nothing.
+    LostLease,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// `in_doubt` rows that could not be settled keep this `next_attempt_at`: final, reported.
+pub const UNSETTLED: i64 = i64::MAX;
+
+/// Runs one step of a mailing for the holder of `lease`.
+pub async fn step(svc: &Services, id: MailingId, lease: &Lease) -> Result<Step, EngineError> {
+    match run_step(svc, id, lease).await {
+        Err(EngineError::Db(DbError::StaleFence)) => Ok(Step::LostLease),
+        other => other,
+    }
+}
+
+async fn run_step(svc: &Services, id: MailingId, lease: &Lease) -> Result<Step, EngineError> {
+    let cfg = &svc.settings.engine;
+    let Some(m) = svc.db.get_mailing(id).await? else {
+        return Ok(Step::Finished);
+    };
+    if m.status != MailingStatus::Running {
+        return Ok(Step::Finished);
+    }
+    if m.fence != lease.fence {
+        return Ok(Step::LostLease);
+    }
+    let fence = lease.fence;
+    let mut rows = svc.db.deliveries(id).await?;
+    let user = svc.db.get_user(m.user_id).await?;
+    let lang = user.as_ref().map(|u| u.lang).unwrap_or_default();
+
+    if m.cancel_requested || svc.state.is_cancelled(id).await? {
+        return finish(svc, &m, &rows, lang, fence, MailingStatus::Cancelled).await;
+    }
+
+    let Some(creds) = user.as_ref().and_then(|u| svc.creds_of(u)) else {
+        let reason = texts::account_problem(lang, &WappiError::BadToken);
+        return pause(svc, &m, lang, fence, &reason).await;
+    };
+
+    let now = svc.now_ms();
+
+    // Crash leftovers: a `sending` row may or may not have reached WhatsApp.
+    for row in rows.iter_mut().filter(|r| r.state == DeliveryState::Sending) {
+        row.state = DeliveryState::InDoubt;
+        row.error = Some("interrupted while sending".into());
+        row.next_attempt_at = now;
+        row.updated_at = now;
+        svc.db.update_delivery(row, fence).await?;
+    }
+
+    // Settle one due `in_doubt` row before any new send.
+    if let Some(i) = rows
+        .iter()
+        .position(|r| r.state == DeliveryState::InDoubt && r.next_attempt_at <= now)
+    {
+        settle(svc, &m, &creds, &mut rows[i], fence, now).await?;
+        progress(svc, &m, &rows, lang, now, false).await?;
+        return Ok(Step::Continue);
+    }
+
+    let due = rows
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.state == DeliveryState::Pending && r.next_attempt_at <= now)
+        .min_by_key(|(_, r)| (r.position, r.part))
+        .map(|(i, _)| i);
+    let Some(i) = due else {
+        let next = rows
+            .iter()
+            .filter(|r| {
+                r.state == DeliveryState::Pending
+                    || (r.state == DeliveryState::InDoubt && r.next_attempt_at != UNSETTLED)
+            })
+            .map(|r| r.next_attempt_at)
+            .min();
+        return match next {
+            Some(t) => {
+                progress(svc, &m, &rows, lang, now, false).await?;
+                Ok(Step::SleepUntil(t))
+            }
+            None => finish(svc, &m, &rows, lang, fence, MailingStatus::Done).await,
+        };
+    };
+
+    if let Pace::WaitUntil(t) = svc
+        .state
+        .pace(&m.profile_id, &rows[i].group, &svc.settings.pacing, now)
+        .await?
+    {
+        progress(svc, &m, &rows, lang, now, false).await?;
+        return Ok(Step::SleepUntil(t));
+    }
+
+    // Record the intent durably, then call Wappi.
+    let row = &mut rows[i];
+    row.state = DeliveryState::Sending;
+    row.attempts += 1;
+    row.updated_at = now;
+    svc.db.update_delivery(row, fence).await?;
+
+    let result = svc.wappi.send_text(&creds, &row.group, &m.content.text).await;
+    let now = svc.now_ms();
+    row.updated_at = now;
+    match result {
+        Ok(sent) => {
+            row.state = DeliveryState::Sent;
+            row.message_id = sent.message_id;
+            row.error = None;
+        }
+        Err(e) => match e.remedy() {
+            Remedy::PauseProfile(ms) => {
+                let until = now + ms as i64;
+                svc.state.set_backoff(&m.profile_id, until).await?;
+                row.state = DeliveryState::Pending;
+                row.attempts -= 1;
+                row.next_attempt_at = until;
+                row.error = Some(reason_text(&e));
+            }
+            Remedy::Retry if row.attempts < cfg.max_attempts => {
+                row.state = DeliveryState::Pending;
+                row.next_attempt_at = now + backoff_ms(svc, row) as i64;
+                row.error = Some(reason_text(&e));
+            }
+            Remedy::Retry | Remedy::FailRow => {
+                row.state = DeliveryState::Failed;
+                row.error = Some(reason_text(&e));
+            }
+            Remedy::Settle => {
+                row.state = DeliveryState::InDoubt;
+                row.next_attempt_at = now + cfg.settle_delay_ms;
+                row.error = Some(reason_text(&e));
+            }
+            Remedy::PauseMailing => {
+                row.state = DeliveryState::Pending;
+                row.attempts -= 1;
+                svc.db.update_delivery(row, fence).await?;
+                let reason = texts::account_problem(lang, &e);
+                return pause(svc, &m, lang, fence, &reason).await;
+            }
+        },
+    }
+    svc.db.update_delivery(row, fence).await?;
+    progress(svc, &m, &rows, lang, now, false).await?;
+    Ok(Step::Continue)
+}
+
+/// Exponential backoff with deterministic jitter (±25 %, from the row's identity, so the core
+/// needs no random source and a replay is reproducible).
+fn backoff_ms(svc: &Services, row: &Delivery) -> u64 {
+    let cfg = &svc.settings.engine;
+    let exp = cfg.backoff_base_ms.saturating_mul(1u64 << row.attempts.saturating_sub(1).min(16));
+    let base = exp.min(cfg.backoff_max_ms);
+    let mut h: u64 = 1469598103934665603;
+    for b in row.group.as_str().bytes().chain(row.attempts.to_le_bytes()) {
+        h = (h ^ b as u64).wrapping_mul(1099511628211);
+    }
+    let jitter = (h % 501) as i64 - 250; // per mille, -250..=250
+    (base as i64 + base as i64 * jitter / 1000).max(0) as u64
+}
+
+fn reason_text(e: &WappiError) -> String {
+    let s = e.to_string();
+    s.strip_prefix("wappi: ").unwrap_or(&s).to_string()
+}
+
+/// Reads the group's recent history: our text there, sent by us after the mailing began,
+/// means the send went through; its absence means it did not and the row is sent again.
+async fn settle(
+    svc: &Services,
+    m: &Mailing,
+    creds: &WappiCreds,
+    row: &mut Delivery,
+    fence: u64,
+    now: i64,
+) -> Result<(), EngineError> {
+    let cfg = &svc.settings.engine;
+    let history = svc.wappi.chat_messages(creds, &row.group, cfg.settle_lookback).await;
+    row.updated_at = now;
+    match history {
+        Ok(messages) => {
+            let ours = messages.iter().find(|msg| {
+                msg.from_me
+                    && msg.time * 1000 >= m.created_at - 60_000
+                    && (msg.body.trim() == m.content.text.trim()
+                        || msg.caption.trim() == m.content.text.trim())
+            });
+            match ours {
+                Some(msg) => {
+                    row.state = DeliveryState::Sent;
+                    row.message_id = Some(msg.id.clone()).filter(|s| !s.is_empty());
+                    row.error = None;
+                }
+                None => {
+                    row.state = DeliveryState::Pending;
+                    row.next_attempt_at = now;
+                    row.error = None;
+                }
+            }
+        }
+        Err(e) => {
+            if let Remedy::PauseProfile(ms) = e.remedy() {
+                svc.state.set_backoff(&m.profile_id, now + ms as i64).await?;
+            }
+            row.attempts += 1;
+            row.error = Some(format!("could not verify the send: {}", reason_text(&e)));
+            row.next_attempt_at = if row.attempts >= cfg.max_attempts + 1 {
+                UNSETTLED
+            } else {
+                now + backoff_ms(svc, row) as i64
+            };
+        }
+    }
+    svc.db.update_delivery(row, fence).await?;
+    Ok(())
+}
+
+/// Sends or edits the progress message, at most every `progress_interval_ms` unless forced.
+async fn progress(
+    svc: &Services,
+    m: &Mailing,
+    rows: &[Delivery],
+    lang: Lang,
+    now: i64,
+    force: bool,
+) -> Result<(), EngineError> {
+    if !force && m.progress_message_id.is_some() && now - m.progress_at < svc.settings.engine.progress_interval_ms {
+        return Ok(());
+    }
+    let tally = Tally::of(rows);
+    let eta = svc.eta_secs((tally.left + tally.in_doubt) as usize);
+    // When nothing is due now, the next due time is a pause (Retry-After or backoff): show it.
+    let due_now = rows.iter().any(|r| r.state == DeliveryState::Pending && r.next_attempt_at <= now);
+    let backoff = if due_now {
+        None
+    } else {
+        rows.iter()
+            .filter(|r| r.state == DeliveryState::Pending)
+            .map(|r| r.next_attempt_at)
+            .min()
+            .filter(|t| *t > now + 1500)
+    };
+    let text = texts::progress(lang, m.id.0, &tally, eta, backoff.map(texts::clock_time).as_deref());
+    let keyboard = cancel_keyboard(lang, m.id);
+    let message_id = match m.progress_message_id {
+        Some(mid) => {
+            if let Err(e) = svc.telegram.edit_message_text(m.chat_id, MessageId(mid), &text, Some(&keyboard)).await {
+                if !e.is_not_modified() {
+                    tracing::warn!(mailing = m.id.0, error = %e, "progress edit failed");
+                }
+            }
+            None
+        }
+        None => match svc
+            .telegram
+            .send_message(m.chat_id, &text, Some(&ReplyMarkup::Inline(keyboard)))
+            .await
+        {
+            Ok(mid) => Some(mid.0),
+            Err(e) => {
+                tracing::warn!(mailing = m.id.0, error = %e, "progress message failed");
+                None
+            }
+        },
+    };
+    svc.db.set_progress(m.id, message_id, now).await?;
+    Ok(())
+}
+
+pub fn cancel_keyboard(lang: Lang, id: MailingId) -> InlineKeyboardMarkup {
+    InlineKeyboardMarkup::rows(vec![vec![(
+        texts::cancel_button(lang),
+        crate::dialogue::Callback::CancelMailing(id.0).data(),
+    )]])
+}
+
+/// Ends a mailing: final status (fenced), final progress, one report message.
+async fn finish(
+    svc: &Services,
+    m: &Mailing,
+    rows: &[Delivery],
+    lang: Lang,
+    fence: u64,
+    status: MailingStatus,
+) -> Result<Step, EngineError> {
+    let now = svc.now_ms();
+    svc.db.set_mailing_status(m.id, status, None, fence, now).await?;
+    let tally = Tally::of(rows);
+    if let Some(mid) = m.progress_message_id {
+        let text = texts::progress_final(lang, m.id.0, &tally);
+        let _ = svc
+            .telegram
+            .edit_message_text(m.chat_id, MessageId(mid), &text, Some(&InlineKeyboardMarkup::default()))
+            .await;
+    }
+    let report = report_text(svc, m, rows, lang, status == MailingStatus::Cancelled).await;
+    let _ = svc.telegram.send_message(m.chat_id, &report, None).await;
+    Ok(Step::Finished)
+}
+
+/// The report of a finished mailing (also shown by /status afterwards).
+pub async fn report_text(svc: &Services, m: &Mailing, rows: &[Delivery], lang: Lang, cancelled: bool) -> String {
+    let names = svc.db.get_groups(m.user_id).await.unwrap_or_default();
+    let name_of = |jid: &str| {
+        names
+            .iter()
+            .find(|g| g.jid.as_str() == jid)
+            .and_then(|g| g.name.as_deref())
+    };
+    let lines = |state: DeliveryState| -> Vec<ReportLine<'_>> {
+        rows.iter()
+            .filter(|r| r.state == state)
+            .map(|r| ReportLine {
+                group: r.group.as_str(),
+                name: name_of(r.group.as_str()),
+                reason: r.error.as_deref().unwrap_or("—"),
+            })
+            .collect()
+    };
+    texts::report(
+        lang,
+        m.id.0,
+        &Tally::of(rows),
+        cancelled,
+        &lines(DeliveryState::Failed),
+        &lines(DeliveryState::InDoubt),
+    )
+}
+
+/// Pauses a mailing whose account needs attention, and tells the user how to resume.
+async fn pause(svc: &Services, m: &Mailing, lang: Lang, fence: u64, reason: &str) -> Result<Step, EngineError> {
+    let now = svc.now_ms();
+    svc.db
+        .set_mailing_status(m.id, MailingStatus::Paused, Some(reason), fence, now)
+        .await?;
+    let keyboard = InlineKeyboardMarkup::rows(vec![vec![
+        (texts::resume_button(lang), crate::dialogue::Callback::ResumeMailing(m.id.0).data()),
+        (texts::cancel_button(lang), crate::dialogue::Callback::CancelMailing(m.id.0).data()),
+    ]]);
+    let _ = svc
+        .telegram
+        .send_message(m.chat_id, &texts::paused(lang, m.id.0, reason), Some(&ReplyMarkup::Inline(keyboard)))
+        .await;
+    Ok(Step::Finished)
+}

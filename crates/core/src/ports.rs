@@ -239,6 +239,13 @@ pub trait TelegramApi: MaybeSendSync {
         text: &str,
         markup: Option<&InlineKeyboardMarkup>,
     ) -> Result<(), TelegramError>;
+    /// Replaces only the inline keyboard (an empty one removes the buttons).
+    async fn edit_message_reply_markup(
+        &self,
+        chat: ChatId,
+        message: MessageId,
+        markup: &InlineKeyboardMarkup,
+    ) -> Result<(), TelegramError>;
     async fn answer_callback_query(&self, id: &str, text: Option<&str>) -> Result<(), TelegramError>;
 }
 

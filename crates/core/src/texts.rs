@@ -1,4 +1,8 @@
-//! Every text the bot shows, in Russian (first) and English.
+//! Every text the bot shows, in Russian (first) and English, in one place so that wording that
+//! users and scripts rely on (CONTRACT.md: "токен"/"token", "профиль"/"profile", "до"/"until",
+//! the ✅ / ⚠️ report prefixes) is easy to keep stable.
+
+use crate::ledger::Tally;
 use serde::{Deserialize, Serialize};
 
 /// The user's interface language.
@@ -18,11 +22,633 @@ impl Lang {
         }
     }
 
+    /// `en` is English; everything else is Russian, the product's first language.
     pub fn parse(s: &str) -> Lang {
-        if s.eq_ignore_ascii_case("en") {
+        if s.to_ascii_lowercase().starts_with("en") {
             Lang::En
         } else {
             Lang::Ru
         }
+    }
+
+    /// Picks the Russian or the English variant.
+    pub fn pick<T>(self, ru: T, en: T) -> T {
+        match self {
+            Lang::Ru => ru,
+            Lang::En => en,
+        }
+    }
+}
+
+/// Reply-keyboard buttons. Each has a slash-command twin (see `dialogue::Intent`).
+pub mod button {
+    use super::Lang;
+    pub fn mailing_data(l: Lang) -> &'static str {
+        l.pick("📬 Данные рассылки", "📬 Mailing data")
+    }
+    pub fn start(l: Lang) -> &'static str {
+        l.pick("🚀 Начать рассылку", "🚀 Start mailing")
+    }
+    pub fn subscription(l: Lang) -> &'static str {
+        l.pick("💎 Подписка", "💎 Subscription")
+    }
+    pub fn cancel(l: Lang) -> &'static str {
+        l.pick("⛔ Остановить рассылку", "⛔ Stop mailing")
+    }
+    pub fn text(l: Lang) -> &'static str {
+        l.pick("📝 Текст", "📝 Text")
+    }
+    pub fn groups(l: Lang) -> &'static str {
+        l.pick("👥 Группы", "👥 Groups")
+    }
+    pub fn back(l: Lang) -> &'static str {
+        l.pick("⬅️ Назад", "⬅️ Back")
+    }
+}
+
+pub fn ask_token(l: Lang) -> String {
+    l.pick(
+        "👋 Добро пожаловать в groupcast!\n\nШаг 1 из 2. Пришлите API-токен Wappi (личный кабинет wappi.pro → Настройки → API-токен).",
+        "👋 Welcome to groupcast!\n\nStep 1 of 2. Send your Wappi API token (wappi.pro dashboard → Settings → API token).",
+    )
+    .into()
+}
+
+pub fn bad_token_format(l: Lang) -> String {
+    l.pick(
+        "❗ Это не похоже на токен Wappi: он состоит из латинских букв и цифр без пробелов. Пришлите токен ещё раз.",
+        "❗ That does not look like a Wappi token: it is letters and digits without spaces. Send the token again.",
+    )
+    .into()
+}
+
+pub fn ask_profile(l: Lang, masked: &str) -> String {
+    l.pick(
+        format!("Токен принят ({masked}).\n\nШаг 2 из 2. Пришлите ID профиля Wappi (например 2f099bc3-478d) — он на странице профиля в кабинете."),
+        format!("Token received ({masked}).\n\nStep 2 of 2. Send your Wappi profile ID (for example 2f099bc3-478d): it is on the profile page of the dashboard."),
+    )
+}
+
+pub fn bad_profile_format(l: Lang) -> String {
+    l.pick(
+        "❗ ID профиля — это буквы, цифры и дефис, например 2f099bc3-478d. Пришлите ID профиля ещё раз.",
+        "❗ A profile ID is letters, digits and a dash, for example 2f099bc3-478d. Send the profile ID again.",
+    )
+    .into()
+}
+
+pub fn token_refused(l: Lang) -> String {
+    l.pick(
+        "❌ Wappi не принял токен. Проверьте его в кабинете и пришлите токен ещё раз.",
+        "❌ Wappi refused the token. Check it in the dashboard and send the token again.",
+    )
+    .into()
+}
+
+pub fn profile_not_found(l: Lang) -> String {
+    l.pick(
+        "❌ Wappi не знает такой профиль. Проверьте ID профиля и пришлите его ещё раз.",
+        "❌ Wappi does not know this profile. Check the profile ID and send it again.",
+    )
+    .into()
+}
+
+pub fn profile_not_authorized(l: Lang) -> String {
+    l.pick(
+        "❌ WhatsApp не подключён к этому профилю: отсканируйте QR-код в кабинете Wappi и пришлите ID профиля ещё раз.",
+        "❌ WhatsApp is not connected on this profile: scan the QR code in the Wappi dashboard and send the profile ID again.",
+    )
+    .into()
+}
+
+pub fn profile_not_paid(l: Lang) -> String {
+    l.pick(
+        "❌ Профиль Wappi не оплачен. Продлите его в кабинете Wappi и пришлите ID профиля ещё раз.",
+        "❌ The Wappi profile is not paid. Renew it in the Wappi dashboard and send the profile ID again.",
+    )
+    .into()
+}
+
+pub fn wappi_unreachable(l: Lang) -> String {
+    l.pick(
+        "⚠️ Wappi сейчас не отвечает. Попробуйте ещё раз через минуту.",
+        "⚠️ Wappi is not answering right now. Try again in a minute.",
+    )
+    .into()
+}
+
+pub fn registered(l: Lang, phone: Option<&str>) -> String {
+    let phone = phone.map(|p| format!(" (+{p})")).unwrap_or_default();
+    l.pick(
+        format!("✔️ Готово! WhatsApp{phone} подключён. Теперь задайте текст и группы в «📬 Данные рассылки»."),
+        format!("✔️ Done! WhatsApp{phone} is connected. Now set the text and groups under «📬 Mailing data»."),
+    )
+}
+
+pub fn finish_registration_first(l: Lang) -> String {
+    l.pick(
+        "Сначала завершите регистрацию: /start",
+        "Please finish registration first: /start",
+    )
+    .into()
+}
+
+pub fn main_menu(l: Lang) -> String {
+    l.pick("Главное меню.", "Main menu.").into()
+}
+
+pub fn mailing_data(l: Lang, text: Option<&str>, groups: usize) -> String {
+    let text = match text {
+        Some(t) => {
+            let short: String = t.chars().take(300).collect();
+            let more = if t.chars().count() > 300 { "…" } else { "" };
+            format!("{short}{more}")
+        }
+        None => l.pick("— не задан —", "— not set —").into(),
+    };
+    l.pick(
+        format!("📬 Данные рассылки\n\n📝 Текст:\n{text}\n\n👥 Групп: {groups}"),
+        format!("📬 Mailing data\n\n📝 Text:\n{text}\n\n👥 Groups: {groups}"),
+    )
+}
+
+pub fn ask_text(l: Lang) -> String {
+    l.pick(
+        "📝 Пришлите текст рассылки одним сообщением. Жирный, курсив, зачёркнутый и моноширинный шрифт сохранятся в WhatsApp.",
+        "📝 Send the mailing text as one message. Bold, italic, strikethrough and monospace carry over to WhatsApp.",
+    )
+    .into()
+}
+
+pub fn text_empty(l: Lang) -> String {
+    l.pick(
+        "❗ Текст пустой. Пришлите текст рассылки.",
+        "❗ The text is empty. Send the mailing text.",
+    )
+    .into()
+}
+
+pub fn text_too_long(l: Lang, len: usize, max: usize) -> String {
+    l.pick(
+        format!("❗ Текст слишком длинный: {len} символов, максимум {max}. Сократите и пришлите ещё раз."),
+        format!("❗ The text is too long: {len} characters, at most {max}. Shorten it and send it again."),
+    )
+}
+
+pub fn text_not_text(l: Lang) -> String {
+    l.pick(
+        "❗ Нужен текст. Пришлите текст рассылки одним сообщением (или /menu для выхода).",
+        "❗ A text is needed. Send the mailing text as one message (or /menu to leave).",
+    )
+    .into()
+}
+
+pub fn text_saved(l: Lang, preview: &str) -> String {
+    l.pick(
+        format!("✔️ Текст сохранён. Так он будет выглядеть в WhatsApp:\n\n{preview}"),
+        format!("✔️ Text saved. This is how it goes to WhatsApp:\n\n{preview}"),
+    )
+}
+
+pub fn ask_groups(l: Lang, max: usize) -> String {
+    l.pick(
+        format!("👥 Пришлите ID групп WhatsApp, по одному в строке (120363…@g.us или только цифры), до {max} групп. Или импортируйте группы из аккаунта кнопкой ниже."),
+        format!("👥 Send the WhatsApp group IDs, one per line (120363…@g.us or just digits), up to {max} groups. Or import the groups from the account with the button below."),
+    )
+}
+
+pub fn import_button(l: Lang) -> &'static str {
+    l.pick("📥 Импорт из WhatsApp", "📥 Import from WhatsApp")
+}
+
+pub fn groups_none_valid(l: Lang, invalid: &[(usize, String)]) -> String {
+    let mut s = l
+        .pick(
+            "❗ Не нашёл ни одного ID группы. Пришлите список ещё раз, по одному ID в строке.",
+            "❗ Found no group ID. Send the list again, one ID per line.",
+        )
+        .to_string();
+    s.push_str(&invalid_lines(l, invalid));
+    s
+}
+
+pub fn groups_too_many(l: Lang, count: usize, max: usize) -> String {
+    l.pick(
+        format!("❗ Слишком много групп: {count}, максимум {max}. Список не изменён."),
+        format!("❗ Too many groups: {count}, at most {max}. The list was not changed."),
+    )
+}
+
+fn invalid_lines(l: Lang, invalid: &[(usize, String)]) -> String {
+    if invalid.is_empty() {
+        return String::new();
+    }
+    let mut s = l.pick("\n\nНе распознаны строки:", "\n\nLines not recognised:").to_string();
+    for (line, text) in invalid.iter().take(20) {
+        s.push_str(&format!("\n• {line}: {text}"));
+    }
+    if invalid.len() > 20 {
+        s.push_str(&format!("\n… +{}", invalid.len() - 20));
+    }
+    s
+}
+
+pub fn groups_saved(l: Lang, count: usize, duplicates: usize, invalid: &[(usize, String)]) -> String {
+    let mut s = l.pick(
+        format!("✔️ Сохранено групп: {count}."),
+        format!("✔️ Groups saved: {count}."),
+    );
+    if duplicates > 0 {
+        s.push_str(&l.pick(
+            format!("\nПовторы пропущены: {duplicates}."),
+            format!("\nDuplicates skipped: {duplicates}."),
+        ));
+    }
+    s.push_str(&invalid_lines(l, invalid));
+    s
+}
+
+pub fn import_loading_failed(l: Lang, reason: &str) -> String {
+    l.pick(
+        format!("❌ Не удалось получить список чатов из WhatsApp: {reason}"),
+        format!("❌ Could not get the chat list from WhatsApp: {reason}"),
+    )
+}
+
+pub fn import_no_groups(l: Lang) -> String {
+    l.pick(
+        "В аккаунте WhatsApp не найдено групп.",
+        "No groups were found in the WhatsApp account.",
+    )
+    .into()
+}
+
+pub fn import_header(l: Lang, total: usize, selected: usize, page: usize, pages: usize) -> String {
+    l.pick(
+        format!("📥 Группы аккаунта: {total}. Выбрано: {selected}. Страница {page}/{pages}.\nНажмите на группу, чтобы выбрать или снять её, затем «Сохранить»."),
+        format!("📥 Groups of the account: {total}. Selected: {selected}. Page {page}/{pages}.\nTap a group to select or unselect it, then «Save»."),
+    )
+}
+
+pub fn import_save(l: Lang, n: usize) -> String {
+    l.pick(format!("💾 Сохранить ({n})"), format!("💾 Save ({n})"))
+}
+
+pub fn import_all(l: Lang) -> &'static str {
+    l.pick("☑️ Все", "☑️ All")
+}
+
+pub fn import_none(l: Lang) -> &'static str {
+    l.pick("⬜ Ни одной", "⬜ None")
+}
+
+pub fn import_closed(l: Lang) -> String {
+    l.pick("Импорт закрыт.", "Import closed.").into()
+}
+
+pub fn need_text(l: Lang) -> String {
+    l.pick(
+        "❗ Сначала задайте текст рассылки: /text",
+        "❗ Set the mailing text first: /text",
+    )
+    .into()
+}
+
+pub fn need_groups(l: Lang) -> String {
+    l.pick(
+        "❗ Сначала задайте группы: /groups",
+        "❗ Set the groups first: /groups",
+    )
+    .into()
+}
+
+pub fn need_subscription(l: Lang) -> String {
+    l.pick(
+        "🔒 Подписка не активна, поэтому рассылку запустить нельзя. Оформите подписку: /subscribe",
+        "🔒 Your subscription is not active, so a mailing cannot start. Subscribe: /subscribe",
+    )
+    .into()
+}
+
+pub fn already_running(l: Lang) -> String {
+    l.pick(
+        "⏳ Рассылка с этого номера уже идёт. Дождитесь её окончания или остановите: /cancel",
+        "⏳ A mailing from this number is already running. Wait for it to end or stop it: /cancel",
+    )
+    .into()
+}
+
+/// Seconds as a short human duration: `45 с`, `3 мин 20 с`, `1 ч 5 мин`.
+pub fn duration(l: Lang, secs: u64) -> String {
+    let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);
+    let (hu, mu, su) = l.pick(("ч", "мин", "с"), ("h", "min", "s"));
+    if h > 0 {
+        format!("{h} {hu} {m} {mu}")
+    } else if m > 0 {
+        format!("{m} {mu} {s} {su}")
+    } else {
+        format!("{s} {su}")
+    }
+}
+
+pub fn preview(l: Lang, text: &str, groups: usize, eta_secs: u64) -> String {
+    let eta = duration(l, eta_secs);
+    l.pick(
+        format!("👀 Предпросмотр. Это сообщение получит каждая группа:\n\n{text}\n\n———\n👥 Групп: {groups}\n⏱ Примерное время: {eta}\n\nНачать рассылку?"),
+        format!("👀 Preview. Every group gets this message:\n\n{text}\n\n———\n👥 Groups: {groups}\n⏱ Estimated time: {eta}\n\nStart the mailing?"),
+    )
+}
+
+pub fn confirm_yes(l: Lang) -> &'static str {
+    l.pick("✅ Начать", "✅ Start")
+}
+
+pub fn confirm_no(l: Lang) -> &'static str {
+    l.pick("❌ Отмена", "❌ Cancel")
+}
+
+pub fn start_declined(l: Lang) -> String {
+    l.pick("Рассылка не запущена.", "The mailing was not started.").into()
+}
+
+pub fn started(l: Lang, id: i64, groups: usize, eta_secs: u64) -> String {
+    let eta = duration(l, eta_secs);
+    l.pick(
+        format!("🚀 Рассылка #{id} запущена: {groups} групп, примерно {eta}."),
+        format!("🚀 Mailing #{id} started: {groups} groups, about {eta}."),
+    )
+}
+
+fn bar(t: &Tally) -> String {
+    let width = 10u32;
+    let filled = if t.total == 0 { width } else { (t.done() + t.in_doubt) * width / t.total };
+    let pct = if t.total == 0 { 100 } else { (t.done() + t.in_doubt) * 100 / t.total };
+    format!(
+        "{}{} {pct}%",
+        "▓".repeat(filled as usize),
+        "░".repeat((width - filled.min(width)) as usize)
+    )
+}
+
+pub fn progress(l: Lang, id: i64, t: &Tally, eta_secs: u64, waiting_until: Option<&str>) -> String {
+    let eta = duration(l, eta_secs);
+    let mut s = l.pick(
+        format!(
+            "⏳ Рассылка #{id}\n{}\nОтправлено: {} · Ошибок: {} · Осталось: {}\nОсталось примерно: {eta}",
+            bar(t), t.sent, t.failed, t.left + t.in_doubt
+        ),
+        format!(
+            "⏳ Mailing #{id}\n{}\nSent: {} · Failed: {} · Left: {}\nTime left: about {eta}",
+            bar(t), t.sent, t.failed, t.left + t.in_doubt
+        ),
+    );
+    if let Some(w) = waiting_until {
+        s.push_str(&l.pick(
+            format!("\n⏸ Пауза по требованию WhatsApp до {w}"),
+            format!("\n⏸ Paused at WhatsApp's request until {w}"),
+        ));
+    }
+    s
+}
+
+pub fn progress_final(l: Lang, id: i64, t: &Tally) -> String {
+    l.pick(
+        format!("📊 Рассылка #{id}\n{}\nОтправлено: {} · Ошибок: {} · Под вопросом: {}", bar(t), t.sent, t.failed, t.in_doubt),
+        format!("📊 Mailing #{id}\n{}\nSent: {} · Failed: {} · In doubt: {}", bar(t), t.sent, t.failed, t.in_doubt),
+    )
+}
+
+pub fn cancel_button(l: Lang) -> &'static str {
+    l.pick("⛔ Остановить", "⛔ Stop")
+}
+
+pub fn resume_button(l: Lang) -> &'static str {
+    l.pick("▶️ Продолжить", "▶️ Resume")
+}
+
+pub fn cancelling(l: Lang, id: i64) -> String {
+    l.pick(
+        format!("⏹ Останавливаю рассылку #{id}…"),
+        format!("⏹ Stopping mailing #{id}…"),
+    )
+}
+
+pub fn nothing_to_cancel(l: Lang) -> String {
+    l.pick("Сейчас нет активной рассылки.", "There is no active mailing.").into()
+}
+
+pub fn paused(l: Lang, id: i64, reason: &str) -> String {
+    l.pick(
+        format!("⏸ Рассылка #{id} приостановлена: {reason}\nИсправьте и нажмите «Продолжить» — уже отправленные группы не получат сообщение повторно."),
+        format!("⏸ Mailing #{id} is paused: {reason}\nFix it and press «Resume»: groups already sent to will not get the message again."),
+    )
+}
+
+pub fn resumed(l: Lang, id: i64) -> String {
+    l.pick(format!("▶️ Рассылка #{id} продолжается."), format!("▶️ Mailing #{id} continues."))
+}
+
+/// A readable reason for a Wappi account problem.
+pub fn account_problem(l: Lang, e: &crate::wappi::WappiError) -> String {
+    use crate::wappi::WappiError as E;
+    match e {
+        E::NotAuthorized => l.pick("WhatsApp не подключён к профилю Wappi (отсканируйте QR-код)", "WhatsApp is not connected on the Wappi profile (scan the QR code)"),
+        E::BadToken => l.pick("Wappi не принимает токен", "Wappi refuses the token"),
+        E::ProfileNotFound => l.pick("профиль Wappi не найден", "the Wappi profile was not found"),
+        E::NotPaid => l.pick("профиль Wappi не оплачен", "the Wappi profile is not paid"),
+        _ => l.pick("ошибка Wappi", "Wappi error"),
+    }
+    .into()
+}
+
+/// One failed or in-doubt group in a report.
+pub struct ReportLine<'a> {
+    pub group: &'a str,
+    pub name: Option<&'a str>,
+    pub reason: &'a str,
+}
+
+pub fn report(
+    l: Lang,
+    id: i64,
+    t: &Tally,
+    cancelled: bool,
+    failed: &[ReportLine<'_>],
+    in_doubt: &[ReportLine<'_>],
+) -> String {
+    let clean = !cancelled && t.failed == 0 && t.in_doubt == 0 && t.left == 0;
+    let mut s = if clean {
+        l.pick(
+            format!("✅ Рассылка #{id} завершена: отправлено {} из {}.", t.sent, t.total),
+            format!("✅ Mailing #{id} finished: sent {} of {}.", t.sent, t.total),
+        )
+    } else if cancelled {
+        l.pick(
+            format!("⚠️ Рассылка #{id} остановлена.\nОтправлено: {} · Ошибок: {} · Под вопросом: {} · Не отправлено: {}", t.sent, t.failed, t.in_doubt, t.left),
+            format!("⚠️ Mailing #{id} was stopped.\nSent: {} · Failed: {} · In doubt: {} · Not sent: {}", t.sent, t.failed, t.in_doubt, t.left),
+        )
+    } else {
+        l.pick(
+            format!("⚠️ Рассылка #{id} завершена с ошибками.\nОтправлено: {} · Ошибок: {} · Под вопросом: {}", t.sent, t.failed, t.in_doubt),
+            format!("⚠️ Mailing #{id} finished with errors.\nSent: {} · Failed: {} · In doubt: {}", t.sent, t.failed, t.in_doubt),
+        )
+    };
+    let list = |s: &mut String, title: &str, lines: &[ReportLine<'_>]| {
+        if lines.is_empty() {
+            return;
+        }
+        s.push_str("\n\n");
+        s.push_str(title);
+        for line in lines.iter().take(30) {
+            match line.name {
+                Some(n) => s.push_str(&format!("\n• {n} ({}) — {}", line.group, line.reason)),
+                None => s.push_str(&format!("\n• {} — {}", line.group, line.reason)),
+            }
+        }
+        if lines.len() > 30 {
+            s.push_str(&format!("\n… +{}", lines.len() - 30));
+        }
+    };
+    list(&mut s, l.pick("Не доставлено:", "Not delivered:"), failed);
+    list(
+        &mut s,
+        l.pick(
+            "Под вопросом (Wappi не подтвердил отправку, проверьте вручную):",
+            "In doubt (Wappi did not confirm the send, please check by hand):",
+        ),
+        in_doubt,
+    );
+    s
+}
+
+pub fn no_mailings(l: Lang) -> String {
+    l.pick("Рассылок ещё не было.", "No mailings yet.").into()
+}
+
+/// `dd.mm.yyyy` of a unix-seconds instant, in UTC.
+pub fn date(secs: i64) -> String {
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    format!("{d:02}.{m:02}.{y:04}")
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
+/// (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// `HH:MM:SS` UTC of a unix-ms instant.
+pub fn clock_time(ms: i64) -> String {
+    let s = ms.div_euclid(1000).rem_euclid(86_400);
+    format!("{:02}:{:02}:{:02} UTC", s / 3600, (s % 3600) / 60, s % 60)
+}
+
+pub fn subscription(l: Lang, until: i64, now: i64) -> String {
+    if until > now {
+        l.pick(
+            format!("💎 Подписка активна до {}.", date(until)),
+            format!("💎 Subscription active until {}.", date(until)),
+        )
+    } else {
+        l.pick("💎 Подписка не активна.", "💎 Subscription is not active.").into()
+    }
+}
+
+pub fn payments_unavailable(l: Lang) -> String {
+    l.pick(
+        "Оплата пока не настроена оператором бота.",
+        "Payments are not configured by the bot's operator yet.",
+    )
+    .into()
+}
+
+pub fn choose_lang() -> String {
+    "🌐 Выберите язык / Choose the language".into()
+}
+
+pub fn lang_set(l: Lang) -> String {
+    l.pick("Язык: русский.", "Language: English.").into()
+}
+
+pub fn help(l: Lang) -> String {
+    l.pick(
+        "groupcast рассылает один пост во множество групп WhatsApp через ваш профиль Wappi.\n\n\
+         1. /start — подключить Wappi (токен и ID профиля)\n\
+         2. /text — текст рассылки\n\
+         3. /groups — список групп (вставкой или импортом из WhatsApp)\n\
+         4. /mailing — предпросмотр и запуск\n\
+         /status — ход рассылки, /cancel — остановить\n\
+         /subscribe — подписка, /lang — язык\n\n\
+         Сообщения уходят с безопасной паузой между ними, каждая группа получает пост ровно один раз — даже после сбоя.",
+        "groupcast posts one message into many WhatsApp groups through your Wappi profile.\n\n\
+         1. /start — connect Wappi (token and profile ID)\n\
+         2. /text — the mailing text\n\
+         3. /groups — the group list (paste it or import it from WhatsApp)\n\
+         4. /mailing — preview and start\n\
+         /status — progress, /cancel — stop\n\
+         /subscribe — subscription, /lang — language\n\n\
+         Messages go out with a safe pause between them, and every group gets the post exactly once, even after a crash.",
+    )
+    .into()
+}
+
+pub fn unknown_input(l: Lang) -> String {
+    l.pick(
+        "Не понял. Выберите действие в меню или /help.",
+        "I did not understand. Pick an action from the menu or see /help.",
+    )
+    .into()
+}
+
+pub fn images_later(l: Lang) -> String {
+    l.pick(
+        "🖼️ Фото в рассылках появятся в следующей версии; пока рассылаем текст.",
+        "🖼️ Photos in mailings arrive in the next version; for now mailings carry text.",
+    )
+    .into()
+}
+
+pub fn internal_error(l: Lang) -> String {
+    l.pick(
+        "⚠️ Что-то пошло не так на нашей стороне. Ваши данные сохранены; попробуйте ещё раз.",
+        "⚠️ Something went wrong on our side. Your data is kept; please try again.",
+    )
+    .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(date(0), "01.01.1970");
+        assert_eq!(date(1_798_243_200), "26.12.2026");
+        assert_eq!(date(951_782_400), "29.02.2000");
+    }
+
+    #[test]
+    fn report_prefixes() {
+        let clean = Tally { total: 2, sent: 2, ..Tally::default() };
+        assert!(report(Lang::Ru, 1, &clean, false, &[], &[]).starts_with('✅'));
+        let failed = Tally { total: 2, sent: 1, failed: 1, ..Tally::default() };
+        assert!(report(Lang::En, 1, &failed, false, &[], &[]).starts_with('⚠'));
+        assert!(report(Lang::Ru, 1, &clean, true, &[], &[]).starts_with('⚠'));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration(Lang::Ru, 45), "45 с");
+        assert_eq!(duration(Lang::En, 200), "3 min 20 s");
+        assert_eq!(duration(Lang::Ru, 3900), "1 ч 5 мин");
     }
 }

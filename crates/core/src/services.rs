@@ -1,0 +1,121 @@
+//! The bundle of ports and settings that the bot and the mailing engine run on. Each runtime
+//! builds one at start-up from its own adapters.
+
+use crate::crypto::TokenCipher;
+use crate::ports::{Clock, Db, Entropy, PacingConfig, State, TelegramApi, WappiApi};
+use std::sync::Arc;
+
+/// Behaviour settings shared by both runtimes (names per CONTRACT.md where they exist there).
+#[derive(Debug, Clone)]
+pub struct CoreSettings {
+    pub pacing: PacingConfig,
+    /// Free days for a new user (`TRIAL_DAYS`).
+    pub trial_days: u32,
+    /// Cap on groups per user (`MAX_GROUPS_PER_USER`).
+    pub max_groups: usize,
+    /// Operators (`ADMIN_TELEGRAM_IDS`).
+    pub admin_ids: Vec<i64>,
+    pub engine: EngineConfig,
+}
+
+impl Default for CoreSettings {
+    fn default() -> Self {
+        CoreSettings {
+            pacing: PacingConfig::default(),
+            trial_days: 0,
+            max_groups: 500,
+            admin_ids: Vec::new(),
+            engine: EngineConfig::default(),
+        }
+    }
+}
+
+/// Retry and progress tuning of the mailing engine.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Attempts per row before it fails (5xx, network errors, failed reconciliations).
+    pub max_attempts: u32,
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    /// Minimum time between two edits of the progress message (`PROGRESS_INTERVAL_SECS`).
+    pub progress_interval_ms: i64,
+    /// How long to wait before reading the chat history to settle an `in_doubt` row.
+    pub settle_delay_ms: i64,
+    /// How many recent messages of the group reconciliation reads.
+    pub settle_lookback: u32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            max_attempts: 5,
+            backoff_base_ms: 1000,
+            backoff_max_ms: 60_000,
+            progress_interval_ms: 3000,
+            settle_delay_ms: 2000,
+            settle_lookback: 50,
+        }
+    }
+}
+
+/// Ports plus settings: everything the core needs, cheap to clone.
+#[derive(Clone)]
+pub struct Services {
+    pub db: Arc<dyn Db>,
+    pub state: Arc<dyn State>,
+    pub telegram: Arc<dyn TelegramApi>,
+    pub wappi: Arc<dyn WappiApi>,
+    pub clock: Arc<dyn Clock>,
+    pub entropy: Arc<dyn Entropy>,
+    pub cipher: Arc<TokenCipher>,
+    pub settings: Arc<CoreSettings>,
+}
+
+impl Services {
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// A fresh AES-GCM nonce.
+    pub fn nonce(&self) -> [u8; 12] {
+        let mut n = [0u8; 12];
+        self.entropy.fill(&mut n);
+        n
+    }
+
+    /// Seconds per send at the profile's pace, for ETAs.
+    pub fn send_interval_secs(&self) -> f64 {
+        1.0 / self.settings.pacing.profile_rate_per_sec.max(0.001)
+    }
+
+    /// ETA in seconds for `sends` messages at the profile's pace.
+    pub fn eta_secs(&self, sends: usize) -> u64 {
+        (sends as f64 * self.send_interval_secs()).ceil() as u64
+    }
+}
+
+impl Services {
+    /// The additional authenticated data binding an encrypted token to its user, so a
+    /// ciphertext copied into another user's row does not decrypt.
+    pub fn token_aad(user: crate::ids::UserId) -> Vec<u8> {
+        format!("groupcast:user:{}", user.0).into_bytes()
+    }
+
+    pub fn encrypt_token(&self, user: crate::ids::UserId, token: &crate::secret::Secret) -> String {
+        self.cipher.encrypt(token, &Self::token_aad(user), self.nonce())
+    }
+
+    pub fn decrypt_token(
+        &self,
+        user: crate::ids::UserId,
+        stored: &str,
+    ) -> Result<crate::secret::Secret, crate::crypto::CryptoError> {
+        self.cipher.decrypt(stored, &Self::token_aad(user))
+    }
+
+    /// A registered user's Wappi credentials.
+    pub fn creds_of(&self, user: &crate::ports::UserRecord) -> Option<crate::wappi::WappiCreds> {
+        let token = self.decrypt_token(user.id, user.wappi_token_enc.as_deref()?).ok()?;
+        Some(crate::wappi::WappiCreds { token, profile_id: user.profile_id.clone()? })
+    }
+}

@@ -1,0 +1,190 @@
+//! The mailing runner of the self-hosted server: a supervisor that picks mailings from the
+//! intake queue (and, as a reconciler, from the database, so a mailing the queue lost is never
+//! forgotten) and drives each with a tokio task that holds the profile's lease and calls
+//! [`engine::step`] until the mailing is over.
+
+use groupcast_core::engine::{self, Step};
+use groupcast_core::ids::MailingId;
+use groupcast_core::ledger::MailingStatus;
+use groupcast_core::ports::{DbError, Lease};
+use groupcast_core::services::Services;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// How often the supervisor looks at the queue and the database.
+const POLL: Duration = Duration::from_millis(100);
+/// How often running mailings are re-read from the database (the reconciler).
+const RESCAN: Duration = Duration::from_secs(5);
+/// How often this runner writes its heartbeat.
+const HEARTBEAT: Duration = Duration::from_secs(5);
+/// The longest a driver sleeps before re-checking cancel, shutdown and its lease.
+const NAP_MS: i64 = 200;
+
+pub struct Runner {
+    svc: Services,
+    lease_ttl_ms: u64,
+    id: String,
+    tasks: Mutex<HashMap<MailingId, JoinHandle<()>>>,
+}
+
+impl Runner {
+    pub fn new(svc: Services, lease_ttl_ms: u64, id: String) -> Arc<Runner> {
+        Arc::new(Runner { svc, lease_ttl_ms, id, tasks: Mutex::new(HashMap::new()) })
+    }
+
+    /// Runs until `shutdown` turns true, then waits (at most `grace`) for drivers to stop.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>, grace: Duration) {
+        let mut last_scan = None::<tokio::time::Instant>;
+        let mut last_beat = None::<tokio::time::Instant>;
+        while !*shutdown.borrow() {
+            let now = tokio::time::Instant::now();
+            if last_beat.is_none_or(|t| now - t >= HEARTBEAT) {
+                if let Err(e) = self.svc.state.heartbeat(&self.id, self.svc.now_ms()).await {
+                    tracing::warn!(error = %e, "heartbeat failed");
+                }
+                last_beat = Some(now);
+            }
+            loop {
+                match self.svc.state.dequeue().await {
+                    Ok(Some(id)) => self.ensure_driver(id, &shutdown),
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "intake queue unavailable");
+                        break;
+                    }
+                }
+            }
+            if last_scan.is_none_or(|t| now - t >= RESCAN) {
+                match self.svc.db.running_mailings().await {
+                    Ok(list) => list.iter().for_each(|m| self.ensure_driver(m.id, &shutdown)),
+                    Err(e) => tracing::warn!(error = %e, "could not list running mailings"),
+                }
+                last_scan = Some(now);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(POLL) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        let handles: Vec<_> = self.tasks.lock().expect("tasks lock").drain().map(|(_, h)| h).collect();
+        let all = futures_join(handles);
+        if tokio::time::timeout(grace, all).await.is_err() {
+            tracing::warn!("some mailing drivers did not stop in time");
+        }
+    }
+
+    /// Starts a driver for the mailing unless one is already running in this process.
+    fn ensure_driver(self: &Arc<Self>, id: MailingId, shutdown: &watch::Receiver<bool>) {
+        let mut tasks = self.tasks.lock().expect("tasks lock");
+        tasks.retain(|_, h| !h.is_finished());
+        if tasks.contains_key(&id) {
+            return;
+        }
+        let me = Arc::clone(self);
+        let shutdown = shutdown.clone();
+        tasks.insert(id, tokio::spawn(async move { me.drive(id, shutdown).await }));
+    }
+
+    async fn drive(&self, id: MailingId, shutdown: watch::Receiver<bool>) {
+        let svc = &self.svc;
+        let profile = match svc.db.get_mailing(id).await {
+            Ok(Some(m)) if m.status == MailingStatus::Running => m.profile_id,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(mailing = id.0, error = %e, "could not load mailing");
+                return;
+            }
+        };
+        // Take the profile's lease; another runner may hold it (it will release or expire).
+        let lease = loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            match svc.state.acquire_lease(&profile, self.lease_ttl_ms, svc.now_ms()).await {
+                Ok(Some(lease)) => break lease,
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "lease backend unavailable"),
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            match svc.db.get_mailing(id).await {
+                Ok(Some(m)) if m.status == MailingStatus::Running => {}
+                _ => return,
+            }
+        };
+        match svc.db.claim_mailing(id, lease.fence).await {
+            Ok(()) => {}
+            Err(DbError::StaleFence) => {
+                tracing::warn!(mailing = id.0, "a newer runner owns this mailing");
+                let _ = svc.state.release_lease(&lease).await;
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(mailing = id.0, error = %e, "could not claim mailing");
+                let _ = svc.state.release_lease(&lease).await;
+                return;
+            }
+        }
+        tracing::info!(mailing = id.0, profile = %profile, fence = lease.fence, runner = %self.id, "driving mailing");
+        let mut renewed_at = svc.now_ms();
+        let outcome = 'drive: loop {
+            if *shutdown.borrow() {
+                break "shutdown";
+            }
+            if !self.keep_lease(&lease, &mut renewed_at).await {
+                break "lease lost";
+            }
+            match engine::step(svc, id, &lease).await {
+                Ok(Step::Continue) => tokio::task::yield_now().await,
+                Ok(Step::SleepUntil(t)) => loop {
+                    let now = svc.now_ms();
+                    if now >= t || *shutdown.borrow() || svc.state.is_cancelled(id).await.unwrap_or(false) {
+                        break;
+                    }
+                    if !self.keep_lease(&lease, &mut renewed_at).await {
+                        break 'drive "lease lost";
+                    }
+                    tokio::time::sleep(Duration::from_millis((t - now).clamp(1, NAP_MS) as u64)).await;
+                },
+                Ok(Step::Finished) => break "finished",
+                Ok(Step::LostLease) => break "lease lost",
+                Err(e) => {
+                    tracing::warn!(mailing = id.0, error = %e, "mailing step failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        };
+        tracing::info!(mailing = id.0, outcome, "driver stopped");
+        if let Err(e) = svc.state.release_lease(&lease).await {
+            tracing::warn!(error = %e, "could not release lease");
+        }
+    }
+
+    /// Renews the lease when a third of its time has passed; `false` once it is lost.
+    async fn keep_lease(&self, lease: &Lease, renewed_at: &mut i64) -> bool {
+        let now = self.svc.now_ms();
+        if now - *renewed_at < (self.lease_ttl_ms / 3) as i64 {
+            return true;
+        }
+        match self.svc.state.renew_lease(lease, self.lease_ttl_ms, now).await {
+            Ok(true) => {
+                *renewed_at = now;
+                true
+            }
+            Ok(false) => false,
+            Err(e) => {
+                tracing::warn!(error = %e, "lease renewal failed");
+                // Keep going only while the lease cannot have expired yet.
+                now - *renewed_at < self.lease_ttl_ms as i64 / 2
+            }
+        }
+    }
+}
+
+async fn futures_join(handles: Vec<JoinHandle<()>>) {
+    for h in handles {
+        let _ = h.await;
+    }
+}

@@ -1,0 +1,631 @@
+//! `HttpTelegram`: the Bot API client of the self-hosted server (reqwest, JSON POST to
+//! `{api_url}/bot{token}/{method}`).
+//!
+//! Every answer is classified into a [`TelegramError`] that carries the retry decision. The
+//! token sits in the URL path, so it never reaches an error text or a log line: transport
+//! errors are stripped of their URL and scrubbed of the token. Our own sends
+//! (`sendMessage`, `editMessageText`, `sendPhoto`) are paced below Telegram's limits (about
+//! 1 message per second per chat with short bursts, 30 per second overall) and a 429 is
+//! honoured: the chat is held back for `retry_after` seconds and the request is repeated.
+
+use groupcast_core::ports::{async_trait, TelegramApi};
+use groupcast_core::telegram::{
+    ApiResponse, InlineKeyboardMarkup, Message, MessageId, ReplyMarkup, TelegramError, Update,
+    User,
+};
+use groupcast_core::{ChatId, Secret};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The public Bot API server.
+pub const DEFAULT_API_URL: &str = "https://api.telegram.org";
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How much longer than its long-poll timeout a `getUpdates` request may take.
+const POLL_GRACE: Duration = Duration::from_secs(15);
+/// Files are at most 20 MB.
+const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(120);
+/// How many times a send is repeated after a 429.
+const MAX_RETRIES: u32 = 3;
+/// A 429 asking for a longer wait than this is returned to the caller instead of waited out
+/// inline (the chat stays held back all the same).
+const MAX_INLINE_WAIT_SECS: u64 = 60;
+/// Used when a 429 comes without `parameters.retry_after`.
+const DEFAULT_RETRY_AFTER_SECS: u64 = 5;
+/// The updates the bot handles.
+const ALLOWED_UPDATES: [&str; 2] = ["message", "callback_query"];
+
+/// The Telegram Bot API over HTTP. Cheap to clone: clones share the connection pool and the
+/// send throttle.
+#[derive(Clone)]
+pub struct HttpTelegram {
+    client: reqwest::Client,
+    api_url: String,
+    token: Secret,
+    throttle: Arc<Throttle>,
+}
+
+impl fmt::Debug for HttpTelegram {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpTelegram")
+            .field("api_url", &self.api_url)
+            .field("token", &self.token)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The part of a `File` object we use.
+#[derive(Debug, Deserialize)]
+struct FileInfo {
+    file_path: Option<String>,
+}
+
+impl HttpTelegram {
+    /// A client for `api_url` (`https://api.telegram.org`, or a local fake) and a bot token.
+    pub fn new(api_url: &str, token: Secret) -> Self {
+        let client = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .expect("the reqwest client builds with static settings");
+        HttpTelegram {
+            client,
+            api_url: api_url.trim_end_matches('/').to_string(),
+            token,
+            throttle: Arc::new(Throttle::new()),
+        }
+    }
+
+    /// Long-polls for updates with `update_id >= offset` (which also confirms every earlier
+    /// one), waiting up to `timeout_secs` when none is queued.
+    pub async fn get_updates(&self, offset: i64, timeout_secs: u64) -> Result<Vec<Update>, TelegramError> {
+        let body = json!({
+            "offset": offset,
+            "timeout": timeout_secs,
+            "allowed_updates": ALLOWED_UPDATES,
+        });
+        let timeout = Duration::from_secs(timeout_secs) + POLL_GRACE;
+        self.call("getUpdates", &body, timeout).await
+    }
+
+    /// Points Telegram at our webhook; `secret` comes back in `X-Telegram-Bot-Api-Secret-Token`.
+    pub async fn set_webhook(&self, url: &str, secret: &Secret) -> Result<(), TelegramError> {
+        let body = json!({
+            "url": url,
+            "secret_token": secret.expose(),
+            "allowed_updates": ALLOWED_UPDATES,
+        });
+        self.call::<Value>("setWebhook", &body, REQUEST_TIMEOUT).await.map(drop)
+    }
+
+    /// Removes the webhook (needed before `getUpdates` works). Pending updates are kept.
+    pub async fn delete_webhook(&self) -> Result<(), TelegramError> {
+        let body = json!({ "drop_pending_updates": false });
+        self.call::<Value>("deleteWebhook", &body, REQUEST_TIMEOUT).await.map(drop)
+    }
+
+    /// The bot itself; a cheap check that the token is valid.
+    pub async fn get_me(&self) -> Result<User, TelegramError> {
+        self.call("getMe", &json!({}), REQUEST_TIMEOUT).await
+    }
+
+    /// The raw `WebhookInfo` (url, pending_update_count, last_error_message…).
+    pub async fn get_webhook_info(&self) -> Result<Value, TelegramError> {
+        self.call("getWebhookInfo", &json!({}), REQUEST_TIMEOUT).await
+    }
+
+    /// The `file_path` of a file, to pass to [`HttpTelegram::download_file`].
+    pub async fn get_file(&self, file_id: &str) -> Result<String, TelegramError> {
+        let info: FileInfo = self.call("getFile", &json!({ "file_id": file_id }), REQUEST_TIMEOUT).await?;
+        info.file_path
+            .ok_or_else(|| TelegramError::InvalidJson("getFile: the answer has no file_path".into()))
+    }
+
+    /// Downloads a file by the `file_path` that `getFile` returned.
+    pub async fn download_file(&self, file_path: &str) -> Result<Vec<u8>, TelegramError> {
+        let url = format!("{}/file/bot{}/{}", self.api_url, self.token.expose(), file_path.trim_start_matches('/'));
+        let what = "file download";
+        let resp = self
+            .client
+            .get(url)
+            .timeout(DOWNLOAD_TIMEOUT)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(what, e))?;
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.map_err(|e| self.transport_error(what, e))?;
+        if (200..300).contains(&status) {
+            return Ok(bytes.to_vec());
+        }
+        let description = serde_json::from_slice::<ApiResponse<Value>>(&bytes)
+            .ok()
+            .and_then(|r| r.description)
+            .unwrap_or_else(|| format!("http {status}"));
+        Err(self.scrub_error(if status >= 500 {
+            TelegramError::Network(format!("{what}: http {status}: {description}"))
+        } else {
+            TelegramError::Api { code: i64::from(status), description }
+        }))
+    }
+
+    /// Sends a photo already on Telegram's servers (by `file_id`). Paced like messages.
+    pub async fn send_photo(
+        &self,
+        chat: ChatId,
+        file_id: &str,
+        caption: Option<&str>,
+        markup: Option<&ReplyMarkup>,
+    ) -> Result<MessageId, TelegramError> {
+        let mut body = json!({ "chat_id": chat.0, "photo": file_id });
+        if let Some(caption) = caption {
+            body["caption"] = json!(caption);
+        }
+        if let Some(markup) = markup {
+            body["reply_markup"] = json!(markup);
+        }
+        let msg: Message = self
+            .paced(chat.0, "sendPhoto", || self.post("sendPhoto").json(&body))
+            .await?;
+        Ok(MessageId(msg.message_id))
+    }
+
+    /// Uploads a photo (JPEG or PNG bytes) as multipart/form-data. Paced like messages.
+    pub async fn send_photo_bytes(
+        &self,
+        chat: ChatId,
+        bytes: Vec<u8>,
+        file_name: &str,
+        caption: Option<&str>,
+        markup: Option<&ReplyMarkup>,
+    ) -> Result<MessageId, TelegramError> {
+        let mut fields = vec![("chat_id", chat.0.to_string())];
+        if let Some(caption) = caption {
+            fields.push(("caption", caption.to_string()));
+        }
+        if let Some(markup) = markup {
+            fields.push(("reply_markup", json!(markup).to_string()));
+        }
+        let (content_type, body) = multipart(&fields, "photo", file_name, &bytes);
+        let msg: Message = self
+            .paced(chat.0, "sendPhoto", || {
+                self.post("sendPhoto")
+                    .header(reqwest::header::CONTENT_TYPE, content_type.clone())
+                    .body(body.clone())
+            })
+            .await?;
+        Ok(MessageId(msg.message_id))
+    }
+
+    fn post(&self, method: &str) -> reqwest::RequestBuilder {
+        self.client.post(format!("{}/bot{}/{}", self.api_url, self.token.expose(), method))
+    }
+
+    /// One unpaced JSON call.
+    async fn call<T: DeserializeOwned>(&self, method: &str, body: &Value, timeout: Duration) -> Result<T, TelegramError> {
+        tracing::debug!(method, "telegram call");
+        self.execute(method, self.post(method).json(body).timeout(timeout)).await
+    }
+
+    /// A send to `chat`: waits for the throttle, and on a 429 holds the chat back for
+    /// `retry_after` seconds and repeats the request (up to [`MAX_RETRIES`] times).
+    async fn paced<T, F>(&self, chat: i64, method: &str, build: F) -> Result<T, TelegramError>
+    where
+        T: DeserializeOwned,
+        F: Fn() -> reqwest::RequestBuilder + Send + Sync,
+    {
+        let mut retries = 0;
+        loop {
+            self.throttle.acquire(chat).await;
+            tracing::debug!(method, chat, "telegram send");
+            match self.execute(method, build()).await {
+                Err(TelegramError::RetryAfter(secs)) => {
+                    self.throttle.hold(chat, secs);
+                    if retries >= MAX_RETRIES || secs > MAX_INLINE_WAIT_SECS {
+                        tracing::warn!(method, chat, retry_after = secs, "telegram 429, giving up");
+                        return Err(TelegramError::RetryAfter(secs));
+                    }
+                    retries += 1;
+                    tracing::warn!(method, chat, retry_after = secs, retries, "telegram 429, waiting");
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn execute<T: DeserializeOwned>(&self, method: &str, req: reqwest::RequestBuilder) -> Result<T, TelegramError> {
+        let resp = req.send().await.map_err(|e| self.transport_error(method, e))?;
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.map_err(|e| self.transport_error(method, e))?;
+        classify(method, status, &bytes).map_err(|e| {
+            let e = self.scrub_error(e);
+            tracing::debug!(method, error = %e, "telegram call failed");
+            e
+        })
+    }
+
+    /// A transport failure as text without the URL (which holds the token).
+    fn transport_error(&self, method: &str, err: reqwest::Error) -> TelegramError {
+        let kind = if err.is_timeout() {
+            "timed out"
+        } else if err.is_connect() {
+            "connection failed"
+        } else if err.is_body() || err.is_decode() {
+            "reading the answer failed"
+        } else {
+            "request failed"
+        };
+        let err = err.without_url();
+        let mut text = format!("{method}: {kind}: {err}");
+        let mut source = std::error::Error::source(&err);
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        self.scrub_error(TelegramError::Network(text))
+    }
+
+    /// Belt and braces: whatever text an error carries, the token is replaced by `***`.
+    fn scrub_error(&self, err: TelegramError) -> TelegramError {
+        let token = self.token.expose();
+        if token.is_empty() {
+            return err;
+        }
+        let scrub = |s: String| s.replace(token, "***");
+        match err {
+            TelegramError::Api { code, description } => TelegramError::Api { code, description: scrub(description) },
+            TelegramError::Network(s) => TelegramError::Network(scrub(s)),
+            TelegramError::InvalidJson(s) => TelegramError::InvalidJson(scrub(s)),
+            e @ TelegramError::RetryAfter(_) => e,
+        }
+    }
+}
+
+/// Turns an HTTP status and body into the `result` or a classified error.
+fn classify<T: DeserializeOwned>(method: &str, status: u16, body: &[u8]) -> Result<T, TelegramError> {
+    let resp: ApiResponse<T> = match serde_json::from_slice(body) {
+        Ok(resp) => resp,
+        Err(_) if status >= 500 => return Err(TelegramError::Network(format!("{method}: http {status}"))),
+        Err(_) if status == 429 => return Err(TelegramError::RetryAfter(DEFAULT_RETRY_AFTER_SECS)),
+        Err(e) => return Err(TelegramError::InvalidJson(format!("{method}: http {status}: {e}"))),
+    };
+    if resp.ok {
+        return resp
+            .result
+            .ok_or_else(|| TelegramError::InvalidJson(format!("{method}: ok without a result")));
+    }
+    let code = resp.error_code.unwrap_or(i64::from(status));
+    let description = resp.description.unwrap_or_default();
+    if code == 429 || status == 429 {
+        let secs = resp.parameters.and_then(|p| p.retry_after).unwrap_or(DEFAULT_RETRY_AFTER_SECS);
+        return Err(TelegramError::RetryAfter(secs));
+    }
+    if code >= 500 || status >= 500 {
+        return Err(TelegramError::Network(format!("{method}: http {code}: {description}")));
+    }
+    Err(TelegramError::Api { code, description })
+}
+
+/// A multipart/form-data body with text fields and one file; returns the content type too.
+fn multipart(fields: &[(&str, String)], file_field: &str, file_name: &str, bytes: &[u8]) -> (String, Vec<u8>) {
+    let boundary = loop {
+        let b = format!("groupcast-{:032x}", rand::random::<u128>());
+        if !bytes.windows(b.len()).any(|w| w == b.as_bytes()) {
+            break b;
+        }
+    };
+    let mime = if bytes.starts_with(b"\x89PNG") { "image/png" } else { "image/jpeg" };
+    let quote = |s: &str| s.replace(['"', '\r', '\n'], "_");
+    let mut body = Vec::with_capacity(bytes.len() + 512);
+    for (name, value) in fields {
+        body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes());
+        body.extend_from_slice(value.as_bytes());
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{file_field}\"; filename=\"{}\"\r\nContent-Type: {mime}\r\n\r\n",
+            quote(file_name)
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+impl TelegramApi for HttpTelegram {
+    async fn send_message(&self, chat: ChatId, text: &str, markup: Option<&ReplyMarkup>) -> Result<MessageId, TelegramError> {
+        let mut body = json!({ "chat_id": chat.0, "text": text });
+        if let Some(markup) = markup {
+            body["reply_markup"] = json!(markup);
+        }
+        let msg: Message = self
+            .paced(chat.0, "sendMessage", || self.post("sendMessage").json(&body))
+            .await?;
+        Ok(MessageId(msg.message_id))
+    }
+
+    async fn edit_message_text(
+        &self,
+        chat: ChatId,
+        message: MessageId,
+        text: &str,
+        markup: Option<&InlineKeyboardMarkup>,
+    ) -> Result<(), TelegramError> {
+        let mut body = json!({ "chat_id": chat.0, "message_id": message.0, "text": text });
+        if let Some(markup) = markup {
+            body["reply_markup"] = json!(markup);
+        }
+        // The result is the edited Message (or `true` for inline messages): not needed.
+        self.paced::<Value, _>(chat.0, "editMessageText", || self.post("editMessageText").json(&body))
+            .await
+            .map(drop)
+    }
+
+    async fn answer_callback_query(&self, id: &str, text: Option<&str>) -> Result<(), TelegramError> {
+        let mut body = json!({ "callback_query_id": id });
+        if let Some(text) = text {
+            body["text"] = json!(text);
+        }
+        self.call::<Value>("answerCallbackQuery", &body, REQUEST_TIMEOUT).await.map(drop)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pacing of our own sends
+
+/// A GCRA limiter: at most `burst` sends at once, then one every `interval_ms`.
+/// (A small private stand-in for `groupcast_core::pacing::Gcra`, same contract.)
+#[derive(Debug, Clone, Copy)]
+struct Rate {
+    interval_ms: f64,
+    burst: u32,
+}
+
+impl Rate {
+    const PRIVATE_CHAT: Rate = Rate { interval_ms: 1000.0, burst: 3 };
+    /// Groups take at most 20 messages a minute.
+    const GROUP_CHAT: Rate = Rate { interval_ms: 3000.0, burst: 3 };
+    const GLOBAL: Rate = Rate { interval_ms: 1000.0 / 30.0, burst: 1 };
+
+    fn for_chat(chat: i64) -> Rate {
+        if chat < 0 {
+            Rate::GROUP_CHAT
+        } else {
+            Rate::PRIVATE_CHAT
+        }
+    }
+
+    /// `Ok(new theoretical arrival time, µs)` when a send at `now_ms` is allowed, else
+    /// `Err(unix ms at which it will be)`.
+    fn check(&self, tat_us: Option<i64>, now_ms: i64) -> Result<i64, i64> {
+        let now_us = now_ms * 1000;
+        let interval_us = (self.interval_ms * 1000.0).round() as i64;
+        let tolerance_us = interval_us * i64::from(self.burst.max(1) - 1);
+        let tat = tat_us.unwrap_or(now_us).max(now_us);
+        let allowed_at_us = tat - tolerance_us;
+        if allowed_at_us <= now_us {
+            Ok(tat + interval_us)
+        } else {
+            Err((allowed_at_us + 999) / 1000)
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct ChatGate {
+    tat_us: Option<i64>,
+    /// After a 429: nothing goes to the chat before this (ms on the throttle clock).
+    hold_until_ms: i64,
+}
+
+#[derive(Debug, Default)]
+struct ThrottleState {
+    global_tat_us: Option<i64>,
+    chats: HashMap<i64, ChatGate>,
+}
+
+/// The per-chat and global gates. Time is monotonic milliseconds since creation (tokio's
+/// clock, so tests can pause it).
+#[derive(Debug)]
+struct Throttle {
+    epoch: Instant,
+    state: Mutex<ThrottleState>,
+}
+
+/// Gates of idle chats are dropped once there are this many.
+const MAX_TRACKED_CHATS: usize = 10_000;
+
+impl Throttle {
+    fn new() -> Self {
+        Throttle { epoch: Instant::now(), state: Mutex::new(ThrottleState::default()) }
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.epoch.elapsed().as_millis() as i64
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ThrottleState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits until both the chat's gate and the global gate let a send through, and takes
+    /// the slot in both.
+    async fn acquire(&self, chat: i64) {
+        loop {
+            let now = self.now_ms();
+            let wait_until = {
+                let mut guard = self.lock();
+                let ThrottleState { global_tat_us, chats } = &mut *guard;
+                if chats.len() > MAX_TRACKED_CHATS {
+                    chats.retain(|_, g| g.hold_until_ms > now || g.tat_us.is_some_and(|t| t > now * 1000));
+                }
+                let gate = chats.entry(chat).or_default();
+                if gate.hold_until_ms > now {
+                    gate.hold_until_ms
+                } else {
+                    match Rate::for_chat(chat).check(gate.tat_us, now) {
+                        Err(at) => at,
+                        Ok(chat_tat) => match Rate::GLOBAL.check(*global_tat_us, now) {
+                            Err(at) => at,
+                            Ok(global_tat) => {
+                                gate.tat_us = Some(chat_tat);
+                                *global_tat_us = Some(global_tat);
+                                return;
+                            }
+                        },
+                    }
+                }
+            };
+            let wait = Duration::from_millis(wait_until.saturating_sub(now).max(1) as u64);
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Holds every send to `chat` back for `secs` seconds (a 429's `retry_after`).
+    fn hold(&self, chat: i64, secs: u64) {
+        let until = self.now_ms() + (secs.min(86_400) as i64) * 1000;
+        let mut state = self.lock();
+        let gate = state.chats.entry(chat).or_default();
+        gate.hold_until_ms = gate.hold_until_ms.max(until);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::{extract::State, routing::post, Json, Router};
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    const TOKEN: &str = "123456789:AAHsecretSECRETsecretSECRETsecret12";
+
+    #[tokio::test]
+    async fn connection_error_never_shows_the_token() {
+        // Port 9 (discard) on localhost: nothing listens there.
+        let tg = HttpTelegram::new("http://127.0.0.1:9", Secret::new(TOKEN));
+        let err = tg.get_me().await.unwrap_err();
+        assert!(matches!(err, TelegramError::Network(_)), "{err:?}");
+        for text in [err.to_string(), format!("{err:?}"), format!("{tg:?}")] {
+            assert!(!text.contains(TOKEN), "token leaked: {text}");
+            assert!(!text.contains("AAHsecret"), "token leaked: {text}");
+        }
+        let err = tg.download_file("photos/file_1.jpg").await.unwrap_err();
+        assert!(!format!("{err} {err:?}").contains("AAHsecret"));
+    }
+
+    #[test]
+    fn classifies_answers() {
+        let cases: Vec<(u16, &str, Result<Value, TelegramError>)> = vec![
+            (200, r#"{"ok":true,"result":{"a":1}}"#, Ok(json!({"a":1}))),
+            (
+                429,
+                r#"{"ok":false,"error_code":429,"description":"Too Many Requests: retry after 7","parameters":{"retry_after":7}}"#,
+                Err(TelegramError::RetryAfter(7)),
+            ),
+            (
+                400,
+                r#"{"ok":false,"error_code":400,"description":"Bad Request: chat not found"}"#,
+                Err(TelegramError::Api { code: 400, description: "Bad Request: chat not found".into() }),
+            ),
+            (403, r#"{"ok":false,"error_code":403,"description":"Forbidden: bot was blocked by the user"}"#,
+                Err(TelegramError::Api { code: 403, description: "Forbidden: bot was blocked by the user".into() })),
+            (502, "<html>Bad Gateway</html>", Err(TelegramError::Network("m: http 502".into()))),
+            (500, r#"{"ok":false,"error_code":500,"description":"Internal"}"#, Err(TelegramError::Network("m: http 500: Internal".into()))),
+            (200, r#"{"ok":true}"#, Err(TelegramError::InvalidJson("m: ok without a result".into()))),
+        ];
+        for (status, body, want) in cases {
+            assert_eq!(classify::<Value>("m", status, body.as_bytes()), want, "{status} {body}");
+        }
+        assert!(matches!(classify::<Value>("m", 200, b"nope"), Err(TelegramError::InvalidJson(_))));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn chat_gate_allows_a_burst_of_three_then_one_per_second() {
+        let t = Throttle::new();
+        let start = Instant::now();
+        let mut at = Vec::new();
+        for _ in 0..6 {
+            t.acquire(42).await;
+            at.push(start.elapsed().as_millis());
+        }
+        assert_eq!(at[..3], [0, 0, 0]);
+        assert!((990..=1010).contains(&at[3]), "{at:?}");
+        assert!((1990..=2010).contains(&at[4]), "{at:?}");
+        assert!((2990..=3010).contains(&at[5]), "{at:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn global_gate_keeps_thirty_per_second() {
+        let t = Throttle::new();
+        let start = Instant::now();
+        for chat in 0..61 {
+            t.acquire(chat).await;
+        }
+        let ms = start.elapsed().as_millis();
+        assert!((1990..=2030).contains(&ms), "{ms}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn hold_delays_only_that_chat() {
+        let t = Throttle::new();
+        let start = Instant::now();
+        t.hold(1, 5);
+        t.acquire(2).await;
+        assert!(start.elapsed() < Duration::from_millis(50));
+        t.acquire(1).await;
+        assert!(start.elapsed() >= Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn retries_after_429_and_returns_the_message() {
+        #[derive(Clone)]
+        struct Fake(Arc<AtomicU32>);
+        async fn send(State(fake): State<Fake>, Json(body): Json<Value>) -> (axum::http::StatusCode, Json<Value>) {
+            if fake.0.fetch_add(1, Ordering::SeqCst) == 0 {
+                return (
+                    axum::http::StatusCode::TOO_MANY_REQUESTS,
+                    Json(json!({"ok":false,"error_code":429,"description":"Too Many Requests: retry after 1","parameters":{"retry_after":1}})),
+                );
+            }
+            let msg = json!({"message_id": 77, "chat": {"id": body["chat_id"], "type": "private"}, "date": 0, "text": body["text"]});
+            (axum::http::StatusCode::OK, Json(json!({"ok": true, "result": msg})))
+        }
+        let calls = Arc::new(AtomicU32::new(0));
+        let app = Router::new().route(&format!("/bot{TOKEN}/sendMessage"), post(send)).with_state(Fake(calls.clone()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let tg = HttpTelegram::new(&url, Secret::new(TOKEN));
+        let started = std::time::Instant::now();
+        let id = tg.send_message(ChatId(5), "hi", None).await.unwrap();
+        assert_eq!(id, MessageId(77));
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        assert!(started.elapsed() >= Duration::from_millis(990), "retried too early");
+
+        let err = tg.get_me().await.unwrap_err();
+        assert!(matches!(err, TelegramError::Api { code: 404, .. }) || matches!(err, TelegramError::InvalidJson(_)), "{err:?}");
+        assert!(!format!("{err:?}").contains("AAHsecret"));
+    }
+
+    #[test]
+    fn multipart_body_has_fields_and_file() {
+        let (ct, body) = multipart(&[("chat_id", "5".into())], "photo", "a.png", b"\x89PNGdata");
+        let boundary = ct.strip_prefix("multipart/form-data; boundary=").unwrap();
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.starts_with(&format!("--{boundary}\r\n")));
+        assert!(text.contains("name=\"chat_id\"\r\n\r\n5\r\n"));
+        assert!(text.contains("filename=\"a.png\"\r\nContent-Type: image/png\r\n\r\n"));
+        assert!(text.ends_with(&format!("--{boundary}--\r\n")));
+    }
+}
