@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::connect_info::Connected;
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Query, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -71,7 +71,10 @@ impl Request {
 
     /// The message was stored in the chat (whether or not the answer reached the client).
     pub fn is_delivered(&self) -> bool {
-        matches!(self.outcome, Outcome::Delivered | Outcome::DeliveredThenDropped)
+        matches!(
+            self.outcome,
+            Outcome::Delivered | Outcome::DeliveredThenDropped
+        )
     }
 }
 
@@ -166,6 +169,9 @@ enum Then {
     Drop,
 }
 
+/// The largest request body accepted (axum's default of 2 MB is too small for images).
+const BODY_LIMIT: usize = 64 * 1024 * 1024;
+
 /// Two personal chats every profile has, so that group filtering is exercised
 /// (the first one is the spec's Example 3).
 const PERSONAL: [(&str, &str, &str, &str); 2] = [
@@ -176,15 +182,28 @@ const PERSONAL: [(&str, &str, &str, &str); 2] = [
 impl FakeWappi {
     /// Starts the fake on `127.0.0.1:0`, on the current tokio runtime.
     pub async fn start() -> FakeWappi {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
-        let shared = Arc::new(Shared { state: Mutex::new(Inner::default()), changed: Notify::new() });
-        let app = Router::new().fallback(handle).with_state(shared.clone());
+        let shared = Arc::new(Shared {
+            state: Mutex::new(Inner::default()),
+            changed: Notify::new(),
+        });
+        let app = Router::new()
+            .fallback(handle)
+            // Base64 images are large; the real limit is unknown (spec §7.4).
+            .layer(DefaultBodyLimit::max(BODY_LIMIT))
+            .with_state(shared.clone());
         let server = tokio::spawn(async move {
             let listener = DroppableListener(listener);
             let _ = axum::serve(listener, app.into_make_service_with_connect_info::<Conn>()).await;
         });
-        FakeWappi { addr, shared, server }
+        FakeWappi {
+            addr,
+            shared,
+            server,
+        }
     }
 
     /// The base URL to give the client, e.g. `http://127.0.0.1:41234`.
@@ -263,14 +282,19 @@ impl FakeWappi {
     /// [`Fault::DropAfterAccept`]. The same seed gives the same draws for the same sequence of
     /// sends.
     pub fn set_random_faults(&self, seed: u64, p_5xx: f64, p_drop_after_accept: f64) {
-        self.state().random =
-            Some(RandomFaults { rng: StdRng::seed_from_u64(seed), p_5xx, p_drop_after_accept });
+        self.state().random = Some(RandomFaults {
+            rng: StdRng::seed_from_u64(seed),
+            p_5xx,
+            p_drop_after_accept,
+        });
     }
 
     /// Answers 429 with `Retry-After: retry_after_secs` to the next `count` sends of `profile_id`
     /// (queued one-shot faults go first).
     pub fn set_rate_limit_storm(&self, profile_id: &str, count: usize, retry_after_secs: u64) {
-        self.state().storms.insert(profile_id.to_string(), (count, retry_after_secs));
+        self.state()
+            .storms
+            .insert(profile_id.to_string(), (count, retry_after_secs));
     }
 
     /// Refuses with 429 a send of `profile_id` that comes less than `gap` after the profile's
@@ -304,7 +328,12 @@ impl FakeWappi {
 
     /// The sends that were stored in a chat (including [`Fault::DropAfterAccept`]), in order.
     pub fn deliveries(&self) -> Vec<Request> {
-        self.state().requests.iter().filter(|r| r.is_delivered()).cloned().collect()
+        self.state()
+            .requests
+            .iter()
+            .filter(|r| r.is_delivered())
+            .cloned()
+            .collect()
     }
 
     /// The deliveries to one chat (`…@g.us`, `…@c.us` or a bare phone number).
@@ -330,7 +359,11 @@ impl FakeWappi {
     /// Every send request of a profile, whatever its outcome, in order.
     pub fn sends_for_profile(&self, profile_id: &str) -> Vec<Request> {
         let st = self.state();
-        st.requests.iter().filter(|r| r.is_send() && r.profile_id == profile_id).cloned().collect()
+        st.requests
+            .iter()
+            .filter(|r| r.is_send() && r.profile_id == profile_id)
+            .cloned()
+            .collect()
     }
 
     /// The smallest time between two consecutive delivered sends of a profile, in ms
@@ -363,14 +396,19 @@ impl FakeWappi {
             .filter(|r| r.is_delivered() && r.profile_id == profile_id)
             .map(|r| r.at)
             .collect();
-        times.windows(2).map(|w| w[1].duration_since(w[0]).as_millis() as i64).collect()
+        times
+            .windows(2)
+            .map(|w| w[1].duration_since(w[0]).as_millis() as i64)
+            .collect()
     }
 
     /// Waits until at least `n` sends have been delivered, or fails after `timeout`.
     pub async fn wait_for_deliveries(&self, n: usize, timeout: Duration) -> Result<(), String> {
-        self.wait_until(timeout, |st| st.requests.iter().filter(|r| r.is_delivered()).count() >= n)
-            .await
-            .map_err(|got| format!("fake wappi: {got}; wanted {n} deliveries within {timeout:?}"))
+        self.wait_until(timeout, |st| {
+            st.requests.iter().filter(|r| r.is_delivered()).count() >= n
+        })
+        .await
+        .map_err(|got| format!("fake wappi: {got}; wanted {n} deliveries within {timeout:?}"))
     }
 
     /// Waits until at least `n` requests (of any kind) have arrived, or fails after `timeout`.
@@ -380,7 +418,11 @@ impl FakeWappi {
             .map_err(|got| format!("fake wappi: {got}; wanted {n} requests within {timeout:?}"))
     }
 
-    async fn wait_until(&self, timeout: Duration, done: impl Fn(&Inner) -> bool) -> Result<(), String> {
+    async fn wait_until(
+        &self,
+        timeout: Duration,
+        done: impl Fn(&Inner) -> bool,
+    ) -> Result<(), String> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let notified = self.shared.changed.notified();
@@ -392,7 +434,10 @@ impl FakeWappi {
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 let st = self.state();
                 let delivered = st.requests.iter().filter(|r| r.is_delivered()).count();
-                return Err(format!("{} requests, {delivered} deliveries", st.requests.len()));
+                return Err(format!(
+                    "{} requests, {delivered} deliveries",
+                    st.requests.len()
+                ));
             }
         }
     }
@@ -420,13 +465,22 @@ async fn handle(
     let query: HashMap<String, String> = Query::try_from_uri(&uri).map(|q| q.0).unwrap_or_default();
     // Wappi parses the body as JSON whatever the Content-Type (spec §1).
     let json: Option<Value> = serde_json::from_slice(&body).ok();
-    let field = |k: &str| json.as_ref().and_then(|j| j.get(k)).and_then(Value::as_str).map(str::to_string);
+    let field = |k: &str| {
+        json.as_ref()
+            .and_then(|j| j.get(k))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
     let b64 = field("b64_file");
     let mut req = Request {
         method: method.to_string(),
         path: uri.path().to_string(),
         profile_id: query.get("profile_id").cloned().unwrap_or_default(),
-        token: headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("").to_string(),
+        token: headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string(),
         recipient: field("recipient"),
         body_text: field("body"),
         caption: field("caption"),
@@ -471,7 +525,11 @@ impl Inner {
         json: Option<&Value>,
     ) -> Reply {
         let path = req.path.clone();
-        let known = ["/api/sync/get/status", "/api/sync/chats/get", "/api/sync/messages/get"];
+        let known = [
+            "/api/sync/get/status",
+            "/api/sync/chats/get",
+            "/api/sync/messages/get",
+        ];
         if !is_send_path(&path) && !known.contains(&path.as_str()) {
             return refuse(req, 404, "Not Found");
         }
@@ -495,11 +553,17 @@ impl Inner {
     /// `message/send` and `message/img/send`.
     fn send(&mut self, req: &mut Request, json: Option<&Value>) -> Reply {
         let pid = req.profile_id.clone();
-        let fault = self.send_faults.pop_front().or_else(|| self.storm_fault(&pid)).or_else(|| self.random_fault());
+        let fault = self
+            .send_faults
+            .pop_front()
+            .or_else(|| self.storm_fault(&pid))
+            .or_else(|| self.random_fault());
         let mut then = Then::Answer;
         match fault {
             Some(Fault::Status(code, body)) => return raw_refusal(req, code, body),
-            Some(Fault::RateLimit { retry_after_secs }) => return rate_limited(req, retry_after_secs),
+            Some(Fault::RateLimit { retry_after_secs }) => {
+                return rate_limited(req, retry_after_secs)
+            }
             Some(Fault::NotAuthorized) => return refuse(req, 200, "Not authorized in whatsapp"),
             Some(Fault::DropBeforeAccept) => return dropped(req),
             Some(Fault::DropAfterAccept) => then = Then::Drop,
@@ -532,14 +596,22 @@ impl Inner {
             match json.get("b64_file").and_then(Value::as_str) {
                 None | Some("") => return refuse(req, 400, "b64_file is required"),
                 Some(b) if b.starts_with("data:") => {
-                    return refuse(req, 400, "b64_file must be raw base64, without a data: prefix")
+                    return refuse(
+                        req,
+                        400,
+                        "b64_file must be raw base64, without a data: prefix",
+                    )
                 }
                 Some(b) if base64::engine::general_purpose::STANDARD.decode(b).is_err() => {
                     return refuse(req, 400, "b64_file is not valid base64")
                 }
                 Some(_) => {}
             }
-        } else if json.get("body").and_then(Value::as_str).is_none_or(|b| b.trim().is_empty()) {
+        } else if json
+            .get("body")
+            .and_then(Value::as_str)
+            .is_none_or(|b| b.trim().is_empty())
+        {
             return refuse(req, 400, "body is required");
         }
         let chat = normalize_chat(&recipient);
@@ -549,7 +621,12 @@ impl Inner {
 
         let now = unix_secs();
         let message_id = message_id();
-        let text = |k: &str| json.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let text = |k: &str| {
+            json.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
         let message = json!({
             "id": message_id,
             "type": if image { "image" } else { "chat" },
@@ -589,7 +666,12 @@ impl Inner {
             "message_id": message_id,
             "task_id": uuid_v4(),
         });
-        Reply { status: 200, body: body.to_string(), retry_after: None, then }
+        Reply {
+            status: 200,
+            body: body.to_string(),
+            retry_after: None,
+            then,
+        }
     }
 
     /// `get/status`, `chats/get`, `messages/get`.
@@ -597,7 +679,9 @@ impl Inner {
         let mut then = Then::Answer;
         match self.read_faults.pop_front() {
             Some(Fault::Status(code, body)) => return raw_refusal(req, code, body),
-            Some(Fault::RateLimit { retry_after_secs }) => return rate_limited(req, retry_after_secs),
+            Some(Fault::RateLimit { retry_after_secs }) => {
+                return rate_limited(req, retry_after_secs)
+            }
             Some(Fault::NotAuthorized) => return refuse(req, 200, "Not authorized in whatsapp"),
             Some(Fault::DropBeforeAccept | Fault::DropAfterAccept) => return dropped(req),
             Some(Fault::Delay(d)) => then = Then::Delay(d),
@@ -634,7 +718,11 @@ impl Inner {
                 let Some(chat) = query.get("chat_id").filter(|c| !c.trim().is_empty()) else {
                     return refuse(req, 400, "chat_id is required");
                 };
-                let stored = profile.messages.get(&normalize_chat(chat)).cloned().unwrap_or_default();
+                let stored = profile
+                    .messages
+                    .get(&normalize_chat(chat))
+                    .cloned()
+                    .unwrap_or_default();
                 let total = stored.len();
                 let mut list = stored;
                 if query.get("order").map(String::as_str) != Some("asc") {
@@ -650,7 +738,12 @@ impl Inner {
             }
         };
         req.outcome = Outcome::Answered;
-        Reply { status: 200, body: body.to_string(), retry_after: None, then }
+        Reply {
+            status: 200,
+            body: body.to_string(),
+            retry_after: None,
+            then,
+        }
     }
 
     fn storm_fault(&mut self, profile_id: &str) -> Option<Fault> {
@@ -659,7 +752,9 @@ impl Inner {
             return None;
         }
         *left -= 1;
-        Some(Fault::RateLimit { retry_after_secs: *secs })
+        Some(Fault::RateLimit {
+            retry_after_secs: *secs,
+        })
     }
 
     fn random_fault(&mut self) -> Option<Fault> {
@@ -711,9 +806,17 @@ impl Profile {
 }
 
 fn refuse(req: &mut Request, http: u16, detail: &str) -> Reply {
-    req.outcome = Outcome::Refused { http, detail: detail.to_string() };
+    req.outcome = Outcome::Refused {
+        http,
+        detail: detail.to_string(),
+    };
     let body = json!({"detail": detail, "status": "error"}).to_string();
-    Reply { status: http, body, retry_after: None, then: Then::Answer }
+    Reply {
+        status: http,
+        body,
+        retry_after: None,
+        then: Then::Answer,
+    }
 }
 
 fn raw_refusal(req: &mut Request, http: u16, body: String) -> Reply {
@@ -722,7 +825,12 @@ fn raw_refusal(req: &mut Request, http: u16, body: String) -> Reply {
         .and_then(|v| v.get("detail").and_then(Value::as_str).map(str::to_string))
         .unwrap_or_else(|| body.clone());
     req.outcome = Outcome::Refused { http, detail };
-    Reply { status: http, body, retry_after: None, then: Then::Answer }
+    Reply {
+        status: http,
+        body,
+        retry_after: None,
+        then: Then::Answer,
+    }
 }
 
 fn rate_limited(req: &mut Request, retry_after_secs: u64) -> Reply {
@@ -733,7 +841,12 @@ fn rate_limited(req: &mut Request, retry_after_secs: u64) -> Reply {
 
 fn dropped(req: &mut Request) -> Reply {
     req.outcome = Outcome::Dropped;
-    Reply { status: 500, body: String::new(), retry_after: None, then: Then::Drop }
+    Reply {
+        status: 500,
+        body: String::new(),
+        retry_after: None,
+        then: Then::Drop,
+    }
 }
 
 fn is_send_path(path: &str) -> bool {
@@ -768,11 +881,21 @@ fn uuid_v4() -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 fn unix_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 fn unix_secs() -> i64 {
@@ -784,7 +907,12 @@ fn moscow_time(unix: i64) -> String {
     let t = unix + 3 * 3600;
     let (y, m, d) = civil_from_days(t.div_euclid(86_400));
     let s = t.rem_euclid(86_400);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}+03:00", s / 3600, s / 60 % 60, s % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}+03:00",
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    )
 }
 
 /// The proleptic Gregorian date of a day count since 1970-01-01 (H. Hinnant's algorithm).
@@ -812,7 +940,7 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 struct DroppableListener(TcpListener);
 
 /// What a handler knows of its connection: the peer and the switch that breaks it.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 struct Conn {
     #[allow(dead_code)]
     peer: SocketAddr,
@@ -840,7 +968,10 @@ impl Listener for DroppableListener {
                 Ok((inner, peer)) => {
                     let _ = inner.set_nodelay(true);
                     let dropped = Arc::new(AtomicBool::new(false));
-                    let conn = Conn { peer, dropped: dropped.clone() };
+                    let conn = Conn {
+                        peer,
+                        dropped: dropped.clone(),
+                    };
                     return (DroppableStream { inner, dropped }, conn);
                 }
                 // Out of file descriptors and the like: wait a little, as axum does.
@@ -851,7 +982,10 @@ impl Listener for DroppableListener {
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
         let peer = self.0.local_addr()?;
-        Ok(Conn { peer, dropped: Arc::new(AtomicBool::new(false)) })
+        Ok(Conn {
+            peer,
+            dropped: Arc::new(AtomicBool::new(false)),
+        })
     }
 }
 
@@ -863,14 +997,21 @@ impl Connected<IncomingStream<'_, DroppableListener>> for Conn {
 
 impl DroppableStream {
     fn broken(&self) -> Option<io::Error> {
-        self.dropped
-            .load(Ordering::SeqCst)
-            .then(|| io::Error::new(io::ErrorKind::ConnectionAborted, "fake wappi: connection dropped"))
+        self.dropped.load(Ordering::SeqCst).then(|| {
+            io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "fake wappi: connection dropped",
+            )
+        })
     }
 }
 
 impl AsyncRead for DroppableStream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         if let Some(e) = self.broken() {
             return Poll::Ready(Err(e));
         }
@@ -879,7 +1020,11 @@ impl AsyncRead for DroppableStream {
 }
 
 impl AsyncWrite for DroppableStream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         if let Some(e) = self.broken() {
             return Poll::Ready(Err(e));
         }
@@ -910,8 +1055,11 @@ mod tests {
     const TOKEN: &str = "0123456789abcdef0123456789abcdef01234567";
     const GROUP: &str = "120363025246125486@g.us";
 
-    fn creds(profile: &str, token: &str) -> WappiCreds {
-        WappiCreds { token: Secret::new(token), profile_id: ProfileId::parse(profile).unwrap() }
+    fn creds_of(profile: &str, token: &str) -> WappiCreds {
+        WappiCreds {
+            token: Secret::new(token),
+            profile_id: ProfileId::parse(profile).unwrap(),
+        }
     }
 
     fn group(jid: &str) -> GroupJid {
@@ -923,7 +1071,7 @@ mod tests {
         fake.add_profile(PROFILE, TOKEN);
         fake.add_group(PROFILE, GROUP, "Квартиры СПб");
         let client = HttpWappi::new(&fake.url()).with_timeout(Duration::from_secs(2));
-        (fake, client, creds(PROFILE, TOKEN))
+        (fake, client, creds_of(PROFILE, TOKEN))
     }
 
     #[test]
@@ -933,7 +1081,9 @@ mod tests {
         assert_eq!(moscow_time(1_835_438_400), "2028-02-29T15:00:00+03:00");
         let id = message_id();
         assert_eq!(id.len(), 20);
-        assert!(id.bytes().all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b)));
+        assert!(id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b)));
         assert_eq!(uuid_v4().len(), 36);
     }
 
@@ -948,29 +1098,43 @@ mod tests {
         let st = client.get_status(&creds).await.unwrap();
         assert!(!st.authorized && !st.is_ready());
         assert_eq!(st.app_status.as_deref(), Some("close"));
-        let err = client.send_text(&creds, &group(GROUP), "hi").await.unwrap_err();
+        let err = client
+            .send_text(&creds, &group(GROUP), "hi")
+            .await
+            .unwrap_err();
         assert_eq!(err, WappiError::NotAuthorized);
 
         let unknown = creds_for("deadbeef-0000");
-        assert_eq!(client.get_status(&unknown).await.unwrap_err(), WappiError::ProfileNotFound);
-        let wrong = creds(PROFILE, "ffffffffffffffffffffffffffffffffffffffff");
-        assert_eq!(client.get_status(&wrong).await.unwrap_err(), WappiError::BadToken);
+        assert_eq!(
+            client.get_status(&unknown).await.unwrap_err(),
+            WappiError::ProfileNotFound
+        );
+        let wrong = creds_of(PROFILE, "ffffffffffffffffffffffffffffffffffffffff");
+        assert_eq!(
+            client.get_status(&wrong).await.unwrap_err(),
+            WappiError::BadToken
+        );
 
         let outcomes: Vec<Outcome> = fake.requests().into_iter().map(|r| r.outcome).collect();
         assert_eq!(outcomes[0], Outcome::Answered);
-        assert!(matches!(&outcomes[3], Outcome::Refused { http: 400, detail } if detail == "Profile not found"));
+        assert!(
+            matches!(&outcomes[3], Outcome::Refused { http: 400, detail } if detail == "Profile not found")
+        );
         assert!(matches!(&outcomes[4], Outcome::Refused { http: 401, .. }));
         assert!(fake.deliveries().is_empty());
     }
 
     fn creds_for(profile: &str) -> WappiCreds {
-        creds(profile, TOKEN)
+        creds_of(profile, TOKEN)
     }
 
     #[tokio::test]
     async fn text_send_is_recorded_and_listed_in_the_chat() {
         let (fake, client, creds) = setup().await;
-        let sent = client.send_text(&creds, &group(GROUP), "*Сдаю* квартиру").await.unwrap();
+        let sent = client
+            .send_text(&creds, &group(GROUP), "*Сдаю* квартиру")
+            .await
+            .unwrap();
         let id = sent.message_id.clone().unwrap();
         assert_eq!(id.len(), 20);
         assert_eq!(sent.task_id.as_deref().map(str::len), Some(36));
@@ -985,13 +1149,26 @@ mod tests {
         assert_eq!(d[0].message_id.as_deref(), Some(id.as_str()));
         assert_eq!(fake.delivery_count_by_recipient()[GROUP], 1);
 
-        client.send_text(&creds, &group(GROUP), "second").await.unwrap();
-        let msgs = client.chat_messages(&creds, &group(GROUP), 10).await.unwrap();
+        client
+            .send_text(&creds, &group(GROUP), "second")
+            .await
+            .unwrap();
+        let msgs = client
+            .chat_messages(&creds, &group(GROUP), 10)
+            .await
+            .unwrap();
         assert_eq!(msgs.len(), 2);
         assert_eq!(msgs[0].body, "second", "newest first");
         assert_eq!(msgs[1].id, id);
         assert!(msgs[1].from_me && msgs[1].kind == "chat" && msgs[1].time > 1_600_000_000);
-        assert_eq!(client.chat_messages(&creds, &group(GROUP), 1).await.unwrap().len(), 1);
+        assert_eq!(
+            client
+                .chat_messages(&creds, &group(GROUP), 1)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
         assert_eq!(fake.sends_for_profile(PROFILE).len(), 2);
         assert!(fake.min_gap_ms(PROFILE).unwrap() >= 0);
     }
@@ -1000,10 +1177,25 @@ mod tests {
     async fn image_send_and_body_validation() {
         let (fake, client, creds) = setup().await;
         let b64 = base64::engine::general_purpose::STANDARD.encode(b"\x89PNG fake image");
-        client.send_image(&creds, &group(GROUP), &b64, Some("caption")).await.unwrap();
-        let msgs = client.chat_messages(&creds, &group(GROUP), 5).await.unwrap();
-        assert_eq!((msgs[0].kind.as_str(), msgs[0].caption.as_str()), ("image", "caption"));
+        client
+            .send_image(&creds, &group(GROUP), &b64, Some("caption"))
+            .await
+            .unwrap();
+        let msgs = client
+            .chat_messages(&creds, &group(GROUP), 5)
+            .await
+            .unwrap();
+        assert_eq!(
+            (msgs[0].kind.as_str(), msgs[0].caption.as_str()),
+            ("image", "caption")
+        );
         assert_eq!(fake.deliveries()[0].b64_len, Some(b64.len()));
+        let big = base64::engine::general_purpose::STANDARD.encode(vec![7u8; 3 * 1024 * 1024]);
+        client
+            .send_image(&creds, &group(GROUP), &big, None)
+            .await
+            .unwrap();
+        assert_eq!(fake.deliveries()[1].b64_len, Some(big.len()));
 
         // Straight HTTP, to send what HttpWappi never would.
         let http = reqwest::Client::new();
@@ -1014,9 +1206,18 @@ mod tests {
                 .send()
         };
         let bad = [
-            ("/api/sync/message/img/send", json!({"recipient": GROUP, "b64_file": format!("data:image/png;base64,{b64}")})),
-            ("/api/sync/message/img/send", json!({"recipient": GROUP, "b64_file": "not base64!"})),
-            ("/api/sync/message/send", json!({"recipient": GROUP, "body": ""})),
+            (
+                "/api/sync/message/img/send",
+                json!({"recipient": GROUP, "b64_file": format!("data:image/png;base64,{b64}")}),
+            ),
+            (
+                "/api/sync/message/img/send",
+                json!({"recipient": GROUP, "b64_file": "not base64!"}),
+            ),
+            (
+                "/api/sync/message/send",
+                json!({"recipient": GROUP, "body": ""}),
+            ),
             ("/api/sync/message/send", json!({"body": "no recipient"})),
         ];
         for (path, body) in bad {
@@ -1025,9 +1226,14 @@ mod tests {
             let v: Value = resp.json().await.unwrap();
             assert_eq!(v["status"], "error");
         }
-        assert_eq!(fake.deliveries().len(), 1);
+        assert_eq!(fake.deliveries().len(), 2);
         // A bare phone is a personal chat.
-        let resp = post("/api/sync/message/send", json!({"recipient": "79115576367", "body": "hi"})).await.unwrap();
+        let resp = post(
+            "/api/sync/message/send",
+            json!({"recipient": "79115576367", "body": "hi"}),
+        )
+        .await
+        .unwrap();
         assert_eq!(resp.status().as_u16(), 200);
         assert_eq!(fake.deliveries_to("79115576367@c.us").len(), 1);
     }
@@ -1038,15 +1244,25 @@ mod tests {
         fake.add_group(PROFILE, "120363000000000001@g.us", "Second");
         let all = client.list_chats(&creds, 100, 0).await.unwrap();
         assert_eq!(all.len(), 4);
-        let groups: Vec<String> = all.iter().filter_map(|d| d.group()).map(|g| g.to_string()).collect();
+        let groups: Vec<String> = all
+            .iter()
+            .filter_map(|d| d.group())
+            .map(|g| g.to_string())
+            .collect();
         assert_eq!(groups, [GROUP, "120363000000000001@g.us"]);
         assert_eq!(all[1].display_name(), "Квартиры СПб");
         let page = client.list_chats(&creds, 2, 2).await.unwrap();
-        assert_eq!(page.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), [all[2].id.as_str(), all[3].id.as_str()]);
+        assert_eq!(
+            page.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+            [all[2].id.as_str(), all[3].id.as_str()]
+        );
         assert!(client.list_chats(&creds, 2, 4).await.unwrap().is_empty());
         // POST is accepted too.
         let resp = reqwest::Client::new()
-            .post(format!("{}/api/sync/chats/get?profile_id={PROFILE}&limit=1", fake.url()))
+            .post(format!(
+                "{}/api/sync/chats/get?profile_id={PROFILE}&limit=1",
+                fake.url()
+            ))
             .header("Authorization", TOKEN)
             .body(r#"{"filter":[]}"#)
             .send()
@@ -1060,20 +1276,40 @@ mod tests {
     async fn rate_limit_and_5xx_are_classified() {
         let (fake, client, creds) = setup().await;
         let to = group(GROUP);
-        fake.push_fault(Fault::RateLimit { retry_after_secs: 7 });
-        fake.push_fault(Fault::Status(500, r#"{"detail":"boom","status":"error"}"#.into()));
+        fake.push_fault(Fault::RateLimit {
+            retry_after_secs: 7,
+        });
+        fake.push_fault(Fault::Status(
+            500,
+            r#"{"detail":"boom","status":"error"}"#.into(),
+        ));
         fake.push_fault(Fault::Status(502, "<html>bad gateway</html>".into()));
-        assert_eq!(client.send_text(&creds, &to, "a").await.unwrap_err(), WappiError::RateLimited(7000));
-        assert!(matches!(client.send_text(&creds, &to, "a").await, Err(WappiError::Temporary(_))));
-        assert!(matches!(client.send_text(&creds, &to, "a").await, Err(WappiError::Temporary(_))));
+        assert_eq!(
+            client.send_text(&creds, &to, "a").await.unwrap_err(),
+            WappiError::RateLimited(7000)
+        );
+        assert!(matches!(
+            client.send_text(&creds, &to, "a").await,
+            Err(WappiError::Temporary(_))
+        ));
+        assert!(matches!(
+            client.send_text(&creds, &to, "a").await,
+            Err(WappiError::Temporary(_))
+        ));
         fake.push_fault(Fault::NotAuthorized);
-        assert_eq!(client.send_text(&creds, &to, "a").await.unwrap_err(), WappiError::NotAuthorized);
+        assert_eq!(
+            client.send_text(&creds, &to, "a").await.unwrap_err(),
+            WappiError::NotAuthorized
+        );
         client.send_text(&creds, &to, "a").await.unwrap();
         assert_eq!(fake.deliveries().len(), 1);
 
         fake.set_rate_limit_storm(PROFILE, 2, 3);
         for _ in 0..2 {
-            assert_eq!(client.send_text(&creds, &to, "b").await.unwrap_err(), WappiError::RateLimited(3000));
+            assert_eq!(
+                client.send_text(&creds, &to, "b").await.unwrap_err(),
+                WappiError::RateLimited(3000)
+            );
         }
         client.send_text(&creds, &to, "b").await.unwrap();
         let http: Vec<Option<u16>> = fake
@@ -1084,27 +1320,51 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(http, [Some(429), Some(500), Some(502), Some(200), None, Some(429), Some(429), None]);
+        assert_eq!(
+            http,
+            [
+                Some(429),
+                Some(500),
+                Some(502),
+                Some(200),
+                None,
+                Some(429),
+                Some(429),
+                None
+            ]
+        );
 
         // Reads time out or break as Temporary.
         fake.push_read_fault(Fault::DropAfterAccept);
-        assert!(matches!(client.get_status(&creds).await, Err(WappiError::Temporary(_))));
+        assert!(matches!(
+            client.get_status(&creds).await,
+            Err(WappiError::Temporary(_))
+        ));
     }
 
     #[tokio::test]
     async fn drop_after_accept_is_unknown_but_delivered() {
         let (fake, client, creds) = setup().await;
         fake.push_fault(Fault::DropAfterAccept);
-        let err = client.send_text(&creds, &group(GROUP), "maybe").await.unwrap_err();
+        let err = client
+            .send_text(&creds, &group(GROUP), "maybe")
+            .await
+            .unwrap_err();
         assert!(matches!(err, WappiError::Unknown(_)), "{err:?}");
         let d = fake.deliveries_to(GROUP);
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].outcome, Outcome::DeliveredThenDropped);
-        let msgs = client.chat_messages(&creds, &group(GROUP), 5).await.unwrap();
+        let msgs = client
+            .chat_messages(&creds, &group(GROUP), 5)
+            .await
+            .unwrap();
         assert_eq!(msgs[0].body, "maybe");
 
         fake.push_fault(Fault::DropBeforeAccept);
-        let err = client.send_text(&creds, &group(GROUP), "lost").await.unwrap_err();
+        let err = client
+            .send_text(&creds, &group(GROUP), "lost")
+            .await
+            .unwrap_err();
         assert!(matches!(err, WappiError::Unknown(_)), "{err:?}");
         assert_eq!(fake.deliveries().len(), 1);
         assert_eq!(fake.requests().last().unwrap().outcome, Outcome::Dropped);
@@ -1115,7 +1375,10 @@ mod tests {
         let (fake, _, creds) = setup().await;
         let client = HttpWappi::new(&fake.url()).with_timeout(Duration::from_millis(300));
         fake.push_fault(Fault::Delay(Duration::from_secs(2)));
-        let err = client.send_text(&creds, &group(GROUP), "slow").await.unwrap_err();
+        let err = client
+            .send_text(&creds, &group(GROUP), "slow")
+            .await
+            .unwrap_err();
         assert!(matches!(err, WappiError::Unknown(_)), "{err:?}");
         assert_eq!(fake.deliveries().len(), 1);
         fake.push_read_fault(Fault::Delay(Duration::from_secs(2)));
@@ -1129,13 +1392,21 @@ mod tests {
             let (fake, client, creds) = setup().await;
             fake.set_random_faults(seed, 0.3, 0.2);
             for i in 0..30 {
-                let _ = client.send_text(&creds, &group(GROUP), &format!("m{i}")).await;
+                let _ = client
+                    .send_text(&creds, &group(GROUP), &format!("m{i}"))
+                    .await;
             }
             fake.requests().into_iter().map(|r| r.outcome).collect()
         }
         let a = run(42).await;
         assert_eq!(a, run(42).await);
-        assert!(a.iter().any(|o| matches!(o, Outcome::Refused { http: 500..=503, .. })));
+        assert!(a.iter().any(|o| matches!(
+            o,
+            Outcome::Refused {
+                http: 500..=503,
+                ..
+            }
+        )));
         assert!(a.contains(&Outcome::DeliveredThenDropped));
         assert!(a.contains(&Outcome::Delivered));
     }
@@ -1145,7 +1416,13 @@ mod tests {
         let (fake, client, creds) = setup().await;
         fake.set_min_gap(PROFILE, Some(Duration::from_millis(200)));
         client.send_text(&creds, &group(GROUP), "1").await.unwrap();
-        assert_eq!(client.send_text(&creds, &group(GROUP), "2").await.unwrap_err(), WappiError::RateLimited(1000));
+        assert_eq!(
+            client
+                .send_text(&creds, &group(GROUP), "2")
+                .await
+                .unwrap_err(),
+            WappiError::RateLimited(1000)
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
         client.send_text(&creds, &group(GROUP), "3").await.unwrap();
         assert!(fake.min_gap_ms(PROFILE).unwrap() >= 200);
@@ -1156,14 +1433,24 @@ mod tests {
     #[tokio::test]
     async fn waiting_for_deliveries() {
         let (fake, client, creds) = setup().await;
-        let err = fake.wait_for_deliveries(1, Duration::from_millis(50)).await.unwrap_err();
+        let err = fake
+            .wait_for_deliveries(1, Duration::from_millis(50))
+            .await
+            .unwrap_err();
         assert!(err.contains("0 deliveries"), "{err}");
         let task = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(50)).await;
-            client.send_text(&creds, &group(GROUP), "later").await.unwrap();
+            client
+                .send_text(&creds, &group(GROUP), "later")
+                .await
+                .unwrap();
         });
-        fake.wait_for_deliveries(1, Duration::from_secs(5)).await.unwrap();
+        fake.wait_for_deliveries(1, Duration::from_secs(5))
+            .await
+            .unwrap();
         task.await.unwrap();
-        fake.wait_for_requests(1, Duration::from_millis(10)).await.unwrap();
+        fake.wait_for_requests(1, Duration::from_millis(10))
+            .await
+            .unwrap();
     }
 }

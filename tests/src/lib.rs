@@ -1,2 +1,5 @@
 
 pub mod fake_wappi;
+pub mod harness;
+pub mod fake_telegram;
+pub mod world;

@@ -90,7 +90,7 @@ async fn run_step(svc: &Services, id: MailingId, lease: &Lease) -> Result<Step, 
         .position(|r| r.state == DeliveryState::InDoubt && r.next_attempt_at <= now)
     {
         settle(svc, &m, &creds, &mut rows[i], fence, now).await?;
-        progress(svc, &m, &rows, lang, now, false).await?;
+        progress(svc, &m, &rows, lang, now).await?;
         return Ok(Step::Continue);
     }
 
@@ -111,7 +111,7 @@ async fn run_step(svc: &Services, id: MailingId, lease: &Lease) -> Result<Step, 
             .min();
         return match next {
             Some(t) => {
-                progress(svc, &m, &rows, lang, now, false).await?;
+                progress(svc, &m, &rows, lang, now).await?;
                 Ok(Step::SleepUntil(t))
             }
             None => finish(svc, &m, &rows, lang, fence, MailingStatus::Done).await,
@@ -123,7 +123,7 @@ async fn run_step(svc: &Services, id: MailingId, lease: &Lease) -> Result<Step, 
         .pace(&m.profile_id, &rows[i].group, &svc.settings.pacing, now)
         .await?
     {
-        progress(svc, &m, &rows, lang, now, false).await?;
+        progress(svc, &m, &rows, lang, now).await?;
         return Ok(Step::SleepUntil(t));
     }
 
@@ -176,7 +176,7 @@ async fn run_step(svc: &Services, id: MailingId, lease: &Lease) -> Result<Step, 
         },
     }
     svc.db.update_delivery(row, fence).await?;
-    progress(svc, &m, &rows, lang, now, false).await?;
+    progress(svc, &m, &rows, lang, now).await?;
     Ok(Step::Continue)
 }
 
@@ -250,17 +250,19 @@ async fn settle(
     Ok(())
 }
 
-/// Sends or edits the progress message, at most every `progress_interval_ms` unless forced.
+/// Sends or edits the progress message, at most every `progress_interval_ms`.
 async fn progress(
     svc: &Services,
     m: &Mailing,
     rows: &[Delivery],
     lang: Lang,
     now: i64,
-    force: bool,
 ) -> Result<(), EngineError> {
-    if !force && m.progress_message_id.is_some() && now - m.progress_at < svc.settings.engine.progress_interval_ms {
+    if m.progress_message_id.is_some() && now - m.progress_at < svc.settings.engine.progress_interval_ms {
         return Ok(());
+    }
+    if !svc.telegram.can_send_now(m.chat_id) {
+        return Ok(()); // shed: the next step tries again
     }
     let tally = Tally::of(rows);
     let eta = svc.eta_secs((tally.left + tally.in_doubt) as usize);

@@ -247,6 +247,12 @@ pub trait TelegramApi: MaybeSendSync {
         markup: &InlineKeyboardMarkup,
     ) -> Result<(), TelegramError>;
     async fn answer_callback_query(&self, id: &str, text: Option<&str>) -> Result<(), TelegramError>;
+    /// Whether a message to `chat` would go out now without waiting for our own Telegram
+    /// pacing. Progress edits are skipped (and retried at the next step) when it would not, so
+    /// that a busy bot never slows a mailing down for a progress bar.
+    fn can_send_now(&self, _chat: ChatId) -> bool {
+        true
+    }
 }
 
 /// The Wappi calls the core makes (`specs/wappi.md`).

@@ -4,7 +4,7 @@
 //! Every answer is classified into a [`TelegramError`] that carries the retry decision. The
 //! token sits in the URL path, so it never reaches an error text or a log line: transport
 //! errors are stripped of their URL and scrubbed of the token. Our own sends
-//! (`sendMessage`, `editMessageText`, `sendPhoto`) are paced below Telegram's limits (about
+//! (`sendMessage`, `editMessageText`, `editMessageReplyMarkup`, `sendPhoto`) are paced below Telegram's limits (about
 //! 1 message per second per chat with short bursts, 30 per second overall) and a 429 is
 //! honoured: the chat is held back for `retry_after` seconds and the request is repeated.
 
@@ -372,6 +372,20 @@ impl TelegramApi for HttpTelegram {
             .map(drop)
     }
 
+    async fn edit_message_reply_markup(
+        &self,
+        chat: ChatId,
+        message: MessageId,
+        markup: &InlineKeyboardMarkup,
+    ) -> Result<(), TelegramError> {
+        let body = json!({ "chat_id": chat.0, "message_id": message.0, "reply_markup": markup });
+        self.paced::<Value, _>(chat.0, "editMessageReplyMarkup", || {
+            self.post("editMessageReplyMarkup").json(&body)
+        })
+        .await
+        .map(drop)
+    }
+
     async fn answer_callback_query(&self, id: &str, text: Option<&str>) -> Result<(), TelegramError> {
         let mut body = json!({ "callback_query_id": id });
         if let Some(text) = text {
@@ -464,37 +478,41 @@ impl Throttle {
     async fn acquire(&self, chat: i64) {
         loop {
             let now = self.now_ms();
-            let wait_until = {
-                let mut guard = self.lock();
-                let ThrottleState { global_tat_us, chats } = &mut *guard;
-                if chats.len() > MAX_TRACKED_CHATS {
-                    chats.retain(|_, g| g.hold_until_ms > now || g.tat_us.is_some_and(|t| t > now * 1000));
+            match self.try_acquire(chat, now) {
+                Ok(()) => return,
+                Err(at) => {
+                    let wait = Duration::from_millis(at.saturating_sub(now).max(1) as u64);
+                    tokio::time::sleep(wait).await;
                 }
-                let gate = chats.entry(chat).or_default();
-                if gate.hold_until_ms > now {
-                    gate.hold_until_ms
-                } else {
-                    match Rate::for_chat(chat).check(gate.tat_us, now) {
-                        Err(at) => at,
-                        Ok(chat_tat) => match Rate::GLOBAL.check(*global_tat_us, now) {
-                            Err(at) => at,
-                            Ok(global_tat) => {
-                                gate.tat_us = Some(chat_tat);
-                                *global_tat_us = Some(global_tat);
-                                return;
-                            }
-                        },
-                    }
-                }
-            };
-            let wait = Duration::from_millis(wait_until.saturating_sub(now).max(1) as u64);
-            tokio::time::sleep(wait).await;
+            }
         }
+    }
+
+    /// Takes a slot for `chat` at `now` if both gates allow it; else says when to try again.
+    fn try_acquire(&self, chat: i64, now: i64) -> Result<(), i64> {
+        let mut guard = self.lock();
+        let ThrottleState { global_tat_us, chats } = &mut *guard;
+        if chats.len() > MAX_TRACKED_CHATS {
+            chats.retain(|_, g| g.hold_until_ms > now || g.tat_us.is_some_and(|t| t > now * 1000));
+        }
+        let gate = chats.entry(chat).or_default();
+        if gate.hold_until_ms > now {
+            return Err(gate.hold_until_ms);
+        }
+        let chat_tat = Rate::for_chat(chat).check(gate.tat_us, now)?;
+        let global_tat = Rate::GLOBAL.check(*global_tat_us, now)?;
+        gate.tat_us = Some(chat_tat);
+        *global_tat_us = Some(global_tat);
+        Ok(())
     }
 
     /// Holds every send to `chat` back for `secs` seconds (a 429's `retry_after`).
     fn hold(&self, chat: i64, secs: u64) {
-        let until = self.now_ms() + (secs.min(86_400) as i64) * 1000;
+        self.hold_at(chat, secs, self.now_ms());
+    }
+
+    fn hold_at(&self, chat: i64, secs: u64, now: i64) {
+        let until = now + (secs.min(86_400) as i64) * 1000;
         let mut state = self.lock();
         let gate = state.chats.entry(chat).or_default();
         gate.hold_until_ms = gate.hold_until_ms.max(until);
@@ -549,41 +567,66 @@ mod tests {
         assert!(matches!(classify::<Value>("m", 200, b"nope"), Err(TelegramError::InvalidJson(_))));
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn chat_gate_allows_a_burst_of_three_then_one_per_second() {
+    #[test]
+    fn chat_gate_allows_a_burst_of_three_then_one_per_second() {
         let t = Throttle::new();
-        let start = Instant::now();
-        let mut at = Vec::new();
-        for _ in 0..6 {
-            t.acquire(42).await;
-            at.push(start.elapsed().as_millis());
+        let steps: Vec<(i64, Result<(), i64>)> = vec![
+            (0, Ok(())),
+            (0, Ok(())),
+            (0, Ok(())),
+            (0, Err(1000)),
+            (999, Err(1000)),
+            (1000, Ok(())),
+            (1500, Err(2000)),
+            (2000, Ok(())),
+            // After a quiet spell the burst is back.
+            (10_000, Ok(())),
+            (10_000, Ok(())),
+            (10_000, Ok(())),
+            (10_000, Err(11_000)),
+        ];
+        for (i, (now, want)) in steps.into_iter().enumerate() {
+            assert_eq!(t.try_acquire(42, now), want, "step {i} at {now}");
         }
-        assert_eq!(at[..3], [0, 0, 0]);
-        assert!((990..=1010).contains(&at[3]), "{at:?}");
-        assert!((1990..=2010).contains(&at[4]), "{at:?}");
-        assert!((2990..=3010).contains(&at[5]), "{at:?}");
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn global_gate_keeps_thirty_per_second() {
+    #[test]
+    fn group_chats_get_twenty_a_minute() {
         let t = Throttle::new();
-        let start = Instant::now();
-        for chat in 0..61 {
-            t.acquire(chat).await;
+        for _ in 0..3 {
+            assert_eq!(t.try_acquire(-100, 0), Ok(()));
         }
-        let ms = start.elapsed().as_millis();
-        assert!((1990..=2030).contains(&ms), "{ms}");
+        assert_eq!(t.try_acquire(-100, 0), Err(3000));
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn hold_delays_only_that_chat() {
+    #[test]
+    fn global_gate_keeps_thirty_per_second() {
         let t = Throttle::new();
-        let start = Instant::now();
-        t.hold(1, 5);
-        t.acquire(2).await;
-        assert!(start.elapsed() < Duration::from_millis(50));
-        t.acquire(1).await;
-        assert!(start.elapsed() >= Duration::from_secs(5));
+        assert_eq!(t.try_acquire(1, 0), Ok(()));
+        assert_eq!(t.try_acquire(2, 0), Err(34));
+        let mut now = 0;
+        let mut sent = 1;
+        for chat in 2..100 {
+            loop {
+                match t.try_acquire(chat, now) {
+                    Ok(()) => break,
+                    Err(at) => now = at,
+                }
+            }
+            if now < 1000 {
+                sent += 1;
+            }
+        }
+        assert_eq!(sent, 30, "sends in the first second");
+    }
+
+    #[test]
+    fn hold_delays_only_that_chat() {
+        let t = Throttle::new();
+        t.hold_at(1, 5, 0);
+        assert_eq!(t.try_acquire(2, 0), Ok(()));
+        assert_eq!(t.try_acquire(1, 100), Err(5000));
+        assert_eq!(t.try_acquire(1, 5000), Ok(()));
     }
 
     #[tokio::test]

@@ -85,7 +85,9 @@ impl HttpWappi {
     ) -> Result<Value, WappiError> {
         let started = Instant::now();
         let profile = creds.profile_id.as_str();
-        let result = self.exchange(creds, method.clone(), path, query, body, kind).await;
+        let result = self
+            .exchange(creds, method.clone(), path, query, body, kind)
+            .await;
         let latency_ms = started.elapsed().as_millis() as u64;
         let result = result.map_err(|e| scrub(e, creds.token.expose()));
         match &result {
@@ -122,7 +124,10 @@ impl HttpWappi {
         if let Some(body) = body {
             req = req.json(&body);
         }
-        let resp = req.send().await.map_err(|e| (None, transport_error(e, kind)))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| (None, transport_error(e, kind)))?;
         let status = resp.status().as_u16();
         let retry_after = resp
             .headers()
@@ -136,7 +141,10 @@ impl HttpWappi {
             Err(e) => return Err((Some(status), transport_error(e, kind))),
         };
         if !(200..300).contains(&status) {
-            return Err((Some(status), WappiError::from_http(status, retry_after, &text)));
+            return Err((
+                Some(status),
+                WappiError::from_http(status, retry_after, &text),
+            ));
         }
         let value: Value = match serde_json::from_str(&text) {
             Ok(v) => v,
@@ -194,7 +202,11 @@ fn transport_error(e: reqwest::Error, kind: Kind) -> WappiError {
     if e.is_builder() {
         return WappiError::Rejected(format!("request not built: {}", describe(&e)));
     }
-    let what = if e.is_timeout() { "timed out" } else { "connection lost" };
+    let what = if e.is_timeout() {
+        "timed out"
+    } else {
+        "connection lost"
+    };
     let msg = format!("{what}: {}", describe(&e));
     match kind {
         Kind::Send => WappiError::Unknown(msg),
@@ -255,12 +267,17 @@ fn parse_http_date(v: &str) -> Option<i64> {
         return None;
     };
     let day: u32 = day.parse().ok().filter(|d| (1..=31).contains(d))?;
-    let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-        .iter()
-        .position(|m| m == month)? as u32
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| m == month)? as u32
         + 1;
     let year: i64 = year.parse().ok().filter(|y| (1970..=9999).contains(y))?;
-    let hms: Vec<i64> = time.split(':').map(|p| p.parse().ok()).collect::<Option<_>>()?;
+    let hms: Vec<i64> = time
+        .split(':')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
     let [h, m, s] = hms.as_slice() else {
         return None;
     };
@@ -282,7 +299,10 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 }
 
 fn unix_now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// Decodes a successful answer into its wire model. A send whose answer cannot be read was
@@ -291,13 +311,18 @@ fn decode<T: serde::de::DeserializeOwned + Default>(v: Value, kind: Kind) -> Res
     match serde_json::from_value(v) {
         Ok(t) => Ok(t),
         Err(_) if kind == Kind::Send => Ok(T::default()),
-        Err(e) => Err(WappiError::Temporary(format!("unexpected answer shape: {e}"))),
+        Err(e) => Err(WappiError::Temporary(format!(
+            "unexpected answer shape: {e}"
+        ))),
     }
 }
 
 /// Wappi wants raw base64; a `data:…;base64,` prefix is removed if one slipped through.
 fn raw_base64(b64: &str) -> &str {
-    match b64.strip_prefix("data:").and_then(|rest| rest.split_once(";base64,")) {
+    match b64
+        .strip_prefix("data:")
+        .and_then(|rest| rest.split_once(";base64,"))
+    {
         Some((_, raw)) => raw,
         None => b64,
     }
@@ -308,15 +333,34 @@ fn raw_base64(b64: &str) -> &str {
 impl WappiApi for HttpWappi {
     async fn get_status(&self, creds: &WappiCreds) -> Result<ProfileStatus, WappiError> {
         let v = self
-            .call(creds, Method::GET, "/api/sync/get/status", &[], None, Kind::Read)
+            .call(
+                creds,
+                Method::GET,
+                "/api/sync/get/status",
+                &[],
+                None,
+                Kind::Read,
+            )
             .await?;
         decode(v, Kind::Read)
     }
 
-    async fn send_text(&self, creds: &WappiCreds, to: &GroupJid, body: &str) -> Result<Sent, WappiError> {
+    async fn send_text(
+        &self,
+        creds: &WappiCreds,
+        to: &GroupJid,
+        body: &str,
+    ) -> Result<Sent, WappiError> {
         let payload = json!({ "body": body, "recipient": to.as_str() });
         let v = self
-            .call(creds, Method::POST, "/api/sync/message/send", &[], Some(payload), Kind::Send)
+            .call(
+                creds,
+                Method::POST,
+                "/api/sync/message/send",
+                &[],
+                Some(payload),
+                Kind::Send,
+            )
             .await?;
         decode(v, Kind::Send)
     }
@@ -333,19 +377,38 @@ impl WappiApi for HttpWappi {
             payload["caption"] = Value::from(c);
         }
         let v = self
-            .call(creds, Method::POST, "/api/sync/message/img/send", &[], Some(payload), Kind::Send)
+            .call(
+                creds,
+                Method::POST,
+                "/api/sync/message/img/send",
+                &[],
+                Some(payload),
+                Kind::Send,
+            )
             .await?;
         decode(v, Kind::Send)
     }
 
-    async fn list_chats(&self, creds: &WappiCreds, limit: u32, offset: u32) -> Result<Vec<Dialog>, WappiError> {
+    async fn list_chats(
+        &self,
+        creds: &WappiCreds,
+        limit: u32,
+        offset: u32,
+    ) -> Result<Vec<Dialog>, WappiError> {
         let query = [
             ("limit", limit.to_string()),
             ("offset", offset.to_string()),
             ("show_all", "false".to_string()),
         ];
         let v = self
-            .call(creds, Method::GET, "/api/sync/chats/get", &query, None, Kind::Read)
+            .call(
+                creds,
+                Method::GET,
+                "/api/sync/chats/get",
+                &query,
+                None,
+                Kind::Read,
+            )
             .await?;
         decode::<ChatsPage>(v, Kind::Read).map(|p| p.dialogs)
     }
@@ -362,7 +425,14 @@ impl WappiApi for HttpWappi {
             ("order", "desc".to_string()),
         ];
         let v = self
-            .call(creds, Method::GET, "/api/sync/messages/get", &query, None, Kind::Read)
+            .call(
+                creds,
+                Method::GET,
+                "/api/sync/messages/get",
+                &query,
+                None,
+                Kind::Read,
+            )
             .await?;
         decode::<MessagesPage>(v, Kind::Read).map(|p| p.messages)
     }
@@ -396,8 +466,14 @@ mod tests {
     #[test]
     fn http_dates() {
         assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
-        assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784_111_777));
-        assert_eq!(parse_http_date("Tue, 29 Feb 2028 12:00:00 GMT"), Some(1_835_438_400));
+        assert_eq!(
+            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784_111_777)
+        );
+        assert_eq!(
+            parse_http_date("Tue, 29 Feb 2028 12:00:00 GMT"),
+            Some(1_835_438_400)
+        );
         assert_eq!(parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT"), None);
         assert_eq!(parse_http_date("Sun, 06 Nov 1994 25:49:37 GMT"), None);
     }
@@ -418,14 +494,21 @@ mod tests {
     fn base64_prefix_and_scrub() {
         assert_eq!(raw_base64("data:image/png;base64,iVBOR"), "iVBOR");
         assert_eq!(raw_base64("iVBOR"), "iVBOR");
-        let (_, e) = scrub((None, WappiError::Rejected("bad token abc123".into())), "abc123");
+        let (_, e) = scrub(
+            (None, WappiError::Rejected("bad token abc123".into())),
+            "abc123",
+        );
         assert_eq!(e, WappiError::Rejected("bad token ***".into()));
     }
 
     #[tokio::test]
     async fn refused_connection_is_temporary_even_for_a_send() {
         // Bind then drop a listener: the port is very likely closed.
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let wappi = HttpWappi::new(&format!("http://127.0.0.1:{port}/"));
         let creds = WappiCreds {
             token: groupcast_core::Secret::new("0123456789abcdef0123456789abcdef01234567"),

@@ -1,0 +1,153 @@
+//! A test world: fake Telegram, fake Wappi and one `groupcast` server wired together, and a
+//! `Person` who talks to the bot through the fake Telegram the way a user does.
+
+use crate::fake_telegram::{FakeTelegram, SentMessage};
+use crate::fake_wappi::FakeWappi;
+use crate::harness::Server;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// How long a step of a dialogue may take before a test fails.
+pub const STEP: Duration = Duration::from_secs(15);
+
+pub struct World {
+    pub tg: FakeTelegram,
+    pub wappi: FakeWappi,
+    pub server: Server,
+    pub dir: tempfile::TempDir,
+}
+
+/// A Wappi account of the fake: token and profile id as Wappi issues them.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub token: String,
+    pub profile: String,
+}
+
+impl Account {
+    /// A distinct, valid-looking account per `n` (40 hex token, `8hex-4hex` profile).
+    pub fn numbered(n: u32) -> Account {
+        Account {
+            token: format!("{:040x}", 0xfeed_0000_0000u64 + n as u64),
+            profile: format!("{:08x}-{:04x}", 0x2f09_9bc3u32.wrapping_add(n), n),
+        }
+    }
+}
+
+impl World {
+    pub async fn start() -> World {
+        World::start_with(|_| {}).await
+    }
+
+    /// Starts the fakes and a server whose settings `tune` may change.
+    pub async fn start_with(tune: impl FnOnce(&mut HashMap<String, String>)) -> World {
+        let tg = FakeTelegram::start().await;
+        let wappi = FakeWappi::start().await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut env = Server::env(&tg.url(), &wappi.url(), dir.path());
+        tune(&mut env);
+        let server = Server::start(env, dir.path()).await;
+        World { tg, wappi, server, dir }
+    }
+
+    pub fn person(&self, id: i64) -> Person<'_> {
+        Person { w: self, id }
+    }
+
+    /// Adds `n` groups to the account at the fake and returns their ids.
+    pub fn groups(&self, account: &Account, n: usize, seed: u64) -> Vec<String> {
+        (0..n)
+            .map(|i| {
+                let jid = format!("120363{:012}@g.us", seed * 100_000 + i as u64);
+                self.wappi.add_group(&account.profile, &jid, &format!("Группа {seed}-{i}"));
+                jid
+            })
+            .collect()
+    }
+}
+
+/// A Telegram user talking to the bot.
+pub struct Person<'a> {
+    pub w: &'a World,
+    pub id: i64,
+}
+
+impl Person<'_> {
+    pub fn says(&self, text: &str) {
+        let u = self.w.tg.text_message(self.id, text);
+        self.w.tg.push_update(u);
+    }
+
+    pub fn says_formatted(&self, text: &str, entities: Value) {
+        let u = self.w.tg.text_message_with_entities(self.id, text, entities);
+        self.w.tg.push_update(u);
+    }
+
+    pub fn presses(&self, message_id: i64, data: &str) {
+        let u = self.w.tg.callback(self.id, message_id, data);
+        self.w.tg.push_update(u);
+    }
+
+    /// The next bot message to this person containing `needle`.
+    pub async fn hears(&self, needle: &str) -> SentMessage {
+        let needle = needle.to_string();
+        self.w
+            .tg
+            .wait_for_message(self.id, move |t| t.contains(&needle), STEP)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The inline button of `msg` whose label contains `label`: its callback data.
+    pub fn button(msg: &SentMessage, label: &str) -> String {
+        let markup = msg.reply_markup.as_ref().expect("message has buttons");
+        markup["inline_keyboard"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|row| row.as_array().cloned().unwrap_or_default())
+            .find(|b| b["text"].as_str().unwrap_or("").contains(label))
+            .and_then(|b| b["callback_data"].as_str().map(str::to_string))
+            .unwrap_or_else(|| panic!("no button {label:?} in {markup}"))
+    }
+
+    /// Registers with the account's token and profile; ends at the main menu.
+    pub async fn registers(&self, account: &Account) {
+        self.says("/start");
+        self.hears("токен").await;
+        self.says(&account.token);
+        self.hears("профиля").await;
+        self.says(&account.profile);
+        self.hears("✔️").await;
+    }
+
+    /// Sets the mailing text (plain).
+    pub async fn sets_text(&self, text: &str) {
+        self.says("/text");
+        self.hears("📝").await;
+        self.says(text);
+        self.hears("Текст сохранён").await;
+    }
+
+    /// Pastes the group list.
+    pub async fn sets_groups(&self, groups: &[String]) {
+        self.says("/groups");
+        self.hears("👥").await;
+        self.says(&groups.join("\n"));
+        self.hears("Сохранено групп").await;
+    }
+
+    /// /mailing, then ✅ on the preview; returns the mailing id from the 🚀 message.
+    pub async fn starts_mailing(&self) -> i64 {
+        self.says("/mailing");
+        let preview = self.hears("Предпросмотр").await;
+        self.presses(preview.message_id, &Person::button(&preview, "✅"));
+        let started = self.hears("🚀 Рассылка #").await;
+        started.text["🚀 Рассылка #".len()..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .and_then(|n| n.parse().ok())
+            .expect("mailing id in the start message")
+    }
+}

@@ -1,0 +1,131 @@
+//! Mailing content: the text (Telegram formatting to WhatsApp markup, limits) and the groups
+//! (pasted with duplicates and junk reported, or imported from the WhatsApp account).
+
+use groupcast_e2e::world::{Account, Person, World};
+use serde_json::json;
+
+async fn registered(w: &World, id: i64, n: u32) -> (Person<'_>, Account) {
+    let acc = Account::numbered(n);
+    w.wappi.add_profile(&acc.profile, &acc.token);
+    let p = w.person(id);
+    p.registers(&acc).await;
+    (p, acc)
+}
+
+#[tokio::test]
+async fn text_formatting_becomes_whatsapp_markup() {
+    let w = World::start().await;
+    let (p, _) = registered(&w, 2001, 1).await;
+    p.says("/text");
+    p.hears("📝").await;
+    // "Скидка 20% сегодня" with "Скидка" bold, "20%" italic, "сегодня" struck; an emoji first
+    // (two UTF-16 units) shifts the offsets.
+    let text = "🔥 Скидка 20% сегодня, код PROMO";
+    p.says_formatted(
+        text,
+        json!([
+            {"type": "bold", "offset": 3, "length": 6},
+            {"type": "italic", "offset": 10, "length": 3},
+            {"type": "strikethrough", "offset": 14, "length": 7},
+            {"type": "code", "offset": 27, "length": 5}
+        ]),
+    );
+    let saved = p.hears("Текст сохранён").await;
+    let want = "🔥 *Скидка* _20%_ ~сегодня~, код ```PROMO```";
+    assert!(saved.text.contains(want), "{}", saved.text);
+    let stored: String = w.server.db().query_row("SELECT body FROM texts WHERE user_id = 2001", [], |r| r.get(0)).unwrap();
+    assert_eq!(stored, want);
+}
+
+#[tokio::test]
+async fn bad_text_is_refused_and_the_old_text_kept() {
+    let w = World::start().await;
+    let (p, _) = registered(&w, 2002, 2).await;
+    p.sets_text("Первый текст").await;
+    p.says("/text");
+    p.hears("📝").await;
+    p.says("   ");
+    p.hears("пустой").await;
+    p.says(&"а".repeat(4097));
+    p.hears("слишком длинный").await;
+    let stored: String = w.server.db().query_row("SELECT body FROM texts WHERE user_id = 2002", [], |r| r.get(0)).unwrap();
+    assert_eq!(stored, "Первый текст");
+}
+
+#[tokio::test]
+async fn pasted_groups_report_duplicates_and_junk() {
+    let w = World::start().await;
+    let (p, _) = registered(&w, 2003, 3).await;
+    p.says("/groups");
+    p.hears("👥").await;
+    p.says("120363000000000001@g.us\n120363000000000002\nhello world\n120363000000000001@g.us\n\n79115576367@c.us");
+    let saved = p.hears("Сохранено групп: 2").await;
+    assert!(saved.text.contains("Повторы пропущены: 1"), "{}", saved.text);
+    assert!(saved.text.contains("3: hello world"), "{}", saved.text);
+    assert!(saved.text.contains("6: 79115576367@c.us"), "{}", saved.text);
+    let jids: Vec<String> = {
+        let db = w.server.db();
+        let mut st = db.prepare("SELECT jid FROM groups WHERE user_id = 2003 ORDER BY position").unwrap();
+        let rows = st.query_map([], |r| r.get(0)).unwrap();
+        rows.map(Result::unwrap).collect()
+    };
+    assert_eq!(jids, vec!["120363000000000001@g.us", "120363000000000002@g.us"]);
+
+    // Nothing valid: refused, list unchanged.
+    p.says("/groups");
+    p.hears("👥").await;
+    p.says("just words");
+    p.hears("Не нашёл ни одного").await;
+    let n: i64 = w.server.db().query_row("SELECT COUNT(*) FROM groups WHERE user_id = 2003", [], |r| r.get(0)).unwrap();
+    assert_eq!(n, 2);
+}
+
+#[tokio::test]
+async fn group_cap_is_enforced() {
+    let w = World::start_with(|env| {
+        env.insert("MAX_GROUPS_PER_USER".into(), "3".into());
+    })
+    .await;
+    let (p, _) = registered(&w, 2004, 4).await;
+    p.says("/groups");
+    p.hears("👥").await;
+    p.says("1203630001\n1203630002\n1203630003\n1203630004");
+    p.hears("Слишком много групп: 4, максимум 3").await;
+}
+
+#[tokio::test]
+async fn groups_are_imported_from_the_whatsapp_account() {
+    let w = World::start().await;
+    let (p, acc) = registered(&w, 2005, 5).await;
+    let groups = w.groups(&acc, 11, 7);
+    p.says("/groups");
+    let ask = p.hears("👥").await;
+    p.presses(ask.message_id, &Person::button(&ask, "Импорт"));
+    let picker = p.hears("Группы аккаунта: 11").await;
+    assert!(picker.text.contains("Страница 1/2"), "{}", picker.text);
+    // Tick the first group on page 1, go to page 2, tick the last group, save.
+    p.presses(picker.message_id, &Person::button(&picker, "Группа 7-0"));
+    w.tg.wait_until(|tg| tg.current_text(2005, picker.message_id).is_some_and(|t| t.contains("Выбрано: 1")), groupcast_e2e::world::STEP)
+        .await
+        .unwrap();
+    p.presses(picker.message_id, "impp:1");
+    w.tg.wait_until(|tg| tg.current_text(2005, picker.message_id).is_some_and(|t| t.contains("Страница 2/2")), groupcast_e2e::world::STEP)
+        .await
+        .unwrap();
+    let markup = w.tg.current_markup(2005, picker.message_id).unwrap();
+    assert!(markup.to_string().contains("Группа 7-10"), "{markup}");
+    p.presses(picker.message_id, "impt:10");
+    w.tg.wait_until(|tg| tg.current_text(2005, picker.message_id).is_some_and(|t| t.contains("Выбрано: 2")), groupcast_e2e::world::STEP)
+        .await
+        .unwrap();
+    p.presses(picker.message_id, "imp:save");
+    p.hears("Сохранено групп: 2").await;
+    let (jids, names): (Vec<String>, Vec<String>) = {
+        let db = w.server.db();
+        let mut st = db.prepare("SELECT jid, name FROM groups WHERE user_id = 2005 ORDER BY position").unwrap();
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+        rows.map(Result::unwrap).unzip()
+    };
+    assert_eq!(jids, vec![groups[0].clone(), groups[10].clone()]);
+    assert_eq!(names, vec!["Группа 7-0", "Группа 7-10"]);
+}

@@ -1,0 +1,237 @@
+//! Mailings end to end: every group exactly once, with the right text, paced; progress and
+//! the report; cancel; subscription; a 429 storm; two users at once.
+
+use groupcast_e2e::fake_wappi::{Fault, Request};
+use groupcast_e2e::harness::wait_until;
+use groupcast_e2e::world::{Account, Person, World};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// Send-arrival tolerance at the fake: the pacer spaces the *calls*; arrival times at the
+/// fake jitter by a few ms of loopback and scheduling.
+const JITTER_MS: i64 = 5;
+
+async fn ready<'a>(w: &'a World, id: i64, n: u32, groups: usize, text: &str) -> (Person<'a>, Account, Vec<String>) {
+    let acc = Account::numbered(n);
+    w.wappi.add_profile(&acc.profile, &acc.token);
+    let jids = w.groups(&acc, groups, n as u64);
+    let p = w.person(id);
+    p.registers(&acc).await;
+    p.sets_text(text).await;
+    p.sets_groups(&jids).await;
+    (p, acc, jids)
+}
+
+fn sends(w: &World, profile: &str) -> Vec<Request> {
+    w.wappi.requests().into_iter().filter(|r| r.is_send() && r.profile_id == profile).collect()
+}
+
+fn min_gap(sends: &[Request]) -> i64 {
+    sends.windows(2).map(|p| p[1].at_ms - p[0].at_ms).min().unwrap_or(i64::MAX)
+}
+
+#[tokio::test]
+async fn fifty_groups_each_exactly_once_paced_with_progress_and_report() {
+    let w = World::start().await; // PROFILE_RATE_PER_SEC=10
+    let text = "Продаётся квартира, 2 комнаты";
+    let (p, acc, jids) = ready(&w, 3001, 1, 50, text).await;
+
+    p.says("/mailing");
+    let preview = p.hears("Предпросмотр").await;
+    assert!(preview.text.contains(text) && preview.text.contains("Групп: 50"), "{}", preview.text);
+    assert!(preview.text.contains("5 с"), "ETA at 10/s: {}", preview.text);
+    p.presses(preview.message_id, &Person::button(&preview, "✅"));
+    p.hears("🚀 Рассылка #").await;
+    let report = p.hears("Рассылка #").await;
+    let report = if report.text.starts_with('⏳') { p.hears("✅").await } else { report };
+    assert!(report.text.starts_with('✅'), "{}", report.text);
+    assert!(report.text.contains("отправлено 50 из 50"), "{}", report.text);
+
+    // At the fake: each group exactly once, the right text, in the list's order, paced.
+    let sent = sends(&w, &acc.profile);
+    assert_eq!(sent.len(), 50);
+    let by_group: HashMap<_, _> = w.wappi.delivery_count_by_recipient();
+    for jid in &jids {
+        assert_eq!(by_group.get(jid), Some(&1), "{jid}");
+    }
+    assert!(sent.iter().all(|r| r.body_text.as_deref() == Some(text) && r.token == acc.token));
+    let order: Vec<_> = sent.iter().map(|r| r.recipient.clone().unwrap()).collect();
+    assert_eq!(order, jids);
+    let gap = min_gap(&sent);
+    assert!(gap >= 100 - JITTER_MS, "min gap {gap} ms at 10/s");
+    let total = sent.last().unwrap().at_ms - sent[0].at_ms;
+    assert!(total < 4900 + 1500, "50 sends at 10/s took {total} ms");
+
+    // Progress: one message, edited at most every 3 s, with a cancel button while running.
+    let progress: Vec<_> = w.tg.sent_to(3001).into_iter().filter(|m| m.text.starts_with('⏳')).collect();
+    assert_eq!(progress.len(), 1, "one progress message");
+    let edits: Vec<_> = w.tg.edits_of(3001).into_iter().filter(|e| e.message_id == progress[0].message_id).collect();
+    let mut times = vec![progress[0].at_ms];
+    times.extend(edits.iter().filter(|e| e.text.starts_with('⏳')).map(|e| e.at_ms));
+    for pair in times.windows(2) {
+        assert!(pair[1] - pair[0] >= 3000 - 50, "progress edited too often: {times:?}");
+    }
+    assert!(progress[0].reply_markup.as_ref().unwrap().to_string().contains("cancel:"));
+    let final_text = w.tg.current_text(3001, progress[0].message_id).unwrap();
+    assert!(final_text.contains("Отправлено: 50"), "{final_text}");
+
+    // The ledger agrees.
+    let id: i64 = w.server.db().query_row("SELECT MAX(id) FROM mailings", [], |r| r.get(0)).unwrap();
+    assert_eq!(w.server.delivery_states(id), HashMap::from([("sent".to_string(), 50)]));
+    // /status after the end shows the report.
+    p.says("/status");
+    p.hears("✅ Рассылка").await;
+    w.server.assert_no_secrets_in_logs(&[&acc.token]);
+}
+
+#[tokio::test]
+async fn cancel_stops_before_the_next_send() {
+    let w = World::start_with(|env| {
+        env.insert("PROFILE_RATE_PER_SEC".into(), "4".into());
+    })
+    .await;
+    let (p, acc, _) = ready(&w, 3002, 2, 40, "Отмена посреди").await;
+    p.starts_mailing().await;
+    w.wappi.wait_for_deliveries(8, Duration::from_secs(20)).await.unwrap();
+    let progress = p.hears("⏳").await;
+    p.presses(progress.message_id, &Person::button(&progress, "⛔"));
+    let ack = p.hears("⏹").await;
+    let report = p.hears("⚠️").await;
+    assert!(report.text.contains("остановлена"), "{}", report.text);
+    let sent = sends(&w, &acc.profile);
+    let after_ack = sent.iter().filter(|r| r.at_ms > ack.at_ms).count();
+    assert!(after_ack <= 1, "{after_ack} sends after the cancel was acknowledged");
+    assert!(sent.len() < 40);
+    // Nothing more is sent later.
+    let n = sent.len();
+    tokio::time::sleep(Duration::from_millis(800)).await; // several send intervals at 4/s
+    assert_eq!(sends(&w, &acc.profile).len(), n);
+    let id: i64 = w.server.db().query_row("SELECT MAX(id) FROM mailings", [], |r| r.get(0)).unwrap();
+    let status: String = w.server.db().query_row("SELECT status FROM mailings WHERE id = ?1", [id], |r| r.get(0)).unwrap();
+    assert_eq!(status, "cancelled");
+    assert!(report.text.contains(&format!("Отправлено: {n}")), "{}", report.text);
+}
+
+#[tokio::test]
+async fn no_subscription_no_mailing() {
+    let w = World::start_with(|env| {
+        env.insert("TRIAL_DAYS".into(), "0".into());
+    })
+    .await;
+    let (p, _, _) = ready(&w, 3003, 3, 2, "Без подписки").await;
+    p.says("/mailing");
+    p.hears("Подписка не активна").await;
+    p.says("/subscribe");
+    p.hears("не активна").await;
+    assert!(w.wappi.requests().iter().all(|r| !r.is_send()));
+}
+
+#[tokio::test]
+async fn a_second_start_on_a_busy_profile_is_refused() {
+    let w = World::start_with(|env| {
+        env.insert("PROFILE_RATE_PER_SEC".into(), "2".into());
+    })
+    .await;
+    let (p, _, _) = ready(&w, 3004, 4, 10, "Один раз").await;
+    p.starts_mailing().await;
+    p.says("/mailing");
+    p.hears("уже идёт").await;
+    p.says("/cancel");
+    p.hears("⚠️").await;
+}
+
+#[tokio::test]
+async fn a_429_storm_pauses_the_profile_and_loses_nothing() {
+    let w = World::start().await;
+    let (p, acc, jids) = ready(&w, 3005, 5, 20, "Шторм").await;
+    // The 6th send onwards: five 429s in a row, each asking for 1 s.
+    p.starts_mailing().await;
+    w.wappi.wait_for_deliveries(5, Duration::from_secs(20)).await.unwrap();
+    w.wappi.set_rate_limit_storm(&acc.profile, 5, 1);
+    p.hears("✅").await;
+    let all = sends(&w, &acc.profile);
+    let limited: Vec<&Request> = all.iter().filter(|r| matches!(r.outcome, groupcast_e2e::fake_wappi::Outcome::Refused { http: 429, .. })).collect();
+    assert_eq!(limited.len(), 5);
+    // After each 429 the profile waited its Retry-After before calling again.
+    for r in &limited {
+        let next = all.iter().find(|n| n.at_ms > r.at_ms).expect("a call after the 429");
+        assert!(next.at_ms - r.at_ms >= 1000 - JITTER_MS, "called {} ms after a 429 with Retry-After 1", next.at_ms - r.at_ms);
+    }
+    let counts = w.wappi.delivery_count_by_recipient();
+    for jid in &jids {
+        assert_eq!(counts.get(jid), Some(&1), "{jid}");
+    }
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_and_hopeless_groups_reported() {
+    let w = World::start().await;
+    let (p, acc, jids) = ready(&w, 3006, 6, 6, "Ошибки").await;
+    w.wappi.push_fault(Fault::Status(502, "bad gateway".into()));
+    w.wappi.push_fault(Fault::Status(500, "oops".into()));
+    p.starts_mailing().await;
+    let report = p.hears("Рассылка #").await;
+    let report = if report.text.starts_with('⏳') { p.hears("✅").await } else { report };
+    assert!(report.text.starts_with('✅'), "{}", report.text);
+    let counts = w.wappi.delivery_count_by_recipient();
+    assert!(jids.iter().all(|j| counts.get(j) == Some(&1)));
+    let _ = acc;
+}
+
+#[tokio::test]
+async fn a_refused_group_fails_with_a_reason_and_the_rest_is_sent() {
+    let w = World::start().await;
+    let (p, acc, mut jids) = ready(&w, 3007, 7, 3, "Не участник").await;
+    // A group the account is not in: strict mode refuses unknown recipients.
+    w.wappi.set_strict_recipients(true);
+    jids.push("120363999999999999@g.us".into());
+    p.sets_groups(&jids).await;
+    p.starts_mailing().await;
+    let report = p.hears("⚠️").await;
+    assert!(report.text.contains("120363999999999999@g.us"), "{}", report.text);
+    assert!(report.text.contains("Ошибок: 1"), "{}", report.text);
+    assert_eq!(sends(&w, &acc.profile).iter().filter(|r| r.recipient.as_deref() == Some("120363999999999999@g.us")).count(), 1, "never retried");
+}
+
+#[tokio::test]
+async fn two_users_mail_at_once_on_their_own_numbers() {
+    let w = World::start_with(|env| {
+        env.insert("PROFILE_RATE_PER_SEC".into(), "5".into());
+    })
+    .await;
+    let (a, acc_a, jids_a) = ready(&w, 3010, 10, 15, "Текст Анны").await;
+    let (b, acc_b, jids_b) = ready(&w, 3011, 11, 15, "Текст Бориса").await;
+    a.starts_mailing().await;
+    b.starts_mailing().await;
+    a.hears("✅").await;
+    b.hears("✅").await;
+    let sa = sends(&w, &acc_a.profile);
+    let sb = sends(&w, &acc_b.profile);
+    assert!(sa.iter().all(|r| r.body_text.as_deref() == Some("Текст Анны") && jids_a.contains(r.recipient.as_ref().unwrap())));
+    assert!(sb.iter().all(|r| r.body_text.as_deref() == Some("Текст Бориса") && jids_b.contains(r.recipient.as_ref().unwrap())));
+    assert_eq!((sa.len(), sb.len()), (15, 15));
+    // They ran in parallel: the two spans overlap, each paced on its own.
+    assert!(sa[0].at_ms < sb.last().unwrap().at_ms && sb[0].at_ms < sa.last().unwrap().at_ms);
+    assert!(min_gap(&sa) >= 200 - JITTER_MS && min_gap(&sb) >= 200 - JITTER_MS);
+    wait_until("both mailings done", Duration::from_secs(5), || {
+        let n: i64 = w.server.db().query_row("SELECT COUNT(*) FROM mailings WHERE status = 'done'", [], |r| r.get(0)).unwrap();
+        n == 2
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn whatsapp_logged_out_pauses_and_resume_continues() {
+    let w = World::start().await;
+    let (p, acc, jids) = ready(&w, 3012, 12, 8, "Пауза").await;
+    p.starts_mailing().await;
+    w.wappi.wait_for_deliveries(3, Duration::from_secs(20)).await.unwrap();
+    w.wappi.set_authorized(&acc.profile, false);
+    let paused = p.hears("⏸").await;
+    assert!(paused.text.contains("WhatsApp не подключён"), "{}", paused.text);
+    w.wappi.set_authorized(&acc.profile, true);
+    p.presses(paused.message_id, &Person::button(&paused, "Продолжить"));
+    p.hears("✅").await;
+    let counts = w.wappi.delivery_count_by_recipient();
+    assert!(jids.iter().all(|j| counts.get(j) == Some(&1)), "{counts:?}");
+}
