@@ -110,7 +110,8 @@ const GLOBAL_JITTER_MS: i64 = 50;
 const TEXT_LIMIT: usize = 4096;
 const CAPTION_LIMIT: usize = 1024;
 const NOT_MODIFIED: &str = "Bad Request: message is not modified: specified new message content and reply markup are exactly the same as a current content and reply markup of the message";
-const QUERY_INVALID: &str = "Bad Request: query is too old and response timeout expired or query ID is invalid";
+const QUERY_INVALID: &str =
+    "Bad Request: query is too old and response timeout expired or query ID is invalid";
 
 #[derive(Default)]
 struct Inner {
@@ -170,7 +171,10 @@ struct StoredFile {
 }
 
 fn unix_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 fn unix_s() -> i64 {
@@ -198,7 +202,11 @@ fn private_chat_object(user_id: i64) -> Value {
 
 /// The bot's own `User`; its id is the number before the colon of the token, as on Telegram.
 fn bot_object(token: &str) -> Value {
-    let id = token.split(':').next().and_then(|s| s.parse::<i64>().ok()).unwrap_or(7_000_000_001);
+    let id = token
+        .split(':')
+        .next()
+        .and_then(|s| s.parse::<i64>().ok())
+        .unwrap_or(7_000_000_001);
     json!({
         "id": id,
         "is_bot": true,
@@ -214,14 +222,21 @@ fn bot_object(token: &str) -> Value {
 
 /// The type of an update: its one key besides `update_id`.
 fn update_kind(update: &Value) -> Option<&str> {
-    update.as_object()?.keys().map(String::as_str).find(|k| *k != "update_id")
+    update
+        .as_object()?
+        .keys()
+        .map(String::as_str)
+        .find(|k| *k != "update_id")
 }
 
 impl FakeTelegram {
     /// Starts the fake on a random local port, on the current tokio runtime.
     pub async fn start() -> FakeTelegram {
         let shared = Arc::new(Shared {
-            inner: Mutex::new(Inner { next_update_id: 100_000_001, ..Inner::default() }),
+            inner: Mutex::new(Inner {
+                next_update_id: 100_000_001,
+                ..Inner::default()
+            }),
             changed: Notify::new(),
             started: Instant::now(),
         });
@@ -229,7 +244,9 @@ impl FakeTelegram {
             .fallback(handle)
             .layer(DefaultBodyLimit::max(64 * 1024 * 1024))
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -272,10 +289,19 @@ impl FakeTelegram {
 
     /// POSTs an update to the bot's webhook as Telegram does (with the secret header when
     /// given). Returns the status (0 when the connection failed) and the body.
-    pub async fn deliver_webhook(&self, url: &str, secret: Option<&str>, mut update: Value) -> (u16, String) {
+    pub async fn deliver_webhook(
+        &self,
+        url: &str,
+        secret: Option<&str>,
+        mut update: Value,
+    ) -> (u16, String) {
         self.lock().observe(&mut update);
         self.shared.changed.notify_waiters();
-        let mut req = self.http.post(url).json(&update).timeout(Duration::from_secs(60));
+        let mut req = self
+            .http
+            .post(url)
+            .json(&update)
+            .timeout(Duration::from_secs(60));
         if let Some(secret) = secret {
             req = req.header("X-Telegram-Bot-Api-Secret-Token", secret);
         }
@@ -322,7 +348,10 @@ impl FakeTelegram {
     /// gets its `bot_command` entity, as Telegram adds it.
     pub fn text_message(&self, user_id: i64, text: &str) -> Value {
         let command_len = if text.starts_with('/') {
-            text.split_whitespace().next().map(|c| c.encode_utf16().count()).unwrap_or(0)
+            text.split_whitespace()
+                .next()
+                .map(|c| c.encode_utf16().count())
+                .unwrap_or(0)
         } else {
             0
         };
@@ -402,7 +431,12 @@ impl FakeTelegram {
 
     /// The calls of one method (`"sendMessage"`), in order.
     pub fn calls_of(&self, method: &str) -> Vec<Call> {
-        self.lock().calls.iter().filter(|c| c.method.eq_ignore_ascii_case(method)).cloned().collect()
+        self.lock()
+            .calls
+            .iter()
+            .filter(|c| c.method.eq_ignore_ascii_case(method))
+            .cloned()
+            .collect()
     }
 
     /// The distinct tokens used, in order of first use.
@@ -418,26 +452,43 @@ impl FakeTelegram {
 
     /// The messages and photos the bot sent to a chat, in order (as sent, before edits).
     pub fn sent_to(&self, chat_id: i64) -> Vec<SentMessage> {
-        self.lock().chats.get(&chat_id).map(|c| c.sent.clone()).unwrap_or_default()
+        self.lock()
+            .chats
+            .get(&chat_id)
+            .map(|c| c.sent.clone())
+            .unwrap_or_default()
     }
 
     /// The successful edits in a chat (`editMessageText`, and `editMessageReplyMarkup` with the
     /// message's current text), in order.
     pub fn edits_of(&self, chat_id: i64) -> Vec<SentMessage> {
-        self.lock().chats.get(&chat_id).map(|c| c.edits.clone()).unwrap_or_default()
+        self.lock()
+            .chats
+            .get(&chat_id)
+            .map(|c| c.edits.clone())
+            .unwrap_or_default()
     }
 
     /// A bot message's text (or caption) after all edits.
     pub fn current_text(&self, chat_id: i64, message_id: i64) -> Option<String> {
         let inner = self.lock();
         let msg = inner.chats.get(&chat_id)?.messages.get(&message_id)?;
-        msg.get("text").or_else(|| msg.get("caption")).and_then(Value::as_str).map(str::to_string)
+        msg.get("text")
+            .or_else(|| msg.get("caption"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
     }
 
     /// A bot message's inline keyboard after all edits.
     pub fn current_markup(&self, chat_id: i64, message_id: i64) -> Option<Value> {
         let inner = self.lock();
-        inner.chats.get(&chat_id)?.messages.get(&message_id)?.get("reply_markup").cloned()
+        inner
+            .chats
+            .get(&chat_id)?
+            .messages
+            .get(&message_id)?
+            .get("reply_markup")
+            .cloned()
     }
 
     /// Every limit the bot broke, in order.
@@ -478,7 +529,10 @@ impl FakeTelegram {
             {
                 let mut inner = self.lock();
                 let chat = inner.chat(chat_id);
-                if let Some(i) = chat.sent[chat.cursor..].iter().position(|m| predicate(&m.text)) {
+                if let Some(i) = chat.sent[chat.cursor..]
+                    .iter()
+                    .position(|m| predicate(&m.text))
+                {
                     let index = chat.cursor + i;
                     chat.cursor = index + 1;
                     return Ok(chat.sent[index].clone());
@@ -499,7 +553,11 @@ impl FakeTelegram {
     }
 
     /// Waits until `predicate` holds (checked on every change and every 20 ms).
-    pub async fn wait_until(&self, predicate: impl Fn(&FakeTelegram) -> bool, timeout: Duration) -> Result<(), String> {
+    pub async fn wait_until(
+        &self,
+        predicate: impl Fn(&FakeTelegram) -> bool,
+        timeout: Duration,
+    ) -> Result<(), String> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let notified = self.shared.changed.notified();
@@ -544,7 +602,9 @@ impl Inner {
             }
         };
         self.next_update_id = self.next_update_id.max(id + 1);
-        let message = update.get("message").or_else(|| update.get("edited_message"));
+        let message = update
+            .get("message")
+            .or_else(|| update.get("edited_message"));
         if let Some(message) = message {
             if let Some(chat_id) = message["chat"]["id"].as_i64() {
                 let object = message["chat"].clone();
@@ -574,7 +634,11 @@ impl Inner {
             let n = self.next_file;
             self.files.insert(
                 file_id.to_string(),
-                StoredFile { unique_id: format!("AQADuniq{n}"), path: format!("photos/file_{n}.jpg"), bytes: None },
+                StoredFile {
+                    unique_id: format!("AQADuniq{n}"),
+                    path: format!("photos/file_{n}.jpg"),
+                    bytes: None,
+                },
             );
         }
         self.files.get_mut(file_id).expect("just inserted")
@@ -582,8 +646,17 @@ impl Inner {
 
     /// Three `PhotoSize`s whose largest has `file_id`; all of them become known file ids.
     fn photo_sizes(&mut self, file_id: &str) -> Value {
-        let size = self.file_entry(file_id).bytes.as_ref().map(|b| b.len()).unwrap_or(54_321);
-        let dims = [(90, 67, format!("{file_id}-s")), (320, 240, format!("{file_id}-m")), (1280, 960, file_id.to_string())];
+        let size = self
+            .file_entry(file_id)
+            .bytes
+            .as_ref()
+            .map(|b| b.len())
+            .unwrap_or(54_321);
+        let dims = [
+            (90, 67, format!("{file_id}-s")),
+            (320, 240, format!("{file_id}-m")),
+            (1280, 960, file_id.to_string()),
+        ];
         let sizes: Vec<Value> = dims
             .into_iter()
             .enumerate()
@@ -600,13 +673,15 @@ impl Inner {
         match self.chats.get(&chat_id).and_then(|c| c.object.clone()) {
             Some(object) => object,
             None if chat_id > 0 => private_chat_object(chat_id),
-            None => json!({ "id": chat_id, "title": format!("Group {chat_id}"), "type": "supergroup" }),
+            None => {
+                json!({ "id": chat_id, "title": format!("Group {chat_id}"), "type": "supergroup" })
+            }
         }
     }
 
     /// Applies the limits to a send to `chat_id` at monotonic `now`: injected 429s, an
     /// earlier `retry_after` still running, the per-chat and the global rate.
-    fn pace(&mut self, method: &str, chat_id: i64, now: i64, at_ms: i64) -> Result<(), Response> {
+    fn pace(&mut self, method: &str, chat_id: i64, now: i64, at_ms: i64) -> Result<(), ApiError> {
         let strict = self.strict;
         let mut violations = Vec::new();
         let chat = self.chat(chat_id);
@@ -625,7 +700,11 @@ impl Inner {
             });
             return Err(too_many(left.max(1)));
         }
-        let interval = if chat_id < 0 { GROUP_INTERVAL_MS } else { CHAT_INTERVAL_MS };
+        let interval = if chat_id < 0 {
+            GROUP_INTERVAL_MS
+        } else {
+            CHAT_INTERVAL_MS
+        };
         let tat = chat.tat.unwrap_or(now as f64).max(now as f64);
         let ahead = tat - now as f64 - (CHAT_BURST - 1.0) * interval;
         if ahead > JITTER_MS {
@@ -639,7 +718,11 @@ impl Inner {
         }
         chat.tat = Some(tat + interval);
 
-        while self.recent_sends.front().is_some_and(|&t| t <= now - 1000 + GLOBAL_JITTER_MS) {
+        while self
+            .recent_sends
+            .front()
+            .is_some_and(|&t| t <= now - 1000 + GLOBAL_JITTER_MS)
+        {
             self.recent_sends.pop_front();
         }
         if self.recent_sends.len() >= GLOBAL_PER_SEC {
@@ -656,12 +739,17 @@ impl Inner {
 
     fn record(&mut self, kinds: &[ViolationKind], method: &str, chat_id: i64, at_ms: i64) {
         for &kind in kinds {
-            self.violations.push(Violation { kind, method: method.to_string(), chat_id, at_ms });
+            self.violations.push(Violation {
+                kind,
+                method: method.to_string(),
+                chat_id,
+                at_ms,
+            });
         }
     }
 
     /// The checks every send shares: a numeric, known chat.
-    fn target_chat(&self, params: &Map<String, Value>) -> Result<i64, Response> {
+    fn target_chat(&self, params: &Map<String, Value>) -> Result<i64, ApiError> {
         let chat_id = match params.get("chat_id") {
             None => return Err(bad_request("Bad Request: chat_id is empty")),
             Some(v) => int(Some(v)).ok_or_else(|| bad_request("Bad Request: chat not found"))?,
@@ -672,25 +760,23 @@ impl Inner {
         Ok(chat_id)
     }
 
-    fn send_message(&mut self, params: &Map<String, Value>, now: i64, at_ms: i64, token: &str) -> Response {
+    fn send_message(
+        &mut self,
+        params: &Map<String, Value>,
+        now: i64,
+        at_ms: i64,
+        token: &str,
+    ) -> Reply {
         let text = string(params.get("text")).unwrap_or_default();
         if text.trim().is_empty() {
-            return bad_request("Bad Request: message text is empty");
+            return Err(bad_request("Bad Request: message text is empty"));
         }
         if text.chars().count() > TEXT_LIMIT {
-            return bad_request("Bad Request: message is too long");
+            return Err(bad_request("Bad Request: message is too long"));
         }
-        let markup = match markup_param(params) {
-            Ok(m) => m,
-            Err(r) => return r,
-        };
-        let chat_id = match self.target_chat(params) {
-            Ok(id) => id,
-            Err(r) => return r,
-        };
-        if let Err(r) = self.pace("sendMessage", chat_id, now, at_ms) {
-            return r;
-        }
+        let markup = markup_param(params)?;
+        let chat_id = self.target_chat(params)?;
+        self.pace("sendMessage", chat_id, now, at_ms)?;
         let mut message = json!({
             "message_id": 0,
             "from": bot_object(token),
@@ -705,7 +791,13 @@ impl Inner {
         let message_id = chat.next_message_id();
         message["message_id"] = json!(message_id);
         chat.messages.insert(message_id, message.clone());
-        chat.sent.push(SentMessage { message_id, text, reply_markup: markup, at_ms, photo: None });
+        chat.sent.push(SentMessage {
+            message_id,
+            text,
+            reply_markup: markup,
+            at_ms,
+            photo: None,
+        });
         ok(message)
     }
 
@@ -716,22 +808,19 @@ impl Inner {
         now: i64,
         at_ms: i64,
         token: &str,
-    ) -> Response {
+    ) -> Reply {
         let caption = string(params.get("caption"));
-        if caption.as_ref().is_some_and(|c| c.chars().count() > CAPTION_LIMIT) {
-            return bad_request("Bad Request: message caption is too long");
+        if caption
+            .as_ref()
+            .is_some_and(|c| c.chars().count() > CAPTION_LIMIT)
+        {
+            return Err(bad_request("Bad Request: message caption is too long"));
         }
-        let markup = match markup_param(params) {
-            Ok(m) => m,
-            Err(r) => return r,
-        };
-        let chat_id = match self.target_chat(params) {
-            Ok(id) => id,
-            Err(r) => return r,
-        };
+        let markup = markup_param(params)?;
+        let chat_id = self.target_chat(params)?;
         let file_id = if let Some(bytes) = uploads.get("photo") {
             if bytes.is_empty() {
-                return bad_request("Bad Request: file must be non-empty");
+                return Err(bad_request("Bad Request: file must be non-empty"));
             }
             let id = format!("AgACAgIAAxkDAAupload{}", self.next_file + 1);
             self.file_entry(&id).bytes = Some(bytes.clone());
@@ -743,13 +832,15 @@ impl Inner {
                     self.file_entry(&url);
                     url
                 }
-                Some(_) => return bad_request("Bad Request: wrong file identifier/HTTP URL specified"),
-                None => return bad_request("Bad Request: there is no photo in the request"),
+                Some(_) => {
+                    return Err(bad_request(
+                        "Bad Request: wrong file identifier/HTTP URL specified",
+                    ))
+                }
+                None => return Err(bad_request("Bad Request: there is no photo in the request")),
             }
         };
-        if let Err(r) = self.pace("sendPhoto", chat_id, now, at_ms) {
-            return r;
-        }
+        self.pace("sendPhoto", chat_id, now, at_ms)?;
         let sizes = self.photo_sizes(&file_id);
         let mut message = json!({
             "message_id": 0,
@@ -778,50 +869,46 @@ impl Inner {
         ok(message)
     }
 
-    fn edit_message_text(&mut self, params: &Map<String, Value>, now: i64, at_ms: i64) -> Response {
+    fn edit_message_text(&mut self, params: &Map<String, Value>, now: i64, at_ms: i64) -> Reply {
         if params.contains_key("inline_message_id") {
-            return bad_request("Bad Request: MESSAGE_ID_INVALID");
+            return Err(bad_request("Bad Request: MESSAGE_ID_INVALID"));
         }
         let text = string(params.get("text")).unwrap_or_default();
         if text.trim().is_empty() {
-            return bad_request("Bad Request: text must be non-empty");
+            return Err(bad_request("Bad Request: text must be non-empty"));
         }
         if text.chars().count() > TEXT_LIMIT {
-            return bad_request("Bad Request: MESSAGE_TOO_LONG");
+            return Err(bad_request("Bad Request: MESSAGE_TOO_LONG"));
         }
-        let markup = match markup_param(params) {
-            Ok(m) => m,
-            Err(r) => return r,
-        };
+        let markup = markup_param(params)?;
         if markup.as_ref().is_some_and(|m| !is_inline(m)) {
-            return bad_request("Bad Request: inline keyboard expected");
+            return Err(bad_request("Bad Request: inline keyboard expected"));
         }
         // An empty inline keyboard is no keyboard.
-        let markup = markup.filter(|m| m["inline_keyboard"].as_array().is_some_and(|rows| !rows.is_empty()));
-        let chat_id = match self.target_chat(params) {
-            Ok(id) => id,
-            Err(r) => return r,
-        };
+        let markup = markup.filter(|m| {
+            m["inline_keyboard"]
+                .as_array()
+                .is_some_and(|rows| !rows.is_empty())
+        });
+        let chat_id = self.target_chat(params)?;
         let Some(message_id) = int(params.get("message_id")) else {
-            return bad_request("Bad Request: message identifier is not specified");
+            return Err(bad_request("Bad Request: message identifier is not specified"));
         };
         let chat = self.chat(chat_id);
         let Some(current) = chat.messages.get(&message_id) else {
-            return if chat.user_messages.contains(&message_id) {
+            return Err(if chat.user_messages.contains(&message_id) {
                 bad_request("Bad Request: message can't be edited")
             } else {
                 bad_request("Bad Request: message to edit not found")
-            };
+            });
         };
         let Some(current_text) = current.get("text").and_then(Value::as_str) else {
-            return bad_request("Bad Request: there is no text in the message to edit");
+            return Err(bad_request("Bad Request: there is no text in the message to edit"));
         };
         if current_text == text && current.get("reply_markup") == markup.as_ref() {
-            return bad_request(NOT_MODIFIED);
+            return Err(bad_request(NOT_MODIFIED));
         }
-        if let Err(r) = self.pace("editMessageText", chat_id, now, at_ms) {
-            return r;
-        }
+        self.pace("editMessageText", chat_id, now, at_ms)?;
         let chat = self.chat(chat_id);
         let message = chat.messages.get_mut(&message_id).expect("checked above");
         message["text"] = json!(text);
@@ -835,43 +922,50 @@ impl Inner {
             }
         }
         let result = message.clone();
-        chat.edits.push(SentMessage { message_id, text, reply_markup: markup, at_ms, photo: None });
+        chat.edits.push(SentMessage {
+            message_id,
+            text,
+            reply_markup: markup,
+            at_ms,
+            photo: None,
+        });
         ok(result)
     }
 
-    fn edit_message_reply_markup(&mut self, params: &Map<String, Value>, now: i64, at_ms: i64) -> Response {
+    fn edit_message_reply_markup(
+        &mut self,
+        params: &Map<String, Value>,
+        now: i64,
+        at_ms: i64,
+    ) -> Reply {
         if params.contains_key("inline_message_id") {
-            return bad_request("Bad Request: MESSAGE_ID_INVALID");
+            return Err(bad_request("Bad Request: MESSAGE_ID_INVALID"));
         }
-        let markup = match markup_param(params) {
-            Ok(m) => m,
-            Err(r) => return r,
-        };
+        let markup = markup_param(params)?;
         if markup.as_ref().is_some_and(|m| !is_inline(m)) {
-            return bad_request("Bad Request: inline keyboard expected");
+            return Err(bad_request("Bad Request: inline keyboard expected"));
         }
-        let markup = markup.filter(|m| m["inline_keyboard"].as_array().is_some_and(|rows| !rows.is_empty()));
-        let chat_id = match self.target_chat(params) {
-            Ok(id) => id,
-            Err(r) => return r,
-        };
+        let markup = markup.filter(|m| {
+            m["inline_keyboard"]
+                .as_array()
+                .is_some_and(|rows| !rows.is_empty())
+        });
+        let chat_id = self.target_chat(params)?;
         let Some(message_id) = int(params.get("message_id")) else {
-            return bad_request("Bad Request: message identifier is not specified");
+            return Err(bad_request("Bad Request: message identifier is not specified"));
         };
         let chat = self.chat(chat_id);
         let Some(current) = chat.messages.get(&message_id) else {
-            return if chat.user_messages.contains(&message_id) {
+            return Err(if chat.user_messages.contains(&message_id) {
                 bad_request("Bad Request: message can't be edited")
             } else {
                 bad_request("Bad Request: message to edit not found")
-            };
+            });
         };
         if current.get("reply_markup") == markup.as_ref() {
-            return bad_request(NOT_MODIFIED);
+            return Err(bad_request(NOT_MODIFIED));
         }
-        if let Err(r) = self.pace("editMessageReplyMarkup", chat_id, now, at_ms) {
-            return r;
-        }
+        self.pace("editMessageReplyMarkup", chat_id, now, at_ms)?;
         let chat = self.chat(chat_id);
         let message = chat.messages.get_mut(&message_id).expect("checked above");
         message["edit_date"] = json!(at_ms / 1000);
@@ -884,32 +978,45 @@ impl Inner {
             }
         }
         let result = message.clone();
-        let text = result.get("text").or_else(|| result.get("caption")).and_then(Value::as_str).unwrap_or("").to_string();
-        chat.edits.push(SentMessage { message_id, text, reply_markup: markup, at_ms, photo: None });
+        let text = result
+            .get("text")
+            .or_else(|| result.get("caption"))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        chat.edits.push(SentMessage {
+            message_id,
+            text,
+            reply_markup: markup,
+            at_ms,
+            photo: None,
+        });
         ok(result)
     }
 
-    fn answer_callback_query(&mut self, params: &Map<String, Value>) -> Response {
+    fn answer_callback_query(&mut self, params: &Map<String, Value>) -> Reply {
         let id = string(params.get("callback_query_id")).unwrap_or_default();
         if string(params.get("text")).is_some_and(|t| t.chars().count() > 200) {
-            return bad_request("Bad Request: MESSAGE_TOO_LONG");
+            return Err(bad_request("Bad Request: MESSAGE_TOO_LONG"));
         }
         match self.callbacks.get_mut(&id) {
             Some(answer @ None) => {
                 *answer = Some(Value::Object(params.clone()));
                 ok(json!(true))
             }
-            _ => bad_request(QUERY_INVALID),
+            _ => Err(bad_request(QUERY_INVALID)),
         }
     }
 
-    fn set_webhook(&mut self, params: &Map<String, Value>) -> Response {
+    fn set_webhook(&mut self, params: &Map<String, Value>) -> Reply {
         let url = string(params.get("url")).unwrap_or_default();
         let secret = string(params.get("secret_token")).filter(|s| !s.is_empty());
         if let Some(s) = &secret {
-            let allowed = s.len() <= 256 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            let allowed = s.len() <= 256
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
             if !allowed {
-                return bad_request("Bad Request: secret token contains unallowed characters");
+                return Err(bad_request("Bad Request: secret token contains unallowed characters"));
             }
         }
         if let Some(list) = allowed_updates(params) {
@@ -920,26 +1027,52 @@ impl Inner {
         }
         if url.is_empty() {
             let was = self.webhook.take();
-            return ok_described(json!(true), if was.is_some() { "Webhook was deleted" } else { "Webhook is already deleted" });
+            return ok_described(
+                json!(true),
+                if was.is_some() {
+                    "Webhook was deleted"
+                } else {
+                    "Webhook is already deleted"
+                },
+            );
         }
         if !(url.starts_with("https://") || url.starts_with("http://")) {
-            return bad_request("Bad Request: bad webhook: Webhook can be set up only on ports 80, 88, 443 or 8443");
+            return Err(bad_request(
+                "Bad Request: bad webhook: Webhook can be set up only on ports 80, 88, 443 or 8443",
+            ));
         }
-        let new = Webhook { url, secret_token: secret };
+        let new = Webhook {
+            url,
+            secret_token: secret,
+        };
         let same = self.webhook.as_ref() == Some(&new);
         self.webhook = Some(new);
-        ok_described(json!(true), if same { "Webhook is already set" } else { "Webhook was set" })
+        ok_described(
+            json!(true),
+            if same {
+                "Webhook is already set"
+            } else {
+                "Webhook was set"
+            },
+        )
     }
 
-    fn delete_webhook(&mut self, params: &Map<String, Value>) -> Response {
+    fn delete_webhook(&mut self, params: &Map<String, Value>) -> Reply {
         if bool_param(params.get("drop_pending_updates")) {
             self.queue.clear();
         }
         let was = self.webhook.take();
-        ok_described(json!(true), if was.is_some() { "Webhook was deleted" } else { "Webhook is already deleted" })
+        ok_described(
+            json!(true),
+            if was.is_some() {
+                "Webhook was deleted"
+            } else {
+                "Webhook is already deleted"
+            },
+        )
     }
 
-    fn webhook_info(&self) -> Response {
+    fn webhook_info(&self) -> Reply {
         let mut info = json!({
             "url": self.webhook.as_ref().map(|w| w.url.clone()).unwrap_or_default(),
             "has_custom_certificate": false,
@@ -955,7 +1088,7 @@ impl Inner {
         ok(info)
     }
 
-    fn get_file(&mut self, params: &Map<String, Value>) -> Response {
+    fn get_file(&mut self, params: &Map<String, Value>) -> Reply {
         let id = string(params.get("file_id")).unwrap_or_default();
         match self.files.get(&id) {
             Some(file) => {
@@ -965,7 +1098,7 @@ impl Inner {
                 }
                 ok(result)
             }
-            None => bad_request("Bad Request: invalid file_id"),
+            None => Err(bad_request("Bad Request: invalid file_id")),
         }
     }
 
@@ -978,14 +1111,18 @@ impl Inner {
                 self.queue.pop_front();
             }
         } else if offset > 0 {
-            self.queue.retain(|u| u["update_id"].as_i64().unwrap_or(0) >= offset);
+            self.queue
+                .retain(|u| u["update_id"].as_i64().unwrap_or(0) >= offset);
         }
         let allowed = self.allowed_updates.clone();
         let is_allowed = |u: &Value| {
             let kind = update_kind(u).unwrap_or("");
             match &allowed {
                 Some(list) if !list.is_empty() => list.iter().any(|a| a == kind),
-                _ => !matches!(kind, "chat_member" | "message_reaction" | "message_reaction_count"),
+                _ => !matches!(
+                    kind,
+                    "chat_member" | "message_reaction" | "message_reaction_count"
+                ),
             }
         };
         self.queue.retain(is_allowed);
@@ -996,21 +1133,29 @@ impl Inner {
 // ---------------------------------------------------------------------------------------------
 // HTTP
 
-async fn handle(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn handle(
+    State(shared): State<Arc<Shared>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    answer(&shared, &uri, &headers, &body)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn answer(shared: &Shared, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Reply {
     let path = uri.path().trim_start_matches('/');
     if let Some(rest) = path.strip_prefix("file/") {
-        return serve_file(&shared, rest);
+        return serve_file(shared, rest);
     }
     let Some((bot, method)) = path.split_once('/') else {
-        return not_found();
+        return Err(not_found());
     };
     let Some(token) = bot.strip_prefix("bot") else {
-        return not_found();
+        return Err(not_found());
     };
-    let (params, uploads) = match parse_params(uri.query(), &headers, &body) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+    let (params, uploads) = parse_params(uri.query(), headers, body)?;
     let now = shared.mono_ms();
     let at_ms = unix_ms();
     let response = {
@@ -1023,7 +1168,7 @@ async fn handle(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap,
             at_ms,
         });
         if inner.required_token.as_ref().is_some_and(|t| t != token) {
-            Some(fail(401, "Unauthorized"))
+            Some(Err(fail(401, "Unauthorized")))
         } else {
             match method.to_ascii_lowercase().as_str() {
                 "getupdates" => None,
@@ -1031,26 +1176,28 @@ async fn handle(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap,
                 "sendmessage" => Some(inner.send_message(&params, now, at_ms, token)),
                 "sendphoto" => Some(inner.send_photo(&params, &uploads, now, at_ms, token)),
                 "editmessagetext" => Some(inner.edit_message_text(&params, now, at_ms)),
-                "editmessagereplymarkup" => Some(inner.edit_message_reply_markup(&params, now, at_ms)),
+                "editmessagereplymarkup" => {
+                    Some(inner.edit_message_reply_markup(&params, now, at_ms))
+                }
                 "answercallbackquery" => Some(inner.answer_callback_query(&params)),
                 "setwebhook" => Some(inner.set_webhook(&params)),
                 "deletewebhook" => Some(inner.delete_webhook(&params)),
                 "getwebhookinfo" => Some(inner.webhook_info()),
                 "getfile" => Some(inner.get_file(&params)),
-                _ => Some(not_found()),
+                _ => Some(Err(not_found())),
             }
         }
     };
     shared.changed.notify_waiters();
     match response {
         Some(r) => r,
-        None => get_updates(&shared, &params).await,
+        None => get_updates(shared, &params).await,
     }
 }
 
 /// Long polling: answers at once when updates are queued, else waits for one up to
 /// `timeout` seconds. A newer `getUpdates` ends an older one with 409, as on Telegram.
-async fn get_updates(shared: &Shared, params: &Map<String, Value>) -> Response {
+async fn get_updates(shared: &Shared, params: &Map<String, Value>) -> Reply {
     let offset = int(params.get("offset")).unwrap_or(0);
     let timeout = int(params.get("timeout")).unwrap_or(0).clamp(0, 3600) as u64;
     let limit = int(params.get("limit")).unwrap_or(100).clamp(1, 100) as usize;
@@ -1058,7 +1205,7 @@ async fn get_updates(shared: &Shared, params: &Map<String, Value>) -> Response {
     let generation = {
         let mut inner = shared.lock();
         if inner.webhook.is_some() {
-            return fail(409, "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first");
+            return Err(fail(409, "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first"));
         }
         if let Some(list) = allowed_updates(params) {
             inner.allowed_updates = Some(list);
@@ -1075,7 +1222,7 @@ async fn get_updates(shared: &Shared, params: &Map<String, Value>) -> Response {
         {
             let mut inner = shared.lock();
             if inner.poll_generation != generation {
-                return fail(409, "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running");
+                return Err(fail(409, "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"));
             }
             let updates = inner.take_updates(offset, limit);
             if !updates.is_empty() || tokio::time::Instant::now() >= deadline {
@@ -1086,27 +1233,34 @@ async fn get_updates(shared: &Shared, params: &Map<String, Value>) -> Response {
     }
 }
 
-fn serve_file(shared: &Shared, rest: &str) -> Response {
+fn serve_file(shared: &Shared, rest: &str) -> Reply {
     let Some((bot, path)) = rest.split_once('/') else {
-        return not_found();
+        return Err(not_found());
     };
     let Some(token) = bot.strip_prefix("bot") else {
-        return not_found();
+        return Err(not_found());
     };
     let inner = shared.lock();
     if inner.required_token.as_ref().is_some_and(|t| t != token) {
-        return fail(401, "Unauthorized");
+        return Err(fail(401, "Unauthorized"));
     }
-    match inner.files.values().find(|f| f.path == path).and_then(|f| f.bytes.clone()) {
-        Some(bytes) => ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response(),
-        None => not_found(),
+    match inner
+        .files
+        .values()
+        .find(|f| f.path == path)
+        .and_then(|f| f.bytes.clone())
+    {
+        Some(bytes) => {
+            Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
+        }
+        None => Err(not_found()),
     }
 }
 
 type Params = (Map<String, Value>, HashMap<String, Vec<u8>>);
 
 /// The parameters of a call from the query string and the body (JSON, form or multipart).
-fn parse_params(query: Option<&str>, headers: &HeaderMap, body: &[u8]) -> Result<Params, Response> {
+fn parse_params(query: Option<&str>, headers: &HeaderMap, body: &[u8]) -> Result<Params, ApiError> {
     let mut params = Map::new();
     let mut uploads = HashMap::new();
     if let Some(q) = query {
@@ -1114,8 +1268,16 @@ fn parse_params(query: Option<&str>, headers: &HeaderMap, body: &[u8]) -> Result
             params.insert(k, Value::String(v));
         }
     }
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     if body.is_empty() {
         return Ok((params, uploads));
     }
@@ -1138,10 +1300,16 @@ fn parse_params(query: Option<&str>, headers: &HeaderMap, body: &[u8]) -> Result
                 .ok_or_else(|| bad_request("Bad Request: multipart boundary missing"))?;
             for part in parse_multipart(body, &boundary) {
                 if part.filename.is_some() {
-                    params.insert(part.name.clone(), json!({ "file_name": part.filename, "size": part.data.len() }));
+                    params.insert(
+                        part.name.clone(),
+                        json!({ "file_name": part.filename, "size": part.data.len() }),
+                    );
                     uploads.insert(part.name, part.data);
                 } else {
-                    params.insert(part.name, Value::String(String::from_utf8_lossy(&part.data).into_owned()));
+                    params.insert(
+                        part.name,
+                        Value::String(String::from_utf8_lossy(&part.data).into_owned()),
+                    );
                 }
             }
         }
@@ -1191,7 +1359,10 @@ struct Part {
 }
 
 fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
-    hay.get(from..)?.windows(needle.len()).position(|w| w == needle).map(|p| p + from)
+    hay.get(from..)?
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|p| p + from)
 }
 
 fn parse_multipart(body: &[u8], boundary: &str) -> Vec<Part> {
@@ -1206,7 +1377,9 @@ fn parse_multipart(body: &[u8], boundary: &str) -> Vec<Part> {
         if body.get(start..start + 2) == Some(b"--") {
             break;
         }
-        let Some(next) = find(body, delimiter, start) else { break };
+        let Some(next) = find(body, delimiter, start) else {
+            break;
+        };
         let section = &body[start..next];
         let section = section.strip_prefix(b"\r\n").unwrap_or(section);
         let section = section.strip_suffix(b"\r\n").unwrap_or(section);
@@ -1219,11 +1392,17 @@ fn parse_multipart(body: &[u8], boundary: &str) -> Vec<Part> {
                 .unwrap_or("");
             let attr = |key: &str| {
                 disposition.split(';').map(str::trim).find_map(|p| {
-                    p.strip_prefix(key).and_then(|v| v.strip_prefix('=')).map(|v| v.trim_matches('"').to_string())
+                    p.strip_prefix(key)
+                        .and_then(|v| v.strip_prefix('='))
+                        .map(|v| v.trim_matches('"').to_string())
                 })
             };
             if let Some(name) = attr("name") {
-                parts.push(Part { name, filename: attr("filename"), data });
+                parts.push(Part {
+                    name,
+                    filename: attr("filename"),
+                    data,
+                });
             }
         }
         pos = next;
@@ -1260,7 +1439,11 @@ fn allowed_updates(params: &Map<String, Value>) -> Option<Vec<String>> {
         Value::String(s) => serde_json::from_str(s).ok()?,
         v => v.clone(),
     };
-    value.as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+    value.as_array().map(|a| {
+        a.iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect()
+    })
 }
 
 fn is_inline(markup: &Value) -> bool {
@@ -1268,19 +1451,23 @@ fn is_inline(markup: &Value) -> bool {
 }
 
 /// `reply_markup` as JSON (a string in form requests), checked as Telegram checks it.
-fn markup_param(params: &Map<String, Value>) -> Result<Option<Value>, Response> {
+fn markup_param(params: &Map<String, Value>) -> Result<Option<Value>, ApiError> {
     let markup = match params.get("reply_markup") {
         None | Some(Value::Null) => return Ok(None),
-        Some(Value::String(s)) => {
-            serde_json::from_str::<Value>(s).map_err(|_| bad_request("Bad Request: can't parse reply keyboard markup JSON object"))?
-        }
+        Some(Value::String(s)) => serde_json::from_str::<Value>(s).map_err(|_| {
+            bad_request("Bad Request: can't parse reply keyboard markup JSON object")
+        })?,
         Some(v) => v.clone(),
     };
     if let Some(rows) = markup.get("inline_keyboard") {
-        let rows = rows.as_array().ok_or_else(|| bad_request("Bad Request: field \"inline_keyboard\" must be an Array"))?;
+        let rows = rows.as_array().ok_or_else(|| {
+            bad_request("Bad Request: field \"inline_keyboard\" must be an Array")
+        })?;
         for button in rows.iter().flat_map(|r| r.as_array().into_iter().flatten()) {
             if button["text"].as_str().is_none_or(str::is_empty) {
-                return Err(bad_request("Bad Request: text buttons are unallowed in the inline keyboard"));
+                return Err(bad_request(
+                    "Bad Request: text buttons are unallowed in the inline keyboard",
+                ));
             }
             if let Some(data) = button.get("callback_data") {
                 let len = data.as_str().map(str::len).unwrap_or(0);
@@ -1291,43 +1478,66 @@ fn markup_param(params: &Map<String, Value>) -> Result<Option<Value>, Response> 
         }
     } else if let Some(rows) = markup.get("keyboard") {
         if !rows.is_array() {
-            return Err(bad_request("Bad Request: field \"keyboard\" must be an Array"));
+            return Err(bad_request(
+                "Bad Request: field \"keyboard\" must be an Array",
+            ));
         }
     } else if markup.get("remove_keyboard").is_none() && markup.get("force_reply").is_none() {
-        return Err(bad_request("Bad Request: can't parse reply keyboard markup JSON object"));
+        return Err(bad_request(
+            "Bad Request: can't parse reply keyboard markup JSON object",
+        ));
     }
     Ok(Some(markup))
 }
 
-fn ok(result: Value) -> Response {
-    Json(json!({ "ok": true, "result": result })).into_response()
+/// What a method answers: Telegram's `ok: true` envelope, or a refusal.
+type Reply = Result<Response, ApiError>;
+
+/// A refusal, sent as Telegram's `ok: false` envelope with the same HTTP status.
+#[derive(Debug)]
+struct ApiError {
+    code: u16,
+    description: String,
+    retry_after: Option<u64>,
 }
 
-fn ok_described(result: Value, description: &str) -> Response {
-    Json(json!({ "ok": true, "result": result, "description": description })).into_response()
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.code).unwrap_or(StatusCode::BAD_REQUEST);
+        let mut body = json!({ "ok": false, "error_code": self.code, "description": self.description });
+        if let Some(secs) = self.retry_after {
+            body["parameters"] = json!({ "retry_after": secs });
+        }
+        (status, Json(body)).into_response()
+    }
 }
 
-fn fail(code: u16, description: &str) -> Response {
-    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST);
-    (status, Json(json!({ "ok": false, "error_code": code, "description": description }))).into_response()
+fn ok(result: Value) -> Reply {
+    Ok(Json(json!({ "ok": true, "result": result })).into_response())
 }
 
-fn bad_request(description: &str) -> Response {
+fn ok_described(result: Value, description: &str) -> Reply {
+    Ok(Json(json!({ "ok": true, "result": result, "description": description })).into_response())
+}
+
+fn fail(code: u16, description: &str) -> ApiError {
+    ApiError { code, description: description.to_string(), retry_after: None }
+}
+
+fn bad_request(description: &str) -> ApiError {
     fail(400, description)
 }
 
-fn not_found() -> Response {
+fn not_found() -> ApiError {
     fail(404, "Not Found")
 }
 
-fn too_many(retry_after: u64) -> Response {
-    let body = json!({
-        "ok": false,
-        "error_code": 429,
-        "description": format!("Too Many Requests: retry after {retry_after}"),
-        "parameters": { "retry_after": retry_after },
-    });
-    (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response()
+fn too_many(retry_after: u64) -> ApiError {
+    ApiError {
+        code: 429,
+        description: format!("Too Many Requests: retry after {retry_after}"),
+        retry_after: Some(retry_after),
+    }
 }
 
 #[cfg(test)]
@@ -1343,7 +1553,10 @@ mod tests {
             .send()
             .await
             .expect("fake answers");
-        (resp.status().as_u16(), resp.json().await.expect("json answer"))
+        (
+            resp.status().as_u16(),
+            resp.json().await.expect("json answer"),
+        )
     }
 
     async fn send(tg: &FakeTelegram, chat: i64, text: &str) -> (u16, Value) {
@@ -1354,19 +1567,32 @@ mod tests {
     async fn long_poll_returns_a_pushed_update_at_once() {
         let tg = FakeTelegram::start().await;
         let poller = tg.clone();
-        let poll = tokio::spawn(async move { call(&poller, "getUpdates", json!({ "offset": 0, "timeout": 10 })).await });
-        tg.wait_until(|t| t.calls_of("getUpdates").len() == 1, Duration::from_secs(5)).await.unwrap();
+        let poll = tokio::spawn(async move {
+            call(&poller, "getUpdates", json!({ "offset": 0, "timeout": 10 })).await
+        });
+        tg.wait_until(
+            |t| t.calls_of("getUpdates").len() == 1,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
         let started = Instant::now();
         let id = tg.push_update(tg.text_message(42, "/start ref"));
         let (status, body) = poll.await.unwrap();
-        assert!(started.elapsed() < Duration::from_secs(2), "long poll did not return at once");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "long poll did not return at once"
+        );
         assert_eq!(status, 200);
         let update = &body["result"][0];
         assert_eq!(update["update_id"], id);
         assert_eq!(update["message"]["chat"]["id"], 42);
         assert_eq!(update["message"]["from"]["id"], 42);
         assert_eq!(update["message"]["from"]["language_code"], "ru");
-        assert_eq!(update["message"]["entities"], json!([{ "offset": 0, "length": 6, "type": "bot_command" }]));
+        assert_eq!(
+            update["message"]["entities"],
+            json!([{ "offset": 0, "length": 6, "type": "bot_command" }])
+        );
 
         // Not confirmed yet: it comes again; confirmed by a higher offset: gone.
         let (_, again) = call(&tg, "getUpdates", json!({ "offset": 0 })).await;
@@ -1386,10 +1612,19 @@ mod tests {
         assert!(started.elapsed() >= Duration::from_millis(950));
 
         let first = tg.clone();
-        let old = tokio::spawn(async move { call(&first, "getUpdates", json!({ "timeout": 10 })).await });
-        tg.wait_until(|t| t.calls_of("getUpdates").len() == 2, Duration::from_secs(5)).await.unwrap();
+        let old =
+            tokio::spawn(async move { call(&first, "getUpdates", json!({ "timeout": 10 })).await });
+        tg.wait_until(
+            |t| t.calls_of("getUpdates").len() == 2,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
         let second = tg.clone();
-        let new = tokio::spawn(async move { call(&second, "getUpdates", json!({ "timeout": 10 })).await });
+        let new =
+            tokio::spawn(
+                async move { call(&second, "getUpdates", json!({ "timeout": 10 })).await },
+            );
         let (status, body) = old.await.unwrap();
         assert_eq!(status, 409, "{body}");
         tg.push_update(tg.text_message(1, "hi"));
@@ -1422,11 +1657,19 @@ mod tests {
         let tg = FakeTelegram::start().await;
         assert_eq!(
             send(&tg, 5, "hello").await,
-            (400, json!({ "ok": false, "error_code": 400, "description": "Bad Request: chat not found" }))
+            (
+                400,
+                json!({ "ok": false, "error_code": 400, "description": "Bad Request: chat not found" })
+            )
         );
         tg.push_update(tg.text_message(5, "hi"));
         let keyboard = json!({ "inline_keyboard": [[{ "text": "Go", "callback_data": "go" }]] });
-        let (status, body) = call(&tg, "sendMessage", json!({ "chat_id": 5, "text": "menu", "reply_markup": keyboard })).await;
+        let (status, body) = call(
+            &tg,
+            "sendMessage",
+            json!({ "chat_id": 5, "text": "menu", "reply_markup": keyboard }),
+        )
+        .await;
         assert_eq!(status, 200, "{body}");
         let msg = &body["result"];
         let id = msg["message_id"].as_i64().unwrap();
@@ -1434,7 +1677,10 @@ mod tests {
         assert_eq!(msg["chat"]["type"], "private");
         assert_eq!(msg["from"]["id"], 123456);
         assert_eq!(msg["reply_markup"], keyboard);
-        assert_eq!(send(&tg, 5, "").await.1["description"], "Bad Request: message text is empty");
+        assert_eq!(
+            send(&tg, 5, "").await.1["description"],
+            "Bad Request: message text is empty"
+        );
 
         let edit = |text: &str, markup: Option<Value>| {
             let mut body = json!({ "chat_id": 5, "message_id": id, "text": text });
@@ -1443,24 +1689,55 @@ mod tests {
             }
             body
         };
-        let (status, body) = call(&tg, "editMessageText", edit("menu", Some(keyboard.clone()))).await;
+        let (status, body) =
+            call(&tg, "editMessageText", edit("menu", Some(keyboard.clone()))).await;
         assert_eq!(status, 400);
-        assert!(body["description"].as_str().unwrap().starts_with("Bad Request: message is not modified"));
-        let (status, body) = call(&tg, "editMessageText", edit("menu 2", Some(keyboard.clone()))).await;
+        assert!(body["description"]
+            .as_str()
+            .unwrap()
+            .starts_with("Bad Request: message is not modified"));
+        let (status, body) = call(
+            &tg,
+            "editMessageText",
+            edit("menu 2", Some(keyboard.clone())),
+        )
+        .await;
         assert_eq!(status, 200, "{body}");
         assert!(body["result"]["edit_date"].is_i64());
         // Without reply_markup the keyboard goes: that is a change too.
-        assert_eq!(call(&tg, "editMessageText", edit("menu 2", None)).await.0, 200);
+        assert_eq!(
+            call(&tg, "editMessageText", edit("menu 2", None)).await.0,
+            200
+        );
         assert_eq!(tg.current_markup(5, id), None);
         assert_eq!(tg.current_text(5, id).as_deref(), Some("menu 2"));
         assert_eq!(tg.edits_of(5).len(), 2);
-        let (_, body) = call(&tg, "editMessageText", json!({ "chat_id": 5, "message_id": 99, "text": "x" })).await;
-        assert_eq!(body["description"], "Bad Request: message to edit not found");
-        let (_, body) = call(&tg, "editMessageText", json!({ "chat_id": 5, "message_id": 1, "text": "x" })).await;
+        let (_, body) = call(
+            &tg,
+            "editMessageText",
+            json!({ "chat_id": 5, "message_id": 99, "text": "x" }),
+        )
+        .await;
+        assert_eq!(
+            body["description"],
+            "Bad Request: message to edit not found"
+        );
+        let (_, body) = call(
+            &tg,
+            "editMessageText",
+            json!({ "chat_id": 5, "message_id": 1, "text": "x" }),
+        )
+        .await;
         assert_eq!(body["description"], "Bad Request: message can't be edited");
 
-        let bad = json!({ "inline_keyboard": [[{ "text": "x", "callback_data": "a".repeat(65) }]] });
-        let (_, body) = call(&tg, "sendMessage", json!({ "chat_id": 5, "text": "x", "reply_markup": bad })).await;
+        let bad =
+            json!({ "inline_keyboard": [[{ "text": "x", "callback_data": "a".repeat(65) }]] });
+        let (_, body) = call(
+            &tg,
+            "sendMessage",
+            json!({ "chat_id": 5, "text": "x", "reply_markup": bad }),
+        )
+        .await;
         assert_eq!(body["description"], "Bad Request: BUTTON_DATA_INVALID");
         assert_eq!(call(&tg, "nope", json!({})).await.0, 404);
     }
@@ -1476,7 +1753,10 @@ mod tests {
         let query = update["callback_query"]["id"].as_str().unwrap().to_string();
         tg.push_update(update);
         let answer = json!({ "callback_query_id": query, "text": "ok" });
-        assert_eq!(call(&tg, "answerCallbackQuery", answer.clone()).await, (200, json!({ "ok": true, "result": true })));
+        assert_eq!(
+            call(&tg, "answerCallbackQuery", answer.clone()).await,
+            (200, json!({ "ok": true, "result": true }))
+        );
         assert_eq!(call(&tg, "answerCallbackQuery", answer).await.0, 400);
         assert_eq!(tg.callback_answer(&query).unwrap()["text"], "ok");
     }
@@ -1489,7 +1769,11 @@ mod tests {
             assert_eq!(send(&tg, 1, &format!("m{i}")).await.0, 200);
         }
         let kinds: Vec<_> = tg.violations().iter().map(|v| v.kind).collect();
-        assert_eq!(kinds, vec![ViolationKind::ChatRate, ViolationKind::ChatRate], "a burst of 3 is allowed");
+        assert_eq!(
+            kinds,
+            vec![ViolationKind::ChatRate, ViolationKind::ChatRate],
+            "a burst of 3 is allowed"
+        );
 
         let tg = FakeTelegram::start().await;
         for chat in 0..35 {
@@ -1498,12 +1782,19 @@ mod tests {
         for chat in 0..35 {
             send(&tg, 100 + chat, "x").await;
         }
-        let global = tg.violations().iter().filter(|v| v.kind == ViolationKind::GlobalRate).count();
+        let global = tg
+            .violations()
+            .iter()
+            .filter(|v| v.kind == ViolationKind::GlobalRate)
+            .count();
         assert_eq!(global, 5);
 
         tg.set_strict(true);
         let (status, body) = send(&tg, 200, "x").await;
-        assert_eq!((status, body["description"].as_str()), (400, Some("Bad Request: chat not found")));
+        assert_eq!(
+            (status, body["description"].as_str()),
+            (400, Some("Bad Request: chat not found"))
+        );
         tg.add_chat(200);
         assert_eq!(send(&tg, 200, "x").await.0, 429);
     }
@@ -1533,12 +1824,21 @@ mod tests {
             }
         });
         let t = Duration::from_secs(5);
-        let menu = tg.wait_for_message(4, |s| s.contains("menu"), t).await.unwrap();
+        let menu = tg
+            .wait_for_message(4, |s| s.contains("menu"), t)
+            .await
+            .unwrap();
         assert_eq!(menu.text, "menu");
-        let next = tg.wait_for_message(4, |s| s.contains("menu"), t).await.unwrap();
+        let next = tg
+            .wait_for_message(4, |s| s.contains("menu"), t)
+            .await
+            .unwrap();
         assert_eq!(next.text, "menu again");
         assert!(next.message_id > menu.message_id);
-        let err = tg.wait_for_message(4, |_| true, Duration::from_millis(100)).await.unwrap_err();
+        let err = tg
+            .wait_for_message(4, |_| true, Duration::from_millis(100))
+            .await
+            .unwrap_err();
         assert!(err.contains("chat 4"), "{err}");
     }
 
@@ -1555,24 +1855,45 @@ mod tests {
         let (status, body) = call(&tg, "getFile", json!({ "file_id": "AgACphoto1" })).await;
         assert_eq!(status, 200, "{body}");
         let path = body["result"]["file_path"].as_str().unwrap();
-        let bytes = reqwest::get(format!("{}/file/bot{TOKEN}/{path}", tg.url())).await.unwrap().bytes().await.unwrap();
+        let bytes = reqwest::get(format!("{}/file/bot{TOKEN}/{path}", tg.url()))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
         assert_eq!(&bytes[..], b"jpeg bytes");
-        assert_eq!(call(&tg, "getFile", json!({ "file_id": "nope" })).await.0, 400);
+        assert_eq!(
+            call(&tg, "getFile", json!({ "file_id": "nope" })).await.0,
+            400
+        );
 
-        let (status, body) = call(&tg, "sendPhoto", json!({ "chat_id": 8, "photo": "AgACphoto1", "caption": "back" })).await;
+        let (status, body) = call(
+            &tg,
+            "sendPhoto",
+            json!({ "chat_id": 8, "photo": "AgACphoto1", "caption": "back" }),
+        )
+        .await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["result"]["caption"], "back");
         let sent = tg.sent_to(8);
-        assert_eq!((sent[0].text.as_str(), sent[0].photo.as_deref()), ("back", Some("AgACphoto1")));
+        assert_eq!(
+            (sent[0].text.as_str(), sent[0].photo.as_deref()),
+            ("back", Some("AgACphoto1"))
+        );
 
         // A multipart upload, as a client uploading bytes sends it.
         let boundary = "XyZ";
         let mut body = Vec::new();
-        body.extend_from_slice(b"--XyZ\r\nContent-Disposition: form-data; name=\"chat_id\"\r\n\r\n8\r\n");
+        body.extend_from_slice(
+            b"--XyZ\r\nContent-Disposition: form-data; name=\"chat_id\"\r\n\r\n8\r\n",
+        );
         body.extend_from_slice(b"--XyZ\r\nContent-Disposition: form-data; name=\"photo\"; filename=\"c.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n\xff\xd8bytes\r\n--XyZ--\r\n");
         let resp = reqwest::Client::new()
             .post(format!("{}/bot{TOKEN}/sendPhoto", tg.url()))
-            .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
             .body(body)
             .send()
             .await
@@ -1581,7 +1902,12 @@ mod tests {
         let photo = tg.sent_to(8)[1].photo.clone().unwrap();
         let (_, file) = call(&tg, "getFile", json!({ "file_id": photo })).await;
         let path = file["result"]["file_path"].as_str().unwrap();
-        let bytes = reqwest::get(format!("{}/file/bot{TOKEN}/{path}", tg.url())).await.unwrap().bytes().await.unwrap();
+        let bytes = reqwest::get(format!("{}/file/bot{TOKEN}/{path}", tg.url()))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
         assert_eq!(&bytes[..], b"\xff\xd8bytes");
     }
 
@@ -1589,16 +1915,44 @@ mod tests {
     async fn webhook_blocks_polling_and_deliveries_carry_the_secret() {
         use axum::routing::post;
         let tg = FakeTelegram::start().await;
-        let (status, body) = call(&tg, "setWebhook", json!({ "url": "https://example.org/hook", "secret_token": "s3cr-et_" })).await;
-        assert_eq!((status, body["description"].as_str()), (200, Some("Webhook was set")));
-        assert_eq!(tg.webhook().unwrap().secret_token.as_deref(), Some("s3cr-et_"));
+        let (status, body) = call(
+            &tg,
+            "setWebhook",
+            json!({ "url": "https://example.org/hook", "secret_token": "s3cr-et_" }),
+        )
+        .await;
+        assert_eq!(
+            (status, body["description"].as_str()),
+            (200, Some("Webhook was set"))
+        );
+        assert_eq!(
+            tg.webhook().unwrap().secret_token.as_deref(),
+            Some("s3cr-et_")
+        );
         assert_eq!(call(&tg, "getUpdates", json!({})).await.0, 409);
-        assert_eq!(call(&tg, "getWebhookInfo", json!({})).await.1["result"]["url"], "https://example.org/hook");
-        assert_eq!(call(&tg, "setWebhook", json!({ "url": "https://e.org", "secret_token": "bad token!" })).await.0, 400);
-        assert_eq!(call(&tg, "deleteWebhook", json!({})).await.1["description"], "Webhook was deleted");
+        assert_eq!(
+            call(&tg, "getWebhookInfo", json!({})).await.1["result"]["url"],
+            "https://example.org/hook"
+        );
+        assert_eq!(
+            call(
+                &tg,
+                "setWebhook",
+                json!({ "url": "https://e.org", "secret_token": "bad token!" })
+            )
+            .await
+            .0,
+            400
+        );
+        assert_eq!(
+            call(&tg, "deleteWebhook", json!({})).await.1["description"],
+            "Webhook was deleted"
+        );
 
         async fn hook(headers: HeaderMap, Json(update): Json<Value>) -> (StatusCode, String) {
-            let secret = headers.get("x-telegram-bot-api-secret-token").and_then(|v| v.to_str().ok());
+            let secret = headers
+                .get("x-telegram-bot-api-secret-token")
+                .and_then(|v| v.to_str().ok());
             if secret != Some("s3cr-et_") {
                 return (StatusCode::UNAUTHORIZED, String::new());
             }
@@ -1606,20 +1960,123 @@ mod tests {
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, Router::new().route("/hook", post(hook))).await });
-        let (status, body) = tg.deliver_webhook(&url, Some("s3cr-et_"), tg.text_message(11, "hi")).await;
+        tokio::spawn(async move {
+            axum::serve(listener, Router::new().route("/hook", post(hook))).await
+        });
+        let (status, body) = tg
+            .deliver_webhook(&url, Some("s3cr-et_"), tg.text_message(11, "hi"))
+            .await;
         assert_eq!(status, 200);
         assert!(body.parse::<i64>().unwrap() > 0);
-        assert_eq!(tg.deliver_webhook(&url, None, tg.text_message(11, "hi")).await.0, 401);
+        assert_eq!(
+            tg.deliver_webhook(&url, None, tg.text_message(11, "hi"))
+                .await
+                .0,
+            401
+        );
+    }
+
+    /// The server's real client against the fake: pacing, 429 retries, files, polling.
+    #[tokio::test]
+    async fn http_telegram_keeps_the_limits() {
+        use groupcast_core::ports::TelegramApi;
+        use groupcast_core::telegram::InlineKeyboardMarkup;
+        use groupcast_core::{ChatId, Secret};
+        use groupcast_server::telegram::HttpTelegram;
+
+        let tg = FakeTelegram::start().await;
+        let client = HttpTelegram::new(&tg.url(), Secret::new(TOKEN));
+        assert_eq!(client.get_me().await.unwrap().first_name, "Groupcast Test");
+
+        let id = tg.push_update(tg.text_message(21, "/start"));
+        let updates = client.get_updates(0, 5).await.unwrap();
+        assert_eq!(updates[0].update_id, id);
+        assert!(client.get_updates(id + 1, 0).await.unwrap().is_empty());
+
+        // Five messages to one chat, and a 429 in the middle that must be waited out.
+        let started = Instant::now();
+        for i in 0..3 {
+            client
+                .send_message(ChatId(21), &format!("m{i}"), None)
+                .await
+                .unwrap();
+        }
+        tg.fail_next_with_429(21, 1, 1);
+        for i in 3..5 {
+            client
+                .send_message(ChatId(21), &format!("m{i}"), None)
+                .await
+                .unwrap();
+        }
+        assert!(
+            started.elapsed() >= Duration::from_millis(1900),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(tg.violations(), vec![]);
+        let texts: Vec<String> = tg.sent_to(21).into_iter().map(|m| m.text).collect();
+        assert_eq!(texts, ["m0", "m1", "m2", "m3", "m4"]);
+        assert_eq!(tg.calls_of("sendMessage").len(), 6);
+
+        // A fresh chat, so that its burst is not spent.
+        tg.push_update(tg.text_message(22, "hi"));
+        let keyboard = InlineKeyboardMarkup::rows(vec![vec![("Go", "go")]]);
+        let last = client.send_message(ChatId(22), "m4", None).await.unwrap();
+        client
+            .edit_message_text(ChatId(22), last, "m4 edited", Some(&keyboard))
+            .await
+            .unwrap();
+        let err = client
+            .edit_message_text(ChatId(22), last, "m4 edited", Some(&keyboard))
+            .await
+            .unwrap_err();
+        assert!(err.is_not_modified(), "{err:?}");
+        client
+            .edit_message_reply_markup(ChatId(22), last, &InlineKeyboardMarkup::default())
+            .await
+            .unwrap();
+        assert_eq!(tg.current_markup(22, last.0), None);
+        assert_eq!(tg.current_text(22, last.0).as_deref(), Some("m4 edited"));
+
+        tg.add_file("AgACdoc", b"\x89PNG photo".to_vec());
+        let path = client.get_file("AgACdoc").await.unwrap();
+        assert_eq!(client.download_file(&path).await.unwrap(), b"\x89PNG photo");
+        let sent = client
+            .send_photo_bytes(
+                ChatId(22),
+                b"\x89PNG new".to_vec(),
+                "c.png",
+                Some("cap"),
+                None,
+            )
+            .await
+            .unwrap();
+        let photo = tg.sent_to(22).last().cloned().unwrap();
+        assert_eq!((photo.message_id, photo.text.as_str()), (sent.0, "cap"));
+        let path = client
+            .get_file(photo.photo.as_deref().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(client.download_file(&path).await.unwrap(), b"\x89PNG new");
+        assert_eq!(tg.violations(), vec![]);
     }
 
     #[test]
     fn parses_forms_and_multipart() {
         assert_eq!(
             parse_form("chat_id=5&text=hi+there%21%20%D0%BF"),
-            vec![("chat_id".into(), "5".into()), ("text".into(), "hi there! п".into())]
+            vec![
+                ("chat_id".into(), "5".into()),
+                ("text".into(), "hi there! п".into())
+            ]
         );
-        let parts = parse_multipart(b"--b\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n--b--\r\n", "b");
-        assert_eq!((parts[0].name.as_str(), parts[0].data.as_slice()), ("a", &b"1"[..]));
+        let parts = parse_multipart(
+            b"--b\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n--b--\r\n",
+            "b",
+        );
+        assert_eq!(
+            (parts[0].name.as_str(), parts[0].data.as_slice()),
+            ("a", &b"1"[..])
+        );
     }
 }

@@ -3,17 +3,17 @@
 //! or through the [`ports::Clock`] port, and every side effect goes through a port trait
 //! (`ports`), which each runtime implements with its own adapters.
 
-// WIP pub mod bot;
+pub mod bot;
 pub mod crypto;
 pub mod dialogue;
-// WIP pub mod engine;
+pub mod engine;
 pub mod groups;
 pub mod ids;
 pub mod ledger;
 pub mod pacing;
 pub mod ports;
 pub mod secret;
-// WIP pub mod services;
+pub mod services;
 pub mod telegram;
 pub mod texts;
 pub mod wappi;

@@ -2,13 +2,15 @@
 //! HTTP clients of Telegram and Wappi), the mailing runner, the HTTP surface and start-up.
 //! The `groupcast` binary (`main.rs`) is a thin command line over this library.
 
-// WIP pub mod app;
-// WIP pub mod http;
+pub mod app;
+pub mod http;
 pub mod logging;
-// WIP pub mod ops;
-// WIP pub mod runner;
+pub mod ops;
+pub mod runner;
 pub mod settings;
-// WIP pub mod updates;
+pub mod updates;
 
 pub mod wappi;
 pub mod telegram;
+pub mod db;
+pub mod state;

@@ -8,10 +8,10 @@
 //! 1 message per second per chat with short bursts, 30 per second overall) and a 429 is
 //! honoured: the chat is held back for `retry_after` seconds and the request is repeated.
 
+use groupcast_core::pacing::Gcra;
 use groupcast_core::ports::{async_trait, TelegramApi};
 use groupcast_core::telegram::{
-    ApiResponse, InlineKeyboardMarkup, Message, MessageId, ReplyMarkup, TelegramError, Update,
-    User,
+    ApiResponse, InlineKeyboardMarkup, Message, MessageId, ReplyMarkup, TelegramError, Update, User,
 };
 use groupcast_core::{ChatId, Secret};
 use serde::de::DeserializeOwned;
@@ -85,7 +85,11 @@ impl HttpTelegram {
 
     /// Long-polls for updates with `update_id >= offset` (which also confirms every earlier
     /// one), waiting up to `timeout_secs` when none is queued.
-    pub async fn get_updates(&self, offset: i64, timeout_secs: u64) -> Result<Vec<Update>, TelegramError> {
+    pub async fn get_updates(
+        &self,
+        offset: i64,
+        timeout_secs: u64,
+    ) -> Result<Vec<Update>, TelegramError> {
         let body = json!({
             "offset": offset,
             "timeout": timeout_secs,
@@ -102,13 +106,17 @@ impl HttpTelegram {
             "secret_token": secret.expose(),
             "allowed_updates": ALLOWED_UPDATES,
         });
-        self.call::<Value>("setWebhook", &body, REQUEST_TIMEOUT).await.map(drop)
+        self.call::<Value>("setWebhook", &body, REQUEST_TIMEOUT)
+            .await
+            .map(drop)
     }
 
     /// Removes the webhook (needed before `getUpdates` works). Pending updates are kept.
     pub async fn delete_webhook(&self) -> Result<(), TelegramError> {
         let body = json!({ "drop_pending_updates": false });
-        self.call::<Value>("deleteWebhook", &body, REQUEST_TIMEOUT).await.map(drop)
+        self.call::<Value>("deleteWebhook", &body, REQUEST_TIMEOUT)
+            .await
+            .map(drop)
     }
 
     /// The bot itself; a cheap check that the token is valid.
@@ -118,19 +126,28 @@ impl HttpTelegram {
 
     /// The raw `WebhookInfo` (url, pending_update_count, last_error_message…).
     pub async fn get_webhook_info(&self) -> Result<Value, TelegramError> {
-        self.call("getWebhookInfo", &json!({}), REQUEST_TIMEOUT).await
+        self.call("getWebhookInfo", &json!({}), REQUEST_TIMEOUT)
+            .await
     }
 
     /// The `file_path` of a file, to pass to [`HttpTelegram::download_file`].
     pub async fn get_file(&self, file_id: &str) -> Result<String, TelegramError> {
-        let info: FileInfo = self.call("getFile", &json!({ "file_id": file_id }), REQUEST_TIMEOUT).await?;
-        info.file_path
-            .ok_or_else(|| TelegramError::InvalidJson("getFile: the answer has no file_path".into()))
+        let info: FileInfo = self
+            .call("getFile", &json!({ "file_id": file_id }), REQUEST_TIMEOUT)
+            .await?;
+        info.file_path.ok_or_else(|| {
+            TelegramError::InvalidJson("getFile: the answer has no file_path".into())
+        })
     }
 
     /// Downloads a file by the `file_path` that `getFile` returned.
     pub async fn download_file(&self, file_path: &str) -> Result<Vec<u8>, TelegramError> {
-        let url = format!("{}/file/bot{}/{}", self.api_url, self.token.expose(), file_path.trim_start_matches('/'));
+        let url = format!(
+            "{}/file/bot{}/{}",
+            self.api_url,
+            self.token.expose(),
+            file_path.trim_start_matches('/')
+        );
         let what = "file download";
         let resp = self
             .client
@@ -140,7 +157,10 @@ impl HttpTelegram {
             .await
             .map_err(|e| self.transport_error(what, e))?;
         let status = resp.status().as_u16();
-        let bytes = resp.bytes().await.map_err(|e| self.transport_error(what, e))?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(what, e))?;
         if (200..300).contains(&status) {
             return Ok(bytes.to_vec());
         }
@@ -151,7 +171,10 @@ impl HttpTelegram {
         Err(self.scrub_error(if status >= 500 {
             TelegramError::Network(format!("{what}: http {status}: {description}"))
         } else {
-            TelegramError::Api { code: i64::from(status), description }
+            TelegramError::Api {
+                code: i64::from(status),
+                description,
+            }
         }))
     }
 
@@ -204,13 +227,24 @@ impl HttpTelegram {
     }
 
     fn post(&self, method: &str) -> reqwest::RequestBuilder {
-        self.client.post(format!("{}/bot{}/{}", self.api_url, self.token.expose(), method))
+        self.client.post(format!(
+            "{}/bot{}/{}",
+            self.api_url,
+            self.token.expose(),
+            method
+        ))
     }
 
     /// One unpaced JSON call.
-    async fn call<T: DeserializeOwned>(&self, method: &str, body: &Value, timeout: Duration) -> Result<T, TelegramError> {
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        body: &Value,
+        timeout: Duration,
+    ) -> Result<T, TelegramError> {
         tracing::debug!(method, "telegram call");
-        self.execute(method, self.post(method).json(body).timeout(timeout)).await
+        self.execute(method, self.post(method).json(body).timeout(timeout))
+            .await
     }
 
     /// A send to `chat`: waits for the throttle, and on a 429 holds the chat back for
@@ -232,17 +266,33 @@ impl HttpTelegram {
                         return Err(TelegramError::RetryAfter(secs));
                     }
                     retries += 1;
-                    tracing::warn!(method, chat, retry_after = secs, retries, "telegram 429, waiting");
+                    tracing::warn!(
+                        method,
+                        chat,
+                        retry_after = secs,
+                        retries,
+                        "telegram 429, waiting"
+                    );
                 }
                 other => return other,
             }
         }
     }
 
-    async fn execute<T: DeserializeOwned>(&self, method: &str, req: reqwest::RequestBuilder) -> Result<T, TelegramError> {
-        let resp = req.send().await.map_err(|e| self.transport_error(method, e))?;
+    async fn execute<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        req: reqwest::RequestBuilder,
+    ) -> Result<T, TelegramError> {
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| self.transport_error(method, e))?;
         let status = resp.status().as_u16();
-        let bytes = resp.bytes().await.map_err(|e| self.transport_error(method, e))?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(method, e))?;
         classify(method, status, &bytes).map_err(|e| {
             let e = self.scrub_error(e);
             tracing::debug!(method, error = %e, "telegram call failed");
@@ -280,7 +330,10 @@ impl HttpTelegram {
         }
         let scrub = |s: String| s.replace(token, "***");
         match err {
-            TelegramError::Api { code, description } => TelegramError::Api { code, description: scrub(description) },
+            TelegramError::Api { code, description } => TelegramError::Api {
+                code,
+                description: scrub(description),
+            },
             TelegramError::Network(s) => TelegramError::Network(scrub(s)),
             TelegramError::InvalidJson(s) => TelegramError::InvalidJson(scrub(s)),
             e @ TelegramError::RetryAfter(_) => e,
@@ -289,12 +342,22 @@ impl HttpTelegram {
 }
 
 /// Turns an HTTP status and body into the `result` or a classified error.
-fn classify<T: DeserializeOwned>(method: &str, status: u16, body: &[u8]) -> Result<T, TelegramError> {
+fn classify<T: DeserializeOwned>(
+    method: &str,
+    status: u16,
+    body: &[u8],
+) -> Result<T, TelegramError> {
     let resp: ApiResponse<T> = match serde_json::from_slice(body) {
         Ok(resp) => resp,
-        Err(_) if status >= 500 => return Err(TelegramError::Network(format!("{method}: http {status}"))),
+        Err(_) if status >= 500 => {
+            return Err(TelegramError::Network(format!("{method}: http {status}")))
+        }
         Err(_) if status == 429 => return Err(TelegramError::RetryAfter(DEFAULT_RETRY_AFTER_SECS)),
-        Err(e) => return Err(TelegramError::InvalidJson(format!("{method}: http {status}: {e}"))),
+        Err(e) => {
+            return Err(TelegramError::InvalidJson(format!(
+                "{method}: http {status}: {e}"
+            )))
+        }
     };
     if resp.ok {
         return resp
@@ -304,28 +367,45 @@ fn classify<T: DeserializeOwned>(method: &str, status: u16, body: &[u8]) -> Resu
     let code = resp.error_code.unwrap_or(i64::from(status));
     let description = resp.description.unwrap_or_default();
     if code == 429 || status == 429 {
-        let secs = resp.parameters.and_then(|p| p.retry_after).unwrap_or(DEFAULT_RETRY_AFTER_SECS);
+        let secs = resp
+            .parameters
+            .and_then(|p| p.retry_after)
+            .unwrap_or(DEFAULT_RETRY_AFTER_SECS);
         return Err(TelegramError::RetryAfter(secs));
     }
     if code >= 500 || status >= 500 {
-        return Err(TelegramError::Network(format!("{method}: http {code}: {description}")));
+        return Err(TelegramError::Network(format!(
+            "{method}: http {code}: {description}"
+        )));
     }
     Err(TelegramError::Api { code, description })
 }
 
 /// A multipart/form-data body with text fields and one file; returns the content type too.
-fn multipart(fields: &[(&str, String)], file_field: &str, file_name: &str, bytes: &[u8]) -> (String, Vec<u8>) {
+fn multipart(
+    fields: &[(&str, String)],
+    file_field: &str,
+    file_name: &str,
+    bytes: &[u8],
+) -> (String, Vec<u8>) {
     let boundary = loop {
         let b = format!("groupcast-{:032x}", rand::random::<u128>());
         if !bytes.windows(b.len()).any(|w| w == b.as_bytes()) {
             break b;
         }
     };
-    let mime = if bytes.starts_with(b"\x89PNG") { "image/png" } else { "image/jpeg" };
+    let mime = if bytes.starts_with(b"\x89PNG") {
+        "image/png"
+    } else {
+        "image/jpeg"
+    };
     let quote = |s: &str| s.replace(['"', '\r', '\n'], "_");
     let mut body = Vec::with_capacity(bytes.len() + 512);
     for (name, value) in fields {
-        body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes());
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n")
+                .as_bytes(),
+        );
         body.extend_from_slice(value.as_bytes());
         body.extend_from_slice(b"\r\n");
     }
@@ -344,13 +424,20 @@ fn multipart(fields: &[(&str, String)], file_field: &str, file_name: &str, bytes
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
 impl TelegramApi for HttpTelegram {
-    async fn send_message(&self, chat: ChatId, text: &str, markup: Option<&ReplyMarkup>) -> Result<MessageId, TelegramError> {
+    async fn send_message(
+        &self,
+        chat: ChatId,
+        text: &str,
+        markup: Option<&ReplyMarkup>,
+    ) -> Result<MessageId, TelegramError> {
         let mut body = json!({ "chat_id": chat.0, "text": text });
         if let Some(markup) = markup {
             body["reply_markup"] = json!(markup);
         }
         let msg: Message = self
-            .paced(chat.0, "sendMessage", || self.post("sendMessage").json(&body))
+            .paced(chat.0, "sendMessage", || {
+                self.post("sendMessage").json(&body)
+            })
             .await?;
         Ok(MessageId(msg.message_id))
     }
@@ -367,9 +454,11 @@ impl TelegramApi for HttpTelegram {
             body["reply_markup"] = json!(markup);
         }
         // The result is the edited Message (or `true` for inline messages): not needed.
-        self.paced::<Value, _>(chat.0, "editMessageText", || self.post("editMessageText").json(&body))
-            .await
-            .map(drop)
+        self.paced::<Value, _>(chat.0, "editMessageText", || {
+            self.post("editMessageText").json(&body)
+        })
+        .await
+        .map(drop)
     }
 
     async fn edit_message_reply_markup(
@@ -386,55 +475,32 @@ impl TelegramApi for HttpTelegram {
         .map(drop)
     }
 
-    async fn answer_callback_query(&self, id: &str, text: Option<&str>) -> Result<(), TelegramError> {
+    async fn answer_callback_query(
+        &self,
+        id: &str,
+        text: Option<&str>,
+    ) -> Result<(), TelegramError> {
         let mut body = json!({ "callback_query_id": id });
         if let Some(text) = text {
             body["text"] = json!(text);
         }
-        self.call::<Value>("answerCallbackQuery", &body, REQUEST_TIMEOUT).await.map(drop)
+        self.call::<Value>("answerCallbackQuery", &body, REQUEST_TIMEOUT)
+            .await
+            .map(drop)
     }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Pacing of our own sends
 
-/// A GCRA limiter: at most `burst` sends at once, then one every `interval_ms`.
-/// (A small private stand-in for `groupcast_core::pacing::Gcra`, same contract.)
-#[derive(Debug, Clone, Copy)]
-struct Rate {
-    interval_ms: f64,
-    burst: u32,
-}
-
-impl Rate {
-    const PRIVATE_CHAT: Rate = Rate { interval_ms: 1000.0, burst: 3 };
-    /// Groups take at most 20 messages a minute.
-    const GROUP_CHAT: Rate = Rate { interval_ms: 3000.0, burst: 3 };
-    const GLOBAL: Rate = Rate { interval_ms: 1000.0 / 30.0, burst: 1 };
-
-    fn for_chat(chat: i64) -> Rate {
-        if chat < 0 {
-            Rate::GROUP_CHAT
-        } else {
-            Rate::PRIVATE_CHAT
-        }
-    }
-
-    /// `Ok(new theoretical arrival time, µs)` when a send at `now_ms` is allowed, else
-    /// `Err(unix ms at which it will be)`.
-    fn check(&self, tat_us: Option<i64>, now_ms: i64) -> Result<i64, i64> {
-        let now_us = now_ms * 1000;
-        let interval_us = (self.interval_ms * 1000.0).round() as i64;
-        let tolerance_us = interval_us * i64::from(self.burst.max(1) - 1);
-        let tat = tat_us.unwrap_or(now_us).max(now_us);
-        let allowed_at_us = tat - tolerance_us;
-        if allowed_at_us <= now_us {
-            Ok(tat + interval_us)
-        } else {
-            Err((allowed_at_us + 999) / 1000)
-        }
-    }
-}
+/// One message per second per private chat after a burst of 3 (a reply plus a menu is not
+/// slowed down).
+const PRIVATE_CHAT_INTERVAL_MS: f64 = 1000.0;
+/// Groups take at most 20 messages a minute.
+const GROUP_CHAT_INTERVAL_MS: f64 = 3000.0;
+const CHAT_BURST: u32 = 3;
+/// Overall, strictly spaced.
+const GLOBAL_PER_SEC: f64 = 30.0;
 
 #[derive(Debug, Default)]
 struct ChatGate {
@@ -454,6 +520,9 @@ struct ThrottleState {
 #[derive(Debug)]
 struct Throttle {
     epoch: Instant,
+    private_chat: Gcra,
+    group_chat: Gcra,
+    global: Gcra,
     state: Mutex<ThrottleState>,
 }
 
@@ -462,7 +531,13 @@ const MAX_TRACKED_CHATS: usize = 10_000;
 
 impl Throttle {
     fn new() -> Self {
-        Throttle { epoch: Instant::now(), state: Mutex::new(ThrottleState::default()) }
+        Throttle {
+            epoch: Instant::now(),
+            private_chat: Gcra::new(PRIVATE_CHAT_INTERVAL_MS, CHAT_BURST),
+            group_chat: Gcra::new(GROUP_CHAT_INTERVAL_MS, CHAT_BURST),
+            global: Gcra::per_second(GLOBAL_PER_SEC),
+            state: Mutex::new(ThrottleState::default()),
+        }
     }
 
     fn now_ms(&self) -> i64 {
@@ -491,7 +566,10 @@ impl Throttle {
     /// Takes a slot for `chat` at `now` if both gates allow it; else says when to try again.
     fn try_acquire(&self, chat: i64, now: i64) -> Result<(), i64> {
         let mut guard = self.lock();
-        let ThrottleState { global_tat_us, chats } = &mut *guard;
+        let ThrottleState {
+            global_tat_us,
+            chats,
+        } = &mut *guard;
         if chats.len() > MAX_TRACKED_CHATS {
             chats.retain(|_, g| g.hold_until_ms > now || g.tat_us.is_some_and(|t| t > now * 1000));
         }
@@ -499,8 +577,13 @@ impl Throttle {
         if gate.hold_until_ms > now {
             return Err(gate.hold_until_ms);
         }
-        let chat_tat = Rate::for_chat(chat).check(gate.tat_us, now)?;
-        let global_tat = Rate::GLOBAL.check(*global_tat_us, now)?;
+        let chat_gate = if chat < 0 {
+            &self.group_chat
+        } else {
+            &self.private_chat
+        };
+        let chat_tat = chat_gate.check(gate.tat_us, now)?;
+        let global_tat = self.global.check(*global_tat_us, now)?;
         gate.tat_us = Some(chat_tat);
         *global_tat_us = Some(global_tat);
         Ok(())
@@ -553,37 +636,66 @@ mod tests {
             (
                 400,
                 r#"{"ok":false,"error_code":400,"description":"Bad Request: chat not found"}"#,
-                Err(TelegramError::Api { code: 400, description: "Bad Request: chat not found".into() }),
+                Err(TelegramError::Api {
+                    code: 400,
+                    description: "Bad Request: chat not found".into(),
+                }),
             ),
-            (403, r#"{"ok":false,"error_code":403,"description":"Forbidden: bot was blocked by the user"}"#,
-                Err(TelegramError::Api { code: 403, description: "Forbidden: bot was blocked by the user".into() })),
-            (502, "<html>Bad Gateway</html>", Err(TelegramError::Network("m: http 502".into()))),
-            (500, r#"{"ok":false,"error_code":500,"description":"Internal"}"#, Err(TelegramError::Network("m: http 500: Internal".into()))),
-            (200, r#"{"ok":true}"#, Err(TelegramError::InvalidJson("m: ok without a result".into()))),
+            (
+                403,
+                r#"{"ok":false,"error_code":403,"description":"Forbidden: bot was blocked by the user"}"#,
+                Err(TelegramError::Api {
+                    code: 403,
+                    description: "Forbidden: bot was blocked by the user".into(),
+                }),
+            ),
+            (
+                502,
+                "<html>Bad Gateway</html>",
+                Err(TelegramError::Network("m: http 502".into())),
+            ),
+            (
+                500,
+                r#"{"ok":false,"error_code":500,"description":"Internal"}"#,
+                Err(TelegramError::Network("m: http 500: Internal".into())),
+            ),
+            (
+                200,
+                r#"{"ok":true}"#,
+                Err(TelegramError::InvalidJson("m: ok without a result".into())),
+            ),
         ];
         for (status, body, want) in cases {
-            assert_eq!(classify::<Value>("m", status, body.as_bytes()), want, "{status} {body}");
+            assert_eq!(
+                classify::<Value>("m", status, body.as_bytes()),
+                want,
+                "{status} {body}"
+            );
         }
-        assert!(matches!(classify::<Value>("m", 200, b"nope"), Err(TelegramError::InvalidJson(_))));
+        assert!(matches!(
+            classify::<Value>("m", 200, b"nope"),
+            Err(TelegramError::InvalidJson(_))
+        ));
     }
 
     #[test]
     fn chat_gate_allows_a_burst_of_three_then_one_per_second() {
         let t = Throttle::new();
+        // 40 ms apart, so that the global gate (one per 33 ms) stays out of the way.
         let steps: Vec<(i64, Result<(), i64>)> = vec![
             (0, Ok(())),
-            (0, Ok(())),
-            (0, Ok(())),
-            (0, Err(1000)),
+            (40, Ok(())),
+            (80, Ok(())),
+            (120, Err(1000)),
             (999, Err(1000)),
             (1000, Ok(())),
             (1500, Err(2000)),
             (2000, Ok(())),
             // After a quiet spell the burst is back.
             (10_000, Ok(())),
-            (10_000, Ok(())),
-            (10_000, Ok(())),
-            (10_000, Err(11_000)),
+            (10_040, Ok(())),
+            (10_080, Ok(())),
+            (10_120, Err(11_000)),
         ];
         for (i, (now, want)) in steps.into_iter().enumerate() {
             assert_eq!(t.try_acquire(42, now), want, "step {i} at {now}");
@@ -593,10 +705,10 @@ mod tests {
     #[test]
     fn group_chats_get_twenty_a_minute() {
         let t = Throttle::new();
-        for _ in 0..3 {
-            assert_eq!(t.try_acquire(-100, 0), Ok(()));
+        for now in [0, 40, 80] {
+            assert_eq!(t.try_acquire(-100, now), Ok(()));
         }
-        assert_eq!(t.try_acquire(-100, 0), Err(3000));
+        assert_eq!(t.try_acquire(-100, 120), Err(3000));
     }
 
     #[test]
@@ -633,18 +745,28 @@ mod tests {
     async fn retries_after_429_and_returns_the_message() {
         #[derive(Clone)]
         struct Fake(Arc<AtomicU32>);
-        async fn send(State(fake): State<Fake>, Json(body): Json<Value>) -> (axum::http::StatusCode, Json<Value>) {
+        async fn send(
+            State(fake): State<Fake>,
+            Json(body): Json<Value>,
+        ) -> (axum::http::StatusCode, Json<Value>) {
             if fake.0.fetch_add(1, Ordering::SeqCst) == 0 {
                 return (
                     axum::http::StatusCode::TOO_MANY_REQUESTS,
-                    Json(json!({"ok":false,"error_code":429,"description":"Too Many Requests: retry after 1","parameters":{"retry_after":1}})),
+                    Json(
+                        json!({"ok":false,"error_code":429,"description":"Too Many Requests: retry after 1","parameters":{"retry_after":1}}),
+                    ),
                 );
             }
             let msg = json!({"message_id": 77, "chat": {"id": body["chat_id"], "type": "private"}, "date": 0, "text": body["text"]});
-            (axum::http::StatusCode::OK, Json(json!({"ok": true, "result": msg})))
+            (
+                axum::http::StatusCode::OK,
+                Json(json!({"ok": true, "result": msg})),
+            )
         }
         let calls = Arc::new(AtomicU32::new(0));
-        let app = Router::new().route(&format!("/bot{TOKEN}/sendMessage"), post(send)).with_state(Fake(calls.clone()));
+        let app = Router::new()
+            .route(&format!("/bot{TOKEN}/sendMessage"), post(send))
+            .with_state(Fake(calls.clone()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
@@ -654,10 +776,17 @@ mod tests {
         let id = tg.send_message(ChatId(5), "hi", None).await.unwrap();
         assert_eq!(id, MessageId(77));
         assert_eq!(calls.load(Ordering::SeqCst), 2);
-        assert!(started.elapsed() >= Duration::from_millis(990), "retried too early");
+        assert!(
+            started.elapsed() >= Duration::from_millis(990),
+            "retried too early"
+        );
 
         let err = tg.get_me().await.unwrap_err();
-        assert!(matches!(err, TelegramError::Api { code: 404, .. }) || matches!(err, TelegramError::InvalidJson(_)), "{err:?}");
+        assert!(
+            matches!(err, TelegramError::Api { code: 404, .. })
+                || matches!(err, TelegramError::InvalidJson(_)),
+            "{err:?}"
+        );
         assert!(!format!("{err:?}").contains("AAHsecret"));
     }
 

@@ -33,7 +33,12 @@ pub fn to_whatsapp(text: &str, entities: &[MessageEntity]) -> String {
         let start = char_at(e.offset);
         let end = char_at(e.offset.saturating_add(e.length));
         if let Some((start, end)) = trim(&chars, start, end) {
-            queue.push(Reverse(Span { start, end: Reverse(end), order, style }));
+            queue.push(Reverse(Span {
+                start,
+                end: Reverse(end),
+                order,
+                style,
+            }));
         }
     }
 
@@ -112,10 +117,16 @@ fn insert(nodes: &mut Vec<Node>, chars: &[char], span: Span) -> Option<Span> {
                 return insert(&mut last.children, chars, span);
             }
             let split = last.end;
-            let inside = trim(chars, span.start, split)
-                .map(|(s, e)| Span { start: s, end: Reverse(e), ..span.clone() });
-            let rest = trim(chars, split, end)
-                .map(|(s, e)| Span { start: s, end: Reverse(e), ..span.clone() });
+            let inside = trim(chars, span.start, split).map(|(s, e)| Span {
+                start: s,
+                end: Reverse(e),
+                ..span.clone()
+            });
+            let rest = trim(chars, split, end).map(|(s, e)| Span {
+                start: s,
+                end: Reverse(e),
+                ..span.clone()
+            });
             if let Some(inside) = inside {
                 // The inside part lies within `last`, so it cannot be split again.
                 let _ = insert(&mut last.children, chars, inside);
@@ -123,7 +134,12 @@ fn insert(nodes: &mut Vec<Node>, chars: &[char], span: Span) -> Option<Span> {
             rest
         }
         _ => {
-            nodes.push(Node { start: span.start, end, style: span.style, children: Vec::new() });
+            nodes.push(Node {
+                start: span.start,
+                end,
+                style: span.style,
+                children: Vec::new(),
+            });
             None
         }
     }
@@ -139,7 +155,14 @@ struct Active {
     link: bool,
 }
 
-fn render(chars: &[char], start: usize, end: usize, nodes: &[Node], active: Active, out: &mut String) {
+fn render(
+    chars: &[char],
+    start: usize,
+    end: usize,
+    nodes: &[Node],
+    active: Active,
+    out: &mut String,
+) {
     let mut pos = start;
     for node in nodes {
         out.extend(&chars[pos..node.start]);
@@ -163,9 +186,33 @@ fn render_node(chars: &[char], node: &Node, active: Active, out: &mut String) {
         }
     };
     match &node.style {
-        Style::Bold => wrap("*", active.bold, Active { bold: true, ..active }, out),
-        Style::Italic => wrap("_", active.italic, Active { italic: true, ..active }, out),
-        Style::Strike => wrap("~", active.strike, Active { strike: true, ..active }, out),
+        Style::Bold => wrap(
+            "*",
+            active.bold,
+            Active {
+                bold: true,
+                ..active
+            },
+            out,
+        ),
+        Style::Italic => wrap(
+            "_",
+            active.italic,
+            Active {
+                italic: true,
+                ..active
+            },
+            out,
+        ),
+        Style::Strike => wrap(
+            "~",
+            active.strike,
+            Active {
+                strike: true,
+                ..active
+            },
+            out,
+        ),
         // Monospace shows its content verbatim: nested formatting would print its markers.
         Style::Mono => {
             out.push_str("```");
@@ -173,7 +220,13 @@ fn render_node(chars: &[char], node: &Node, active: Active, out: &mut String) {
             out.push_str("```");
         }
         Style::Link(url) => {
-            inner(Active { link: true, ..active }, out);
+            inner(
+                Active {
+                    link: true,
+                    ..active
+                },
+                out,
+            );
             let shown: String = chars[node.start..node.end].iter().collect();
             if !active.link && shown.trim() != url.trim() {
                 out.push_str(" (");
@@ -189,46 +242,186 @@ mod tests {
     use super::*;
 
     fn e(kind: &str, offset: usize, length: usize) -> MessageEntity {
-        MessageEntity { kind: kind.into(), offset, length, url: None }
+        MessageEntity {
+            kind: kind.into(),
+            offset,
+            length,
+            url: None,
+        }
     }
 
     fn link(offset: usize, length: usize, url: &str) -> MessageEntity {
-        MessageEntity { kind: "text_link".into(), offset, length, url: Some(url.into()) }
+        MessageEntity {
+            kind: "text_link".into(),
+            offset,
+            length,
+            url: Some(url.into()),
+        }
     }
 
     #[test]
     fn converts() {
         let cases: Vec<(&str, &str, Vec<MessageEntity>, &str)> = vec![
             ("plain", "hello", vec![], "hello"),
-            ("bold", "hello world", vec![e("bold", 0, 5)], "*hello* world"),
-            ("italic", "hello world", vec![e("italic", 6, 5)], "hello _world_"),
-            ("strike", "old new", vec![e("strikethrough", 0, 3)], "~old~ new"),
-            ("code", "run ls -la now", vec![e("code", 4, 6)], "run ```ls -la``` now"),
-            ("pre", "a\nfn x() {}\nb", vec![e("pre", 2, 9)], "a\n```fn x() {}```\nb"),
-            ("underline plain", "under", vec![e("underline", 0, 5)], "under"),
-            ("spoiler plain", "secret", vec![e("spoiler", 0, 6)], "secret"),
-            ("mention plain", "hi @bob", vec![e("mention", 3, 4)], "hi @bob"),
-            ("text_link", "see docs now", vec![link(4, 4, "https://x.io")], "see docs (https://x.io) now"),
-            ("link equal url", "https://x.io", vec![link(0, 12, "https://x.io")], "https://x.io"),
+            (
+                "bold",
+                "hello world",
+                vec![e("bold", 0, 5)],
+                "*hello* world",
+            ),
+            (
+                "italic",
+                "hello world",
+                vec![e("italic", 6, 5)],
+                "hello _world_",
+            ),
+            (
+                "strike",
+                "old new",
+                vec![e("strikethrough", 0, 3)],
+                "~old~ new",
+            ),
+            (
+                "code",
+                "run ls -la now",
+                vec![e("code", 4, 6)],
+                "run ```ls -la``` now",
+            ),
+            (
+                "pre",
+                "a\nfn x() {}\nb",
+                vec![e("pre", 2, 9)],
+                "a\n```fn x() {}```\nb",
+            ),
+            (
+                "underline plain",
+                "under",
+                vec![e("underline", 0, 5)],
+                "under",
+            ),
+            (
+                "spoiler plain",
+                "secret",
+                vec![e("spoiler", 0, 6)],
+                "secret",
+            ),
+            (
+                "mention plain",
+                "hi @bob",
+                vec![e("mention", 3, 4)],
+                "hi @bob",
+            ),
+            (
+                "text_link",
+                "see docs now",
+                vec![link(4, 4, "https://x.io")],
+                "see docs (https://x.io) now",
+            ),
+            (
+                "link equal url",
+                "https://x.io",
+                vec![link(0, 12, "https://x.io")],
+                "https://x.io",
+            ),
             // 😀 is two UTF-16 units: the entity starts at unit 3, char 2.
-            ("emoji before", "😀 hi there", vec![e("bold", 3, 2)], "😀 *hi* there"),
-            ("emoji inside", "a 😀b c", vec![e("italic", 2, 3)], "a _😀b_ c"),
-            ("flag emoji", "🇷🇺 Россия", vec![e("bold", 5, 6)], "🇷🇺 *Россия*"),
-            ("cyrillic", "Привет, мир", vec![e("bold", 0, 6), e("italic", 8, 3)], "*Привет*, _мир_"),
-            ("nested", "bold and italic", vec![e("bold", 0, 15), e("italic", 9, 6)], "*bold and _italic_*"),
-            ("nested same start", "both here", vec![e("italic", 0, 4), e("bold", 0, 9)], "*_both_ here*"),
-            ("identical ranges", "both", vec![e("bold", 0, 4), e("italic", 0, 4)], "*_both_*"),
-            ("adjacent", "abcd", vec![e("bold", 0, 2), e("italic", 2, 2)], "*ab*_cd_"),
-            ("leading space", "a  bold", vec![e("bold", 1, 6)], "a  *bold*"),
-            ("trailing space", "bold  x", vec![e("bold", 0, 6)], "*bold*  x"),
-            ("both edges", "x\n bold \ny", vec![e("bold", 1, 8)], "x\n *bold* \ny"),
+            (
+                "emoji before",
+                "😀 hi there",
+                vec![e("bold", 3, 2)],
+                "😀 *hi* there",
+            ),
+            (
+                "emoji inside",
+                "a 😀b c",
+                vec![e("italic", 2, 3)],
+                "a _😀b_ c",
+            ),
+            (
+                "flag emoji",
+                "🇷🇺 Россия",
+                vec![e("bold", 5, 6)],
+                "🇷🇺 *Россия*",
+            ),
+            (
+                "cyrillic",
+                "Привет, мир",
+                vec![e("bold", 0, 6), e("italic", 8, 3)],
+                "*Привет*, _мир_",
+            ),
+            (
+                "nested",
+                "bold and italic",
+                vec![e("bold", 0, 15), e("italic", 9, 6)],
+                "*bold and _italic_*",
+            ),
+            (
+                "nested same start",
+                "both here",
+                vec![e("italic", 0, 4), e("bold", 0, 9)],
+                "*_both_ here*",
+            ),
+            (
+                "identical ranges",
+                "both",
+                vec![e("bold", 0, 4), e("italic", 0, 4)],
+                "*_both_*",
+            ),
+            (
+                "adjacent",
+                "abcd",
+                vec![e("bold", 0, 2), e("italic", 2, 2)],
+                "*ab*_cd_",
+            ),
+            (
+                "leading space",
+                "a  bold",
+                vec![e("bold", 1, 6)],
+                "a  *bold*",
+            ),
+            (
+                "trailing space",
+                "bold  x",
+                vec![e("bold", 0, 6)],
+                "*bold*  x",
+            ),
+            (
+                "both edges",
+                "x\n bold \ny",
+                vec![e("bold", 1, 8)],
+                "x\n *bold* \ny",
+            ),
             ("only whitespace", "a   b", vec![e("bold", 1, 3)], "a   b"),
             ("empty entity", "ab", vec![e("bold", 1, 0)], "ab"),
-            ("overlapping", "abcdefgh", vec![e("bold", 0, 5), e("italic", 3, 5)], "*abc_de_*_fgh_"),
-            ("overlap at space", "ab cd ef", vec![e("bold", 0, 5), e("italic", 3, 5)], "*ab _cd_* _ef_"),
-            ("same kind nested", "big bold", vec![e("bold", 0, 8), e("bold", 4, 4)], "*big bold*"),
-            ("code ignores inner", "x = y", vec![e("code", 0, 5), e("bold", 0, 1)], "```x = y```"),
-            ("link in bold", "go here", vec![e("bold", 0, 7), link(3, 4, "https://a.b")], "*go here (https://a.b)*"),
+            (
+                "overlapping",
+                "abcdefgh",
+                vec![e("bold", 0, 5), e("italic", 3, 5)],
+                "*abc_de_*_fgh_",
+            ),
+            (
+                "overlap at space",
+                "ab cd ef",
+                vec![e("bold", 0, 5), e("italic", 3, 5)],
+                "*ab _cd_* _ef_",
+            ),
+            (
+                "same kind nested",
+                "big bold",
+                vec![e("bold", 0, 8), e("bold", 4, 4)],
+                "*big bold*",
+            ),
+            (
+                "code ignores inner",
+                "x = y",
+                vec![e("code", 0, 5), e("bold", 0, 1)],
+                "```x = y```",
+            ),
+            (
+                "link in bold",
+                "go here",
+                vec![e("bold", 0, 7), link(3, 4, "https://a.b")],
+                "*go here (https://a.b)*",
+            ),
             ("past the end", "abc", vec![e("bold", 1, 50)], "a*bc*"),
             ("offset past end", "abc", vec![e("bold", 10, 2)], "abc"),
         ];
@@ -240,7 +433,11 @@ mod tests {
     #[test]
     fn entities_in_any_order() {
         let text = "one two three";
-        let ents = vec![e("italic", 8, 5), e("bold", 0, 13), e("strikethrough", 4, 3)];
+        let ents = vec![
+            e("italic", 8, 5),
+            e("bold", 0, 13),
+            e("strikethrough", 4, 3),
+        ];
         assert_eq!(to_whatsapp(text, &ents), "*one ~two~ _three_*");
     }
 }

@@ -1,0 +1,1490 @@
+//! `SqliteDb`: the self-hosted system of record. Implements the core's storage ports
+//! (`UserStore`, `ContentStore`, `MailingStore`, `UpdateLog`) on one SQLite file, using the same
+//! `migrations/` folder that Cloudflare D1 applies.
+//!
+//! The file runs in WAL mode with `synchronous=FULL`: every commit is fsynced, so a ledger row
+//! marked `sending` is on disk before the Wappi call that follows it, even across a power loss.
+//! One connection sits behind a mutex; every async method runs its SQL on tokio's blocking pool
+//! so that a slow fsync never stalls the runtime. Errors become `DbError::Backend` texts built
+//! from SQLite's own messages, which never contain bound parameter values.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use groupcast_core::ids::{ChatId, GroupJid, MailingId, ProfileId, UserId};
+use groupcast_core::ledger::{
+    Content, Delivery, DeliveryState, Mailing, MailingStatus, NewMailing,
+};
+use groupcast_core::ports::{
+    async_trait, ContentStore, DbError, GroupEntry, MailingStore, UpdateLog, UserRecord, UserStore,
+};
+use groupcast_core::texts::Lang;
+use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+
+/// The migration files, in the order they apply, embedded at compile time. A new file in
+/// `migrations/` must be listed here too (a test fails otherwise).
+const MIGRATIONS: &[(&str, &str)] = &[(
+    "0001_init.sql",
+    include_str!("../../../migrations/0001_init.sql"),
+)];
+
+/// How long a statement waits for another process's write lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The SQLite system of record. Cheap to clone (the connection is shared).
+#[derive(Clone)]
+pub struct SqliteDb {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteDb").finish_non_exhaustive()
+    }
+}
+
+impl SqliteDb {
+    /// Opens (creating it and its parent folders if needed) the database file, in WAL mode with
+    /// `synchronous=FULL`, a 5 s busy timeout and foreign keys on. Does not migrate.
+    pub fn open(path: &Path) -> Result<SqliteDb, DbError> {
+        if let Some(parent) = path.parent() {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| DbError::Backend(format!("create database folder: {e}")))?;
+            }
+        }
+        let conn = Connection::open(path).map_err(|e| backend("open", e))?;
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+            .map_err(|e| backend("journal_mode", e))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            // Still durable with synchronous=FULL, only slower and less concurrent.
+            tracing::warn!(journal_mode = %mode, "SQLite refused WAL mode");
+        }
+        Self::configure(conn)
+    }
+
+    /// A private in-memory database (tests, tools).
+    pub fn open_in_memory() -> Result<SqliteDb, DbError> {
+        let conn = Connection::open_in_memory().map_err(|e| backend("open", e))?;
+        Self::configure(conn)
+    }
+
+    fn configure(conn: Connection) -> Result<SqliteDb, DbError> {
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(|e| backend("synchronous", e))?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(|e| backend("foreign_keys", e))?;
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(|e| backend("busy_timeout", e))?;
+        Ok(SqliteDb {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Locks the connection. A panic while it was held cannot leave a transaction open
+    /// (rusqlite rolls back on drop), so a poisoned lock is safe to take over.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs `f` with the connection on tokio's blocking pool.
+    async fn with_conn<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, DbError> + Send + 'static,
+    ) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| DbError::Backend(format!("database task failed: {e}")))?
+    }
+
+    /// Applies, in name order, every embedded migration not yet recorded in `_migrations`,
+    /// each in its own transaction. Returns the names newly applied (empty when up to date).
+    /// Safe to run from several processes at once: each file is applied under a write lock
+    /// and re-checked inside it.
+    pub fn migrate(&self) -> Result<Vec<String>, DbError> {
+        let mut conn = self.lock();
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS _migrations (
+                name       TEXT PRIMARY KEY,
+                applied_at INTEGER NOT NULL
+            )",
+        )
+        .map_err(|e| backend("migrate", e))?;
+        let mut applied = Vec::new();
+        for (name, sql) in sorted_migrations() {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| backend("migrate", e))?;
+            let done = tx
+                .query_row("SELECT 1 FROM _migrations WHERE name = ?1", [name], |_| {
+                    Ok(())
+                })
+                .optional()
+                .map_err(|e| backend("migrate", e))?
+                .is_some();
+            if done {
+                continue;
+            }
+            tx.execute_batch(sql)
+                .map_err(|e| backend(&format!("migration {name}"), e))?;
+            tx.execute(
+                "INSERT INTO _migrations (name, applied_at) VALUES (?1, ?2)",
+                params![name, unix_secs()],
+            )
+            .map_err(|e| backend("migrate", e))?;
+            tx.commit()
+                .map_err(|e| backend(&format!("migration {name}"), e))?;
+            applied.push(name.to_string());
+        }
+        Ok(applied)
+    }
+
+    /// The embedded migrations not yet applied to this database (all of them on a new file).
+    /// Reads only; never creates the bookkeeping table.
+    pub fn pending_migrations(&self) -> Result<Vec<String>, DbError> {
+        let conn = self.lock();
+        let has_table = conn
+            .query_row(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_migrations'",
+                [],
+                |_| Ok(()),
+            )
+            .optional()
+            .map_err(|e| backend("pending_migrations", e))?
+            .is_some();
+        let mut done = std::collections::HashSet::new();
+        if has_table {
+            let mut stmt = conn
+                .prepare("SELECT name FROM _migrations")
+                .map_err(|e| backend("pending_migrations", e))?;
+            let names = stmt
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(|e| backend("pending_migrations", e))?;
+            for n in names {
+                done.insert(n.map_err(|e| backend("pending_migrations", e))?);
+            }
+        }
+        Ok(sorted_migrations()
+            .into_iter()
+            .filter(|(name, _)| !done.contains(*name))
+            .map(|(name, _)| name.to_string())
+            .collect())
+    }
+
+    /// `PRAGMA synchronous` as a number (2 = FULL), so a test can prove the durability setting.
+    pub fn synchronous_mode(&self) -> Result<i64, DbError> {
+        self.lock()
+            .pragma_query_value(None, "synchronous", |r| r.get(0))
+            .map_err(|e| backend("synchronous", e))
+    }
+
+    /// A trivial query, for health checks.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        self.with_conn(|c| {
+            c.query_row("SELECT 1", [], |_| Ok(()))
+                .map_err(|e| backend("ping", e))
+        })
+        .await
+    }
+
+    /// Forgets Telegram update ids received before `older_than` (unix ms). Returns how many.
+    pub async fn prune_updates(&self, older_than: i64) -> Result<usize, DbError> {
+        self.with_conn(move |c| {
+            c.execute(
+                "DELETE FROM telegram_updates WHERE received_at < ?1",
+                [older_than],
+            )
+            .map_err(|e| backend("prune_updates", e))
+        })
+        .await
+    }
+
+    /// How many users the bot has.
+    pub async fn count_users(&self) -> Result<u64, DbError> {
+        self.with_conn(|c| {
+            let n: i64 = c
+                .query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))
+                .map_err(|e| backend("count_users", e))?;
+            Ok(n.max(0) as u64)
+        })
+        .await
+    }
+
+    /// How many of a mailing's rows are in each state (states with no rows are absent).
+    pub async fn delivery_counts(
+        &self,
+        mailing: MailingId,
+    ) -> Result<HashMap<DeliveryState, u64>, DbError> {
+        self.with_conn(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT state, COUNT(*) FROM deliveries WHERE mailing_id = ?1 GROUP BY state",
+                )
+                .map_err(|e| backend("delivery_counts", e))?;
+            let rows = stmt
+                .query_map([mailing.0], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                })
+                .map_err(|e| backend("delivery_counts", e))?;
+            let mut out = HashMap::new();
+            for row in rows {
+                let (state, n) = row.map_err(|e| backend("delivery_counts", e))?;
+                let state = DeliveryState::parse(&state).ok_or_else(|| {
+                    DbError::Backend("delivery_counts: unknown delivery state".into())
+                })?;
+                out.insert(state, n.max(0) as u64);
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+fn sorted_migrations() -> Vec<(&'static str, &'static str)> {
+    let mut all = MIGRATIONS.to_vec();
+    all.sort_by_key(|(name, _)| *name);
+    all
+}
+
+fn unix_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Turns a rusqlite error into `DbError::Backend` without ever echoing a value: SQLite's own
+/// messages name tables, columns and constraints only; the variants that could carry a value
+/// are reduced to their kind.
+fn backend(context: &str, e: rusqlite::Error) -> DbError {
+    use rusqlite::Error as E;
+    let what = match e {
+        E::SqliteFailure(err, Some(msg)) => format!("{msg} ({:?})", err.code),
+        E::SqliteFailure(err, None) => format!("{err}"),
+        E::QueryReturnedNoRows => "query returned no rows".to_string(),
+        E::InvalidColumnType(idx, name, ty) => format!("column {name} (index {idx}) has type {ty}"),
+        E::InvalidColumnIndex(idx) => format!("invalid column index {idx}"),
+        E::InvalidColumnName(name) => format!("invalid column name {name}"),
+        E::IntegralValueOutOfRange(idx, _) => format!("integer out of range in column {idx}"),
+        E::FromSqlConversionFailure(idx, ty, _) => {
+            format!("cannot convert column {idx} of type {ty}")
+        }
+        E::ToSqlConversionFailure(_) => "a parameter could not be converted".to_string(),
+        E::Utf8Error(_) | E::NulError(_) => "invalid text".to_string(),
+        E::InvalidParameterCount(got, want) => format!("{got} parameters given, {want} expected"),
+        E::ExecuteReturnedResults => "statement returned rows".to_string(),
+        E::StatementChangedRows(n) => format!("statement changed {n} rows"),
+        E::MultipleStatement => "multiple statements given".to_string(),
+        _ => "unexpected SQLite error".to_string(),
+    };
+    DbError::Backend(format!("{context}: {what}"))
+}
+
+/// True when `e` is the UNIQUE violation of `mailings_one_active_per_profile`.
+fn is_active_conflict(e: &rusqlite::Error) -> bool {
+    match e {
+        rusqlite::Error::SqliteFailure(err, msg) => {
+            err.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                && msg
+                    .as_deref()
+                    .is_some_and(|m| m.contains("mailings.profile_id"))
+        }
+        _ => false,
+    }
+}
+
+/// Like `backend`, but the one-active-mailing violation becomes `AlreadyActive`.
+fn mailing_write_error(context: &str, e: rusqlite::Error) -> DbError {
+    if is_active_conflict(&e) {
+        DbError::AlreadyActive
+    } else {
+        backend(context, e)
+    }
+}
+
+fn fence_param(fence: u64) -> Result<i64, DbError> {
+    i64::try_from(fence).map_err(|_| DbError::Backend("fencing number out of range".into()))
+}
+
+fn to_u32(v: i64, what: &str) -> Result<u32, DbError> {
+    u32::try_from(v).map_err(|_| DbError::Backend(format!("{what} out of range")))
+}
+
+const USER_COLUMNS: &str =
+    "id, lang, wappi_token_enc, profile_id, subscription_until, dialogue, created_at";
+
+fn read_user(r: &Row<'_>) -> rusqlite::Result<UserRecord> {
+    let lang: String = r.get(1)?;
+    let profile: Option<String> = r.get(3)?;
+    Ok(UserRecord {
+        id: UserId(r.get(0)?),
+        lang: Lang::parse(&lang),
+        wappi_token_enc: r.get(2)?,
+        // Only validated ids are ever stored; anything else reads as "not registered".
+        profile_id: profile.as_deref().and_then(ProfileId::parse),
+        subscription_until: r.get(4)?,
+        dialogue: r.get(5)?,
+        created_at: r.get(6)?,
+    })
+}
+
+const MAILING_COLUMNS: &str = "id, user_id, chat_id, profile_id, status, content, created_at, \
+     finished_at, fence, cancel_requested, progress_message_id, progress_at, pause_reason";
+
+/// A mailings row, before the text columns are validated.
+struct RawMailing {
+    id: i64,
+    user_id: i64,
+    chat_id: i64,
+    profile_id: String,
+    status: String,
+    content: String,
+    created_at: i64,
+    finished_at: Option<i64>,
+    fence: i64,
+    cancel_requested: i64,
+    progress_message_id: Option<i64>,
+    progress_at: i64,
+    pause_reason: Option<String>,
+}
+
+fn read_raw_mailing(r: &Row<'_>) -> rusqlite::Result<RawMailing> {
+    Ok(RawMailing {
+        id: r.get(0)?,
+        user_id: r.get(1)?,
+        chat_id: r.get(2)?,
+        profile_id: r.get(3)?,
+        status: r.get(4)?,
+        content: r.get(5)?,
+        created_at: r.get(6)?,
+        finished_at: r.get(7)?,
+        fence: r.get(8)?,
+        cancel_requested: r.get(9)?,
+        progress_message_id: r.get(10)?,
+        progress_at: r.get(11)?,
+        pause_reason: r.get(12)?,
+    })
+}
+
+impl RawMailing {
+    fn into_mailing(self) -> Result<Mailing, DbError> {
+        let id = self.id;
+        let bad = |what: &str| DbError::Backend(format!("mailing {id}: {what}"));
+        let content: Content = serde_json::from_str(&self.content).map_err(|e| {
+            bad(&format!(
+                "unreadable content snapshot (line {}, column {})",
+                e.line(),
+                e.column()
+            ))
+        })?;
+        Ok(Mailing {
+            id: MailingId(id),
+            user_id: UserId(self.user_id),
+            chat_id: ChatId(self.chat_id),
+            profile_id: ProfileId::parse(&self.profile_id)
+                .ok_or_else(|| bad("invalid profile id"))?,
+            status: MailingStatus::parse(&self.status).ok_or_else(|| bad("unknown status"))?,
+            content,
+            created_at: self.created_at,
+            finished_at: self.finished_at,
+            fence: u64::try_from(self.fence).map_err(|_| bad("negative fence"))?,
+            cancel_requested: self.cancel_requested != 0,
+            progress_message_id: self.progress_message_id,
+            progress_at: self.progress_at,
+            pause_reason: self.pause_reason,
+        })
+    }
+}
+
+fn query_mailings(
+    c: &Connection,
+    context: &str,
+    filter: &str,
+    param: &dyn rusqlite::ToSql,
+) -> Result<Vec<Mailing>, DbError> {
+    let sql = format!("SELECT {MAILING_COLUMNS} FROM mailings {filter}");
+    let mut stmt = c.prepare_cached(&sql).map_err(|e| backend(context, e))?;
+    let rows = stmt
+        .query_map([param], read_raw_mailing)
+        .map_err(|e| backend(context, e))?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(row.map_err(|e| backend(context, e))?.into_mailing()?);
+    }
+    Ok(out)
+}
+
+const DELIVERY_COLUMNS: &str = "mailing_id, group_jid, part, position, state, attempts, \
+     next_attempt_at, message_id, error, updated_at";
+
+struct RawDelivery {
+    mailing_id: i64,
+    group_jid: String,
+    part: i64,
+    position: i64,
+    state: String,
+    attempts: i64,
+    next_attempt_at: i64,
+    message_id: Option<String>,
+    error: Option<String>,
+    updated_at: i64,
+}
+
+fn read_raw_delivery(r: &Row<'_>) -> rusqlite::Result<RawDelivery> {
+    Ok(RawDelivery {
+        mailing_id: r.get(0)?,
+        group_jid: r.get(1)?,
+        part: r.get(2)?,
+        position: r.get(3)?,
+        state: r.get(4)?,
+        attempts: r.get(5)?,
+        next_attempt_at: r.get(6)?,
+        message_id: r.get(7)?,
+        error: r.get(8)?,
+        updated_at: r.get(9)?,
+    })
+}
+
+impl RawDelivery {
+    fn into_delivery(self) -> Result<Delivery, DbError> {
+        Ok(Delivery {
+            mailing_id: MailingId(self.mailing_id),
+            group: GroupJid::parse(&self.group_jid)
+                .ok_or_else(|| DbError::Backend("deliveries: invalid group id".into()))?,
+            part: to_u32(self.part, "delivery part")?,
+            position: to_u32(self.position, "delivery position")?,
+            state: DeliveryState::parse(&self.state)
+                .ok_or_else(|| DbError::Backend("deliveries: unknown state".into()))?,
+            attempts: to_u32(self.attempts, "delivery attempts")?,
+            next_attempt_at: self.next_attempt_at,
+            message_id: self.message_id,
+            error: self.error,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+/// Explains why a fenced write of `mailing` changed nothing: the mailing is gone (`NotFound`),
+/// or its fence is not `fence` (`StaleFence`), or — `None` — the mailing is fine and the
+/// target row itself is missing.
+fn fence_refusal(
+    c: &Connection,
+    mailing: i64,
+    fence: i64,
+    context: &str,
+) -> Result<Option<DbError>, DbError> {
+    let current: Option<i64> = c
+        .query_row("SELECT fence FROM mailings WHERE id = ?1", [mailing], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(|e| backend(context, e))?;
+    Ok(match current {
+        None => Some(DbError::NotFound),
+        Some(f) if f != fence => Some(DbError::StaleFence),
+        Some(_) => None,
+    })
+}
+
+/// `Ok(())` when an update touched a row, `NotFound` otherwise.
+fn found(changed: usize) -> Result<(), DbError> {
+    if changed == 0 {
+        Err(DbError::NotFound)
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+impl UserStore for SqliteDb {
+    async fn get_user(&self, id: UserId) -> Result<Option<UserRecord>, DbError> {
+        self.with_conn(move |c| {
+            let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1");
+            c.prepare_cached(&sql)
+                .and_then(|mut s| s.query_row([id.0], read_user).optional())
+                .map_err(|e| backend("get_user", e))
+        })
+        .await
+    }
+
+    async fn ensure_user(
+        &self,
+        id: UserId,
+        lang: Lang,
+        subscription_until: i64,
+        now: i64,
+    ) -> Result<UserRecord, DbError> {
+        self.with_conn(move |c| {
+            c.execute(
+                "INSERT INTO users (id, lang, subscription_until, dialogue, created_at)
+                 VALUES (?1, ?2, ?3, '', ?4) ON CONFLICT (id) DO NOTHING",
+                params![id.0, lang.code(), subscription_until, now],
+            )
+            .map_err(|e| backend("ensure_user", e))?;
+            let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1");
+            c.prepare_cached(&sql)
+                .and_then(|mut s| s.query_row([id.0], read_user))
+                .map_err(|e| backend("ensure_user", e))
+        })
+        .await
+    }
+
+    async fn save_credentials(
+        &self,
+        id: UserId,
+        token_enc: &str,
+        profile: &ProfileId,
+    ) -> Result<(), DbError> {
+        let token = token_enc.to_string();
+        let profile = profile.as_str().to_string();
+        self.with_conn(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE users SET wappi_token_enc = ?2, profile_id = ?3 WHERE id = ?1",
+                    params![id.0, token, profile],
+                )
+                .map_err(|e| backend("save_credentials", e))?;
+            found(n)
+        })
+        .await
+    }
+
+    async fn set_lang(&self, id: UserId, lang: Lang) -> Result<(), DbError> {
+        self.with_conn(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE users SET lang = ?2 WHERE id = ?1",
+                    params![id.0, lang.code()],
+                )
+                .map_err(|e| backend("set_lang", e))?;
+            found(n)
+        })
+        .await
+    }
+
+    async fn set_dialogue(&self, id: UserId, dialogue: &str) -> Result<(), DbError> {
+        let dialogue = dialogue.to_string();
+        self.with_conn(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE users SET dialogue = ?2 WHERE id = ?1",
+                    params![id.0, dialogue],
+                )
+                .map_err(|e| backend("set_dialogue", e))?;
+            found(n)
+        })
+        .await
+    }
+
+    async fn set_subscription_until(&self, id: UserId, until: i64) -> Result<(), DbError> {
+        self.with_conn(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE users SET subscription_until = ?2 WHERE id = ?1",
+                    params![id.0, until],
+                )
+                .map_err(|e| backend("set_subscription_until", e))?;
+            found(n)
+        })
+        .await
+    }
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+impl ContentStore for SqliteDb {
+    async fn get_text(&self, user: UserId) -> Result<Option<String>, DbError> {
+        self.with_conn(move |c| {
+            c.query_row("SELECT body FROM texts WHERE user_id = ?1", [user.0], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| backend("get_text", e))
+        })
+        .await
+    }
+
+    async fn set_text(&self, user: UserId, text: &str, now: i64) -> Result<(), DbError> {
+        let text = text.to_string();
+        self.with_conn(move |c| {
+            c.execute(
+                "INSERT INTO texts (user_id, body, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (user_id) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
+                params![user.0, text, now],
+            )
+            .map_err(|e| backend("set_text", e))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_groups(&self, user: UserId) -> Result<Vec<GroupEntry>, DbError> {
+        self.with_conn(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT jid, name FROM groups WHERE user_id = ?1 ORDER BY position, jid",
+                )
+                .map_err(|e| backend("get_groups", e))?;
+            let rows = stmt
+                .query_map([user.0], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
+                })
+                .map_err(|e| backend("get_groups", e))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (jid, name) = row.map_err(|e| backend("get_groups", e))?;
+                let jid = GroupJid::parse(&jid)
+                    .ok_or_else(|| DbError::Backend("get_groups: invalid group id".into()))?;
+                out.push(GroupEntry { jid, name });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn set_groups(&self, user: UserId, groups: &[GroupEntry]) -> Result<(), DbError> {
+        let groups = groups.to_vec();
+        self.with_conn(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| backend("set_groups", e))?;
+            tx.execute("DELETE FROM groups WHERE user_id = ?1", [user.0])
+                .map_err(|e| backend("set_groups", e))?;
+            {
+                // A repeated group keeps its first place; positions stay dense.
+                let mut stmt = tx
+                    .prepare_cached(
+                        "INSERT INTO groups (user_id, jid, name, position) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (user_id, jid) DO NOTHING",
+                    )
+                    .map_err(|e| backend("set_groups", e))?;
+                let mut position: i64 = 0;
+                for g in &groups {
+                    let n = stmt
+                        .execute(params![user.0, g.jid.as_str(), g.name, position])
+                        .map_err(|e| backend("set_groups", e))?;
+                    position += n as i64;
+                }
+            }
+            tx.commit().map_err(|e| backend("set_groups", e))
+        })
+        .await
+    }
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+impl MailingStore for SqliteDb {
+    async fn create_mailing(&self, new: &NewMailing) -> Result<MailingId, DbError> {
+        let new = new.clone();
+        let content = serde_json::to_string(&new.content)
+            .map_err(|_| DbError::Backend("create_mailing: content cannot be serialised".into()))?;
+        self.with_conn(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| backend("create_mailing", e))?;
+            tx.execute(
+                "INSERT INTO mailings (user_id, chat_id, profile_id, status, content, created_at)
+                 VALUES (?1, ?2, ?3, 'running', ?4, ?5)",
+                params![new.user_id.0, new.chat_id.0, new.profile_id.as_str(), content, new.now],
+            )
+            .map_err(|e| mailing_write_error("create_mailing", e))?;
+            let id = tx.last_insert_rowid();
+            {
+                // A group listed twice still gets one row: every group receives the post once.
+                let mut stmt = tx
+                    .prepare_cached(
+                        "INSERT INTO deliveries (mailing_id, group_jid, part, position, state, attempts,
+                                                 next_attempt_at, updated_at)
+                         VALUES (?1, ?2, 0, ?3, 'pending', 0, 0, ?4)
+                         ON CONFLICT (mailing_id, group_jid, part) DO NOTHING",
+                    )
+                    .map_err(|e| backend("create_mailing", e))?;
+                let mut position: i64 = 0;
+                for g in &new.groups {
+                    let n = stmt
+                        .execute(params![id, g.as_str(), position, new.now])
+                        .map_err(|e| backend("create_mailing", e))?;
+                    position += n as i64;
+                }
+            }
+            tx.commit().map_err(|e| mailing_write_error("create_mailing", e))?;
+            Ok(MailingId(id))
+        })
+        .await
+    }
+
+    async fn get_mailing(&self, id: MailingId) -> Result<Option<Mailing>, DbError> {
+        self.with_conn(move |c| {
+            Ok(query_mailings(c, "get_mailing", "WHERE id = ?1", &id.0)?
+                .into_iter()
+                .next())
+        })
+        .await
+    }
+
+    async fn latest_mailing(&self, user: UserId) -> Result<Option<Mailing>, DbError> {
+        self.with_conn(move |c| {
+            Ok(query_mailings(
+                c,
+                "latest_mailing",
+                "WHERE user_id = ?1 ORDER BY id DESC LIMIT 1",
+                &user.0,
+            )?
+            .into_iter()
+            .next())
+        })
+        .await
+    }
+
+    async fn running_mailings(&self) -> Result<Vec<Mailing>, DbError> {
+        self.with_conn(|c| {
+            query_mailings(
+                c,
+                "running_mailings",
+                "WHERE status = ?1 ORDER BY id",
+                &"running",
+            )
+        })
+        .await
+    }
+
+    async fn claim_mailing(&self, id: MailingId, fence: u64) -> Result<(), DbError> {
+        let fence = fence_param(fence)?;
+        self.with_conn(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE mailings SET fence = ?2 WHERE id = ?1 AND fence <= ?2",
+                    params![id.0, fence],
+                )
+                .map_err(|e| backend("claim_mailing", e))?;
+            if n > 0 {
+                return Ok(());
+            }
+            let exists = c
+                .query_row("SELECT 1 FROM mailings WHERE id = ?1", [id.0], |_| Ok(()))
+                .optional()
+                .map_err(|e| backend("claim_mailing", e))?
+                .is_some();
+            Err(if exists {
+                DbError::StaleFence
+            } else {
+                DbError::NotFound
+            })
+        })
+        .await
+    }
+
+    async fn deliveries(&self, id: MailingId) -> Result<Vec<Delivery>, DbError> {
+        self.with_conn(move |c| {
+            let sql = format!(
+                "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE mailing_id = ?1 ORDER BY position, part, group_jid"
+            );
+            let mut stmt = c.prepare_cached(&sql).map_err(|e| backend("deliveries", e))?;
+            let rows = stmt.query_map([id.0], read_raw_delivery).map_err(|e| backend("deliveries", e))?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push(row.map_err(|e| backend("deliveries", e))?.into_delivery()?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn update_delivery(&self, row: &Delivery, fence: u64) -> Result<(), DbError> {
+        let fence = fence_param(fence)?;
+        let row = row.clone();
+        self.with_conn(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE deliveries
+                        SET state = ?4, attempts = ?5, next_attempt_at = ?6, message_id = ?7,
+                            error = ?8, updated_at = ?9
+                      WHERE mailing_id = ?1 AND group_jid = ?2 AND part = ?3
+                        AND EXISTS (SELECT 1 FROM mailings WHERE id = ?1 AND fence = ?10)",
+                    params![
+                        row.mailing_id.0,
+                        row.group.as_str(),
+                        row.part,
+                        row.state.as_str(),
+                        row.attempts,
+                        row.next_attempt_at,
+                        row.message_id,
+                        row.error,
+                        row.updated_at,
+                        fence,
+                    ],
+                )
+                .map_err(|e| backend("update_delivery", e))?;
+            if n > 0 {
+                return Ok(());
+            }
+            Err(
+                fence_refusal(c, row.mailing_id.0, fence, "update_delivery")?
+                    .unwrap_or(DbError::NotFound),
+            )
+        })
+        .await
+    }
+
+    async fn set_mailing_status(
+        &self,
+        id: MailingId,
+        status: MailingStatus,
+        reason: Option<&str>,
+        fence: u64,
+        now: i64,
+    ) -> Result<(), DbError> {
+        let fence = fence_param(fence)?;
+        let reason = reason.map(str::to_string);
+        let finished_at =
+            matches!(status, MailingStatus::Cancelled | MailingStatus::Done).then_some(now);
+        self.with_conn(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE mailings SET status = ?2, pause_reason = ?3, finished_at = ?4
+                      WHERE id = ?1 AND fence = ?5",
+                    params![id.0, status.as_str(), reason, finished_at, fence],
+                )
+                .map_err(|e| mailing_write_error("set_mailing_status", e))?;
+            if n > 0 {
+                return Ok(());
+            }
+            Err(fence_refusal(c, id.0, fence, "set_mailing_status")?.unwrap_or(DbError::NotFound))
+        })
+        .await
+    }
+
+    async fn request_cancel(&self, id: MailingId) -> Result<(), DbError> {
+        self.with_conn(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE mailings SET cancel_requested = 1 WHERE id = ?1",
+                    [id.0],
+                )
+                .map_err(|e| backend("request_cancel", e))?;
+            found(n)
+        })
+        .await
+    }
+
+    async fn resume_mailing(&self, id: MailingId) -> Result<bool, DbError> {
+        self.with_conn(move |c| {
+            // A paused mailing already holds its profile's slot in the unique index, so this
+            // cannot collide; a collision would still be reported as `AlreadyActive`.
+            let n = c
+                .execute(
+                    "UPDATE mailings SET status = 'running', pause_reason = NULL
+                      WHERE id = ?1 AND status = 'paused'",
+                    [id.0],
+                )
+                .map_err(|e| mailing_write_error("resume_mailing", e))?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn set_progress(
+        &self,
+        id: MailingId,
+        message_id: Option<i64>,
+        at: i64,
+    ) -> Result<(), DbError> {
+        self.with_conn(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE mailings
+                        SET progress_message_id = COALESCE(?2, progress_message_id), progress_at = ?3
+                      WHERE id = ?1",
+                    params![id.0, message_id, at],
+                )
+                .map_err(|e| backend("set_progress", e))?;
+            found(n)
+        })
+        .await
+    }
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+impl UpdateLog for SqliteDb {
+    async fn first_seen(&self, update_id: i64, now: i64) -> Result<bool, DbError> {
+        self.with_conn(move |c| {
+            let n = c
+                .execute(
+                    "INSERT OR IGNORE INTO telegram_updates (update_id, received_at) VALUES (?1, ?2)",
+                    params![update_id, now],
+                )
+                .map_err(|e| backend("first_seen", e))?;
+            Ok(n > 0)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: i64 = 1_700_000_000_000;
+
+    fn jid(n: u64) -> GroupJid {
+        GroupJid::parse(&format!("1203630{n:011}@g.us")).unwrap()
+    }
+
+    fn profile(s: &str) -> ProfileId {
+        ProfileId::parse(s).unwrap()
+    }
+
+    fn memory() -> SqliteDb {
+        let db = SqliteDb::open_in_memory().unwrap();
+        db.migrate().unwrap();
+        db
+    }
+
+    fn new_mailing(user: i64, prof: &str, groups: Vec<GroupJid>) -> NewMailing {
+        NewMailing {
+            user_id: UserId(user),
+            chat_id: ChatId(user),
+            profile_id: profile(prof),
+            content: Content {
+                text: "*Sale* today".into(),
+            },
+            groups,
+            now: T0,
+        }
+    }
+
+    #[tokio::test]
+    async fn migrations_are_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested/folder/groupcast.db");
+        let db = SqliteDb::open(&path).unwrap();
+        let all: Vec<String> = sorted_migrations()
+            .iter()
+            .map(|(n, _)| n.to_string())
+            .collect();
+        assert_eq!(db.pending_migrations().unwrap(), all);
+        assert_eq!(db.migrate().unwrap(), all);
+        assert!(db.pending_migrations().unwrap().is_empty());
+        assert!(db.migrate().unwrap().is_empty());
+        drop(db);
+
+        let again = SqliteDb::open(&path).unwrap();
+        assert!(again.pending_migrations().unwrap().is_empty());
+        assert!(again.migrate().unwrap().is_empty());
+        again.ping().await.unwrap();
+
+        let mem = SqliteDb::open_in_memory().unwrap();
+        assert_eq!(mem.migrate().unwrap(), all);
+        assert!(mem.migrate().unwrap().is_empty());
+    }
+
+    /// Every file of `migrations/` is embedded, so none is silently skipped.
+    #[test]
+    fn every_migration_file_is_embedded() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations");
+        let mut on_disk: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".sql"))
+            .collect();
+        on_disk.sort();
+        let embedded: Vec<String> = sorted_migrations()
+            .iter()
+            .map(|(n, _)| n.to_string())
+            .collect();
+        assert_eq!(embedded, on_disk);
+    }
+
+    #[tokio::test]
+    async fn file_database_is_durable_and_in_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = SqliteDb::open(&dir.path().join("g.db")).unwrap();
+        assert_eq!(
+            db.synchronous_mode().unwrap(),
+            2,
+            "synchronous must be FULL"
+        );
+        let mode: String = db
+            .lock()
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let fk: i64 = db
+            .lock()
+            .pragma_query_value(None, "foreign_keys", |r| r.get(0))
+            .unwrap();
+        assert_eq!(fk, 1);
+    }
+
+    #[tokio::test]
+    async fn user_round_trip() {
+        let db = memory();
+        let id = UserId(42);
+        assert_eq!(db.get_user(id).await.unwrap(), None);
+        assert_eq!(db.count_users().await.unwrap(), 0);
+
+        let u = db
+            .ensure_user(id, Lang::En, 1_700_086_400, T0)
+            .await
+            .unwrap();
+        let mut want = UserRecord {
+            id,
+            lang: Lang::En,
+            wappi_token_enc: None,
+            profile_id: None,
+            subscription_until: 1_700_086_400,
+            dialogue: String::new(),
+            created_at: T0,
+        };
+        assert_eq!(u, want);
+        assert!(!u.is_registered());
+
+        // An existing row comes back unchanged.
+        let again = db.ensure_user(id, Lang::Ru, 0, T0 + 5).await.unwrap();
+        assert_eq!(again, want);
+
+        db.save_credentials(id, "enc:v1:abcdef", &profile("2f099bc3-478d"))
+            .await
+            .unwrap();
+        db.set_lang(id, Lang::Ru).await.unwrap();
+        db.set_dialogue(id, r#"{"state":"awaiting_text","n":1}"#)
+            .await
+            .unwrap();
+        db.set_subscription_until(id, 1_800_000_000).await.unwrap();
+        want.wappi_token_enc = Some("enc:v1:abcdef".into());
+        want.profile_id = Some(profile("2f099bc3-478d"));
+        want.lang = Lang::Ru;
+        want.dialogue = r#"{"state":"awaiting_text","n":1}"#.into();
+        want.subscription_until = 1_800_000_000;
+        let got = db.get_user(id).await.unwrap().unwrap();
+        assert_eq!(got, want);
+        assert!(got.is_registered());
+        assert_eq!(db.count_users().await.unwrap(), 1);
+
+        assert_eq!(
+            db.set_lang(UserId(7), Lang::En).await,
+            Err(DbError::NotFound)
+        );
+        assert_eq!(
+            db.set_dialogue(UserId(7), "{}").await,
+            Err(DbError::NotFound)
+        );
+    }
+
+    #[tokio::test]
+    async fn text_upsert() {
+        let db = memory();
+        let u = UserId(1);
+        assert_eq!(db.get_text(u).await.unwrap(), None);
+        db.set_text(u, "first", T0).await.unwrap();
+        db.set_text(u, "_second_ ✓", T0 + 1).await.unwrap();
+        assert_eq!(db.get_text(u).await.unwrap().as_deref(), Some("_second_ ✓"));
+        assert_eq!(db.get_text(UserId(2)).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn groups_keep_their_order_and_are_replaced_whole() {
+        let db = memory();
+        let u = UserId(1);
+        assert!(db.get_groups(u).await.unwrap().is_empty());
+        let list = vec![
+            GroupEntry {
+                jid: jid(30),
+                name: Some("Flats".into()),
+            },
+            GroupEntry {
+                jid: jid(10),
+                name: None,
+            },
+            GroupEntry {
+                jid: jid(20),
+                name: Some("Cars".into()),
+            },
+        ];
+        db.set_groups(u, &list).await.unwrap();
+        assert_eq!(db.get_groups(u).await.unwrap(), list);
+        db.set_groups(UserId(2), &list[..1]).await.unwrap();
+
+        let replaced = vec![
+            GroupEntry {
+                jid: jid(20),
+                name: None,
+            },
+            GroupEntry {
+                jid: jid(40),
+                name: None,
+            },
+        ];
+        db.set_groups(u, &replaced).await.unwrap();
+        assert_eq!(db.get_groups(u).await.unwrap(), replaced);
+        assert_eq!(db.get_groups(UserId(2)).await.unwrap(), list[..1].to_vec());
+
+        // A repeated group keeps its first place.
+        let dup = vec![
+            GroupEntry {
+                jid: jid(1),
+                name: None,
+            },
+            GroupEntry {
+                jid: jid(2),
+                name: None,
+            },
+            GroupEntry {
+                jid: jid(1),
+                name: Some("again".into()),
+            },
+        ];
+        db.set_groups(u, &dup).await.unwrap();
+        assert_eq!(db.get_groups(u).await.unwrap(), dup[..2].to_vec());
+
+        db.set_groups(u, &[]).await.unwrap();
+        assert!(db.get_groups(u).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn create_mailing_snapshots_and_makes_pending_rows() {
+        let db = memory();
+        let groups = vec![jid(3), jid(1), jid(2), jid(1)];
+        let id = db
+            .create_mailing(&new_mailing(5, "prof-a", groups))
+            .await
+            .unwrap();
+
+        let m = db.get_mailing(id).await.unwrap().unwrap();
+        assert_eq!(
+            m,
+            Mailing {
+                id,
+                user_id: UserId(5),
+                chat_id: ChatId(5),
+                profile_id: profile("prof-a"),
+                status: MailingStatus::Running,
+                content: Content {
+                    text: "*Sale* today".into()
+                },
+                created_at: T0,
+                finished_at: None,
+                fence: 0,
+                cancel_requested: false,
+                progress_message_id: None,
+                progress_at: 0,
+                pause_reason: None,
+            }
+        );
+        let rows = db.deliveries(id).await.unwrap();
+        let got: Vec<(GroupJid, u32, u32)> = rows
+            .iter()
+            .map(|r| (r.group.clone(), r.part, r.position))
+            .collect();
+        assert_eq!(got, vec![(jid(3), 0, 0), (jid(1), 0, 1), (jid(2), 0, 2)]);
+        for r in &rows {
+            assert_eq!(r.mailing_id, id);
+            assert_eq!(r.state, DeliveryState::Pending);
+            assert_eq!((r.attempts, r.next_attempt_at, r.updated_at), (0, 0, T0));
+            assert_eq!((r.message_id.as_deref(), r.error.as_deref()), (None, None));
+        }
+        let counts = db.delivery_counts(id).await.unwrap();
+        assert_eq!(counts, HashMap::from([(DeliveryState::Pending, 3)]));
+
+        assert_eq!(
+            db.latest_mailing(UserId(5)).await.unwrap().map(|m| m.id),
+            Some(id)
+        );
+        assert_eq!(db.latest_mailing(UserId(6)).await.unwrap(), None);
+        assert_eq!(
+            db.running_mailings()
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|m| m.id)
+                .collect::<Vec<_>>(),
+            vec![id]
+        );
+        assert_eq!(db.get_mailing(MailingId(999)).await.unwrap(), None);
+        assert!(db.deliveries(MailingId(999)).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn one_active_mailing_per_profile() {
+        let db = memory();
+        let first = db
+            .create_mailing(&new_mailing(1, "prof-a", vec![jid(1)]))
+            .await
+            .unwrap();
+        assert_eq!(
+            db.create_mailing(&new_mailing(2, "prof-a", vec![jid(2)]))
+                .await,
+            Err(DbError::AlreadyActive)
+        );
+        // The refused start left nothing behind.
+        assert_eq!(db.latest_mailing(UserId(2)).await.unwrap(), None);
+
+        // Another profile is independent.
+        let other = db
+            .create_mailing(&new_mailing(2, "prof-b", vec![jid(2)]))
+            .await
+            .unwrap();
+
+        // Paused still holds the profile.
+        db.set_mailing_status(
+            first,
+            MailingStatus::Paused,
+            Some("not authorized"),
+            0,
+            T0 + 1,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            db.create_mailing(&new_mailing(1, "prof-a", vec![jid(1)]))
+                .await,
+            Err(DbError::AlreadyActive)
+        );
+        assert_eq!(
+            db.running_mailings()
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|m| m.id)
+                .collect::<Vec<_>>(),
+            vec![other]
+        );
+
+        db.set_mailing_status(first, MailingStatus::Done, None, 0, T0 + 2)
+            .await
+            .unwrap();
+        let m = db.get_mailing(first).await.unwrap().unwrap();
+        assert_eq!(
+            (m.status, m.finished_at, m.pause_reason),
+            (MailingStatus::Done, Some(T0 + 2), None)
+        );
+
+        let second = db
+            .create_mailing(&new_mailing(1, "prof-a", vec![jid(1)]))
+            .await
+            .unwrap();
+        assert!(second.0 > other.0);
+        assert_eq!(
+            db.latest_mailing(UserId(1)).await.unwrap().map(|m| m.id),
+            Some(second)
+        );
+
+        // Reviving the finished one would make two active: refused.
+        assert_eq!(
+            db.set_mailing_status(first, MailingStatus::Running, None, 0, T0 + 3)
+                .await,
+            Err(DbError::AlreadyActive)
+        );
+    }
+
+    #[tokio::test]
+    async fn fencing_refuses_stale_writers() {
+        let db = memory();
+        let id = db
+            .create_mailing(&new_mailing(1, "prof-a", vec![jid(1), jid(2)]))
+            .await
+            .unwrap();
+        let rows = db.deliveries(id).await.unwrap();
+
+        db.claim_mailing(id, 5).await.unwrap();
+        db.claim_mailing(id, 5).await.unwrap(); // re-claiming with the same fence is fine
+        let mut sending = rows[0].clone();
+        sending.state = DeliveryState::Sending;
+        sending.attempts = 1;
+        sending.updated_at = T0 + 10;
+        db.update_delivery(&sending, 5).await.unwrap();
+
+        assert_eq!(db.claim_mailing(id, 3).await, Err(DbError::StaleFence));
+        let mut stale = rows[0].clone();
+        stale.state = DeliveryState::Failed;
+        stale.error = Some("stale".into());
+        assert_eq!(
+            db.update_delivery(&stale, 3).await,
+            Err(DbError::StaleFence)
+        );
+        assert_eq!(
+            db.set_mailing_status(id, MailingStatus::Cancelled, None, 3, T0 + 11)
+                .await,
+            Err(DbError::StaleFence)
+        );
+
+        // Nothing changed.
+        let m = db.get_mailing(id).await.unwrap().unwrap();
+        assert_eq!(
+            (m.fence, m.status, m.finished_at),
+            (5, MailingStatus::Running, None)
+        );
+        assert_eq!(
+            db.deliveries(id).await.unwrap(),
+            vec![sending.clone(), rows[1].clone()]
+        );
+
+        // A newer runner takes over; the old fence is now stale too.
+        db.claim_mailing(id, 7).await.unwrap();
+        let mut sent = sending.clone();
+        sent.state = DeliveryState::Sent;
+        sent.message_id = Some("3EB0ABC".into());
+        assert_eq!(db.update_delivery(&sent, 5).await, Err(DbError::StaleFence));
+        db.update_delivery(&sent, 7).await.unwrap();
+        assert_eq!(db.deliveries(id).await.unwrap()[0], sent);
+
+        // Missing things are NotFound, not StaleFence.
+        assert_eq!(
+            db.claim_mailing(MailingId(999), 1).await,
+            Err(DbError::NotFound)
+        );
+        let mut ghost = rows[0].clone();
+        ghost.mailing_id = MailingId(999);
+        assert_eq!(db.update_delivery(&ghost, 7).await, Err(DbError::NotFound));
+        let mut no_row = rows[0].clone();
+        no_row.group = jid(77);
+        assert_eq!(db.update_delivery(&no_row, 7).await, Err(DbError::NotFound));
+        assert_eq!(
+            db.set_mailing_status(MailingId(999), MailingStatus::Done, None, 7, T0)
+                .await,
+            Err(DbError::NotFound)
+        );
+    }
+
+    #[tokio::test]
+    async fn delivery_update_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db");
+        let (id, row) = {
+            let db = SqliteDb::open(&path).unwrap();
+            db.migrate().unwrap();
+            let id = db
+                .create_mailing(&new_mailing(1, "prof-a", vec![jid(1)]))
+                .await
+                .unwrap();
+            db.claim_mailing(id, 2).await.unwrap();
+            let mut row = db.deliveries(id).await.unwrap().remove(0);
+            row.state = DeliveryState::Sending;
+            row.attempts = 1;
+            row.next_attempt_at = T0 + 30_000;
+            row.error = Some("timeout".into());
+            row.updated_at = T0 + 1;
+            db.update_delivery(&row, 2).await.unwrap();
+            (id, row)
+        };
+        let db = SqliteDb::open(&path).unwrap();
+        assert!(db.migrate().unwrap().is_empty());
+        assert_eq!(db.deliveries(id).await.unwrap(), vec![row]);
+        assert_eq!(db.get_mailing(id).await.unwrap().unwrap().fence, 2);
+    }
+
+    #[tokio::test]
+    async fn cancel_resume_and_progress() {
+        let db = memory();
+        let id = db
+            .create_mailing(&new_mailing(1, "prof-a", vec![jid(1)]))
+            .await
+            .unwrap();
+
+        assert!(
+            !db.resume_mailing(id).await.unwrap(),
+            "running is not paused"
+        );
+        db.set_mailing_status(
+            id,
+            MailingStatus::Paused,
+            Some("Not authorized in whatsapp"),
+            0,
+            T0 + 1,
+        )
+        .await
+        .unwrap();
+        let m = db.get_mailing(id).await.unwrap().unwrap();
+        assert_eq!(
+            (m.status, m.pause_reason.as_deref(), m.finished_at),
+            (
+                MailingStatus::Paused,
+                Some("Not authorized in whatsapp"),
+                None
+            )
+        );
+        assert!(db.resume_mailing(id).await.unwrap());
+        let m = db.get_mailing(id).await.unwrap().unwrap();
+        assert_eq!((m.status, m.pause_reason), (MailingStatus::Running, None));
+
+        db.set_progress(id, Some(555), T0 + 2).await.unwrap();
+        db.set_progress(id, None, T0 + 3).await.unwrap();
+        let m = db.get_mailing(id).await.unwrap().unwrap();
+        assert_eq!((m.progress_message_id, m.progress_at), (Some(555), T0 + 3));
+
+        db.request_cancel(id).await.unwrap();
+        assert!(db.get_mailing(id).await.unwrap().unwrap().cancel_requested);
+        db.set_mailing_status(id, MailingStatus::Cancelled, None, 0, T0 + 4)
+            .await
+            .unwrap();
+        db.request_cancel(id).await.unwrap(); // any status
+        assert!(!db.resume_mailing(id).await.unwrap());
+
+        assert_eq!(
+            db.request_cancel(MailingId(999)).await,
+            Err(DbError::NotFound)
+        );
+        assert_eq!(
+            db.set_progress(MailingId(999), None, 0).await,
+            Err(DbError::NotFound)
+        );
+    }
+
+    #[tokio::test]
+    async fn update_ids_are_a_set() {
+        let db = memory();
+        assert!(db.first_seen(100, T0).await.unwrap());
+        assert!(!db.first_seen(100, T0 + 1).await.unwrap());
+        // A lower id arriving later is still new: no high-water mark.
+        assert!(db.first_seen(99, T0 + 2).await.unwrap());
+        assert!(!db.first_seen(99, T0 + 3).await.unwrap());
+
+        assert_eq!(db.prune_updates(T0 + 1).await.unwrap(), 1);
+        assert!(
+            db.first_seen(100, T0 + 4).await.unwrap(),
+            "pruned ids are forgotten"
+        );
+        assert!(!db.first_seen(99, T0 + 5).await.unwrap());
+    }
+
+    #[test]
+    fn errors_never_echo_values() {
+        let db = memory();
+        let conn = db.lock();
+        let secret = "SECRET-TOKEN-VALUE";
+        let e = conn
+            .execute(
+                "INSERT INTO users (id, lang, wappi_token_enc, created_at) VALUES (1, ?1, ?1, 0)",
+                [secret],
+            )
+            .unwrap_err();
+        let DbError::Backend(text) = backend("test", e) else {
+            panic!("not a backend error")
+        };
+        assert!(text.contains("CHECK constraint failed"), "{text}");
+        assert!(!text.contains(secret), "{text}");
+
+        let e = conn
+            .query_row("SELECT ?1 + 0", [i64::MAX], |r| r.get::<_, i32>(0))
+            .unwrap_err();
+        let DbError::Backend(text) = backend("test", e) else {
+            panic!("not a backend error")
+        };
+        assert!(!text.contains(&i64::MAX.to_string()), "{text}");
+    }
+}
