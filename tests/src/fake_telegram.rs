@@ -892,7 +892,9 @@ impl Inner {
         });
         let chat_id = self.target_chat(params)?;
         let Some(message_id) = int(params.get("message_id")) else {
-            return Err(bad_request("Bad Request: message identifier is not specified"));
+            return Err(bad_request(
+                "Bad Request: message identifier is not specified",
+            ));
         };
         let chat = self.chat(chat_id);
         let Some(current) = chat.messages.get(&message_id) else {
@@ -903,7 +905,9 @@ impl Inner {
             });
         };
         let Some(current_text) = current.get("text").and_then(Value::as_str) else {
-            return Err(bad_request("Bad Request: there is no text in the message to edit"));
+            return Err(bad_request(
+                "Bad Request: there is no text in the message to edit",
+            ));
         };
         if current_text == text && current.get("reply_markup") == markup.as_ref() {
             return Err(bad_request(NOT_MODIFIED));
@@ -952,7 +956,9 @@ impl Inner {
         });
         let chat_id = self.target_chat(params)?;
         let Some(message_id) = int(params.get("message_id")) else {
-            return Err(bad_request("Bad Request: message identifier is not specified"));
+            return Err(bad_request(
+                "Bad Request: message identifier is not specified",
+            ));
         };
         let chat = self.chat(chat_id);
         let Some(current) = chat.messages.get(&message_id) else {
@@ -1016,7 +1022,9 @@ impl Inner {
                 && s.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
             if !allowed {
-                return Err(bad_request("Bad Request: secret token contains unallowed characters"));
+                return Err(bad_request(
+                    "Bad Request: secret token contains unallowed characters",
+                ));
             }
         }
         if let Some(list) = allowed_updates(params) {
@@ -1504,7 +1512,8 @@ struct ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.code).unwrap_or(StatusCode::BAD_REQUEST);
-        let mut body = json!({ "ok": false, "error_code": self.code, "description": self.description });
+        let mut body =
+            json!({ "ok": false, "error_code": self.code, "description": self.description });
         if let Some(secs) = self.retry_after {
             body["parameters"] = json!({ "retry_after": secs });
         }
@@ -1521,7 +1530,11 @@ fn ok_described(result: Value, description: &str) -> Reply {
 }
 
 fn fail(code: u16, description: &str) -> ApiError {
-    ApiError { code, description: description.to_string(), retry_after: None }
+    ApiError {
+        code,
+        description: description.to_string(),
+        retry_after: None,
+    }
 }
 
 fn bad_request(description: &str) -> ApiError {

@@ -95,7 +95,11 @@ async fn cancel_stops_before_the_next_send() {
     w.wappi.wait_for_deliveries(8, Duration::from_secs(20)).await.unwrap();
     let progress = p.hears("⏳").await;
     p.presses(progress.message_id, &Person::button(&progress, "⛔"));
-    let ack = p.hears("⏹").await;
+    let ack = w
+        .tg
+        .wait_for_message(3002, |t| t.contains("⏹"), groupcast_e2e::world::STEP)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", w.server.logs()));
     let report = p.hears("⚠️").await;
     assert!(report.text.contains("остановлена"), "{}", report.text);
     let sent = sends(&w, &acc.profile);

@@ -67,12 +67,18 @@ async fn duplicates_processed_once_and_lower_ids_still_processed() {
 #[tokio::test]
 async fn set_webhook_registers_public_url_with_the_secret() {
     let w = webhook_world().await;
-    let status = std::process::Command::new(groupcast_e2e::harness::binary())
-        .arg("set-webhook")
-        .env_clear()
-        .envs(&w.server.env)
-        .status()
-        .unwrap();
+    // The fake runs on this test's runtime: wait for the child off it.
+    let env = w.server.env.clone();
+    let status = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(groupcast_e2e::harness::binary())
+            .arg("set-webhook")
+            .env_clear()
+            .envs(&env)
+            .status()
+            .unwrap()
+    })
+    .await
+    .unwrap();
     assert!(status.success());
     let hook = w.tg.webhook().expect("webhook registered");
     assert_eq!(hook.url, "https://bot.example.test/telegram/webhook");

@@ -239,7 +239,7 @@ async fn settle(
             }
             row.attempts += 1;
             row.error = Some(format!("could not verify the send: {}", reason_text(&e)));
-            row.next_attempt_at = if row.attempts >= cfg.max_attempts + 1 {
+            row.next_attempt_at = if row.attempts > cfg.max_attempts {
                 UNSETTLED
             } else {
                 now + backoff_ms(svc, row) as i64

@@ -381,8 +381,9 @@ pub fn started(l: Lang, id: i64, groups: usize, eta_secs: u64) -> String {
 
 fn bar(t: &Tally) -> String {
     let width = 10u32;
-    let filled = if t.total == 0 { width } else { (t.done() + t.in_doubt) * width / t.total };
-    let pct = if t.total == 0 { 100 } else { (t.done() + t.in_doubt) * 100 / t.total };
+    let settled = t.done() + t.in_doubt;
+    let filled = (settled * width).checked_div(t.total).unwrap_or(width);
+    let pct = (settled * 100).checked_div(t.total).unwrap_or(100);
     format!(
         "{}{} {pct}%",
         "▓".repeat(filled as usize),

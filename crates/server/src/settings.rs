@@ -129,7 +129,7 @@ impl Settings {
             None => None,
         };
         let rate: f64 = src.parse("PROFILE_RATE_PER_SEC", 1.0, "a number of sends per second")?;
-        if !(rate > 0.0 && rate <= 1000.0) {
+        if rate.is_nan() || rate <= 0.0 || rate > 1000.0 {
             return Err(bad("PROFILE_RATE_PER_SEC", "must be above 0 and at most 1000"));
         }
         let chat_burst: u32 = src.parse("CHAT_BURST", 12, "a whole number")?;
@@ -137,7 +137,7 @@ impl Settings {
             return Err(bad("CHAT_BURST", "must be at least 1"));
         }
         let window: f64 = src.parse("CHAT_BURST_WINDOW_SECS", 2.0, "a number of seconds")?;
-        if !(window > 0.0) {
+        if window.is_nan() || window <= 0.0 {
             return Err(bad("CHAT_BURST_WINDOW_SECS", "must be above 0"));
         }
         let admin_ids = match src.get("ADMIN_TELEGRAM_IDS") {

@@ -40,6 +40,13 @@ struct HeldLease {
     expires_at: i64,
 }
 
+impl HeldLease {
+    /// Whether `lease` is this very holding (same token, same fence).
+    fn is(&self, lease: &Lease) -> bool {
+        self.token == lease.token && self.fence == lease.fence
+    }
+}
+
 impl Default for EmbeddedState {
     fn default() -> Self {
         Self::new()
@@ -149,7 +156,7 @@ impl State for EmbeddedState {
     async fn renew_lease(&self, lease: &Lease, ttl_ms: u64, now: i64) -> Result<bool, StateError> {
         let mut inner = self.lock()?;
         match inner.leases.get_mut(&lease.profile) {
-            Some(held) if held.token == lease.token && now < held.expires_at => {
+            Some(held) if held.is(lease) && now < held.expires_at => {
                 held.expires_at = expiry(now, ttl_ms);
                 Ok(true)
             }
@@ -162,7 +169,7 @@ impl State for EmbeddedState {
         if inner
             .leases
             .get(&lease.profile)
-            .is_some_and(|held| held.token == lease.token)
+            .is_some_and(|held| held.is(lease))
         {
             inner.leases.remove(&lease.profile);
         }
@@ -575,6 +582,13 @@ mod tests {
             .expect("woken")
             .unwrap();
         assert_eq!(got, Some(MailingId(7)));
+
+        // A wake-up signalled before anyone waits is kept, not lost.
+        state.enqueue(MailingId(9)).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(1), state.notified())
+            .await
+            .expect("the permit of an earlier enqueue");
+        assert_eq!(state.dequeue().await.unwrap(), Some(MailingId(9)));
 
         // An enqueue before anyone waits is not lost either.
         state.enqueue(MailingId(8)).await.unwrap();
