@@ -96,7 +96,11 @@ impl Person<'_> {
             .tg
             .wait_for_message(self.id, move |t| t.contains(&needle), STEP)
             .await
-            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|e| {
+                let logs = self.w.server.logs();
+                let tail: Vec<&str> = logs.lines().rev().take(40).collect();
+                panic!("{e}\nlast server log lines:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"))
+            })
     }
 
     /// The inline button of `msg` whose label contains `label`: its callback data.
@@ -140,14 +144,21 @@ impl Person<'_> {
 
     /// /mailing, then ✅ on the preview; returns the mailing id from the 🚀 message.
     pub async fn starts_mailing(&self) -> i64 {
+        self.starts_mailing_msg().await.0
+    }
+
+    /// Like `starts_mailing`, also returning the 🚀 message (which becomes the progress
+    /// message, with ⛔).
+    pub async fn starts_mailing_msg(&self) -> (i64, SentMessage) {
         self.says("/mailing");
         let preview = self.hears("Предпросмотр").await;
         self.presses(preview.message_id, &Person::button(&preview, "✅"));
         let started = self.hears("🚀 Рассылка #").await;
-        started.text["🚀 Рассылка #".len()..]
+        let id = started.text["🚀 Рассылка #".len()..]
             .split(|c: char| !c.is_ascii_digit())
             .next()
             .and_then(|n| n.parse().ok())
-            .expect("mailing id in the start message")
+            .expect("mailing id in the start message");
+        (id, started)
     }
 }

@@ -367,8 +367,15 @@ impl Ctx<'_> {
             Err(e) => return Err(e.into()),
         };
         tracing::info!(mailing = id.0, user = self.user.id.0, groups = groups.len(), "mailing created");
+        // The start confirmation is also the progress message the runner keeps editing, so it
+        // is recorded before the runner is told about the mailing.
+        let text = texts::started(l, id.0, groups.len(), self.svc.eta_secs(groups.len()));
+        let keyboard = crate::engine::cancel_keyboard(l, id);
+        match self.svc.telegram.send_message(self.chat, &text, Some(&ReplyMarkup::Inline(keyboard))).await {
+            Ok(mid) => self.svc.db.set_progress(id, Some(mid.0), self.svc.now_ms()).await?,
+            Err(e) => tracing::warn!(mailing = id.0, error = %e, "start message failed"),
+        }
         self.svc.state.enqueue(id).await?;
-        self.say(&texts::started(l, id.0, groups.len(), self.svc.eta_secs(groups.len()))).await?;
         Ok(())
     }
 

@@ -118,21 +118,25 @@ async fn run_step(svc: &Services, id: MailingId, lease: &Lease) -> Result<Step, 
         };
     };
 
-    if let Pace::WaitUntil(t) = svc
-        .state
-        .pace(&m.profile_id, &rows[i].group, &svc.settings.pacing, now)
-        .await?
-    {
+    let pacing = &svc.settings.pacing;
+    if let Pace::WaitUntil(t) = svc.state.pace_peek(&m.profile_id, &rows[i].group, pacing, now).await? {
         progress(svc, &m, &rows, lang, now).await?;
         return Ok(Step::SleepUntil(t));
     }
 
-    // Record the intent durably, then call Wappi.
+    // Record the intent durably, take the pacing slot, call Wappi.
     let row = &mut rows[i];
     row.state = DeliveryState::Sending;
     row.attempts += 1;
     row.updated_at = now;
     svc.db.update_delivery(row, fence).await?;
+    if let Pace::WaitUntil(t) = svc.state.pace(&m.profile_id, &row.group, pacing, svc.now_ms()).await? {
+        // Only another holder of the profile could have taken the slot meanwhile.
+        row.state = DeliveryState::Pending;
+        row.attempts -= 1;
+        svc.db.update_delivery(row, fence).await?;
+        return Ok(Step::SleepUntil(t));
+    }
 
     let result = svc.wappi.send_text(&creds, &row.group, &m.content.text).await;
     let now = svc.now_ms();
@@ -300,7 +304,8 @@ async fn progress(
             }
         },
     };
-    svc.db.set_progress(m.id, message_id, now).await?;
+    // Counted from when Telegram got it, so edits are never closer than the interval.
+    svc.db.set_progress(m.id, message_id, svc.now_ms()).await?;
     Ok(())
 }
 

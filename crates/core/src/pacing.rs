@@ -254,7 +254,10 @@ mod tests {
                     tat = Some(t);
                     sent += 1;
                 }
-                Err(at) => now = at,
+                Err(at) => {
+                    assert!(at > now, "told to wait until {at} at {now}");
+                    now = at;
+                }
             }
         }
         assert_eq!(sent, 180, "3/s over 60 s");

@@ -210,6 +210,11 @@ pub trait State: MaybeSendSync {
     /// rate and the per-chat burst, and takes the slot atomically when all allow it.
     async fn pace(&self, profile: &ProfileId, chat: &GroupJid, cfg: &PacingConfig, now: i64)
         -> Result<Pace, StateError>;
+    /// The same question as [`State::pace`], taking nothing: lets the engine record its
+    /// intent durably first and take the slot right before the call, so the time a disk
+    /// write takes never shortens the gap between two sends.
+    async fn pace_peek(&self, profile: &ProfileId, chat: &GroupJid, cfg: &PacingConfig, now: i64)
+        -> Result<Pace, StateError>;
     /// Pauses every send of the profile until `until` (429 / Retry-After).
     async fn set_backoff(&self, profile: &ProfileId, until: i64) -> Result<(), StateError>;
 

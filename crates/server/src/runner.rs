@@ -18,6 +18,8 @@ use tokio::task::JoinHandle;
 const POLL: Duration = Duration::from_millis(100);
 /// How often running mailings are re-read from the database (the reconciler).
 const RESCAN: Duration = Duration::from_secs(5);
+/// A running mailing younger than this is left to the intake queue by the rescan.
+const FRESH_MS: i64 = 10_000;
 /// How often this runner writes its heartbeat.
 const HEARTBEAT: Duration = Duration::from_secs(5);
 /// The longest a driver sleeps before re-checking cancel, shutdown and its lease.
@@ -58,8 +60,15 @@ impl Runner {
                 }
             }
             if last_scan.is_none_or(|t| now - t >= RESCAN) {
+                // New mailings come through the queue; after the first scan (which resumes
+                // everything left running) the scan is for those the queue lost, so it leaves
+                // fresh ones to the queue and never races the bot that is starting them.
+                let settled = if last_scan.is_none() { i64::MAX } else { self.svc.now_ms() - FRESH_MS };
                 match self.svc.db.running_mailings().await {
-                    Ok(list) => list.iter().for_each(|m| self.ensure_driver(m.id, &shutdown)),
+                    Ok(list) => list
+                        .iter()
+                        .filter(|m| m.created_at < settled)
+                        .for_each(|m| self.ensure_driver(m.id, &shutdown)),
                     Err(e) => tracing::warn!(error = %e, "could not list running mailings"),
                 }
                 last_scan = Some(now);

@@ -197,6 +197,18 @@ impl State for EmbeddedState {
         Ok(pacing::decide(state, chat.as_str(), cfg, now))
     }
 
+    async fn pace_peek(
+        &self,
+        profile: &ProfileId,
+        chat: &GroupJid,
+        cfg: &PacingConfig,
+        now: i64,
+    ) -> Result<Pace, StateError> {
+        let inner = self.lock()?;
+        let mut state = inner.pacing.get(profile).cloned().unwrap_or_default();
+        Ok(pacing::decide(&mut state, chat.as_str(), cfg, now))
+    }
+
     async fn set_backoff(&self, profile: &ProfileId, until: i64) -> Result<(), StateError> {
         let mut inner = self.lock()?;
         let state = inner.pacing.entry(profile.clone()).or_default();

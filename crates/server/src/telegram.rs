@@ -424,6 +424,10 @@ fn multipart(
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
 impl TelegramApi for HttpTelegram {
+    fn can_send_now(&self, chat: ChatId) -> bool {
+        self.throttle.would_pass(chat.0)
+    }
+
     async fn send_message(
         &self,
         chat: ChatId,
@@ -587,6 +591,19 @@ impl Throttle {
         gate.tat_us = Some(chat_tat);
         *global_tat_us = Some(global_tat);
         Ok(())
+    }
+
+    /// Whether a send to `chat` would pass both gates now, taking nothing.
+    fn would_pass(&self, chat: i64) -> bool {
+        let now = self.now_ms();
+        let guard = self.lock();
+        let gate = guard.chats.get(&chat);
+        if gate.is_some_and(|g| g.hold_until_ms > now) {
+            return false;
+        }
+        let chat_gate = if chat < 0 { &self.group_chat } else { &self.private_chat };
+        chat_gate.check(gate.and_then(|g| g.tat_us), now).is_ok()
+            && self.global.check(guard.global_tat_us, now).is_ok()
     }
 
     /// Holds every send to `chat` back for `secs` seconds (a 429's `retry_after`).
