@@ -147,6 +147,8 @@ impl App {
             None
         };
 
+        let housekeeping = tokio::spawn(Arc::clone(&self).housekeeping(shutdown.clone()));
+
         let mut http_shutdown = shutdown.clone();
         axum::serve(listener, http::router(Arc::clone(&self)))
             .with_graceful_shutdown(async move {
@@ -158,8 +160,27 @@ impl App {
             let _ = p.await;
         }
         let _ = runner_task.await;
+        let _ = housekeeping.await;
         tracing::info!("groupcast stopped");
         Ok(())
+    }
+
+    /// Periodic chores: forgets update ids older than a week (Telegram redelivers for
+    /// far less than that), once an hour.
+    async fn housekeeping(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        const EVERY: Duration = Duration::from_secs(3600);
+        const KEEP_MS: i64 = 7 * 86_400_000;
+        while !*shutdown.borrow() {
+            match self.db.prune_updates(self.svc.now_ms() - KEEP_MS).await {
+                Ok(n) if n > 0 => tracing::info!(pruned = n, "forgot old update ids"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "pruning update ids failed"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(EVERY) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
     }
 
     /// Long polling: used when no `PUBLIC_URL` is configured.

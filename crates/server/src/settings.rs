@@ -31,7 +31,8 @@ pub struct Settings {
     pub database_path: PathBuf,
     pub redis_url: Option<Secret>,
     pub wappi_api_url: String,
-    /// Per-request timeout of Wappi calls (`WAPPI_TIMEOUT_SECS`, default 30).
+    /// Per-request timeout of Wappi calls (`WAPPI_TIMEOUT_SECS`, default 10: shorter than the
+    /// lease, so a hung call cannot outlive the runner's hold on the profile).
     pub wappi_timeout_secs: u64,
     /// `ENCRYPTION_KEY` as given; `None` = use or create the key file in the data folder.
     pub encryption_key: Option<Secret>,
@@ -179,7 +180,7 @@ impl Settings {
             database_path: PathBuf::from(src.get("DATABASE_PATH").unwrap_or("./data/groupcast.db")),
             redis_url: src.get("REDIS_URL").map(Secret::new),
             wappi_api_url: url("WAPPI_API_URL", src.get("WAPPI_API_URL").unwrap_or("https://wappi.pro"))?,
-            wappi_timeout_secs: src.parse("WAPPI_TIMEOUT_SECS", 30, "a whole number of seconds")?,
+            wappi_timeout_secs: src.parse("WAPPI_TIMEOUT_SECS", 10, "a whole number of seconds")?,
             encryption_key: src.get("ENCRYPTION_KEY").map(Secret::new),
             lease_ttl_ms: src.parse::<u64>("LEASE_TTL_SECS", 15, "a whole number of seconds")? * 1000,
             log_json: src.get("LOG_FORMAT").is_some_and(|v| v.eq_ignore_ascii_case("json")),

@@ -204,3 +204,78 @@ impl TelegramError {
         matches!(self, TelegramError::Api { description, .. } if description.contains("not modified"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Payloads shaped as the Bot API sends them (fields we do not model included), so a
+    /// change in our types that stops parsing real updates fails here.
+    const TEXT_WITH_ENTITIES: &str = r#"{"update_id":815731002,"message":{"message_id":42,
+        "from":{"id":5106617740,"is_bot":false,"first_name":"Анна","username":"anna_re","language_code":"ru","is_premium":true},
+        "chat":{"id":5106617740,"first_name":"Анна","username":"anna_re","type":"private"},
+        "date":1764190000,"text":"/start promo","entities":[{"offset":0,"length":6,"type":"bot_command"}],
+        "link_preview_options":{"is_disabled":true}}}"#;
+    const CALLBACK: &str = r#"{"update_id":815731003,"callback_query":{"id":"4382061798347718144",
+        "from":{"id":5106617740,"is_bot":false,"first_name":"Анна","language_code":"en"},
+        "message":{"message_id":77,"from":{"id":777000111,"is_bot":true,"first_name":"groupcast","username":"groupcast_bot"},
+        "chat":{"id":5106617740,"type":"private"},"date":1764190010,"text":"👀 Предпросмотр",
+        "reply_markup":{"inline_keyboard":[[{"text":"✅ Начать","callback_data":"go"}]]}},
+        "chat_instance":"-1183719248763","data":"go"}}"#;
+    const PHOTO_IN_ALBUM: &str = r#"{"update_id":815731004,"message":{"message_id":43,
+        "from":{"id":5106617740,"is_bot":false,"first_name":"Анна"},"chat":{"id":5106617740,"type":"private"},
+        "date":1764190020,"media_group_id":"13812345678901234",
+        "photo":[{"file_id":"AgACAgIAAxkBAAIB","file_unique_id":"AQADa","file_size":1374,"width":90,"height":67},
+                 {"file_id":"AgACAgIAAxkBAAIC","file_unique_id":"AQADb","file_size":98211,"width":1280,"height":960}],
+        "caption":"Фото *1*","caption_entities":[{"offset":5,"length":3,"type":"italic"}]}}"#;
+    const EDITED_IGNORED: &str = r#"{"update_id":815731005,"edited_message":{"message_id":42,
+        "chat":{"id":1,"type":"private"},"date":1,"edit_date":2,"text":"x"}}"#;
+
+    #[test]
+    fn real_payloads_parse() {
+        let u: Update = serde_json::from_str(TEXT_WITH_ENTITIES).unwrap();
+        let m = u.message.unwrap();
+        assert_eq!(m.from.unwrap().id, UserId(5106617740));
+        assert_eq!(m.chat.kind, "private");
+        assert_eq!(m.entities[0].kind, "bot_command");
+
+        let u: Update = serde_json::from_str(CALLBACK).unwrap();
+        let q = u.callback_query.unwrap();
+        assert_eq!(q.data.as_deref(), Some("go"));
+        assert_eq!(q.message.unwrap().message_id, 77);
+
+        let u: Update = serde_json::from_str(PHOTO_IN_ALBUM).unwrap();
+        let m = u.message.unwrap();
+        assert_eq!(m.photo.len(), 2);
+        assert_eq!(m.photo[1].width, 1280);
+        assert_eq!(m.media_group_id.as_deref(), Some("13812345678901234"));
+        assert_eq!(m.caption_entities[0].kind, "italic");
+
+        let u: Update = serde_json::from_str(EDITED_IGNORED).unwrap();
+        assert!(u.message.is_none() && u.callback_query.is_none());
+    }
+
+    #[test]
+    fn error_answers_parse() {
+        let r: ApiResponse<serde_json::Value> = serde_json::from_str(
+            r#"{"ok":false,"error_code":429,"description":"Too Many Requests: retry after 7","parameters":{"retry_after":7}}"#,
+        )
+        .unwrap();
+        assert!(!r.ok);
+        assert_eq!(r.parameters.unwrap().retry_after, Some(7));
+    }
+
+    #[test]
+    fn outgoing_markup_serialises_as_the_api_expects() {
+        let inline = ReplyMarkup::Inline(InlineKeyboardMarkup::rows(vec![vec![("⛔", "cancel:1")]]));
+        assert_eq!(
+            serde_json::to_value(&inline).unwrap(),
+            serde_json::json!({"inline_keyboard":[[{"text":"⛔","callback_data":"cancel:1"}]]})
+        );
+        let kb = ReplyMarkup::Keyboard(ReplyKeyboardMarkup::rows(vec![vec!["📬"]]));
+        assert_eq!(
+            serde_json::to_value(&kb).unwrap(),
+            serde_json::json!({"keyboard":[[{"text":"📬"}]],"resize_keyboard":true})
+        );
+    }
+}
