@@ -40,18 +40,48 @@ pub enum EngineError {
 /// `in_doubt` rows that could not be settled keep this `next_attempt_at`: final, reported.
 pub const UNSETTLED: i64 = i64::MAX;
 
-/// Runs one step of a mailing for the holder of `lease`.
-pub async fn step(svc: &Services, id: MailingId, lease: &Lease) -> Result<Step, EngineError> {
-    match run_step(svc, id, lease).await {
+/// How long before its pacing slot a row is marked `sending`, so the durable write is done
+/// by the time the slot opens and never delays the send (or shortens the next gap).
+pub const ARM_LEAD_MS: i64 = 250;
+
+/// What a driver keeps between the steps of one mailing while it holds the lease. It is lost
+/// with the process, which is exactly what makes a `sending` row found without it a crash
+/// leftover.
+#[derive(Debug, Default)]
+pub struct Cursor {
+    /// The mailing as last read.
+    mailing: Option<Mailing>,
+    /// The ledger as last written: while the lease is held this driver is its only writer.
+    rows: Option<Vec<Delivery>>,
+    /// The user's credentials and language.
+    account: Option<(Option<WappiCreds>, Lang)>,
+    /// The row this driver marked `sending` and is waiting to send at its pacing slot.
+    armed: Option<usize>,
+}
+
+/// Runs one step of a mailing for the holder of `lease`. `cursor` belongs to this holder:
+/// start each drive (each lease) with a fresh one.
+pub async fn step(svc: &Services, id: MailingId, lease: &Lease, cursor: &mut Cursor) -> Result<Step, EngineError> {
+    match run_step(svc, id, lease, cursor).await {
         Err(EngineError::Db(DbError::StaleFence)) => Ok(Step::LostLease),
         other => other,
     }
 }
 
-async fn run_step(svc: &Services, id: MailingId, lease: &Lease) -> Result<Step, EngineError> {
+async fn run_step(svc: &Services, id: MailingId, lease: &Lease, cursor: &mut Cursor) -> Result<Step, EngineError> {
     let cfg = &svc.settings.engine;
-    let Some(m) = svc.db.get_mailing(id).await? else {
-        return Ok(Step::Finished);
+    // An armed row goes out at its slot without a database read first (the mailing is
+    // remembered; its cancel flag is also in the state backend, checked below); otherwise the
+    // mailing is read afresh.
+    let m = match (&cursor.mailing, cursor.armed) {
+        (Some(m), Some(_)) => m.clone(),
+        _ => {
+            let Some(m) = svc.db.get_mailing(id).await? else {
+                return Ok(Step::Finished);
+            };
+            cursor.mailing = Some(m.clone());
+            m
+        }
     };
     if m.status != MailingStatus::Running {
         return Ok(Step::Finished);
@@ -60,46 +90,57 @@ async fn run_step(svc: &Services, id: MailingId, lease: &Lease) -> Result<Step, 
         return Ok(Step::LostLease);
     }
     let fence = lease.fence;
-    let mut rows = svc.db.deliveries(id).await?;
-    let user = svc.db.get_user(m.user_id).await?;
-    let lang = user.as_ref().map(|u| u.lang).unwrap_or_default();
+    let now = svc.now_ms();
+    let first_step = cursor.rows.is_none();
+    if first_step {
+        let mut rows = svc.db.deliveries(id).await?;
+        // Crash leftovers: a `sending` row may or may not have reached WhatsApp.
+        for row in rows.iter_mut().filter(|r| r.state == DeliveryState::Sending) {
+            row.state = DeliveryState::InDoubt;
+            row.error = Some("interrupted while sending".into());
+            row.next_attempt_at = now;
+            row.updated_at = now;
+            svc.db.update_delivery(row, fence).await?;
+        }
+        cursor.rows = Some(rows);
+    }
+    if cursor.account.is_none() {
+        let user = svc.db.get_user(m.user_id).await?;
+        let lang = user.as_ref().map(|u| u.lang).unwrap_or_default();
+        cursor.account = Some((user.as_ref().and_then(|u| svc.creds_of(u)), lang));
+    }
+    let (creds, lang) = cursor.account.clone().expect("loaded above");
+    let rows = cursor.rows.as_mut().expect("loaded above");
 
     if m.cancel_requested || svc.state.is_cancelled(id).await? {
-        return finish(svc, &m, &rows, lang, fence, MailingStatus::Cancelled).await;
+        disarm(svc, rows, &mut cursor.armed, fence).await?;
+        return finish(svc, &m, rows, lang, fence, MailingStatus::Cancelled).await;
     }
-
-    let Some(creds) = user.as_ref().and_then(|u| svc.creds_of(u)) else {
+    let Some(creds) = creds else {
+        disarm(svc, rows, &mut cursor.armed, fence).await?;
         let reason = texts::account_problem(lang, &WappiError::BadToken);
         return pause(svc, &m, lang, fence, &reason).await;
     };
 
-    let now = svc.now_ms();
-
-    // Crash leftovers: a `sending` row may or may not have reached WhatsApp.
-    for row in rows.iter_mut().filter(|r| r.state == DeliveryState::Sending) {
-        row.state = DeliveryState::InDoubt;
-        row.error = Some("interrupted while sending".into());
-        row.next_attempt_at = now;
-        row.updated_at = now;
-        svc.db.update_delivery(row, fence).await?;
-    }
-
     // Settle one due `in_doubt` row before any new send.
-    if let Some(i) = rows
-        .iter()
-        .position(|r| r.state == DeliveryState::InDoubt && r.next_attempt_at <= now)
-    {
-        settle(svc, &m, &creds, &mut rows[i], fence, now).await?;
-        progress(svc, &m, &rows, lang, now).await?;
-        return Ok(Step::Continue);
+    if cursor.armed.is_none() {
+        if let Some(i) = rows
+            .iter()
+            .position(|r| r.state == DeliveryState::InDoubt && r.next_attempt_at <= now)
+        {
+            settle(svc, &m, &creds, &mut rows[i], fence, now).await?;
+            progress(svc, &m, rows, lang, now).await?;
+            return Ok(Step::Continue);
+        }
     }
 
-    let due = rows
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| r.state == DeliveryState::Pending && r.next_attempt_at <= now)
-        .min_by_key(|(_, r)| (r.position, r.part))
-        .map(|(i, _)| i);
+    let due = cursor.armed.or_else(|| {
+        rows.iter()
+            .enumerate()
+            .filter(|(_, r)| r.state == DeliveryState::Pending && r.next_attempt_at <= now)
+            .min_by_key(|(_, r)| (r.position, r.part))
+            .map(|(i, _)| i)
+    });
     let Some(i) = due else {
         let next = rows
             .iter()
@@ -111,33 +152,39 @@ async fn run_step(svc: &Services, id: MailingId, lease: &Lease) -> Result<Step, 
             .min();
         return match next {
             Some(t) => {
-                progress(svc, &m, &rows, lang, now).await?;
+                progress(svc, &m, rows, lang, now).await?;
                 Ok(Step::SleepUntil(t))
             }
-            None => finish(svc, &m, &rows, lang, fence, MailingStatus::Done).await,
+            None => finish(svc, &m, rows, lang, fence, MailingStatus::Done).await,
         };
     };
 
+    // Wait for the slot; mark the row `sending` shortly before it opens, so the durable write
+    // is off the critical path.
     let pacing = &svc.settings.pacing;
     if let Pace::WaitUntil(t) = svc.state.pace_peek(&m.profile_id, &rows[i].group, pacing, now).await? {
-        progress(svc, &m, &rows, lang, now).await?;
+        if t - now > ARM_LEAD_MS {
+            // A long wait (a Retry-After pause): keep `sending` meaning "about to be sent".
+            disarm(svc, rows, &mut cursor.armed, fence).await?;
+            progress(svc, &m, rows, lang, now).await?;
+            return Ok(Step::SleepUntil(t - ARM_LEAD_MS));
+        }
+        if cursor.armed.is_none() {
+            arm(svc, &mut rows[i], fence, now).await?;
+            cursor.armed = Some(i);
+        }
         return Ok(Step::SleepUntil(t));
     }
+    if cursor.armed.is_none() {
+        arm(svc, &mut rows[i], fence, now).await?;
+        cursor.armed = Some(i);
+    }
+    if let Pace::WaitUntil(t) = svc.state.pace(&m.profile_id, &rows[i].group, pacing, svc.now_ms()).await? {
+        return Ok(Step::SleepUntil(t)); // stays armed
+    }
+    cursor.armed = None;
 
-    // Record the intent durably, take the pacing slot, call Wappi.
     let row = &mut rows[i];
-    row.state = DeliveryState::Sending;
-    row.attempts += 1;
-    row.updated_at = now;
-    svc.db.update_delivery(row, fence).await?;
-    if let Pace::WaitUntil(t) = svc.state.pace(&m.profile_id, &row.group, pacing, svc.now_ms()).await? {
-        // Only another holder of the profile could have taken the slot meanwhile.
-        row.state = DeliveryState::Pending;
-        row.attempts -= 1;
-        svc.db.update_delivery(row, fence).await?;
-        return Ok(Step::SleepUntil(t));
-    }
-
     let result = svc.wappi.send_text(&creds, &row.group, &m.content.text).await;
     let now = svc.now_ms();
     row.updated_at = now;
@@ -146,42 +193,67 @@ async fn run_step(svc: &Services, id: MailingId, lease: &Lease) -> Result<Step, 
             row.state = DeliveryState::Sent;
             row.message_id = sent.message_id;
             row.error = None;
+            tracing::info!(mailing = m.id.0, group = %row.group, "sent");
         }
-        Err(e) => match e.remedy() {
-            Remedy::PauseProfile(ms) => {
-                let until = now + ms as i64;
-                svc.state.set_backoff(&m.profile_id, until).await?;
-                row.state = DeliveryState::Pending;
-                row.attempts -= 1;
-                row.next_attempt_at = until;
-                row.error = Some(reason_text(&e));
+        Err(e) => {
+            tracing::info!(mailing = m.id.0, group = %row.group, error = %e, attempt = row.attempts, "send failed");
+            match e.remedy() {
+                Remedy::PauseProfile(ms) => {
+                    let until = now + ms as i64;
+                    svc.state.set_backoff(&m.profile_id, until).await?;
+                    row.state = DeliveryState::Pending;
+                    row.attempts -= 1;
+                    row.next_attempt_at = until;
+                    row.error = Some(reason_text(&e));
+                }
+                Remedy::Retry if row.attempts < cfg.max_attempts => {
+                    row.state = DeliveryState::Pending;
+                    row.next_attempt_at = now + backoff_ms(svc, row) as i64;
+                    row.error = Some(reason_text(&e));
+                }
+                Remedy::Retry | Remedy::FailRow => {
+                    row.state = DeliveryState::Failed;
+                    row.error = Some(reason_text(&e));
+                }
+                Remedy::Settle => {
+                    row.state = DeliveryState::InDoubt;
+                    row.next_attempt_at = now + cfg.settle_delay_ms;
+                    row.error = Some(reason_text(&e));
+                }
+                Remedy::PauseMailing => {
+                    row.state = DeliveryState::Pending;
+                    row.attempts -= 1;
+                    svc.db.update_delivery(row, fence).await?;
+                    let reason = texts::account_problem(lang, &e);
+                    return pause(svc, &m, lang, fence, &reason).await;
+                }
             }
-            Remedy::Retry if row.attempts < cfg.max_attempts => {
-                row.state = DeliveryState::Pending;
-                row.next_attempt_at = now + backoff_ms(svc, row) as i64;
-                row.error = Some(reason_text(&e));
-            }
-            Remedy::Retry | Remedy::FailRow => {
-                row.state = DeliveryState::Failed;
-                row.error = Some(reason_text(&e));
-            }
-            Remedy::Settle => {
-                row.state = DeliveryState::InDoubt;
-                row.next_attempt_at = now + cfg.settle_delay_ms;
-                row.error = Some(reason_text(&e));
-            }
-            Remedy::PauseMailing => {
-                row.state = DeliveryState::Pending;
-                row.attempts -= 1;
-                svc.db.update_delivery(row, fence).await?;
-                let reason = texts::account_problem(lang, &e);
-                return pause(svc, &m, lang, fence, &reason).await;
-            }
-        },
+        }
     }
     svc.db.update_delivery(row, fence).await?;
-    progress(svc, &m, &rows, lang, now).await?;
+    progress(svc, &m, rows, lang, now).await?;
     Ok(Step::Continue)
+}
+
+/// Records the intent to send a row, durably (fenced), before its slot.
+async fn arm(svc: &Services, row: &mut Delivery, fence: u64, now: i64) -> Result<(), EngineError> {
+    row.state = DeliveryState::Sending;
+    row.attempts += 1;
+    row.updated_at = now;
+    svc.db.update_delivery(row, fence).await?;
+    Ok(())
+}
+
+/// Puts an armed row that was not sent back to `pending`.
+async fn disarm(svc: &Services, rows: &mut [Delivery], armed: &mut Option<usize>, fence: u64) -> Result<(), EngineError> {
+    if let Some(i) = armed.take() {
+        let row = &mut rows[i];
+        row.state = DeliveryState::Pending;
+        row.attempts -= 1;
+        row.updated_at = svc.now_ms();
+        svc.db.update_delivery(row, fence).await?;
+    }
+    Ok(())
 }
 
 /// Exponential backoff with deterministic jitter (±25 %, from the row's identity, so the core
