@@ -507,6 +507,29 @@ fn found(changed: usize) -> Result<(), DbError> {
     }
 }
 
+impl SqliteDb {
+    /// Runs `sql` (`?1` = the user id, `?2` = `value`) on one user's row; `NotFound` when the
+    /// user does not exist.
+    async fn update_user<V>(
+        &self,
+        id: UserId,
+        what: &'static str,
+        sql: &'static str,
+        value: V,
+    ) -> Result<(), DbError>
+    where
+        V: rusqlite::ToSql + Send + 'static,
+    {
+        self.with_conn(move |c| {
+            let n = c
+                .execute(sql, params![id.0, value])
+                .map_err(|e| backend(what, e))?;
+            found(n)
+        })
+        .await
+    }
+}
+
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
 impl UserStore for SqliteDb {
@@ -563,43 +586,25 @@ impl UserStore for SqliteDb {
     }
 
     async fn set_lang(&self, id: UserId, lang: Lang) -> Result<(), DbError> {
-        self.with_conn(move |c| {
-            let n = c
-                .execute(
-                    "UPDATE users SET lang = ?2 WHERE id = ?1",
-                    params![id.0, lang.code()],
-                )
-                .map_err(|e| backend("set_lang", e))?;
-            found(n)
-        })
+        self.update_user(
+            id,
+            "set_lang",
+            "UPDATE users SET lang = ?2 WHERE id = ?1",
+            lang.code().to_string(),
+        )
         .await
     }
 
     async fn set_dialogue(&self, id: UserId, dialogue: &str) -> Result<(), DbError> {
-        let dialogue = dialogue.to_string();
-        self.with_conn(move |c| {
-            let n = c
-                .execute(
-                    "UPDATE users SET dialogue = ?2 WHERE id = ?1",
-                    params![id.0, dialogue],
-                )
-                .map_err(|e| backend("set_dialogue", e))?;
-            found(n)
-        })
-        .await
+        let sql = "UPDATE users SET dialogue = ?2 WHERE id = ?1";
+        self.update_user(id, "set_dialogue", sql, dialogue.to_string())
+            .await
     }
 
     async fn set_subscription_until(&self, id: UserId, until: i64) -> Result<(), DbError> {
-        self.with_conn(move |c| {
-            let n = c
-                .execute(
-                    "UPDATE users SET subscription_until = ?2 WHERE id = ?1",
-                    params![id.0, until],
-                )
-                .map_err(|e| backend("set_subscription_until", e))?;
-            found(n)
-        })
-        .await
+        let sql = "UPDATE users SET subscription_until = ?2 WHERE id = ?1";
+        self.update_user(id, "set_subscription_until", sql, until)
+            .await
     }
 }
 
