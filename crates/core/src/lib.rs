@@ -3,6 +3,7 @@
 //! or through the [`ports::Clock`] port, and every side effect goes through a port trait
 //! (`ports`), which each runtime implements with its own adapters.
 
+pub mod billing;
 pub mod bot;
 pub mod crypto;
 pub mod dialogue;

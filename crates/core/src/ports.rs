@@ -147,9 +147,62 @@ pub trait UpdateLog: MaybeSendSync {
     async fn first_seen(&self, update_id: i64, now: i64) -> Result<bool, DbError>;
 }
 
+/// A Robokassa invoice (its id is the InvId).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invoice {
+    pub id: i64,
+    pub user_id: UserId,
+    pub plan_days: u32,
+    pub amount_kopecks: i64,
+    pub paid: bool,
+    pub created_at: i64,
+    /// The subscription end (unix s) the payment produced, once paid.
+    pub extended_until: Option<i64>,
+}
+
+/// What recording a verified payment did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settlement {
+    /// The invoice was pending: now paid, access extended to this end (unix s).
+    Applied { until: i64 },
+    /// The invoice was already paid (a replayed notification): nothing changed.
+    AlreadyPaid { until: i64 },
+}
+
+/// Figures for the operator's `/stats`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub users: u64,
+    pub active_subscriptions: u64,
+    pub revenue_month_kopecks: i64,
+    pub mailings_today: u64,
+    pub messages_sent_today: u64,
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+pub trait BillingStore: MaybeSendSync {
+    /// A pending invoice for a plan, priced by the server.
+    async fn create_invoice(&self, user: UserId, plan_days: u32, amount_kopecks: i64, now: i64)
+        -> Result<Invoice, DbError>;
+    async fn get_invoice(&self, id: i64) -> Result<Option<Invoice>, DbError>;
+    /// Marks a pending invoice paid and extends its user's subscription from the later of now
+    /// and the current end, in one transaction; on an already paid invoice changes nothing.
+    async fn settle_invoice(&self, id: i64, out_sum_raw: &str, now: i64) -> Result<Settlement, DbError>;
+    /// Adds days of access (operator grant); returns the new end (unix s).
+    async fn grant_days(&self, user: UserId, days: u32, now: i64) -> Result<i64, DbError>;
+    /// Users whose subscription ends within `window_secs` of `now_secs` or ended less than
+    /// `grace_secs` ago: (user, language, subscription end).
+    async fn subscriptions_ending(&self, now_secs: i64, window_secs: i64, grace_secs: i64)
+        -> Result<Vec<(UserId, Lang, i64)>, DbError>;
+    /// Records a reminder; `true` only the first time for (user, kind, until).
+    async fn record_reminder(&self, user: UserId, kind: &str, until: i64, now: i64) -> Result<bool, DbError>;
+    async fn stats(&self, now: i64) -> Result<Stats, DbError>;
+}
+
 /// The system of record: D1 or SQLite.
-pub trait Db: UserStore + ContentStore + MailingStore + UpdateLog {}
-impl<T: UserStore + ContentStore + MailingStore + UpdateLog + ?Sized> Db for T {}
+pub trait Db: UserStore + ContentStore + MailingStore + UpdateLog + BillingStore {}
+impl<T: UserStore + ContentStore + MailingStore + UpdateLog + BillingStore + ?Sized> Db for T {}
 
 // ---------------------------------------------------------------------------------------------
 // Coordination state (Redis-like): leases, cancel flags, pacing, backoff, health, intake queue

@@ -13,22 +13,30 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use groupcast_core::billing;
 use groupcast_core::ids::{ChatId, GroupJid, MailingId, ProfileId, UserId};
 use groupcast_core::ledger::{
     Content, Delivery, DeliveryState, Mailing, MailingStatus, NewMailing,
 };
 use groupcast_core::ports::{
-    async_trait, ContentStore, DbError, GroupEntry, MailingStore, UpdateLog, UserRecord, UserStore,
+    async_trait, BillingStore, ContentStore, DbError, GroupEntry, Invoice, MailingStore,
+    Settlement, Stats, UpdateLog, UserRecord, UserStore,
 };
 use groupcast_core::texts::Lang;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
 /// The migration files, in the order they apply, embedded at compile time. A new file in
 /// `migrations/` must be listed here too (a test fails otherwise).
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_init.sql",
-    include_str!("../../../migrations/0001_init.sql"),
-)];
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_init.sql",
+        include_str!("../../../migrations/0001_init.sql"),
+    ),
+    (
+        "0002_billing.sql",
+        include_str!("../../../migrations/0002_billing.sql"),
+    ),
+];
 
 /// How long a statement waits for another process's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -940,6 +948,206 @@ impl UpdateLog for SqliteDb {
     }
 }
 
+const INVOICE_COLUMNS: &str =
+    "id, user_id, plan_days, amount_kopecks, status, created_at, extended_until";
+
+fn read_invoice(r: &Row<'_>) -> rusqlite::Result<Invoice> {
+    Ok(Invoice {
+        id: r.get(0)?,
+        user_id: UserId(r.get(1)?),
+        plan_days: r.get(2)?,
+        amount_kopecks: r.get(3)?,
+        paid: r.get::<_, String>(4)? == "paid",
+        created_at: r.get(5)?,
+        extended_until: r.get(6)?,
+    })
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+impl BillingStore for SqliteDb {
+    async fn create_invoice(
+        &self,
+        user: UserId,
+        plan_days: u32,
+        amount_kopecks: i64,
+        now: i64,
+    ) -> Result<Invoice, DbError> {
+        self.with_conn(move |c| {
+            c.execute(
+                "INSERT INTO invoices (user_id, plan_days, amount_kopecks, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![user.0, plan_days, amount_kopecks, now],
+            )
+            .map_err(|e| backend("create_invoice", e))?;
+            Ok(Invoice {
+                id: c.last_insert_rowid(),
+                user_id: user,
+                plan_days,
+                amount_kopecks,
+                paid: false,
+                created_at: now,
+                extended_until: None,
+            })
+        })
+        .await
+    }
+
+    async fn get_invoice(&self, id: i64) -> Result<Option<Invoice>, DbError> {
+        self.with_conn(move |c| {
+            let sql = format!("SELECT {INVOICE_COLUMNS} FROM invoices WHERE id = ?1");
+            c.query_row(&sql, [id], read_invoice)
+                .optional()
+                .map_err(|e| backend("get_invoice", e))
+        })
+        .await
+    }
+
+    async fn settle_invoice(
+        &self,
+        id: i64,
+        out_sum_raw: &str,
+        now: i64,
+    ) -> Result<Settlement, DbError> {
+        let raw = out_sum_raw.to_string();
+        self.with_conn(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| backend("settle_invoice", e))?;
+            let sql = format!("SELECT {INVOICE_COLUMNS} FROM invoices WHERE id = ?1");
+            let invoice = tx
+                .query_row(&sql, [id], read_invoice)
+                .optional()
+                .map_err(|e| backend("settle_invoice", e))?
+                .ok_or(DbError::NotFound)?;
+            if invoice.paid {
+                return Ok(Settlement::AlreadyPaid { until: invoice.extended_until.unwrap_or(0) });
+            }
+            let current: i64 = tx
+                .query_row(
+                    "SELECT subscription_until FROM users WHERE id = ?1",
+                    [invoice.user_id.0],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(|e| backend("settle_invoice", e))?
+                .ok_or(DbError::NotFound)?;
+            let until = billing::extend(current, now / 1000, invoice.plan_days);
+            tx.execute(
+                "UPDATE users SET subscription_until = ?2 WHERE id = ?1",
+                params![invoice.user_id.0, until],
+            )
+            .map_err(|e| backend("settle_invoice", e))?;
+            let n = tx
+                .execute(
+                    "UPDATE invoices SET status = 'paid', paid_at = ?2, paid_out_sum = ?3, extended_until = ?4
+                     WHERE id = ?1 AND status = 'pending'",
+                    params![id, now, raw, until],
+                )
+                .map_err(|e| backend("settle_invoice", e))?;
+            if n != 1 {
+                return Err(DbError::Backend("invoice changed during settlement".into()));
+            }
+            tx.commit().map_err(|e| backend("settle_invoice", e))?;
+            Ok(Settlement::Applied { until })
+        })
+        .await
+    }
+
+    async fn grant_days(&self, user: UserId, days: u32, now: i64) -> Result<i64, DbError> {
+        self.with_conn(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| backend("grant_days", e))?;
+            let current: i64 = tx
+                .query_row(
+                    "SELECT subscription_until FROM users WHERE id = ?1",
+                    [user.0],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(|e| backend("grant_days", e))?
+                .ok_or(DbError::NotFound)?;
+            let until = billing::extend(current, now / 1000, days);
+            tx.execute(
+                "UPDATE users SET subscription_until = ?2 WHERE id = ?1",
+                params![user.0, until],
+            )
+            .map_err(|e| backend("grant_days", e))?;
+            tx.commit().map_err(|e| backend("grant_days", e))?;
+            Ok(until)
+        })
+        .await
+    }
+
+    async fn subscriptions_ending(
+        &self,
+        now_secs: i64,
+        window_secs: i64,
+        grace_secs: i64,
+    ) -> Result<Vec<(UserId, Lang, i64)>, DbError> {
+        self.with_conn(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT id, lang, subscription_until FROM users
+                     WHERE subscription_until > 0 AND subscription_until <= ?1 AND subscription_until > ?2",
+                )
+                .map_err(|e| backend("subscriptions_ending", e))?;
+            let rows = stmt
+                .query_map(params![now_secs + window_secs, now_secs - grace_secs], |r| {
+                    Ok((UserId(r.get(0)?), Lang::parse(&r.get::<_, String>(1)?), r.get(2)?))
+                })
+                .map_err(|e| backend("subscriptions_ending", e))?;
+            rows.collect::<Result<_, _>>().map_err(|e| backend("subscriptions_ending", e))
+        })
+        .await
+    }
+
+    async fn record_reminder(
+        &self,
+        user: UserId,
+        kind: &str,
+        until: i64,
+        now: i64,
+    ) -> Result<bool, DbError> {
+        let kind = kind.to_string();
+        self.with_conn(move |c| {
+            let n = c
+                .execute(
+                    "INSERT OR IGNORE INTO reminders (user_id, kind, until, sent_at) VALUES (?1, ?2, ?3, ?4)",
+                    params![user.0, kind, until, now],
+                )
+                .map_err(|e| backend("record_reminder", e))?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn stats(&self, now: i64) -> Result<Stats, DbError> {
+        self.with_conn(move |c| {
+            let secs = now / 1000;
+            let day = billing::day_start(secs) * 1000;
+            let month = billing::month_start(secs) * 1000;
+            let one = |sql: &str, p: &[&dyn rusqlite::ToSql]| -> Result<i64, DbError> {
+                c.query_row(sql, p, |r| r.get(0)).map_err(|e| backend("stats", e))
+            };
+            Ok(Stats {
+                users: one("SELECT COUNT(*) FROM users", &[])? as u64,
+                active_subscriptions: one("SELECT COUNT(*) FROM users WHERE subscription_until > ?1", &[&secs])? as u64,
+                revenue_month_kopecks: one(
+                    "SELECT COALESCE(SUM(amount_kopecks), 0) FROM invoices WHERE status = 'paid' AND paid_at >= ?1",
+                    &[&month],
+                )?,
+                mailings_today: one("SELECT COUNT(*) FROM mailings WHERE created_at >= ?1", &[&day])? as u64,
+                messages_sent_today: one(
+                    "SELECT COUNT(*) FROM deliveries WHERE state = 'sent' AND updated_at >= ?1",
+                    &[&day],
+                )? as u64,
+            })
+        })
+        .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1491,5 +1699,76 @@ mod tests {
             panic!("not a backend error")
         };
         assert!(!text.contains(&i64::MAX.to_string()), "{text}");
+    }
+    #[tokio::test]
+    async fn payments_extend_once_and_replays_change_nothing() {
+        let db = SqliteDb::open_in_memory().unwrap();
+        db.migrate().unwrap();
+        let user = UserId(42);
+        db.ensure_user(user, Lang::Ru, 0, T0).await.unwrap();
+        let inv = db.create_invoice(user, 30, 49_000, T0).await.unwrap();
+        let first = db.settle_invoice(inv.id, "490.000000", T0).await.unwrap();
+        let until = T0 / 1000 + 30 * 86_400;
+        assert_eq!(first, Settlement::Applied { until });
+        for _ in 0..3 {
+            assert_eq!(
+                db.settle_invoice(inv.id, "490.000000", T0 + 5)
+                    .await
+                    .unwrap(),
+                Settlement::AlreadyPaid { until }
+            );
+        }
+        assert_eq!(
+            db.get_user(user).await.unwrap().unwrap().subscription_until,
+            until
+        );
+        // A second invoice extends from the current end, not from now.
+        let inv2 = db.create_invoice(user, 30, 49_000, T0).await.unwrap();
+        assert_eq!(
+            db.settle_invoice(inv2.id, "490", T0).await.unwrap(),
+            Settlement::Applied {
+                until: until + 30 * 86_400
+            }
+        );
+        assert_eq!(
+            db.settle_invoice(9999, "1", T0).await,
+            Err(DbError::NotFound)
+        );
+        let stats = db.stats(T0).await.unwrap();
+        assert_eq!(
+            (
+                stats.users,
+                stats.active_subscriptions,
+                stats.revenue_month_kopecks
+            ),
+            (1, 1, 98_000)
+        );
+    }
+
+    #[tokio::test]
+    async fn reminders_are_recorded_once() {
+        let db = SqliteDb::open_in_memory().unwrap();
+        db.migrate().unwrap();
+        let user = UserId(7);
+        db.ensure_user(user, Lang::En, T0 / 1000 + 2 * 86_400, T0)
+            .await
+            .unwrap();
+        let ending = db
+            .subscriptions_ending(T0 / 1000, 3 * 86_400, 7 * 86_400)
+            .await
+            .unwrap();
+        assert_eq!(ending, vec![(user, Lang::En, T0 / 1000 + 2 * 86_400)]);
+        assert!(db
+            .record_reminder(user, "3d", ending[0].2, T0)
+            .await
+            .unwrap());
+        assert!(!db
+            .record_reminder(user, "3d", ending[0].2, T0)
+            .await
+            .unwrap());
+        assert!(db
+            .record_reminder(user, "1d", ending[0].2, T0)
+            .await
+            .unwrap());
     }
 }
