@@ -167,13 +167,16 @@ impl Ctx<'_> {
             Route::Preview => self.preview().await?,
             Route::Cancel => self.cancel(None).await?,
             Route::Status => self.status().await?,
-            Route::Subscribe => {
-                let now = self.svc.now_ms() / 1000;
-                let mut text = texts::subscription(l, self.user.subscription_until, now);
-                text.push_str("\n\n");
-                text.push_str(&texts::payments_unavailable(l));
-                self.say(&text).await?;
+            Route::Subscribe => self.subscribe().await?,
+            Route::Stats => {
+                if !self.is_admin() {
+                    self.say(&texts::billing::not_admin(l)).await?;
+                    return Ok(());
+                }
+                let stats = self.svc.db.stats(self.svc.now_ms()).await?;
+                self.say(&texts::billing::stats(l, &stats)).await?;
             }
+            Route::Grant(args) => self.grant(&args).await?,
             Route::ChooseLang => {
                 let kb = InlineKeyboardMarkup::rows(vec![vec![
                     ("🇷🇺 Русский", Callback::SetLang(Lang::Ru).data()),
@@ -192,6 +195,91 @@ impl Ctx<'_> {
                 let kb = if self.user.is_registered() { self.main_keyboard() } else { return Ok(()) };
                 self.say_with(&texts::unknown_input(l), kb).await?;
             }
+        }
+        Ok(())
+    }
+
+    fn is_admin(&self) -> bool {
+        self.svc.settings.admin_ids.contains(&self.user.id.0)
+    }
+
+    /// 💎: the subscription state and one button per plan (when payments are configured).
+    async fn subscribe(&mut self) -> Result<(), BotError> {
+        let l = self.lang();
+        let now = self.svc.now_ms() / 1000;
+        let mut text = texts::subscription(l, self.user.subscription_until, now);
+        let plans = &self.svc.settings.plans;
+        if self.svc.settings.payments.is_none() || plans.is_empty() {
+            text.push_str("\n\n");
+            text.push_str(&texts::payments_unavailable(l));
+            self.say(&text).await?;
+            return Ok(());
+        }
+        text.push_str("\n\n");
+        text.push_str(&texts::billing::plans_header(l));
+        let rows = plans
+            .iter()
+            .map(|p| vec![(texts::billing::plan_button(l, p), Callback::Pay(p.days).data())])
+            .collect();
+        self.say_with(&text, ReplyMarkup::Inline(InlineKeyboardMarkup::rows(rows))).await?;
+        Ok(())
+    }
+
+    /// A plan's button: an invoice at the server's price, then its signed payment link.
+    async fn pay(&mut self, days: u32) -> Result<(), BotError> {
+        let l = self.lang();
+        let (Some(merchant), Some(plan)) = (
+            self.svc.settings.payments.as_ref(),
+            self.svc.settings.plans.iter().find(|p| p.days == days).copied(),
+        ) else {
+            self.say(&texts::payments_unavailable(l)).await?;
+            return Ok(());
+        };
+        let invoice = self
+            .svc
+            .db
+            .create_invoice(self.user.id, plan.days, plan.price_kopecks, self.svc.now_ms())
+            .await?;
+        let url = crate::payments::payment_link(merchant, &invoice, l);
+        tracing::info!(user = self.user.id.0, invoice = invoice.id, days, "invoice created");
+        let kb = InlineKeyboardMarkup {
+            inline_keyboard: vec![vec![crate::telegram::InlineKeyboardButton::link(
+                texts::billing::pay_button(l),
+                url,
+            )]],
+        };
+        self.say_with(&texts::billing::pay_link(l, &plan, invoice.id), ReplyMarkup::Inline(kb)).await?;
+        Ok(())
+    }
+
+    /// Operator: `/grant <user_id> <days>`.
+    async fn grant(&mut self, args: &str) -> Result<(), BotError> {
+        let l = self.lang();
+        if !self.is_admin() {
+            self.say(&texts::billing::not_admin(l)).await?;
+            return Ok(());
+        }
+        let mut parts = args.split_whitespace();
+        let parsed = (|| Some((parts.next()?.parse::<i64>().ok()?, parts.next()?.parse::<u32>().ok()?)))();
+        let Some((user, days)) = parsed.filter(|(_, d)| (1..=3660).contains(d)) else {
+            self.say(&texts::billing::grant_usage(l)).await?;
+            return Ok(());
+        };
+        match self.svc.db.grant_days(UserId(user), days, self.svc.now_ms()).await {
+            Ok(until) => {
+                tracing::info!(operator = self.user.id.0, user, days, "subscription granted");
+                self.say(&texts::billing::granted(l, user, days, until)).await?;
+                let their_lang = self.svc.db.get_user(UserId(user)).await?.map(|u| u.lang).unwrap_or_default();
+                let _ = self
+                    .svc
+                    .telegram
+                    .send_message(ChatId(user), &texts::billing::gift(their_lang, days, until), None)
+                    .await;
+            }
+            Err(DbError::NotFound) => {
+                self.say(&texts::billing::unknown_user(l, user)).await?;
+            }
+            Err(e) => return Err(e.into()),
         }
         Ok(())
     }
@@ -473,6 +561,7 @@ impl Ctx<'_> {
                     self.say(&text).await?;
                 }
             }
+            Callback::Pay(days) => self.pay(days).await?,
             Callback::ImportStart => self.import_start().await?,
             Callback::ImportToggle(_)
             | Callback::ImportPage(_)

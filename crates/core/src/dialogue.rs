@@ -73,6 +73,10 @@ pub enum Intent {
     Subscribe,
     Lang,
     Help,
+    /// Operator: figures.
+    Stats,
+    /// Operator: `/grant <user_id> <days>` (the raw arguments).
+    Grant(String),
     /// Free text (with its formatting).
     Text { text: String, entities: Vec<MessageEntity> },
     /// A photo, document or anything without text.
@@ -96,6 +100,8 @@ pub enum Callback {
     ImportSave,
     ImportClose,
     SetLang(Lang),
+    /// A payment link for the plan of this many days.
+    Pay(u32),
     Unknown,
 }
 
@@ -117,6 +123,7 @@ impl Callback {
             ("impt", _) => idx().map_or(Callback::Unknown, Callback::ImportToggle),
             ("impp", _) => idx().map_or(Callback::Unknown, Callback::ImportPage),
             ("lang", l) => Callback::SetLang(Lang::parse(l)),
+            ("pay", _) => arg.parse().map_or(Callback::Unknown, Callback::Pay),
             _ => Callback::Unknown,
         }
     }
@@ -135,6 +142,7 @@ impl Callback {
             Callback::ImportSave => "imp:save".into(),
             Callback::ImportClose => "imp:close".into(),
             Callback::SetLang(l) => format!("lang:{}", l.code()),
+            Callback::Pay(days) => format!("pay:{days}"),
             Callback::Unknown => "?".into(),
         }
     }
@@ -164,6 +172,10 @@ impl Intent {
                 "subscribe" => Some(Intent::Subscribe),
                 "lang" => Some(Intent::Lang),
                 "help" => Some(Intent::Help),
+                "stats" => Some(Intent::Stats),
+                "grant" => Some(Intent::Grant(
+                    cmd.split_once(char::is_whitespace).map_or("", |(_, args)| args.trim()).to_string(),
+                )),
                 _ => None,
             };
             if let Some(i) = intent {
@@ -219,6 +231,8 @@ pub enum Route {
     ChooseLang,
     Help,
     Images,
+    Stats,
+    Grant(String),
     Callback(Callback),
     Unknown,
 }
@@ -247,6 +261,8 @@ pub fn route(state: &DialogueState, registered: bool, intent: &Intent) -> Route 
         (_, I::Cancel) => Route::Cancel,
         (_, I::Status) => Route::Status,
         (_, I::Subscribe) => Route::Subscribe,
+        (_, I::Stats) => Route::Stats,
+        (_, I::Grant(args)) => Route::Grant(args.clone()),
         (DialogueState::AwaitText, I::Text { text, entities }) => {
             Route::TakeText { text: text.clone(), entities: entities.clone() }
         }
@@ -300,6 +316,8 @@ mod tests {
             ("⛔ Остановить рассылку", Intent::Cancel),
             ("📝 Text", Intent::EditText),
             ("/unknown", text("/unknown")),
+            ("/stats", Intent::Stats),
+            ("/grant 42 30", Intent::Grant("42 30".into())),
             ("hello", text("hello")),
         ];
         for (input, want) in cases {
@@ -322,6 +340,7 @@ mod tests {
             Callback::ImportSave,
             Callback::ImportClose,
             Callback::SetLang(Lang::En),
+            Callback::Pay(90),
         ] {
             assert_eq!(Callback::parse(&cb.data()), cb);
             assert!(cb.data().len() <= 64);

@@ -12,6 +12,7 @@ pub mod groups;
 pub mod ids;
 pub mod ledger;
 pub mod pacing;
+pub mod payments;
 pub mod ports;
 pub mod secret;
 pub mod services;

@@ -15,6 +15,10 @@ pub struct CoreSettings {
     pub max_groups: usize,
     /// Operators (`ADMIN_TELEGRAM_IDS`).
     pub admin_ids: Vec<i64>,
+    /// Plans on sale (`SUBSCRIPTION_PLANS`).
+    pub plans: Vec<crate::billing::Plan>,
+    /// The Robokassa shop; `None` when payments are not configured.
+    pub payments: Option<crate::payments::Payments>,
     pub engine: EngineConfig,
 }
 
@@ -25,6 +29,8 @@ impl Default for CoreSettings {
             trial_days: 0,
             max_groups: 500,
             admin_ids: Vec::new(),
+            plans: vec![crate::billing::Plan { days: 30, price_kopecks: 49_000 }],
+            payments: None,
             engine: EngineConfig::default(),
         }
     }

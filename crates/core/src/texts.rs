@@ -653,3 +653,98 @@ mod tests {
         assert_eq!(duration(Lang::Ru, 3900), "1 ч 5 мин");
     }
 }
+
+/// Texts of subscriptions, payments and the operator's commands.
+pub mod billing {
+    use super::{date, Lang};
+    use crate::billing::{rub, Plan, Reminder};
+
+    pub fn plans_header(l: Lang) -> String {
+        l.pick("Выберите срок подписки:", "Choose a subscription period:").into()
+    }
+
+    pub fn plan_button(l: Lang, p: &Plan) -> String {
+        l.pick(
+            format!("💳 {} дн. — {}", p.days, p.price_text()),
+            format!("💳 {} days — {}", p.days, p.price_text()),
+        )
+    }
+
+    pub fn pay_link(l: Lang, p: &Plan, inv_id: i64) -> String {
+        l.pick(
+            format!("💳 Счёт №{inv_id}: подписка на {} дн. за {}.\nНажмите «Оплатить», чтобы перейти на страницу Robokassa. Подписка продлится сразу после оплаты.", p.days, p.price_text()),
+            format!("💳 Invoice #{inv_id}: {} days of subscription for {}.\nPress «Pay» to open the Robokassa page. The subscription is extended as soon as the payment arrives.", p.days, p.price_text()),
+        )
+    }
+
+    pub fn pay_button(l: Lang) -> &'static str {
+        l.pick("Оплатить", "Pay")
+    }
+
+    pub fn description(l: Lang, days: u32) -> String {
+        l.pick(format!("Подписка groupcast на {days} дн."), format!("groupcast subscription, {days} days"))
+    }
+
+    pub fn paid(l: Lang, until: i64) -> String {
+        l.pick(
+            format!("💎 Оплата получена, спасибо! Подписка активна до {}.", date(until)),
+            format!("💎 Payment received, thank you! Subscription active until {}.", date(until)),
+        )
+    }
+
+    pub fn reminder(l: Lang, kind: Reminder, until: i64) -> String {
+        match kind {
+            Reminder::ThreeDays => l.pick(
+                format!("🔔 Подписка заканчивается через 3 дня ({}). Продлить: /subscribe", date(until)),
+                format!("🔔 Your subscription ends in 3 days ({}). Renew: /subscribe", date(until)),
+            ),
+            Reminder::OneDay => l.pick(
+                format!("🔔 Подписка заканчивается завтра ({}). Продлить: /subscribe", date(until)),
+                format!("🔔 Your subscription ends tomorrow ({}). Renew: /subscribe", date(until)),
+            ),
+            Reminder::Expired => l.pick(
+                "🔒 Подписка закончилась: новые рассылки недоступны. Продлить: /subscribe".to_string(),
+                "🔒 Your subscription has ended: new mailings are unavailable. Renew: /subscribe".to_string(),
+            ),
+        }
+    }
+
+    pub fn not_admin(l: Lang) -> String {
+        l.pick("Эта команда только для оператора.", "This command is for the operator only.").into()
+    }
+
+    pub fn stats(l: Lang, s: &crate::ports::Stats) -> String {
+        l.pick(
+            format!(
+                "📈 Пользователей: {}\nАктивных подписок: {}\nВыручка за месяц: {}\nРассылок сегодня: {}\nСообщений отправлено сегодня: {}",
+                s.users, s.active_subscriptions, rub(s.revenue_month_kopecks), s.mailings_today, s.messages_sent_today
+            ),
+            format!(
+                "📈 Users: {}\nActive subscriptions: {}\nRevenue this month: {}\nMailings today: {}\nMessages sent today: {}",
+                s.users, s.active_subscriptions, rub(s.revenue_month_kopecks), s.mailings_today, s.messages_sent_today
+            ),
+        )
+    }
+
+    pub fn grant_usage(l: Lang) -> String {
+        l.pick("Использование: /grant <user_id> <дней>", "Usage: /grant <user_id> <days>").into()
+    }
+
+    pub fn granted(l: Lang, user: i64, days: u32, until: i64) -> String {
+        l.pick(
+            format!("✔️ Пользователю {user} добавлено {days} дн.: подписка до {}.", date(until)),
+            format!("✔️ User {user} got {days} days: subscription until {}.", date(until)),
+        )
+    }
+
+    pub fn unknown_user(l: Lang, user: i64) -> String {
+        l.pick(format!("Пользователь {user} не найден."), format!("User {user} not found."))
+    }
+
+    pub fn gift(l: Lang, days: u32, until: i64) -> String {
+        l.pick(
+            format!("🎁 Оператор добавил вам {days} дн. подписки: активна до {}.", date(until)),
+            format!("🎁 The operator added {days} days to your subscription: active until {}.", date(until)),
+        )
+    }
+}

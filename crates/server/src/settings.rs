@@ -161,6 +161,9 @@ impl Settings {
             trial_days: src.parse("TRIAL_DAYS", 0, "a whole number of days")?,
             max_groups: src.parse("MAX_GROUPS_PER_USER", 500, "a whole number")?,
             admin_ids,
+            plans: groupcast_core::billing::parse_plans(src.get("SUBSCRIPTION_PLANS").unwrap_or("30:490"))
+                .map_err(|e| bad("SUBSCRIPTION_PLANS", e))?,
+            payments: None,
             engine: EngineConfig {
                 max_attempts: max_attempts.max(1),
                 backoff_base_ms: src.parse("RETRY_BASE_MS", 1000, "milliseconds")?,

@@ -119,10 +119,24 @@ pub struct CallbackQuery {
 #[serde(transparent)]
 pub struct MessageId(pub i64);
 
+/// An inline button: either sends `callback_data` back to the bot or opens `url`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InlineKeyboardButton {
     pub text: String,
-    pub callback_data: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_data: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+impl InlineKeyboardButton {
+    pub fn callback(text: impl Into<String>, data: impl Into<String>) -> Self {
+        InlineKeyboardButton { text: text.into(), callback_data: Some(data.into()), url: None }
+    }
+
+    pub fn link(text: impl Into<String>, url: impl Into<String>) -> Self {
+        InlineKeyboardButton { text: text.into(), callback_data: None, url: Some(url.into()) }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -138,10 +152,7 @@ impl InlineKeyboardMarkup {
                 .into_iter()
                 .map(|row| {
                     row.into_iter()
-                        .map(|(text, data)| InlineKeyboardButton {
-                            text: text.into(),
-                            callback_data: data.into(),
-                        })
+                        .map(|(text, data)| InlineKeyboardButton::callback(text, data))
                         .collect()
                 })
                 .collect(),
