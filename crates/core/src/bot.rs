@@ -228,10 +228,7 @@ impl Ctx<'_> {
     /// A plan's button: an invoice at the server's price, then its signed payment link.
     async fn pay(&mut self, days: u32) -> Result<(), BotError> {
         let l = self.lang();
-        let (Some(merchant), Some(plan)) = (
-            self.svc.settings.payments.as_ref(),
-            self.svc.settings.plans.iter().find(|p| p.days == days).copied(),
-        ) else {
+        let (Some(payments), Some(plan)) = (self.svc.settings.payments.as_ref(), crate::payments::plan(self.svc, days)) else {
             self.say(&texts::payments_unavailable(l)).await?;
             return Ok(());
         };
@@ -240,7 +237,7 @@ impl Ctx<'_> {
             .db
             .create_invoice(self.user.id, plan.days, plan.price_kopecks, self.svc.now_ms())
             .await?;
-        let url = crate::payments::payment_link(merchant, &invoice, l);
+        let url = crate::payments::payment_link(payments, &invoice, l);
         tracing::info!(user = self.user.id.0, invoice = invoice.id, days, "invoice created");
         let kb = InlineKeyboardMarkup {
             inline_keyboard: vec![vec![crate::telegram::InlineKeyboardButton::link(

@@ -245,6 +245,9 @@ pub fn route(state: &DialogueState, registered: bool, intent: &Intent) -> Route 
         (_, I::Start) if !registered => Route::AskToken,
         (_, I::Lang) => Route::ChooseLang,
         (_, I::Help) => Route::Help,
+        // Operator commands do not need a Wappi account (the bot checks the operator list).
+        (_, I::Stats) => Route::Stats,
+        (_, I::Grant(args)) => Route::Grant(args.clone()),
         (_, I::Callback(Callback::SetLang(l))) => Route::Callback(Callback::SetLang(*l)),
         (DialogueState::AwaitToken, I::Text { text, .. }) => Route::TakeToken(text.trim().to_string()),
         (DialogueState::AwaitProfile { token_enc }, I::Text { text, .. }) => Route::TakeProfile {
@@ -261,8 +264,6 @@ pub fn route(state: &DialogueState, registered: bool, intent: &Intent) -> Route 
         (_, I::Cancel) => Route::Cancel,
         (_, I::Status) => Route::Status,
         (_, I::Subscribe) => Route::Subscribe,
-        (_, I::Stats) => Route::Stats,
-        (_, I::Grant(args)) => Route::Grant(args.clone()),
         (DialogueState::AwaitText, I::Text { text, entities }) => {
             Route::TakeText { text: text.clone(), entities: entities.clone() }
         }
@@ -370,6 +371,7 @@ mod tests {
             (S::Idle, true, Intent::Callback(Callback::ConfirmStart), Route::Callback(Callback::ConfirmStart)),
             (S::Idle, true, Intent::Cancel, Route::Cancel),
             (S::Idle, false, Intent::Lang, Route::ChooseLang),
+            (S::AwaitToken, false, Intent::Stats, Route::Stats),
         ];
         for (state, registered, intent, want) in cases {
             assert_eq!(route(&state, registered, &intent), want, "{state:?} {intent:?}");

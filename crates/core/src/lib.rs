@@ -14,11 +14,17 @@ pub mod ledger;
 pub mod pacing;
 pub mod payments;
 pub mod ports;
+pub mod robokassa;
 pub mod secret;
 pub mod services;
 pub mod telegram;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod texts;
 pub mod wappi;
 
 pub use ids::{ChatId, GroupJid, MailingId, ProfileId, UserId};
 pub use secret::Secret;
+
+#[cfg(test)]
+mod engine_tests;

@@ -335,9 +335,16 @@ pub fn link_signature(m: &Merchant, req: &PaymentRequest) -> String {
 /// characters kept, space as `%20`); the receipt is therefore encoded twice (spec §5).
 pub fn payment_url(m: &Merchant, req: &PaymentRequest) -> String {
     for (key, _) in &req.shp {
-        debug_assert!(is_shp_key(key), "user parameter {key:?} lacks the Shp_ prefix");
+        debug_assert!(
+            is_shp_key(key),
+            "user parameter {key:?} lacks the Shp_ prefix"
+        );
     }
-    let description: String = req.description.chars().take(MAX_DESCRIPTION_CHARS).collect();
+    let description: String = req
+        .description
+        .chars()
+        .take(MAX_DESCRIPTION_CHARS)
+        .collect();
     let out_sum = req.out_sum.to_string();
     let inv_id = req.inv_id.to_string();
     let receipt = req.receipt.as_ref().map(Receipt::encoded);
@@ -428,7 +435,10 @@ pub enum ResultError {
 /// Keys match in any case. `OutSum`, `InvId`, `SignatureValue` win over the legacy duplicates
 /// `out_summ`, `inv_id`, `crc`, which are read only when the modern field is absent. A field
 /// repeated with different values is refused, as is an `InvId` that is not a positive integer.
-pub fn verify_result(m: &Merchant, params: &[(String, String)]) -> Result<ResultNotice, ResultError> {
+pub fn verify_result(
+    m: &Merchant,
+    params: &[(String, String)],
+) -> Result<ResultNotice, ResultError> {
     verify_callback(m.hash, &m.password2, params)
 }
 
@@ -443,7 +453,12 @@ pub fn verify_success(
 
 /// The ResultURL signature (lowercase hex) of the given received strings, with Password #2:
 /// what a fake Robokassa sends and what [`verify_result`] expects.
-pub fn result_signature(m: &Merchant, out_sum: &str, inv_id: &str, shp: &[(String, String)]) -> String {
+pub fn result_signature(
+    m: &Merchant,
+    out_sum: &str,
+    inv_id: &str,
+    shp: &[(String, String)],
+) -> String {
     callback_signature(m.hash, &m.password2, out_sum, inv_id, shp)
 }
 
@@ -525,7 +540,10 @@ fn field<'a>(
 ) -> Result<&'a str, ResultError> {
     for wanted in [name, legacy] {
         let mut found: Option<&str> = None;
-        for (_, value) in params.iter().filter(|(k, _)| k.eq_ignore_ascii_case(wanted)) {
+        for (_, value) in params
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(wanted))
+        {
             match found {
                 Some(seen) if seen != value => {
                     return Err(ResultError::ConflictingField(wanted.to_string()))
@@ -673,7 +691,11 @@ mod tests {
         ];
         assert_eq!(table.len(), 24);
         for (n, alg, input, expected) in table {
-            assert_eq!(alg.hex_digest(input), expected.to_ascii_lowercase(), "vector #{n}");
+            assert_eq!(
+                alg.hex_digest(input),
+                expected.to_ascii_lowercase(),
+                "vector #{n}"
+            );
         }
     }
 
@@ -697,11 +719,20 @@ mod tests {
     #[test]
     fn link_signature_reproduces_vectors() {
         let m = merchant("my_merchant_login", "my_password1", "x");
-        assert_eq!(link_signature(&m, &request(42, "100")), "7642fdc174d0aabe022d992afd59f276"); // #1
-        assert_eq!(link_signature(&m, &request(0, "100.0")), "cd9e54da801539e5bb4d6d371f6fef3f"); // #2
+        assert_eq!(
+            link_signature(&m, &request(42, "100")),
+            "7642fdc174d0aabe022d992afd59f276"
+        ); // #1
+        assert_eq!(
+            link_signature(&m, &request(0, "100.0")),
+            "cd9e54da801539e5bb4d6d371f6fef3f"
+        ); // #2
 
         let m = merchant("robo-demo", "password_1", "x");
-        assert_eq!(link_signature(&m, &request(1, "100.00")), "8ca1d1c1a6f9353bebe5b087697ba797"); // #6
+        assert_eq!(
+            link_signature(&m, &request(1, "100.00")),
+            "8ca1d1c1a6f9353bebe5b087697ba797"
+        ); // #6
 
         let m = merchant("robo-demo", "password#1", "x");
         let mut req = request(1, "10");
@@ -710,12 +741,10 @@ mod tests {
         assert_eq!(link_signature(&m, &req), "b98027823a17ee5be83c767f18315400"); // #8
 
         let m = merchant("shaggyone239", "12345asdf", "x");
-        assert_eq!(link_signature(&m, &request(15, "185.11")), "55f2aee20767cde28e7fc49919cec969"); // #20
-
-        let m = merchant("robo-demo", "password_1", "x");
-        let mut m_sha = m.clone();
-        m_sha.hash = HashAlg::Sha256;
-        let _ = m_sha; // sha256 plumbing is covered by the callback vectors below.
+        assert_eq!(
+            link_signature(&m, &request(15, "185.11")),
+            "55f2aee20767cde28e7fc49919cec969"
+        ); // #20
     }
 
     /// The ResultURL vectors, end to end through `verify_result`.
@@ -742,14 +771,21 @@ mod tests {
             p.extend(pairs(extra));
             p
         };
-        assert!(verify_result(&m, &with_sig(&[("SignatureValue", "f38a17bc0db36343789587e4e5abf33c")])).is_ok());
+        assert!(verify_result(
+            &m,
+            &with_sig(&[("SignatureValue", "f38a17bc0db36343789587e4e5abf33c")])
+        )
+        .is_ok());
         let p12 = with_sig(&[
             ("shp_user_id", "1"),
             ("shp_email", "user@example.com"),
             ("SignatureValue", "9c4b932169d6b683e2b76e31bae35aeb"),
         ]);
         let notice = verify_result(&m, &p12).unwrap();
-        assert_eq!(notice.shp, pairs(&[("shp_email", "user@example.com"), ("shp_user_id", "1")]));
+        assert_eq!(
+            notice.shp,
+            pairs(&[("shp_email", "user@example.com"), ("shp_user_id", "1")])
+        );
         m.hash = HashAlg::Sha256;
         let sig11 = "6229bb8aa8f4e431fc43022f2847ae3296a9d7fe649b97cb65755abc90d15f0c";
         assert!(verify_result(&m, &with_sig(&[("SignatureValue", sig11)])).is_ok());
@@ -763,12 +799,22 @@ mod tests {
             ("SignatureValue", "56aad7334a473638781b4946998c113e"),
         ]);
         assert_eq!(verify_result(&m, &p10), Err(ResultError::BadInvId));
-        assert_eq!(result_signature(&m, "10", "", &[]), "56aad7334a473638781b4946998c113e");
+        assert_eq!(
+            result_signature(&m, "10", "", &[]),
+            "56aad7334a473638781b4946998c113e"
+        );
 
         // #19: Lexty.
         let m = merchant("login", "pass1", "pass2");
-        let p19 = pairs(&[("OutSum", "150"), ("InvId", "123"), ("SignatureValue", "0109ea77984a645bf105f563abee3fe2")]);
-        assert_eq!(verify_result(&m, &p19).unwrap().out_sum, Amount::from_kopecks(15_000));
+        let p19 = pairs(&[
+            ("OutSum", "150"),
+            ("InvId", "123"),
+            ("SignatureValue", "0109ea77984a645bf105f563abee3fe2"),
+        ]);
+        assert_eq!(
+            verify_result(&m, &p19).unwrap().out_sum,
+            Amount::from_kopecks(15_000)
+        );
     }
 
     /// Spec §8's docs-style receipt vector, rebuilt from a `Receipt` value and put in a URL
@@ -832,7 +878,8 @@ mod tests {
             receipt: None,
             email: None,
         };
-        let sig = HashAlg::Md5.hex_digest("groupcast:490.00:1700000000123:pw1:Shp_plan=30:Shp_user=42");
+        let sig =
+            HashAlg::Md5.hex_digest("groupcast:490.00:1700000000123:pw1:Shp_plan=30:Shp_user=42");
         assert_eq!(link_signature(&m, &req), sig);
         // П=D0 9F о=D0 BE д=D0 B4 п=D0 BF и=D0 B8 с=D1 81 к=D0 BA а=D0 B0 ...
         let expected = format!(
@@ -872,14 +919,16 @@ mod tests {
         );
         let once = receipt.encoded();
         // PHP urlencode: spaces become `+`, which the URL then carries as `%2B`.
-        assert!(once.contains("%D0%9F%D0%BE%D0%B4%D0%BF%D0%B8%D1%81%D0%BA%D0%B0+%22Groupcast%22+30+"));
+        assert!(once.contains(
+            "%D0%9F%D0%BE%D0%B4%D0%BF%D0%B8%D1%81%D0%BA%D0%B0+%5C%22Groupcast%5C%22+30+"
+        ));
         assert!(once.contains("%22sum%22%3A1290.5%2C"));
         let m = merchant("shop", "p1", "p2");
         let mut req = request(3, "1290.50");
         req.receipt = Some(receipt);
         let url = payment_url(&m, &req);
         let twice = query_encode(&once);
-        assert!(twice.contains("%2522Groupcast%2522%2B30%2B"));
+        assert!(twice.contains("%255C%2522Groupcast%255C%2522%2B30%2B"));
         assert!(url.contains(&format!("&Receipt={twice}&")));
         let base = format!("shop:1290.50:3:{once}:p1");
         assert_eq!(link_signature(&m, &req), HashAlg::Md5.hex_digest(&base));
@@ -920,7 +969,11 @@ mod tests {
     #[test]
     fn live_callback_with_six_decimals_uppercase_and_legacy_duplicates_is_accepted() {
         let m = merchant("shop", "live1", "live2");
-        let params = live_callback(&m, "490.000000", &[("Shp_user", "610893809"), ("Shp_plan", "30")]);
+        let params = live_callback(
+            &m,
+            "490.000000",
+            &[("Shp_user", "610893809"), ("Shp_plan", "30")],
+        );
         let sig = HashAlg::Md5
             .hex_digest("490.000000:16799:live2:Shp_plan=30:Shp_user=610893809")
             .to_ascii_uppercase();
@@ -973,37 +1026,63 @@ mod tests {
         let good = live_callback(&m, "490.000000", &[("Shp_plan", "30"), ("Shp_user", "42")]);
         assert!(verify_result(&m, &good).is_ok());
 
-        let cases: Vec<(&str, Box<dyn Fn(&mut Vec<(String, String)>)>)> = vec![
-            ("OutSum", Box::new(|p| {
-                set(p, "OutSum", "1.000000");
-                set(p, "out_summ", "1.000000");
-            })),
+        type Tamper = Box<dyn Fn(&mut Vec<(String, String)>)>;
+        let cases: Vec<(&str, Tamper)> = vec![
+            (
+                "OutSum",
+                Box::new(|p| {
+                    set(p, "OutSum", "1.000000");
+                    set(p, "out_summ", "1.000000");
+                }),
+            ),
             // Same decimal, other string: the signature covers the received text.
-            ("OutSum reformatted", Box::new(|p| set(p, "OutSum", "490.00"))),
-            ("InvId", Box::new(|p| {
-                set(p, "InvId", "16800");
-                set(p, "inv_id", "16800");
-            })),
+            (
+                "OutSum reformatted",
+                Box::new(|p| set(p, "OutSum", "490.00")),
+            ),
+            (
+                "InvId",
+                Box::new(|p| {
+                    set(p, "InvId", "16800");
+                    set(p, "inv_id", "16800");
+                }),
+            ),
             ("Shp value", Box::new(|p| set(p, "Shp_user", "43"))),
-            ("Shp values swapped", Box::new(|p| {
-                set(p, "Shp_plan", "42");
-                set(p, "Shp_user", "30");
-            })),
-            ("Shp removed", Box::new(|p| p.retain(|(k, _)| k != "Shp_user"))),
-            ("Shp added", Box::new(|p| p.push(("Shp_extra".into(), "1".into())))),
-            ("signature one char", Box::new(|p| {
-                for (k, v) in p.iter_mut() {
-                    if k == "SignatureValue" || k == "crc" {
-                        let flipped = if v.starts_with('0') { "1" } else { "0" };
-                        v.replace_range(0..1, flipped);
+            (
+                "Shp values swapped",
+                Box::new(|p| {
+                    set(p, "Shp_plan", "42");
+                    set(p, "Shp_user", "30");
+                }),
+            ),
+            (
+                "Shp removed",
+                Box::new(|p| p.retain(|(k, _)| k != "Shp_user")),
+            ),
+            (
+                "Shp added",
+                Box::new(|p| p.push(("Shp_extra".into(), "1".into()))),
+            ),
+            (
+                "signature one char",
+                Box::new(|p| {
+                    for (k, v) in p.iter_mut() {
+                        if k == "SignatureValue" || k == "crc" {
+                            let flipped = if v.starts_with('0') { "1" } else { "0" };
+                            v.replace_range(0..1, flipped);
+                        }
                     }
-                }
-            })),
+                }),
+            ),
         ];
         for (what, tamper) in cases {
             let mut params = good.clone();
             tamper(&mut params);
-            assert_eq!(verify_result(&m, &params), Err(ResultError::BadSignature), "{what}");
+            assert_eq!(
+                verify_result(&m, &params),
+                Err(ResultError::BadSignature),
+                "{what}"
+            );
         }
 
         // Signed over the Shp pairs in non-alphabetical order.
@@ -1029,7 +1108,13 @@ mod tests {
         let mixed: String = lower
             .chars()
             .enumerate()
-            .map(|(i, c)| if i % 2 == 0 { c.to_ascii_uppercase() } else { c })
+            .map(|(i, c)| {
+                if i % 2 == 0 {
+                    c.to_ascii_uppercase()
+                } else {
+                    c
+                }
+            })
             .collect();
         set(&mut params, "SignatureValue", &mixed);
         assert!(verify_result(&m, &params).is_ok());
@@ -1041,17 +1126,30 @@ mod tests {
         let test = merchant("shop", "test1", "test2");
         // Signed with the test Password #2 (a test-mode callback) against a live config.
         let from_test = live_callback(&test, "490.00", &[("Shp_plan", "30")]);
-        assert_eq!(verify_result(&live, &from_test), Err(ResultError::BadSignature));
+        assert_eq!(
+            verify_result(&live, &from_test),
+            Err(ResultError::BadSignature)
+        );
         // Signed with Password #1 (a SuccessURL signature replayed as a ResultURL).
         let shp = pairs(&[("Shp_plan", "30")]);
         let sig1 = success_signature(&live, "490.00", "16799", &shp);
-        let mut params = pairs(&[("OutSum", "490.00"), ("InvId", "16799"), ("SignatureValue", &sig1)]);
+        let mut params = pairs(&[
+            ("OutSum", "490.00"),
+            ("InvId", "16799"),
+            ("SignatureValue", &sig1),
+        ]);
         params.extend(shp);
-        assert_eq!(verify_result(&live, &params), Err(ResultError::BadSignature));
+        assert_eq!(
+            verify_result(&live, &params),
+            Err(ResultError::BadSignature)
+        );
         // ... which is exactly what `verify_success` accepts.
         assert_eq!(verify_success(&live, &params).unwrap().inv_id, 16799);
         let from_result = live_callback(&live, "490.00", &[("Shp_plan", "30")]);
-        assert_eq!(verify_success(&live, &from_result), Err(ResultError::BadSignature));
+        assert_eq!(
+            verify_success(&live, &from_result),
+            Err(ResultError::BadSignature)
+        );
     }
 
     #[test]
@@ -1059,18 +1157,49 @@ mod tests {
         let m = merchant("shop", "secret-one", "secret-two");
         let sig = result_signature(&m, "10", "1", &[]);
         let missing = pairs(&[("InvId", "1"), ("SignatureValue", &sig)]);
-        assert_eq!(verify_result(&m, &missing), Err(ResultError::MissingField("OutSum")));
+        assert_eq!(
+            verify_result(&m, &missing),
+            Err(ResultError::MissingField("OutSum"))
+        );
         let missing = pairs(&[("OutSum", "10"), ("SignatureValue", &sig)]);
-        assert_eq!(verify_result(&m, &missing), Err(ResultError::MissingField("InvId")));
+        assert_eq!(
+            verify_result(&m, &missing),
+            Err(ResultError::MissingField("InvId"))
+        );
         let missing = pairs(&[("OutSum", "10"), ("InvId", "1")]);
-        assert_eq!(verify_result(&m, &missing), Err(ResultError::MissingField("SignatureValue")));
+        assert_eq!(
+            verify_result(&m, &missing),
+            Err(ResultError::MissingField("SignatureValue"))
+        );
 
-        let twice = pairs(&[("OutSum", "10"), ("OutSum", "11"), ("InvId", "1"), ("SignatureValue", &sig)]);
-        assert_eq!(verify_result(&m, &twice), Err(ResultError::ConflictingField("OutSum".into())));
-        let same_twice = pairs(&[("OutSum", "10"), ("OutSum", "10"), ("InvId", "1"), ("SignatureValue", &sig)]);
+        let twice = pairs(&[
+            ("OutSum", "10"),
+            ("OutSum", "11"),
+            ("InvId", "1"),
+            ("SignatureValue", &sig),
+        ]);
+        assert_eq!(
+            verify_result(&m, &twice),
+            Err(ResultError::ConflictingField("OutSum".into()))
+        );
+        let same_twice = pairs(&[
+            ("OutSum", "10"),
+            ("OutSum", "10"),
+            ("InvId", "1"),
+            ("SignatureValue", &sig),
+        ]);
         assert!(verify_result(&m, &same_twice).is_ok());
-        let shp_twice = pairs(&[("OutSum", "10"), ("InvId", "1"), ("Shp_a", "1"), ("Shp_a", "2"), ("SignatureValue", &sig)]);
-        assert_eq!(verify_result(&m, &shp_twice), Err(ResultError::ConflictingField("Shp_a".into())));
+        let shp_twice = pairs(&[
+            ("OutSum", "10"),
+            ("InvId", "1"),
+            ("Shp_a", "1"),
+            ("Shp_a", "2"),
+            ("SignatureValue", &sig),
+        ]);
+        assert_eq!(
+            verify_result(&m, &shp_twice),
+            Err(ResultError::ConflictingField("Shp_a".into()))
+        );
 
         for (out_sum, inv_id, err) in [
             ("10", "0", ResultError::BadInvId),
@@ -1083,11 +1212,19 @@ mod tests {
             ("10.001", "1", ResultError::BadAmount),
         ] {
             let sig = result_signature(&m, out_sum, inv_id, &[]);
-            let params = pairs(&[("OutSum", out_sum), ("InvId", inv_id), ("SignatureValue", &sig)]);
+            let params = pairs(&[
+                ("OutSum", out_sum),
+                ("InvId", inv_id),
+                ("SignatureValue", &sig),
+            ]);
             assert_eq!(verify_result(&m, &params), Err(err), "{out_sum} / {inv_id}");
         }
 
-        let received = pairs(&[("OutSum", "10"), ("InvId", "1"), ("SignatureValue", "DEADBEEF00112233")]);
+        let received = pairs(&[
+            ("OutSum", "10"),
+            ("InvId", "1"),
+            ("SignatureValue", "DEADBEEF00112233"),
+        ]);
         let err = verify_result(&m, &received).unwrap_err();
         for text in [err.to_string(), format!("{err:?}")] {
             assert!(!text.contains("secret"), "{text}");
@@ -1108,8 +1245,22 @@ mod tests {
         assert_eq!(a("100.0"), Some(Amount::from_kopecks(10_000)));
         assert_ne!(a("490.01"), a("490.00"));
         for bad in [
-            "", ".", "-1", "+1", "1.", ".5", "1.001", "1.0000001", "1,5", " 1", "1 ", "1e3",
-            "1.2.3", "abc", "NaN", "99999999999999999999",
+            "",
+            ".",
+            "-1",
+            "+1",
+            "1.",
+            ".5",
+            "1.001",
+            "1.0000001",
+            "1,5",
+            " 1",
+            "1 ",
+            "1e3",
+            "1.2.3",
+            "abc",
+            "NaN",
+            "99999999999999999999",
         ] {
             assert_eq!(a(bad), None, "{bad:?}");
         }
@@ -1134,7 +1285,10 @@ mod tests {
             HashAlg::Ripemd160,
         ] {
             assert_eq!(HashAlg::parse(alg.as_str()), Some(alg));
-            assert_eq!(HashAlg::parse(&alg.as_str().to_ascii_uppercase()), Some(alg));
+            assert_eq!(
+                HashAlg::parse(&alg.as_str().to_ascii_uppercase()),
+                Some(alg)
+            );
         }
         assert_eq!(HashAlg::parse("RIPEMD160"), Some(HashAlg::Ripemd160));
         assert_eq!(HashAlg::parse("Sha256"), Some(HashAlg::Sha256));

@@ -45,6 +45,8 @@ impl Entropy for OsEntropy {
 
 /// Everything a running server holds.
 pub struct App {
+    /// `https://t.me/<bot>`, learnt from getMe at start (for the payment pages).
+    bot_url: std::sync::OnceLock<String>,
     pub settings: Settings,
     pub svc: Services,
     pub db: Arc<SqliteDb>,
@@ -103,6 +105,10 @@ pub fn open_db(settings: &Settings) -> anyhow::Result<Arc<SqliteDb>> {
 }
 
 impl App {
+    pub fn bot_url(&self) -> Option<String> {
+        self.bot_url.get().cloned()
+    }
+
     pub fn build(settings: Settings) -> anyhow::Result<Arc<App>> {
         if settings.redis_url.is_some() {
             anyhow::bail!(
@@ -125,7 +131,7 @@ impl App {
             settings: Arc::new(settings.core.clone()),
         };
         let dispatcher = Dispatcher::new(svc.clone());
-        Ok(Arc::new(App { settings, svc, db, telegram, dispatcher }))
+        Ok(Arc::new(App { bot_url: std::sync::OnceLock::new(), settings, svc, db, telegram, dispatcher }))
     }
 
     /// Serves until `shutdown` turns true: HTTP, update intake, mailing runner.
@@ -136,6 +142,14 @@ impl App {
         let addr = listener.local_addr()?;
         tracing::info!(%addr, mode = if self.settings.public_url.is_some() { "webhook" } else { "polling" }, "groupcast serving");
 
+        match self.telegram.get_me().await {
+            Ok(me) => {
+                if let Some(name) = me.username {
+                    let _ = self.bot_url.set(format!("https://t.me/{name}"));
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "getMe failed; payment pages will not link back to the bot"),
+        }
         let runner_id = format!("{}-{}", hostname(), std::process::id());
         let runner = Runner::new(self.svc.clone(), self.settings.lease_ttl_ms, runner_id);
         let runner_task = tokio::spawn(runner.run(shutdown.clone(), Duration::from_secs(8)));
@@ -150,7 +164,10 @@ impl App {
         let housekeeping = tokio::spawn(Arc::clone(&self).housekeeping(shutdown.clone()));
 
         let mut http_shutdown = shutdown.clone();
-        axum::serve(listener, http::router(Arc::clone(&self)))
+        axum::serve(
+            listener,
+            http::router(Arc::clone(&self)).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
             .with_graceful_shutdown(async move {
                 let _ = http_shutdown.wait_for(|s| *s).await;
             })
@@ -165,19 +182,30 @@ impl App {
         Ok(())
     }
 
-    /// Periodic chores: forgets update ids older than a week (Telegram redelivers for
-    /// far less than that), once an hour.
+    /// Periodic chores: subscription reminders every `REMINDER_INTERVAL_SECS`, and once an
+    /// hour forgetting update ids older than a week (Telegram redelivers for far less).
     async fn housekeeping(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        const EVERY: Duration = Duration::from_secs(3600);
+        const PRUNE_EVERY_MS: i64 = 3_600_000;
         const KEEP_MS: i64 = 7 * 86_400_000;
+        let every = Duration::from_secs(self.settings.reminder_interval_secs);
+        let mut pruned_at: Option<i64> = None;
         while !*shutdown.borrow() {
-            match self.db.prune_updates(self.svc.now_ms() - KEEP_MS).await {
-                Ok(n) if n > 0 => tracing::info!(pruned = n, "forgot old update ids"),
+            match groupcast_core::payments::send_due_reminders(&self.svc).await {
+                Ok(n) if n > 0 => tracing::info!(sent = n, "subscription reminders sent"),
                 Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "pruning update ids failed"),
+                Err(e) => tracing::warn!(error = %e, "subscription reminders failed"),
+            }
+            let now = self.svc.now_ms();
+            if pruned_at.is_none_or(|t| now - t >= PRUNE_EVERY_MS) {
+                match self.db.prune_updates(now - KEEP_MS).await {
+                    Ok(n) if n > 0 => tracing::info!(pruned = n, "forgot old update ids"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "pruning update ids failed"),
+                }
+                pruned_at = Some(now);
             }
             tokio::select! {
-                _ = tokio::time::sleep(EVERY) => {}
+                _ = tokio::time::sleep(every) => {}
                 _ = shutdown.changed() => {}
             }
         }

@@ -4,12 +4,15 @@
 
 use crate::app::App;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Json, Response};
+use axum::response::{Html, IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use groupcast_core::payments;
 use groupcast_core::telegram::Update;
+use groupcast_core::texts::Lang;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
@@ -20,6 +23,9 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/telegram/webhook", post(webhook))
         .route("/healthz", get(healthz))
+        .route("/robokassa/result", get(robokassa_result).post(robokassa_result))
+        .route("/robokassa/success", get(robokassa_success).post(robokassa_success))
+        .route("/robokassa/fail", get(robokassa_fail).post(robokassa_fail))
         .layer(DefaultBodyLimit::max(MAX_UPDATE_BYTES))
         .with_state(app)
 }
@@ -58,6 +64,64 @@ async fn webhook(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -
     }
 }
 
+/// `application/x-www-form-urlencoded` (a query string or a form body) into pairs, decoded
+/// once (`+` is a space).
+pub fn form_pairs(s: &str) -> Vec<(String, String)> {
+    let decode = |v: &str| {
+        let v = v.replace('+', " ");
+        urlencoding::decode(&v).map(|c| c.into_owned()).unwrap_or(v)
+    };
+    s.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+/// The pairs of a Robokassa call: the query string, then a form body.
+fn robokassa_params(query: Option<String>, body: &Bytes) -> Vec<(String, String)> {
+    let mut pairs = form_pairs(query.as_deref().unwrap_or(""));
+    pairs.extend(form_pairs(&String::from_utf8_lossy(body)));
+    pairs
+}
+
+/// ResultURL: Robokassa's server-to-server notification, the only thing that marks an
+/// invoice paid (see `payments::on_result`).
+async fn robokassa_result(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
+    let allowed = &app.settings.robokassa_allowed_ips;
+    if !allowed.is_empty() && !allowed.contains(&peer.ip()) {
+        tracing::warn!(peer = %peer.ip(), "robokassa notification from an address not in ROBOKASSA_ALLOWED_IPS");
+        return (StatusCode::FORBIDDEN, "forbidden").into_response();
+    }
+    let reply = payments::on_result(&app.svc, &robokassa_params(query, &body)).await;
+    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_REQUEST);
+    (status, [("content-type", "text/plain; charset=utf-8")], reply.body).into_response()
+}
+
+fn landing(app: &App, query: Option<String>, body: &Bytes, success: bool) -> Response {
+    let pairs = robokassa_params(query, body);
+    let get = |key: &str| pairs.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v.as_str());
+    let lang = get("Culture").map(Lang::parse).unwrap_or_default();
+    let inv_id = get("InvId").or_else(|| get("inv_id")).and_then(|v| v.parse().ok());
+    Html(payments::landing_page(lang, success, inv_id, app.bot_url().as_deref())).into_response()
+}
+
+/// SuccessURL and FailURL: pages for the payer's browser; they never change anything.
+async fn robokassa_success(State(app): State<Arc<App>>, RawQuery(query): RawQuery, body: Bytes) -> Response {
+    landing(&app, query, &body, true)
+}
+
+async fn robokassa_fail(State(app): State<Arc<App>>, RawQuery(query): RawQuery, body: Bytes) -> Response {
+    landing(&app, query, &body, false)
+}
+
 async fn healthz(State(app): State<Arc<App>>) -> Response {
     let storage = app.db.ping().await.is_ok();
     let now = app.svc.now_ms();
@@ -80,7 +144,16 @@ async fn healthz(State(app): State<Arc<App>>) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::secret_matches;
+    use super::{form_pairs, secret_matches};
+
+    #[test]
+    fn forms() {
+        let pairs = form_pairs("OutSum=490.000000&InvId=7&Shp_plan=30&Description=%D0%9F+x&empty=&flag");
+        assert_eq!(pairs[0], ("OutSum".into(), "490.000000".into()));
+        assert_eq!(pairs[3], ("Description".into(), "П x".into()));
+        assert_eq!(pairs[4], ("empty".into(), "".into()));
+        assert_eq!(pairs[5], ("flag".into(), "".into()));
+    }
 
     #[test]
     fn secret_compare() {

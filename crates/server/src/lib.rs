@@ -14,3 +14,4 @@ pub mod wappi;
 pub mod telegram;
 pub mod db;
 pub mod state;
+pub mod redis_state;

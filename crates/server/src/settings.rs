@@ -2,7 +2,9 @@
 //! malformed setting stops start-up with one line naming the variable; secrets are wrapped in
 //! [`Secret`] so they never reach a log line.
 
+use groupcast_core::payments::Payments;
 use groupcast_core::ports::PacingConfig;
+use groupcast_core::robokassa::{HashAlg, Merchant};
 use groupcast_core::services::{CoreSettings, EngineConfig};
 use groupcast_core::Secret;
 use std::collections::HashMap;
@@ -40,6 +42,10 @@ pub struct Settings {
     pub lease_ttl_ms: u64,
     /// JSON log lines (`LOG_FORMAT=json`).
     pub log_json: bool,
+    /// Addresses allowed to call `/robokassa/result`; empty = any (`ROBOKASSA_ALLOWED_IPS`).
+    pub robokassa_allowed_ips: Vec<std::net::IpAddr>,
+    /// How often subscription reminders are looked for (`REMINDER_INTERVAL_SECS`, default 300).
+    pub reminder_interval_secs: u64,
     pub core: CoreSettings,
 }
 
@@ -106,6 +112,42 @@ fn url(var: &'static str, v: &str) -> Result<String, SettingError> {
     }
 }
 
+fn flag(src: &Source, var: &'static str) -> Result<bool, SettingError> {
+    match src.get(var) {
+        None | Some("0") => Ok(false),
+        Some("1") => Ok(true),
+        Some(v) => Err(bad(var, format!("expected 0 or 1, got {v:?}"))),
+    }
+}
+
+/// The Robokassa shop: all three credentials, or none (payments off).
+fn robokassa(src: &Source) -> Result<Option<Payments>, SettingError> {
+    let login = src.get("ROBOKASSA_MERCHANT_LOGIN");
+    let p1 = src.get("ROBOKASSA_PASSWORD1");
+    let p2 = src.get("ROBOKASSA_PASSWORD2");
+    let (login, p1, p2) = match (login, p1, p2) {
+        (None, None, None) => return Ok(None),
+        (Some(l), Some(a), Some(b)) => (l, a, b),
+        (None, _, _) => return Err(bad("ROBOKASSA_MERCHANT_LOGIN", "is required with the Robokassa passwords")),
+        (_, None, _) => return Err(bad("ROBOKASSA_PASSWORD1", "is required with ROBOKASSA_MERCHANT_LOGIN")),
+        (_, _, None) => return Err(bad("ROBOKASSA_PASSWORD2", "is required with ROBOKASSA_MERCHANT_LOGIN")),
+    };
+    let mut merchant = Merchant::new(login, Secret::new(p1), Secret::new(p2));
+    if let Some(h) = src.get("ROBOKASSA_HASH") {
+        merchant.hash = HashAlg::parse(h)
+            .ok_or_else(|| bad("ROBOKASSA_HASH", "expected md5, sha1, sha256, sha384, sha512 or ripemd160"))?;
+    }
+    merchant.test_mode = flag(src, "ROBOKASSA_TEST_MODE")?;
+    if let Some(u) = src.get("ROBOKASSA_PAYMENT_URL") {
+        merchant.payment_url = url("ROBOKASSA_PAYMENT_URL", u)?;
+    }
+    Ok(Some(Payments {
+        merchant,
+        receipt: flag(src, "ROBOKASSA_RECEIPT")?,
+        receipt_tax: src.get("ROBOKASSA_RECEIPT_TAX").unwrap_or("none").to_string(),
+    }))
+}
+
 impl Settings {
     pub fn load(src: &Source) -> Result<Settings, SettingError> {
         let telegram_token = src
@@ -163,7 +205,7 @@ impl Settings {
             admin_ids,
             plans: groupcast_core::billing::parse_plans(src.get("SUBSCRIPTION_PLANS").unwrap_or("30:490"))
                 .map_err(|e| bad("SUBSCRIPTION_PLANS", e))?,
-            payments: None,
+            payments: robokassa(src)?,
             engine: EngineConfig {
                 max_attempts: max_attempts.max(1),
                 backoff_base_ms: src.parse("RETRY_BASE_MS", 1000, "milliseconds")?,
@@ -187,6 +229,16 @@ impl Settings {
             encryption_key: src.get("ENCRYPTION_KEY").map(Secret::new),
             lease_ttl_ms: src.parse::<u64>("LEASE_TTL_SECS", 15, "a whole number of seconds")? * 1000,
             log_json: src.get("LOG_FORMAT").is_some_and(|v| v.eq_ignore_ascii_case("json")),
+            robokassa_allowed_ips: match src.get("ROBOKASSA_ALLOWED_IPS") {
+                None => Vec::new(),
+                Some(list) => list
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| s.parse().map_err(|_| bad("ROBOKASSA_ALLOWED_IPS", format!("{s:?} is not an IP address"))))
+                    .collect::<Result<_, _>>()?,
+            },
+            reminder_interval_secs: src.parse("REMINDER_INTERVAL_SECS", 300, "a whole number of seconds")?.max(1),
             core,
         })
     }
@@ -230,6 +282,28 @@ mod tests {
         for (pairs, var) in cases {
             let err = Settings::load(&src(&pairs)).unwrap_err();
             assert_eq!(err.var, var, "{err}");
+        }
+    }
+
+    #[test]
+    fn robokassa_settings() {
+        let base = [("TELEGRAM_BOT_TOKEN", "1:a")];
+        assert!(Settings::load(&src(&base)).unwrap().core.payments.is_none());
+        let err = Settings::load(&src(&[base[0], ("ROBOKASSA_MERCHANT_LOGIN", "shop"), ("ROBOKASSA_PASSWORD1", "p1")])).unwrap_err();
+        assert_eq!(err.var, "ROBOKASSA_PASSWORD2");
+        let full = [base[0], ("ROBOKASSA_MERCHANT_LOGIN", "shop"), ("ROBOKASSA_PASSWORD1", "p1"), ("ROBOKASSA_PASSWORD2", "p2")];
+        let s = Settings::load(&src(&full)).unwrap();
+        let p = s.core.payments.unwrap();
+        assert_eq!((p.merchant.hash, p.merchant.test_mode, p.receipt), (HashAlg::Md5, false, false));
+        let mut more = full.to_vec();
+        more.extend([("ROBOKASSA_HASH", "sha256"), ("ROBOKASSA_TEST_MODE", "1"), ("SUBSCRIPTION_PLANS", "30:490,90:1290")]);
+        let s = Settings::load(&src(&more)).unwrap();
+        assert_eq!(s.core.plans.len(), 2);
+        assert!(s.core.payments.unwrap().merchant.test_mode);
+        for (var, val) in [("ROBOKASSA_HASH", "crc32"), ("ROBOKASSA_TEST_MODE", "yes"), ("SUBSCRIPTION_PLANS", "30"), ("ROBOKASSA_ALLOWED_IPS", "x")] {
+            let mut v = full.to_vec();
+            v.push((var, val));
+            assert_eq!(Settings::load(&src(&v)).unwrap_err().var, var);
         }
     }
 
