@@ -260,3 +260,42 @@ async fn reminders_go_out_once_and_operators_grant_and_count() {
     assert!(stats.text.contains("Выручка за месяц: 0 ₽"), "{}", stats.text);
     w.tg.wait_until(|_| true, STEP).await.unwrap();
 }
+
+#[tokio::test]
+async fn test_mode_with_a_receipt_and_sha256() {
+    use sha2::Sha256;
+    let w = World::start_with(|env| {
+        env.insert("TRIAL_DAYS".into(), "0".into());
+        env.insert("ROBOKASSA_MERCHANT_LOGIN".into(), LOGIN.into());
+        env.insert("ROBOKASSA_PASSWORD1".into(), PASS1.into());
+        env.insert("ROBOKASSA_PASSWORD2".into(), PASS2.into());
+        env.insert("ROBOKASSA_TEST_MODE".into(), "1".into());
+        env.insert("ROBOKASSA_RECEIPT".into(), "1".into());
+        env.insert("ROBOKASSA_HASH".into(), "sha256".into());
+    })
+    .await;
+    let p = w.person(6005);
+    let (inv, q) = invoice_for(&w, &p, 5, "30 дн").await;
+    assert_eq!(q["IsTest"], "1");
+    // The URL carries the receipt encoded twice; decoded once it is the signed form, and
+    // decoded again the 54-FZ JSON with one service item at the plan's price.
+    let receipt_once = &q["Receipt"];
+    let json: serde_json::Value =
+        serde_json::from_str(&urlencoding::decode(&receipt_once.replace('+', " ")).unwrap()).unwrap();
+    assert_eq!(json["items"][0]["sum"], 490);
+    assert_eq!(json["items"][0]["quantity"], 1);
+    assert_eq!(json["items"][0]["payment_object"], "service");
+    let want = hex::encode(Sha256::digest(format!("{LOGIN}:490.00:{inv}:{receipt_once}:{PASS1}:Shp_plan=30").as_bytes()));
+    assert_eq!(q["SignatureValue"].to_lowercase(), want);
+    // A test notification signed with the configured (test) Password #2 and SHA-256 is taken.
+    let sig = hex::encode(Sha256::digest(format!("490.000000:{inv}:{PASS2}:Shp_plan=30").as_bytes()));
+    let form = vec![
+        ("OutSum", "490.000000".to_string()),
+        ("InvId", inv.to_string()),
+        ("SignatureValue", sig),
+        ("Shp_plan", "30".to_string()),
+        ("IsTest", "1".to_string()),
+    ];
+    assert_eq!(notify(&w, &form).await, (200, format!("OK{inv}")));
+    p.hears("Оплата получена").await;
+}
