@@ -27,4 +27,8 @@ pub use ids::{ChatId, GroupJid, MailingId, ProfileId, UserId};
 pub use secret::Secret;
 
 #[cfg(test)]
+mod bot_tests;
+#[cfg(test)]
 mod engine_tests;
+#[cfg(test)]
+mod testing_tests;

@@ -23,6 +23,17 @@
 //! | `mailing_tasks_processing:<consumer>` | list | taken by that consumer, not yet acked |
 //! | `mailing_tasks_consumers` | hash | consumer → last sign of life ms (Redis clock) |
 //!
+//! Fencing numbers are `max(counter + 1, fence of the lease replaced + 1, now, Redis clock ms)`,
+//! so they keep growing even when Redis lost its data (the ledger remembers the last one): a
+//! regression would need fences handed out faster than one per millisecond *and* the loss of
+//! the profile's lease key too.
+//!
+//! The intake queue delivers at least once (the lease and the ledger make a second delivery
+//! harmless): [`State::dequeue`] moves a mailing into the taker's processing list, where it
+//! stays until [`RedisState::ack`]. [`RedisState::requeue_stale`] gives back, at the head of
+//! the queue, what consumers silent for too long still hold; [`RedisState::give_back`] does it
+//! at once for this consumer on a graceful stop.
+//!
 //! Requires Redis 6.2 or newer (`LMOVE`) and a single instance or a primary: the scripts touch
 //! keys they are not given (not for Redis Cluster), and a failover to an asynchronous replica
 //! can grant a lease twice (the ledger's fencing check is what stays correct then).
@@ -274,6 +285,15 @@ end
 return moved
 ";
 
+/// Gives everything this consumer holds back to the head of the queue (oldest claim first) and
+/// forgets the consumer. KEYS: queue, processing, consumers. ARGV: consumer. Returns the count.
+const GIVE_BACK: &str = r"
+local moved = 0
+while redis.call('LMOVE', KEYS[2], KEYS[1], 'LEFT', 'RIGHT') do moved = moved + 1 end
+redis.call('HDEL', KEYS[3], ARGV[1])
+return moved
+";
+
 struct Scripts {
     acquire: Script,
     renew: Script,
@@ -283,6 +303,7 @@ struct Scripts {
     heartbeat: Script,
     dequeue: Script,
     requeue_stale: Script,
+    give_back: Script,
 }
 
 impl Scripts {
@@ -297,6 +318,7 @@ impl Scripts {
             heartbeat: s(HEARTBEAT),
             dequeue: s(DEQUEUE),
             requeue_stale: s(REQUEUE_STALE),
+            give_back: s(GIVE_BACK),
         }
     }
 }
@@ -421,6 +443,22 @@ impl RedisState {
         Ok(moved)
     }
 
+    /// Gives every mailing this instance took and has not acked back to the head of the
+    /// queue, at once: for a graceful shutdown, after the drivers stopped, so that another
+    /// process resumes them without waiting for [`RedisState::requeue_stale`]. Returns how
+    /// many came back.
+    pub async fn give_back(&self) -> Result<u64, StateError> {
+        self.scripts
+            .give_back
+            .key(self.key("mailing_tasks_queue"))
+            .key(self.processing_key(&self.consumer))
+            .key(self.key("mailing_tasks_consumers"))
+            .arg(&self.consumer)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(backend)
+    }
+
     /// How many mailings wait in the intake queue.
     pub async fn queue_len(&self) -> Result<u64, StateError> {
         self.llen(self.key("mailing_tasks_queue")).await
@@ -509,9 +547,9 @@ impl RedisState {
                     .collect::<Vec<_>>()
             });
         match version {
-            Some(v) if (v[0], v.get(1).copied().unwrap_or(0)) < (6, 2) => Err(
-                StateError::Backend("redis: version 6.2 or newer is required (LMOVE)".into()),
-            ),
+            Some(v) if (v[0], v.get(1).copied().unwrap_or(0)) < (6, 2) => Err(StateError::Backend(
+                "redis: version 6.2 or newer is required (LMOVE)".into(),
+            )),
             _ => Ok(()),
         }
     }
@@ -599,14 +637,19 @@ fn new_token() -> String {
 /// A Redis error as the port's error. Connection trouble reads "redis unreachable"; nothing
 /// that looks like a URL is passed on (it may hold a password).
 fn backend(e: RedisError) -> StateError {
-    if e.is_io_error() || e.is_connection_refusal() || e.is_timeout() || e.is_connection_dropped()
-    {
+    if e.is_io_error() || e.is_connection_refusal() || e.is_timeout() || e.is_connection_dropped() {
         return StateError::Backend(format!("redis unreachable ({})", e.category()));
     }
     let text = e
         .to_string()
         .split_whitespace()
-        .map(|w| if w.contains("://") || w.contains('@') { "<redacted>" } else { w })
+        .map(|w| {
+            if w.contains("://") || w.contains('@') {
+                "<redacted>"
+            } else {
+                w
+            }
+        })
         .collect::<Vec<_>>()
         .join(" ");
     StateError::Backend(format!("redis: {text}"))
@@ -901,7 +944,10 @@ mod tests {
         let p = profile("fence-profile");
         let t = now_ms();
         let a = state.acquire_lease(&p, 1, t).await.unwrap().unwrap();
-        assert!(a.fence >= t as u64, "the first fence is not below the clock");
+        assert!(
+            a.fence >= t as u64,
+            "the first fence is not below the clock"
+        );
         let b = state
             .acquire_lease(&profile("fence-other"), 1, t)
             .await
@@ -912,18 +958,24 @@ mod tests {
         // Redis lost the counter (a FLUSH, a restart without persistence) within the same
         // millisecond; the profile's old lease is still there and expired: its fence is the
         // floor, so the profile's fences (what the ledger compares) keep growing.
-        let _: i64 = raw_cmd(&mut raw, "DEL", &[&(ns.prefix.clone() + "mailing_lock_fence")]).await;
-        let c = state
-            .acquire_lease(&p, 1, t + 1)
-            .await
-            .unwrap()
-            .unwrap();
+        let _: i64 = raw_cmd(
+            &mut raw,
+            "DEL",
+            &[&(ns.prefix.clone() + "mailing_lock_fence")],
+        )
+        .await;
+        let c = state.acquire_lease(&p, 1, t + 1).await.unwrap().unwrap();
         assert!(c.fence > a.fence, "{} > {}", c.fence, a.fence);
 
         // Lost again a little later, with no lease to remember and a caller whose clock lags
         // far behind: Redis's clock is the floor, above every fence handed out before.
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let _: i64 = raw_cmd(&mut raw, "DEL", &[&(ns.prefix.clone() + "mailing_lock_fence")]).await;
+        let _: i64 = raw_cmd(
+            &mut raw,
+            "DEL",
+            &[&(ns.prefix.clone() + "mailing_lock_fence")],
+        )
+        .await;
         let d = state
             .acquire_lease(&profile("fence-third"), 1, 0)
             .await
@@ -973,7 +1025,13 @@ mod tests {
         }
         // Dequeue moves to the taker's processing list; ack removes it there.
         assert_eq!(a.dequeue().await.unwrap(), Some(MailingId(1)));
-        assert_eq!((a.queue_len().await.unwrap(), a.processing_len().await.unwrap()), (2, 1));
+        assert_eq!(
+            (
+                a.queue_len().await.unwrap(),
+                a.processing_len().await.unwrap()
+            ),
+            (2, 1)
+        );
         assert!(a.ack(MailingId(1)).await.unwrap());
         assert!(!a.ack(MailingId(1)).await.unwrap(), "acked once");
         assert_eq!(a.processing_len().await.unwrap(), 0);
@@ -1008,12 +1066,38 @@ mod tests {
         }
         tokio::time::sleep(Duration::from_millis(60)).await;
         assert_eq!(b.requeue_stale(50).await.unwrap(), 2);
-        let order = [b.dequeue().await.unwrap(), b.dequeue().await.unwrap(), b.dequeue().await.unwrap()];
+        let order = [
+            b.dequeue().await.unwrap(),
+            b.dequeue().await.unwrap(),
+            b.dequeue().await.unwrap(),
+        ];
         assert_eq!(order, [10, 11, 12].map(|n| Some(MailingId(n))));
+        for n in [3, 10, 11, 12] {
+            assert!(b.ack(MailingId(n)).await.unwrap());
+        }
+
+        // A graceful stop gives back what is held, at once and in order.
+        for n in [30, 31] {
+            b.enqueue(MailingId(n)).await.unwrap();
+        }
+        assert_eq!(b.dequeue().await.unwrap(), Some(MailingId(30)));
+        assert_eq!(b.dequeue().await.unwrap(), Some(MailingId(31)));
+        b.enqueue(MailingId(32)).await.unwrap();
+        assert_eq!(b.give_back().await.unwrap(), 2);
+        assert_eq!(b.processing_len().await.unwrap(), 0);
+        for n in [30, 31, 32] {
+            assert_eq!(a.dequeue().await.unwrap(), Some(MailingId(n)));
+            assert!(a.ack(MailingId(n)).await.unwrap());
+        }
 
         // An entry that is no mailing id is dropped, not handed out.
         let mut raw = ns.raw().await;
-        let _: i64 = raw_cmd(&mut raw, "LPUSH", &[&(ns.prefix.clone() + "mailing_tasks_queue"), "garbage"]).await;
+        let _: i64 = raw_cmd(
+            &mut raw,
+            "LPUSH",
+            &[&(ns.prefix.clone() + "mailing_tasks_queue"), "garbage"],
+        )
+        .await;
         b.enqueue(MailingId(20)).await.unwrap();
         assert_eq!(b.dequeue().await.unwrap(), Some(MailingId(20)));
     }
@@ -1024,14 +1108,26 @@ mod tests {
         let state = ns.state().await;
         let mut raw = ns.raw().await;
         let t = now_ms();
-        state.heartbeat("old-runner", t - HEARTBEAT_FORGET_MS - 1).await.unwrap();
+        state
+            .heartbeat("old-runner", t - HEARTBEAT_FORGET_MS - 1)
+            .await
+            .unwrap();
         state.heartbeat("runner", t).await.unwrap();
-        let health: HashMap<String, String> =
-            raw_cmd(&mut raw, "HGETALL", &[&(ns.prefix.clone() + "task_runner_health")]).await;
+        let health: HashMap<String, String> = raw_cmd(
+            &mut raw,
+            "HGETALL",
+            &[&(ns.prefix.clone() + "task_runner_health")],
+        )
+        .await;
         assert_eq!(health, HashMap::from([("runner".into(), t.to_string())]));
 
         state.set_cancel(MailingId(42)).await.unwrap();
-        let ttl: i64 = raw_cmd(&mut raw, "TTL", &[&(ns.prefix.clone() + "cancel_mailing_42")]).await;
+        let ttl: i64 = raw_cmd(
+            &mut raw,
+            "TTL",
+            &[&(ns.prefix.clone() + "cancel_mailing_42")],
+        )
+        .await;
         assert!((CANCEL_TTL_SECS as i64 - 5..=CANCEL_TTL_SECS as i64).contains(&ttl));
     }
 
@@ -1046,7 +1142,11 @@ mod tests {
         PacingConfig {
             profile_rate_per_sec: rate,
             chat_burst: rng.gen_range(0..6),
-            chat_window_ms: if rng.gen_bool(0.1) { 0 } else { rng.gen_range(1..4000) },
+            chat_window_ms: if rng.gen_bool(0.1) {
+                0
+            } else {
+                rng.gen_range(1..4000)
+            },
         }
     }
 
@@ -1065,33 +1165,49 @@ mod tests {
             .collect();
         for seq in 0..300 {
             let p = profile(&format!("parity-{seq}"));
-            let cfg = random_config(&mut rng);
+            let mut cfg = random_config(&mut rng);
             let mut model = PaceState::default();
             let mut now: i64 = rng.gen_range(0..2_000_000_000_000);
-            for step in 0..rng.gen_range(5..40) {
-                now += match rng.gen_range(0..20) {
-                    0 => -rng.gen_range(1..5_000), // the clock steps back
-                    1 => rng.gen_range(0..10_000),
-                    _ => rng.gen_range(0..400),
+            // The last `WaitUntil`: a runner comes back exactly then, which hits every boundary.
+            let mut told: Option<i64> = None;
+            for step in 0..rng.gen_range(5..60) {
+                now = match told.take() {
+                    Some(at) if rng.gen_bool(0.6) => at,
+                    _ => {
+                        now + match rng.gen_range(0..20) {
+                            0 => -rng.gen_range(1..5_000), // the clock steps back
+                            1 => rng.gen_range(0..10_000),
+                            _ => rng.gen_range(0..400),
+                        }
+                    }
                 };
+                if rng.gen_range(0..25) == 0 {
+                    cfg = random_config(&mut rng); // settings changed between two runs
+                }
                 let chat = &chats[rng.gen_range(0..chats.len())];
                 let ctx = format!("seed {seed} sequence {seq} step {step} {cfg:?} at {now}");
-                match rng.gen_range(0..10) {
+                let answer = match rng.gen_range(0..10) {
                     0 => {
                         let until = now + rng.gen_range(-500..3_000);
                         state.set_backoff(&p, until).await.unwrap();
                         model.backoff_until = model.backoff_until.max(until);
+                        continue;
                     }
                     1 | 2 => {
                         let want = decide(&mut model.clone(), chat.as_str(), &cfg, now);
                         let got = state.pace_peek(&p, chat, &cfg, now).await.unwrap();
                         assert_eq!(got, want, "peek, {ctx}");
+                        got
                     }
                     _ => {
                         let want = decide(&mut model, chat.as_str(), &cfg, now);
                         let got = state.pace(&p, chat, &cfg, now).await.unwrap();
                         assert_eq!(got, want, "pace, {ctx}");
+                        got
                     }
+                };
+                if let Pace::WaitUntil(at) = answer {
+                    told = Some(at);
                 }
             }
             let stored = state.pace_snapshot(&p).await.unwrap();
@@ -1152,7 +1268,10 @@ mod tests {
 
         async fn wait_ready(&self) {
             for _ in 0..100 {
-                if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
+                if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                    .await
+                    .is_ok()
+                {
                     return;
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -1180,7 +1299,11 @@ mod tests {
         let url = format!("redis://127.0.0.1:{port}");
         let state = RedisState::connect(&url, DEFAULT_PREFIX).await.unwrap();
         let p = profile("restart-profile");
-        let before = state.acquire_lease(&p, 60_000, now_ms()).await.unwrap().unwrap();
+        let before = state
+            .acquire_lease(&p, 60_000, now_ms())
+            .await
+            .unwrap()
+            .unwrap();
         state.enqueue(MailingId(1)).await.unwrap();
 
         drop(server);
@@ -1204,8 +1327,17 @@ mod tests {
             }
         }
         let after = after.expect("reconnected after the restart and took the lost lease");
-        assert!(after.fence > before.fence, "{} > {}", after.fence, before.fence);
-        assert_eq!(state.dequeue().await.unwrap(), None, "the queue was lost with Redis");
+        assert!(
+            after.fence > before.fence,
+            "{} > {}",
+            after.fence,
+            before.fence
+        );
+        assert_eq!(
+            state.dequeue().await.unwrap(),
+            None,
+            "the queue was lost with Redis"
+        );
         drop(server);
     }
 
@@ -1219,7 +1351,14 @@ mod tests {
         assert_eq!(args.interval_us, 333_334);
         assert_eq!(args.limit, 1);
         assert_eq!(args.window_ms, i64::MAX / 4);
-        assert_eq!(PaceArgs::new(&PacingConfig { profile_rate_per_sec: 0.0, ..PacingConfig::default() }).interval_us, 1 << 46);
+        assert_eq!(
+            PaceArgs::new(&PacingConfig {
+                profile_rate_per_sec: 0.0,
+                ..PacingConfig::default()
+            })
+            .interval_us,
+            1 << 46
+        );
     }
 
     #[test]

@@ -1,0 +1,289 @@
+//! `bot::handle_update` over the in-memory fakes: registration against a scripted Wappi,
+//! the start blockers, and a start → drive → report round trip through the real engine.
+
+use crate::bot::handle_update;
+use crate::dialogue::DialogueState;
+use crate::engine::{Cursor, Step};
+use crate::ids::{ChatId, MailingId, ProfileId, UserId};
+use crate::ledger::MailingStatus;
+use crate::ports::GroupEntry;
+use crate::secret::Secret;
+use crate::services::{CoreSettings, Services};
+use crate::telegram::{MessageId, ReplyMarkup, Update};
+use crate::testing::*;
+use crate::texts::{self, Lang};
+use crate::wappi::{ProfileStatus, WappiError};
+use serde_json::json;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+const ANNA: i64 = 5_106_617_740;
+const TOKEN: &str = "wappiToken0123456789abcdef";
+const PROFILE: &str = "2f099bc3-478d";
+
+static UPDATE_IDS: AtomicI64 = AtomicI64::new(1);
+
+fn next_update_id() -> i64 {
+    UPDATE_IDS.fetch_add(1, Ordering::SeqCst)
+}
+
+fn user_json(user: i64) -> serde_json::Value {
+    json!({"id": user, "is_bot": false, "first_name": "Anna", "language_code": "en"})
+}
+
+/// A private text message from `user`.
+fn text(user: i64, body: &str) -> Update {
+    let id = next_update_id();
+    serde_json::from_value(json!({
+        "update_id": id,
+        "message": {"message_id": id, "from": user_json(user), "chat": {"id": user, "type": "private"},
+                    "date": 1_700_000_000, "text": body}
+    }))
+    .unwrap()
+}
+
+/// A press of an inline button with `data` under the bot's message `message`.
+fn press(user: i64, message: MessageId, data: &str) -> Update {
+    let id = next_update_id();
+    serde_json::from_value(json!({
+        "update_id": id,
+        "callback_query": {"id": format!("cb{id}"), "from": user_json(user), "data": data,
+            "message": {"message_id": message.0, "chat": {"id": user, "type": "private"}, "date": 1_700_000_000}}
+    }))
+    .unwrap()
+}
+
+async fn say(svc: &Services, update: Update) {
+    handle_update(svc, &update).await.expect("handle_update");
+}
+
+fn last(f: &Fakes, user: i64) -> String {
+    f.telegram.last_sent(ChatId(user)).map(|(_, t, _)| t).unwrap_or_default()
+}
+
+fn dialogue(f: &Fakes, user: i64) -> DialogueState {
+    DialogueState::load(&f.db.user(UserId(user)).unwrap().dialogue)
+}
+
+/// The callback data of the inline buttons of the last message to `user`.
+fn last_buttons(f: &Fakes, user: i64) -> (MessageId, Vec<String>) {
+    let (id, _, markup) = f.telegram.last_sent(ChatId(user)).unwrap();
+    let Some(ReplyMarkup::Inline(kb)) = markup else { panic!("inline buttons expected") };
+    (id, kb.inline_keyboard.iter().flatten().filter_map(|b| b.callback_data.clone()).collect())
+}
+
+async fn register_by_dialogue(svc: &Services, f: &Fakes) {
+    say(svc, text(ANNA, "/start")).await;
+    assert_eq!(last(f, ANNA), texts::ask_token(Lang::En));
+    assert_eq!(dialogue(f, ANNA), DialogueState::AwaitToken);
+    say(svc, text(ANNA, TOKEN)).await;
+    assert_eq!(last(f, ANNA), texts::ask_profile(Lang::En, &Secret::new(TOKEN).masked()));
+    say(svc, text(ANNA, PROFILE)).await;
+}
+
+#[tokio::test]
+async fn registration_checks_the_profile_with_wappi_and_keeps_the_token_encrypted() {
+    let (svc, f) = services(CoreSettings::default());
+    register_by_dialogue(&svc, &f).await;
+
+    assert_eq!(last(&f, ANNA), texts::registered(Lang::En, Some("79990001122")));
+    let calls = f.wappi.calls_of(WappiMethod::GetStatus);
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].profile.as_str(), PROFILE);
+    let user = f.db.user(UserId(ANNA)).unwrap();
+    assert!(user.is_registered());
+    assert_eq!(user.profile_id, ProfileId::parse(PROFILE));
+    let stored = user.wappi_token_enc.clone().unwrap();
+    assert!(!stored.contains(TOKEN), "stored encrypted");
+    assert_eq!(svc.decrypt_token(UserId(ANNA), &stored).unwrap(), Secret::new(TOKEN));
+    assert_eq!(dialogue(&f, ANNA), DialogueState::Idle);
+    for call in f.telegram.calls() {
+        assert!(!call.text().unwrap_or("").contains(TOKEN), "the token was echoed: {call:?}");
+    }
+}
+
+#[tokio::test]
+async fn registration_answers_each_wappi_status() {
+    let not_authorized = ProfileStatus { authorized: false, app_status: Some("open".into()), ..Default::default() };
+    let cases: Vec<(Result<ProfileStatus, WappiError>, String, &str)> = vec![
+        (Ok(not_authorized), texts::profile_not_authorized(Lang::En), "profile"),
+        (Err(WappiError::NotAuthorized), texts::profile_not_authorized(Lang::En), "profile"),
+        (Err(WappiError::BadToken), texts::token_refused(Lang::En), "token"),
+        (Err(WappiError::ProfileNotFound), texts::profile_not_found(Lang::En), "profile"),
+        (Err(WappiError::NotPaid), texts::profile_not_paid(Lang::En), "profile"),
+        (Err(WappiError::Temporary("HTTP 502".into())), texts::wappi_unreachable(Lang::En), "profile"),
+    ];
+    for (answer, want, awaits) in cases {
+        let (svc, f) = services(CoreSettings::default());
+        f.wappi.script_status(answer.clone());
+        register_by_dialogue(&svc, &f).await;
+        assert_eq!(last(&f, ANNA), want, "{answer:?}");
+        assert!(!f.db.user(UserId(ANNA)).unwrap().is_registered(), "{answer:?}");
+        let state = dialogue(&f, ANNA);
+        match awaits {
+            "token" => assert_eq!(state, DialogueState::AwaitToken, "{answer:?}"),
+            _ => assert!(matches!(state, DialogueState::AwaitProfile { .. }), "{answer:?}: {state:?}"),
+        }
+    }
+}
+
+/// A registered user (subscription as given) with a text and `groups` groups.
+async fn ready_user(svc: &Services, user: i64, prof: &ProfileId, subscription_until: i64, groups: u64) {
+    register_user(svc, UserId(user), prof, Lang::En).await;
+    svc.db.set_subscription_until(UserId(user), subscription_until).await.unwrap();
+    svc.db.set_text(UserId(user), "Flat for sale", svc.now_ms()).await.unwrap();
+    let list: Vec<GroupEntry> = jids(groups).into_iter().map(|jid| GroupEntry { jid, name: None }).collect();
+    svc.db.set_groups(UserId(user), &list).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_mailing_is_refused_without_a_subscription() {
+    let (svc, f) = services(CoreSettings::default());
+    ready_user(&svc, ANNA, &profile(PROFILE), 0, 3).await;
+
+    say(&svc, text(ANNA, "/mailing")).await;
+    assert_eq!(last(&f, ANNA), texts::need_subscription(Lang::En));
+    // A stale confirm button does not get around it either.
+    let mid = f.telegram.seed_message(ChatId(ANNA), "👀", Default::default());
+    say(&svc, press(ANNA, mid, "go")).await;
+    assert_eq!(last(&f, ANNA), texts::need_subscription(Lang::En));
+
+    assert_eq!(f.db.mailing_count(), 0);
+    assert!(f.state.queued().is_empty());
+    assert!(f.wappi.calls().is_empty());
+}
+
+#[tokio::test]
+async fn start_confirm_drive_and_report() {
+    let (svc, f) = services(CoreSettings::default());
+    let prof = profile(PROFILE);
+    let until = T0 / 1000 + 86_400;
+    ready_user(&svc, ANNA, &prof, until, 0).await;
+    say(&svc, text(ANNA, "/groups")).await;
+    say(&svc, text(ANNA, "120363000000000001@g.us\n120363000000000002\nnot a group")).await;
+    assert_eq!(
+        last(&f, ANNA),
+        texts::groups_saved(Lang::En, 2, 0, &[(3, "not a group".to_string())])
+    );
+
+    say(&svc, text(ANNA, "/mailing")).await;
+    assert_eq!(last(&f, ANNA), texts::preview(Lang::En, "Flat for sale", 2, 2));
+    let (preview, buttons) = last_buttons(&f, ANNA);
+    assert_eq!(buttons, vec!["go", "no"]);
+
+    say(&svc, press(ANNA, preview, "go")).await;
+    let id = MailingId(1);
+    assert_eq!(last(&f, ANNA), texts::started(Lang::En, id.0, 2, 2));
+    let (started, buttons) = last_buttons(&f, ANNA);
+    assert_eq!(buttons, vec![format!("cancel:{}", id.0)]);
+    assert!(f.telegram.message(ChatId(ANNA), preview).unwrap().keyboard.inline_keyboard.is_empty());
+    let m = f.db.mailing(id);
+    assert_eq!((m.status, m.progress_message_id, m.content.text.as_str()), (MailingStatus::Running, Some(started.0), "Flat for sale"));
+    assert_eq!(f.state.queued(), vec![id]);
+
+    // The runner's part.
+    let lease = take_mailing(&svc, id, 60_000).await;
+    let step = drive(&svc, &f.clock, id, &lease, &mut Cursor::default(), 1000).await.unwrap();
+    assert_eq!(step, Step::Finished);
+
+    let sends: Vec<(String, String)> = f
+        .wappi
+        .sends()
+        .into_iter()
+        .map(|c| (c.to.unwrap().to_string(), c.text.unwrap()))
+        .collect();
+    assert_eq!(
+        sends,
+        vec![
+            ("120363000000000001@g.us".to_string(), "Flat for sale".to_string()),
+            ("120363000000000002@g.us".to_string(), "Flat for sale".to_string()),
+        ]
+    );
+    let edits = f.telegram.edits_of(ChatId(ANNA), started);
+    assert!(edits.last().unwrap().1.starts_with("📊"));
+    assert!(last(&f, ANNA).starts_with("✅"), "{}", last(&f, ANNA));
+    // /status afterwards shows the same report.
+    say(&svc, text(ANNA, "/status")).await;
+    assert!(last(&f, ANNA).starts_with("✅"));
+}
+
+#[tokio::test]
+async fn a_second_user_on_the_same_number_is_told_it_is_busy() {
+    let (svc, f) = services(CoreSettings::default());
+    let prof = profile(PROFILE);
+    let until = T0 / 1000 + 86_400;
+    let boris = 600_700_800;
+    ready_user(&svc, ANNA, &prof, until, 2).await;
+    ready_user(&svc, boris, &prof, until, 2).await;
+    say(&svc, text(ANNA, "/mailing")).await;
+    let (preview, _) = last_buttons(&f, ANNA);
+    say(&svc, press(ANNA, preview, "go")).await;
+
+    say(&svc, text(boris, "/mailing")).await;
+    let (preview, _) = last_buttons(&f, boris);
+    say(&svc, press(boris, preview, "go")).await;
+
+    assert_eq!(last(&f, boris), texts::already_running(Lang::En));
+    assert_eq!(f.db.mailing_count(), 1);
+    assert_eq!(f.state.queued(), vec![MailingId(1)]);
+    // And Anna herself cannot start a second one.
+    say(&svc, text(ANNA, "/mailing")).await;
+    assert_eq!(last(&f, ANNA), texts::already_running(Lang::En));
+}
+
+#[tokio::test]
+async fn cancel_sets_both_flags_and_the_runner_stops_before_any_send() {
+    let (svc, f) = services(CoreSettings::default());
+    ready_user(&svc, ANNA, &profile(PROFILE), T0 / 1000 + 86_400, 3).await;
+    say(&svc, text(ANNA, "/mailing")).await;
+    let (preview, _) = last_buttons(&f, ANNA);
+    say(&svc, press(ANNA, preview, "go")).await;
+    let (started, _) = last_buttons(&f, ANNA);
+    let id = MailingId(1);
+
+    say(&svc, press(ANNA, started, &format!("cancel:{}", id.0))).await;
+    assert_eq!(last(&f, ANNA), texts::cancelling(Lang::En, id.0));
+    assert!(f.db.mailing(id).cancel_requested);
+    assert!(crate::ports::State::is_cancelled(&*f.state, id).await.unwrap());
+
+    let lease = take_mailing(&svc, id, 60_000).await;
+    drive(&svc, &f.clock, id, &lease, &mut Cursor::default(), 100).await.unwrap();
+    assert!(f.wappi.sends().is_empty());
+    assert_eq!(f.db.mailing(id).status, MailingStatus::Cancelled);
+    assert!(last(&f, ANNA).starts_with("⚠️"));
+}
+
+#[tokio::test]
+async fn resume_puts_a_paused_mailing_back_to_the_runner() {
+    let (svc, f) = services(CoreSettings::default());
+    ready_user(&svc, ANNA, &profile(PROFILE), T0 / 1000 + 86_400, 3).await;
+    f.wappi.script_send(SendScript::Deliver);
+    f.wappi.script_send(SendScript::Fail(WappiError::NotAuthorized));
+    say(&svc, text(ANNA, "/mailing")).await;
+    let (preview, _) = last_buttons(&f, ANNA);
+    say(&svc, press(ANNA, preview, "go")).await;
+    let id = f.state.queued()[0];
+    let lease = take_mailing(&svc, id, 60_000).await;
+    drive(&svc, &f.clock, id, &lease, &mut Cursor::default(), 100).await.unwrap();
+    crate::ports::State::release_lease(&*f.state, &lease).await.unwrap();
+    assert_eq!(f.db.mailing(id).status, MailingStatus::Paused);
+    let (paused, buttons) = last_buttons(&f, ANNA);
+    assert_eq!(buttons, vec![format!("resume:{}", id.0), format!("cancel:{}", id.0)]);
+
+    // While paused, /mailing is still refused: the number stays taken.
+    say(&svc, text(ANNA, "/mailing")).await;
+    assert_eq!(last(&f, ANNA), texts::already_running(Lang::En));
+
+    say(&svc, press(ANNA, paused, &format!("resume:{}", id.0))).await;
+    assert_eq!(last(&f, ANNA), texts::resumed(Lang::En, id.0));
+    assert_eq!(f.db.mailing(id).status, MailingStatus::Running);
+    assert!(f.telegram.message(ChatId(ANNA), paused).unwrap().keyboard.inline_keyboard.is_empty());
+    assert_eq!(f.state.queued(), vec![id, id], "queued at start and again at resume");
+
+    let lease = take_mailing(&svc, id, 60_000).await;
+    drive(&svc, &f.clock, id, &lease, &mut Cursor::default(), 100).await.unwrap();
+    let prof = profile(PROFILE);
+    let counts: Vec<usize> = jids(3).iter().map(|g| f.wappi.delivered_to(g, &prof).len()).collect();
+    assert_eq!(counts, vec![1, 1, 1]);
+    assert_eq!(f.wappi.sends().len(), 4, "g1, g2 (not authorized), g2, g3");
+    assert!(last(&f, ANNA).starts_with("✅"));
+}
