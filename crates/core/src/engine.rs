@@ -179,6 +179,11 @@ async fn run_step(svc: &Services, id: MailingId, lease: &Lease, cursor: &mut Cur
         arm(svc, &mut rows[i], fence, now).await?;
         cursor.armed = Some(i);
     }
+    // Still the holder? A runner paused past its lease (SIGSTOP, swap) must not send: the
+    // armed row stays `sending` and the new holder settles it.
+    if !svc.state.renew_lease(lease, cfg.lease_ttl_ms, svc.now_ms()).await? {
+        return Ok(Step::LostLease);
+    }
     if let Pace::WaitUntil(t) = svc.state.pace(&m.profile_id, &rows[i].group, pacing, svc.now_ms()).await? {
         return Ok(Step::SleepUntil(t)); // stays armed
     }

@@ -49,6 +49,9 @@ pub struct EngineConfig {
     pub settle_delay_ms: i64,
     /// How many recent messages of the group reconciliation reads.
     pub settle_lookback: u32,
+    /// The profile lease's time-to-live; the lease is renewed right before every send, so a
+    /// runner that was paused past it sends nothing more (`LEASE_TTL_SECS`).
+    pub lease_ttl_ms: u64,
 }
 
 impl Default for EngineConfig {
@@ -60,6 +63,7 @@ impl Default for EngineConfig {
             progress_interval_ms: 3000,
             settle_delay_ms: 2000,
             settle_lookback: 50,
+            lease_ttl_ms: 15_000,
         }
     }
 }

@@ -6,6 +6,7 @@ use crate::db::SqliteDb;
 use crate::http;
 use crate::runner::Runner;
 use crate::settings::Settings;
+use crate::redis_state::RedisState;
 use crate::state::EmbeddedState;
 use crate::telegram::HttpTelegram;
 use crate::updates::Dispatcher;
@@ -13,7 +14,7 @@ use crate::wappi::HttpWappi;
 use anyhow::Context;
 use base64::Engine as _;
 use groupcast_core::crypto::TokenCipher;
-use groupcast_core::ports::{Clock, Entropy};
+use groupcast_core::ports::{Clock, Entropy, State};
 use groupcast_core::services::Services;
 use groupcast_core::telegram::TelegramError;
 use rand::RngCore;
@@ -50,6 +51,8 @@ pub struct App {
     pub settings: Settings,
     pub svc: Services,
     pub db: Arc<SqliteDb>,
+    /// The Redis backend when `REDIS_URL` is set (its queue chores are not on the port).
+    pub redis: Option<Arc<RedisState>>,
     pub telegram: Arc<HttpTelegram>,
     pub dispatcher: Arc<Dispatcher>,
 }
@@ -109,12 +112,17 @@ impl App {
         self.bot_url.get().cloned()
     }
 
-    pub fn build(settings: Settings) -> anyhow::Result<Arc<App>> {
-        if settings.redis_url.is_some() {
-            anyhow::bail!(
-                "REDIS_URL: the Redis state backend is not in this version yet; unset REDIS_URL to use the embedded state"
-            );
-        }
+    pub async fn build(settings: Settings) -> anyhow::Result<Arc<App>> {
+        let (state, redis): (Arc<dyn State>, Option<Arc<RedisState>>) = match &settings.redis_url {
+            Some(url) => {
+                let redis = RedisState::connect(url.expose(), &settings.redis_prefix)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("REDIS_URL: {e}"))?;
+                let redis = Arc::new(redis);
+                (redis.clone(), Some(redis))
+            }
+            None => (Arc::new(EmbeddedState::new()), None),
+        };
         let cipher = load_or_create_key(&settings)?;
         let db = open_db(&settings)?;
         let telegram = Arc::new(HttpTelegram::new(&settings.telegram_api_url, settings.telegram_token.clone()));
@@ -122,7 +130,7 @@ impl App {
             .with_timeout(Duration::from_secs(settings.wappi_timeout_secs));
         let svc = Services {
             db: db.clone(),
-            state: Arc::new(EmbeddedState::new()),
+            state,
             telegram: telegram.clone(),
             wappi: Arc::new(wappi),
             clock: Arc::new(SystemClock),
@@ -131,7 +139,7 @@ impl App {
             settings: Arc::new(settings.core.clone()),
         };
         let dispatcher = Dispatcher::new(svc.clone());
-        Ok(Arc::new(App { bot_url: std::sync::OnceLock::new(), settings, svc, db, telegram, dispatcher }))
+        Ok(Arc::new(App { bot_url: std::sync::OnceLock::new(), settings, svc, db, redis, telegram, dispatcher }))
     }
 
     /// Serves until `shutdown` turns true: HTTP, update intake, mailing runner.
@@ -151,7 +159,7 @@ impl App {
             Err(e) => tracing::warn!(error = %e, "getMe failed; payment pages will not link back to the bot"),
         }
         let runner_id = format!("{}-{}", hostname(), std::process::id());
-        let runner = Runner::new(self.svc.clone(), self.settings.lease_ttl_ms, runner_id);
+        let runner = Runner::new(self.svc.clone(), runner_id, self.redis.clone());
         let runner_task = tokio::spawn(runner.run(shutdown.clone(), Duration::from_secs(8)));
 
         let polling = if self.settings.public_url.is_none() {

@@ -124,16 +124,20 @@ async fn robokassa_fail(State(app): State<Arc<App>>, RawQuery(query): RawQuery, 
 
 async fn healthz(State(app): State<Arc<App>>) -> Response {
     let storage = app.db.ping().await.is_ok();
+    let redis_ok = match &app.redis {
+        Some(r) => r.ping().await.is_ok(),
+        None => true,
+    };
     let now = app.svc.now_ms();
     let heartbeat = app.svc.state.last_heartbeat().await;
-    let state_ok = heartbeat.is_ok();
+    let state_ok = heartbeat.is_ok() && redis_ok;
     let age = heartbeat.ok().flatten().map(|t| (now - t) as f64 / 1000.0);
     let ok = storage && state_ok;
     let body = serde_json::json!({
         "status": if ok { "ok" } else { "degraded" },
         "storage": storage,
         "state": state_ok,
-        "state_backend": "embedded",
+        "state_backend": if app.redis.is_some() { "redis" } else { "embedded" },
         "runner_heartbeat_age_secs": age,
         "mode": if app.settings.public_url.is_some() { "webhook" } else { "polling" },
         "version": env!("CARGO_PKG_VERSION"),

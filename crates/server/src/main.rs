@@ -58,7 +58,7 @@ fn main() -> ExitCode {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let app = App::build(settings)?;
+    let app = App::build(settings).await?;
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         app::shutdown_signal().await;

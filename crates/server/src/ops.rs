@@ -53,7 +53,13 @@ pub async fn check(settings: &Settings) -> anyhow::Result<()> {
     }
     match &settings.redis_url {
         None => line(true, "state", "embedded (REDIS_URL not set)".into()),
-        Some(_) => line(false, "state", "REDIS_URL is set but the Redis backend is not in this version; unset it".into()),
+        Some(url) => match crate::redis_state::RedisState::connect(url.expose(), &settings.redis_prefix).await {
+            Ok(r) => match r.ping().await {
+                Ok(()) => line(true, "state", "redis reachable".into()),
+                Err(e) => line(false, "state", format!("{e} (check REDIS_URL)")),
+            },
+            Err(e) => line(false, "state", format!("{e} (check REDIS_URL)")),
+        },
     }
     match app::load_or_create_key(settings) {
         Ok(_) => line(true, "encryption key", "usable".into()),

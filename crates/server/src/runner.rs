@@ -14,6 +14,11 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::redis_state::RedisState;
+
+/// Claims of a process silent this long go back to the Redis intake queue.
+const STALE_CLAIM_MS: u64 = 30_000;
+
 /// How often the supervisor looks at the queue and the database.
 const POLL: Duration = Duration::from_millis(100);
 /// How often running mailings are re-read from the database (the reconciler).
@@ -31,14 +36,18 @@ const SPIN_ABOVE_RATE: f64 = 10.0;
 
 pub struct Runner {
     svc: Services,
+    /// The Redis backend's reliable queue: items are acked when their driver ends, items of
+    /// dead processes come back, and ours are given back on shutdown.
+    redis: Option<Arc<RedisState>>,
     lease_ttl_ms: u64,
     id: String,
     tasks: Mutex<HashMap<MailingId, JoinHandle<()>>>,
 }
 
 impl Runner {
-    pub fn new(svc: Services, lease_ttl_ms: u64, id: String) -> Arc<Runner> {
-        Arc::new(Runner { svc, lease_ttl_ms, id, tasks: Mutex::new(HashMap::new()) })
+    pub fn new(svc: Services, id: String, redis: Option<Arc<RedisState>>) -> Arc<Runner> {
+        let lease_ttl_ms = svc.settings.engine.lease_ttl_ms;
+        Arc::new(Runner { svc, redis, lease_ttl_ms, id, tasks: Mutex::new(HashMap::new()) })
     }
 
     /// Runs until `shutdown` turns true, then waits (at most `grace`) for drivers to stop.
@@ -55,7 +64,11 @@ impl Runner {
             }
             loop {
                 match self.svc.state.dequeue().await {
-                    Ok(Some(id)) => self.ensure_driver(id, &shutdown),
+                    Ok(Some(id)) => {
+                        if !self.ensure_driver(id, &shutdown) {
+                            self.ack(id).await; // already driven here
+                        }
+                    }
                     Ok(None) => break,
                     Err(e) => {
                         tracing::warn!(error = %e, "intake queue unavailable");
@@ -64,6 +77,13 @@ impl Runner {
                 }
             }
             if last_scan.is_none_or(|t| now - t >= RESCAN) {
+                if let Some(redis) = &self.redis {
+                    match redis.requeue_stale(STALE_CLAIM_MS).await {
+                        Ok(n) if n > 0 => tracing::info!(requeued = n, "took back mailings of a silent runner"),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "requeue of stale claims failed"),
+                    }
+                }
                 // New mailings come through the queue; after the first scan (which resumes
                 // everything left running) the scan is for those the queue lost, so it leaves
                 // fresh ones to the queue and never races the bot that is starting them.
@@ -72,7 +92,9 @@ impl Runner {
                     Ok(list) => list
                         .iter()
                         .filter(|m| m.created_at < settled)
-                        .for_each(|m| self.ensure_driver(m.id, &shutdown)),
+                        .for_each(|m| {
+                            self.ensure_driver(m.id, &shutdown);
+                        }),
                     Err(e) => tracing::warn!(error = %e, "could not list running mailings"),
                 }
                 last_scan = Some(now);
@@ -87,21 +109,40 @@ impl Runner {
         if tokio::time::timeout(grace, all).await.is_err() {
             tracing::warn!("some mailing drivers did not stop in time");
         }
+        if let Some(redis) = &self.redis {
+            // Unfinished work goes straight back to the queue for another process.
+            if let Err(e) = redis.give_back().await {
+                tracing::warn!(error = %e, "could not give queued mailings back");
+            }
+        }
     }
 
-    /// Starts a driver for the mailing unless one is already running in this process.
-    fn ensure_driver(self: &Arc<Self>, id: MailingId, shutdown: &watch::Receiver<bool>) {
+    /// Starts a driver for the mailing unless one is already running in this process;
+    /// `false` when one was.
+    fn ensure_driver(self: &Arc<Self>, id: MailingId, shutdown: &watch::Receiver<bool>) -> bool {
         let mut tasks = self.tasks.lock().expect("tasks lock");
         tasks.retain(|_, h| !h.is_finished());
         if tasks.contains_key(&id) {
-            return;
+            return false;
         }
         let me = Arc::clone(self);
         let shutdown = shutdown.clone();
         tasks.insert(id, tokio::spawn(async move { me.drive(id, shutdown).await }));
+        true
     }
 
+    /// Drives a mailing until it ends or this process must stop, then drops it from this
+    /// process's queue claims.
     async fn drive(&self, id: MailingId, shutdown: watch::Receiver<bool>) {
+        let stopping = shutdown.clone();
+        self.drive_once(id, shutdown).await;
+        // On shutdown the claim stays, and is given back to the queue for another process.
+        if !*stopping.borrow() {
+            self.ack(id).await;
+        }
+    }
+
+    async fn drive_once(&self, id: MailingId, shutdown: watch::Receiver<bool>) {
         let svc = &self.svc;
         let profile = match svc.db.get_mailing(id).await {
             Ok(Some(m)) if m.status == MailingStatus::Running => m.profile_id,
@@ -186,6 +227,15 @@ impl Runner {
         tracing::info!(mailing = id.0, outcome, "driver stopped");
         if let Err(e) = svc.state.release_lease(&lease).await {
             tracing::warn!(error = %e, "could not release lease");
+        }
+    }
+
+    /// Removes a mailing from this process's Redis claims (no-op on the embedded state).
+    async fn ack(&self, id: MailingId) {
+        if let Some(redis) = &self.redis {
+            if let Err(e) = redis.ack(id).await {
+                tracing::warn!(mailing = id.0, error = %e, "could not ack queue item");
+            }
         }
     }
 

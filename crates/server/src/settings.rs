@@ -32,14 +32,15 @@ pub struct Settings {
     pub listen_addr: SocketAddr,
     pub database_path: PathBuf,
     pub redis_url: Option<Secret>,
+    /// Namespace of every Redis key (`REDIS_PREFIX`, default `groupcast:`): deployments that
+    /// share a Redis must differ here and must not differ within one deployment.
+    pub redis_prefix: String,
     pub wappi_api_url: String,
     /// Per-request timeout of Wappi calls (`WAPPI_TIMEOUT_SECS`, default 10: shorter than the
     /// lease, so a hung call cannot outlive the runner's hold on the profile).
     pub wappi_timeout_secs: u64,
     /// `ENCRYPTION_KEY` as given; `None` = use or create the key file in the data folder.
     pub encryption_key: Option<Secret>,
-    /// Lease time-to-live of a profile's runner (`LEASE_TTL_SECS`, default 15).
-    pub lease_ttl_ms: u64,
     /// JSON log lines (`LOG_FORMAT=json`).
     pub log_json: bool,
     /// Addresses allowed to call `/robokassa/result`; empty = any (`ROBOKASSA_ALLOWED_IPS`).
@@ -210,6 +211,7 @@ impl Settings {
                 max_attempts: max_attempts.max(1),
                 backoff_base_ms: src.parse("RETRY_BASE_MS", 1000, "milliseconds")?,
                 progress_interval_ms: (progress_secs * 1000.0) as i64,
+                lease_ttl_ms: src.parse::<u64>("LEASE_TTL_SECS", 15, "a whole number of seconds")?.max(1) * 1000,
                 ..EngineConfig::default()
             },
         };
@@ -224,10 +226,10 @@ impl Settings {
             listen_addr: src.parse("LISTEN_ADDR", "0.0.0.0:8080".parse().expect("literal"), "host:port")?,
             database_path: PathBuf::from(src.get("DATABASE_PATH").unwrap_or("./data/groupcast.db")),
             redis_url: src.get("REDIS_URL").map(Secret::new),
+            redis_prefix: src.get("REDIS_PREFIX").unwrap_or("groupcast:").to_string(),
             wappi_api_url: url("WAPPI_API_URL", src.get("WAPPI_API_URL").unwrap_or("https://wappi.pro"))?,
             wappi_timeout_secs: src.parse("WAPPI_TIMEOUT_SECS", 10, "a whole number of seconds")?,
             encryption_key: src.get("ENCRYPTION_KEY").map(Secret::new),
-            lease_ttl_ms: src.parse::<u64>("LEASE_TTL_SECS", 15, "a whole number of seconds")? * 1000,
             log_json: src.get("LOG_FORMAT").is_some_and(|v| v.eq_ignore_ascii_case("json")),
             robokassa_allowed_ips: match src.get("ROBOKASSA_ALLOWED_IPS") {
                 None => Vec::new(),
