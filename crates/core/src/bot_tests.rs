@@ -57,7 +57,10 @@ async fn say(svc: &Services, update: Update) {
 }
 
 fn last(f: &Fakes, user: i64) -> String {
-    f.telegram.last_sent(ChatId(user)).map(|(_, t, _)| t).unwrap_or_default()
+    f.telegram
+        .last_sent(ChatId(user))
+        .map(|(_, t, _)| t)
+        .unwrap_or_default()
 }
 
 fn dialogue(f: &Fakes, user: i64) -> DialogueState {
@@ -67,8 +70,17 @@ fn dialogue(f: &Fakes, user: i64) -> DialogueState {
 /// The callback data of the inline buttons of the last message to `user`.
 fn last_buttons(f: &Fakes, user: i64) -> (MessageId, Vec<String>) {
     let (id, _, markup) = f.telegram.last_sent(ChatId(user)).unwrap();
-    let Some(ReplyMarkup::Inline(kb)) = markup else { panic!("inline buttons expected") };
-    (id, kb.inline_keyboard.iter().flatten().filter_map(|b| b.callback_data.clone()).collect())
+    let Some(ReplyMarkup::Inline(kb)) = markup else {
+        panic!("inline buttons expected")
+    };
+    (
+        id,
+        kb.inline_keyboard
+            .iter()
+            .flatten()
+            .filter_map(|b| b.callback_data.clone())
+            .collect(),
+    )
 }
 
 async fn register_by_dialogue(svc: &Services, f: &Fakes) {
@@ -76,7 +88,10 @@ async fn register_by_dialogue(svc: &Services, f: &Fakes) {
     assert_eq!(last(f, ANNA), texts::ask_token(Lang::En));
     assert_eq!(dialogue(f, ANNA), DialogueState::AwaitToken);
     say(svc, text(ANNA, TOKEN)).await;
-    assert_eq!(last(f, ANNA), texts::ask_profile(Lang::En, &Secret::new(TOKEN).masked()));
+    assert_eq!(
+        last(f, ANNA),
+        texts::ask_profile(Lang::En, &Secret::new(TOKEN).masked())
+    );
     say(svc, text(ANNA, PROFILE)).await;
 }
 
@@ -85,7 +100,10 @@ async fn registration_checks_the_profile_with_wappi_and_keeps_the_token_encrypte
     let (svc, f) = services(CoreSettings::default());
     register_by_dialogue(&svc, &f).await;
 
-    assert_eq!(last(&f, ANNA), texts::registered(Lang::En, Some("79990001122")));
+    assert_eq!(
+        last(&f, ANNA),
+        texts::registered(Lang::En, Some("79990001122"))
+    );
     let calls = f.wappi.calls_of(WappiMethod::GetStatus);
     assert_eq!(calls.len(), 1);
     assert_eq!(calls[0].profile.as_str(), PROFILE);
@@ -94,44 +112,99 @@ async fn registration_checks_the_profile_with_wappi_and_keeps_the_token_encrypte
     assert_eq!(user.profile_id, ProfileId::parse(PROFILE));
     let stored = user.wappi_token_enc.clone().unwrap();
     assert!(!stored.contains(TOKEN), "stored encrypted");
-    assert_eq!(svc.decrypt_token(UserId(ANNA), &stored).unwrap(), Secret::new(TOKEN));
+    assert_eq!(
+        svc.decrypt_token(UserId(ANNA), &stored).unwrap(),
+        Secret::new(TOKEN)
+    );
     assert_eq!(dialogue(&f, ANNA), DialogueState::Idle);
     for call in f.telegram.calls() {
-        assert!(!call.text().unwrap_or("").contains(TOKEN), "the token was echoed: {call:?}");
+        assert!(
+            !call.text().unwrap_or("").contains(TOKEN),
+            "the token was echoed: {call:?}"
+        );
     }
 }
 
 #[tokio::test]
 async fn registration_answers_each_wappi_status() {
-    let not_authorized = ProfileStatus { authorized: false, app_status: Some("open".into()), ..Default::default() };
+    let not_authorized = ProfileStatus {
+        authorized: false,
+        app_status: Some("open".into()),
+        ..Default::default()
+    };
     let cases: Vec<(Result<ProfileStatus, WappiError>, String, &str)> = vec![
-        (Ok(not_authorized), texts::profile_not_authorized(Lang::En), "profile"),
-        (Err(WappiError::NotAuthorized), texts::profile_not_authorized(Lang::En), "profile"),
-        (Err(WappiError::BadToken), texts::token_refused(Lang::En), "token"),
-        (Err(WappiError::ProfileNotFound), texts::profile_not_found(Lang::En), "profile"),
-        (Err(WappiError::NotPaid), texts::profile_not_paid(Lang::En), "profile"),
-        (Err(WappiError::Temporary("HTTP 502".into())), texts::wappi_unreachable(Lang::En), "profile"),
+        (
+            Ok(not_authorized),
+            texts::profile_not_authorized(Lang::En),
+            "profile",
+        ),
+        (
+            Err(WappiError::NotAuthorized),
+            texts::profile_not_authorized(Lang::En),
+            "profile",
+        ),
+        (
+            Err(WappiError::BadToken),
+            texts::token_refused(Lang::En),
+            "token",
+        ),
+        (
+            Err(WappiError::ProfileNotFound),
+            texts::profile_not_found(Lang::En),
+            "profile",
+        ),
+        (
+            Err(WappiError::NotPaid),
+            texts::profile_not_paid(Lang::En),
+            "profile",
+        ),
+        (
+            Err(WappiError::Temporary("HTTP 502".into())),
+            texts::wappi_unreachable(Lang::En),
+            "profile",
+        ),
     ];
     for (answer, want, awaits) in cases {
         let (svc, f) = services(CoreSettings::default());
         f.wappi.script_status(answer.clone());
         register_by_dialogue(&svc, &f).await;
         assert_eq!(last(&f, ANNA), want, "{answer:?}");
-        assert!(!f.db.user(UserId(ANNA)).unwrap().is_registered(), "{answer:?}");
+        assert!(
+            !f.db.user(UserId(ANNA)).unwrap().is_registered(),
+            "{answer:?}"
+        );
         let state = dialogue(&f, ANNA);
         match awaits {
             "token" => assert_eq!(state, DialogueState::AwaitToken, "{answer:?}"),
-            _ => assert!(matches!(state, DialogueState::AwaitProfile { .. }), "{answer:?}: {state:?}"),
+            _ => assert!(
+                matches!(state, DialogueState::AwaitProfile { .. }),
+                "{answer:?}: {state:?}"
+            ),
         }
     }
 }
 
 /// A registered user (subscription as given) with a text and `groups` groups.
-async fn ready_user(svc: &Services, user: i64, prof: &ProfileId, subscription_until: i64, groups: u64) {
+async fn ready_user(
+    svc: &Services,
+    user: i64,
+    prof: &ProfileId,
+    subscription_until: i64,
+    groups: u64,
+) {
     register_user(svc, UserId(user), prof, Lang::En).await;
-    svc.db.set_subscription_until(UserId(user), subscription_until).await.unwrap();
-    svc.db.set_text(UserId(user), "Flat for sale", svc.now_ms()).await.unwrap();
-    let list: Vec<GroupEntry> = jids(groups).into_iter().map(|jid| GroupEntry { jid, name: None }).collect();
+    svc.db
+        .set_subscription_until(UserId(user), subscription_until)
+        .await
+        .unwrap();
+    svc.db
+        .set_text(UserId(user), "Flat for sale", svc.now_ms())
+        .await
+        .unwrap();
+    let list: Vec<GroupEntry> = jids(groups)
+        .into_iter()
+        .map(|jid| GroupEntry { jid, name: None })
+        .collect();
     svc.db.set_groups(UserId(user), &list).await.unwrap();
 }
 
@@ -143,7 +216,9 @@ async fn a_mailing_is_refused_without_a_subscription() {
     say(&svc, text(ANNA, "/mailing")).await;
     assert_eq!(last(&f, ANNA), texts::need_subscription(Lang::En));
     // A stale confirm button does not get around it either.
-    let mid = f.telegram.seed_message(ChatId(ANNA), "👀", Default::default());
+    let mid = f
+        .telegram
+        .seed_message(ChatId(ANNA), "👀", Default::default());
     say(&svc, press(ANNA, mid, "go")).await;
     assert_eq!(last(&f, ANNA), texts::need_subscription(Lang::En));
 
@@ -159,14 +234,24 @@ async fn start_confirm_drive_and_report() {
     let until = T0 / 1000 + 86_400;
     ready_user(&svc, ANNA, &prof, until, 0).await;
     say(&svc, text(ANNA, "/groups")).await;
-    say(&svc, text(ANNA, "120363000000000001@g.us\n120363000000000002\nnot a group")).await;
+    say(
+        &svc,
+        text(
+            ANNA,
+            "120363000000000001@g.us\n120363000000000002\nnot a group",
+        ),
+    )
+    .await;
     assert_eq!(
         last(&f, ANNA),
         texts::groups_saved(Lang::En, 2, 0, &[(3, "not a group".to_string())])
     );
 
     say(&svc, text(ANNA, "/mailing")).await;
-    assert_eq!(last(&f, ANNA), texts::preview(Lang::En, "Flat for sale", 2, 2));
+    assert_eq!(
+        last(&f, ANNA),
+        texts::preview(Lang::En, "Flat for sale", 2, 2)
+    );
     let (preview, buttons) = last_buttons(&f, ANNA);
     assert_eq!(buttons, vec!["go", "no"]);
 
@@ -175,14 +260,25 @@ async fn start_confirm_drive_and_report() {
     assert_eq!(last(&f, ANNA), texts::started(Lang::En, id.0, 2, 2));
     let (started, buttons) = last_buttons(&f, ANNA);
     assert_eq!(buttons, vec![format!("cancel:{}", id.0)]);
-    assert!(f.telegram.message(ChatId(ANNA), preview).unwrap().keyboard.inline_keyboard.is_empty());
+    assert!(f
+        .telegram
+        .message(ChatId(ANNA), preview)
+        .unwrap()
+        .keyboard
+        .inline_keyboard
+        .is_empty());
     let m = f.db.mailing(id);
-    assert_eq!((m.status, m.progress_message_id, m.content.text.as_str()), (MailingStatus::Running, Some(started.0), "Flat for sale"));
+    assert_eq!(
+        (m.status, m.progress_message_id, m.content.text.as_str()),
+        (MailingStatus::Running, Some(started.0), "Flat for sale")
+    );
     assert_eq!(f.state.queued(), vec![id]);
 
     // The runner's part.
     let lease = take_mailing(&svc, id, 60_000).await;
-    let step = drive(&svc, &f.clock, id, &lease, &mut Cursor::default(), 1000).await.unwrap();
+    let step = drive(&svc, &f.clock, id, &lease, &mut Cursor::default(), 1000)
+        .await
+        .unwrap();
     assert_eq!(step, Step::Finished);
 
     let sends: Vec<(String, String)> = f
@@ -194,8 +290,14 @@ async fn start_confirm_drive_and_report() {
     assert_eq!(
         sends,
         vec![
-            ("120363000000000001@g.us".to_string(), "Flat for sale".to_string()),
-            ("120363000000000002@g.us".to_string(), "Flat for sale".to_string()),
+            (
+                "120363000000000001@g.us".to_string(),
+                "Flat for sale".to_string()
+            ),
+            (
+                "120363000000000002@g.us".to_string(),
+                "Flat for sale".to_string()
+            ),
         ]
     );
     let edits = f.telegram.edits_of(ChatId(ANNA), started);
@@ -243,10 +345,14 @@ async fn cancel_sets_both_flags_and_the_runner_stops_before_any_send() {
     say(&svc, press(ANNA, started, &format!("cancel:{}", id.0))).await;
     assert_eq!(last(&f, ANNA), texts::cancelling(Lang::En, id.0));
     assert!(f.db.mailing(id).cancel_requested);
-    assert!(crate::ports::State::is_cancelled(&*f.state, id).await.unwrap());
+    assert!(crate::ports::State::is_cancelled(&*f.state, id)
+        .await
+        .unwrap());
 
     let lease = take_mailing(&svc, id, 60_000).await;
-    drive(&svc, &f.clock, id, &lease, &mut Cursor::default(), 100).await.unwrap();
+    drive(&svc, &f.clock, id, &lease, &mut Cursor::default(), 100)
+        .await
+        .unwrap();
     assert!(f.wappi.sends().is_empty());
     assert_eq!(f.db.mailing(id).status, MailingStatus::Cancelled);
     assert!(last(&f, ANNA).starts_with("⚠️"));
@@ -257,17 +363,25 @@ async fn resume_puts_a_paused_mailing_back_to_the_runner() {
     let (svc, f) = services(CoreSettings::default());
     ready_user(&svc, ANNA, &profile(PROFILE), T0 / 1000 + 86_400, 3).await;
     f.wappi.script_send(SendScript::Deliver);
-    f.wappi.script_send(SendScript::Fail(WappiError::NotAuthorized));
+    f.wappi
+        .script_send(SendScript::Fail(WappiError::NotAuthorized));
     say(&svc, text(ANNA, "/mailing")).await;
     let (preview, _) = last_buttons(&f, ANNA);
     say(&svc, press(ANNA, preview, "go")).await;
     let id = f.state.queued()[0];
     let lease = take_mailing(&svc, id, 60_000).await;
-    drive(&svc, &f.clock, id, &lease, &mut Cursor::default(), 100).await.unwrap();
-    crate::ports::State::release_lease(&*f.state, &lease).await.unwrap();
+    drive(&svc, &f.clock, id, &lease, &mut Cursor::default(), 100)
+        .await
+        .unwrap();
+    crate::ports::State::release_lease(&*f.state, &lease)
+        .await
+        .unwrap();
     assert_eq!(f.db.mailing(id).status, MailingStatus::Paused);
     let (paused, buttons) = last_buttons(&f, ANNA);
-    assert_eq!(buttons, vec![format!("resume:{}", id.0), format!("cancel:{}", id.0)]);
+    assert_eq!(
+        buttons,
+        vec![format!("resume:{}", id.0), format!("cancel:{}", id.0)]
+    );
 
     // While paused, /mailing is still refused: the number stays taken.
     say(&svc, text(ANNA, "/mailing")).await;
@@ -276,13 +390,28 @@ async fn resume_puts_a_paused_mailing_back_to_the_runner() {
     say(&svc, press(ANNA, paused, &format!("resume:{}", id.0))).await;
     assert_eq!(last(&f, ANNA), texts::resumed(Lang::En, id.0));
     assert_eq!(f.db.mailing(id).status, MailingStatus::Running);
-    assert!(f.telegram.message(ChatId(ANNA), paused).unwrap().keyboard.inline_keyboard.is_empty());
-    assert_eq!(f.state.queued(), vec![id, id], "queued at start and again at resume");
+    assert!(f
+        .telegram
+        .message(ChatId(ANNA), paused)
+        .unwrap()
+        .keyboard
+        .inline_keyboard
+        .is_empty());
+    assert_eq!(
+        f.state.queued(),
+        vec![id, id],
+        "queued at start and again at resume"
+    );
 
     let lease = take_mailing(&svc, id, 60_000).await;
-    drive(&svc, &f.clock, id, &lease, &mut Cursor::default(), 100).await.unwrap();
+    drive(&svc, &f.clock, id, &lease, &mut Cursor::default(), 100)
+        .await
+        .unwrap();
     let prof = profile(PROFILE);
-    let counts: Vec<usize> = jids(3).iter().map(|g| f.wappi.delivered_to(g, &prof).len()).collect();
+    let counts: Vec<usize> = jids(3)
+        .iter()
+        .map(|g| f.wappi.delivered_to(g, &prof).len())
+        .collect();
     assert_eq!(counts, vec![1, 1, 1]);
     assert_eq!(f.wappi.sends().len(), 4, "g1, g2 (not authorized), g2, g3");
     assert!(last(&f, ANNA).starts_with("✅"));

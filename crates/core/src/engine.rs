@@ -206,9 +206,11 @@ async fn run_step(svc: &Services, id: MailingId, lease: &Lease, cursor: &mut Cur
                 Remedy::PauseProfile(ms) => {
                     let until = now + ms as i64;
                     svc.state.set_backoff(&m.profile_id, until).await?;
+                    // Due at once, so it is the first sent when the profile's pause (held by
+                    // the state backend) ends; rate limits are not counted as attempts.
                     row.state = DeliveryState::Pending;
                     row.attempts -= 1;
-                    row.next_attempt_at = until;
+                    row.next_attempt_at = now;
                     row.error = Some(reason_text(&e));
                 }
                 Remedy::Retry if row.attempts < cfg.max_attempts => {

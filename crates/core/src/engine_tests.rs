@@ -48,7 +48,9 @@ impl World {
     }
 
     async fn drive(&self, id: MailingId, lease: &Lease, cursor: &mut Cursor) -> Step {
-        drive(&self.svc, &self.f.clock, id, lease, cursor, MAX_STEPS).await.expect("engine step")
+        drive(&self.svc, &self.f.clock, id, lease, cursor, MAX_STEPS)
+            .await
+            .expect("engine step")
     }
 
     /// Takes the mailing with a fresh lease and drives it to the end.
@@ -60,18 +62,49 @@ impl World {
     }
 
     /// Steps until a row is `sending` (armed), without sleeping past that step.
-    async fn drive_until_armed(&self, id: MailingId, lease: &Lease, cursor: &mut Cursor) -> GroupJid {
+    async fn drive_until_armed(
+        &self,
+        id: MailingId,
+        lease: &Lease,
+        cursor: &mut Cursor,
+    ) -> GroupJid {
         let db = self.f.db.clone();
-        let armed = || db.rows(id).iter().any(|r| r.state == DeliveryState::Sending);
-        let step = drive_until(&self.svc, &self.f.clock, id, lease, cursor, MAX_STEPS, armed).await.unwrap();
-        assert!(matches!(step, Step::SleepUntil(_)), "armed rows wait for their slot, got {step:?}");
+        let armed = || {
+            db.rows(id)
+                .iter()
+                .any(|r| r.state == DeliveryState::Sending)
+        };
+        let step = drive_until(
+            &self.svc,
+            &self.f.clock,
+            id,
+            lease,
+            cursor,
+            MAX_STEPS,
+            armed,
+        )
+        .await
+        .unwrap();
+        assert!(
+            matches!(step, Step::SleepUntil(_)),
+            "armed rows wait for their slot, got {step:?}"
+        );
         let rows = db.rows(id);
-        rows.iter().find(|r| r.state == DeliveryState::Sending).expect("a row is armed").group.clone()
+        rows.iter()
+            .find(|r| r.state == DeliveryState::Sending)
+            .expect("a row is armed")
+            .group
+            .clone()
     }
 
     /// The recipients of every send, in order.
     fn recipients(&self) -> Vec<GroupJid> {
-        self.f.wappi.sends().into_iter().map(|c| c.to.unwrap()).collect()
+        self.f
+            .wappi
+            .sends()
+            .into_iter()
+            .map(|c| c.to.unwrap())
+            .collect()
     }
 
     /// The times of every send, in ms after T0.
@@ -81,12 +114,19 @@ impl World {
 
     /// How many messages of ours each group holds.
     fn delivered_counts(&self, groups: &[GroupJid]) -> Vec<usize> {
-        groups.iter().map(|g| self.f.wappi.delivered_to(g, &self.prof).len()).collect()
+        groups
+            .iter()
+            .map(|g| self.f.wappi.delivered_to(g, &self.prof).len())
+            .collect()
     }
 
     /// The last message sent to the user (the report, after a finish).
     fn last_text(&self) -> String {
-        self.f.telegram.last_sent(CHAT).map(|(_, t, _)| t).unwrap_or_default()
+        self.f
+            .telegram
+            .last_sent(CHAT)
+            .map(|(_, t, _)| t)
+            .unwrap_or_default()
     }
 
     fn states(&self, id: MailingId) -> Vec<DeliveryState> {
@@ -98,7 +138,10 @@ impl World {
 fn assert_gaps(times: &[i64], min: f64, max: f64) {
     for (i, pair) in times.windows(2).enumerate() {
         let gap = (pair[1] - pair[0]) as f64;
-        assert!(gap >= min && gap <= max, "gap {i}: {gap} ms not in [{min}, {max}] (times {times:?})");
+        assert!(
+            gap >= min && gap <= max,
+            "gap {i}: {gap} ms not in [{min}, {max}] (times {times:?})"
+        );
     }
 }
 
@@ -114,16 +157,40 @@ async fn every_group_once_in_order_at_one_per_second() {
     assert_eq!(w.run(id).await, Step::Finished);
 
     assert_eq!(w.recipients(), groups, "every group once, in list order");
-    assert_eq!(w.send_times(), (0..10).map(|i| i * 1000).collect::<Vec<_>>(), "exactly 1 s apart");
-    assert!(w.f.wappi.sends().iter().all(|c| c.text.as_deref() == Some(TEXT)));
+    assert_eq!(
+        w.send_times(),
+        (0..10).map(|i| i * 1000).collect::<Vec<_>>(),
+        "exactly 1 s apart"
+    );
+    assert!(w
+        .f
+        .wappi
+        .sends()
+        .iter()
+        .all(|c| c.text.as_deref() == Some(TEXT)));
     assert_eq!(w.delivered_counts(&groups), vec![1; 10]);
     for r in w.f.db.rows(id) {
-        assert_eq!((r.state, r.attempts, r.error.as_deref()), (DeliveryState::Sent, 1, None), "{}", r.group);
-        assert!(r.message_id.as_deref().is_some_and(|m| m.starts_with("wamid.")));
+        assert_eq!(
+            (r.state, r.attempts, r.error.as_deref()),
+            (DeliveryState::Sent, 1, None),
+            "{}",
+            r.group
+        );
+        assert!(r
+            .message_id
+            .as_deref()
+            .is_some_and(|m| m.starts_with("wamid.")));
     }
     let m = w.f.db.mailing(id);
-    assert_eq!((m.status, m.finished_at), (MailingStatus::Done, Some(T0 + 9000)));
-    assert!(w.last_text().starts_with('✅'), "clean report: {}", w.last_text());
+    assert_eq!(
+        (m.status, m.finished_at),
+        (MailingStatus::Done, Some(T0 + 9000))
+    );
+    assert!(
+        w.last_text().starts_with('✅'),
+        "clean report: {}",
+        w.last_text()
+    );
     // Only sends: no history reads when nothing was in doubt.
     assert_eq!(w.f.wappi.calls().len(), 10);
 }
@@ -140,10 +207,17 @@ async fn seven_per_second_keeps_the_interval_and_the_total() {
     let times = w.send_times();
     let interval = 1000.0 / 7.0;
     // Never closer than 1/rate; at most a millisecond of rounding later.
-    assert_gaps(&times, interval, Gcra::per_second(7.0).interval_ms().ceil() + 1.0);
+    assert_gaps(
+        &times,
+        interval,
+        Gcra::per_second(7.0).interval_ms().ceil() + 1.0,
+    );
     let total = (times[49] - times[0]) as f64;
     let ideal = 49.0 * interval;
-    assert!((total - ideal).abs() / ideal < 0.01, "49 gaps took {total} ms, ideally {ideal}");
+    assert!(
+        (total - ideal).abs() / ideal < 0.01,
+        "49 gaps took {total} ms, ideally {ideal}"
+    );
 }
 
 #[tokio::test]
@@ -153,22 +227,29 @@ async fn a_row_is_sending_in_the_ledger_before_its_wappi_call() {
     let id = w.mailing(&groups).await;
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let (db, log) = (w.f.db.clone(), seen.clone());
-    w.f.wappi.on_send(move |_, to| log.lock().unwrap().push(db.row(id, to).state));
+    w.f.wappi
+        .on_send(move |_, to| log.lock().unwrap().push(db.row(id, to).state));
 
     w.run(id).await;
 
-    assert_eq!(*seen.lock().unwrap(), vec![DeliveryState::Sending; 5], "the ledger at each Wappi call");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![DeliveryState::Sending; 5],
+        "the ledger at each Wappi call"
+    );
     // Armed no earlier than ARM_LEAD_MS before the call, and by this driver's fence.
     let sends = w.f.wappi.sends();
     for (g, call) in groups.iter().zip(&sends) {
-        let arm = w
-            .f
-            .db
-            .delivery_writes()
-            .into_iter()
-            .find(|wr| &wr.row.group == g && wr.row.state == DeliveryState::Sending)
-            .expect("an arming write");
-        assert!(arm.row.updated_at <= call.at && call.at - arm.row.updated_at <= ARM_LEAD_MS, "{g}");
+        let arm =
+            w.f.db
+                .delivery_writes()
+                .into_iter()
+                .find(|wr| &wr.row.group == g && wr.row.state == DeliveryState::Sending)
+                .expect("an arming write");
+        assert!(
+            arm.row.updated_at <= call.at && call.at - arm.row.updated_at <= ARM_LEAD_MS,
+            "{g}"
+        );
         assert_eq!(arm.fence, 1);
     }
 }
@@ -182,7 +263,10 @@ async fn per_chat_window_holds_a_retry_to_the_same_group() {
     s.pacing.chat_window_ms = 5000;
     let w = world(s).await;
     let g = jid(1);
-    w.f.wappi.script_send_to(&g, SendScript::Fail(WappiError::Temporary("HTTP 502: bad gateway".into())));
+    w.f.wappi.script_send_to(
+        &g,
+        SendScript::Fail(WappiError::Temporary("HTTP 502: bad gateway".into())),
+    );
     let id = w.mailing(std::slice::from_ref(&g)).await;
 
     w.run(id).await;
@@ -205,9 +289,15 @@ async fn two_profiles_are_paced_independently_even_to_the_same_groups() {
     // A two-driver scheduler: always step the driver that is due first.
     let mut due = [Some(T0), Some(T0)];
     for _ in 0..MAX_STEPS {
-        let Some(i) = (0..2).filter(|i| due[*i].is_some()).min_by_key(|i| due[*i]) else { break };
+        let Some(i) = (0..2).filter(|i| due[*i].is_some()).min_by_key(|i| due[*i]) else {
+            break;
+        };
         w.f.clock.advance_to(due[i].unwrap());
-        let (id, lease, cursor) = if i == 0 { (a, &la, &mut ca) } else { (b, &lb, &mut cb) };
+        let (id, lease, cursor) = if i == 0 {
+            (a, &la, &mut ca)
+        } else {
+            (b, &lb, &mut cb)
+        };
         due[i] = match engine::step(&w.svc, id, lease, cursor).await.unwrap() {
             Step::Continue => Some(w.f.clock.now()),
             Step::SleepUntil(t) => Some(t),
@@ -216,11 +306,27 @@ async fn two_profiles_are_paced_independently_even_to_the_same_groups() {
     }
     assert_eq!(due, [None, None]);
     for p in [&w.prof, &other] {
-        let times: Vec<i64> = w.f.wappi.sends().iter().filter(|c| &c.profile == p).map(|c| c.at - T0).collect();
-        assert_eq!(times, vec![0, 1000, 2000, 3000], "profile {p}: its own 1/s, in parallel");
+        let times: Vec<i64> =
+            w.f.wappi
+                .sends()
+                .iter()
+                .filter(|c| &c.profile == p)
+                .map(|c| c.at - T0)
+                .collect();
+        assert_eq!(
+            times,
+            vec![0, 1000, 2000, 3000],
+            "profile {p}: its own 1/s, in parallel"
+        );
     }
     assert_eq!(w.delivered_counts(&groups), vec![1; 4]);
-    assert_eq!(groups.iter().map(|g| w.f.wappi.delivered_to(g, &other).len()).collect::<Vec<_>>(), vec![1; 4]);
+    assert_eq!(
+        groups
+            .iter()
+            .map(|g| w.f.wappi.delivered_to(g, &other).len())
+            .collect::<Vec<_>>(),
+        vec![1; 4]
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -230,7 +336,8 @@ async fn two_profiles_are_paced_independently_even_to_the_same_groups() {
 async fn rate_limited_pauses_the_profile_and_retries_the_row_uncounted() {
     let w = world(settings(1.0)).await;
     let groups = jids(5);
-    w.f.wappi.script_send_to(&groups[1], SendScript::Fail(WappiError::RateLimited(2000)));
+    w.f.wappi
+        .script_send_to(&groups[1], SendScript::Fail(WappiError::RateLimited(2000)));
     let id = w.mailing(&groups).await;
 
     assert_eq!(w.run(id).await, Step::Finished);
@@ -240,26 +347,80 @@ async fn rate_limited_pauses_the_profile_and_retries_the_row_uncounted() {
     assert_eq!(times[2], 3000, "nothing for 2 s, then at once");
     assert!(!times.iter().any(|t| *t > 1000 && *t < 3000));
     assert_gaps(&times, 1000.0, 2000.0);
-    assert_eq!(w.f.wappi.sends_to(&groups[1]).len(), 2, "the row is tried again");
+    assert_eq!(
+        w.f.wappi.sends_to(&groups[1]).len(),
+        2,
+        "the row is tried again"
+    );
     assert_eq!(w.delivered_counts(&groups), vec![1; 5]);
     let row = w.f.db.row(id, &groups[1]);
-    assert_eq!((row.state, row.attempts), (DeliveryState::Sent, 1), "a 429 is not an attempt");
+    assert_eq!(
+        (row.state, row.attempts),
+        (DeliveryState::Sent, 1),
+        "a 429 is not an attempt"
+    );
     assert_eq!(w.f.state.pace_state(&w.prof).backoff_until, T0 + 3000);
     assert!(w.last_text().starts_with('✅'));
 }
 
 #[tokio::test]
-#[ignore = "bug (minor, ordering): after a 429 the paused row gets next_attempt_at = pause end, but the \
-            next row is still due earlier and is armed at pause end - ARM_LEAD_MS, so it takes the first \
-            slot after the pause and the rate-limited row goes after it (g0 g1 g2 g1 g3 …), although \
-            Remedy::PauseProfile says 'then try the same row again' and the list order is otherwise kept"]
+async fn a_long_retry_after_is_waited_out_without_arming() {
+    let w = world(settings(1.0)).await;
+    let groups = jids(3);
+    w.f.wappi.script_send_to(
+        &groups[0],
+        SendScript::Fail(WappiError::RateLimited(30_000)),
+    );
+    let id = w.mailing(&groups).await;
+    let lease = w.lease(id).await;
+    let mut cursor = Cursor::default();
+    let db = w.f.db.clone();
+    let mut armed_during_pause = false;
+    let step = drive_until(
+        &w.svc,
+        &w.f.clock,
+        id,
+        &lease,
+        &mut cursor,
+        MAX_STEPS,
+        || {
+            let now = w.f.clock.now();
+            let armed = db
+                .rows(id)
+                .iter()
+                .any(|r| r.state == DeliveryState::Sending);
+            armed_during_pause |= armed && now < T0 + 30_000 - ARM_LEAD_MS;
+            false
+        },
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(step, Step::Finished);
+    assert!(
+        !armed_during_pause,
+        "`sending` means about to be sent, not 30 s away"
+    );
+    assert_eq!(w.send_times(), vec![0, 30_000, 31_000, 32_000]);
+    assert_eq!(w.delivered_counts(&groups), vec![1; 3]);
+    assert_eq!(w.f.db.mailing(id).status, MailingStatus::Done);
+}
+
+#[tokio::test]
 async fn rate_limited_row_is_the_first_sent_after_the_pause() {
     let w = world(settings(1.0)).await;
     let groups = jids(4);
-    w.f.wappi.script_send_to(&groups[1], SendScript::Fail(WappiError::RateLimited(2000)));
+    w.f.wappi
+        .script_send_to(&groups[1], SendScript::Fail(WappiError::RateLimited(2000)));
     let id = w.mailing(&groups).await;
     w.run(id).await;
-    let want = vec![groups[0].clone(), groups[1].clone(), groups[1].clone(), groups[2].clone(), groups[3].clone()];
+    let want = vec![
+        groups[0].clone(),
+        groups[1].clone(),
+        groups[1].clone(),
+        groups[2].clone(),
+        groups[3].clone(),
+    ];
     assert_eq!(w.recipients(), want);
 }
 
@@ -273,25 +434,42 @@ async fn temporary_errors_back_off_exponentially_then_fail_the_row() {
     let w = world(s).await;
     let g = jid(1);
     for _ in 0..5 {
-        w.f.wappi.script_send_to(&g, SendScript::Fail(WappiError::Temporary("HTTP 502: bad gateway".into())));
+        w.f.wappi.script_send_to(
+            &g,
+            SendScript::Fail(WappiError::Temporary("HTTP 502: bad gateway".into())),
+        );
     }
     let id = w.mailing(std::slice::from_ref(&g)).await;
 
     assert_eq!(w.run(id).await, Step::Finished);
 
     let times = w.send_times();
-    assert_eq!(times.len(), 5, "max_attempts sends, then no more: {times:?}");
+    assert_eq!(
+        times.len(),
+        5,
+        "max_attempts sends, then no more: {times:?}"
+    );
     for (k, pair) in times.windows(2).enumerate() {
         let base = 1000.0 * f64::from(1u32 << k);
         let gap = (pair[1] - pair[0]) as f64;
-        assert!(gap >= 0.75 * base && gap <= 1.25 * base, "retry {}: {gap} ms vs base {base}", k + 1);
+        assert!(
+            gap >= 0.75 * base && gap <= 1.25 * base,
+            "retry {}: {gap} ms vs base {base}",
+            k + 1
+        );
     }
     let row = w.f.db.row(id, &g);
     assert_eq!((row.state, row.attempts), (DeliveryState::Failed, 5));
-    assert_eq!(row.error.as_deref(), Some("temporary failure: HTTP 502: bad gateway"));
+    assert_eq!(
+        row.error.as_deref(),
+        Some("temporary failure: HTTP 502: bad gateway")
+    );
     let report = w.last_text();
     assert!(report.starts_with("⚠️"), "{report}");
-    assert!(report.contains(g.as_str()) && report.contains("temporary failure"), "{report}");
+    assert!(
+        report.contains(g.as_str()) && report.contains("temporary failure"),
+        "{report}"
+    );
 }
 
 #[tokio::test]
@@ -303,7 +481,10 @@ async fn backoff_is_capped() {
     let w = world(s).await;
     let g = jid(1);
     for _ in 0..6 {
-        w.f.wappi.script_send_to(&g, SendScript::Fail(WappiError::Temporary("network".into())));
+        w.f.wappi.script_send_to(
+            &g,
+            SendScript::Fail(WappiError::Temporary("network".into())),
+        );
     }
     let id = w.mailing(std::slice::from_ref(&g)).await;
     w.run(id).await;
@@ -312,7 +493,11 @@ async fn backoff_is_capped() {
     for (k, pair) in times.windows(2).enumerate() {
         let base = (1000.0 * f64::from(1u32 << k)).min(3000.0);
         let gap = (pair[1] - pair[0]) as f64;
-        assert!(gap >= 0.75 * base && gap <= 1.25 * base, "retry {}: {gap} ms vs base {base}", k + 1);
+        assert!(
+            gap >= 0.75 * base && gap <= 1.25 * base,
+            "retry {}: {gap} ms vs base {base}",
+            k + 1
+        );
     }
 }
 
@@ -321,7 +506,10 @@ async fn temporary_error_then_success_and_others_are_not_held_back() {
     let w = world(settings(1.0)).await;
     let groups = jids(4);
     for _ in 0..2 {
-        w.f.wappi.script_send_to(&groups[0], SendScript::Fail(WappiError::Temporary("HTTP 503".into())));
+        w.f.wappi.script_send_to(
+            &groups[0],
+            SendScript::Fail(WappiError::Temporary("HTTP 503".into())),
+        );
     }
     let id = w.mailing(&groups).await;
 
@@ -329,11 +517,18 @@ async fn temporary_error_then_success_and_others_are_not_held_back() {
 
     assert_eq!(w.f.wappi.sends().len(), 6);
     assert_eq!(w.f.wappi.sends_to(&groups[0]).len(), 3);
-    assert_eq!(w.send_times()[1], 1000, "the next group goes at the next slot");
+    assert_eq!(
+        w.send_times()[1],
+        1000,
+        "the next group goes at the next slot"
+    );
     assert_gaps(&w.send_times(), 1000.0, 5000.0);
     assert_eq!(w.delivered_counts(&groups), vec![1; 4]);
     let row = w.f.db.row(id, &groups[0]);
-    assert_eq!((row.state, row.attempts, row.error.as_deref()), (DeliveryState::Sent, 3, None));
+    assert_eq!(
+        (row.state, row.attempts, row.error.as_deref()),
+        (DeliveryState::Sent, 3, None)
+    );
     assert!(w.last_text().starts_with('✅'));
 }
 
@@ -341,7 +536,10 @@ async fn temporary_error_then_success_and_others_are_not_held_back() {
 async fn rejected_fails_the_row_at_once_and_is_never_retried() {
     let w = world(settings(1.0)).await;
     let groups = jids(3);
-    w.f.wappi.script_send_to(&groups[1], SendScript::Fail(WappiError::Rejected("not a member of the group".into())));
+    w.f.wappi.script_send_to(
+        &groups[1],
+        SendScript::Fail(WappiError::Rejected("not a member of the group".into())),
+    );
     let id = w.mailing(&groups).await;
 
     w.run(id).await;
@@ -350,11 +548,27 @@ async fn rejected_fails_the_row_at_once_and_is_never_retried() {
     assert_eq!(w.send_times(), vec![0, 1000, 2000]);
     let row = w.f.db.row(id, &groups[1]);
     assert_eq!((row.state, row.attempts), (DeliveryState::Failed, 1));
-    assert_eq!(row.error.as_deref(), Some("refused: not a member of the group"));
-    assert_eq!(w.states(id), vec![DeliveryState::Sent, DeliveryState::Failed, DeliveryState::Sent]);
+    assert_eq!(
+        row.error.as_deref(),
+        Some("refused: not a member of the group")
+    );
+    assert_eq!(
+        w.states(id),
+        vec![
+            DeliveryState::Sent,
+            DeliveryState::Failed,
+            DeliveryState::Sent
+        ]
+    );
     let report = w.last_text();
     assert!(report.starts_with("⚠️"), "{report}");
-    assert!(report.contains(&format!("{} — refused: not a member of the group", groups[1])), "{report}");
+    assert!(
+        report.contains(&format!(
+            "{} — refused: not a member of the group",
+            groups[1]
+        )),
+        "{report}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -364,20 +578,30 @@ async fn rejected_fails_the_row_at_once_and_is_never_retried() {
 async fn unknown_but_delivered_is_settled_from_history_without_a_second_send() {
     let w = world(settings(1.0)).await;
     let groups = jids(3);
-    w.f.wappi.script_send_to(&groups[1], SendScript::unknown_but_delivered());
+    w.f.wappi
+        .script_send_to(&groups[1], SendScript::unknown_but_delivered());
     let id = w.mailing(&groups).await;
     let lease = w.lease(id).await;
     let mut cursor = Cursor::default();
 
     let db = w.f.db.clone();
     let g1 = groups[1].clone();
-    drive_until(&w.svc, &w.f.clock, id, &lease, &mut cursor, MAX_STEPS, || {
-        db.row(id, &g1).state == DeliveryState::InDoubt
-    })
+    drive_until(
+        &w.svc,
+        &w.f.clock,
+        id,
+        &lease,
+        &mut cursor,
+        MAX_STEPS,
+        || db.row(id, &g1).state == DeliveryState::InDoubt,
+    )
     .await
     .unwrap();
     let row = w.f.db.row(id, &groups[1]);
-    assert_eq!(row.next_attempt_at, T0 + 1000 + w.svc.settings.engine.settle_delay_ms);
+    assert_eq!(
+        row.next_attempt_at,
+        T0 + 1000 + w.svc.settings.engine.settle_delay_ms
+    );
     assert!(row.error.as_deref().unwrap().contains("outcome unknown"));
 
     assert_eq!(w.drive(id, &lease, &mut cursor).await, Step::Finished);
@@ -386,9 +610,16 @@ async fn unknown_but_delivered_is_settled_from_history_without_a_second_send() {
     let reads = w.f.wappi.calls_of(WappiMethod::ChatMessages);
     assert_eq!(reads.len(), 1);
     assert_eq!(reads[0].to.as_ref(), Some(&groups[1]));
-    assert_eq!(reads[0].at, T0 + 1000 + w.svc.settings.engine.settle_delay_ms, "read after the settle delay");
+    assert_eq!(
+        reads[0].at,
+        T0 + 1000 + w.svc.settings.engine.settle_delay_ms,
+        "read after the settle delay"
+    );
     let row = w.f.db.row(id, &groups[1]);
-    assert_eq!((row.state, row.attempts, row.error.as_deref()), (DeliveryState::Sent, 1, None));
+    assert_eq!(
+        (row.state, row.attempts, row.error.as_deref()),
+        (DeliveryState::Sent, 1, None)
+    );
     assert!(row.message_id.is_some(), "the id found in the history");
     assert_eq!(w.delivered_counts(&groups), vec![1; 3]);
     assert!(w.last_text().starts_with('✅'), "{}", w.last_text());
@@ -398,7 +629,8 @@ async fn unknown_but_delivered_is_settled_from_history_without_a_second_send() {
 async fn unknown_and_not_delivered_is_settled_to_pending_and_sent_once() {
     let w = world(settings(1.0)).await;
     let groups = jids(3);
-    w.f.wappi.script_send_to(&groups[1], SendScript::unknown_not_delivered());
+    w.f.wappi
+        .script_send_to(&groups[1], SendScript::unknown_not_delivered());
     let id = w.mailing(&groups).await;
 
     w.run(id).await;
@@ -406,8 +638,15 @@ async fn unknown_and_not_delivered_is_settled_to_pending_and_sent_once() {
     let g1_sends = w.f.wappi.sends_to(&groups[1]);
     assert_eq!(g1_sends.len(), 2);
     let read = &w.f.wappi.calls_of(WappiMethod::ChatMessages)[0];
-    assert!(g1_sends[0].at < read.at && read.at <= g1_sends[1].at, "read before the resend");
-    assert_eq!(w.delivered_counts(&groups), vec![1; 3], "exactly one message in each group");
+    assert!(
+        g1_sends[0].at < read.at && read.at <= g1_sends[1].at,
+        "read before the resend"
+    );
+    assert_eq!(
+        w.delivered_counts(&groups),
+        vec![1; 3],
+        "exactly one message in each group"
+    );
     let row = w.f.db.row(id, &groups[1]);
     assert_eq!((row.state, row.attempts), (DeliveryState::Sent, 2));
     assert!(w.last_text().starts_with('✅'));
@@ -417,9 +656,11 @@ async fn unknown_and_not_delivered_is_settled_to_pending_and_sent_once() {
 async fn a_history_that_cannot_be_read_leaves_the_row_in_doubt_and_reported() {
     let w = world(settings(1.0)).await;
     let groups = jids(2);
-    w.f.wappi.script_send_to(&groups[0], SendScript::unknown_but_delivered());
+    w.f.wappi
+        .script_send_to(&groups[0], SendScript::unknown_but_delivered());
     for _ in 0..20 {
-        w.f.wappi.fail_next_read(WappiError::Temporary("HTTP 500".into()));
+        w.f.wappi
+            .fail_next_read(WappiError::Temporary("HTTP 500".into()));
     }
     let id = w.mailing(&groups).await;
 
@@ -427,15 +668,29 @@ async fn a_history_that_cannot_be_read_leaves_the_row_in_doubt_and_reported() {
 
     let reads = w.f.wappi.calls_of(WappiMethod::ChatMessages);
     assert_eq!(reads.len(), 5, "tries until the attempts are used up");
-    assert_eq!(w.f.wappi.sends_to(&groups[0]).len(), 1, "never resent blindly");
+    assert_eq!(
+        w.f.wappi.sends_to(&groups[0]).len(),
+        1,
+        "never resent blindly"
+    );
     let row = w.f.db.row(id, &groups[0]);
-    assert_eq!((row.state, row.next_attempt_at), (DeliveryState::InDoubt, UNSETTLED));
-    assert!(row.error.as_deref().unwrap().starts_with("could not verify the send"));
+    assert_eq!(
+        (row.state, row.next_attempt_at),
+        (DeliveryState::InDoubt, UNSETTLED)
+    );
+    assert!(row
+        .error
+        .as_deref()
+        .unwrap()
+        .starts_with("could not verify the send"));
     let m = w.f.db.mailing(id);
     assert_eq!(m.status, MailingStatus::Done);
     let report = w.last_text();
     assert!(report.starts_with("⚠️"), "{report}");
-    assert!(report.contains("In doubt") && report.contains(groups[0].as_str()), "{report}");
+    assert!(
+        report.contains("In doubt") && report.contains(groups[0].as_str()),
+        "{report}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -454,18 +709,41 @@ async fn crash_after_arming_the_row_is_settled_then_sent_once() {
     w.f.state.expire_lease(&w.prof);
     let new = w.lease(id).await;
     assert!(new.fence > old.fence);
-    assert_eq!(w.drive(id, &new, &mut Cursor::default()).await, Step::Finished);
+    assert_eq!(
+        w.drive(id, &new, &mut Cursor::default()).await,
+        Step::Finished
+    );
 
-    let in_doubt = w.f.db.delivery_writes().into_iter().find(|wr| wr.row.state == DeliveryState::InDoubt);
+    let in_doubt =
+        w.f.db
+            .delivery_writes()
+            .into_iter()
+            .find(|wr| wr.row.state == DeliveryState::InDoubt);
     let in_doubt = in_doubt.expect("the leftover became in_doubt");
-    assert_eq!((&in_doubt.row.group, in_doubt.fence), (&groups[1], new.fence));
-    assert_eq!(in_doubt.row.error.as_deref(), Some("interrupted while sending"));
+    assert_eq!(
+        (&in_doubt.row.group, in_doubt.fence),
+        (&groups[1], new.fence)
+    );
+    assert_eq!(
+        in_doubt.row.error.as_deref(),
+        Some("interrupted while sending")
+    );
     let calls = w.f.wappi.calls();
-    let read = calls.iter().position(|c| c.method == WappiMethod::ChatMessages).expect("a history read");
-    let resend = calls.iter().position(|c| c.is_send() && c.to.as_ref() == Some(&groups[1])).unwrap();
+    let read = calls
+        .iter()
+        .position(|c| c.method == WappiMethod::ChatMessages)
+        .expect("a history read");
+    let resend = calls
+        .iter()
+        .position(|c| c.is_send() && c.to.as_ref() == Some(&groups[1]))
+        .unwrap();
     assert!(read < resend, "settled before any resend");
     assert_eq!(w.recipients(), groups);
-    assert_eq!(w.send_times(), vec![0, 1000, 2000], "the crash cost no pace");
+    assert_eq!(
+        w.send_times(),
+        vec![0, 1000, 2000],
+        "the crash cost no pace"
+    );
     assert_eq!(w.delivered_counts(&groups), vec![1; 3]);
     assert!(w.last_text().starts_with('✅'));
 }
@@ -478,14 +756,18 @@ async fn crash_after_a_delivered_send_is_settled_without_a_resend() {
     let old = w.lease(id).await;
     let armed = w.drive_until_armed(id, &old, &mut Cursor::default()).await;
     // The dead process's call went through before it could record it.
-    w.f.wappi.inject_message(&armed, &w.prof, TEXT, w.f.clock.now() + ARM_LEAD_MS);
+    w.f.wappi
+        .inject_message(&armed, &w.prof, TEXT, w.f.clock.now() + ARM_LEAD_MS);
     w.f.clock.advance(ARM_LEAD_MS);
 
     w.f.state.expire_lease(&w.prof);
     let new = w.lease(id).await;
     w.drive(id, &new, &mut Cursor::default()).await;
 
-    assert!(w.f.wappi.sends_to(&armed).is_empty(), "no second send to {armed}");
+    assert!(
+        w.f.wappi.sends_to(&armed).is_empty(),
+        "no second send to {armed}"
+    );
     assert_eq!(w.delivered_counts(&groups), vec![1; 3]);
     assert_eq!(w.f.db.row(id, &armed).state, DeliveryState::Sent);
     assert!(w.f.db.row(id, &armed).message_id.is_some());
@@ -505,12 +787,23 @@ async fn crash_between_the_wappi_call_and_the_ledger_write_does_not_double_send(
         }
     });
 
-    let err = drive(&w.svc, &w.f.clock, id, &lease, &mut Cursor::default(), MAX_STEPS).await;
+    let err = drive(
+        &w.svc,
+        &w.f.clock,
+        id,
+        &lease,
+        &mut Cursor::default(),
+        MAX_STEPS,
+    )
+    .await;
     assert!(err.is_err(), "the step fails after the call");
     assert_eq!(w.f.db.row(id, &groups[1]).state, DeliveryState::Sending);
 
     // The runner starts again from what is stored, with the lease it still holds.
-    assert_eq!(w.drive(id, &lease, &mut Cursor::default()).await, Step::Finished);
+    assert_eq!(
+        w.drive(id, &lease, &mut Cursor::default()).await,
+        Step::Finished
+    );
 
     assert_eq!(w.recipients(), groups, "no second send");
     assert_eq!(w.delivered_counts(&groups), vec![1; 3]);
@@ -525,9 +818,13 @@ async fn a_stale_lease_gets_lost_lease_and_writes_nothing() {
     let id = w.mailing(&groups).await;
     let old = w.lease(id).await;
     let mut old_cursor = Cursor::default();
-    let first = engine::step(&w.svc, id, &old, &mut old_cursor).await.unwrap();
+    let first = engine::step(&w.svc, id, &old, &mut old_cursor)
+        .await
+        .unwrap();
     assert_eq!(first, Step::Continue);
-    let sleep = engine::step(&w.svc, id, &old, &mut old_cursor).await.unwrap();
+    let sleep = engine::step(&w.svc, id, &old, &mut old_cursor)
+        .await
+        .unwrap();
     assert_eq!(sleep, Step::SleepUntil(T0 + 1000 - ARM_LEAD_MS));
 
     // The old runner stalls; its lease expires and another takes the mailing.
@@ -538,8 +835,18 @@ async fn a_stale_lease_gets_lost_lease_and_writes_nothing() {
     let mailing = w.f.db.mailing(id);
 
     w.f.clock.advance_to(T0 + 1000 - ARM_LEAD_MS);
-    assert_eq!(engine::step(&w.svc, id, &old, &mut old_cursor).await.unwrap(), Step::LostLease);
-    assert_eq!(engine::step(&w.svc, id, &old, &mut Cursor::default()).await.unwrap(), Step::LostLease);
+    assert_eq!(
+        engine::step(&w.svc, id, &old, &mut old_cursor)
+            .await
+            .unwrap(),
+        Step::LostLease
+    );
+    assert_eq!(
+        engine::step(&w.svc, id, &old, &mut Cursor::default())
+            .await
+            .unwrap(),
+        Step::LostLease
+    );
 
     assert_eq!(w.f.db.delivery_writes().len(), writes, "no ledger write");
     assert_eq!(w.f.wappi.calls().len(), calls, "no Wappi call");
@@ -547,18 +854,22 @@ async fn a_stale_lease_gets_lost_lease_and_writes_nothing() {
     // Its writes would be refused anyway.
     let mut row = w.f.db.row(id, &groups[1]);
     row.state = DeliveryState::Sent;
-    assert_eq!(w.svc.db.update_delivery(&row, old.fence).await, Err(crate::ports::DbError::StaleFence));
+    assert_eq!(
+        w.svc.db.update_delivery(&row, old.fence).await,
+        Err(crate::ports::DbError::StaleFence)
+    );
 
-    assert_eq!(w.drive(id, &new, &mut Cursor::default()).await, Step::Finished);
+    assert_eq!(
+        w.drive(id, &new, &mut Cursor::default()).await,
+        Step::Finished
+    );
     assert_eq!(w.delivered_counts(&groups), vec![1; 3]);
 }
 
+/// A runner paused past its lease (SIGSTOP, swap) while a row was armed must not send when it
+/// wakes: the new holder may already have settled that row and armed it again. (Found as a
+/// double send: the armed path used the cached mailing and never checked the lease.)
 #[tokio::test]
-#[ignore = "bug: a driver whose lease was lost while it had a row armed still sends. The armed path of \
-            run_step uses the cached Mailing (fence unchanged) and never re-checks the fence or the lease \
-            before send_text; only the ledger write after the call fails with StaleFence (→ LostLease). \
-            If the new owner has meanwhile settled the leftover (history empty → pending) and re-armed \
-            it, the group gets the post twice"]
 async fn a_stale_lease_with_an_armed_row_does_not_send() {
     let w = world(settings(1.0)).await;
     let groups = jids(3);
@@ -575,10 +886,13 @@ async fn a_stale_lease_with_an_armed_row_does_not_send() {
     let again = w.drive_until_armed(id, &new, &mut new_cursor).await;
     assert_eq!(again, armed);
 
-    // Both wake at the slot; the stale one first.
+    // Both wake at the slot; the stale one first (stepped directly: a driver loop would
+    // notice the lost lease itself).
     w.f.clock.set(T0 + 1000);
     let calls = w.f.wappi.sends().len();
-    let old_step = engine::step(&w.svc, id, &old, &mut old_cursor).await.unwrap();
+    let old_step = engine::step(&w.svc, id, &old, &mut old_cursor)
+        .await
+        .unwrap();
     let stale_sends = w.f.wappi.sends().len() - calls;
     w.drive(id, &new, &mut new_cursor).await;
 
@@ -595,17 +909,39 @@ async fn an_unclaimed_lease_or_a_finished_mailing_does_nothing() {
     let w = world(settings(1.0)).await;
     let groups = jids(2);
     let id = w.mailing(&groups).await;
-    let lease = w.svc.state.acquire_lease(&w.prof, TTL, w.f.clock.now()).await.unwrap().unwrap();
+    let lease = w
+        .svc
+        .state
+        .acquire_lease(&w.prof, TTL, w.f.clock.now())
+        .await
+        .unwrap()
+        .unwrap();
     // Not claimed: the mailing's fence is still 0.
-    assert_eq!(engine::step(&w.svc, id, &lease, &mut Cursor::default()).await.unwrap(), Step::LostLease);
+    assert_eq!(
+        engine::step(&w.svc, id, &lease, &mut Cursor::default())
+            .await
+            .unwrap(),
+        Step::LostLease
+    );
     w.svc.db.claim_mailing(id, lease.fence).await.unwrap();
     w.drive(id, &lease, &mut Cursor::default()).await;
     let calls = w.f.wappi.calls().len();
     let tg = w.f.telegram.calls().len();
-    assert_eq!(engine::step(&w.svc, id, &lease, &mut Cursor::default()).await.unwrap(), Step::Finished);
-    assert_eq!((w.f.wappi.calls().len(), w.f.telegram.calls().len()), (calls, tg), "a done mailing is left alone");
     assert_eq!(
-        engine::step(&w.svc, MailingId(999), &lease, &mut Cursor::default()).await.unwrap(),
+        engine::step(&w.svc, id, &lease, &mut Cursor::default())
+            .await
+            .unwrap(),
+        Step::Finished
+    );
+    assert_eq!(
+        (w.f.wappi.calls().len(), w.f.telegram.calls().len()),
+        (calls, tg),
+        "a done mailing is left alone"
+    );
+    assert_eq!(
+        engine::step(&w.svc, MailingId(999), &lease, &mut Cursor::default())
+            .await
+            .unwrap(),
         Step::Finished
     );
 }
@@ -624,18 +960,31 @@ async fn cancel_in_state_while_armed_disarms_and_stops_before_the_send() {
 
     w.svc.state.set_cancel(id).await.unwrap();
     // The runner wakes on a cancel; the step comes before the slot.
-    assert_eq!(engine::step(&w.svc, id, &lease, &mut cursor).await.unwrap(), Step::Finished);
+    assert_eq!(
+        engine::step(&w.svc, id, &lease, &mut cursor).await.unwrap(),
+        Step::Finished
+    );
 
     assert_eq!(w.recipients(), vec![groups[0].clone()]);
     let row = w.f.db.row(id, &armed);
-    assert_eq!((row.state, row.attempts), (DeliveryState::Pending, 0), "back to pending, not left sending");
+    assert_eq!(
+        (row.state, row.attempts),
+        (DeliveryState::Pending, 0),
+        "back to pending, not left sending"
+    );
     assert_eq!(w.f.db.mailing(id).status, MailingStatus::Cancelled);
     assert_eq!(w.f.db.mailing(id).finished_at, Some(w.f.clock.now()));
     let report = w.last_text();
-    assert!(report.starts_with("⚠️") && report.contains("stopped") && report.contains("Not sent: 2"), "{report}");
+    assert!(
+        report.starts_with("⚠️") && report.contains("stopped") && report.contains("Not sent: 2"),
+        "{report}"
+    );
     // Driving on sends nothing.
     w.f.clock.advance(10_000);
-    assert_eq!(engine::step(&w.svc, id, &lease, &mut cursor).await.unwrap(), Step::Finished);
+    assert_eq!(
+        engine::step(&w.svc, id, &lease, &mut cursor).await.unwrap(),
+        Step::Finished
+    );
     assert_eq!(w.f.wappi.sends().len(), 1);
 }
 
@@ -647,15 +996,30 @@ async fn cancel_in_the_database_takes_effect_before_the_next_send() {
     let lease = w.lease(id).await;
     let mut cursor = Cursor::default();
     let wappi = w.f.wappi.clone();
-    drive_until(&w.svc, &w.f.clock, id, &lease, &mut cursor, MAX_STEPS, || wappi.sends().len() == 1)
-        .await
-        .unwrap();
+    drive_until(
+        &w.svc,
+        &w.f.clock,
+        id,
+        &lease,
+        &mut cursor,
+        MAX_STEPS,
+        || wappi.sends().len() == 1,
+    )
+    .await
+    .unwrap();
 
     w.svc.db.request_cancel(id).await.unwrap();
     assert_eq!(w.drive(id, &lease, &mut cursor).await, Step::Finished);
 
     assert_eq!(w.f.wappi.sends().len(), 1);
-    assert_eq!(w.states(id), vec![DeliveryState::Sent, DeliveryState::Pending, DeliveryState::Pending]);
+    assert_eq!(
+        w.states(id),
+        vec![
+            DeliveryState::Sent,
+            DeliveryState::Pending,
+            DeliveryState::Pending
+        ]
+    );
     assert_eq!(w.f.db.mailing(id).status, MailingStatus::Cancelled);
 }
 
@@ -674,7 +1038,11 @@ async fn cancel_in_the_database_stops_an_armed_row() {
     let armed = w.drive_until_armed(id, &lease, &mut cursor).await;
     w.svc.db.request_cancel(id).await.unwrap();
     w.drive(id, &lease, &mut cursor).await;
-    assert_eq!(w.f.wappi.sends().len(), 1, "the armed row was sent after the cancel");
+    assert_eq!(
+        w.f.wappi.sends().len(),
+        1,
+        "the armed row was sent after the cancel"
+    );
     assert_eq!(w.f.db.row(id, &armed).state, DeliveryState::Pending);
 }
 
@@ -682,27 +1050,49 @@ async fn cancel_in_the_database_stops_an_armed_row() {
 async fn cancel_during_a_rate_limit_pause_ends_at_once() {
     let w = world(settings(1.0)).await;
     let groups = jids(3);
-    w.f.wappi.script_send_to(&groups[1], SendScript::Fail(WappiError::RateLimited(30_000)));
+    w.f.wappi.script_send_to(
+        &groups[1],
+        SendScript::Fail(WappiError::RateLimited(30_000)),
+    );
     let id = w.mailing(&groups).await;
     let lease = w.lease(id).await;
     let mut cursor = Cursor::default();
     let state = w.f.state.clone();
     let prof = w.prof.clone();
-    drive_until(&w.svc, &w.f.clock, id, &lease, &mut cursor, MAX_STEPS, || {
-        state.pace_state(&prof).backoff_until > 0
-    })
+    drive_until(
+        &w.svc,
+        &w.f.clock,
+        id,
+        &lease,
+        &mut cursor,
+        MAX_STEPS,
+        || state.pace_state(&prof).backoff_until > 0,
+    )
     .await
     .unwrap();
     let wait = engine::step(&w.svc, id, &lease, &mut cursor).await.unwrap();
-    assert!(matches!(wait, Step::SleepUntil(t) if t > T0 + 30_000), "waits out the pause: {wait:?}");
-    assert!(!w.states(id).contains(&DeliveryState::Sending), "nothing armed during a long pause");
+    assert!(
+        matches!(wait, Step::SleepUntil(t) if t > T0 + 30_000),
+        "waits out the pause: {wait:?}"
+    );
+    assert!(
+        !w.states(id).contains(&DeliveryState::Sending),
+        "nothing armed during a long pause"
+    );
 
     w.svc.state.set_cancel(id).await.unwrap();
-    assert_eq!(engine::step(&w.svc, id, &lease, &mut cursor).await.unwrap(), Step::Finished);
+    assert_eq!(
+        engine::step(&w.svc, id, &lease, &mut cursor).await.unwrap(),
+        Step::Finished
+    );
 
     assert_eq!(w.f.wappi.sends().len(), 2);
     assert_eq!(w.f.db.mailing(id).status, MailingStatus::Cancelled);
-    assert_eq!(w.f.db.mailing(id).finished_at, Some(T0 + 1000), "no waiting for the pause");
+    assert_eq!(
+        w.f.db.mailing(id).finished_at,
+        Some(T0 + 1000),
+        "no waiting for the pause"
+    );
 }
 
 #[tokio::test]
@@ -719,10 +1109,19 @@ async fn a_cancel_during_a_send_lets_no_further_message_out() {
 
     assert_eq!(w.run(id).await, Step::Finished);
 
-    assert_eq!(w.recipients(), groups[..2].to_vec(), "the send in flight completes, nothing after");
+    assert_eq!(
+        w.recipients(),
+        groups[..2].to_vec(),
+        "the send in flight completes, nothing after"
+    );
     assert_eq!(
         w.states(id),
-        vec![DeliveryState::Sent, DeliveryState::Sent, DeliveryState::Pending, DeliveryState::Pending]
+        vec![
+            DeliveryState::Sent,
+            DeliveryState::Sent,
+            DeliveryState::Pending,
+            DeliveryState::Pending
+        ]
     );
     assert_eq!(w.f.db.mailing(id).status, MailingStatus::Cancelled);
 }
@@ -734,36 +1133,61 @@ async fn a_cancel_during_a_send_lets_no_further_message_out() {
 async fn not_authorized_pauses_and_a_resume_continues_without_resending() {
     let w = world(settings(1.0)).await;
     let groups = jids(5);
-    w.f.wappi.script_send_to(&groups[2], SendScript::Fail(WappiError::NotAuthorized));
+    w.f.wappi
+        .script_send_to(&groups[2], SendScript::Fail(WappiError::NotAuthorized));
     let id = w.mailing(&groups).await;
     let lease = w.lease(id).await;
 
-    assert_eq!(w.drive(id, &lease, &mut Cursor::default()).await, Step::Finished);
+    assert_eq!(
+        w.drive(id, &lease, &mut Cursor::default()).await,
+        Step::Finished
+    );
     w.svc.state.release_lease(&lease).await.unwrap();
 
     let m = w.f.db.mailing(id);
     let reason = texts::account_problem(Lang::En, &WappiError::NotAuthorized);
-    assert_eq!((m.status, m.pause_reason.as_deref()), (MailingStatus::Paused, Some(reason.as_str())));
+    assert_eq!(
+        (m.status, m.pause_reason.as_deref()),
+        (MailingStatus::Paused, Some(reason.as_str()))
+    );
     assert_eq!(m.finished_at, None);
     let row = w.f.db.row(id, &groups[2]);
     assert_eq!((row.state, row.attempts), (DeliveryState::Pending, 0));
     let (_, text, markup) = w.f.telegram.last_sent(CHAT).unwrap();
     assert_eq!(text, texts::paused(Lang::En, id.0, &reason));
-    let Some(ReplyMarkup::Inline(kb)) = markup else { panic!("inline buttons expected") };
-    let data: Vec<&str> = kb.inline_keyboard.iter().flatten().filter_map(|b| b.callback_data.as_deref()).collect();
-    assert_eq!(data, vec![format!("resume:{}", id.0), format!("cancel:{}", id.0)]);
+    let Some(ReplyMarkup::Inline(kb)) = markup else {
+        panic!("inline buttons expected")
+    };
+    let data: Vec<&str> = kb
+        .inline_keyboard
+        .iter()
+        .flatten()
+        .filter_map(|b| b.callback_data.as_deref())
+        .collect();
+    assert_eq!(
+        data,
+        vec![format!("resume:{}", id.0), format!("cancel:{}", id.0)]
+    );
     assert_eq!(w.f.wappi.sends().len(), 3);
 
     // A paused mailing is not driven.
     let later = w.lease(id).await;
-    assert_eq!(engine::step(&w.svc, id, &later, &mut Cursor::default()).await.unwrap(), Step::Finished);
+    assert_eq!(
+        engine::step(&w.svc, id, &later, &mut Cursor::default())
+            .await
+            .unwrap(),
+        Step::Finished
+    );
     assert_eq!(w.f.wappi.sends().len(), 3);
     w.svc.state.release_lease(&later).await.unwrap();
 
     assert!(w.svc.db.resume_mailing(id).await.unwrap());
     assert_eq!(w.run(id).await, Step::Finished);
 
-    let want: Vec<GroupJid> = [0, 1, 2, 2, 3, 4].iter().map(|i| groups[*i].clone()).collect();
+    let want: Vec<GroupJid> = [0, 1, 2, 2, 3, 4]
+        .iter()
+        .map(|i| groups[*i].clone())
+        .collect();
     assert_eq!(w.recipients(), want, "sent groups are not sent again");
     assert_eq!(w.delivered_counts(&groups), vec![1; 5]);
     assert_eq!(w.f.db.mailing(id).status, MailingStatus::Done);
@@ -774,7 +1198,11 @@ async fn not_authorized_pauses_and_a_resume_continues_without_resending() {
 async fn missing_credentials_pause_the_mailing_without_calling_wappi() {
     let w = world(settings(1.0)).await;
     let stranger = UserId(9);
-    w.svc.db.ensure_user(stranger, Lang::En, i64::MAX, T0).await.unwrap();
+    w.svc
+        .db
+        .ensure_user(stranger, Lang::En, i64::MAX, T0)
+        .await
+        .unwrap();
     let id = create_mailing(&w.svc, stranger, &w.prof, &jids(2), TEXT).await;
 
     assert_eq!(w.run(id).await, Step::Finished);
@@ -782,7 +1210,10 @@ async fn missing_credentials_pause_the_mailing_without_calling_wappi() {
     assert!(w.f.wappi.calls().is_empty());
     let m = w.f.db.mailing(id);
     assert_eq!(m.status, MailingStatus::Paused);
-    assert_eq!(m.pause_reason, Some(texts::account_problem(Lang::En, &WappiError::BadToken)));
+    assert_eq!(
+        m.pause_reason,
+        Some(texts::account_problem(Lang::En, &WappiError::BadToken))
+    );
     assert!(w.f.telegram.sent_texts(ChatId(9))[0].starts_with('⏸'));
 }
 
@@ -792,8 +1223,17 @@ async fn missing_credentials_pause_the_mailing_without_calling_wappi() {
 /// What the bot does on start: the start message becomes the progress message.
 async fn start_message(w: &World, id: MailingId) -> MessageId {
     let kb = engine::cancel_keyboard(Lang::En, id);
-    let mid = w.svc.telegram.send_message(CHAT, "🚀 started", Some(&ReplyMarkup::Inline(kb))).await.unwrap();
-    w.svc.db.set_progress(id, Some(mid.0), w.f.clock.now()).await.unwrap();
+    let mid = w
+        .svc
+        .telegram
+        .send_message(CHAT, "🚀 started", Some(&ReplyMarkup::Inline(kb)))
+        .await
+        .unwrap();
+    w.svc
+        .db
+        .set_progress(id, Some(mid.0), w.f.clock.now())
+        .await
+        .unwrap();
     mid
 }
 
@@ -811,14 +1251,23 @@ async fn progress_edits_are_never_closer_than_the_interval() {
     assert!(last.1.starts_with("📊"), "the final edit: {}", last.1);
     assert!(progress.iter().all(|(_, t)| t.starts_with('⏳')));
     assert!(progress.len() >= 3, "11 s of sending at 3 s: {progress:?}");
-    let times: Vec<i64> = std::iter::once(T0).chain(progress.iter().map(|(t, _)| *t)).collect();
+    let times: Vec<i64> = std::iter::once(T0)
+        .chain(progress.iter().map(|(t, _)| *t))
+        .collect();
     for pair in times.windows(2) {
-        assert!(pair[1] - pair[0] >= 3000, "edits {} ms apart", pair[1] - pair[0]);
+        assert!(
+            pair[1] - pair[0] >= 3000,
+            "edits {} ms apart",
+            pair[1] - pair[0]
+        );
     }
     // No second progress message: the start message and the report only.
     assert_eq!(w.f.telegram.sent_texts(CHAT).len(), 2);
     let shown = w.f.telegram.message(CHAT, mid).unwrap();
-    assert!(shown.keyboard.inline_keyboard.is_empty(), "the final edit removes the Stop button");
+    assert!(
+        shown.keyboard.inline_keyboard.is_empty(),
+        "the final edit removes the Stop button"
+    );
     assert!(w.last_text().starts_with("✅ Mailing"));
 }
 
@@ -845,7 +1294,15 @@ async fn without_a_start_message_the_engine_sends_one_progress_message() {
     w.run(id).await;
 
     let sent = w.f.telegram.sent_texts(CHAT);
-    assert_eq!(sent.len(), 2, "one progress message and the report: {sent:?}");
+    assert_eq!(
+        sent.len(),
+        2,
+        "one progress message and the report: {sent:?}"
+    );
     assert!(sent[0].starts_with('⏳') && sent[1].starts_with('✅'));
-    assert_eq!(w.f.db.mailing(id).progress_message_id, Some(1001), "the first message id");
+    assert_eq!(
+        w.f.db.mailing(id).progress_message_id,
+        Some(1001),
+        "the first message id"
+    );
 }

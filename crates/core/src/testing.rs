@@ -25,8 +25,9 @@ use crate::ids::{ChatId, GroupJid, MailingId, ProfileId, UserId};
 use crate::ledger::{Delivery, DeliveryState, Mailing, MailingStatus, NewMailing};
 use crate::pacing::{self, PaceState};
 use crate::ports::{
-    async_trait, BillingStore, Clock, ContentStore, DbError, Entropy, GroupEntry, Invoice, Lease, MailingStore, Pace,
-    PacingConfig, Settlement, State, StateError, Stats, TelegramApi, UpdateLog, UserRecord, UserStore, WappiApi,
+    async_trait, BillingStore, Clock, ContentStore, DbError, Entropy, GroupEntry, Invoice, Lease,
+    MailingStore, Pace, PacingConfig, Settlement, State, StateError, Stats, TelegramApi, UpdateLog,
+    UserRecord, UserStore, WappiApi,
 };
 use crate::secret::Secret;
 use crate::services::{CoreSettings, Services};
@@ -112,7 +113,10 @@ impl Default for FixedEntropy {
 
 impl FixedEntropy {
     pub fn new(seed: u64) -> Self {
-        FixedEntropy { seed, counter: AtomicU64::new(0) }
+        FixedEntropy {
+            seed,
+            counter: AtomicU64::new(0),
+        }
     }
 
     /// How many times `fill` was called.
@@ -215,7 +219,11 @@ impl InMemDb {
 
     /// A mailing as stored (panics if there is none: a test bug).
     pub fn mailing(&self, id: MailingId) -> Mailing {
-        self.lock().mailings.get(&id).cloned().expect("no such mailing")
+        self.lock()
+            .mailings
+            .get(&id)
+            .cloned()
+            .expect("no such mailing")
     }
 
     /// A mailing's ledger rows, in sending order.
@@ -225,7 +233,10 @@ impl InMemDb {
 
     /// The row of `group` in mailing `id` (panics if there is none).
     pub fn row(&self, id: MailingId, group: &GroupJid) -> Delivery {
-        self.rows(id).into_iter().find(|r| &r.group == group).expect("no such row")
+        self.rows(id)
+            .into_iter()
+            .find(|r| &r.group == group)
+            .expect("no such row")
     }
 
     pub fn user(&self, id: UserId) -> Option<UserRecord> {
@@ -281,7 +292,12 @@ impl UserStore for InMemDb {
         Ok(user.clone())
     }
 
-    async fn save_credentials(&self, id: UserId, token_enc: &str, profile: &ProfileId) -> Result<(), DbError> {
+    async fn save_credentials(
+        &self,
+        id: UserId,
+        token_enc: &str,
+        profile: &ProfileId,
+    ) -> Result<(), DbError> {
         let mut inner = self.lock();
         let user = inner.user_mut(id)?;
         user.wappi_token_enc = Some(token_enc.to_string());
@@ -324,7 +340,11 @@ impl ContentStore for InMemDb {
     async fn set_groups(&self, user: UserId, groups: &[GroupEntry]) -> Result<(), DbError> {
         // A repeated group keeps its first place (and name).
         let mut seen = HashSet::new();
-        let list: Vec<GroupEntry> = groups.iter().filter(|g| seen.insert(g.jid.clone())).cloned().collect();
+        let list: Vec<GroupEntry> = groups
+            .iter()
+            .filter(|g| seen.insert(g.jid.clone()))
+            .cloned()
+            .collect();
         self.lock().groups.insert(user, list);
         Ok(())
     }
@@ -386,7 +406,13 @@ impl MailingStore for InMemDb {
     }
 
     async fn latest_mailing(&self, user: UserId) -> Result<Option<Mailing>, DbError> {
-        Ok(self.lock().mailings.values().rev().find(|m| m.user_id == user).cloned())
+        Ok(self
+            .lock()
+            .mailings
+            .values()
+            .rev()
+            .find(|m| m.user_id == user)
+            .cloned())
     }
 
     async fn running_mailings(&self) -> Result<Vec<Mailing>, DbError> {
@@ -423,14 +449,20 @@ impl MailingStore for InMemDb {
         }
         if let Err(e) = inner.check_fence(row.mailing_id, fence) {
             if e == DbError::StaleFence {
-                inner.refused_writes.push(DeliveryWrite { fence, row: row.clone() });
+                inner.refused_writes.push(DeliveryWrite {
+                    fence,
+                    row: row.clone(),
+                });
             }
             return Err(e);
         }
         let stored = inner
             .rows
             .get_mut(&row.mailing_id)
-            .and_then(|rows| rows.iter_mut().find(|r| r.group == row.group && r.part == row.part))
+            .and_then(|rows| {
+                rows.iter_mut()
+                    .find(|r| r.group == row.group && r.part == row.part)
+            })
             .ok_or(DbError::NotFound)?;
         stored.state = row.state;
         stored.attempts = row.attempts;
@@ -439,7 +471,10 @@ impl MailingStore for InMemDb {
         stored.error = row.error.clone();
         stored.updated_at = row.updated_at;
         let written = stored.clone();
-        inner.writes.push(DeliveryWrite { fence, row: written });
+        inner.writes.push(DeliveryWrite {
+            fence,
+            row: written,
+        });
         Ok(())
     }
 
@@ -460,12 +495,17 @@ impl MailingStore for InMemDb {
         let m = inner.mailings.get_mut(&id).expect("checked above");
         m.status = status;
         m.pause_reason = reason.map(str::to_string);
-        m.finished_at = matches!(status, MailingStatus::Cancelled | MailingStatus::Done).then_some(now);
+        m.finished_at =
+            matches!(status, MailingStatus::Cancelled | MailingStatus::Done).then_some(now);
         Ok(())
     }
 
     async fn request_cancel(&self, id: MailingId) -> Result<(), DbError> {
-        self.lock().mailings.get_mut(&id).ok_or(DbError::NotFound)?.cancel_requested = true;
+        self.lock()
+            .mailings
+            .get_mut(&id)
+            .ok_or(DbError::NotFound)?
+            .cancel_requested = true;
         Ok(())
     }
 
@@ -487,7 +527,12 @@ impl MailingStore for InMemDb {
         Ok(true)
     }
 
-    async fn set_progress(&self, id: MailingId, message_id: Option<i64>, at: i64) -> Result<(), DbError> {
+    async fn set_progress(
+        &self,
+        id: MailingId,
+        message_id: Option<i64>,
+        at: i64,
+    ) -> Result<(), DbError> {
         let mut inner = self.lock();
         let m = inner.mailings.get_mut(&id).ok_or(DbError::NotFound)?;
         if message_id.is_some() {
@@ -535,11 +580,18 @@ impl BillingStore for InMemDb {
         Ok(self.lock().invoices.get(&id).map(|(i, _)| i.clone()))
     }
 
-    async fn settle_invoice(&self, id: i64, _out_sum_raw: &str, now: i64) -> Result<Settlement, DbError> {
+    async fn settle_invoice(
+        &self,
+        id: i64,
+        _out_sum_raw: &str,
+        now: i64,
+    ) -> Result<Settlement, DbError> {
         let mut inner = self.lock();
         let (invoice, _) = inner.invoices.get(&id).cloned().ok_or(DbError::NotFound)?;
         if invoice.paid {
-            return Ok(Settlement::AlreadyPaid { until: invoice.extended_until.unwrap_or(0) });
+            return Ok(Settlement::AlreadyPaid {
+                until: invoice.extended_until.unwrap_or(0),
+            });
         }
         let user = inner.user_mut(invoice.user_id)?;
         let until = billing::extend(user.subscription_until, now / 1000, invoice.plan_days);
@@ -577,8 +629,17 @@ impl BillingStore for InMemDb {
             .collect())
     }
 
-    async fn record_reminder(&self, user: UserId, kind: &str, until: i64, _now: i64) -> Result<bool, DbError> {
-        Ok(self.lock().reminders.insert((user, kind.to_string(), until)))
+    async fn record_reminder(
+        &self,
+        user: UserId,
+        kind: &str,
+        until: i64,
+        _now: i64,
+    ) -> Result<bool, DbError> {
+        Ok(self
+            .lock()
+            .reminders
+            .insert((user, kind.to_string(), until)))
     }
 
     async fn stats(&self, now: i64) -> Result<Stats, DbError> {
@@ -588,14 +649,22 @@ impl BillingStore for InMemDb {
         let month = billing::month_start(secs) * 1000;
         Ok(Stats {
             users: inner.users.len() as u64,
-            active_subscriptions: inner.users.values().filter(|u| u.subscription_until > secs).count() as u64,
+            active_subscriptions: inner
+                .users
+                .values()
+                .filter(|u| u.subscription_until > secs)
+                .count() as u64,
             revenue_month_kopecks: inner
                 .invoices
                 .values()
                 .filter(|(i, paid_at)| i.paid && paid_at.is_some_and(|t| t >= month))
                 .map(|(i, _)| i.amount_kopecks)
                 .sum(),
-            mailings_today: inner.mailings.values().filter(|m| m.created_at >= day).count() as u64,
+            mailings_today: inner
+                .mailings
+                .values()
+                .filter(|m| m.created_at >= day)
+                .count() as u64,
             messages_sent_today: inner
                 .rows
                 .values()
@@ -609,8 +678,8 @@ impl BillingStore for InMemDb {
 // ---------------------------------------------------------------------------------------------
 // Coordination state
 
-/// The in-memory `State`: leases (deterministic tokens `lease-<fence>`, fencing numbers
-/// counting up from 1), cancel flags, pacing through [`pacing::decide`], heartbeats and the
+/// The in-memory `State`: leases (deterministic 32-hex-digit tokens derived from the fence,
+/// see [`lease_token`]; fencing numbers counting up from 1), cancel flags, pacing through [`pacing::decide`], heartbeats and the
 /// intake queue. Every decision uses the `now` it is given, never another clock.
 #[derive(Default)]
 pub struct InMemState {
@@ -656,7 +725,10 @@ impl InMemState {
 
     /// The (token, fence) of the lease held on the profile, if any (expired or not).
     pub fn lease_of(&self, profile: &ProfileId) -> Option<(String, u64)> {
-        self.lock().leases.get(profile).map(|l| (l.token.clone(), l.fence))
+        self.lock()
+            .leases
+            .get(profile)
+            .map(|l| (l.token.clone(), l.fence))
     }
 
     /// Sets the cancel flag without an `await` (for hooks that run inside a fake call).
@@ -675,6 +747,12 @@ impl InMemState {
     }
 }
 
+/// The token [`InMemState`] hands out with fence `fence`: random-looking (as long as a real
+/// one) but reproducible.
+pub fn lease_token(fence: u64) -> String {
+    format!("{:016x}{:016x}", splitmix64(fence), splitmix64(!fence))
+}
+
 fn expiry(now: i64, ttl_ms: u64) -> i64 {
     now.saturating_add(i64::try_from(ttl_ms).unwrap_or(i64::MAX))
 }
@@ -682,18 +760,36 @@ fn expiry(now: i64, ttl_ms: u64) -> i64 {
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
 impl State for InMemState {
-    async fn acquire_lease(&self, profile: &ProfileId, ttl_ms: u64, now: i64) -> Result<Option<Lease>, StateError> {
+    async fn acquire_lease(
+        &self,
+        profile: &ProfileId,
+        ttl_ms: u64,
+        now: i64,
+    ) -> Result<Option<Lease>, StateError> {
         let mut inner = self.lock();
-        if inner.leases.get(profile).is_some_and(|held| now < held.expires_at) {
+        if inner
+            .leases
+            .get(profile)
+            .is_some_and(|held| now < held.expires_at)
+        {
             return Ok(None);
         }
         inner.last_fence += 1;
         let fence = inner.last_fence;
-        let token = format!("lease-{fence}");
-        inner
-            .leases
-            .insert(profile.clone(), HeldLease { token: token.clone(), fence, expires_at: expiry(now, ttl_ms) });
-        Ok(Some(Lease { profile: profile.clone(), token, fence }))
+        let token = lease_token(fence);
+        inner.leases.insert(
+            profile.clone(),
+            HeldLease {
+                token: token.clone(),
+                fence,
+                expires_at: expiry(now, ttl_ms),
+            },
+        );
+        Ok(Some(Lease {
+            profile: profile.clone(),
+            token,
+            fence,
+        }))
     }
 
     async fn renew_lease(&self, lease: &Lease, ttl_ms: u64, now: i64) -> Result<bool, StateError> {
@@ -709,7 +805,11 @@ impl State for InMemState {
 
     async fn release_lease(&self, lease: &Lease) -> Result<(), StateError> {
         let mut inner = self.lock();
-        if inner.leases.get(&lease.profile).is_some_and(|held| held.is(lease)) {
+        if inner
+            .leases
+            .get(&lease.profile)
+            .is_some_and(|held| held.is(lease))
+        {
             inner.leases.remove(&lease.profile);
         }
         Ok(())
@@ -724,7 +824,13 @@ impl State for InMemState {
         Ok(self.lock().cancelled.contains(&mailing))
     }
 
-    async fn pace(&self, profile: &ProfileId, chat: &GroupJid, cfg: &PacingConfig, now: i64) -> Result<Pace, StateError> {
+    async fn pace(
+        &self,
+        profile: &ProfileId,
+        chat: &GroupJid,
+        cfg: &PacingConfig,
+        now: i64,
+    ) -> Result<Pace, StateError> {
         let mut inner = self.lock();
         let state = inner.pacing.entry(profile.clone()).or_default();
         Ok(pacing::decide(state, chat.as_str(), cfg, now))
@@ -818,7 +924,9 @@ pub enum SendScript {
 impl SendScript {
     /// Delivered, answered with `WappiError::Unknown` (a timeout after the request went out).
     pub fn unknown_but_delivered() -> Self {
-        SendScript::DeliverThenFail(WappiError::Unknown("timed out after the request was sent".into()))
+        SendScript::DeliverThenFail(WappiError::Unknown(
+            "timed out after the request was sent".into(),
+        ))
     }
 
     /// Not delivered, answered with `WappiError::Unknown`.
@@ -860,7 +968,11 @@ pub struct ScriptedWappi {
 
 impl ScriptedWappi {
     pub fn new(clock: FakeClock) -> Self {
-        ScriptedWappi { clock, inner: Mutex::new(WappiInner::default()), on_send: Mutex::new(None) }
+        ScriptedWappi {
+            clock,
+            inner: Mutex::new(WappiInner::default()),
+            on_send: Mutex::new(None),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, WappiInner> {
@@ -874,7 +986,11 @@ impl ScriptedWappi {
 
     /// Queues the outcome of the next send to `to`.
     pub fn script_send_to(&self, to: &GroupJid, outcome: SendScript) {
-        self.lock().sends_to.entry(to.clone()).or_default().push_back(outcome);
+        self.lock()
+            .sends_to
+            .entry(to.clone())
+            .or_default()
+            .push_back(outcome);
     }
 
     /// Queues the answer of the next `get_status` (the default is a connected number).
@@ -917,18 +1033,29 @@ impl ScriptedWappi {
         Self::store(&mut inner, chat, from, id, body, at_ms);
     }
 
-    fn store(inner: &mut WappiInner, chat: &GroupJid, from: &ProfileId, id: String, body: &str, at_ms: i64) {
-        inner.history.entry(chat.clone()).or_default().push(StoredMessage {
-            from: from.clone(),
-            msg: ChatMessage {
-                id,
-                from_me: false,
-                time: at_ms.div_euclid(1000),
-                body: body.to_string(),
-                caption: String::new(),
-                kind: "chat".into(),
-            },
-        });
+    fn store(
+        inner: &mut WappiInner,
+        chat: &GroupJid,
+        from: &ProfileId,
+        id: String,
+        body: &str,
+        at_ms: i64,
+    ) {
+        inner
+            .history
+            .entry(chat.clone())
+            .or_default()
+            .push(StoredMessage {
+                from: from.clone(),
+                msg: ChatMessage {
+                    id,
+                    from_me: false,
+                    time: at_ms.div_euclid(1000),
+                    body: body.to_string(),
+                    caption: String::new(),
+                    kind: "chat".into(),
+                },
+            });
     }
 
     /// Every call, in order.
@@ -938,17 +1065,30 @@ impl ScriptedWappi {
 
     /// The send calls (text and image), in order.
     pub fn sends(&self) -> Vec<WappiCall> {
-        self.lock().calls.iter().filter(|c| c.is_send()).cloned().collect()
+        self.lock()
+            .calls
+            .iter()
+            .filter(|c| c.is_send())
+            .cloned()
+            .collect()
     }
 
     /// The send calls to one recipient.
     pub fn sends_to(&self, to: &GroupJid) -> Vec<WappiCall> {
-        self.sends().into_iter().filter(|c| c.to.as_ref() == Some(to)).collect()
+        self.sends()
+            .into_iter()
+            .filter(|c| c.to.as_ref() == Some(to))
+            .collect()
     }
 
     /// The calls of one method.
     pub fn calls_of(&self, method: WappiMethod) -> Vec<WappiCall> {
-        self.lock().calls.iter().filter(|c| c.method == method).cloned().collect()
+        self.lock()
+            .calls
+            .iter()
+            .filter(|c| c.method == method)
+            .cloned()
+            .collect()
     }
 
     /// The messages of a chat from `profile`, oldest first (bodies).
@@ -956,7 +1096,12 @@ impl ScriptedWappi {
         self.lock()
             .history
             .get(chat)
-            .map(|h| h.iter().filter(|m| &m.from == profile).map(|m| m.msg.body.clone()).collect())
+            .map(|h| {
+                h.iter()
+                    .filter(|m| &m.from == profile)
+                    .map(|m| m.msg.body.clone())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -971,7 +1116,13 @@ impl ScriptedWappi {
         }
     }
 
-    async fn send(&self, creds: &WappiCreds, to: &GroupJid, text: &str, method: WappiMethod) -> Result<Sent, WappiError> {
+    async fn send(
+        &self,
+        creds: &WappiCreds,
+        to: &GroupJid,
+        text: &str,
+        method: WappiMethod,
+    ) -> Result<Sent, WappiError> {
         let at = self.clock.now();
         let (index, result, delivered) = {
             let mut inner = self.lock();
@@ -990,7 +1141,10 @@ impl ScriptedWappi {
                 message_id = Some(id);
             }
             let result = match script {
-                SendScript::Deliver => Ok(Sent { message_id, task_id: None }),
+                SendScript::Deliver => Ok(Sent {
+                    message_id,
+                    task_id: None,
+                }),
                 SendScript::Fail(e) | SendScript::DeliverThenFail(e) => Err(e),
             };
             let index = inner.calls.iter().filter(|c| c.is_send()).count();
@@ -1038,7 +1192,12 @@ impl WappiApi for ScriptedWappi {
         answer
     }
 
-    async fn send_text(&self, creds: &WappiCreds, to: &GroupJid, body: &str) -> Result<Sent, WappiError> {
+    async fn send_text(
+        &self,
+        creds: &WappiCreds,
+        to: &GroupJid,
+        body: &str,
+    ) -> Result<Sent, WappiError> {
         self.send(creds, to, body, WappiMethod::SendText).await
     }
 
@@ -1049,16 +1208,28 @@ impl WappiApi for ScriptedWappi {
         _b64: &str,
         caption: Option<&str>,
     ) -> Result<Sent, WappiError> {
-        self.send(creds, to, caption.unwrap_or(""), WappiMethod::SendImage).await
+        self.send(creds, to, caption.unwrap_or(""), WappiMethod::SendImage)
+            .await
     }
 
-    async fn list_chats(&self, creds: &WappiCreds, limit: u32, offset: u32) -> Result<Vec<Dialog>, WappiError> {
+    async fn list_chats(
+        &self,
+        creds: &WappiCreds,
+        limit: u32,
+        offset: u32,
+    ) -> Result<Vec<Dialog>, WappiError> {
         let at = self.clock.now();
         let answer = {
             let mut inner = self.lock();
             match inner.list_errors.pop_front() {
                 Some(e) => Err(e),
-                None => Ok(inner.chats.iter().skip(offset as usize).take(limit as usize).cloned().collect()),
+                None => Ok(inner
+                    .chats
+                    .iter()
+                    .skip(offset as usize)
+                    .take(limit as usize)
+                    .cloned()
+                    .collect()),
             }
         };
         self.record(WappiCall {
@@ -1073,7 +1244,12 @@ impl WappiApi for ScriptedWappi {
         answer
     }
 
-    async fn chat_messages(&self, creds: &WappiCreds, chat: &GroupJid, limit: u32) -> Result<Vec<ChatMessage>, WappiError> {
+    async fn chat_messages(
+        &self,
+        creds: &WappiCreds,
+        chat: &GroupJid,
+        limit: u32,
+    ) -> Result<Vec<ChatMessage>, WappiError> {
         let at = self.clock.now();
         let answer = {
             let mut inner = self.lock();
@@ -1086,7 +1262,10 @@ impl WappiApi for ScriptedWappi {
                         h.iter()
                             .rev()
                             .take(limit as usize)
-                            .map(|m| ChatMessage { from_me: m.from == creds.profile_id, ..m.msg.clone() })
+                            .map(|m| ChatMessage {
+                                from_me: m.from == creds.profile_id,
+                                ..m.msg.clone()
+                            })
                             .collect()
                     })
                     .unwrap_or_default()),
@@ -1111,18 +1290,40 @@ impl WappiApi for ScriptedWappi {
 /// One recorded (successful) Telegram call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TgCall {
-    Send { at: i64, chat: ChatId, id: MessageId, text: String, markup: Option<ReplyMarkup> },
-    Edit { at: i64, chat: ChatId, id: MessageId, text: String, markup: Option<InlineKeyboardMarkup> },
-    EditMarkup { at: i64, chat: ChatId, id: MessageId, markup: InlineKeyboardMarkup },
-    Answer { at: i64, id: String, text: Option<String> },
+    Send {
+        at: i64,
+        chat: ChatId,
+        id: MessageId,
+        text: String,
+        markup: Option<ReplyMarkup>,
+    },
+    Edit {
+        at: i64,
+        chat: ChatId,
+        id: MessageId,
+        text: String,
+        markup: Option<InlineKeyboardMarkup>,
+    },
+    EditMarkup {
+        at: i64,
+        chat: ChatId,
+        id: MessageId,
+        markup: InlineKeyboardMarkup,
+    },
+    Answer {
+        at: i64,
+        id: String,
+        text: Option<String>,
+    },
 }
 
 impl TgCall {
     pub fn at(&self) -> i64 {
         match self {
-            TgCall::Send { at, .. } | TgCall::Edit { at, .. } | TgCall::EditMarkup { at, .. } | TgCall::Answer { at, .. } => {
-                *at
-            }
+            TgCall::Send { at, .. }
+            | TgCall::Edit { at, .. }
+            | TgCall::EditMarkup { at, .. }
+            | TgCall::Answer { at, .. } => *at,
         }
     }
 
@@ -1160,7 +1361,10 @@ pub struct RecordingTelegram {
 }
 
 fn not_found() -> TelegramError {
-    TelegramError::Api { code: 400, description: "Bad Request: message to edit not found".into() }
+    TelegramError::Api {
+        code: 400,
+        description: "Bad Request: message to edit not found".into(),
+    }
 }
 
 fn not_modified() -> TelegramError {
@@ -1172,7 +1376,13 @@ fn not_modified() -> TelegramError {
 
 impl RecordingTelegram {
     pub fn new(clock: FakeClock) -> Self {
-        RecordingTelegram { clock, inner: Mutex::new(TgInner { last_id: 1000, ..TgInner::default() }) }
+        RecordingTelegram {
+            clock,
+            inner: Mutex::new(TgInner {
+                last_id: 1000,
+                ..TgInner::default()
+            }),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, TgInner> {
@@ -1190,11 +1400,22 @@ impl RecordingTelegram {
     }
 
     /// A message the bot sent earlier (outside the test), e.g. one whose button gets pressed.
-    pub fn seed_message(&self, chat: ChatId, text: &str, keyboard: InlineKeyboardMarkup) -> MessageId {
+    pub fn seed_message(
+        &self,
+        chat: ChatId,
+        text: &str,
+        keyboard: InlineKeyboardMarkup,
+    ) -> MessageId {
         let mut inner = self.lock();
         inner.last_id += 1;
         let id = MessageId(inner.last_id);
-        inner.messages.insert((chat, id), TgMessage { text: text.into(), keyboard });
+        inner.messages.insert(
+            (chat, id),
+            TgMessage {
+                text: text.into(),
+                keyboard,
+            },
+        );
         id
     }
 
@@ -1217,7 +1438,13 @@ impl RecordingTelegram {
     /// The last message sent to `chat` (text and markup).
     pub fn last_sent(&self, chat: ChatId) -> Option<(MessageId, String, Option<ReplyMarkup>)> {
         self.lock().calls.iter().rev().find_map(|c| match c {
-            TgCall::Send { chat: c, id, text, markup, .. } if *c == chat => Some((*id, text.clone(), markup.clone())),
+            TgCall::Send {
+                chat: c,
+                id,
+                text,
+                markup,
+                ..
+            } if *c == chat => Some((*id, text.clone(), markup.clone())),
             _ => None,
         })
     }
@@ -1228,7 +1455,13 @@ impl RecordingTelegram {
             .calls
             .iter()
             .filter_map(|c| match c {
-                TgCall::Edit { at, chat: c, id: i, text, .. } if *c == chat && *i == id => Some((*at, text.clone())),
+                TgCall::Edit {
+                    at,
+                    chat: c,
+                    id: i,
+                    text,
+                    ..
+                } if *c == chat && *i == id => Some((*at, text.clone())),
                 _ => None,
             })
             .collect()
@@ -1250,7 +1483,12 @@ impl RecordingTelegram {
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
 impl TelegramApi for RecordingTelegram {
-    async fn send_message(&self, chat: ChatId, text: &str, markup: Option<&ReplyMarkup>) -> Result<MessageId, TelegramError> {
+    async fn send_message(
+        &self,
+        chat: ChatId,
+        text: &str,
+        markup: Option<&ReplyMarkup>,
+    ) -> Result<MessageId, TelegramError> {
         self.take_failure()?;
         let at = self.clock.now();
         let mut inner = self.lock();
@@ -1260,8 +1498,20 @@ impl TelegramApi for RecordingTelegram {
             Some(ReplyMarkup::Inline(k)) => k.clone(),
             _ => InlineKeyboardMarkup::default(),
         };
-        inner.messages.insert((chat, id), TgMessage { text: text.into(), keyboard });
-        inner.calls.push(TgCall::Send { at, chat, id, text: text.into(), markup: markup.cloned() });
+        inner.messages.insert(
+            (chat, id),
+            TgMessage {
+                text: text.into(),
+                keyboard,
+            },
+        );
+        inner.calls.push(TgCall::Send {
+            at,
+            chat,
+            id,
+            text: text.into(),
+            markup: markup.cloned(),
+        });
         Ok(id)
     }
 
@@ -1276,12 +1526,24 @@ impl TelegramApi for RecordingTelegram {
         let at = self.clock.now();
         let mut inner = self.lock();
         let keyboard = markup.cloned().unwrap_or_default();
-        let shown = inner.messages.get_mut(&(chat, message)).ok_or_else(not_found)?;
+        let shown = inner
+            .messages
+            .get_mut(&(chat, message))
+            .ok_or_else(not_found)?;
         if shown.text == text && shown.keyboard == keyboard {
             return Err(not_modified());
         }
-        *shown = TgMessage { text: text.into(), keyboard };
-        inner.calls.push(TgCall::Edit { at, chat, id: message, text: text.into(), markup: markup.cloned() });
+        *shown = TgMessage {
+            text: text.into(),
+            keyboard,
+        };
+        inner.calls.push(TgCall::Edit {
+            at,
+            chat,
+            id: message,
+            text: text.into(),
+            markup: markup.cloned(),
+        });
         Ok(())
     }
 
@@ -1294,18 +1556,34 @@ impl TelegramApi for RecordingTelegram {
         self.take_failure()?;
         let at = self.clock.now();
         let mut inner = self.lock();
-        let shown = inner.messages.get_mut(&(chat, message)).ok_or_else(not_found)?;
+        let shown = inner
+            .messages
+            .get_mut(&(chat, message))
+            .ok_or_else(not_found)?;
         if &shown.keyboard == markup {
             return Err(not_modified());
         }
         shown.keyboard = markup.clone();
-        inner.calls.push(TgCall::EditMarkup { at, chat, id: message, markup: markup.clone() });
+        inner.calls.push(TgCall::EditMarkup {
+            at,
+            chat,
+            id: message,
+            markup: markup.clone(),
+        });
         Ok(())
     }
 
-    async fn answer_callback_query(&self, id: &str, text: Option<&str>) -> Result<(), TelegramError> {
+    async fn answer_callback_query(
+        &self,
+        id: &str,
+        text: Option<&str>,
+    ) -> Result<(), TelegramError> {
         let at = self.clock.now();
-        self.lock().calls.push(TgCall::Answer { at, id: id.into(), text: text.map(str::to_string) });
+        self.lock().calls.push(TgCall::Answer {
+            at,
+            id: id.into(),
+            text: text.map(str::to_string),
+        });
         Ok(())
     }
 
@@ -1346,7 +1624,9 @@ pub fn services(settings: CoreSettings) -> (Services, Fakes) {
         wappi: fakes.wappi.clone(),
         clock: Arc::new(clock),
         entropy: fakes.entropy.clone(),
-        cipher: Arc::new(TokenCipher::from_base64_key(TEST_KEY_B64).expect("the test key is valid")),
+        cipher: Arc::new(
+            TokenCipher::from_base64_key(TEST_KEY_B64).expect("the test key is valid"),
+        ),
         settings: Arc::new(settings),
     };
     (svc, fakes)
@@ -1368,16 +1648,37 @@ pub fn profile(s: &str) -> ProfileId {
 
 /// Creates a registered user (Wappi token [`TEST_WAPPI_TOKEN`] encrypted, `profile`) with a
 /// subscription running 30 days from now.
-pub async fn register_user(svc: &Services, user: UserId, profile: &ProfileId, lang: Lang) -> UserRecord {
+pub async fn register_user(
+    svc: &Services,
+    user: UserId,
+    profile: &ProfileId,
+    lang: Lang,
+) -> UserRecord {
     let now = svc.now_ms();
-    svc.db.ensure_user(user, lang, now / 1000 + 30 * billing::DAY_SECS, now).await.expect("ensure_user");
+    svc.db
+        .ensure_user(user, lang, now / 1000 + 30 * billing::DAY_SECS, now)
+        .await
+        .expect("ensure_user");
     let enc = svc.encrypt_token(user, &Secret::new(TEST_WAPPI_TOKEN));
-    svc.db.save_credentials(user, &enc, profile).await.expect("save_credentials");
-    svc.db.get_user(user).await.expect("get_user").expect("just created")
+    svc.db
+        .save_credentials(user, &enc, profile)
+        .await
+        .expect("save_credentials");
+    svc.db
+        .get_user(user)
+        .await
+        .expect("get_user")
+        .expect("just created")
 }
 
 /// Creates a mailing of `user` (progress to the user's chat) to `groups` with `text`, now.
-pub async fn create_mailing(svc: &Services, user: UserId, profile: &ProfileId, groups: &[GroupJid], text: &str) -> MailingId {
+pub async fn create_mailing(
+    svc: &Services,
+    user: UserId,
+    profile: &ProfileId,
+    groups: &[GroupJid],
+    text: &str,
+) -> MailingId {
     svc.db
         .create_mailing(&NewMailing {
             user_id: user,
@@ -1393,20 +1694,32 @@ pub async fn create_mailing(svc: &Services, user: UserId, profile: &ProfileId, g
 
 /// Takes the profile's lease and claims the mailing with it, as a runner does.
 pub async fn take_mailing(svc: &Services, id: MailingId, ttl_ms: u64) -> Lease {
-    let m = svc.db.get_mailing(id).await.expect("get_mailing").expect("the mailing exists");
+    let m = svc
+        .db
+        .get_mailing(id)
+        .await
+        .expect("get_mailing")
+        .expect("the mailing exists");
     let lease = svc
         .state
         .acquire_lease(&m.profile_id, ttl_ms, svc.now_ms())
         .await
         .expect("acquire_lease")
         .expect("the profile's lease is free");
-    svc.db.claim_mailing(id, lease.fence).await.expect("claim_mailing");
+    svc.db
+        .claim_mailing(id, lease.fence)
+        .await
+        .expect("claim_mailing");
     lease
 }
 
+/// The lease time-to-live [`drive`] renews its lease with before every step.
+pub const DRIVER_LEASE_TTL_MS: u64 = 60_000;
+
 /// Steps the engine until the mailing is over (`Finished` or `LostLease`), sleeping by moving
-/// `clock` to each `SleepUntil` time. Panics after `max_steps` steps (a driver that never ends
-/// is a bug to see, not to wait for).
+/// `clock` to each `SleepUntil` time. Like the server's runner it renews its lease before every
+/// step (for [`DRIVER_LEASE_TTL_MS`]) and stops with `LostLease` once that fails. Panics after
+/// `max_steps` steps (a driver that never ends is a bug to see, not to wait for).
 pub async fn drive(
     svc: &Services,
     clock: &FakeClock,
@@ -1430,6 +1743,13 @@ pub async fn drive_until(
     mut stop: impl FnMut() -> bool,
 ) -> Result<Step, EngineError> {
     for _ in 0..max_steps {
+        if !svc
+            .state
+            .renew_lease(lease, DRIVER_LEASE_TTL_MS, clock.now())
+            .await?
+        {
+            return Ok(Step::LostLease);
+        }
         let step = engine::step(svc, id, lease, cursor).await?;
         match step {
             Step::Finished | Step::LostLease => return Ok(step),
@@ -1455,42 +1775,89 @@ pub async fn db_contract_suite(db: &dyn crate::ports::Db, tag: &str) {
     let prof_a = profile(&format!("contract-a-{tag}"));
     let prof_b = profile(&format!("contract-b-{tag}"));
     let user = UserId(910_000_001);
-    db.ensure_user(user, Lang::En, 0, T0).await.expect("ensure_user");
+    db.ensure_user(user, Lang::En, 0, T0)
+        .await
+        .expect("ensure_user");
     let new = |prof: &ProfileId, groups: Vec<GroupJid>| NewMailing {
         user_id: user,
         chat_id: ChatId::from(user),
         profile_id: prof.clone(),
-        content: Content { text: "*Sale* today".into() },
+        content: Content {
+            text: "*Sale* today".into(),
+        },
         groups,
         now: T0,
     };
 
     // A new mailing: running, fence 0, one pending row per distinct group, in list order.
-    let id = db.create_mailing(&new(&prof_a, vec![jid(3), jid(1), jid(2), jid(1)])).await.expect("create");
+    let id = db
+        .create_mailing(&new(&prof_a, vec![jid(3), jid(1), jid(2), jid(1)]))
+        .await
+        .expect("create");
     let m = db.get_mailing(id).await.unwrap().expect("stored");
-    assert_eq!((m.status, m.fence, m.created_at, m.finished_at), (MailingStatus::Running, 0, T0, None));
-    assert_eq!((m.cancel_requested, m.progress_message_id, m.pause_reason.as_deref()), (false, None, None));
+    assert_eq!(
+        (m.status, m.fence, m.created_at, m.finished_at),
+        (MailingStatus::Running, 0, T0, None)
+    );
+    assert_eq!(
+        (
+            m.cancel_requested,
+            m.progress_message_id,
+            m.pause_reason.as_deref()
+        ),
+        (false, None, None)
+    );
     assert_eq!(m.content.text, "*Sale* today");
     let rows = db.deliveries(id).await.unwrap();
-    let got: Vec<(GroupJid, u32, u32, DeliveryState)> =
-        rows.iter().map(|r| (r.group.clone(), r.part, r.position, r.state)).collect();
+    let got: Vec<(GroupJid, u32, u32, DeliveryState)> = rows
+        .iter()
+        .map(|r| (r.group.clone(), r.part, r.position, r.state))
+        .collect();
     let pending = DeliveryState::Pending;
-    assert_eq!(got, vec![(jid(3), 0, 0, pending), (jid(1), 0, 1, pending), (jid(2), 0, 2, pending)]);
-    assert!(rows.iter().all(|r| r.attempts == 0 && r.next_attempt_at == 0 && r.message_id.is_none()));
-    assert_eq!(db.latest_mailing(user).await.unwrap().map(|m| m.id), Some(id));
-    assert!(db.running_mailings().await.unwrap().iter().any(|m| m.id == id));
+    assert_eq!(
+        got,
+        vec![
+            (jid(3), 0, 0, pending),
+            (jid(1), 0, 1, pending),
+            (jid(2), 0, 2, pending)
+        ]
+    );
+    assert!(rows
+        .iter()
+        .all(|r| r.attempts == 0 && r.next_attempt_at == 0 && r.message_id.is_none()));
+    assert_eq!(
+        db.latest_mailing(user).await.unwrap().map(|m| m.id),
+        Some(id)
+    );
+    assert!(db
+        .running_mailings()
+        .await
+        .unwrap()
+        .iter()
+        .any(|m| m.id == id));
     assert_eq!(db.get_mailing(MailingId(i64::MAX)).await.unwrap(), None);
 
     // One active mailing per profile; another profile is free.
-    assert_eq!(db.create_mailing(&new(&prof_a, vec![jid(9)])).await, Err(DbError::AlreadyActive));
-    let other = db.create_mailing(&new(&prof_b, vec![jid(9)])).await.expect("another profile");
+    assert_eq!(
+        db.create_mailing(&new(&prof_a, vec![jid(9)])).await,
+        Err(DbError::AlreadyActive)
+    );
+    let other = db
+        .create_mailing(&new(&prof_b, vec![jid(9)]))
+        .await
+        .expect("another profile");
     assert_ne!(other, id);
 
     // Claims only go up; writes need the current fence.
     db.claim_mailing(id, 5).await.expect("claim");
-    db.claim_mailing(id, 5).await.expect("re-claim with the same fence");
+    db.claim_mailing(id, 5)
+        .await
+        .expect("re-claim with the same fence");
     assert_eq!(db.claim_mailing(id, 4).await, Err(DbError::StaleFence));
-    assert_eq!(db.claim_mailing(MailingId(i64::MAX), 1).await, Err(DbError::NotFound));
+    assert_eq!(
+        db.claim_mailing(MailingId(i64::MAX), 1).await,
+        Err(DbError::NotFound)
+    );
     let mut row = rows[0].clone();
     row.state = DeliveryState::Sending;
     row.attempts = 1;
@@ -1498,49 +1865,95 @@ pub async fn db_contract_suite(db: &dyn crate::ports::Db, tag: &str) {
     db.update_delivery(&row, 5).await.expect("fenced write");
     let mut stale = row.clone();
     stale.state = DeliveryState::Sent;
-    assert_eq!(db.update_delivery(&stale, 4).await, Err(DbError::StaleFence));
-    assert_eq!(db.deliveries(id).await.unwrap()[0], row, "a refused write changes nothing");
+    assert_eq!(
+        db.update_delivery(&stale, 4).await,
+        Err(DbError::StaleFence)
+    );
+    assert_eq!(
+        db.deliveries(id).await.unwrap()[0],
+        row,
+        "a refused write changes nothing"
+    );
     row.state = DeliveryState::Sent;
     row.message_id = Some("wamid.1".into());
     db.update_delivery(&row, 5).await.expect("fenced write");
     assert_eq!(db.deliveries(id).await.unwrap()[0], row);
     db.claim_mailing(id, 6).await.expect("a newer runner");
-    assert_eq!(db.update_delivery(&row, 5).await, Err(DbError::StaleFence), "the old fence is stale now");
+    assert_eq!(
+        db.update_delivery(&row, 5).await,
+        Err(DbError::StaleFence),
+        "the old fence is stale now"
+    );
     let mut missing = row.clone();
     missing.group = jid(99);
-    assert_eq!(db.update_delivery(&missing, 6).await, Err(DbError::NotFound));
+    assert_eq!(
+        db.update_delivery(&missing, 6).await,
+        Err(DbError::NotFound)
+    );
 
     // Status changes: fenced; a paused mailing still holds its profile; resume once.
     let now = T0 + 10;
     assert_eq!(
-        db.set_mailing_status(id, MailingStatus::Paused, Some("why"), 5, now).await,
+        db.set_mailing_status(id, MailingStatus::Paused, Some("why"), 5, now)
+            .await,
         Err(DbError::StaleFence)
     );
-    db.set_mailing_status(id, MailingStatus::Paused, Some("why"), 6, now).await.expect("pause");
+    db.set_mailing_status(id, MailingStatus::Paused, Some("why"), 6, now)
+        .await
+        .expect("pause");
     let m = db.get_mailing(id).await.unwrap().unwrap();
-    assert_eq!((m.status, m.pause_reason.as_deref(), m.finished_at), (MailingStatus::Paused, Some("why"), None));
-    assert!(!db.running_mailings().await.unwrap().iter().any(|m| m.id == id));
-    assert_eq!(db.create_mailing(&new(&prof_a, vec![jid(9)])).await, Err(DbError::AlreadyActive));
+    assert_eq!(
+        (m.status, m.pause_reason.as_deref(), m.finished_at),
+        (MailingStatus::Paused, Some("why"), None)
+    );
+    assert!(!db
+        .running_mailings()
+        .await
+        .unwrap()
+        .iter()
+        .any(|m| m.id == id));
+    assert_eq!(
+        db.create_mailing(&new(&prof_a, vec![jid(9)])).await,
+        Err(DbError::AlreadyActive)
+    );
     assert!(db.resume_mailing(id).await.unwrap());
-    assert!(!db.resume_mailing(id).await.unwrap(), "only a paused mailing resumes");
+    assert!(
+        !db.resume_mailing(id).await.unwrap(),
+        "only a paused mailing resumes"
+    );
     let m = db.get_mailing(id).await.unwrap().unwrap();
     assert_eq!((m.status, m.pause_reason), (MailingStatus::Running, None));
 
     // Cancel request and progress.
     db.request_cancel(id).await.expect("cancel");
     assert!(db.get_mailing(id).await.unwrap().unwrap().cancel_requested);
-    assert_eq!(db.request_cancel(MailingId(i64::MAX)).await, Err(DbError::NotFound));
+    assert_eq!(
+        db.request_cancel(MailingId(i64::MAX)).await,
+        Err(DbError::NotFound)
+    );
     db.set_progress(id, Some(77), T0 + 20).await.unwrap();
     db.set_progress(id, None, T0 + 30).await.unwrap();
     let m = db.get_mailing(id).await.unwrap().unwrap();
-    assert_eq!((m.progress_message_id, m.progress_at), (Some(77), T0 + 30), "None keeps the message id");
+    assert_eq!(
+        (m.progress_message_id, m.progress_at),
+        (Some(77), T0 + 30),
+        "None keeps the message id"
+    );
 
     // A final status frees the profile.
-    db.set_mailing_status(id, MailingStatus::Done, None, 6, now).await.expect("done");
+    db.set_mailing_status(id, MailingStatus::Done, None, 6, now)
+        .await
+        .expect("done");
     let m = db.get_mailing(id).await.unwrap().unwrap();
     assert_eq!((m.status, m.finished_at), (MailingStatus::Done, Some(now)));
-    let next = db.create_mailing(&new(&prof_a, vec![jid(9)])).await.expect("the profile is free again");
-    assert_eq!(db.latest_mailing(user).await.unwrap().map(|m| m.id), Some(next));
+    let next = db
+        .create_mailing(&new(&prof_a, vec![jid(9)]))
+        .await
+        .expect("the profile is free again");
+    assert_eq!(
+        db.latest_mailing(user).await.unwrap().map(|m| m.id),
+        Some(next)
+    );
 
     // Update ids are a set, not a high-water mark.
     assert!(db.first_seen(5, T0).await.unwrap());

@@ -1771,4 +1771,12 @@ mod tests {
             .await
             .unwrap());
     }
+
+    /// The storage contract every `Db` backend passes (the in-memory one in core included).
+    #[tokio::test]
+    async fn passes_the_db_contract() {
+        let db = SqliteDb::open_in_memory().unwrap();
+        db.migrate().unwrap();
+        groupcast_core::testing::db_contract_suite(&db, "sqlite").await;
+    }
 }
