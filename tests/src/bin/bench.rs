@@ -7,7 +7,9 @@
 //!
 //! Mailings are seeded straight into the database (users, groups, a running mailing) so the
 //! figures measure the engine, not the dialogue; the server resumes them at start-up exactly as
-//! after a restart. Usage: `groupcast-bench [pacing] [profiles] [webhook]` (default: all).
+//! after a restart. The pacing figures are taken on the embedded state (one process) and on
+//! Redis with one and with two processes sharing the Redis and the database.
+//! Usage: `groupcast-bench [pacing] [profiles] [webhook] [redis]` (default: all).
 
 use groupcast_core::crypto::TokenCipher;
 use groupcast_core::services::Services;
@@ -30,10 +32,16 @@ async fn main() -> anyhow::Result<()> {
     }
     println!("groupcast benchmarks ({} cores)", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     if want("pacing") {
-        pacing_one_profile().await?;
+        pacing_one_profile(Backend::Embedded).await?;
     }
     if want("profiles") {
-        many_profiles().await?;
+        many_profiles(Backend::Embedded).await?;
+    }
+    if want("redis") {
+        for processes in [1, 2] {
+            pacing_one_profile(Backend::Redis { processes }).await?;
+            many_profiles(Backend::Redis { processes }).await?;
+        }
     }
     if want("webhook") {
         webhook_latency().await?;
@@ -103,30 +111,87 @@ fn migrate(env: &HashMap<String, String>) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn seeded_server(rate: &str, s: Seed) -> anyhow::Result<(FakeTelegram, FakeWappi, Server, tempfile::TempDir)> {
+/// Where the coordination state lives, and how many `groupcast serve` share the work.
+#[derive(Clone, Copy)]
+enum Backend {
+    Embedded,
+    Redis { processes: usize },
+}
+
+impl Backend {
+    fn label(self) -> String {
+        match self {
+            Backend::Embedded => "embedded, 1 process".into(),
+            Backend::Redis { processes } => format!("redis, {processes} process{}", if processes > 1 { "es" } else { "" }),
+        }
+    }
+}
+
+/// Fakes plus the seeded servers (all on one database file).
+struct Rig {
+    _tg: FakeTelegram,
+    wappi: FakeWappi,
+    servers: Vec<Server>,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+impl Rig {
+    fn stop(&mut self) {
+        for s in &mut self.servers {
+            s.terminate(Duration::from_secs(10));
+        }
+    }
+
+    /// The highest peak RSS among the servers (VmHWM, KiB).
+    fn peak_rss_kib(&self) -> Option<u64> {
+        self.servers.iter().filter_map(|s| s.pid().and_then(peak_rss_kib)).max()
+    }
+}
+
+async fn seeded(rate: &str, s: Seed, backend: Backend) -> anyhow::Result<Rig> {
     let tg = FakeTelegram::start().await;
     let wappi = FakeWappi::start().await;
     let dir = tempfile::tempdir()?;
     let mut env = Server::env(&tg.url(), &wappi.url(), dir.path());
     env.insert("PROFILE_RATE_PER_SEC".into(), rate.into());
     env.insert("RUST_LOG".into(), "warn".into());
+    let processes = match backend {
+        Backend::Embedded => 1,
+        Backend::Redis { processes } => {
+            env.insert("REDIS_URL".into(), std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()));
+            env.insert("REDIS_PREFIX".into(), format!("bench-{}-{}:", std::process::id(), now_ms()));
+            processes
+        }
+    };
     migrate(&env)?;
     seed(&dir.path().join("groupcast.db"), &wappi, &s, now_ms())?;
-    let server = Server::start(env, dir.path()).await;
-    Ok((tg, wappi, server, dir))
+    let mut servers = vec![Server::start(env.clone(), dir.path()).await];
+    let mut dirs = vec![dir];
+    for _ in 1..processes {
+        // Same settings (so the same database file and Redis), its own folder for logs.
+        let logs = tempfile::tempdir()?;
+        servers.push(Server::start(env.clone(), logs.path()).await);
+        dirs.push(logs);
+    }
+    Ok(Rig { _tg: tg, wappi, servers, _dirs: dirs })
 }
 
-async fn pacing_one_profile() -> anyhow::Result<()> {
+async fn pacing_one_profile(backend: Backend) -> anyhow::Result<()> {
     let (n, rate) = (400usize, 50.0);
-    let (_tg, wappi, mut server, _dir) = seeded_server("50", Seed { users: 1, groups_per_user: n as u32 }).await?;
-    wappi.wait_for_deliveries(n, Duration::from_secs(120)).await.map_err(anyhow::Error::msg)?;
-    let sends: Vec<_> = wappi.deliveries();
+    let mut rig = seeded("50", Seed { users: 1, groups_per_user: n as u32 }, backend).await?;
+    rig.wappi.wait_for_deliveries(n, Duration::from_secs(120)).await.map_err(anyhow::Error::msg)?;
+    let sends: Vec<_> = rig.wappi.deliveries();
     let span = (sends[n - 1].at_ms - sends[0].at_ms) as f64 / 1000.0;
     let ideal = n as f64 / rate;
     let actual = span + 1.0 / rate;
     let min_gap = sends.windows(2).map(|p| p[1].at_ms - p[0].at_ms).min().unwrap_or(0);
-    server.terminate(Duration::from_secs(10));
-    println!("pacing, 1 profile, {n} groups at {rate}/s: ideal {ideal:.2} s, actual {actual:.3} s (first to last send + one interval), efficiency {:.4} (target >= 0.98), min gap {min_gap} ms", ideal / actual);
+    let doubles = sends.len() - rig.wappi.delivery_count_by_recipient().len();
+    rig.stop();
+    println!(
+        "pacing [{}], 1 profile, {n} groups at {rate}/s: ideal {ideal:.2} s, actual {actual:.3} s (first to last send + one interval), efficiency {:.4} (target >= 0.98), min gap {min_gap} ms, duplicates {doubles}",
+        backend.label(),
+        ideal / actual
+    );
     Ok(())
 }
 
@@ -139,15 +204,14 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
-async fn many_profiles() -> anyhow::Result<()> {
+async fn many_profiles(backend: Backend) -> anyhow::Result<()> {
     let (profiles, per, rate) = (200usize, 20usize, 5.0);
-    let (_tg, wappi, mut server, _dir) =
-        seeded_server("5", Seed { users: profiles as u32, groups_per_user: per as u32 }).await?;
+    let mut rig = seeded("5", Seed { users: profiles as u32, groups_per_user: per as u32 }, backend).await?;
     let started = Instant::now();
-    wappi.wait_for_deliveries(profiles * per, Duration::from_secs(180)).await.map_err(anyhow::Error::msg)?;
+    rig.wappi.wait_for_deliveries(profiles * per, Duration::from_secs(180)).await.map_err(anyhow::Error::msg)?;
     let waited = started.elapsed().as_secs_f64();
-    let rss = server.pid().and_then(peak_rss_kib);
-    let sends = wappi.deliveries();
+    let rss = rig.peak_rss_kib();
+    let sends = rig.wappi.deliveries();
     let first = sends.iter().map(|r| r.at_ms).min().unwrap_or(0);
     let last = sends.iter().map(|r| r.at_ms).max().unwrap_or(0);
     let mut by_profile: HashMap<String, Vec<i64>> = HashMap::new();
@@ -159,16 +223,18 @@ async fn many_profiles() -> anyhow::Result<()> {
         .flat_map(|t| t.windows(2).map(|p| p[1] - p[0]).collect::<Vec<_>>())
         .min()
         .unwrap_or(0);
+    let doubles = sends.len() - rig.wappi.delivery_count_by_recipient().len();
     let ideal = per as f64 / rate;
     let actual = (last - first) as f64 / 1000.0 + 1.0 / rate;
-    server.terminate(Duration::from_secs(10));
+    rig.stop();
     println!(
-        "pacing, {profiles} profiles x {per} groups at {rate}/s each: ideal {ideal:.1} s, actual {actual:.2} s (first to last send + one interval; target <= {:.1} s), {:.1} s from server ready to the last send, min per-profile gap {min_gap} ms",
+        "pacing [{}], {profiles} profiles x {per} groups at {rate}/s each: ideal {ideal:.1} s, actual {actual:.2} s (first to last send + one interval; target <= {:.1} s), {:.1} s from servers ready to the last send, min per-profile gap {min_gap} ms, duplicates {doubles}",
+        backend.label(),
         1.2 * ideal + 1.0,
         waited
     );
     match rss {
-        Some(kib) => println!("peak RSS of the server during the {profiles}-profile run: {:.1} MB (VmHWM; target <= 80 MB)", kib as f64 / 1024.0),
+        Some(kib) => println!("peak RSS of a server during that run: {:.1} MB (VmHWM; target <= 80 MB)", kib as f64 / 1024.0),
         None => println!("peak RSS: unavailable (no /proc)"),
     }
     Ok(())
