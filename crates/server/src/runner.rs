@@ -198,19 +198,23 @@ impl Runner {
                 Ok(Step::Continue) => tokio::task::yield_now().await,
                 Ok(Step::SleepUntil(t)) => loop {
                     let now = svc.now_ms();
-                    if now >= t || *shutdown.borrow() || svc.state.is_cancelled(id).await.unwrap_or(false) {
+                    if now >= t || *shutdown.borrow() {
+                        break;
+                    }
+                    if spin && t - now <= SPIN_MS {
+                        // The timer wakes up to a millisecond late, and every late send
+                        // pushes all later slots back: yield the last stretch instead
+                        // (cancel and lease were checked on the way in).
+                        tokio::task::yield_now().await;
+                        continue;
+                    }
+                    if svc.state.is_cancelled(id).await.unwrap_or(false) {
                         break;
                     }
                     if !self.keep_lease(&lease, &mut renewed_at).await {
                         break 'drive "lease lost";
                     }
-                    if spin && t - now <= SPIN_MS {
-                        // The timer wakes up to a millisecond late, and every late send
-                        // pushes all later slots back: yield the last stretch instead.
-                        tokio::task::yield_now().await;
-                    } else {
-                        tokio::time::sleep(Duration::from_millis((t - now - SPIN_MS).min(NAP_MS) as u64)).await;
-                    }
+                    tokio::time::sleep(Duration::from_millis((t - now - SPIN_MS).min(NAP_MS) as u64)).await;
                 },
                 Ok(Step::Finished) => break "finished",
                 Ok(Step::LostLease) => break "lease lost",
