@@ -153,6 +153,10 @@ impl Runner {
             }
         };
         // Take the profile's lease; another runner may hold it (it will release or expire).
+        // Another process may hold it: try again a few times a lease, so a dead holder is
+        // replaced soon after its lease runs out, and look at the database only now and then.
+        let retry = Duration::from_millis((self.lease_ttl_ms / 4).clamp(100, 1000));
+        let mut tries = 0u32;
         let lease = loop {
             if *shutdown.borrow() {
                 return;
@@ -162,10 +166,13 @@ impl Runner {
                 Ok(None) => {}
                 Err(e) => tracing::warn!(error = %e, "lease backend unavailable"),
             }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            match svc.db.get_mailing(id).await {
-                Ok(Some(m)) if m.status == MailingStatus::Running => {}
-                _ => return,
+            tokio::time::sleep(retry).await;
+            tries += 1;
+            if tries % 10 == 0 {
+                match svc.db.get_mailing(id).await {
+                    Ok(Some(m)) if m.status == MailingStatus::Running => {}
+                    _ => return,
+                }
             }
         };
         match svc.db.claim_mailing(id, lease.fence).await {
