@@ -146,6 +146,14 @@ async fn a_notification_extends_once_and_replays_change_nothing() {
     for t in tasks {
         assert_eq!(t.await.unwrap(), (200, format!("OK{inv}")));
     }
+    // Robokassa may be set to GET: the same notification as a query string is a replay too.
+    let get = reqwest::Client::new()
+        .get(format!("{}/robokassa/result", w.server.url()))
+        .query(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!((get.status().as_u16(), get.text().await.unwrap()), (200, format!("OK{inv}")));
     assert_eq!(subscription_until(&w, 6002), until);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let paid_messages = w.tg.sent_to(6002).iter().filter(|m| m.text.contains("Оплата получена")).count();
