@@ -57,18 +57,43 @@ pub struct Cursor {
     account: Option<(Option<WappiCreds>, Lang)>,
     /// The row this driver marked `sending` and is waiting to send at its pacing slot.
     armed: Option<usize>,
+    /// When the driver last checked the cancel flag and renewed the lease itself (see
+    /// [`Cursor::vouch`]).
+    vouched_at: Option<i64>,
+}
+
+/// How fresh a driver's own cancel check and lease renewal must be for a step to skip them.
+pub const VOUCH_MS: i64 = 5;
+
+impl Cursor {
+    /// The driver has just (at `now`) seen the cancel flag unset and renewed the lease: the
+    /// next step, if within [`VOUCH_MS`], sends an armed row without asking again, so those
+    /// round trips happen before the slot instead of between the slot and the send.
+    pub fn vouch(&mut self, now: i64) {
+        self.vouched_at = Some(now);
+    }
 }
 
 /// Runs one step of a mailing for the holder of `lease`. `cursor` belongs to this holder:
 /// start each drive (each lease) with a fresh one.
-pub async fn step(svc: &Services, id: MailingId, lease: &Lease, cursor: &mut Cursor) -> Result<Step, EngineError> {
+pub async fn step(
+    svc: &Services,
+    id: MailingId,
+    lease: &Lease,
+    cursor: &mut Cursor,
+) -> Result<Step, EngineError> {
     match run_step(svc, id, lease, cursor).await {
         Err(EngineError::Db(DbError::StaleFence)) => Ok(Step::LostLease),
         other => other,
     }
 }
 
-async fn run_step(svc: &Services, id: MailingId, lease: &Lease, cursor: &mut Cursor) -> Result<Step, EngineError> {
+async fn run_step(
+    svc: &Services,
+    id: MailingId,
+    lease: &Lease,
+    cursor: &mut Cursor,
+) -> Result<Step, EngineError> {
     let cfg = &svc.settings.engine;
     // An armed row goes out at its slot without a database read first (the mailing is
     // remembered; its cancel flag is also in the state backend, checked below); otherwise the
@@ -95,7 +120,10 @@ async fn run_step(svc: &Services, id: MailingId, lease: &Lease, cursor: &mut Cur
     if first_step {
         let mut rows = svc.db.deliveries(id).await?;
         // Crash leftovers: a `sending` row may or may not have reached WhatsApp.
-        for row in rows.iter_mut().filter(|r| r.state == DeliveryState::Sending) {
+        for row in rows
+            .iter_mut()
+            .filter(|r| r.state == DeliveryState::Sending)
+        {
             row.state = DeliveryState::InDoubt;
             row.error = Some("interrupted while sending".into());
             row.next_attempt_at = now;
@@ -112,7 +140,12 @@ async fn run_step(svc: &Services, id: MailingId, lease: &Lease, cursor: &mut Cur
     let (creds, lang) = cursor.account.clone().expect("loaded above");
     let rows = cursor.rows.as_mut().expect("loaded above");
 
-    if m.cancel_requested || svc.state.is_cancelled(id).await? {
+    let vouched = cursor
+        .vouched_at
+        .take()
+        .is_some_and(|t| now - t <= VOUCH_MS)
+        && cursor.armed.is_some();
+    if m.cancel_requested || (!vouched && svc.state.is_cancelled(id).await?) {
         disarm(svc, rows, &mut cursor.armed, fence).await?;
         return finish(svc, &m, rows, lang, fence, MailingStatus::Cancelled).await;
     }
@@ -162,7 +195,11 @@ async fn run_step(svc: &Services, id: MailingId, lease: &Lease, cursor: &mut Cur
     // Wait for the slot; mark the row `sending` shortly before it opens, so the durable write
     // is off the critical path.
     let pacing = &svc.settings.pacing;
-    if let Pace::WaitUntil(t) = svc.state.pace_peek(&m.profile_id, &rows[i].group, pacing, now).await? {
+    if let Pace::WaitUntil(t) = svc
+        .state
+        .pace_peek(&m.profile_id, &rows[i].group, pacing, now)
+        .await?
+    {
         if t - now > ARM_LEAD_MS {
             // A long wait (a Retry-After pause): keep `sending` meaning "about to be sent".
             disarm(svc, rows, &mut cursor.armed, fence).await?;
@@ -181,16 +218,28 @@ async fn run_step(svc: &Services, id: MailingId, lease: &Lease, cursor: &mut Cur
     }
     // Still the holder? A runner paused past its lease (SIGSTOP, swap) must not send: the
     // armed row stays `sending` and the new holder settles it.
-    if !svc.state.renew_lease(lease, cfg.lease_ttl_ms, svc.now_ms()).await? {
+    if !vouched
+        && !svc
+            .state
+            .renew_lease(lease, cfg.lease_ttl_ms, svc.now_ms())
+            .await?
+    {
         return Ok(Step::LostLease);
     }
-    if let Pace::WaitUntil(t) = svc.state.pace(&m.profile_id, &rows[i].group, pacing, svc.now_ms()).await? {
+    if let Pace::WaitUntil(t) = svc
+        .state
+        .pace(&m.profile_id, &rows[i].group, pacing, svc.now_ms())
+        .await?
+    {
         return Ok(Step::SleepUntil(t)); // stays armed
     }
     cursor.armed = None;
 
     let row = &mut rows[i];
-    let result = svc.wappi.send_text(&creds, &row.group, &m.content.text).await;
+    let result = svc
+        .wappi
+        .send_text(&creds, &row.group, &m.content.text)
+        .await;
     let now = svc.now_ms();
     row.updated_at = now;
     match result {
@@ -252,7 +301,12 @@ async fn arm(svc: &Services, row: &mut Delivery, fence: u64, now: i64) -> Result
 }
 
 /// Puts an armed row that was not sent back to `pending`.
-async fn disarm(svc: &Services, rows: &mut [Delivery], armed: &mut Option<usize>, fence: u64) -> Result<(), EngineError> {
+async fn disarm(
+    svc: &Services,
+    rows: &mut [Delivery],
+    armed: &mut Option<usize>,
+    fence: u64,
+) -> Result<(), EngineError> {
     if let Some(i) = armed.take() {
         let row = &mut rows[i];
         row.state = DeliveryState::Pending;
@@ -267,7 +321,9 @@ async fn disarm(svc: &Services, rows: &mut [Delivery], armed: &mut Option<usize>
 /// needs no random source and a replay is reproducible).
 fn backoff_ms(svc: &Services, row: &Delivery) -> u64 {
     let cfg = &svc.settings.engine;
-    let exp = cfg.backoff_base_ms.saturating_mul(1u64 << row.attempts.saturating_sub(1).min(16));
+    let exp = cfg
+        .backoff_base_ms
+        .saturating_mul(1u64 << row.attempts.saturating_sub(1).min(16));
     let base = exp.min(cfg.backoff_max_ms);
     let mut h: u64 = 1469598103934665603;
     for b in row.group.as_str().bytes().chain(row.attempts.to_le_bytes()) {
@@ -293,7 +349,10 @@ async fn settle(
     now: i64,
 ) -> Result<(), EngineError> {
     let cfg = &svc.settings.engine;
-    let history = svc.wappi.chat_messages(creds, &row.group, cfg.settle_lookback).await;
+    let history = svc
+        .wappi
+        .chat_messages(creds, &row.group, cfg.settle_lookback)
+        .await;
     row.updated_at = now;
     match history {
         Ok(messages) => {
@@ -318,7 +377,9 @@ async fn settle(
         }
         Err(e) => {
             if let Remedy::PauseProfile(ms) = e.remedy() {
-                svc.state.set_backoff(&m.profile_id, now + ms as i64).await?;
+                svc.state
+                    .set_backoff(&m.profile_id, now + ms as i64)
+                    .await?;
             }
             row.attempts += 1;
             row.error = Some(format!("could not verify the send: {}", reason_text(&e)));
@@ -341,7 +402,9 @@ async fn progress(
     lang: Lang,
     now: i64,
 ) -> Result<(), EngineError> {
-    if m.progress_message_id.is_some() && now - m.progress_at < svc.settings.engine.progress_interval_ms {
+    if m.progress_message_id.is_some()
+        && now - m.progress_at < svc.settings.engine.progress_interval_ms
+    {
         return Ok(());
     }
     if !svc.telegram.can_send_now(m.chat_id) {
@@ -350,7 +413,9 @@ async fn progress(
     let tally = Tally::of(rows);
     let eta = svc.eta_secs((tally.left + tally.in_doubt) as usize);
     // When nothing is due now, the next due time is a pause (Retry-After or backoff): show it.
-    let due_now = rows.iter().any(|r| r.state == DeliveryState::Pending && r.next_attempt_at <= now);
+    let due_now = rows
+        .iter()
+        .any(|r| r.state == DeliveryState::Pending && r.next_attempt_at <= now);
     let backoff = if due_now {
         None
     } else {
@@ -360,11 +425,21 @@ async fn progress(
             .min()
             .filter(|t| *t > now + 1500)
     };
-    let text = texts::progress(lang, m.id.0, &tally, eta, backoff.map(texts::clock_time).as_deref());
+    let text = texts::progress(
+        lang,
+        m.id.0,
+        &tally,
+        eta,
+        backoff.map(texts::clock_time).as_deref(),
+    );
     let keyboard = cancel_keyboard(lang, m.id);
     let message_id = match m.progress_message_id {
         Some(mid) => {
-            if let Err(e) = svc.telegram.edit_message_text(m.chat_id, MessageId(mid), &text, Some(&keyboard)).await {
+            if let Err(e) = svc
+                .telegram
+                .edit_message_text(m.chat_id, MessageId(mid), &text, Some(&keyboard))
+                .await
+            {
                 if !e.is_not_modified() {
                     tracing::warn!(mailing = m.id.0, error = %e, "progress edit failed");
                 }
@@ -405,13 +480,20 @@ async fn finish(
     status: MailingStatus,
 ) -> Result<Step, EngineError> {
     let now = svc.now_ms();
-    svc.db.set_mailing_status(m.id, status, None, fence, now).await?;
+    svc.db
+        .set_mailing_status(m.id, status, None, fence, now)
+        .await?;
     let tally = Tally::of(rows);
     if let Some(mid) = m.progress_message_id {
         let text = texts::progress_final(lang, m.id.0, &tally);
         let _ = svc
             .telegram
-            .edit_message_text(m.chat_id, MessageId(mid), &text, Some(&InlineKeyboardMarkup::default()))
+            .edit_message_text(
+                m.chat_id,
+                MessageId(mid),
+                &text,
+                Some(&InlineKeyboardMarkup::default()),
+            )
             .await;
     }
     let report = report_text(svc, m, rows, lang, status == MailingStatus::Cancelled).await;
@@ -420,7 +502,13 @@ async fn finish(
 }
 
 /// The report of a finished mailing (also shown by /status afterwards).
-pub async fn report_text(svc: &Services, m: &Mailing, rows: &[Delivery], lang: Lang, cancelled: bool) -> String {
+pub async fn report_text(
+    svc: &Services,
+    m: &Mailing,
+    rows: &[Delivery],
+    lang: Lang,
+    cancelled: bool,
+) -> String {
     let names = svc.db.get_groups(m.user_id).await.unwrap_or_default();
     let name_of = |jid: &str| {
         names
@@ -449,18 +537,34 @@ pub async fn report_text(svc: &Services, m: &Mailing, rows: &[Delivery], lang: L
 }
 
 /// Pauses a mailing whose account needs attention, and tells the user how to resume.
-async fn pause(svc: &Services, m: &Mailing, lang: Lang, fence: u64, reason: &str) -> Result<Step, EngineError> {
+async fn pause(
+    svc: &Services,
+    m: &Mailing,
+    lang: Lang,
+    fence: u64,
+    reason: &str,
+) -> Result<Step, EngineError> {
     let now = svc.now_ms();
     svc.db
         .set_mailing_status(m.id, MailingStatus::Paused, Some(reason), fence, now)
         .await?;
     let keyboard = InlineKeyboardMarkup::rows(vec![vec![
-        (texts::resume_button(lang), crate::dialogue::Callback::ResumeMailing(m.id.0).data()),
-        (texts::cancel_button(lang), crate::dialogue::Callback::CancelMailing(m.id.0).data()),
+        (
+            texts::resume_button(lang),
+            crate::dialogue::Callback::ResumeMailing(m.id.0).data(),
+        ),
+        (
+            texts::cancel_button(lang),
+            crate::dialogue::Callback::CancelMailing(m.id.0).data(),
+        ),
     ]]);
     let _ = svc
         .telegram
-        .send_message(m.chat_id, &texts::paused(lang, m.id.0, reason), Some(&ReplyMarkup::Inline(keyboard)))
+        .send_message(
+            m.chat_id,
+            &texts::paused(lang, m.id.0, reason),
+            Some(&ReplyMarkup::Inline(keyboard)),
+        )
         .await;
     Ok(Step::Finished)
 }

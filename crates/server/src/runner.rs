@@ -47,7 +47,13 @@ pub struct Runner {
 impl Runner {
     pub fn new(svc: Services, id: String, redis: Option<Arc<RedisState>>) -> Arc<Runner> {
         let lease_ttl_ms = svc.settings.engine.lease_ttl_ms;
-        Arc::new(Runner { svc, redis, lease_ttl_ms, id, tasks: Mutex::new(HashMap::new()) })
+        Arc::new(Runner {
+            svc,
+            redis,
+            lease_ttl_ms,
+            id,
+            tasks: Mutex::new(HashMap::new()),
+        })
     }
 
     /// Runs until `shutdown` turns true, then waits (at most `grace`) for drivers to stop.
@@ -79,7 +85,9 @@ impl Runner {
             if last_scan.is_none_or(|t| now - t >= RESCAN) {
                 if let Some(redis) = &self.redis {
                     match redis.requeue_stale(STALE_CLAIM_MS).await {
-                        Ok(n) if n > 0 => tracing::info!(requeued = n, "took back mailings of a silent runner"),
+                        Ok(n) if n > 0 => {
+                            tracing::info!(requeued = n, "took back mailings of a silent runner")
+                        }
                         Ok(_) => {}
                         Err(e) => tracing::warn!(error = %e, "requeue of stale claims failed"),
                     }
@@ -87,7 +95,11 @@ impl Runner {
                 // New mailings come through the queue; after the first scan (which resumes
                 // everything left running) the scan is for those the queue lost, so it leaves
                 // fresh ones to the queue and never races the bot that is starting them.
-                let settled = if last_scan.is_none() { i64::MAX } else { self.svc.now_ms() - FRESH_MS };
+                let settled = if last_scan.is_none() {
+                    i64::MAX
+                } else {
+                    self.svc.now_ms() - FRESH_MS
+                };
                 match self.svc.db.running_mailings().await {
                     Ok(list) => list
                         .iter()
@@ -104,7 +116,13 @@ impl Runner {
                 _ = shutdown.changed() => {}
             }
         }
-        let handles: Vec<_> = self.tasks.lock().expect("tasks lock").drain().map(|(_, h)| h).collect();
+        let handles: Vec<_> = self
+            .tasks
+            .lock()
+            .expect("tasks lock")
+            .drain()
+            .map(|(_, h)| h)
+            .collect();
         let all = futures_join(handles);
         if tokio::time::timeout(grace, all).await.is_err() {
             tracing::warn!("some mailing drivers did not stop in time");
@@ -127,7 +145,10 @@ impl Runner {
         }
         let me = Arc::clone(self);
         let shutdown = shutdown.clone();
-        tasks.insert(id, tokio::spawn(async move { me.drive(id, shutdown).await }));
+        tasks.insert(
+            id,
+            tokio::spawn(async move { me.drive(id, shutdown).await }),
+        );
         true
     }
 
@@ -161,7 +182,11 @@ impl Runner {
             if *shutdown.borrow() {
                 return;
             }
-            match svc.state.acquire_lease(&profile, self.lease_ttl_ms, svc.now_ms()).await {
+            match svc
+                .state
+                .acquire_lease(&profile, self.lease_ttl_ms, svc.now_ms())
+                .await
+            {
                 Ok(Some(lease)) => break lease,
                 Ok(None) => {}
                 Err(e) => tracing::warn!(error = %e, "lease backend unavailable"),
@@ -203,26 +228,49 @@ impl Runner {
             }
             match engine::step(svc, id, &lease, &mut cursor).await {
                 Ok(Step::Continue) => tokio::task::yield_now().await,
-                Ok(Step::SleepUntil(t)) => loop {
-                    let now = svc.now_ms();
-                    if now >= t || *shutdown.borrow() {
-                        break;
+                Ok(Step::SleepUntil(t)) => {
+                    let mut vouched = false;
+                    loop {
+                        let now = svc.now_ms();
+                        if now >= t || *shutdown.borrow() {
+                            break;
+                        }
+                        if spin && t - now <= SPIN_MS {
+                            // The timer wakes up to a millisecond late, and every late send
+                            // pushes all later slots back: yield the last stretch instead. Check
+                            // cancel and renew the lease now, before the slot, and vouch for both.
+                            if !vouched {
+                                if svc.state.is_cancelled(id).await.unwrap_or(false) {
+                                    break;
+                                }
+                                match svc
+                                    .state
+                                    .renew_lease(&lease, self.lease_ttl_ms, svc.now_ms())
+                                    .await
+                                {
+                                    Ok(true) => {
+                                        renewed_at = svc.now_ms();
+                                        cursor.vouch(renewed_at);
+                                        vouched = true;
+                                    }
+                                    _ => break 'drive "lease lost",
+                                }
+                            }
+                            tokio::task::yield_now().await;
+                            continue;
+                        }
+                        if svc.state.is_cancelled(id).await.unwrap_or(false) {
+                            break;
+                        }
+                        if !self.keep_lease(&lease, &mut renewed_at).await {
+                            break 'drive "lease lost";
+                        }
+                        tokio::time::sleep(Duration::from_millis(
+                            (t - now - SPIN_MS).min(NAP_MS) as u64
+                        ))
+                        .await;
                     }
-                    if spin && t - now <= SPIN_MS {
-                        // The timer wakes up to a millisecond late, and every late send
-                        // pushes all later slots back: yield the last stretch instead
-                        // (cancel and lease were checked on the way in).
-                        tokio::task::yield_now().await;
-                        continue;
-                    }
-                    if svc.state.is_cancelled(id).await.unwrap_or(false) {
-                        break;
-                    }
-                    if !self.keep_lease(&lease, &mut renewed_at).await {
-                        break 'drive "lease lost";
-                    }
-                    tokio::time::sleep(Duration::from_millis((t - now - SPIN_MS).min(NAP_MS) as u64)).await;
-                },
+                }
                 Ok(Step::Finished) => break "finished",
                 Ok(Step::LostLease) => break "lease lost",
                 Err(e) => {
@@ -256,7 +304,12 @@ impl Runner {
         if now - *renewed_at < (self.lease_ttl_ms / 3) as i64 {
             return true;
         }
-        match self.svc.state.renew_lease(lease, self.lease_ttl_ms, now).await {
+        match self
+            .svc
+            .state
+            .renew_lease(lease, self.lease_ttl_ms, now)
+            .await
+        {
             Ok(true) => {
                 *renewed_at = now;
                 true
