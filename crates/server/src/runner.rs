@@ -193,7 +193,7 @@ impl Runner {
             }
             tokio::time::sleep(retry).await;
             tries += 1;
-            if tries % 10 == 0 {
+            if tries.is_multiple_of(10) {
                 match svc.db.get_mailing(id).await {
                     Ok(Some(m)) if m.status == MailingStatus::Running => {}
                     _ => return,
