@@ -103,7 +103,10 @@ impl Runner {
                 match self.svc.db.running_mailings().await {
                     Ok(list) => list
                         .iter()
-                        .filter(|m| m.created_at < settled)
+                        // Once its start message is recorded a mailing is safe to take at
+                        // any age (a dead driver's young mailing is taken over within the
+                        // lease, not after the fresh period).
+                        .filter(|m| m.created_at < settled || m.progress_message_id.is_some())
                         .for_each(|m| {
                             self.ensure_driver(m.id, &shutdown);
                         }),
