@@ -32,7 +32,11 @@ pub fn binary() -> PathBuf {
 
 /// A free loopback port.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 /// One running `groupcast serve`, with its own data folder and log file.
@@ -42,6 +46,9 @@ pub struct Server {
     pub data: PathBuf,
     pub env: HashMap<String, String>,
     runs: u32,
+    /// Set by [`Server::start_named`]: the log files are `server-<name>-<run>.log`, so several
+    /// servers can share one data folder (one database file).
+    name: Option<String>,
 }
 
 impl Server {
@@ -51,7 +58,10 @@ impl Server {
             ("TELEGRAM_BOT_TOKEN", BOT_TOKEN.to_string()),
             ("TELEGRAM_API_URL", telegram_url.to_string()),
             ("WAPPI_API_URL", wappi_url.to_string()),
-            ("DATABASE_PATH", data.join("groupcast.db").display().to_string()),
+            (
+                "DATABASE_PATH",
+                data.join("groupcast.db").display().to_string(),
+            ),
             ("ENCRYPTION_KEY", ENCRYPTION_KEY.to_string()),
             ("TRIAL_DAYS", "30".to_string()),
             ("PROFILE_RATE_PER_SEC", "10".to_string()),
@@ -66,14 +76,44 @@ impl Server {
 
     /// Starts the binary and waits until `/healthz` answers.
     pub async fn start(env: HashMap<String, String>, data: &Path) -> Server {
-        let mut s = Server { child: None, port: free_port(), data: data.to_path_buf(), env, runs: 0 };
+        let mut s = Server {
+            child: None,
+            port: free_port(),
+            data: data.to_path_buf(),
+            env,
+            runs: 0,
+            name: None,
+        };
         s.spawn().await;
         s
     }
 
+    /// Like [`Server::start`], under a name: several named servers can run on one data folder
+    /// (the same database file), each logging to its own `server-<name>-<run>.log`.
+    pub async fn start_named(env: HashMap<String, String>, data: &Path, name: &str) -> Server {
+        let mut s = Server {
+            child: None,
+            port: free_port(),
+            data: data.to_path_buf(),
+            env,
+            runs: 0,
+            name: Some(name.to_string()),
+        };
+        s.spawn().await;
+        s
+    }
+
+    /// The log file of one run (1-based).
+    fn log_path(&self, run: u32) -> PathBuf {
+        match &self.name {
+            Some(name) => self.data.join(format!("server-{name}-{run}.log")),
+            None => self.data.join(format!("server-{run}.log")),
+        }
+    }
+
     async fn spawn(&mut self) {
         self.runs += 1;
-        let log = std::fs::File::create(self.data.join(format!("server-{}.log", self.runs))).expect("log file");
+        let log = std::fs::File::create(self.log_path(self.runs)).expect("log file");
         let child = Command::new(binary())
             .arg("serve")
             .env_clear()
@@ -96,10 +136,18 @@ impl Server {
                     return;
                 }
             }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 panic!("groupcast exited at start ({status}):\n{}", self.logs());
             }
-            assert!(Instant::now() < deadline, "groupcast did not become healthy:\n{}", self.logs());
+            assert!(
+                Instant::now() < deadline,
+                "groupcast did not become healthy:\n{}",
+                self.logs()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -124,7 +172,10 @@ impl Server {
     pub fn terminate(&mut self, timeout: Duration) -> Option<Duration> {
         let mut c = self.child.take()?;
         let started = Instant::now();
-        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
         while started.elapsed() < timeout {
             if c.try_wait().ok().flatten().is_some() {
                 return Some(started.elapsed());
@@ -146,7 +197,7 @@ impl Server {
     pub fn logs(&self) -> String {
         let mut all = String::new();
         for i in 1..=self.runs {
-            all.push_str(&std::fs::read_to_string(self.data.join(format!("server-{i}.log"))).unwrap_or_default());
+            all.push_str(&std::fs::read_to_string(self.log_path(i)).unwrap_or_default());
         }
         all
     }
@@ -156,8 +207,14 @@ impl Server {
     pub fn assert_no_secrets_in_logs(&self, extra: &[&str]) {
         let logs = self.logs();
         let bot_secret_part = BOT_TOKEN.split(':').nth(1).expect("token");
-        for secret in [BOT_TOKEN, bot_secret_part, WEBHOOK_SECRET, ENCRYPTION_KEY].iter().chain(extra) {
-            assert!(!logs.contains(secret), "a secret reached the logs: {secret}");
+        for secret in [BOT_TOKEN, bot_secret_part, WEBHOOK_SECRET, ENCRYPTION_KEY]
+            .iter()
+            .chain(extra)
+        {
+            assert!(
+                !logs.contains(secret),
+                "a secret reached the logs: {secret}"
+            );
         }
     }
 
@@ -177,7 +234,9 @@ impl Server {
             .prepare("SELECT state, COUNT(*) FROM deliveries WHERE mailing_id = ?1 GROUP BY state")
             .expect("query");
         let rows = stmt
-            .query_map([mailing_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .query_map([mailing_id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })
             .expect("rows");
         rows.map(|r| r.expect("row")).collect()
     }
@@ -196,4 +255,343 @@ pub async fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() ->
         assert!(Instant::now() < deadline, "timed out waiting for: {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+// --- several processes, signals, Redis ----------------------------------------------------------
+
+impl Server {
+    /// Sends a signal (`STOP`, `CONT`, `TERM`, ...) to the running process.
+    pub fn signal(&self, name: &str) {
+        let pid = self.pid().expect("the server is not running");
+        let ok = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(pid.to_string())
+            .status()
+            .map(|s| s.success());
+        assert!(matches!(ok, Ok(true)), "kill -{name} {pid} failed");
+    }
+
+    /// `kill -STOP`: the process is frozen (timers, sockets and all) until [`Server::resume`].
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// `kill -CONT`: a paused process runs on.
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    /// SIGTERM, then waits for the exit without blocking the test's runtime (the fakes run on
+    /// it); returns how long the exit took, or `None` (after a `kill -9`) past `timeout`.
+    pub async fn terminate_async(&mut self, timeout: Duration) -> Option<Duration> {
+        self.signal("TERM");
+        let started = Instant::now();
+        let mut c = self.child.take()?;
+        while started.elapsed() < timeout {
+            if c.try_wait().ok().flatten().is_some() {
+                return Some(started.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        None
+    }
+
+    /// Whether the process is still alive (not exited).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// The JSON log lines (`LOG_FORMAT=json`) of every run whose `fields.message` is
+    /// `message`: their `fields` objects, in order.
+    pub fn log_events(&self, message: &str) -> Vec<serde_json::Value> {
+        events_in(&self.logs(), message)
+    }
+}
+
+/// The `fields` of the JSON log lines in `logs` whose message is `message`.
+pub fn events_in(logs: &str, message: &str) -> Vec<serde_json::Value> {
+    logs.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["fields"]["message"] == message)
+        .map(|v| v["fields"].clone())
+        .collect()
+}
+
+/// The seed of a randomized test: `GROUPCAST_SEED` when set (to replay a failure), else a
+/// fresh one. Printed either way, so a failing run shows how to replay it.
+pub fn test_seed(test: &str) -> u64 {
+    let seed = std::env::var("GROUPCAST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random::<u64>);
+    eprintln!("{test}: seed {seed} (replay with GROUPCAST_SEED={seed})");
+    seed
+}
+
+/// Unix milliseconds now (the clock the fakes stamp requests with).
+pub fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Where the tests find the shared Redis: `REDIS_TEST_URL`, `REDIS_URL`, or
+/// `redis://127.0.0.1:6379`.
+pub fn redis_url() -> String {
+    std::env::var("REDIS_TEST_URL")
+        .or_else(|_| std::env::var("REDIS_URL"))
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// Runs `redis-cli -u <url> <args>`; its stdout.
+pub fn redis_cli(url: &str, args: &[&str]) -> Result<String, String> {
+    let out = Command::new("redis-cli")
+        .arg("-u")
+        .arg(url)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("redis-cli: {e}"))?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A random key prefix on a Redis (`REDIS_PREFIX` of the servers of one test, so parallel
+/// tests never share keys); its keys are deleted when this is dropped.
+pub struct RedisNamespace {
+    pub url: String,
+    pub prefix: String,
+}
+
+impl RedisNamespace {
+    pub fn new(url: &str) -> RedisNamespace {
+        RedisNamespace {
+            url: url.to_string(),
+            prefix: format!("groupcast-e2e-{:016x}:", rand::random::<u64>()),
+        }
+    }
+
+    /// The keys under the prefix (the prefix included), sorted.
+    pub fn keys(&self) -> Vec<String> {
+        let out = redis_cli(
+            &self.url,
+            &["--scan", "--pattern", &format!("{}*", self.prefix)],
+        )
+        .unwrap_or_default();
+        let mut keys: Vec<String> = out
+            .lines()
+            .map(str::to_string)
+            .filter(|k| !k.is_empty())
+            .collect();
+        keys.sort();
+        keys
+    }
+}
+
+impl Drop for RedisNamespace {
+    fn drop(&mut self) {
+        let script =
+            "for _, k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('DEL', k) end return 1";
+        let _ = redis_cli(
+            &self.url,
+            &["EVAL", script, "0", &format!("{}*", self.prefix)],
+        );
+    }
+}
+
+/// A private `redis-server` on a free port, without persistence (`--save "" --appendonly no`):
+/// a restart loses everything. Stopped by its PID when dropped.
+pub struct PrivateRedis {
+    pub port: u16,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+impl PrivateRedis {
+    pub async fn start() -> PrivateRedis {
+        let mut r = PrivateRedis {
+            port: free_port(),
+            child: None,
+            dir: tempfile::tempdir().expect("tempdir"),
+        };
+        r.spawn().await;
+        r
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("redis.log"))
+            .expect("redis log");
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("redis-server must be installed: {e}"));
+        self.child = Some(child);
+        let url = self.url();
+        wait_until(
+            "the private redis-server answers PING",
+            Duration::from_secs(10),
+            || redis_cli(&url, &["PING"]).is_ok_and(|o| o.trim() == "PONG"),
+        )
+        .await;
+    }
+
+    /// `kill -9`: Redis is gone, with everything it held.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port (empty).
+    pub async fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop it first");
+        self.spawn().await;
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// One send request as it left one process (seen by a [`WappiTap`]).
+#[derive(Debug, Clone)]
+pub struct TapSend {
+    pub at: Instant,
+    pub at_ms: i64,
+    /// The body's `recipient`.
+    pub recipient: String,
+}
+
+/// A TCP relay between one server and the fake Wappi, so that a test knows which process made
+/// which send: it forwards bytes unchanged both ways and notes every `"recipient":"…"` it sees
+/// going upstream (one per send request; reads carry none).
+pub struct WappiTap {
+    port: u16,
+    sends: std::sync::Arc<std::sync::Mutex<Vec<TapSend>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl WappiTap {
+    /// Starts relaying to `upstream` (`http://127.0.0.1:<port>`). Needs a tokio runtime (it may
+    /// be called from a synchronous settings closure inside a test).
+    pub fn start(upstream: &str) -> WappiTap {
+        let upstream = upstream
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
+        let std_listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        std_listener.set_nonblocking(true).expect("nonblocking");
+        let port = std_listener.local_addr().expect("addr").port();
+        let listener = tokio::net::TcpListener::from_std(std_listener).expect("tokio listener");
+        let sends = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = sends.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let upstream = upstream.clone();
+                let log = log.clone();
+                tokio::spawn(async move {
+                    if let Ok(server) = tokio::net::TcpStream::connect(&upstream).await {
+                        relay(client, server, log).await;
+                    }
+                });
+            }
+        });
+        WappiTap {
+            port,
+            sends,
+            accept,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Every send request that went through, in order.
+    pub fn sends(&self) -> Vec<TapSend> {
+        self.sends.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl Drop for WappiTap {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+async fn relay(
+    client: tokio::net::TcpStream,
+    server: tokio::net::TcpStream,
+    log: std::sync::Arc<std::sync::Mutex<Vec<TapSend>>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const NEEDLE: &[u8] = b"\"recipient\":\"";
+    let (mut cr, mut cw) = client.into_split();
+    let (mut sr, mut sw) = server.into_split();
+    let up = async move {
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut pending: Vec<u8> = Vec::new();
+        loop {
+            let n = match cr.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            pending.extend_from_slice(&buf[..n]);
+            loop {
+                let Some(start) = pending.windows(NEEDLE.len()).position(|w| w == NEEDLE) else {
+                    let keep = pending.len().saturating_sub(NEEDLE.len());
+                    pending.drain(..keep);
+                    break;
+                };
+                let from = start + NEEDLE.len();
+                let Some(len) = pending[from..].iter().position(|b| *b == b'"') else {
+                    pending.drain(..start);
+                    break;
+                };
+                let recipient = String::from_utf8_lossy(&pending[from..from + len]).into_owned();
+                log.lock().unwrap_or_else(|p| p.into_inner()).push(TapSend {
+                    at: Instant::now(),
+                    at_ms: unix_ms(),
+                    recipient,
+                });
+                pending.drain(..from + len);
+            }
+            if sw.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+        let _ = sw.shutdown().await;
+    };
+    let down = async move {
+        let _ = tokio::io::copy(&mut sr, &mut cw).await;
+        let _ = cw.shutdown().await;
+    };
+    tokio::join!(up, down);
 }

@@ -1,5 +1,4 @@
-
+pub mod fake_telegram;
 pub mod fake_wappi;
 pub mod harness;
-pub mod fake_telegram;
 pub mod world;

@@ -3,7 +3,7 @@
 
 use crate::fake_telegram::{FakeTelegram, SentMessage};
 use crate::fake_wappi::FakeWappi;
-use crate::harness::Server;
+use crate::harness::{RedisNamespace, Server};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -16,6 +16,9 @@ pub struct World {
     pub wappi: FakeWappi,
     pub server: Server,
     pub dir: tempfile::TempDir,
+    /// The Redis key namespace of a world started with [`World::start_redis_with`] (its keys
+    /// are deleted when the world is dropped, after its server stopped).
+    pub redis: Option<RedisNamespace>,
 }
 
 /// A Wappi account of the fake: token and profile id as Wappi issues them.
@@ -48,7 +51,63 @@ impl World {
         let mut env = Server::env(&tg.url(), &wappi.url(), dir.path());
         tune(&mut env);
         let server = Server::start(env, dir.path()).await;
-        World { tg, wappi, server, dir }
+        World {
+            tg,
+            wappi,
+            server,
+            dir,
+            redis: None,
+        }
+    }
+
+    /// Starts the fakes and a server on the Redis backend: `REDIS_URL` is the shared test Redis
+    /// ([`harness::redis_url`](crate::harness::redis_url)) and `REDIS_PREFIX` a random one of
+    /// this world, logs are JSON (`LOG_FORMAT=json`, see [`Server::log_events`]); `tune` may
+    /// change any of it (e.g. `REDIS_URL` to a private Redis).
+    pub async fn start_redis_with(tune: impl FnOnce(&mut HashMap<String, String>)) -> World {
+        let tg = FakeTelegram::start().await;
+        let wappi = FakeWappi::start().await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut env = Server::env(&tg.url(), &wappi.url(), dir.path());
+        env.insert("REDIS_URL".into(), crate::harness::redis_url());
+        env.insert("LOG_FORMAT".into(), "json".into());
+        tune(&mut env);
+        let ns = RedisNamespace::new(&env["REDIS_URL"]);
+        env.entry("REDIS_PREFIX".into())
+            .or_insert_with(|| ns.prefix.clone());
+        let server = Server::start(env, dir.path()).await;
+        World {
+            tg,
+            wappi,
+            server,
+            dir,
+            redis: Some(ns),
+        }
+    }
+
+    /// Starts another `groupcast serve` next to the world's server: the same settings (so the
+    /// same database file, Redis and prefix), changed by `tune`, logging to
+    /// `server-<name>-<run>.log` in the world's folder. It long-polls Telegram too unless `tune`
+    /// calls [`World::no_polling`].
+    pub async fn add_server(
+        &self,
+        name: &str,
+        tune: impl FnOnce(&mut HashMap<String, String>),
+    ) -> Server {
+        let mut env = self.server.env.clone();
+        tune(&mut env);
+        Server::start_named(env, self.dir.path(), name).await
+    }
+
+    /// Settings of a server that takes no Telegram updates (webhook mode, and nothing is ever
+    /// delivered to it): a mailing runner only, which still talks to Telegram for progress and
+    /// reports. Avoids two long pollers answering each other's `getUpdates` with 409.
+    pub fn no_polling(env: &mut HashMap<String, String>) {
+        env.insert("PUBLIC_URL".into(), "https://runner.example.test".into());
+        env.insert(
+            "TELEGRAM_WEBHOOK_SECRET".into(),
+            crate::harness::WEBHOOK_SECRET.into(),
+        );
     }
 
     pub fn person(&self, id: i64) -> Person<'_> {
@@ -60,7 +119,8 @@ impl World {
         (0..n)
             .map(|i| {
                 let jid = format!("120363{:012}@g.us", seed * 100_000 + i as u64);
-                self.wappi.add_group(&account.profile, &jid, &format!("Группа {seed}-{i}"));
+                self.wappi
+                    .add_group(&account.profile, &jid, &format!("Группа {seed}-{i}"));
                 jid
             })
             .collect()
@@ -80,7 +140,10 @@ impl Person<'_> {
     }
 
     pub fn says_formatted(&self, text: &str, entities: Value) {
-        let u = self.w.tg.text_message_with_entities(self.id, text, entities);
+        let u = self
+            .w
+            .tg
+            .text_message_with_entities(self.id, text, entities);
         self.w.tg.push_update(u);
     }
 
@@ -99,7 +162,10 @@ impl Person<'_> {
             .unwrap_or_else(|e| {
                 let logs = self.w.server.logs();
                 let tail: Vec<&str> = logs.lines().rev().take(40).collect();
-                panic!("{e}\nlast server log lines:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"))
+                panic!(
+                    "{e}\nlast server log lines:\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                )
             })
     }
 

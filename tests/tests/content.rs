@@ -33,7 +33,13 @@ async fn text_formatting_becomes_whatsapp_markup() {
     let saved = p.hears("Текст сохранён").await;
     let want = "🔥 *Скидка* _20%_ ~сегодня~, код ```PROMO```";
     assert!(saved.text.contains(want), "{}", saved.text);
-    let stored: String = w.server.db().query_row("SELECT body FROM texts WHERE user_id = 2001", [], |r| r.get(0)).unwrap();
+    let stored: String = w
+        .server
+        .db()
+        .query_row("SELECT body FROM texts WHERE user_id = 2001", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
     assert_eq!(stored, want);
 }
 
@@ -48,7 +54,13 @@ async fn bad_text_is_refused_and_the_old_text_kept() {
     p.hears("пустой").await;
     p.says(&"а".repeat(4097));
     p.hears("слишком длинный").await;
-    let stored: String = w.server.db().query_row("SELECT body FROM texts WHERE user_id = 2002", [], |r| r.get(0)).unwrap();
+    let stored: String = w
+        .server
+        .db()
+        .query_row("SELECT body FROM texts WHERE user_id = 2002", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
     assert_eq!(stored, "Первый текст");
 }
 
@@ -60,23 +72,40 @@ async fn pasted_groups_report_duplicates_and_junk() {
     p.hears("👥").await;
     p.says("120363000000000001@g.us\n120363000000000002\nhello world\n120363000000000001@g.us\n\n79115576367@c.us");
     let saved = p.hears("Сохранено групп: 2").await;
-    assert!(saved.text.contains("Повторы пропущены: 1"), "{}", saved.text);
+    assert!(
+        saved.text.contains("Повторы пропущены: 1"),
+        "{}",
+        saved.text
+    );
     assert!(saved.text.contains("3: hello world"), "{}", saved.text);
     assert!(saved.text.contains("6: 79115576367@c.us"), "{}", saved.text);
     let jids: Vec<String> = {
         let db = w.server.db();
-        let mut st = db.prepare("SELECT jid FROM groups WHERE user_id = 2003 ORDER BY position").unwrap();
+        let mut st = db
+            .prepare("SELECT jid FROM groups WHERE user_id = 2003 ORDER BY position")
+            .unwrap();
         let rows = st.query_map([], |r| r.get(0)).unwrap();
         rows.map(Result::unwrap).collect()
     };
-    assert_eq!(jids, vec!["120363000000000001@g.us", "120363000000000002@g.us"]);
+    assert_eq!(
+        jids,
+        vec!["120363000000000001@g.us", "120363000000000002@g.us"]
+    );
 
     // Nothing valid: refused, list unchanged.
     p.says("/groups");
     p.hears("👥").await;
     p.says("just words");
     p.hears("Не нашёл ни одного").await;
-    let n: i64 = w.server.db().query_row("SELECT COUNT(*) FROM groups WHERE user_id = 2003", [], |r| r.get(0)).unwrap();
+    let n: i64 = w
+        .server
+        .db()
+        .query_row(
+            "SELECT COUNT(*) FROM groups WHERE user_id = 2003",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
     assert_eq!(n, 2);
 }
 
@@ -105,24 +134,44 @@ async fn groups_are_imported_from_the_whatsapp_account() {
     assert!(picker.text.contains("Страница 1/2"), "{}", picker.text);
     // Tick the first group on page 1, go to page 2, tick the last group, save.
     p.presses(picker.message_id, &Person::button(&picker, "Группа 7-0"));
-    w.tg.wait_until(|tg| tg.current_text(2005, picker.message_id).is_some_and(|t| t.contains("Выбрано: 1")), groupcast_e2e::world::STEP)
-        .await
-        .unwrap();
+    w.tg.wait_until(
+        |tg| {
+            tg.current_text(2005, picker.message_id)
+                .is_some_and(|t| t.contains("Выбрано: 1"))
+        },
+        groupcast_e2e::world::STEP,
+    )
+    .await
+    .unwrap();
     p.presses(picker.message_id, "impp:1");
-    w.tg.wait_until(|tg| tg.current_text(2005, picker.message_id).is_some_and(|t| t.contains("Страница 2/2")), groupcast_e2e::world::STEP)
-        .await
-        .unwrap();
+    w.tg.wait_until(
+        |tg| {
+            tg.current_text(2005, picker.message_id)
+                .is_some_and(|t| t.contains("Страница 2/2"))
+        },
+        groupcast_e2e::world::STEP,
+    )
+    .await
+    .unwrap();
     let markup = w.tg.current_markup(2005, picker.message_id).unwrap();
     assert!(markup.to_string().contains("Группа 7-10"), "{markup}");
     p.presses(picker.message_id, "impt:10");
-    w.tg.wait_until(|tg| tg.current_text(2005, picker.message_id).is_some_and(|t| t.contains("Выбрано: 2")), groupcast_e2e::world::STEP)
-        .await
-        .unwrap();
+    w.tg.wait_until(
+        |tg| {
+            tg.current_text(2005, picker.message_id)
+                .is_some_and(|t| t.contains("Выбрано: 2"))
+        },
+        groupcast_e2e::world::STEP,
+    )
+    .await
+    .unwrap();
     p.presses(picker.message_id, "imp:save");
     p.hears("Сохранено групп: 2").await;
     let (jids, names): (Vec<String>, Vec<String>) = {
         let db = w.server.db();
-        let mut st = db.prepare("SELECT jid, name FROM groups WHERE user_id = 2005 ORDER BY position").unwrap();
+        let mut st = db
+            .prepare("SELECT jid, name FROM groups WHERE user_id = 2005 ORDER BY position")
+            .unwrap();
         let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
         rows.map(Result::unwrap).unzip()
     };

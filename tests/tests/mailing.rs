@@ -11,7 +11,13 @@ use std::time::Duration;
 /// fake jitter by a few ms of loopback and scheduling.
 const JITTER_MS: i64 = 5;
 
-async fn ready<'a>(w: &'a World, id: i64, n: u32, groups: usize, text: &str) -> (Person<'a>, Account, Vec<String>) {
+async fn ready<'a>(
+    w: &'a World,
+    id: i64,
+    n: u32,
+    groups: usize,
+    text: &str,
+) -> (Person<'a>, Account, Vec<String>) {
     let acc = Account::numbered(n);
     w.wappi.add_profile(&acc.profile, &acc.token);
     let jids = w.groups(&acc, groups, n as u64);
@@ -23,11 +29,19 @@ async fn ready<'a>(w: &'a World, id: i64, n: u32, groups: usize, text: &str) -> 
 }
 
 fn sends(w: &World, profile: &str) -> Vec<Request> {
-    w.wappi.requests().into_iter().filter(|r| r.is_send() && r.profile_id == profile).collect()
+    w.wappi
+        .requests()
+        .into_iter()
+        .filter(|r| r.is_send() && r.profile_id == profile)
+        .collect()
 }
 
 fn min_gap(sends: &[Request]) -> i64 {
-    sends.windows(2).map(|p| p[1].at_ms - p[0].at_ms).min().unwrap_or(i64::MAX)
+    sends
+        .windows(2)
+        .map(|p| p[1].at_ms - p[0].at_ms)
+        .min()
+        .unwrap_or(i64::MAX)
 }
 
 #[tokio::test]
@@ -38,13 +52,29 @@ async fn fifty_groups_each_exactly_once_paced_with_progress_and_report() {
 
     p.says("/mailing");
     let preview = p.hears("Предпросмотр").await;
-    assert!(preview.text.contains(text) && preview.text.contains("Групп: 50"), "{}", preview.text);
-    assert!(preview.text.contains("5 с"), "ETA at 10/s: {}", preview.text);
+    assert!(
+        preview.text.contains(text) && preview.text.contains("Групп: 50"),
+        "{}",
+        preview.text
+    );
+    assert!(
+        preview.text.contains("5 с"),
+        "ETA at 10/s: {}",
+        preview.text
+    );
     p.presses(preview.message_id, &Person::button(&preview, "✅"));
     let started = p.hears("🚀 Рассылка #").await;
     let report = p.hears("Рассылка #").await;
-    assert!(report.text.starts_with('✅'), "the next message is the report: {}", report.text);
-    assert!(report.text.contains("отправлено 50 из 50"), "{}", report.text);
+    assert!(
+        report.text.starts_with('✅'),
+        "the next message is the report: {}",
+        report.text
+    );
+    assert!(
+        report.text.contains("отправлено 50 из 50"),
+        "{}",
+        report.text
+    );
 
     // At the fake: each group exactly once, the right text, in the list's order, paced.
     let sent = sends(&w, &acc.profile);
@@ -53,7 +83,9 @@ async fn fifty_groups_each_exactly_once_paced_with_progress_and_report() {
     for jid in &jids {
         assert_eq!(by_group.get(jid), Some(&1), "{jid}");
     }
-    assert!(sent.iter().all(|r| r.body_text.as_deref() == Some(text) && r.token == acc.token));
+    assert!(sent
+        .iter()
+        .all(|r| r.body_text.as_deref() == Some(text) && r.token == acc.token));
     let order: Vec<_> = sent.iter().map(|r| r.recipient.clone().unwrap()).collect();
     assert_eq!(order, jids);
     let gap = min_gap(&sent);
@@ -62,21 +94,51 @@ async fn fifty_groups_each_exactly_once_paced_with_progress_and_report() {
     assert!(total < 4900 + 1500, "50 sends at 10/s took {total} ms");
 
     // Progress: the start message, edited at most every 3 s, with ⛔ while running.
-    assert!(started.reply_markup.as_ref().unwrap().to_string().contains("cancel:"));
-    let edits: Vec<_> = w.tg.edits_of(3001).into_iter().filter(|e| e.message_id == started.message_id).collect();
-    assert!(edits.iter().any(|e| e.text.starts_with('⏳')), "progress was shown: {edits:?}");
+    assert!(started
+        .reply_markup
+        .as_ref()
+        .unwrap()
+        .to_string()
+        .contains("cancel:"));
+    let edits: Vec<_> =
+        w.tg.edits_of(3001)
+            .into_iter()
+            .filter(|e| e.message_id == started.message_id)
+            .collect();
+    assert!(
+        edits.iter().any(|e| e.text.starts_with('⏳')),
+        "progress was shown: {edits:?}"
+    );
     let mut times = vec![started.at_ms];
-    times.extend(edits.iter().filter(|e| e.text.starts_with('⏳')).map(|e| e.at_ms));
+    times.extend(
+        edits
+            .iter()
+            .filter(|e| e.text.starts_with('⏳'))
+            .map(|e| e.at_ms),
+    );
     for pair in times.windows(2) {
-        assert!(pair[1] - pair[0] >= 3000 - 50, "progress edited too often: {times:?}");
+        assert!(
+            pair[1] - pair[0] >= 3000 - 50,
+            "progress edited too often: {times:?}"
+        );
     }
     let final_text = w.tg.current_text(3001, started.message_id).unwrap();
     assert!(final_text.contains("Отправлено: 50"), "{final_text}");
-    assert!(w.tg.sent_to(3001).iter().all(|m| !m.text.starts_with('⏳')), "no second progress message");
+    assert!(
+        w.tg.sent_to(3001).iter().all(|m| !m.text.starts_with('⏳')),
+        "no second progress message"
+    );
 
     // The ledger agrees.
-    let id: i64 = w.server.db().query_row("SELECT MAX(id) FROM mailings", [], |r| r.get(0)).unwrap();
-    assert_eq!(w.server.delivery_states(id), HashMap::from([("sent".to_string(), 50)]));
+    let id: i64 = w
+        .server
+        .db()
+        .query_row("SELECT MAX(id) FROM mailings", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        w.server.delivery_states(id),
+        HashMap::from([("sent".to_string(), 50)])
+    );
     // /status after the end shows the report.
     p.says("/status");
     p.hears("✅ Рассылка").await;
@@ -91,27 +153,46 @@ async fn cancel_stops_before_the_next_send() {
     .await;
     let (p, acc, _) = ready(&w, 3002, 2, 40, "Отмена посреди").await;
     let (_, progress) = p.starts_mailing_msg().await;
-    w.wappi.wait_for_deliveries(8, Duration::from_secs(20)).await.unwrap();
-    p.presses(progress.message_id, &Person::button(&progress, "⛔"));
-    let ack = w
-        .tg
-        .wait_for_message(3002, |t| t.contains("⏹"), groupcast_e2e::world::STEP)
+    w.wappi
+        .wait_for_deliveries(8, Duration::from_secs(20))
         .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", w.server.logs()));
+        .unwrap();
+    p.presses(progress.message_id, &Person::button(&progress, "⛔"));
+    let ack =
+        w.tg.wait_for_message(3002, |t| t.contains("⏹"), groupcast_e2e::world::STEP)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", w.server.logs()));
     let report = p.hears("⚠️").await;
     assert!(report.text.contains("остановлена"), "{}", report.text);
     let sent = sends(&w, &acc.profile);
     let after_ack = sent.iter().filter(|r| r.at_ms > ack.at_ms).count();
-    assert!(after_ack <= 1, "{after_ack} sends after the cancel was acknowledged");
+    assert!(
+        after_ack <= 1,
+        "{after_ack} sends after the cancel was acknowledged"
+    );
     assert!(sent.len() < 40);
     // Nothing more is sent later.
     let n = sent.len();
     tokio::time::sleep(Duration::from_millis(800)).await; // several send intervals at 4/s
     assert_eq!(sends(&w, &acc.profile).len(), n);
-    let id: i64 = w.server.db().query_row("SELECT MAX(id) FROM mailings", [], |r| r.get(0)).unwrap();
-    let status: String = w.server.db().query_row("SELECT status FROM mailings WHERE id = ?1", [id], |r| r.get(0)).unwrap();
+    let id: i64 = w
+        .server
+        .db()
+        .query_row("SELECT MAX(id) FROM mailings", [], |r| r.get(0))
+        .unwrap();
+    let status: String = w
+        .server
+        .db()
+        .query_row("SELECT status FROM mailings WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .unwrap();
     assert_eq!(status, "cancelled");
-    assert!(report.text.contains(&format!("Отправлено: {n}")), "{}", report.text);
+    assert!(
+        report.text.contains(&format!("Отправлено: {n}")),
+        "{}",
+        report.text
+    );
 }
 
 #[tokio::test]
@@ -148,16 +229,34 @@ async fn a_429_storm_pauses_the_profile_and_loses_nothing() {
     let (p, acc, jids) = ready(&w, 3005, 5, 20, "Шторм").await;
     // The 6th send onwards: five 429s in a row, each asking for 1 s.
     p.starts_mailing().await;
-    w.wappi.wait_for_deliveries(5, Duration::from_secs(20)).await.unwrap();
+    w.wappi
+        .wait_for_deliveries(5, Duration::from_secs(20))
+        .await
+        .unwrap();
     w.wappi.set_rate_limit_storm(&acc.profile, 5, 1);
     p.hears("✅").await;
     let all = sends(&w, &acc.profile);
-    let limited: Vec<&Request> = all.iter().filter(|r| matches!(r.outcome, groupcast_e2e::fake_wappi::Outcome::Refused { http: 429, .. })).collect();
+    let limited: Vec<&Request> = all
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.outcome,
+                groupcast_e2e::fake_wappi::Outcome::Refused { http: 429, .. }
+            )
+        })
+        .collect();
     assert_eq!(limited.len(), 5);
     // After each 429 the profile waited its Retry-After before calling again.
     for r in &limited {
-        let next = all.iter().find(|n| n.at_ms > r.at_ms).expect("a call after the 429");
-        assert!(next.at_ms - r.at_ms >= 1000 - JITTER_MS, "called {} ms after a 429 with Retry-After 1", next.at_ms - r.at_ms);
+        let next = all
+            .iter()
+            .find(|n| n.at_ms > r.at_ms)
+            .expect("a call after the 429");
+        assert!(
+            next.at_ms - r.at_ms >= 1000 - JITTER_MS,
+            "called {} ms after a 429 with Retry-After 1",
+            next.at_ms - r.at_ms
+        );
     }
     let counts = w.wappi.delivery_count_by_recipient();
     for jid in &jids {
@@ -173,7 +272,11 @@ async fn server_errors_are_retried_and_hopeless_groups_reported() {
     w.wappi.push_fault(Fault::Status(500, "oops".into()));
     p.starts_mailing().await;
     let report = p.hears("Рассылка #").await;
-    let report = if report.text.starts_with('⏳') { p.hears("✅").await } else { report };
+    let report = if report.text.starts_with('⏳') {
+        p.hears("✅").await
+    } else {
+        report
+    };
     assert!(report.text.starts_with('✅'), "{}", report.text);
     let counts = w.wappi.delivery_count_by_recipient();
     assert!(jids.iter().all(|j| counts.get(j) == Some(&1)));
@@ -190,9 +293,20 @@ async fn a_refused_group_fails_with_a_reason_and_the_rest_is_sent() {
     p.sets_groups(&jids).await;
     p.starts_mailing().await;
     let report = p.hears("⚠️").await;
-    assert!(report.text.contains("120363999999999999@g.us"), "{}", report.text);
+    assert!(
+        report.text.contains("120363999999999999@g.us"),
+        "{}",
+        report.text
+    );
     assert!(report.text.contains("Ошибок: 1"), "{}", report.text);
-    assert_eq!(sends(&w, &acc.profile).iter().filter(|r| r.recipient.as_deref() == Some("120363999999999999@g.us")).count(), 1, "never retried");
+    assert_eq!(
+        sends(&w, &acc.profile)
+            .iter()
+            .filter(|r| r.recipient.as_deref() == Some("120363999999999999@g.us"))
+            .count(),
+        1,
+        "never retried"
+    );
 }
 
 #[tokio::test]
@@ -214,14 +328,28 @@ async fn two_users_mail_at_once_on_their_own_numbers() {
     b.hears("✅").await;
     let sa = sends(&w, &acc_a.profile);
     let sb = sends(&w, &acc_b.profile);
-    assert!(sa.iter().all(|r| r.body_text.as_deref() == Some("Текст Анны") && jids_a.contains(r.recipient.as_ref().unwrap())));
-    assert!(sb.iter().all(|r| r.body_text.as_deref() == Some("Текст Бориса") && jids_b.contains(r.recipient.as_ref().unwrap())));
+    assert!(sa
+        .iter()
+        .all(|r| r.body_text.as_deref() == Some("Текст Анны")
+            && jids_a.contains(r.recipient.as_ref().unwrap())));
+    assert!(sb
+        .iter()
+        .all(|r| r.body_text.as_deref() == Some("Текст Бориса")
+            && jids_b.contains(r.recipient.as_ref().unwrap())));
     assert_eq!((sa.len(), sb.len()), (15, 15));
     // They ran in parallel: the two spans overlap, each paced on its own.
     assert!(sa[0].at_ms < sb.last().unwrap().at_ms && sb[0].at_ms < sa.last().unwrap().at_ms);
     assert!(min_gap(&sa) >= 200 - JITTER_MS && min_gap(&sb) >= 200 - JITTER_MS);
     wait_until("both mailings done", Duration::from_secs(5), || {
-        let n: i64 = w.server.db().query_row("SELECT COUNT(*) FROM mailings WHERE status = 'done'", [], |r| r.get(0)).unwrap();
+        let n: i64 = w
+            .server
+            .db()
+            .query_row(
+                "SELECT COUNT(*) FROM mailings WHERE status = 'done'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
         n == 2
     })
     .await;
@@ -238,7 +366,11 @@ async fn whatsapp_logged_out_pauses_and_resume_continues() {
     w.wappi.push_fault(Fault::NotAuthorized);
     p.starts_mailing().await;
     let paused = p.hears("⏸").await;
-    assert!(paused.text.contains("WhatsApp не подключён"), "{}", paused.text);
+    assert!(
+        paused.text.contains("WhatsApp не подключён"),
+        "{}",
+        paused.text
+    );
     w.wappi.set_authorized(&acc.profile, true);
     p.presses(paused.message_id, &Person::button(&paused, "Продолжить"));
     p.hears("✅").await;

@@ -38,13 +38,23 @@ fn query(url: &str) -> HashMap<String, String> {
     q.split('&')
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap();
-            (k.to_string(), urlencoding::decode(&v.replace('+', " ")).unwrap().into_owned())
+            (
+                k.to_string(),
+                urlencoding::decode(&v.replace('+', " "))
+                    .unwrap()
+                    .into_owned(),
+            )
         })
         .collect()
 }
 
 /// Registers a user, opens /subscribe and presses the plan; returns (InvId, the link's query).
-async fn invoice_for(w: &World, p: &Person<'_>, n: u32, plan_label: &str) -> (i64, HashMap<String, String>) {
+async fn invoice_for(
+    w: &World,
+    p: &Person<'_>,
+    n: u32,
+    plan_label: &str,
+) -> (i64, HashMap<String, String>) {
     let acc = Account::numbered(n);
     w.wappi.add_profile(&acc.profile, &acc.token);
     p.registers(&acc).await;
@@ -53,8 +63,14 @@ async fn invoice_for(w: &World, p: &Person<'_>, n: u32, plan_label: &str) -> (i6
     p.presses(plans.message_id, &Person::button(&plans, plan_label));
     let link = p.hears("Счёт №").await;
     let markup = link.reply_markup.unwrap();
-    let url = markup["inline_keyboard"][0][0]["url"].as_str().unwrap().to_string();
-    assert!(url.starts_with("https://auth.robokassa.ru/Merchant/Index.aspx?"), "{url}");
+    let url = markup["inline_keyboard"][0][0]["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        url.starts_with("https://auth.robokassa.ru/Merchant/Index.aspx?"),
+        "{url}"
+    );
     let q = query(&url);
     (q["InvId"].parse().unwrap(), q)
 }
@@ -89,7 +105,14 @@ fn live_form(inv: i64, out_sum: &str, plan: &str, password: &str) -> Vec<(&'stat
 }
 
 fn subscription_until(w: &World, user: i64) -> i64 {
-    w.server.db().query_row("SELECT subscription_until FROM users WHERE id = ?1", [user], |r| r.get(0)).unwrap()
+    w.server
+        .db()
+        .query_row(
+            "SELECT subscription_until FROM users WHERE id = ?1",
+            [user],
+            |r| r.get(0),
+        )
+        .unwrap()
 }
 
 #[tokio::test]
@@ -110,7 +133,11 @@ async fn the_payment_link_is_signed_as_robokassa_expects() {
     let (amount, days, status): (i64, i64, String) = w
         .server
         .db()
-        .query_row("SELECT amount_kopecks, plan_days, status FROM invoices WHERE id = ?1", [inv], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .query_row(
+            "SELECT amount_kopecks, plan_days, status FROM invoices WHERE id = ?1",
+            [inv],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
         .unwrap();
     assert_eq!((amount, days, status.as_str()), (129_000, 90, "pending"));
 }
@@ -121,13 +148,20 @@ async fn a_notification_extends_once_and_replays_change_nothing() {
     let p = w.person(6002);
     let (inv, _) = invoice_for(&w, &p, 2, "30 дн").await;
     let form = live_form(inv, "490.000000", "30", PASS2);
-    let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
 
     assert_eq!(notify(&w, &form).await, (200, format!("OK{inv}")));
     let paid = p.hears("Оплата получена").await;
     let until = subscription_until(&w, 6002);
     assert!((until - (before + 30 * 86_400)).abs() <= 5, "until {until}");
-    assert!(paid.text.contains(&groupcast_core::texts::date(until)), "{}", paid.text);
+    assert!(
+        paid.text.contains(&groupcast_core::texts::date(until)),
+        "{}",
+        paid.text
+    );
 
     // 5 sequential and 5 concurrent replays: all OK, nothing changes.
     for _ in 0..5 {
@@ -138,7 +172,12 @@ async fn a_notification_extends_once_and_replays_change_nothing() {
         .map(|_| {
             let (url, form) = (url.clone(), form.clone());
             tokio::spawn(async move {
-                let r = reqwest::Client::new().post(url).form(&form).send().await.unwrap();
+                let r = reqwest::Client::new()
+                    .post(url)
+                    .form(&form)
+                    .send()
+                    .await
+                    .unwrap();
                 (r.status().as_u16(), r.text().await.unwrap())
             })
         })
@@ -153,16 +192,29 @@ async fn a_notification_extends_once_and_replays_change_nothing() {
         .send()
         .await
         .unwrap();
-    assert_eq!((get.status().as_u16(), get.text().await.unwrap()), (200, format!("OK{inv}")));
+    assert_eq!(
+        (get.status().as_u16(), get.text().await.unwrap()),
+        (200, format!("OK{inv}"))
+    );
     assert_eq!(subscription_until(&w, 6002), until);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let paid_messages = w.tg.sent_to(6002).iter().filter(|m| m.text.contains("Оплата получена")).count();
+    let paid_messages =
+        w.tg.sent_to(6002)
+            .iter()
+            .filter(|m| m.text.contains("Оплата получена"))
+            .count();
     assert_eq!(paid_messages, 1);
 
     // /subscribe now states the date after "до"; a mailing may start.
     p.says("/subscribe");
     let state = p.hears("Подписка активна до").await;
-    assert!(state.text.contains(&format!("до {}", groupcast_core::texts::date(until))), "{}", state.text);
+    assert!(
+        state
+            .text
+            .contains(&format!("до {}", groupcast_core::texts::date(until))),
+        "{}",
+        state.text
+    );
     w.server.assert_no_secrets_in_logs(&[PASS1, PASS2]);
 }
 
@@ -173,7 +225,9 @@ async fn tampered_or_foreign_notifications_are_refused_and_change_nothing() {
     let (inv, _) = invoice_for(&w, &p, 3, "30 дн").await;
     let good = live_form(inv, "490.000000", "30", PASS2);
     let with = |key: &str, value: String| -> Vec<(&'static str, String)> {
-        good.iter().map(|(k, v)| (*k, if *k == key { value.clone() } else { v.clone() })).collect()
+        good.iter()
+            .map(|(k, v)| (*k, if *k == key { value.clone() } else { v.clone() }))
+            .collect()
     };
     let mut bad_sig = good[2].1.clone();
     let last = bad_sig.pop().unwrap();
@@ -185,10 +239,22 @@ async fn tampered_or_foreign_notifications_are_refused_and_change_nothing() {
         ("tampered Shp", with("Shp_plan", "90".into())),
         ("tampered signature", with("SignatureValue", bad_sig)),
         ("unknown InvId", unknown),
-        ("signed, wrong amount", live_form(inv, "1.000000", "30", PASS2)),
-        ("test password in live mode", live_form(inv, "490.000000", "30", TEST_PASS2)),
+        (
+            "signed, wrong amount",
+            live_form(inv, "1.000000", "30", PASS2),
+        ),
+        (
+            "test password in live mode",
+            live_form(inv, "490.000000", "30", TEST_PASS2),
+        ),
         ("password #1", live_form(inv, "490.000000", "30", PASS1)),
-        ("no signature", good.iter().filter(|(k, _)| *k != "SignatureValue" && *k != "crc").cloned().collect()),
+        (
+            "no signature",
+            good.iter()
+                .filter(|(k, _)| *k != "SignatureValue" && *k != "crc")
+                .cloned()
+                .collect(),
+        ),
     ];
     for (what, form) in cases {
         let (code, body) = notify(&w, &form).await;
@@ -196,17 +262,34 @@ async fn tampered_or_foreign_notifications_are_refused_and_change_nothing() {
         assert_ne!(code, 200, "{what}");
     }
     assert_eq!(subscription_until(&w, 6003), 0);
-    let status: String = w.server.db().query_row("SELECT status FROM invoices WHERE id = ?1", [inv], |r| r.get(0)).unwrap();
+    let status: String = w
+        .server
+        .db()
+        .query_row("SELECT status FROM invoices WHERE id = ?1", [inv], |r| {
+            r.get(0)
+        })
+        .unwrap();
     assert_eq!(status, "pending");
     // The success page is only a page.
-    let page = reqwest::get(format!("{}/robokassa/success?InvId={inv}&OutSum=490.00&Culture=en", w.server.url()))
+    let page = reqwest::get(format!(
+        "{}/robokassa/success?InvId={inv}&OutSum=490.00&Culture=en",
+        w.server.url()
+    ))
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    assert!(
+        page.contains("Payment received") && page.contains("https://t.me/groupcast_test_bot"),
+        "{page}"
+    );
+    let fail = reqwest::get(format!("{}/robokassa/fail?InvId={inv}", w.server.url()))
         .await
         .unwrap()
         .text()
         .await
         .unwrap();
-    assert!(page.contains("Payment received") && page.contains("https://t.me/groupcast_test_bot"), "{page}");
-    let fail = reqwest::get(format!("{}/robokassa/fail?InvId={inv}", w.server.url())).await.unwrap().text().await.unwrap();
     assert!(fail.contains("Оплата не завершена"), "{fail}");
     assert_eq!(subscription_until(&w, 6003), 0);
     w.server.assert_no_secrets_in_logs(&[PASS1, PASS2]);
@@ -218,7 +301,10 @@ async fn allowed_ips_keep_others_out() {
         env.insert("ROBOKASSA_MERCHANT_LOGIN".into(), LOGIN.into());
         env.insert("ROBOKASSA_PASSWORD1".into(), PASS1.into());
         env.insert("ROBOKASSA_PASSWORD2".into(), PASS2.into());
-        env.insert("ROBOKASSA_ALLOWED_IPS".into(), "185.59.216.65,185.59.217.65".into());
+        env.insert(
+            "ROBOKASSA_ALLOWED_IPS".into(),
+            "185.59.216.65,185.59.217.65".into(),
+        );
     })
     .await;
     let (code, body) = notify(&w, &live_form(1, "490.000000", "30", PASS2)).await;
@@ -246,17 +332,27 @@ async fn reminders_go_out_once_and_operators_grant_and_count() {
     admin.hears("добавлено 2 дн.").await;
     // The gift note and the reminder race each other (the reminder job runs every second).
     let received = |needle: &'static str| {
-        w.tg.wait_until(move |tg| tg.sent_to(6004).iter().any(|m| m.text.contains(needle)), STEP)
+        w.tg.wait_until(
+            move |tg| tg.sent_to(6004).iter().any(|m| m.text.contains(needle)),
+            STEP,
+        )
     };
     received("🎁").await.unwrap();
     received("через 3 дня").await.unwrap();
 
     // Move the end to within a day, then past it: one reminder each.
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
     let set_until = |t: i64| {
         let db = rusqlite::Connection::open(w.server.data.join("groupcast.db")).unwrap();
         db.busy_timeout(Duration::from_secs(5)).unwrap();
-        db.execute("UPDATE users SET subscription_until = ?1 WHERE id = 6004", [t]).unwrap();
+        db.execute(
+            "UPDATE users SET subscription_until = ?1 WHERE id = 6004",
+            [t],
+        )
+        .unwrap();
     };
     set_until(now + 3600);
     received("завтра").await.unwrap();
@@ -264,12 +360,20 @@ async fn reminders_go_out_once_and_operators_grant_and_count() {
     received("закончилась").await.unwrap();
     // Several more job runs: nothing repeats.
     tokio::time::sleep(Duration::from_millis(3500)).await;
-    let reminders = w.tg.sent_to(6004).into_iter().filter(|m| m.text.starts_with('🔔') || m.text.starts_with('🔒')).count();
+    let reminders =
+        w.tg.sent_to(6004)
+            .into_iter()
+            .filter(|m| m.text.starts_with('🔔') || m.text.starts_with('🔒'))
+            .count();
     assert_eq!(reminders, 3);
 
     admin.says("/stats");
     let stats = admin.hears("Пользователей: 2").await;
-    assert!(stats.text.contains("Выручка за месяц: 0 ₽"), "{}", stats.text);
+    assert!(
+        stats.text.contains("Выручка за месяц: 0 ₽"),
+        "{}",
+        stats.text
+    );
 }
 
 #[tokio::test]
@@ -292,14 +396,19 @@ async fn test_mode_with_a_receipt_and_sha256() {
     // decoded again the 54-FZ JSON with one service item at the plan's price.
     let receipt_once = &q["Receipt"];
     let json: serde_json::Value =
-        serde_json::from_str(&urlencoding::decode(&receipt_once.replace('+', " ")).unwrap()).unwrap();
+        serde_json::from_str(&urlencoding::decode(&receipt_once.replace('+', " ")).unwrap())
+            .unwrap();
     assert_eq!(json["items"][0]["sum"], 490);
     assert_eq!(json["items"][0]["quantity"], 1);
     assert_eq!(json["items"][0]["payment_object"], "service");
-    let want = hex::encode(Sha256::digest(format!("{LOGIN}:490.00:{inv}:{receipt_once}:{PASS1}:Shp_plan=30").as_bytes()));
+    let want = hex::encode(Sha256::digest(
+        format!("{LOGIN}:490.00:{inv}:{receipt_once}:{PASS1}:Shp_plan=30").as_bytes(),
+    ));
     assert_eq!(q["SignatureValue"].to_lowercase(), want);
     // A test notification signed with the configured (test) Password #2 and SHA-256 is taken.
-    let sig = hex::encode(Sha256::digest(format!("490.000000:{inv}:{PASS2}:Shp_plan=30").as_bytes()));
+    let sig = hex::encode(Sha256::digest(
+        format!("490.000000:{inv}:{PASS2}:Shp_plan=30").as_bytes(),
+    ));
     let form = vec![
         ("OutSum", "490.000000".to_string()),
         ("InvId", inv.to_string()),

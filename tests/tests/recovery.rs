@@ -23,7 +23,10 @@ async fn kill_9_mid_mailing_then_restart_sends_every_group_once() {
         w.wappi.push_fault(Fault::Delay(Duration::from_millis(60)));
     }
     let id = p.starts_mailing().await;
-    w.wappi.wait_for_deliveries(12, Duration::from_secs(20)).await.unwrap();
+    w.wappi
+        .wait_for_deliveries(12, Duration::from_secs(20))
+        .await
+        .unwrap();
 
     let mut w = w;
     w.server.kill9();
@@ -34,9 +37,17 @@ async fn kill_9_mid_mailing_then_restart_sends_every_group_once() {
     p_hears_done(&w, 4001).await;
     let counts = w.wappi.delivery_count_by_recipient();
     for jid in &jids {
-        assert_eq!(counts.get(jid), Some(&1), "{jid} delivered {:?} times", counts.get(jid));
+        assert_eq!(
+            counts.get(jid),
+            Some(&1),
+            "{jid} delivered {:?} times",
+            counts.get(jid)
+        );
     }
-    assert_eq!(w.server.delivery_states(id), HashMap::from([("sent".to_string(), 40)]));
+    assert_eq!(
+        w.server.delivery_states(id),
+        HashMap::from([("sent".to_string(), 40)])
+    );
     // The restarted process resumed by itself: the log says so.
     assert!(w.server.logs().contains("driving mailing"));
 }
@@ -64,7 +75,10 @@ async fn repeated_kills_never_double_or_skip() {
     let id = p.starts_mailing().await;
     let mut w = w;
     for round in 1..=3 {
-        w.wappi.wait_for_deliveries(round * 12, Duration::from_secs(30)).await.unwrap();
+        w.wappi
+            .wait_for_deliveries(round * 12, Duration::from_secs(30))
+            .await
+            .unwrap();
         w.server.kill9();
         w.server.restart().await;
     }
@@ -72,7 +86,10 @@ async fn repeated_kills_never_double_or_skip() {
     let counts = w.wappi.delivery_count_by_recipient();
     assert_eq!(counts.len(), 60);
     assert!(counts.values().all(|n| *n == 1), "{counts:?}");
-    assert_eq!(w.server.delivery_states(id), HashMap::from([("sent".to_string(), 60)]));
+    assert_eq!(
+        w.server.delivery_states(id),
+        HashMap::from([("sent".to_string(), 60)])
+    );
 }
 
 #[tokio::test]
@@ -93,7 +110,20 @@ async fn a_lost_answer_is_settled_from_history_not_resent() {
     let counts = w.wappi.delivery_count_by_recipient();
     assert!(jids.iter().all(|j| counts.get(j) == Some(&1)), "{counts:?}");
     // The history was read for the group whose answer was lost.
-    let reads: Vec<_> = w.wappi.requests().into_iter().filter(|r| r.path.ends_with("/messages/get")).collect();
-    assert!(reads.iter().any(|r| r.chat_id.as_deref() == Some(jids[0].as_str())), "no reconciliation read");
-    assert_eq!(w.server.delivery_states(id), HashMap::from([("sent".to_string(), 5)]));
+    let reads: Vec<_> = w
+        .wappi
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/messages/get"))
+        .collect();
+    assert!(
+        reads
+            .iter()
+            .any(|r| r.chat_id.as_deref() == Some(jids[0].as_str())),
+        "no reconciliation read"
+    );
+    assert_eq!(
+        w.server.delivery_states(id),
+        HashMap::from([("sent".to_string(), 5)])
+    );
 }

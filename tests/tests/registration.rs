@@ -14,14 +14,25 @@ async fn good_credentials_register_and_are_stored_encrypted() {
     alice.hears("токен").await;
     alice.says(&acc.token);
     let masked = alice.hears("профиля").await;
-    assert!(!masked.text.contains(&acc.token), "the token is shown only masked");
+    assert!(
+        !masked.text.contains(&acc.token),
+        "the token is shown only masked"
+    );
     assert!(masked.text.contains(&acc.token[..4]));
     alice.says(&acc.profile);
     let done = alice.hears("✔️").await;
-    assert!(done.reply_markup.as_ref().unwrap()["keyboard"].is_array(), "main menu keyboard");
+    assert!(
+        done.reply_markup.as_ref().unwrap()["keyboard"].is_array(),
+        "main menu keyboard"
+    );
 
     // Wappi saw get/status for exactly this profile with this token.
-    let status: Vec<_> = w.wappi.requests().into_iter().filter(|r| r.path.ends_with("/get/status")).collect();
+    let status: Vec<_> = w
+        .wappi
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/get/status"))
+        .collect();
     assert_eq!(status.len(), 1);
     assert_eq!(status[0].profile_id, acc.profile);
     assert_eq!(status[0].token, acc.token);
@@ -30,11 +41,19 @@ async fn good_credentials_register_and_are_stored_encrypted() {
     let bytes = std::fs::read(w.server.data.join("groupcast.db")).unwrap();
     let wal = std::fs::read(w.server.data.join("groupcast.db-wal")).unwrap_or_default();
     let hay = [bytes, wal].concat();
-    assert!(!hay.windows(acc.token.len()).any(|win| win == acc.token.as_bytes()), "token stored in clear");
+    assert!(
+        !hay.windows(acc.token.len())
+            .any(|win| win == acc.token.as_bytes()),
+        "token stored in clear"
+    );
     let (enc, profile): (String, String) = w
         .server
         .db()
-        .query_row("SELECT wappi_token_enc, profile_id FROM users WHERE id = 1001", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row(
+            "SELECT wappi_token_enc, profile_id FROM users WHERE id = 1001",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .unwrap();
     assert!(!enc.is_empty());
     assert_eq!(profile, acc.profile);
@@ -81,7 +100,11 @@ async fn bad_credentials_are_refused_and_asked_again() {
     let saved: i64 = w
         .server
         .db()
-        .query_row("SELECT COUNT(*) FROM users WHERE id = 1002 AND profile_id IS NOT NULL", [], |r| r.get(0))
+        .query_row(
+            "SELECT COUNT(*) FROM users WHERE id = 1002 AND profile_id IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(saved, 1);
 }

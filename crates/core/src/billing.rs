@@ -35,12 +35,20 @@ pub fn parse_plans(s: &str) -> Result<Vec<Plan>, String> {
     for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
         let bad = || format!("{item:?} is not days:price_rub (e.g. 30:490)");
         let (days, price) = item.split_once(':').ok_or_else(bad)?;
-        let days: u32 = days.trim().parse().ok().filter(|d| *d > 0 && *d <= 3660).ok_or_else(bad)?;
+        let days: u32 = days
+            .trim()
+            .parse()
+            .ok()
+            .filter(|d| *d > 0 && *d <= 3660)
+            .ok_or_else(bad)?;
         let price_kopecks = parse_rub(price.trim()).filter(|p| *p > 0).ok_or_else(bad)?;
         if plans.iter().any(|p: &Plan| p.days == days) {
             return Err(format!("the plan of {days} days is listed twice"));
         }
-        plans.push(Plan { days, price_kopecks });
+        plans.push(Plan {
+            days,
+            price_kopecks,
+        });
     }
     if plans.is_empty() {
         return Err("no plan given".into());
@@ -138,9 +146,28 @@ mod tests {
     fn plans() {
         assert_eq!(
             parse_plans("30:490, 90:1290.5").unwrap(),
-            vec![Plan { days: 30, price_kopecks: 49_000 }, Plan { days: 90, price_kopecks: 129_050 }]
+            vec![
+                Plan {
+                    days: 30,
+                    price_kopecks: 49_000
+                },
+                Plan {
+                    days: 90,
+                    price_kopecks: 129_050
+                }
+            ]
         );
-        for bad in ["", "30", "30:", "x:490", "0:490", "30:-1", "30:4.999", "30:490,30:500", "30:0"] {
+        for bad in [
+            "",
+            "30",
+            "30:",
+            "x:490",
+            "0:490",
+            "30:-1",
+            "30:4.999",
+            "30:490,30:500",
+            "30:0",
+        ] {
             assert!(parse_plans(bad).is_err(), "{bad}");
         }
         assert_eq!(rub(49_000), "490 ₽");

@@ -1,7 +1,9 @@
 //! The bot: carries out the dialogue's routes through the ports. One call handles one update;
 //! the runtime guarantees updates of one user are handled one at a time, in order.
 
-use crate::dialogue::{route, Callback, DialogueState, ImportState, Intent, Route, IMPORT_PAGE_SIZE};
+use crate::dialogue::{
+    route, Callback, DialogueState, ImportState, Intent, Route, IMPORT_PAGE_SIZE,
+};
 use crate::groups::parse_group_list;
 use crate::ids::{ChatId, GroupJid, MailingId, ProfileId, UserId};
 use crate::ledger::{Content, MailingStatus, NewMailing, Tally};
@@ -9,7 +11,9 @@ use crate::ports::{DbError, GroupEntry, UserRecord};
 use crate::secret::Secret;
 use crate::services::Services;
 use crate::telegram::markup::to_whatsapp;
-use crate::telegram::{InlineKeyboardMarkup, MessageId, ReplyKeyboardMarkup, ReplyMarkup, TelegramError, Update};
+use crate::telegram::{
+    InlineKeyboardMarkup, MessageId, ReplyKeyboardMarkup, ReplyMarkup, TelegramError, Update,
+};
 use crate::texts::{self, button, Lang};
 use crate::wappi::{WappiCreds, WappiError};
 
@@ -46,8 +50,18 @@ pub async fn handle_update(svc: &Services, update: &Update) -> Result<(), BotErr
         }
         (from, msg.chat.id, Intent::from_message(msg), None, None)
     } else if let Some(q) = &update.callback_query {
-        let chat = q.message.as_ref().map(|m| m.chat.id).unwrap_or(ChatId(q.from.id.0));
-        (&q.from, chat, Intent::from_callback(q), Some(q.id.clone()), q.message.as_ref().map(|m| m.message_id))
+        let chat = q
+            .message
+            .as_ref()
+            .map(|m| m.chat.id)
+            .unwrap_or(ChatId(q.from.id.0));
+        (
+            &q.from,
+            chat,
+            Intent::from_callback(q),
+            Some(q.id.clone()),
+            q.message.as_ref().map(|m| m.message_id),
+        )
     } else {
         return Ok(());
     };
@@ -59,7 +73,12 @@ pub async fn handle_update(svc: &Services, update: &Update) -> Result<(), BotErr
     };
     let lang = Lang::parse(from.language_code.as_deref().unwrap_or("ru"));
     let user = svc.db.ensure_user(from.id, lang, trial_until, now).await?;
-    let mut ctx = Ctx { svc, user, chat, callback_message };
+    let mut ctx = Ctx {
+        svc,
+        user,
+        chat,
+        callback_message,
+    };
     let state = DialogueState::load(&ctx.user.dialogue);
     let route = route(&state, ctx.user.is_registered(), &intent);
     let result = ctx.run(route, state).await;
@@ -67,7 +86,10 @@ pub async fn handle_update(svc: &Services, update: &Update) -> Result<(), BotErr
         let _ = svc.telegram.answer_callback_query(&id, None).await;
     }
     if result.is_err() {
-        let _ = svc.telegram.send_message(chat, &texts::internal_error(ctx.lang()), None).await;
+        let _ = svc
+            .telegram
+            .send_message(chat, &texts::internal_error(ctx.lang()), None)
+            .await;
     }
     result
 }
@@ -86,11 +108,19 @@ impl Ctx<'_> {
     }
 
     async fn say(&self, text: &str) -> Result<MessageId, BotError> {
-        Ok(self.svc.telegram.send_message(self.chat, text, None).await?)
+        Ok(self
+            .svc
+            .telegram
+            .send_message(self.chat, text, None)
+            .await?)
     }
 
     async fn say_with(&self, text: &str, markup: ReplyMarkup) -> Result<MessageId, BotError> {
-        Ok(self.svc.telegram.send_message(self.chat, text, Some(&markup)).await?)
+        Ok(self
+            .svc
+            .telegram
+            .send_message(self.chat, text, Some(&markup))
+            .await?)
     }
 
     async fn set_state(&mut self, state: &DialogueState) -> Result<(), BotError> {
@@ -126,7 +156,9 @@ impl Ctx<'_> {
                 self.say(&texts::ask_token(l)).await?;
             }
             Route::TakeToken(token) => self.take_token(token).await?,
-            Route::TakeProfile { token_enc, profile } => self.take_profile(&token_enc, &profile).await?,
+            Route::TakeProfile { token_enc, profile } => {
+                self.take_profile(&token_enc, &profile).await?
+            }
             Route::FinishRegistrationFirst => {
                 let text = match state {
                     DialogueState::AwaitToken => texts::ask_token(l),
@@ -137,14 +169,18 @@ impl Ctx<'_> {
             }
             Route::ShowMenu => {
                 self.set_state(&DialogueState::Idle).await?;
-                self.say_with(&texts::main_menu(l), self.main_keyboard()).await?;
+                self.say_with(&texts::main_menu(l), self.main_keyboard())
+                    .await?;
             }
             Route::ShowMailingData => {
                 self.set_state(&DialogueState::Idle).await?;
                 let text = self.svc.db.get_text(self.user.id).await?;
                 let groups = self.svc.db.get_groups(self.user.id).await?.len();
-                self.say_with(&texts::mailing_data(l, text.as_deref(), groups), self.data_keyboard())
-                    .await?;
+                self.say_with(
+                    &texts::mailing_data(l, text.as_deref(), groups),
+                    self.data_keyboard(),
+                )
+                .await?;
             }
             Route::AskText => {
                 self.set_state(&DialogueState::AwaitText).await?;
@@ -160,8 +196,11 @@ impl Ctx<'_> {
                     texts::import_button(l),
                     Callback::ImportStart.data(),
                 )]]);
-                self.say_with(&texts::ask_groups(l, self.svc.settings.max_groups), ReplyMarkup::Inline(kb))
-                    .await?;
+                self.say_with(
+                    &texts::ask_groups(l, self.svc.settings.max_groups),
+                    ReplyMarkup::Inline(kb),
+                )
+                .await?;
             }
             Route::TakeGroups(text) => self.take_groups(&text).await?,
             Route::Preview => self.preview().await?,
@@ -182,7 +221,8 @@ impl Ctx<'_> {
                     ("🇷🇺 Русский", Callback::SetLang(Lang::Ru).data()),
                     ("🇬🇧 English", Callback::SetLang(Lang::En).data()),
                 ]]);
-                self.say_with(&texts::choose_lang(), ReplyMarkup::Inline(kb)).await?;
+                self.say_with(&texts::choose_lang(), ReplyMarkup::Inline(kb))
+                    .await?;
             }
             Route::Help => {
                 self.say(&texts::help(l)).await?;
@@ -192,7 +232,11 @@ impl Ctx<'_> {
             }
             Route::Callback(cb) => self.callback(cb, state).await?,
             Route::Unknown => {
-                let kb = if self.user.is_registered() { self.main_keyboard() } else { return Ok(()) };
+                let kb = if self.user.is_registered() {
+                    self.main_keyboard()
+                } else {
+                    return Ok(());
+                };
                 self.say_with(&texts::unknown_input(l), kb).await?;
             }
         }
@@ -219,33 +263,56 @@ impl Ctx<'_> {
         text.push_str(&texts::billing::plans_header(l));
         let rows = plans
             .iter()
-            .map(|p| vec![(texts::billing::plan_button(l, p), Callback::Pay(p.days).data())])
+            .map(|p| {
+                vec![(
+                    texts::billing::plan_button(l, p),
+                    Callback::Pay(p.days).data(),
+                )]
+            })
             .collect();
-        self.say_with(&text, ReplyMarkup::Inline(InlineKeyboardMarkup::rows(rows))).await?;
+        self.say_with(&text, ReplyMarkup::Inline(InlineKeyboardMarkup::rows(rows)))
+            .await?;
         Ok(())
     }
 
     /// A plan's button: an invoice at the server's price, then its signed payment link.
     async fn pay(&mut self, days: u32) -> Result<(), BotError> {
         let l = self.lang();
-        let (Some(payments), Some(plan)) = (self.svc.settings.payments.as_ref(), crate::payments::plan(self.svc, days)) else {
+        let (Some(payments), Some(plan)) = (
+            self.svc.settings.payments.as_ref(),
+            crate::payments::plan(self.svc, days),
+        ) else {
             self.say(&texts::payments_unavailable(l)).await?;
             return Ok(());
         };
         let invoice = self
             .svc
             .db
-            .create_invoice(self.user.id, plan.days, plan.price_kopecks, self.svc.now_ms())
+            .create_invoice(
+                self.user.id,
+                plan.days,
+                plan.price_kopecks,
+                self.svc.now_ms(),
+            )
             .await?;
         let url = crate::payments::payment_link(payments, &invoice, l);
-        tracing::info!(user = self.user.id.0, invoice = invoice.id, days, "invoice created");
+        tracing::info!(
+            user = self.user.id.0,
+            invoice = invoice.id,
+            days,
+            "invoice created"
+        );
         let kb = InlineKeyboardMarkup {
             inline_keyboard: vec![vec![crate::telegram::InlineKeyboardButton::link(
                 texts::billing::pay_button(l),
                 url,
             )]],
         };
-        self.say_with(&texts::billing::pay_link(l, &plan, invoice.id), ReplyMarkup::Inline(kb)).await?;
+        self.say_with(
+            &texts::billing::pay_link(l, &plan, invoice.id),
+            ReplyMarkup::Inline(kb),
+        )
+        .await?;
         Ok(())
     }
 
@@ -257,20 +324,46 @@ impl Ctx<'_> {
             return Ok(());
         }
         let mut parts = args.split_whitespace();
-        let parsed = (|| Some((parts.next()?.parse::<i64>().ok()?, parts.next()?.parse::<u32>().ok()?)))();
+        let parsed = (|| {
+            Some((
+                parts.next()?.parse::<i64>().ok()?,
+                parts.next()?.parse::<u32>().ok()?,
+            ))
+        })();
         let Some((user, days)) = parsed.filter(|(_, d)| (1..=3660).contains(d)) else {
             self.say(&texts::billing::grant_usage(l)).await?;
             return Ok(());
         };
-        match self.svc.db.grant_days(UserId(user), days, self.svc.now_ms()).await {
+        match self
+            .svc
+            .db
+            .grant_days(UserId(user), days, self.svc.now_ms())
+            .await
+        {
             Ok(until) => {
-                tracing::info!(operator = self.user.id.0, user, days, "subscription granted");
-                self.say(&texts::billing::granted(l, user, days, until)).await?;
-                let their_lang = self.svc.db.get_user(UserId(user)).await?.map(|u| u.lang).unwrap_or_default();
+                tracing::info!(
+                    operator = self.user.id.0,
+                    user,
+                    days,
+                    "subscription granted"
+                );
+                self.say(&texts::billing::granted(l, user, days, until))
+                    .await?;
+                let their_lang = self
+                    .svc
+                    .db
+                    .get_user(UserId(user))
+                    .await?
+                    .map(|u| u.lang)
+                    .unwrap_or_default();
                 let _ = self
                     .svc
                     .telegram
-                    .send_message(ChatId(user), &texts::billing::gift(their_lang, days, until), None)
+                    .send_message(
+                        ChatId(user),
+                        &texts::billing::gift(their_lang, days, until),
+                        None,
+                    )
                     .await;
             }
             Err(DbError::NotFound) => {
@@ -284,14 +377,17 @@ impl Ctx<'_> {
     async fn take_token(&mut self, token: String) -> Result<(), BotError> {
         let l = self.lang();
         let looks_right = (8..=256).contains(&token.len())
-            && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            && token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if !looks_right {
             self.say(&texts::bad_token_format(l)).await?;
             return Ok(());
         }
         let secret = Secret::new(token);
         let token_enc = self.svc.encrypt_token(self.user.id, &secret);
-        self.set_state(&DialogueState::AwaitProfile { token_enc }).await?;
+        self.set_state(&DialogueState::AwaitProfile { token_enc })
+            .await?;
         self.say(&texts::ask_profile(l, &secret.masked())).await?;
         Ok(())
     }
@@ -308,15 +404,24 @@ impl Ctx<'_> {
             self.say(&texts::ask_token(l)).await?;
             return Ok(());
         };
-        let creds = WappiCreds { token, profile_id: profile_id.clone() };
+        let creds = WappiCreds {
+            token,
+            profile_id: profile_id.clone(),
+        };
         match self.svc.wappi.get_status(&creds).await {
             Ok(status) if status.is_ready() => {
-                self.svc.db.save_credentials(self.user.id, token_enc, &profile_id).await?;
+                self.svc
+                    .db
+                    .save_credentials(self.user.id, token_enc, &profile_id)
+                    .await?;
                 self.user.wappi_token_enc = Some(token_enc.to_string());
                 self.user.profile_id = Some(profile_id);
                 self.set_state(&DialogueState::Idle).await?;
-                self.say_with(&texts::registered(l, status.phone.as_deref()), self.main_keyboard())
-                    .await?;
+                self.say_with(
+                    &texts::registered(l, status.phone.as_deref()),
+                    self.main_keyboard(),
+                )
+                .await?;
             }
             Ok(_) | Err(WappiError::NotAuthorized) => {
                 self.say(&texts::profile_not_authorized(l)).await?;
@@ -339,7 +444,11 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    async fn take_text(&mut self, text: &str, entities: &[crate::telegram::MessageEntity]) -> Result<(), BotError> {
+    async fn take_text(
+        &mut self,
+        text: &str,
+        entities: &[crate::telegram::MessageEntity],
+    ) -> Result<(), BotError> {
         let l = self.lang();
         let converted = to_whatsapp(text, entities);
         if converted.trim().is_empty() {
@@ -348,12 +457,17 @@ impl Ctx<'_> {
         }
         let len = text.encode_utf16().count();
         if len > MAX_TEXT_UTF16 {
-            self.say(&texts::text_too_long(l, len, MAX_TEXT_UTF16)).await?;
+            self.say(&texts::text_too_long(l, len, MAX_TEXT_UTF16))
+                .await?;
             return Ok(());
         }
-        self.svc.db.set_text(self.user.id, &converted, self.svc.now_ms()).await?;
+        self.svc
+            .db
+            .set_text(self.user.id, &converted, self.svc.now_ms())
+            .await?;
         self.set_state(&DialogueState::Idle).await?;
-        self.say_with(&texts::text_saved(l, &converted), self.data_keyboard()).await?;
+        self.say_with(&texts::text_saved(l, &converted), self.data_keyboard())
+            .await?;
         Ok(())
     }
 
@@ -361,18 +475,23 @@ impl Ctx<'_> {
         let l = self.lang();
         let parsed = parse_group_list(text);
         if parsed.groups.is_empty() {
-            self.say(&texts::groups_none_valid(l, &parsed.invalid)).await?;
+            self.say(&texts::groups_none_valid(l, &parsed.invalid))
+                .await?;
             return Ok(());
         }
         let max = self.svc.settings.max_groups;
         if parsed.groups.len() > max {
-            self.say(&texts::groups_too_many(l, parsed.groups.len(), max)).await?;
+            self.say(&texts::groups_too_many(l, parsed.groups.len(), max))
+                .await?;
             return Ok(());
         }
         let entries: Vec<GroupEntry> = parsed
             .groups
             .iter()
-            .map(|jid| GroupEntry { jid: jid.clone(), name: None })
+            .map(|jid| GroupEntry {
+                jid: jid.clone(),
+                name: None,
+            })
             .collect();
         self.svc.db.set_groups(self.user.id, &entries).await?;
         self.set_state(&DialogueState::Idle).await?;
@@ -409,7 +528,12 @@ impl Ctx<'_> {
             self.say(&why).await?;
             return Ok(());
         }
-        let text = self.svc.db.get_text(self.user.id).await?.unwrap_or_default();
+        let text = self
+            .svc
+            .db
+            .get_text(self.user.id)
+            .await?
+            .unwrap_or_default();
         let groups = self.svc.db.get_groups(self.user.id).await?.len();
         let kb = InlineKeyboardMarkup::rows(vec![vec![
             (texts::confirm_yes(l), Callback::ConfirmStart.data()),
@@ -428,13 +552,21 @@ impl Ctx<'_> {
             self.say(&why).await?;
             return Ok(());
         }
-        let (Some(profile_id), Some(text)) =
-            (self.user.profile_id.clone(), self.svc.db.get_text(self.user.id).await?)
-        else {
+        let (Some(profile_id), Some(text)) = (
+            self.user.profile_id.clone(),
+            self.svc.db.get_text(self.user.id).await?,
+        ) else {
             self.say(&texts::finish_registration_first(l)).await?;
             return Ok(());
         };
-        let groups: Vec<GroupJid> = self.svc.db.get_groups(self.user.id).await?.into_iter().map(|g| g.jid).collect();
+        let groups: Vec<GroupJid> = self
+            .svc
+            .db
+            .get_groups(self.user.id)
+            .await?
+            .into_iter()
+            .map(|g| g.jid)
+            .collect();
         let new = NewMailing {
             user_id: self.user.id,
             chat_id: self.chat,
@@ -451,13 +583,28 @@ impl Ctx<'_> {
             }
             Err(e) => return Err(e.into()),
         };
-        tracing::info!(mailing = id.0, user = self.user.id.0, groups = groups.len(), "mailing created");
+        tracing::info!(
+            mailing = id.0,
+            user = self.user.id.0,
+            groups = groups.len(),
+            "mailing created"
+        );
         // The start confirmation is also the progress message the runner keeps editing, so it
         // is recorded before the runner is told about the mailing.
         let text = texts::started(l, id.0, groups.len(), self.svc.eta_secs(groups.len()));
         let keyboard = crate::engine::cancel_keyboard(l, id);
-        match self.svc.telegram.send_message(self.chat, &text, Some(&ReplyMarkup::Inline(keyboard))).await {
-            Ok(mid) => self.svc.db.set_progress(id, Some(mid.0), self.svc.now_ms()).await?,
+        match self
+            .svc
+            .telegram
+            .send_message(self.chat, &text, Some(&ReplyMarkup::Inline(keyboard)))
+            .await
+        {
+            Ok(mid) => {
+                self.svc
+                    .db
+                    .set_progress(id, Some(mid.0), self.svc.now_ms())
+                    .await?
+            }
             Err(e) => tracing::warn!(mailing = id.0, error = %e, "start message failed"),
         }
         self.svc.state.enqueue(id).await?;
@@ -470,13 +617,20 @@ impl Ctx<'_> {
             let _ = self
                 .svc
                 .telegram
-                .edit_message_reply_markup(self.chat, MessageId(mid), &InlineKeyboardMarkup::default())
+                .edit_message_reply_markup(
+                    self.chat,
+                    MessageId(mid),
+                    &InlineKeyboardMarkup::default(),
+                )
                 .await;
         }
     }
 
     /// The user's active mailing, if the id (when given) is theirs.
-    async fn active_mailing(&self, id: Option<MailingId>) -> Result<Option<crate::ledger::Mailing>, BotError> {
+    async fn active_mailing(
+        &self,
+        id: Option<MailingId>,
+    ) -> Result<Option<crate::ledger::Mailing>, BotError> {
         let m = match id {
             Some(id) => self.svc.db.get_mailing(id).await?,
             None => self.svc.db.latest_mailing(self.user.id).await?,
@@ -516,9 +670,18 @@ impl Ctx<'_> {
                 let eta = self.svc.eta_secs((tally.left + tally.in_doubt) as usize);
                 texts::progress(l, m.id.0, &tally, eta, None)
             }
-            MailingStatus::Paused => texts::paused(l, m.id.0, m.pause_reason.as_deref().unwrap_or("")),
+            MailingStatus::Paused => {
+                texts::paused(l, m.id.0, m.pause_reason.as_deref().unwrap_or(""))
+            }
             MailingStatus::Done | MailingStatus::Cancelled => {
-                crate::engine::report_text(self.svc, &m, &rows, l, m.status == MailingStatus::Cancelled).await
+                crate::engine::report_text(
+                    self.svc,
+                    &m,
+                    &rows,
+                    l,
+                    m.status == MailingStatus::Cancelled,
+                )
+                .await
             }
         };
         if m.status == MailingStatus::Running {
@@ -536,12 +699,14 @@ impl Ctx<'_> {
             Callback::ConfirmStart => self.start_mailing().await?,
             Callback::DeclineStart => {
                 self.close_buttons().await;
-                self.say_with(&texts::start_declined(l), self.main_keyboard()).await?;
+                self.say_with(&texts::start_declined(l), self.main_keyboard())
+                    .await?;
             }
             Callback::CancelMailing(id) => self.cancel(Some(MailingId(id))).await?,
             Callback::ResumeMailing(id) => {
                 if let Some(m) = self.active_mailing(Some(MailingId(id))).await? {
-                    if m.status == MailingStatus::Paused && self.svc.db.resume_mailing(m.id).await? {
+                    if m.status == MailingStatus::Paused && self.svc.db.resume_mailing(m.id).await?
+                    {
                         self.close_buttons().await;
                         self.svc.state.enqueue(m.id).await?;
                         self.say(&texts::resumed(l, m.id.0)).await?;
@@ -590,9 +755,10 @@ impl Ctx<'_> {
                 Ok(d) => d,
                 Err(e) => {
                     let reason = match &e {
-                        WappiError::NotAuthorized | WappiError::BadToken | WappiError::ProfileNotFound | WappiError::NotPaid => {
-                            texts::account_problem(l, &e)
-                        }
+                        WappiError::NotAuthorized
+                        | WappiError::BadToken
+                        | WappiError::ProfileNotFound
+                        | WappiError::NotPaid => texts::account_problem(l, &e),
                         _ => e.to_string(),
                     };
                     self.say(&texts::import_loading_failed(l, &reason)).await?;
@@ -620,7 +786,12 @@ impl Ctx<'_> {
             .iter()
             .map(|(jid, _)| current.iter().any(|g| g.jid.as_str() == jid))
             .collect();
-        let mut imp = ImportState { groups, selected, page: 0, message_id: 0 };
+        let mut imp = ImportState {
+            groups,
+            selected,
+            page: 0,
+            message_id: 0,
+        };
         let (text, kb) = import_view(l, &imp);
         let mid = self.say_with(&text, ReplyMarkup::Inline(kb)).await?;
         imp.message_id = mid.0;
@@ -631,7 +802,9 @@ impl Ctx<'_> {
     async fn import_action(&mut self, cb: Callback, mut imp: ImportState) -> Result<(), BotError> {
         let l = self.lang();
         match cb {
-            Callback::ImportToggle(i) if i < imp.selected.len() => imp.selected[i] = !imp.selected[i],
+            Callback::ImportToggle(i) if i < imp.selected.len() => {
+                imp.selected[i] = !imp.selected[i]
+            }
             Callback::ImportPage(p) => imp.page = p.min(imp.pages() - 1),
             Callback::ImportAll => imp.selected.iter_mut().for_each(|s| *s = true),
             Callback::ImportNone => imp.selected.iter_mut().for_each(|s| *s = false),
@@ -640,7 +813,12 @@ impl Ctx<'_> {
                 let _ = self
                     .svc
                     .telegram
-                    .edit_message_text(self.chat, MessageId(imp.message_id), &texts::import_closed(l), None)
+                    .edit_message_text(
+                        self.chat,
+                        MessageId(imp.message_id),
+                        &texts::import_closed(l),
+                        None,
+                    )
                     .await;
                 return Ok(());
             }
@@ -651,12 +829,16 @@ impl Ctx<'_> {
                     .zip(&imp.selected)
                     .filter(|(_, s)| **s)
                     .filter_map(|((jid, name), _)| {
-                        Some(GroupEntry { jid: GroupJid::parse(jid)?, name: Some(name.clone()) })
+                        Some(GroupEntry {
+                            jid: GroupJid::parse(jid)?,
+                            name: Some(name.clone()),
+                        })
                     })
                     .collect();
                 let max = self.svc.settings.max_groups;
                 if entries.len() > max {
-                    self.say(&texts::groups_too_many(l, entries.len(), max)).await?;
+                    self.say(&texts::groups_too_many(l, entries.len(), max))
+                        .await?;
                     return Ok(());
                 }
                 if entries.is_empty() {
@@ -668,10 +850,17 @@ impl Ctx<'_> {
                 let _ = self
                     .svc
                     .telegram
-                    .edit_message_reply_markup(self.chat, MessageId(imp.message_id), &InlineKeyboardMarkup::default())
+                    .edit_message_reply_markup(
+                        self.chat,
+                        MessageId(imp.message_id),
+                        &InlineKeyboardMarkup::default(),
+                    )
                     .await;
-                self.say_with(&texts::groups_saved(l, entries.len(), 0, &[]), self.data_keyboard())
-                    .await?;
+                self.say_with(
+                    &texts::groups_saved(l, entries.len(), 0, &[]),
+                    self.data_keyboard(),
+                )
+                .await?;
                 return Ok(());
             }
             _ => {}
@@ -713,17 +902,26 @@ pub fn import_view(l: Lang, imp: &ImportState) -> (String, InlineKeyboardMarkup)
     if page > 0 {
         nav.push(("◀️".to_string(), Callback::ImportPage(page - 1).data()));
     }
-    nav.push((format!("{}/{}", page + 1, pages), Callback::ImportPage(page).data()));
+    nav.push((
+        format!("{}/{}", page + 1, pages),
+        Callback::ImportPage(page).data(),
+    ));
     if page + 1 < pages {
         nav.push(("▶️".to_string(), Callback::ImportPage(page + 1).data()));
     }
     rows.push(nav);
     rows.push(vec![
         (texts::import_all(l).to_string(), Callback::ImportAll.data()),
-        (texts::import_none(l).to_string(), Callback::ImportNone.data()),
+        (
+            texts::import_none(l).to_string(),
+            Callback::ImportNone.data(),
+        ),
     ]);
     rows.push(vec![
-        (texts::import_save(l, imp.selected_count()), Callback::ImportSave.data()),
+        (
+            texts::import_save(l, imp.selected_count()),
+            Callback::ImportSave.data(),
+        ),
         ("✖️".to_string(), Callback::ImportClose.data()),
     ]);
     let text = texts::import_header(l, imp.groups.len(), imp.selected_count(), page + 1, pages);

@@ -78,7 +78,10 @@ pub enum Intent {
     /// Operator: `/grant <user_id> <days>` (the raw arguments).
     Grant(String),
     /// Free text (with its formatting).
-    Text { text: String, entities: Vec<MessageEntity> },
+    Text {
+        text: String,
+        entities: Vec<MessageEntity>,
+    },
     /// A photo, document or anything without text.
     NonText,
     /// An inline button press.
@@ -174,7 +177,9 @@ impl Intent {
                 "help" => Some(Intent::Help),
                 "stats" => Some(Intent::Stats),
                 "grant" => Some(Intent::Grant(
-                    cmd.split_once(char::is_whitespace).map_or("", |(_, args)| args.trim()).to_string(),
+                    cmd.split_once(char::is_whitespace)
+                        .map_or("", |(_, args)| args.trim())
+                        .to_string(),
                 )),
                 _ => None,
             };
@@ -198,7 +203,10 @@ impl Intent {
                 }
             }
         }
-        Intent::Text { text: text.to_string(), entities: msg.entities.clone() }
+        Intent::Text {
+            text: text.to_string(),
+            entities: msg.entities.clone(),
+        }
     }
 
     pub fn from_callback(q: &CallbackQuery) -> Intent {
@@ -214,13 +222,19 @@ pub enum Route {
     /// The message is the token (registration step 1).
     TakeToken(String),
     /// The message is the profile id (registration step 2).
-    TakeProfile { token_enc: String, profile: String },
+    TakeProfile {
+        token_enc: String,
+        profile: String,
+    },
     /// A command other than /start, /lang, /help during registration.
     FinishRegistrationFirst,
     ShowMenu,
     ShowMailingData,
     AskText,
-    TakeText { text: String, entities: Vec<MessageEntity> },
+    TakeText {
+        text: String,
+        entities: Vec<MessageEntity>,
+    },
     TextExpected,
     AskGroups,
     TakeGroups(String),
@@ -249,7 +263,9 @@ pub fn route(state: &DialogueState, registered: bool, intent: &Intent) -> Route 
         (_, I::Stats) => Route::Stats,
         (_, I::Grant(args)) => Route::Grant(args.clone()),
         (_, I::Callback(Callback::SetLang(l))) => Route::Callback(Callback::SetLang(*l)),
-        (DialogueState::AwaitToken, I::Text { text, .. }) => Route::TakeToken(text.trim().to_string()),
+        (DialogueState::AwaitToken, I::Text { text, .. }) => {
+            Route::TakeToken(text.trim().to_string())
+        }
         (DialogueState::AwaitProfile { token_enc }, I::Text { text, .. }) => Route::TakeProfile {
             token_enc: token_enc.clone(),
             profile: text.trim().to_string(),
@@ -264,9 +280,10 @@ pub fn route(state: &DialogueState, registered: bool, intent: &Intent) -> Route 
         (_, I::Cancel) => Route::Cancel,
         (_, I::Status) => Route::Status,
         (_, I::Subscribe) => Route::Subscribe,
-        (DialogueState::AwaitText, I::Text { text, entities }) => {
-            Route::TakeText { text: text.clone(), entities: entities.clone() }
-        }
+        (DialogueState::AwaitText, I::Text { text, entities }) => Route::TakeText {
+            text: text.clone(),
+            entities: entities.clone(),
+        },
         (DialogueState::AwaitText, I::NonText) => Route::TextExpected,
         (DialogueState::AwaitGroups, I::Text { text, .. }) => Route::TakeGroups(text.clone()),
         (_, I::Callback(cb)) => Route::Callback(cb.clone()),
@@ -290,7 +307,10 @@ mod tests {
                 username: None,
                 language_code: None,
             }),
-            chat: Chat { id: ChatId(7), kind: "private".into() },
+            chat: Chat {
+                id: ChatId(7),
+                kind: "private".into(),
+            },
             date: 0,
             text: Some(text.into()),
             entities: vec![],
@@ -303,7 +323,10 @@ mod tests {
     }
 
     fn text(t: &str) -> Intent {
-        Intent::Text { text: t.into(), entities: vec![] }
+        Intent::Text {
+            text: t.into(),
+            entities: vec![],
+        }
     }
 
     #[test]
@@ -313,7 +336,10 @@ mod tests {
             ("/mailing@groupcast_bot", Intent::StartMailing),
             ("🚀 Начать рассылку", Intent::StartMailing),
             ("🚀 Start mailing", Intent::StartMailing),
-            ("🚀 Начать рассылку сегодня!", text("🚀 Начать рассылку сегодня!")),
+            (
+                "🚀 Начать рассылку сегодня!",
+                text("🚀 Начать рассылку сегодня!"),
+            ),
             ("⛔ Остановить рассылку", Intent::Cancel),
             ("📝 Text", Intent::EditText),
             ("/unknown", text("/unknown")),
@@ -352,35 +378,79 @@ mod tests {
     #[test]
     fn routing_table() {
         use DialogueState as S;
-        let profile = S::AwaitProfile { token_enc: "enc".into() };
+        let profile = S::AwaitProfile {
+            token_enc: "enc".into(),
+        };
         let cases: Vec<(S, bool, Intent, Route)> = vec![
             (S::Idle, false, Intent::Start, Route::AskToken),
-            (S::AwaitToken, false, text(" tok "), Route::TakeToken("tok".into())),
-            (profile.clone(), false, text("2f099bc3-478d"), Route::TakeProfile { token_enc: "enc".into(), profile: "2f099bc3-478d".into() }),
+            (
+                S::AwaitToken,
+                false,
+                text(" tok "),
+                Route::TakeToken("tok".into()),
+            ),
+            (
+                profile.clone(),
+                false,
+                text("2f099bc3-478d"),
+                Route::TakeProfile {
+                    token_enc: "enc".into(),
+                    profile: "2f099bc3-478d".into(),
+                },
+            ),
             (profile, false, Intent::Start, Route::AskToken),
-            (S::AwaitToken, false, Intent::StartMailing, Route::FinishRegistrationFirst),
+            (
+                S::AwaitToken,
+                false,
+                Intent::StartMailing,
+                Route::FinishRegistrationFirst,
+            ),
             (S::Idle, false, text("hi"), Route::FinishRegistrationFirst),
             (S::AwaitToken, false, Intent::Help, Route::Help),
             (S::Idle, true, Intent::Start, Route::ShowMenu),
-            (S::AwaitText, true, text("*x*"), Route::TakeText { text: "*x*".into(), entities: vec![] }),
+            (
+                S::AwaitText,
+                true,
+                text("*x*"),
+                Route::TakeText {
+                    text: "*x*".into(),
+                    entities: vec![],
+                },
+            ),
             (S::AwaitText, true, Intent::NonText, Route::TextExpected),
             (S::AwaitText, true, Intent::Menu, Route::ShowMenu),
             (S::AwaitText, true, Intent::StartMailing, Route::Preview),
-            (S::AwaitGroups, true, text("1203630001@g.us"), Route::TakeGroups("1203630001@g.us".into())),
+            (
+                S::AwaitGroups,
+                true,
+                text("1203630001@g.us"),
+                Route::TakeGroups("1203630001@g.us".into()),
+            ),
             (S::Idle, true, text("random"), Route::Unknown),
-            (S::Idle, true, Intent::Callback(Callback::ConfirmStart), Route::Callback(Callback::ConfirmStart)),
+            (
+                S::Idle,
+                true,
+                Intent::Callback(Callback::ConfirmStart),
+                Route::Callback(Callback::ConfirmStart),
+            ),
             (S::Idle, true, Intent::Cancel, Route::Cancel),
             (S::Idle, false, Intent::Lang, Route::ChooseLang),
             (S::AwaitToken, false, Intent::Stats, Route::Stats),
         ];
         for (state, registered, intent, want) in cases {
-            assert_eq!(route(&state, registered, &intent), want, "{state:?} {intent:?}");
+            assert_eq!(
+                route(&state, registered, &intent),
+                want,
+                "{state:?} {intent:?}"
+            );
         }
     }
 
     #[test]
     fn state_storage() {
-        let s = DialogueState::AwaitProfile { token_enc: "abc".into() };
+        let s = DialogueState::AwaitProfile {
+            token_enc: "abc".into(),
+        };
         assert_eq!(DialogueState::load(&s.store()), s);
         assert_eq!(DialogueState::load(""), DialogueState::Idle);
         assert_eq!(DialogueState::load("garbage"), DialogueState::Idle);

@@ -82,7 +82,8 @@ impl ProfileId {
     pub fn parse(raw: &str) -> Option<Self> {
         let s = raw.trim();
         let ok = (4..=64).contains(&s.len())
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         ok.then(|| ProfileId(s.to_string()))
     }
 
@@ -106,7 +107,10 @@ mod tests {
         let cases = [
             ("120363025246125486@g.us", Some("120363025246125486@g.us")),
             ("  120363025246125486  ", Some("120363025246125486@g.us")),
-            ("79115576367-1567456345@g.us", Some("79115576367-1567456345@g.us")),
+            (
+                "79115576367-1567456345@g.us",
+                Some("79115576367-1567456345@g.us"),
+            ),
             ("79115576367@c.us", None),
             ("hello", None),
             ("", None),
@@ -114,7 +118,11 @@ mod tests {
             ("1-2-3@g.us", None),
         ];
         for (input, want) in cases {
-            assert_eq!(GroupJid::parse(input).as_ref().map(GroupJid::as_str), want, "{input}");
+            assert_eq!(
+                GroupJid::parse(input).as_ref().map(GroupJid::as_str),
+                want,
+                "{input}"
+            );
         }
     }
 

@@ -156,7 +156,10 @@ pub struct Tally {
 
 impl Tally {
     pub fn of(rows: &[Delivery]) -> Tally {
-        let mut t = Tally { total: rows.len() as u32, ..Tally::default() };
+        let mut t = Tally {
+            total: rows.len() as u32,
+            ..Tally::default()
+        };
         for r in rows {
             match r.state {
                 DeliveryState::Sent => t.sent += 1,

@@ -32,7 +32,9 @@ pub fn payment_link(p: &Payments, invoice: &Invoice, l: Lang) -> String {
     let req = PaymentRequest {
         inv_id: invoice.id,
         out_sum: amount,
-        receipt: p.receipt.then(|| Receipt::service(&description, amount, &p.receipt_tax, None)),
+        receipt: p
+            .receipt
+            .then(|| Receipt::service(&description, amount, &p.receipt_tax, None)),
         description,
         culture: l,
         shp: vec![(PLAN_PARAM.to_string(), invoice.plan_days.to_string())],
@@ -50,7 +52,10 @@ pub struct Reply {
 
 impl Reply {
     fn refuse(status: u16, body: &str) -> Reply {
-        Reply { status, body: body.to_string() }
+        Reply {
+            status,
+            body: body.to_string(),
+        }
     }
 }
 
@@ -81,16 +86,34 @@ pub async fn on_result(svc: &Services, params: &[(String, String)]) -> Reply {
         return Reply::refuse(400, "amount mismatch");
     }
     if notice.shp_value(PLAN_PARAM) != Some(invoice.plan_days.to_string().as_str()) {
-        tracing::error!(inv_id, "robokassa plan parameter does not match the invoice");
+        tracing::error!(
+            inv_id,
+            "robokassa plan parameter does not match the invoice"
+        );
         return Reply::refuse(400, "plan mismatch");
     }
-    match svc.db.settle_invoice(inv_id, &notice.out_sum_raw, svc.now_ms()).await {
+    match svc
+        .db
+        .settle_invoice(inv_id, &notice.out_sum_raw, svc.now_ms())
+        .await
+    {
         Ok(Settlement::Applied { until }) => {
             tracing::info!(inv_id, user = invoice.user_id.0, until, "payment accepted");
-            let lang = svc.db.get_user(invoice.user_id).await.ok().flatten().map(|u| u.lang).unwrap_or_default();
+            let lang = svc
+                .db
+                .get_user(invoice.user_id)
+                .await
+                .ok()
+                .flatten()
+                .map(|u| u.lang)
+                .unwrap_or_default();
             if let Err(e) = svc
                 .telegram
-                .send_message(ChatId(invoice.user_id.0), &texts::billing::paid(lang, until), None)
+                .send_message(
+                    ChatId(invoice.user_id.0),
+                    &texts::billing::paid(lang, until),
+                    None,
+                )
                 .await
             {
                 tracing::warn!(inv_id, error = %e, "could not tell the user about the payment");
@@ -101,7 +124,10 @@ pub async fn on_result(svc: &Services, params: &[(String, String)]) -> Reply {
         }
         Err(e) => return storage_failure(inv_id, &e),
     }
-    Reply { status: 200, body: robokassa::result_ok_body(inv_id) }
+    Reply {
+        status: 200,
+        body: robokassa::result_ok_body(inv_id),
+    }
 }
 
 /// Not recorded: a non-OK answer makes Robokassa notify again later.
@@ -119,9 +145,17 @@ pub fn landing_page(l: Lang, success: bool, inv_id: Option<i64>, bot_url: Option
         (false, Lang::Ru) => ("Оплата не завершена", "Платёж отменён или не прошёл. Деньги не списаны; попробуйте ещё раз из бота: /subscribe."),
         (false, Lang::En) => ("Payment not completed", "The payment was cancelled or failed. Nothing was charged; try again from the bot: /subscribe."),
     };
-    let invoice = inv_id.map(|id| format!("<p>{} {id}</p>", l.pick("Счёт №", "Invoice #"))).unwrap_or_default();
+    let invoice = inv_id
+        .map(|id| format!("<p>{} {id}</p>", l.pick("Счёт №", "Invoice #")))
+        .unwrap_or_default();
     let back = bot_url
-        .map(|u| format!("<p><a href=\"{}\">{}</a></p>", html_escape(u), l.pick("Вернуться в бот", "Back to the bot")))
+        .map(|u| {
+            format!(
+                "<p><a href=\"{}\">{}</a></p>",
+                html_escape(u),
+                l.pick("Вернуться в бот", "Back to the bot")
+            )
+        })
         .unwrap_or_default();
     format!(
         "<!doctype html><html lang=\"{}\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>{title}</title></head><body><h1>{title}</h1><p>{text}</p>{invoice}{back}</body></html>",
@@ -130,7 +164,10 @@ pub fn landing_page(l: Lang, success: bool, inv_id: Option<i64>, bot_url: Option
 }
 
 fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// The plan of `days`, if on sale.
@@ -146,12 +183,30 @@ pub async fn send_due_reminders(svc: &Services) -> Result<usize, DbError> {
     let now = svc.now_ms();
     let now_secs = now / 1000;
     let mut sent = 0;
-    for (user, lang, until) in svc.db.subscriptions_ending(now_secs, 3 * DAY_SECS, EXPIRED_GRACE_SECS).await? {
-        let Some(kind) = due_reminder(until, now_secs) else { continue };
-        if !svc.db.record_reminder(user, kind.code(), until, now).await? {
+    for (user, lang, until) in svc
+        .db
+        .subscriptions_ending(now_secs, 3 * DAY_SECS, EXPIRED_GRACE_SECS)
+        .await?
+    {
+        let Some(kind) = due_reminder(until, now_secs) else {
+            continue;
+        };
+        if !svc
+            .db
+            .record_reminder(user, kind.code(), until, now)
+            .await?
+        {
             continue;
         }
-        match svc.telegram.send_message(ChatId(user.0), &texts::billing::reminder(lang, kind, until), None).await {
+        match svc
+            .telegram
+            .send_message(
+                ChatId(user.0),
+                &texts::billing::reminder(lang, kind, until),
+                None,
+            )
+            .await
+        {
             Ok(_) => sent += 1,
             Err(e) => tracing::warn!(user = user.0, error = %e, "reminder not delivered"),
         }

@@ -86,10 +86,19 @@ pub struct GroupEntry {
 pub trait UserStore: MaybeSendSync {
     async fn get_user(&self, id: UserId) -> Result<Option<UserRecord>, DbError>;
     /// Creates the user if new (with `subscription_until` as given) and returns the row.
-    async fn ensure_user(&self, id: UserId, lang: Lang, subscription_until: i64, now: i64)
-        -> Result<UserRecord, DbError>;
-    async fn save_credentials(&self, id: UserId, token_enc: &str, profile: &ProfileId)
-        -> Result<(), DbError>;
+    async fn ensure_user(
+        &self,
+        id: UserId,
+        lang: Lang,
+        subscription_until: i64,
+        now: i64,
+    ) -> Result<UserRecord, DbError>;
+    async fn save_credentials(
+        &self,
+        id: UserId,
+        token_enc: &str,
+        profile: &ProfileId,
+    ) -> Result<(), DbError>;
     async fn set_lang(&self, id: UserId, lang: Lang) -> Result<(), DbError>;
     async fn set_dialogue(&self, id: UserId, dialogue: &str) -> Result<(), DbError>;
     async fn set_subscription_until(&self, id: UserId, until: i64) -> Result<(), DbError>;
@@ -137,7 +146,12 @@ pub trait MailingStore: MaybeSendSync {
     async fn request_cancel(&self, id: MailingId) -> Result<(), DbError>;
     /// Resumes a paused mailing (status back to running, cancel flag untouched).
     async fn resume_mailing(&self, id: MailingId) -> Result<bool, DbError>;
-    async fn set_progress(&self, id: MailingId, message_id: Option<i64>, at: i64) -> Result<(), DbError>;
+    async fn set_progress(
+        &self,
+        id: MailingId,
+        message_id: Option<i64>,
+        at: i64,
+    ) -> Result<(), DbError>;
 }
 
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
@@ -183,20 +197,40 @@ pub struct Stats {
 #[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
 pub trait BillingStore: MaybeSendSync {
     /// A pending invoice for a plan, priced by the server.
-    async fn create_invoice(&self, user: UserId, plan_days: u32, amount_kopecks: i64, now: i64)
-        -> Result<Invoice, DbError>;
+    async fn create_invoice(
+        &self,
+        user: UserId,
+        plan_days: u32,
+        amount_kopecks: i64,
+        now: i64,
+    ) -> Result<Invoice, DbError>;
     async fn get_invoice(&self, id: i64) -> Result<Option<Invoice>, DbError>;
     /// Marks a pending invoice paid and extends its user's subscription from the later of now
     /// and the current end, in one transaction; on an already paid invoice changes nothing.
-    async fn settle_invoice(&self, id: i64, out_sum_raw: &str, now: i64) -> Result<Settlement, DbError>;
+    async fn settle_invoice(
+        &self,
+        id: i64,
+        out_sum_raw: &str,
+        now: i64,
+    ) -> Result<Settlement, DbError>;
     /// Adds days of access (operator grant); returns the new end (unix s).
     async fn grant_days(&self, user: UserId, days: u32, now: i64) -> Result<i64, DbError>;
     /// Users whose subscription ends within `window_secs` of `now_secs` or ended less than
     /// `grace_secs` ago: (user, language, subscription end).
-    async fn subscriptions_ending(&self, now_secs: i64, window_secs: i64, grace_secs: i64)
-        -> Result<Vec<(UserId, Lang, i64)>, DbError>;
+    async fn subscriptions_ending(
+        &self,
+        now_secs: i64,
+        window_secs: i64,
+        grace_secs: i64,
+    ) -> Result<Vec<(UserId, Lang, i64)>, DbError>;
     /// Records a reminder; `true` only the first time for (user, kind, until).
-    async fn record_reminder(&self, user: UserId, kind: &str, until: i64, now: i64) -> Result<bool, DbError>;
+    async fn record_reminder(
+        &self,
+        user: UserId,
+        kind: &str,
+        until: i64,
+        now: i64,
+    ) -> Result<bool, DbError>;
     async fn stats(&self, now: i64) -> Result<Stats, DbError>;
 }
 
@@ -241,7 +275,11 @@ pub struct PacingConfig {
 
 impl Default for PacingConfig {
     fn default() -> Self {
-        PacingConfig { profile_rate_per_sec: 1.0, chat_burst: 12, chat_window_ms: 2000 }
+        PacingConfig {
+            profile_rate_per_sec: 1.0,
+            chat_burst: 12,
+            chat_window_ms: 2000,
+        }
     }
 }
 
@@ -249,8 +287,12 @@ impl Default for PacingConfig {
 #[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
 pub trait State: MaybeSendSync {
     /// Takes the profile's lease if free or expired.
-    async fn acquire_lease(&self, profile: &ProfileId, ttl_ms: u64, now: i64)
-        -> Result<Option<Lease>, StateError>;
+    async fn acquire_lease(
+        &self,
+        profile: &ProfileId,
+        ttl_ms: u64,
+        now: i64,
+    ) -> Result<Option<Lease>, StateError>;
     /// Extends a lease still held; `false` if it was lost.
     async fn renew_lease(&self, lease: &Lease, ttl_ms: u64, now: i64) -> Result<bool, StateError>;
     /// Releases a lease only if still held by this token.
@@ -261,13 +303,23 @@ pub trait State: MaybeSendSync {
 
     /// Asks to send to `chat` on `profile` at `now`: checks the profile backoff, the profile
     /// rate and the per-chat burst, and takes the slot atomically when all allow it.
-    async fn pace(&self, profile: &ProfileId, chat: &GroupJid, cfg: &PacingConfig, now: i64)
-        -> Result<Pace, StateError>;
+    async fn pace(
+        &self,
+        profile: &ProfileId,
+        chat: &GroupJid,
+        cfg: &PacingConfig,
+        now: i64,
+    ) -> Result<Pace, StateError>;
     /// The same question as [`State::pace`], taking nothing: lets the engine record its
     /// intent durably first and take the slot right before the call, so the time a disk
     /// write takes never shortens the gap between two sends.
-    async fn pace_peek(&self, profile: &ProfileId, chat: &GroupJid, cfg: &PacingConfig, now: i64)
-        -> Result<Pace, StateError>;
+    async fn pace_peek(
+        &self,
+        profile: &ProfileId,
+        chat: &GroupJid,
+        cfg: &PacingConfig,
+        now: i64,
+    ) -> Result<Pace, StateError>;
     /// Pauses every send of the profile until `until` (429 / Retry-After).
     async fn set_backoff(&self, profile: &ProfileId, until: i64) -> Result<(), StateError>;
 
@@ -288,8 +340,12 @@ pub trait State: MaybeSendSync {
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
 pub trait TelegramApi: MaybeSendSync {
-    async fn send_message(&self, chat: ChatId, text: &str, markup: Option<&ReplyMarkup>)
-        -> Result<MessageId, TelegramError>;
+    async fn send_message(
+        &self,
+        chat: ChatId,
+        text: &str,
+        markup: Option<&ReplyMarkup>,
+    ) -> Result<MessageId, TelegramError>;
     async fn edit_message_text(
         &self,
         chat: ChatId,
@@ -304,7 +360,11 @@ pub trait TelegramApi: MaybeSendSync {
         message: MessageId,
         markup: &InlineKeyboardMarkup,
     ) -> Result<(), TelegramError>;
-    async fn answer_callback_query(&self, id: &str, text: Option<&str>) -> Result<(), TelegramError>;
+    async fn answer_callback_query(
+        &self,
+        id: &str,
+        text: Option<&str>,
+    ) -> Result<(), TelegramError>;
     /// Whether a message to `chat` would go out now without waiting for our own Telegram
     /// pacing. Progress edits are skipped (and retried at the next step) when it would not, so
     /// that a busy bot never slows a mailing down for a progress bar.
@@ -320,13 +380,32 @@ pub trait WappiApi: MaybeSendSync {
     /// `GET /api/sync/get/status`
     async fn get_status(&self, creds: &WappiCreds) -> Result<ProfileStatus, WappiError>;
     /// `POST /api/sync/message/send`
-    async fn send_text(&self, creds: &WappiCreds, to: &GroupJid, body: &str) -> Result<Sent, WappiError>;
+    async fn send_text(
+        &self,
+        creds: &WappiCreds,
+        to: &GroupJid,
+        body: &str,
+    ) -> Result<Sent, WappiError>;
     /// `POST /api/sync/message/img/send` (raw base64, optional caption)
-    async fn send_image(&self, creds: &WappiCreds, to: &GroupJid, b64: &str, caption: Option<&str>)
-        -> Result<Sent, WappiError>;
+    async fn send_image(
+        &self,
+        creds: &WappiCreds,
+        to: &GroupJid,
+        b64: &str,
+        caption: Option<&str>,
+    ) -> Result<Sent, WappiError>;
     /// `GET /api/sync/chats/get` (one page)
-    async fn list_chats(&self, creds: &WappiCreds, limit: u32, offset: u32) -> Result<Vec<Dialog>, WappiError>;
+    async fn list_chats(
+        &self,
+        creds: &WappiCreds,
+        limit: u32,
+        offset: u32,
+    ) -> Result<Vec<Dialog>, WappiError>;
     /// `GET /api/sync/messages/get`, newest first
-    async fn chat_messages(&self, creds: &WappiCreds, chat: &GroupJid, limit: u32)
-        -> Result<Vec<ChatMessage>, WappiError>;
+    async fn chat_messages(
+        &self,
+        creds: &WappiCreds,
+        chat: &GroupJid,
+        limit: u32,
+    ) -> Result<Vec<ChatMessage>, WappiError>;
 }

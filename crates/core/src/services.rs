@@ -29,7 +29,10 @@ impl Default for CoreSettings {
             trial_days: 0,
             max_groups: 500,
             admin_ids: Vec::new(),
-            plans: vec![crate::billing::Plan { days: 30, price_kopecks: 49_000 }],
+            plans: vec![crate::billing::Plan {
+                days: 30,
+                price_kopecks: 49_000,
+            }],
             payments: None,
             engine: EngineConfig::default(),
         }
@@ -112,7 +115,8 @@ impl Services {
     }
 
     pub fn encrypt_token(&self, user: crate::ids::UserId, token: &crate::secret::Secret) -> String {
-        self.cipher.encrypt(token, &Self::token_aad(user), self.nonce())
+        self.cipher
+            .encrypt(token, &Self::token_aad(user), self.nonce())
     }
 
     pub fn decrypt_token(
@@ -125,7 +129,12 @@ impl Services {
 
     /// A registered user's Wappi credentials.
     pub fn creds_of(&self, user: &crate::ports::UserRecord) -> Option<crate::wappi::WappiCreds> {
-        let token = self.decrypt_token(user.id, user.wappi_token_enc.as_deref()?).ok()?;
-        Some(crate::wappi::WappiCreds { token, profile_id: user.profile_id.clone()? })
+        let token = self
+            .decrypt_token(user.id, user.wappi_token_enc.as_deref()?)
+            .ok()?;
+        Some(crate::wappi::WappiCreds {
+            token,
+            profile_id: user.profile_id.clone()?,
+        })
     }
 }

@@ -243,7 +243,9 @@ fn invalid_lines(l: Lang, invalid: &[(usize, String)]) -> String {
     if invalid.is_empty() {
         return String::new();
     }
-    let mut s = l.pick("\n\nНе распознаны строки:", "\n\nLines not recognised:").to_string();
+    let mut s = l
+        .pick("\n\nНе распознаны строки:", "\n\nLines not recognised:")
+        .to_string();
     for (line, text) in invalid.iter().take(20) {
         s.push_str(&format!("\n• {line}: {text}"));
     }
@@ -253,7 +255,12 @@ fn invalid_lines(l: Lang, invalid: &[(usize, String)]) -> String {
     s
 }
 
-pub fn groups_saved(l: Lang, count: usize, duplicates: usize, invalid: &[(usize, String)]) -> String {
+pub fn groups_saved(
+    l: Lang,
+    count: usize,
+    duplicates: usize,
+    invalid: &[(usize, String)],
+) -> String {
     let mut s = l.pick(
         format!("✔️ Сохранено групп: {count}."),
         format!("✔️ Groups saved: {count}."),
@@ -368,7 +375,8 @@ pub fn confirm_no(l: Lang) -> &'static str {
 }
 
 pub fn start_declined(l: Lang) -> String {
-    l.pick("Рассылка не запущена.", "The mailing was not started.").into()
+    l.pick("Рассылка не запущена.", "The mailing was not started.")
+        .into()
 }
 
 pub fn started(l: Lang, id: i64, groups: usize, eta_secs: u64) -> String {
@@ -414,8 +422,20 @@ pub fn progress(l: Lang, id: i64, t: &Tally, eta_secs: u64, waiting_until: Optio
 
 pub fn progress_final(l: Lang, id: i64, t: &Tally) -> String {
     l.pick(
-        format!("📊 Рассылка #{id}\n{}\nОтправлено: {} · Ошибок: {} · Под вопросом: {}", bar(t), t.sent, t.failed, t.in_doubt),
-        format!("📊 Mailing #{id}\n{}\nSent: {} · Failed: {} · In doubt: {}", bar(t), t.sent, t.failed, t.in_doubt),
+        format!(
+            "📊 Рассылка #{id}\n{}\nОтправлено: {} · Ошибок: {} · Под вопросом: {}",
+            bar(t),
+            t.sent,
+            t.failed,
+            t.in_doubt
+        ),
+        format!(
+            "📊 Mailing #{id}\n{}\nSent: {} · Failed: {} · In doubt: {}",
+            bar(t),
+            t.sent,
+            t.failed,
+            t.in_doubt
+        ),
     )
 }
 
@@ -435,7 +455,11 @@ pub fn cancelling(l: Lang, id: i64) -> String {
 }
 
 pub fn nothing_to_cancel(l: Lang) -> String {
-    l.pick("Сейчас нет активной рассылки.", "There is no active mailing.").into()
+    l.pick(
+        "Сейчас нет активной рассылки.",
+        "There is no active mailing.",
+    )
+    .into()
 }
 
 pub fn paused(l: Lang, id: i64, reason: &str) -> String {
@@ -446,14 +470,20 @@ pub fn paused(l: Lang, id: i64, reason: &str) -> String {
 }
 
 pub fn resumed(l: Lang, id: i64) -> String {
-    l.pick(format!("▶️ Рассылка #{id} продолжается."), format!("▶️ Mailing #{id} continues."))
+    l.pick(
+        format!("▶️ Рассылка #{id} продолжается."),
+        format!("▶️ Mailing #{id} continues."),
+    )
 }
 
 /// A readable reason for a Wappi account problem.
 pub fn account_problem(l: Lang, e: &crate::wappi::WappiError) -> String {
     use crate::wappi::WappiError as E;
     match e {
-        E::NotAuthorized => l.pick("WhatsApp не подключён к профилю Wappi (отсканируйте QR-код)", "WhatsApp is not connected on the Wappi profile (scan the QR code)"),
+        E::NotAuthorized => l.pick(
+            "WhatsApp не подключён к профилю Wappi (отсканируйте QR-код)",
+            "WhatsApp is not connected on the Wappi profile (scan the QR code)",
+        ),
         E::BadToken => l.pick("Wappi не принимает токен", "Wappi refuses the token"),
         E::ProfileNotFound => l.pick("профиль Wappi не найден", "the Wappi profile was not found"),
         E::NotPaid => l.pick("профиль Wappi не оплачен", "the Wappi profile is not paid"),
@@ -480,7 +510,10 @@ pub fn report(
     let clean = !cancelled && t.failed == 0 && t.in_doubt == 0 && t.left == 0;
     let mut s = if clean {
         l.pick(
-            format!("✅ Рассылка #{id} завершена: отправлено {} из {}.", t.sent, t.total),
+            format!(
+                "✅ Рассылка #{id} завершена: отправлено {} из {}.",
+                t.sent, t.total
+            ),
             format!("✅ Mailing #{id} finished: sent {} of {}.", t.sent, t.total),
         )
     } else if cancelled {
@@ -560,7 +593,8 @@ pub fn subscription(l: Lang, until: i64, now: i64) -> String {
             format!("💎 Subscription active until {}.", date(until)),
         )
     } else {
-        l.pick("💎 Подписка не активна.", "💎 Subscription is not active.").into()
+        l.pick("💎 Подписка не активна.", "💎 Subscription is not active.")
+            .into()
     }
 }
 
@@ -639,9 +673,18 @@ mod tests {
 
     #[test]
     fn report_prefixes() {
-        let clean = Tally { total: 2, sent: 2, ..Tally::default() };
+        let clean = Tally {
+            total: 2,
+            sent: 2,
+            ..Tally::default()
+        };
         assert!(report(Lang::Ru, 1, &clean, false, &[], &[]).starts_with('✅'));
-        let failed = Tally { total: 2, sent: 1, failed: 1, ..Tally::default() };
+        let failed = Tally {
+            total: 2,
+            sent: 1,
+            failed: 1,
+            ..Tally::default()
+        };
         assert!(report(Lang::En, 1, &failed, false, &[], &[]).starts_with('⚠'));
         assert!(report(Lang::Ru, 1, &clean, true, &[], &[]).starts_with('⚠'));
     }
@@ -660,7 +703,8 @@ pub mod billing {
     use crate::billing::{rub, Plan, Reminder};
 
     pub fn plans_header(l: Lang) -> String {
-        l.pick("Выберите срок подписки:", "Choose a subscription period:").into()
+        l.pick("Выберите срок подписки:", "Choose a subscription period:")
+            .into()
     }
 
     pub fn plan_button(l: Lang, p: &Plan) -> String {
@@ -682,35 +726,62 @@ pub mod billing {
     }
 
     pub fn description(l: Lang, days: u32) -> String {
-        l.pick(format!("Подписка groupcast на {days} дн."), format!("groupcast subscription, {days} days"))
+        l.pick(
+            format!("Подписка groupcast на {days} дн."),
+            format!("groupcast subscription, {days} days"),
+        )
     }
 
     pub fn paid(l: Lang, until: i64) -> String {
         l.pick(
-            format!("💎 Оплата получена, спасибо! Подписка активна до {}.", date(until)),
-            format!("💎 Payment received, thank you! Subscription active until {}.", date(until)),
+            format!(
+                "💎 Оплата получена, спасибо! Подписка активна до {}.",
+                date(until)
+            ),
+            format!(
+                "💎 Payment received, thank you! Subscription active until {}.",
+                date(until)
+            ),
         )
     }
 
     pub fn reminder(l: Lang, kind: Reminder, until: i64) -> String {
         match kind {
             Reminder::ThreeDays => l.pick(
-                format!("🔔 Подписка заканчивается через 3 дня ({}). Продлить: /subscribe", date(until)),
-                format!("🔔 Your subscription ends in 3 days ({}). Renew: /subscribe", date(until)),
+                format!(
+                    "🔔 Подписка заканчивается через 3 дня ({}). Продлить: /subscribe",
+                    date(until)
+                ),
+                format!(
+                    "🔔 Your subscription ends in 3 days ({}). Renew: /subscribe",
+                    date(until)
+                ),
             ),
             Reminder::OneDay => l.pick(
-                format!("🔔 Подписка заканчивается завтра ({}). Продлить: /subscribe", date(until)),
-                format!("🔔 Your subscription ends tomorrow ({}). Renew: /subscribe", date(until)),
+                format!(
+                    "🔔 Подписка заканчивается завтра ({}). Продлить: /subscribe",
+                    date(until)
+                ),
+                format!(
+                    "🔔 Your subscription ends tomorrow ({}). Renew: /subscribe",
+                    date(until)
+                ),
             ),
             Reminder::Expired => l.pick(
-                "🔒 Подписка закончилась: новые рассылки недоступны. Продлить: /subscribe".to_string(),
-                "🔒 Your subscription has ended: new mailings are unavailable. Renew: /subscribe".to_string(),
+                "🔒 Подписка закончилась: новые рассылки недоступны. Продлить: /subscribe"
+                    .to_string(),
+                "🔒 Your subscription has ended: new mailings are unavailable. Renew: /subscribe"
+                    .to_string(),
             ),
         }
     }
 
     pub fn not_admin(l: Lang) -> String {
-        l.pick("Эта команда только для оператора.", "This command is for the operator only.").into()
+        l.pick(
+            "Эта команда только для оператора.",
+            "This command is for the operator only.",
+        )
+        .into()
     }
 
     pub fn stats(l: Lang, s: &crate::ports::Stats) -> String {
@@ -727,24 +798,43 @@ pub mod billing {
     }
 
     pub fn grant_usage(l: Lang) -> String {
-        l.pick("Использование: /grant <user_id> <дней>", "Usage: /grant <user_id> <days>").into()
+        l.pick(
+            "Использование: /grant <user_id> <дней>",
+            "Usage: /grant <user_id> <days>",
+        )
+        .into()
     }
 
     pub fn granted(l: Lang, user: i64, days: u32, until: i64) -> String {
         l.pick(
-            format!("✔️ Пользователю {user} добавлено {days} дн.: подписка до {}.", date(until)),
-            format!("✔️ User {user} got {days} days: subscription until {}.", date(until)),
+            format!(
+                "✔️ Пользователю {user} добавлено {days} дн.: подписка до {}.",
+                date(until)
+            ),
+            format!(
+                "✔️ User {user} got {days} days: subscription until {}.",
+                date(until)
+            ),
         )
     }
 
     pub fn unknown_user(l: Lang, user: i64) -> String {
-        l.pick(format!("Пользователь {user} не найден."), format!("User {user} not found."))
+        l.pick(
+            format!("Пользователь {user} не найден."),
+            format!("User {user} not found."),
+        )
     }
 
     pub fn gift(l: Lang, days: u32, until: i64) -> String {
         l.pick(
-            format!("🎁 Оператор добавил вам {days} дн. подписки: активна до {}.", date(until)),
-            format!("🎁 The operator added {days} days to your subscription: active until {}.", date(until)),
+            format!(
+                "🎁 Оператор добавил вам {days} дн. подписки: активна до {}.",
+                date(until)
+            ),
+            format!(
+                "🎁 The operator added {days} days to your subscription: active until {}.",
+                date(until)
+            ),
         )
     }
 }

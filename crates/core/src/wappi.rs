@@ -83,7 +83,12 @@ impl Dialog {
             .clone()
             .filter(|s| !s.trim().is_empty())
             .or_else(|| from(&self.chat, &["Name", "name", "Subject", "subject"]))
-            .or_else(|| from(&self.contact, &["FullName", "FirstName", "PushName", "BusinessName"]))
+            .or_else(|| {
+                from(
+                    &self.contact,
+                    &["FullName", "FirstName", "PushName", "BusinessName"],
+                )
+            })
             .unwrap_or_else(|| self.id.clone())
     }
 }
@@ -207,7 +212,11 @@ impl WappiError {
             401 | 403 => WappiError::BadToken,
             402 => WappiError::NotPaid,
             500..=599 => WappiError::Temporary(format!("HTTP {status}: {detail}")),
-            _ => WappiError::Rejected(if detail.is_empty() { format!("HTTP {status}") } else { detail }),
+            _ => WappiError::Rejected(if detail.is_empty() {
+                format!("HTTP {status}")
+            } else {
+                detail
+            }),
         }
     }
 
@@ -227,21 +236,53 @@ mod tests {
             (429, Some(7), "", WappiError::RateLimited(7000)),
             (429, None, "", WappiError::RateLimited(5000)),
             (503, Some(2), "", WappiError::RateLimited(2000)),
-            (502, None, "bad gateway", WappiError::Temporary("HTTP 502: bad gateway".into())),
-            (200, None, r#"{"detail":"Not authorized in whatsapp","status":"error"}"#, WappiError::NotAuthorized),
-            (400, None, r#"{"detail":"Profile not found","status":"error"}"#, WappiError::ProfileNotFound),
-            (401, None, r#"{"detail":"Unauthorized","status":"error"}"#, WappiError::BadToken),
+            (
+                502,
+                None,
+                "bad gateway",
+                WappiError::Temporary("HTTP 502: bad gateway".into()),
+            ),
+            (
+                200,
+                None,
+                r#"{"detail":"Not authorized in whatsapp","status":"error"}"#,
+                WappiError::NotAuthorized,
+            ),
+            (
+                400,
+                None,
+                r#"{"detail":"Profile not found","status":"error"}"#,
+                WappiError::ProfileNotFound,
+            ),
+            (
+                401,
+                None,
+                r#"{"detail":"Unauthorized","status":"error"}"#,
+                WappiError::BadToken,
+            ),
             (402, None, "", WappiError::NotPaid),
-            (400, None, r#"{"detail":"recipient not found","status":"error"}"#, WappiError::Rejected("recipient not found".into())),
+            (
+                400,
+                None,
+                r#"{"detail":"recipient not found","status":"error"}"#,
+                WappiError::Rejected("recipient not found".into()),
+            ),
         ];
         for (status, ra, body, want) in cases {
-            assert_eq!(WappiError::from_http(status, ra, body), want, "{status} {body}");
+            assert_eq!(
+                WappiError::from_http(status, ra, body),
+                want,
+                "{status} {body}"
+            );
         }
     }
 
     #[test]
     fn remedies() {
-        assert_eq!(WappiError::RateLimited(1000).remedy(), Remedy::PauseProfile(1000));
+        assert_eq!(
+            WappiError::RateLimited(1000).remedy(),
+            Remedy::PauseProfile(1000)
+        );
         assert_eq!(WappiError::Unknown("reset".into()).remedy(), Remedy::Settle);
         assert_eq!(WappiError::NotAuthorized.remedy(), Remedy::PauseMailing);
         assert_eq!(WappiError::Rejected("x".into()).remedy(), Remedy::FailRow);

@@ -4,9 +4,9 @@
 
 use crate::db::SqliteDb;
 use crate::http;
+use crate::redis_state::RedisState;
 use crate::runner::Runner;
 use crate::settings::Settings;
-use crate::redis_state::RedisState;
 use crate::state::EmbeddedState;
 use crate::telegram::HttpTelegram;
 use crate::updates::Dispatcher;
@@ -66,7 +66,8 @@ pub fn load_or_create_key(settings: &Settings) -> anyhow::Result<TokenCipher> {
     }
     let path = settings.data_dir().join("encryption.key");
     if path.exists() {
-        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
         return TokenCipher::from_base64_key(text.trim())
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()));
     }
@@ -100,7 +101,9 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 pub fn open_db(settings: &Settings) -> anyhow::Result<Arc<SqliteDb>> {
     let db = SqliteDb::open(&settings.database_path)
         .map_err(|e| anyhow::anyhow!("DATABASE_PATH {}: {e}", settings.database_path.display()))?;
-    let applied = db.migrate().map_err(|e| anyhow::anyhow!("migrations: {e}"))?;
+    let applied = db
+        .migrate()
+        .map_err(|e| anyhow::anyhow!("migrations: {e}"))?;
     for name in applied {
         tracing::info!(migration = %name, "applied migration");
     }
@@ -125,7 +128,10 @@ impl App {
         };
         let cipher = load_or_create_key(&settings)?;
         let db = open_db(&settings)?;
-        let telegram = Arc::new(HttpTelegram::new(&settings.telegram_api_url, settings.telegram_token.clone()));
+        let telegram = Arc::new(HttpTelegram::new(
+            &settings.telegram_api_url,
+            settings.telegram_token.clone(),
+        ));
         let wappi = HttpWappi::new(&settings.wappi_api_url)
             .with_timeout(Duration::from_secs(settings.wappi_timeout_secs));
         let svc = Services {
@@ -139,7 +145,15 @@ impl App {
             settings: Arc::new(settings.core.clone()),
         };
         let dispatcher = Dispatcher::new(svc.clone());
-        Ok(Arc::new(App { bot_url: std::sync::OnceLock::new(), settings, svc, db, redis, telegram, dispatcher }))
+        Ok(Arc::new(App {
+            bot_url: std::sync::OnceLock::new(),
+            settings,
+            svc,
+            db,
+            redis,
+            telegram,
+            dispatcher,
+        }))
     }
 
     /// Serves until `shutdown` turns true: HTTP, update intake, mailing runner.
@@ -156,7 +170,9 @@ impl App {
                     let _ = self.bot_url.set(format!("https://t.me/{name}"));
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "getMe failed; payment pages will not link back to the bot"),
+            Err(e) => {
+                tracing::warn!(error = %e, "getMe failed; payment pages will not link back to the bot")
+            }
         }
         let runner_id = format!("{}-{}", hostname(), std::process::id());
         let runner = Runner::new(self.svc.clone(), runner_id, self.redis.clone());
@@ -174,13 +190,14 @@ impl App {
         let mut http_shutdown = shutdown.clone();
         axum::serve(
             listener,
-            http::router(Arc::clone(&self)).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            http::router(Arc::clone(&self))
+                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
         )
-            .with_graceful_shutdown(async move {
-                let _ = http_shutdown.wait_for(|s| *s).await;
-            })
-            .await
-            .context("http server")?;
+        .with_graceful_shutdown(async move {
+            let _ = http_shutdown.wait_for(|s| *s).await;
+        })
+        .await
+        .context("http server")?;
         if let Some(p) = polling {
             let _ = p.await;
         }

@@ -23,8 +23,14 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/telegram/webhook", post(webhook))
         .route("/healthz", get(healthz))
-        .route("/robokassa/result", get(robokassa_result).post(robokassa_result))
-        .route("/robokassa/success", get(robokassa_success).post(robokassa_success))
+        .route(
+            "/robokassa/result",
+            get(robokassa_result).post(robokassa_result),
+        )
+        .route(
+            "/robokassa/success",
+            get(robokassa_success).post(robokassa_success),
+        )
         .route("/robokassa/fail", get(robokassa_fail).post(robokassa_fail))
         .layer(DefaultBodyLimit::max(MAX_UPDATE_BYTES))
         .with_state(app)
@@ -102,23 +108,49 @@ async fn robokassa_result(
     }
     let reply = payments::on_result(&app.svc, &robokassa_params(query, &body)).await;
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_REQUEST);
-    (status, [("content-type", "text/plain; charset=utf-8")], reply.body).into_response()
+    (
+        status,
+        [("content-type", "text/plain; charset=utf-8")],
+        reply.body,
+    )
+        .into_response()
 }
 
 fn landing(app: &App, query: Option<String>, body: &Bytes, success: bool) -> Response {
     let pairs = robokassa_params(query, body);
-    let get = |key: &str| pairs.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v.as_str());
+    let get = |key: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v.as_str())
+    };
     let lang = get("Culture").map(Lang::parse).unwrap_or_default();
-    let inv_id = get("InvId").or_else(|| get("inv_id")).and_then(|v| v.parse().ok());
-    Html(payments::landing_page(lang, success, inv_id, app.bot_url().as_deref())).into_response()
+    let inv_id = get("InvId")
+        .or_else(|| get("inv_id"))
+        .and_then(|v| v.parse().ok());
+    Html(payments::landing_page(
+        lang,
+        success,
+        inv_id,
+        app.bot_url().as_deref(),
+    ))
+    .into_response()
 }
 
 /// SuccessURL and FailURL: pages for the payer's browser; they never change anything.
-async fn robokassa_success(State(app): State<Arc<App>>, RawQuery(query): RawQuery, body: Bytes) -> Response {
+async fn robokassa_success(
+    State(app): State<Arc<App>>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
     landing(&app, query, &body, true)
 }
 
-async fn robokassa_fail(State(app): State<Arc<App>>, RawQuery(query): RawQuery, body: Bytes) -> Response {
+async fn robokassa_fail(
+    State(app): State<Arc<App>>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
     landing(&app, query, &body, false)
 }
 
@@ -142,7 +174,11 @@ async fn healthz(State(app): State<Arc<App>>) -> Response {
         "mode": if app.settings.public_url.is_some() { "webhook" } else { "polling" },
         "version": env!("CARGO_PKG_VERSION"),
     });
-    let code = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let code = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (code, Json(body)).into_response()
 }
 
@@ -152,7 +188,8 @@ mod tests {
 
     #[test]
     fn forms() {
-        let pairs = form_pairs("OutSum=490.000000&InvId=7&Shp_plan=30&Description=%D0%9F+x&empty=&flag");
+        let pairs =
+            form_pairs("OutSum=490.000000&InvId=7&Shp_plan=30&Description=%D0%9F+x&empty=&flag");
         assert_eq!(pairs[0], ("OutSum".into(), "490.000000".into()));
         assert_eq!(pairs[3], ("Description".into(), "П x".into()));
         assert_eq!(pairs[4], ("empty".into(), "".into()));

@@ -10,8 +10,8 @@ pub mod runner;
 pub mod settings;
 pub mod updates;
 
-pub mod wappi;
-pub mod telegram;
 pub mod db;
-pub mod state;
 pub mod redis_state;
+pub mod state;
+pub mod telegram;
+pub mod wappi;

@@ -6,7 +6,11 @@ use groupcast_server::settings::{Settings, Source};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "groupcast", version, about = "Post into many WhatsApp groups from Telegram (self-hosted server)")]
+#[command(
+    name = "groupcast",
+    version,
+    about = "Post into many WhatsApp groups from Telegram (self-hosted server)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -34,13 +38,18 @@ fn main() -> ExitCode {
         }
     };
     groupcast_server::logging::init(settings.log_json);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve => serve(settings).await,
             Command::Migrate => {
                 let db = app::open_db(&settings)?;
-                let pending = db.pending_migrations().map_err(|e| anyhow::anyhow!("{e}"))?;
+                let pending = db
+                    .pending_migrations()
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
                 println!("migrations up to date ({} pending)", pending.len());
                 Ok(())
             }

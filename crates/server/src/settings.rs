@@ -20,7 +20,10 @@ pub struct SettingError {
 }
 
 fn bad(var: &'static str, problem: impl Into<String>) -> SettingError {
-    SettingError { var, problem: problem.into() }
+    SettingError {
+        var,
+        problem: problem.into(),
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -71,13 +74,23 @@ impl Source {
     }
 
     fn get(&self, name: &str) -> Option<&str> {
-        self.vars.get(name).map(|s| s.trim()).filter(|s| !s.is_empty())
+        self.vars
+            .get(name)
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
     }
 
-    fn parse<T: std::str::FromStr>(&self, var: &'static str, default: T, what: &str) -> Result<T, SettingError> {
+    fn parse<T: std::str::FromStr>(
+        &self,
+        var: &'static str,
+        default: T,
+        what: &str,
+    ) -> Result<T, SettingError> {
         match self.get(var) {
             None => Ok(default),
-            Some(v) => v.parse().map_err(|_| bad(var, format!("expected {what}, got {v:?}"))),
+            Some(v) => v
+                .parse()
+                .map_err(|_| bad(var, format!("expected {what}, got {v:?}"))),
         }
     }
 }
@@ -102,7 +115,9 @@ pub fn parse_dotenv(text: &str) -> Vec<(String, String)> {
 }
 
 fn valid_webhook_secret(s: &str) -> bool {
-    (1..=256).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    (1..=256).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 fn url(var: &'static str, v: &str) -> Result<String, SettingError> {
@@ -129,14 +144,33 @@ fn robokassa(src: &Source) -> Result<Option<Payments>, SettingError> {
     let (login, p1, p2) = match (login, p1, p2) {
         (None, None, None) => return Ok(None),
         (Some(l), Some(a), Some(b)) => (l, a, b),
-        (None, _, _) => return Err(bad("ROBOKASSA_MERCHANT_LOGIN", "is required with the Robokassa passwords")),
-        (_, None, _) => return Err(bad("ROBOKASSA_PASSWORD1", "is required with ROBOKASSA_MERCHANT_LOGIN")),
-        (_, _, None) => return Err(bad("ROBOKASSA_PASSWORD2", "is required with ROBOKASSA_MERCHANT_LOGIN")),
+        (None, _, _) => {
+            return Err(bad(
+                "ROBOKASSA_MERCHANT_LOGIN",
+                "is required with the Robokassa passwords",
+            ))
+        }
+        (_, None, _) => {
+            return Err(bad(
+                "ROBOKASSA_PASSWORD1",
+                "is required with ROBOKASSA_MERCHANT_LOGIN",
+            ))
+        }
+        (_, _, None) => {
+            return Err(bad(
+                "ROBOKASSA_PASSWORD2",
+                "is required with ROBOKASSA_MERCHANT_LOGIN",
+            ))
+        }
     };
     let mut merchant = Merchant::new(login, Secret::new(p1), Secret::new(p2));
     if let Some(h) = src.get("ROBOKASSA_HASH") {
-        merchant.hash = HashAlg::parse(h)
-            .ok_or_else(|| bad("ROBOKASSA_HASH", "expected md5, sha1, sha256, sha384, sha512 or ripemd160"))?;
+        merchant.hash = HashAlg::parse(h).ok_or_else(|| {
+            bad(
+                "ROBOKASSA_HASH",
+                "expected md5, sha1, sha256, sha384, sha512 or ripemd160",
+            )
+        })?;
     }
     merchant.test_mode = flag(src, "ROBOKASSA_TEST_MODE")?;
     if let Some(u) = src.get("ROBOKASSA_PAYMENT_URL") {
@@ -145,7 +179,10 @@ fn robokassa(src: &Source) -> Result<Option<Payments>, SettingError> {
     Ok(Some(Payments {
         merchant,
         receipt: flag(src, "ROBOKASSA_RECEIPT")?,
-        receipt_tax: src.get("ROBOKASSA_RECEIPT_TAX").unwrap_or("none").to_string(),
+        receipt_tax: src
+            .get("ROBOKASSA_RECEIPT_TAX")
+            .unwrap_or("none")
+            .to_string(),
     }))
 }
 
@@ -154,11 +191,22 @@ impl Settings {
         let telegram_token = src
             .get("TELEGRAM_BOT_TOKEN")
             .map(Secret::new)
-            .ok_or_else(|| bad("TELEGRAM_BOT_TOKEN", "is not set (the bot token from @BotFather)"))?;
+            .ok_or_else(|| {
+                bad(
+                    "TELEGRAM_BOT_TOKEN",
+                    "is not set (the bot token from @BotFather)",
+                )
+            })?;
         if !telegram_token.expose().contains(':') {
-            return Err(bad("TELEGRAM_BOT_TOKEN", "does not look like a bot token (<id>:<secret>)"));
+            return Err(bad(
+                "TELEGRAM_BOT_TOKEN",
+                "does not look like a bot token (<id>:<secret>)",
+            ));
         }
-        let public_url = src.get("PUBLIC_URL").map(|v| url("PUBLIC_URL", v)).transpose()?;
+        let public_url = src
+            .get("PUBLIC_URL")
+            .map(|v| url("PUBLIC_URL", v))
+            .transpose()?;
         let webhook_secret = match src.get("TELEGRAM_WEBHOOK_SECRET") {
             Some(s) if valid_webhook_secret(s) => Some(Secret::new(s)),
             Some(_) => {
@@ -168,13 +216,19 @@ impl Settings {
                 ))
             }
             None if public_url.is_some() => {
-                return Err(bad("TELEGRAM_WEBHOOK_SECRET", "is required when PUBLIC_URL is set (webhook mode)"))
+                return Err(bad(
+                    "TELEGRAM_WEBHOOK_SECRET",
+                    "is required when PUBLIC_URL is set (webhook mode)",
+                ))
             }
             None => None,
         };
         let rate: f64 = src.parse("PROFILE_RATE_PER_SEC", 1.0, "a number of sends per second")?;
         if rate.is_nan() || rate <= 0.0 || rate > 1000.0 {
-            return Err(bad("PROFILE_RATE_PER_SEC", "must be above 0 and at most 1000"));
+            return Err(bad(
+                "PROFILE_RATE_PER_SEC",
+                "must be above 0 and at most 1000",
+            ));
         }
         let chat_burst: u32 = src.parse("CHAT_BURST", 12, "a whole number")?;
         if chat_burst == 0 {
@@ -190,7 +244,14 @@ impl Settings {
                 .split(',')
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
-                .map(|s| s.parse::<i64>().map_err(|_| bad("ADMIN_TELEGRAM_IDS", format!("{s:?} is not a Telegram user id"))))
+                .map(|s| {
+                    s.parse::<i64>().map_err(|_| {
+                        bad(
+                            "ADMIN_TELEGRAM_IDS",
+                            format!("{s:?} is not a Telegram user id"),
+                        )
+                    })
+                })
                 .collect::<Result<_, _>>()?,
         };
         let progress_secs: f64 = src.parse("PROGRESS_INTERVAL_SECS", 3.0, "a number of seconds")?;
@@ -204,14 +265,19 @@ impl Settings {
             trial_days: src.parse("TRIAL_DAYS", 0, "a whole number of days")?,
             max_groups: src.parse("MAX_GROUPS_PER_USER", 500, "a whole number")?,
             admin_ids,
-            plans: groupcast_core::billing::parse_plans(src.get("SUBSCRIPTION_PLANS").unwrap_or("30:490"))
-                .map_err(|e| bad("SUBSCRIPTION_PLANS", e))?,
+            plans: groupcast_core::billing::parse_plans(
+                src.get("SUBSCRIPTION_PLANS").unwrap_or("30:490"),
+            )
+            .map_err(|e| bad("SUBSCRIPTION_PLANS", e))?,
             payments: robokassa(src)?,
             engine: EngineConfig {
                 max_attempts: max_attempts.max(1),
                 backoff_base_ms: src.parse("RETRY_BASE_MS", 1000, "milliseconds")?,
                 progress_interval_ms: (progress_secs * 1000.0) as i64,
-                lease_ttl_ms: src.parse::<u64>("LEASE_TTL_SECS", 15, "a whole number of seconds")?.max(1) * 1000,
+                lease_ttl_ms: src
+                    .parse::<u64>("LEASE_TTL_SECS", 15, "a whole number of seconds")?
+                    .max(1)
+                    * 1000,
                 ..EngineConfig::default()
             },
         };
@@ -219,35 +285,57 @@ impl Settings {
             telegram_token,
             telegram_api_url: url(
                 "TELEGRAM_API_URL",
-                src.get("TELEGRAM_API_URL").unwrap_or("https://api.telegram.org"),
+                src.get("TELEGRAM_API_URL")
+                    .unwrap_or("https://api.telegram.org"),
             )?,
             webhook_secret,
             public_url,
-            listen_addr: src.parse("LISTEN_ADDR", "0.0.0.0:8080".parse().expect("literal"), "host:port")?,
+            listen_addr: src.parse(
+                "LISTEN_ADDR",
+                "0.0.0.0:8080".parse().expect("literal"),
+                "host:port",
+            )?,
             database_path: PathBuf::from(src.get("DATABASE_PATH").unwrap_or("./data/groupcast.db")),
             redis_url: src.get("REDIS_URL").map(Secret::new),
             redis_prefix: src.get("REDIS_PREFIX").unwrap_or("groupcast:").to_string(),
-            wappi_api_url: url("WAPPI_API_URL", src.get("WAPPI_API_URL").unwrap_or("https://wappi.pro"))?,
+            wappi_api_url: url(
+                "WAPPI_API_URL",
+                src.get("WAPPI_API_URL").unwrap_or("https://wappi.pro"),
+            )?,
             wappi_timeout_secs: src.parse("WAPPI_TIMEOUT_SECS", 10, "a whole number of seconds")?,
             encryption_key: src.get("ENCRYPTION_KEY").map(Secret::new),
-            log_json: src.get("LOG_FORMAT").is_some_and(|v| v.eq_ignore_ascii_case("json")),
+            log_json: src
+                .get("LOG_FORMAT")
+                .is_some_and(|v| v.eq_ignore_ascii_case("json")),
             robokassa_allowed_ips: match src.get("ROBOKASSA_ALLOWED_IPS") {
                 None => Vec::new(),
                 Some(list) => list
                     .split(',')
                     .map(str::trim)
                     .filter(|s| !s.is_empty())
-                    .map(|s| s.parse().map_err(|_| bad("ROBOKASSA_ALLOWED_IPS", format!("{s:?} is not an IP address"))))
+                    .map(|s| {
+                        s.parse().map_err(|_| {
+                            bad(
+                                "ROBOKASSA_ALLOWED_IPS",
+                                format!("{s:?} is not an IP address"),
+                            )
+                        })
+                    })
                     .collect::<Result<_, _>>()?,
             },
-            reminder_interval_secs: src.parse("REMINDER_INTERVAL_SECS", 300, "a whole number of seconds")?.max(1),
+            reminder_interval_secs: src
+                .parse("REMINDER_INTERVAL_SECS", 300, "a whole number of seconds")?
+                .max(1),
             core,
         })
     }
 
     /// The folder that holds the database (and the generated encryption key).
     pub fn data_dir(&self) -> &Path {
-        self.database_path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
+        self.database_path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
     }
 }
 
@@ -256,7 +344,12 @@ mod tests {
     use super::*;
 
     fn src(pairs: &[(&str, &str)]) -> Source {
-        Source::from_map(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+        Source::from_map(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
     }
 
     #[test]
@@ -273,13 +366,46 @@ mod tests {
     fn errors_name_the_variable() {
         let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
             (vec![], "TELEGRAM_BOT_TOKEN"),
-            (vec![("TELEGRAM_BOT_TOKEN", "nocolon")], "TELEGRAM_BOT_TOKEN"),
-            (vec![("TELEGRAM_BOT_TOKEN", "1:a"), ("PUBLIC_URL", "https://x.example")], "TELEGRAM_WEBHOOK_SECRET"),
-            (vec![("TELEGRAM_BOT_TOKEN", "1:a"), ("TELEGRAM_WEBHOOK_SECRET", "bad secret!")], "TELEGRAM_WEBHOOK_SECRET"),
-            (vec![("TELEGRAM_BOT_TOKEN", "1:a"), ("PROFILE_RATE_PER_SEC", "fast")], "PROFILE_RATE_PER_SEC"),
-            (vec![("TELEGRAM_BOT_TOKEN", "1:a"), ("LISTEN_ADDR", "nowhere")], "LISTEN_ADDR"),
-            (vec![("TELEGRAM_BOT_TOKEN", "1:a"), ("ADMIN_TELEGRAM_IDS", "1,x")], "ADMIN_TELEGRAM_IDS"),
-            (vec![("TELEGRAM_BOT_TOKEN", "1:a"), ("WAPPI_API_URL", "wappi.pro")], "WAPPI_API_URL"),
+            (
+                vec![("TELEGRAM_BOT_TOKEN", "nocolon")],
+                "TELEGRAM_BOT_TOKEN",
+            ),
+            (
+                vec![
+                    ("TELEGRAM_BOT_TOKEN", "1:a"),
+                    ("PUBLIC_URL", "https://x.example"),
+                ],
+                "TELEGRAM_WEBHOOK_SECRET",
+            ),
+            (
+                vec![
+                    ("TELEGRAM_BOT_TOKEN", "1:a"),
+                    ("TELEGRAM_WEBHOOK_SECRET", "bad secret!"),
+                ],
+                "TELEGRAM_WEBHOOK_SECRET",
+            ),
+            (
+                vec![
+                    ("TELEGRAM_BOT_TOKEN", "1:a"),
+                    ("PROFILE_RATE_PER_SEC", "fast"),
+                ],
+                "PROFILE_RATE_PER_SEC",
+            ),
+            (
+                vec![("TELEGRAM_BOT_TOKEN", "1:a"), ("LISTEN_ADDR", "nowhere")],
+                "LISTEN_ADDR",
+            ),
+            (
+                vec![("TELEGRAM_BOT_TOKEN", "1:a"), ("ADMIN_TELEGRAM_IDS", "1,x")],
+                "ADMIN_TELEGRAM_IDS",
+            ),
+            (
+                vec![
+                    ("TELEGRAM_BOT_TOKEN", "1:a"),
+                    ("WAPPI_API_URL", "wappi.pro"),
+                ],
+                "WAPPI_API_URL",
+            ),
         ];
         for (pairs, var) in cases {
             let err = Settings::load(&src(&pairs)).unwrap_err();
@@ -291,18 +417,40 @@ mod tests {
     fn robokassa_settings() {
         let base = [("TELEGRAM_BOT_TOKEN", "1:a")];
         assert!(Settings::load(&src(&base)).unwrap().core.payments.is_none());
-        let err = Settings::load(&src(&[base[0], ("ROBOKASSA_MERCHANT_LOGIN", "shop"), ("ROBOKASSA_PASSWORD1", "p1")])).unwrap_err();
+        let err = Settings::load(&src(&[
+            base[0],
+            ("ROBOKASSA_MERCHANT_LOGIN", "shop"),
+            ("ROBOKASSA_PASSWORD1", "p1"),
+        ]))
+        .unwrap_err();
         assert_eq!(err.var, "ROBOKASSA_PASSWORD2");
-        let full = [base[0], ("ROBOKASSA_MERCHANT_LOGIN", "shop"), ("ROBOKASSA_PASSWORD1", "p1"), ("ROBOKASSA_PASSWORD2", "p2")];
+        let full = [
+            base[0],
+            ("ROBOKASSA_MERCHANT_LOGIN", "shop"),
+            ("ROBOKASSA_PASSWORD1", "p1"),
+            ("ROBOKASSA_PASSWORD2", "p2"),
+        ];
         let s = Settings::load(&src(&full)).unwrap();
         let p = s.core.payments.unwrap();
-        assert_eq!((p.merchant.hash, p.merchant.test_mode, p.receipt), (HashAlg::Md5, false, false));
+        assert_eq!(
+            (p.merchant.hash, p.merchant.test_mode, p.receipt),
+            (HashAlg::Md5, false, false)
+        );
         let mut more = full.to_vec();
-        more.extend([("ROBOKASSA_HASH", "sha256"), ("ROBOKASSA_TEST_MODE", "1"), ("SUBSCRIPTION_PLANS", "30:490,90:1290")]);
+        more.extend([
+            ("ROBOKASSA_HASH", "sha256"),
+            ("ROBOKASSA_TEST_MODE", "1"),
+            ("SUBSCRIPTION_PLANS", "30:490,90:1290"),
+        ]);
         let s = Settings::load(&src(&more)).unwrap();
         assert_eq!(s.core.plans.len(), 2);
         assert!(s.core.payments.unwrap().merchant.test_mode);
-        for (var, val) in [("ROBOKASSA_HASH", "crc32"), ("ROBOKASSA_TEST_MODE", "yes"), ("SUBSCRIPTION_PLANS", "30"), ("ROBOKASSA_ALLOWED_IPS", "x")] {
+        for (var, val) in [
+            ("ROBOKASSA_HASH", "crc32"),
+            ("ROBOKASSA_TEST_MODE", "yes"),
+            ("SUBSCRIPTION_PLANS", "30"),
+            ("ROBOKASSA_ALLOWED_IPS", "x"),
+        ] {
             let mut v = full.to_vec();
             v.push((var, val));
             assert_eq!(Settings::load(&src(&v)).unwrap_err().var, var);
@@ -311,14 +459,26 @@ mod tests {
 
     #[test]
     fn secret_not_in_error() {
-        let err = Settings::load(&src(&[("TELEGRAM_BOT_TOKEN", "1:supersecret"), ("TELEGRAM_WEBHOOK_SECRET", "bad secret!")]))
-            .unwrap_err();
-        assert!(!err.to_string().contains("supersecret") && !err.to_string().contains("bad secret"));
+        let err = Settings::load(&src(&[
+            ("TELEGRAM_BOT_TOKEN", "1:supersecret"),
+            ("TELEGRAM_WEBHOOK_SECRET", "bad secret!"),
+        ]))
+        .unwrap_err();
+        assert!(
+            !err.to_string().contains("supersecret") && !err.to_string().contains("bad secret")
+        );
     }
 
     #[test]
     fn dotenv() {
         let v = parse_dotenv("# c\nA=1\nexport B = \"two words\"\n\nC='x'\nbroken\n");
-        assert_eq!(v, vec![("A".into(), "1".into()), ("B".into(), "two words".into()), ("C".into(), "x".into())]);
+        assert_eq!(
+            v,
+            vec![
+                ("A".into(), "1".into()),
+                ("B".into(), "two words".into()),
+                ("C".into(), "x".into())
+            ]
+        );
     }
 }

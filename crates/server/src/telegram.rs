@@ -601,7 +601,11 @@ impl Throttle {
         if gate.is_some_and(|g| g.hold_until_ms > now) {
             return false;
         }
-        let chat_gate = if chat < 0 { &self.group_chat } else { &self.private_chat };
+        let chat_gate = if chat < 0 {
+            &self.group_chat
+        } else {
+            &self.private_chat
+        };
         chat_gate.check(gate.and_then(|g| g.tat_us), now).is_ok()
             && self.global.check(guard.global_tat_us, now).is_ok()
     }

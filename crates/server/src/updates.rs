@@ -17,12 +17,23 @@ pub struct Dispatcher {
 
 impl Dispatcher {
     pub fn new(svc: Services) -> Arc<Dispatcher> {
-        Arc::new(Dispatcher { svc, queues: Mutex::new(HashMap::new()) })
+        Arc::new(Dispatcher {
+            svc,
+            queues: Mutex::new(HashMap::new()),
+        })
     }
 
     /// Records the update id; `Ok(false)` for a repeat, which is dropped.
-    pub async fn accept(self: &Arc<Self>, update: Update) -> Result<bool, groupcast_core::ports::DbError> {
-        if !self.svc.db.first_seen(update.update_id, self.svc.now_ms()).await? {
+    pub async fn accept(
+        self: &Arc<Self>,
+        update: Update,
+    ) -> Result<bool, groupcast_core::ports::DbError> {
+        if !self
+            .svc
+            .db
+            .first_seen(update.update_id, self.svc.now_ms())
+            .await?
+        {
             tracing::debug!(update_id = update.update_id, "duplicate update ignored");
             return Ok(false);
         }

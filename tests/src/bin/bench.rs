@@ -27,10 +27,18 @@ async fn main() -> anyhow::Result<()> {
     let want = |name: &str| args.is_empty() || args.iter().any(|a| a == name);
     if std::env::var("GROUPCAST_BIN").is_err() {
         let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/groupcast");
-        anyhow::ensure!(bin.exists(), "build the release binary first: cargo build --release --bin groupcast");
+        anyhow::ensure!(
+            bin.exists(),
+            "build the release binary first: cargo build --release --bin groupcast"
+        );
         std::env::set_var("GROUPCAST_BIN", bin);
     }
-    println!("groupcast benchmarks ({} cores)", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    println!(
+        "groupcast benchmarks ({} cores)",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
     if want("pacing") {
         pacing_one_profile(Backend::Embedded).await?;
     }
@@ -56,7 +64,8 @@ struct Seed {
 
 /// Writes users with encrypted tokens, their groups and one running mailing each.
 fn seed(db_path: &Path, wappi: &FakeWappi, s: &Seed, now_ms: i64) -> anyhow::Result<()> {
-    let cipher = TokenCipher::from_base64_key(ENCRYPTION_KEY).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let cipher =
+        TokenCipher::from_base64_key(ENCRYPTION_KEY).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut db = rusqlite::Connection::open(db_path)?;
     let tx = db.transaction()?;
     for u in 0..s.users {
@@ -64,18 +73,30 @@ fn seed(db_path: &Path, wappi: &FakeWappi, s: &Seed, now_ms: i64) -> anyhow::Res
         let token = format!("{:040x}", 0xbe11_0000u64 + u as u64);
         let profile = format!("{:08x}-{:04x}", 0x1000_0000u32 + u, u);
         wappi.add_profile(&profile, &token);
-        let enc = cipher.encrypt(&Secret::new(token), &Services::token_aad(UserId(user)), [u as u8; 12]);
+        let enc = cipher.encrypt(
+            &Secret::new(token),
+            &Services::token_aad(UserId(user)),
+            [u as u8; 12],
+        );
         tx.execute(
             "INSERT INTO users (id, lang, wappi_token_enc, profile_id, subscription_until, dialogue, created_at)
              VALUES (?1, 'ru', ?2, ?3, ?4, '', ?5)",
             rusqlite::params![user, enc, profile, now_ms / 1000 + 86_400, now_ms],
         )?;
         let text = format!("Benchmark post of user {user}");
-        tx.execute("INSERT INTO texts (user_id, body, updated_at) VALUES (?1, ?2, ?3)", rusqlite::params![user, text, now_ms])?;
+        tx.execute(
+            "INSERT INTO texts (user_id, body, updated_at) VALUES (?1, ?2, ?3)",
+            rusqlite::params![user, text, now_ms],
+        )?;
         tx.execute(
             "INSERT INTO mailings (user_id, chat_id, profile_id, status, content, created_at)
              VALUES (?1, ?1, ?2, 'running', ?3, ?4)",
-            rusqlite::params![user, profile, serde_json::json!({ "text": text }).to_string(), now_ms],
+            rusqlite::params![
+                user,
+                profile,
+                serde_json::json!({ "text": text }).to_string(),
+                now_ms
+            ],
         )?;
         let mailing = tx.last_insert_rowid();
         for g in 0..s.groups_per_user {
@@ -96,7 +117,10 @@ fn seed(db_path: &Path, wappi: &FakeWappi, s: &Seed, now_ms: i64) -> anyhow::Res
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// Creates the schema by running `groupcast migrate` with the server's settings.
@@ -122,7 +146,10 @@ impl Backend {
     fn label(self) -> String {
         match self {
             Backend::Embedded => "embedded, 1 process".into(),
-            Backend::Redis { processes } => format!("redis, {processes} process{}", if processes > 1 { "es" } else { "" }),
+            Backend::Redis { processes } => format!(
+                "redis, {processes} process{}",
+                if processes > 1 { "es" } else { "" }
+            ),
         }
     }
 }
@@ -144,7 +171,10 @@ impl Rig {
 
     /// The highest peak RSS among the servers (VmHWM, KiB).
     fn peak_rss_kib(&self) -> Option<u64> {
-        self.servers.iter().filter_map(|s| s.pid().and_then(peak_rss_kib)).max()
+        self.servers
+            .iter()
+            .filter_map(|s| s.pid().and_then(peak_rss_kib))
+            .max()
     }
 }
 
@@ -158,8 +188,14 @@ async fn seeded(rate: &str, s: Seed, backend: Backend) -> anyhow::Result<Rig> {
     let processes = match backend {
         Backend::Embedded => 1,
         Backend::Redis { processes } => {
-            env.insert("REDIS_URL".into(), std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()));
-            env.insert("REDIS_PREFIX".into(), format!("bench-{}-{}:", std::process::id(), now_ms()));
+            env.insert(
+                "REDIS_URL".into(),
+                std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+            );
+            env.insert(
+                "REDIS_PREFIX".into(),
+                format!("bench-{}-{}:", std::process::id(), now_ms()),
+            );
             processes
         }
     };
@@ -173,18 +209,38 @@ async fn seeded(rate: &str, s: Seed, backend: Backend) -> anyhow::Result<Rig> {
         servers.push(Server::start(env.clone(), logs.path()).await);
         dirs.push(logs);
     }
-    Ok(Rig { _tg: tg, wappi, servers, _dirs: dirs })
+    Ok(Rig {
+        _tg: tg,
+        wappi,
+        servers,
+        _dirs: dirs,
+    })
 }
 
 async fn pacing_one_profile(backend: Backend) -> anyhow::Result<()> {
     let (n, rate) = (400usize, 50.0);
-    let mut rig = seeded("50", Seed { users: 1, groups_per_user: n as u32 }, backend).await?;
-    rig.wappi.wait_for_deliveries(n, Duration::from_secs(120)).await.map_err(anyhow::Error::msg)?;
+    let mut rig = seeded(
+        "50",
+        Seed {
+            users: 1,
+            groups_per_user: n as u32,
+        },
+        backend,
+    )
+    .await?;
+    rig.wappi
+        .wait_for_deliveries(n, Duration::from_secs(120))
+        .await
+        .map_err(anyhow::Error::msg)?;
     let sends: Vec<_> = rig.wappi.deliveries();
     let span = (sends[n - 1].at_ms - sends[0].at_ms) as f64 / 1000.0;
     let ideal = n as f64 / rate;
     let actual = span + 1.0 / rate;
-    let min_gap = sends.windows(2).map(|p| p[1].at_ms - p[0].at_ms).min().unwrap_or(0);
+    let min_gap = sends
+        .windows(2)
+        .map(|p| p[1].at_ms - p[0].at_ms)
+        .min()
+        .unwrap_or(0);
     let doubles = sends.len() - rig.wappi.delivery_count_by_recipient().len();
     rig.stop();
     println!(
@@ -206,9 +262,20 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
 
 async fn many_profiles(backend: Backend) -> anyhow::Result<()> {
     let (profiles, per, rate) = (200usize, 20usize, 5.0);
-    let mut rig = seeded("5", Seed { users: profiles as u32, groups_per_user: per as u32 }, backend).await?;
+    let mut rig = seeded(
+        "5",
+        Seed {
+            users: profiles as u32,
+            groups_per_user: per as u32,
+        },
+        backend,
+    )
+    .await?;
     let started = Instant::now();
-    rig.wappi.wait_for_deliveries(profiles * per, Duration::from_secs(180)).await.map_err(anyhow::Error::msg)?;
+    rig.wappi
+        .wait_for_deliveries(profiles * per, Duration::from_secs(180))
+        .await
+        .map_err(anyhow::Error::msg)?;
     let waited = started.elapsed().as_secs_f64();
     let rss = rig.peak_rss_kib();
     let sends = rig.wappi.deliveries();
@@ -216,7 +283,10 @@ async fn many_profiles(backend: Backend) -> anyhow::Result<()> {
     let last = sends.iter().map(|r| r.at_ms).max().unwrap_or(0);
     let mut by_profile: HashMap<String, Vec<i64>> = HashMap::new();
     for r in &sends {
-        by_profile.entry(r.profile_id.clone()).or_default().push(r.at_ms);
+        by_profile
+            .entry(r.profile_id.clone())
+            .or_default()
+            .push(r.at_ms);
     }
     let min_gap = by_profile
         .values()
@@ -234,7 +304,10 @@ async fn many_profiles(backend: Backend) -> anyhow::Result<()> {
         waited
     );
     match rss {
-        Some(kib) => println!("peak RSS of a server during that run: {:.1} MB (VmHWM; target <= 80 MB)", kib as f64 / 1024.0),
+        Some(kib) => println!(
+            "peak RSS of a server during that run: {:.1} MB (VmHWM; target <= 80 MB)",
+            kib as f64 / 1024.0
+        ),
         None => println!("peak RSS: unavailable (no /proc)"),
     }
     Ok(())
@@ -250,7 +323,9 @@ async fn webhook_latency() -> anyhow::Result<()> {
     env.insert("RUST_LOG".into(), "warn".into());
     let mut server = Server::start(env, dir.path()).await;
     let url = format!("{}/telegram/webhook", server.url());
-    let client = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
     let (rate, seconds) = (500u64, 4u64);
     let total = rate * seconds;
     let begin = tokio::time::Instant::now() + Duration::from_millis(100);
@@ -283,7 +358,8 @@ async fn webhook_latency() -> anyhow::Result<()> {
         lat.push(d);
     }
     lat.sort();
-    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)].as_secs_f64() * 1000.0;
+    let pct =
+        |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)].as_secs_f64() * 1000.0;
     server.terminate(Duration::from_secs(10));
     println!(
         "webhook ack latency at {rate} updates/s for {seconds} s ({total} updates, {bad} not 200): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (target p99 <= 50 ms)",

@@ -131,11 +131,19 @@ pub struct InlineKeyboardButton {
 
 impl InlineKeyboardButton {
     pub fn callback(text: impl Into<String>, data: impl Into<String>) -> Self {
-        InlineKeyboardButton { text: text.into(), callback_data: Some(data.into()), url: None }
+        InlineKeyboardButton {
+            text: text.into(),
+            callback_data: Some(data.into()),
+            url: None,
+        }
     }
 
     pub fn link(text: impl Into<String>, url: impl Into<String>) -> Self {
-        InlineKeyboardButton { text: text.into(), callback_data: None, url: Some(url.into()) }
+        InlineKeyboardButton {
+            text: text.into(),
+            callback_data: None,
+            url: Some(url.into()),
+        }
     }
 }
 
@@ -176,7 +184,11 @@ impl ReplyKeyboardMarkup {
         ReplyKeyboardMarkup {
             keyboard: rows
                 .into_iter()
-                .map(|r| r.into_iter().map(|t| KeyboardButton { text: t.into() }).collect())
+                .map(|r| {
+                    r.into_iter()
+                        .map(|t| KeyboardButton { text: t.into() })
+                        .collect()
+                })
                 .collect(),
             resize_keyboard: true,
         }
@@ -278,7 +290,8 @@ mod tests {
 
     #[test]
     fn outgoing_markup_serialises_as_the_api_expects() {
-        let inline = ReplyMarkup::Inline(InlineKeyboardMarkup::rows(vec![vec![("⛔", "cancel:1")]]));
+        let inline =
+            ReplyMarkup::Inline(InlineKeyboardMarkup::rows(vec![vec![("⛔", "cancel:1")]]));
         assert_eq!(
             serde_json::to_value(&inline).unwrap(),
             serde_json::json!({"inline_keyboard":[[{"text":"⛔","callback_data":"cancel:1"}]]})
