@@ -595,3 +595,50 @@ async fn relay(
     };
     tokio::join!(up, down);
 }
+
+impl Server {
+    /// A mailing's status in the ledger.
+    pub fn mailing_status(&self, id: i64) -> String {
+        self.db()
+            .query_row("SELECT status FROM mailings WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .unwrap()
+    }
+
+    /// A mailing's fencing number in the ledger.
+    pub fn mailing_fence(&self, id: i64) -> u64 {
+        self.db()
+            .query_row("SELECT fence FROM mailings WHERE id = ?1", [id], |r| {
+                r.get::<_, i64>(0)
+            })
+            .unwrap() as u64
+    }
+
+    /// The fences of this server's "driving mailing" log lines for one mailing, in order.
+    pub fn driving_fences(&self, id: i64) -> Vec<u64> {
+        self.log_events("driving mailing")
+            .iter()
+            .filter(|e| e["mailing"] == id)
+            .map(|e| e["fence"].as_u64().expect("fence"))
+            .collect()
+    }
+
+    /// Waits until the mailing is `done`; on timeout fails with its delivery states and the
+    /// last log lines.
+    pub async fn wait_done(&self, id: i64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.mailing_status(id) != "done" {
+            if Instant::now() > deadline {
+                let logs = self.logs();
+                let tail: Vec<&str> = logs.lines().rev().take(30).collect();
+                panic!(
+                    "mailing {id} not done within {timeout:?} ({:?}); last log lines:\n{}",
+                    self.delivery_states(id),
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}

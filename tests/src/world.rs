@@ -228,3 +228,56 @@ impl Person<'_> {
         (id, started)
     }
 }
+
+/// Send-arrival tolerance at the fake Wappi: the pacer spaces the *calls*; their arrival
+/// jitters by a few ms of loopback and scheduling.
+pub const JITTER_MS: i64 = 5;
+
+impl World {
+    /// A registered person on account `n` with `groups` groups (added to the fake account
+    /// too), the text set and the groups pasted: ready to start a mailing.
+    pub async fn ready(
+        &self,
+        id: i64,
+        n: u32,
+        groups: usize,
+        text: &str,
+    ) -> (Person<'_>, Account, Vec<String>) {
+        let acc = Account::numbered(n);
+        self.wappi.add_profile(&acc.profile, &acc.token);
+        let jids = self.groups(&acc, groups, n as u64);
+        let p = self.person(id);
+        p.registers(&acc).await;
+        p.sets_text(text).await;
+        p.sets_groups(&jids).await;
+        (p, acc, jids)
+    }
+
+    /// Every send request of a profile at the fake (any outcome), in arrival order.
+    pub fn sends(&self, profile: &str) -> Vec<crate::fake_wappi::Request> {
+        self.wappi
+            .requests()
+            .into_iter()
+            .filter(|r| r.is_send() && r.profile_id == profile)
+            .collect()
+    }
+
+    /// Each group received the text exactly once, and nothing went to chats outside the list.
+    pub fn assert_each_delivered_once(&self, jids: &[String]) {
+        let counts = self.wappi.delivery_count_by_recipient();
+        let wrong: Vec<_> = jids
+            .iter()
+            .filter(|j| counts.get(*j) != Some(&1))
+            .map(|j| (j, counts.get(j)))
+            .collect();
+        assert!(
+            wrong.is_empty(),
+            "groups not delivered exactly once: {wrong:?}"
+        );
+        assert_eq!(
+            counts.len(),
+            jids.len(),
+            "deliveries to chats outside the list"
+        );
+    }
+}

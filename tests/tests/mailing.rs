@@ -3,38 +3,9 @@
 
 use groupcast_e2e::fake_wappi::{Fault, Request};
 use groupcast_e2e::harness::wait_until;
-use groupcast_e2e::world::{Account, Person, World};
+use groupcast_e2e::world::{Person, World, JITTER_MS};
 use std::collections::HashMap;
 use std::time::Duration;
-
-/// Send-arrival tolerance at the fake: the pacer spaces the *calls*; arrival times at the
-/// fake jitter by a few ms of loopback and scheduling.
-const JITTER_MS: i64 = 5;
-
-async fn ready<'a>(
-    w: &'a World,
-    id: i64,
-    n: u32,
-    groups: usize,
-    text: &str,
-) -> (Person<'a>, Account, Vec<String>) {
-    let acc = Account::numbered(n);
-    w.wappi.add_profile(&acc.profile, &acc.token);
-    let jids = w.groups(&acc, groups, n as u64);
-    let p = w.person(id);
-    p.registers(&acc).await;
-    p.sets_text(text).await;
-    p.sets_groups(&jids).await;
-    (p, acc, jids)
-}
-
-fn sends(w: &World, profile: &str) -> Vec<Request> {
-    w.wappi
-        .requests()
-        .into_iter()
-        .filter(|r| r.is_send() && r.profile_id == profile)
-        .collect()
-}
 
 fn min_gap(sends: &[Request]) -> i64 {
     sends
@@ -48,7 +19,7 @@ fn min_gap(sends: &[Request]) -> i64 {
 async fn fifty_groups_each_exactly_once_paced_with_progress_and_report() {
     let w = World::start().await; // PROFILE_RATE_PER_SEC=10
     let text = "Продаётся квартира, 2 комнаты";
-    let (p, acc, jids) = ready(&w, 3001, 1, 50, text).await;
+    let (p, acc, jids) = w.ready(3001, 1, 50, text).await;
 
     p.says("/mailing");
     let preview = p.hears("Предпросмотр").await;
@@ -77,7 +48,7 @@ async fn fifty_groups_each_exactly_once_paced_with_progress_and_report() {
     );
 
     // At the fake: each group exactly once, the right text, in the list's order, paced.
-    let sent = sends(&w, &acc.profile);
+    let sent = w.sends(&acc.profile);
     assert_eq!(sent.len(), 50);
     let by_group: HashMap<_, _> = w.wappi.delivery_count_by_recipient();
     for jid in &jids {
@@ -151,7 +122,7 @@ async fn cancel_stops_before_the_next_send() {
         env.insert("PROFILE_RATE_PER_SEC".into(), "4".into());
     })
     .await;
-    let (p, acc, _) = ready(&w, 3002, 2, 40, "Отмена посреди").await;
+    let (p, acc, _) = w.ready(3002, 2, 40, "Отмена посреди").await;
     let (_, progress) = p.starts_mailing_msg().await;
     w.wappi
         .wait_for_deliveries(8, Duration::from_secs(20))
@@ -164,7 +135,7 @@ async fn cancel_stops_before_the_next_send() {
             .unwrap_or_else(|e| panic!("{e}\n{}", w.server.logs()));
     let report = p.hears("⚠️").await;
     assert!(report.text.contains("остановлена"), "{}", report.text);
-    let sent = sends(&w, &acc.profile);
+    let sent = w.sends(&acc.profile);
     let after_ack = sent.iter().filter(|r| r.at_ms > ack.at_ms).count();
     assert!(
         after_ack <= 1,
@@ -174,7 +145,7 @@ async fn cancel_stops_before_the_next_send() {
     // Nothing more is sent later.
     let n = sent.len();
     tokio::time::sleep(Duration::from_millis(800)).await; // several send intervals at 4/s
-    assert_eq!(sends(&w, &acc.profile).len(), n);
+    assert_eq!(w.sends(&acc.profile).len(), n);
     let id: i64 = w
         .server
         .db()
@@ -201,7 +172,7 @@ async fn no_subscription_no_mailing() {
         env.insert("TRIAL_DAYS".into(), "0".into());
     })
     .await;
-    let (p, _, _) = ready(&w, 3003, 3, 2, "Без подписки").await;
+    let (p, _, _) = w.ready(3003, 3, 2, "Без подписки").await;
     p.says("/mailing");
     p.hears("Подписка не активна").await;
     p.says("/subscribe");
@@ -215,7 +186,7 @@ async fn a_second_start_on_a_busy_profile_is_refused() {
         env.insert("PROFILE_RATE_PER_SEC".into(), "2".into());
     })
     .await;
-    let (p, _, _) = ready(&w, 3004, 4, 10, "Один раз").await;
+    let (p, _, _) = w.ready(3004, 4, 10, "Один раз").await;
     p.starts_mailing().await;
     p.says("/mailing");
     p.hears("уже идёт").await;
@@ -226,7 +197,7 @@ async fn a_second_start_on_a_busy_profile_is_refused() {
 #[tokio::test]
 async fn a_429_storm_pauses_the_profile_and_loses_nothing() {
     let w = World::start().await;
-    let (p, acc, jids) = ready(&w, 3005, 5, 20, "Шторм").await;
+    let (p, acc, jids) = w.ready(3005, 5, 20, "Шторм").await;
     // The 6th send onwards: five 429s in a row, each asking for 1 s.
     p.starts_mailing().await;
     w.wappi
@@ -235,7 +206,7 @@ async fn a_429_storm_pauses_the_profile_and_loses_nothing() {
         .unwrap();
     w.wappi.set_rate_limit_storm(&acc.profile, 5, 1);
     p.hears("✅").await;
-    let all = sends(&w, &acc.profile);
+    let all = w.sends(&acc.profile);
     let limited: Vec<&Request> = all
         .iter()
         .filter(|r| {
@@ -267,7 +238,7 @@ async fn a_429_storm_pauses_the_profile_and_loses_nothing() {
 #[tokio::test]
 async fn server_errors_are_retried_and_hopeless_groups_reported() {
     let w = World::start().await;
-    let (p, acc, jids) = ready(&w, 3006, 6, 6, "Ошибки").await;
+    let (p, acc, jids) = w.ready(3006, 6, 6, "Ошибки").await;
     w.wappi.push_fault(Fault::Status(502, "bad gateway".into()));
     w.wappi.push_fault(Fault::Status(500, "oops".into()));
     p.starts_mailing().await;
@@ -286,7 +257,7 @@ async fn server_errors_are_retried_and_hopeless_groups_reported() {
 #[tokio::test]
 async fn a_refused_group_fails_with_a_reason_and_the_rest_is_sent() {
     let w = World::start().await;
-    let (p, acc, mut jids) = ready(&w, 3007, 7, 3, "Не участник").await;
+    let (p, acc, mut jids) = w.ready(3007, 7, 3, "Не участник").await;
     // A group the account is not in: strict mode refuses unknown recipients.
     w.wappi.set_strict_recipients(true);
     jids.push("120363999999999999@g.us".into());
@@ -300,7 +271,7 @@ async fn a_refused_group_fails_with_a_reason_and_the_rest_is_sent() {
     );
     assert!(report.text.contains("Ошибок: 1"), "{}", report.text);
     assert_eq!(
-        sends(&w, &acc.profile)
+        w.sends(&acc.profile)
             .iter()
             .filter(|r| r.recipient.as_deref() == Some("120363999999999999@g.us"))
             .count(),
@@ -315,8 +286,8 @@ async fn two_users_mail_at_once_on_their_own_numbers() {
         env.insert("PROFILE_RATE_PER_SEC".into(), "5".into());
     })
     .await;
-    let (a, acc_a, jids_a) = ready(&w, 3010, 10, 15, "Текст Анны").await;
-    let (b, acc_b, jids_b) = ready(&w, 3011, 11, 15, "Текст Бориса").await;
+    let (a, acc_a, jids_a) = w.ready(3010, 10, 15, "Текст Анны").await;
+    let (b, acc_b, jids_b) = w.ready(3011, 11, 15, "Текст Бориса").await;
     // Both look at their previews, then press ✅ one right after the other.
     a.says("/mailing");
     b.says("/mailing");
@@ -326,8 +297,8 @@ async fn two_users_mail_at_once_on_their_own_numbers() {
     b.presses(pb.message_id, &Person::button(&pb, "✅"));
     a.hears("✅").await;
     b.hears("✅").await;
-    let sa = sends(&w, &acc_a.profile);
-    let sb = sends(&w, &acc_b.profile);
+    let sa = w.sends(&acc_a.profile);
+    let sb = w.sends(&acc_b.profile);
     assert!(sa
         .iter()
         .all(|r| r.body_text.as_deref() == Some("Текст Анны")
@@ -358,7 +329,7 @@ async fn two_users_mail_at_once_on_their_own_numbers() {
 #[tokio::test]
 async fn whatsapp_logged_out_pauses_and_resume_continues() {
     let w = World::start().await;
-    let (p, acc, jids) = ready(&w, 3012, 12, 8, "Пауза").await;
+    let (p, acc, jids) = w.ready(3012, 12, 8, "Пауза").await;
     // Three sends go through, then WhatsApp turns out to be logged out.
     for _ in 0..3 {
         w.wappi.push_fault(Fault::Delay(Duration::ZERO));

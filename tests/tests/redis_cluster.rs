@@ -10,31 +10,11 @@
 
 use groupcast_e2e::fake_wappi::{Fault, Request};
 use groupcast_e2e::harness::{events_in, test_seed, wait_until, Server, TapSend, WappiTap};
-use groupcast_e2e::world::{Account, Person, World};
+use groupcast_e2e::world::{Account, Person, World, JITTER_MS};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
-
-/// Send-arrival tolerance at the fake (loopback and scheduling jitter), as in `mailing.rs`.
-const JITTER_MS: i64 = 5;
-
-async fn ready<'a>(
-    w: &'a World,
-    user: i64,
-    n: u32,
-    groups: usize,
-    text: &str,
-) -> (Person<'a>, Account, Vec<String>) {
-    let acc = Account::numbered(n);
-    w.wappi.add_profile(&acc.profile, &acc.token);
-    let jids = w.groups(&acc, groups, n as u64);
-    let p = w.person(user);
-    p.registers(&acc).await;
-    p.sets_text(text).await;
-    p.sets_groups(&jids).await;
-    (p, acc, jids)
-}
 
 /// World settings: a server whose Wappi calls go through a new tap, which is stored in `tap`.
 fn tapped(tap: &mut Option<WappiTap>) -> impl FnOnce(&mut HashMap<String, String>) + '_ {
@@ -43,32 +23,6 @@ fn tapped(tap: &mut Option<WappiTap>) -> impl FnOnce(&mut HashMap<String, String
         env.insert("WAPPI_API_URL".into(), t.url());
         *tap = Some(t);
     }
-}
-
-fn sends(w: &World, profile: &str) -> Vec<Request> {
-    w.wappi
-        .requests()
-        .into_iter()
-        .filter(|r| r.is_send() && r.profile_id == profile)
-        .collect()
-}
-
-fn assert_each_delivered_once(w: &World, jids: &[String]) {
-    let counts = w.wappi.delivery_count_by_recipient();
-    let wrong: Vec<_> = jids
-        .iter()
-        .filter(|j| counts.get(*j) != Some(&1))
-        .map(|j| (j, counts.get(j)))
-        .collect();
-    assert!(
-        wrong.is_empty(),
-        "groups not delivered exactly once: {wrong:?}"
-    );
-    assert_eq!(
-        counts.len(),
-        jids.len(),
-        "deliveries to chats outside the list"
-    );
 }
 
 fn min_gap_ms(reqs: &[Request]) -> i64 {
@@ -85,22 +39,6 @@ fn max_gap_ms(reqs: &[Request]) -> i64 {
         .unwrap_or(0)
 }
 
-fn mailing_status(s: &Server, id: i64) -> String {
-    s.db()
-        .query_row("SELECT status FROM mailings WHERE id = ?1", [id], |r| {
-            r.get(0)
-        })
-        .unwrap()
-}
-
-fn mailing_fence(s: &Server, id: i64) -> u64 {
-    s.db()
-        .query_row("SELECT fence FROM mailings WHERE id = ?1", [id], |r| {
-            r.get::<_, i64>(0)
-        })
-        .unwrap() as u64
-}
-
 fn row_state(s: &Server, id: i64, jid: &str) -> (String, Option<String>) {
     s.db()
         .query_row(
@@ -109,27 +47,6 @@ fn row_state(s: &Server, id: i64, jid: &str) -> (String, Option<String>) {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .unwrap()
-}
-
-/// The fences of a server's "driving mailing" log lines for one mailing.
-fn driving_fences(s: &Server, id: i64) -> Vec<u64> {
-    s.log_events("driving mailing")
-        .iter()
-        .filter(|e| e["mailing"] == id)
-        .map(|e| e["fence"].as_u64().expect("fence"))
-        .collect()
-}
-
-async fn wait_done(s: &Server, id: i64, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    while mailing_status(s, id) != "done" {
-        assert!(
-            Instant::now() < deadline,
-            "mailing {id} not done within {timeout:?}: {:?}",
-            s.delivery_states(id)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Reports sent to a user (messages starting with ✅ or ⚠️).
@@ -265,9 +182,9 @@ async fn fifty_profiles_on_two_processes(jitter_ms: i64) {
 
     // Every group once, with its own user's text, from its own profile.
     let all_jids: Vec<String> = jids.iter().flatten().cloned().collect();
-    assert_each_delivered_once(&w, &all_jids);
+    w.assert_each_delivered_once(&all_jids);
     for (i, acc) in accounts.iter().enumerate() {
-        let s = sends(&w, &acc.profile);
+        let s = w.sends(&acc.profile);
         assert_eq!(s.len(), GROUPS, "profile {i}");
         assert!(s
             .iter()
@@ -303,11 +220,12 @@ async fn fifty_profiles_on_two_processes(jitter_ms: i64) {
     // Pacing per profile, measured where the fake received the calls.
     let gaps: Vec<i64> = accounts
         .iter()
-        .map(|a| min_gap_ms(&sends(&w, &a.profile)))
+        .map(|a| min_gap_ms(&w.sends(&a.profile)))
         .collect();
     let worst = *gaps.iter().min().unwrap();
     let worst_profile = &accounts[gaps.iter().position(|g| *g == worst).unwrap()].profile;
-    let arrivals: Vec<i64> = sends(&w, worst_profile)
+    let arrivals: Vec<i64> = w
+        .sends(worst_profile)
         .iter()
         .map(|r| r.at_ms % 86_400_000)
         .collect();
@@ -358,11 +276,11 @@ async fn kill_9_of_the_driver_the_other_process_takes_over_within_the_lease() {
     .await;
     let tap_a = tap_a.unwrap();
     let (acc, jids, id) = {
-        let (p, acc, jids) = ready(&w, 7001, 71, 120, "Передача при сбое").await;
+        let (p, acc, jids) = w.ready(7001, 71, 120, "Передача при сбое").await;
         (acc, jids, p.starts_mailing().await)
     };
     wait_until("A drives", Duration::from_secs(10), || {
-        !driving_fences(&w.server, id).is_empty()
+        !w.server.driving_fences(id).is_empty()
     })
     .await;
     let tap_b = WappiTap::start(&w.wappi.url());
@@ -381,7 +299,7 @@ async fn kill_9_of_the_driver_the_other_process_takes_over_within_the_lease() {
     w.server.kill9();
     let killed = Instant::now();
     assert!(tap_b.sends().is_empty(), "B sent while A held the lease");
-    wait_done(&b, id, Duration::from_secs(30)).await;
+    b.wait_done(id, Duration::from_secs(30)).await;
 
     let (a_sends, b_sends) = (tap_a.sends(), tap_b.sends());
     let a_last = a_sends.last().unwrap().at;
@@ -401,19 +319,19 @@ async fn kill_9_of_the_driver_the_other_process_takes_over_within_the_lease() {
         a_sends.iter().all(|s| s.at < b_first),
         "the two processes' sends interleave"
     );
-    assert_eq!(a_sends.len() + b_sends.len(), sends(&w, &acc.profile).len());
-    assert_each_delivered_once(&w, &jids);
+    assert_eq!(a_sends.len() + b_sends.len(), w.sends(&acc.profile).len());
+    w.assert_each_delivered_once(&jids);
     assert_eq!(
         b.delivery_states(id),
         HashMap::from([("sent".to_string(), 120)])
     );
-    let (fa, fb) = (driving_fences(&w.server, id), driving_fences(&b, id));
+    let (fa, fb) = (w.server.driving_fences(id), b.driving_fences(id));
     assert_eq!(
         (fa.len(), fb.len()),
         (1, 1),
         "A drove {fa:?}, B drove {fb:?}"
     );
-    assert!(fb[0] > fa[0] && mailing_fence(&b, id) == fb[0]);
+    assert!(fb[0] > fa[0] && b.mailing_fence(id) == fb[0]);
     w.person(7001).hears("✅").await;
     assert_eq!(reports(&w, 7001), 1);
 }
@@ -443,7 +361,7 @@ async fn kill_9_of_the_driver_of_a_young_mailing_is_taken_over_within_lease_or_r
     let phase = Duration::from_millis(rng.gen_range(0..5000));
     tokio::time::sleep(phase).await;
     let (jids, id) = {
-        let (p, _, jids) = ready(&w, 7002, 72, 150, "Молодая рассылка").await;
+        let (p, _, jids) = w.ready(7002, 72, 150, "Молодая рассылка").await;
         (jids, p.starts_mailing().await)
     };
     w.wappi
@@ -451,7 +369,7 @@ async fn kill_9_of_the_driver_of_a_young_mailing_is_taken_over_within_lease_or_r
         .await
         .unwrap();
     let mut w = w;
-    let a_drives = !driving_fences(&w.server, id).is_empty();
+    let a_drives = !w.server.driving_fences(id).is_empty();
     let killed = Instant::now();
     let before = w.wappi.deliveries().len();
     if a_drives {
@@ -476,8 +394,8 @@ async fn kill_9_of_the_driver_of_a_young_mailing_is_taken_over_within_lease_or_r
         after <= Duration::from_millis(5000 + 1500),
         "the survivor took {after:?} to take over (2 s lease, 5 s rescan)"
     );
-    wait_done(survivor, id, Duration::from_secs(30)).await;
-    assert_each_delivered_once(&w, &jids);
+    survivor.wait_done(id, Duration::from_secs(30)).await;
+    w.assert_each_delivered_once(&jids);
 }
 
 /// Issue: "SIGTERM: stop taking new work, finish or abandon-and-record the in-flight send,
@@ -498,7 +416,7 @@ async fn sigterm_records_the_in_flight_send_releases_the_lease_and_exits_within_
     .await;
     let tap_a = tap_a.unwrap();
     let (acc, jids, id) = {
-        let (p, acc, jids) = ready(&w, 7003, 73, 80, "Плавная остановка").await;
+        let (p, acc, jids) = w.ready(7003, 73, 80, "Плавная остановка").await;
         // The 40th send is delivered but answered after 1.5 s.
         for _ in 0..39 {
             w.wappi.push_fault(Fault::Delay(Duration::ZERO));
@@ -508,7 +426,7 @@ async fn sigterm_records_the_in_flight_send_releases_the_lease_and_exits_within_
         (acc, jids, p.starts_mailing().await)
     };
     wait_until("A drives", Duration::from_secs(10), || {
-        !driving_fences(&w.server, id).is_empty()
+        !w.server.driving_fences(id).is_empty()
     })
     .await;
     let tap_b = WappiTap::start(&w.wappi.url());
@@ -532,7 +450,7 @@ async fn sigterm_records_the_in_flight_send_releases_the_lease_and_exits_within_
     // The abandoned send is recorded, not forgotten: B cannot have settled it yet (2 s delay).
     let recorded = row_state(&w.server, id, &in_flight);
 
-    wait_done(&b, id, Duration::from_secs(30)).await;
+    b.wait_done(id, Duration::from_secs(30)).await;
     let logs = w.server.logs();
     eprintln!("A exited {took:?} after SIGTERM; the in-flight row then: {recorded:?}");
     assert_eq!(recorded.0, "in_doubt", "{recorded:?}");
@@ -578,9 +496,9 @@ async fn sigterm_records_the_in_flight_send_releases_the_lease_and_exits_within_
     );
     assert_eq!(
         tap_a.sends().len() + tap_b.sends().len(),
-        sends(&w, &acc.profile).len()
+        w.sends(&acc.profile).len()
     );
-    assert_each_delivered_once(&w, &jids);
+    w.assert_each_delivered_once(&jids);
     assert_eq!(
         b.delivery_states(id),
         HashMap::from([("sent".to_string(), 80)])
@@ -607,11 +525,11 @@ async fn deploy_new_process_next_to_the_old_then_old_stopped_skips_and_doubles_n
     .await;
     let tap_old = tap_old.unwrap();
     let (acc, jids, id) = {
-        let (p, acc, jids) = ready(&w, 7004, 74, 200, "Выкладка без простоя").await;
+        let (p, acc, jids) = w.ready(7004, 74, 200, "Выкладка без простоя").await;
         (acc, jids, p.starts_mailing().await)
     };
     wait_until("the old process drives", Duration::from_secs(10), || {
-        !driving_fences(&w.server, id).is_empty()
+        !w.server.driving_fences(id).is_empty()
     })
     .await;
     let tap_new = WappiTap::start(&w.wappi.url());
@@ -631,10 +549,10 @@ async fn deploy_new_process_next_to_the_old_then_old_stopped_skips_and_doubles_n
         .terminate_async(Duration::from_secs(10))
         .await
         .expect("the old process did not exit within 10 s");
-    wait_done(&new, id, Duration::from_secs(30)).await;
+    new.wait_done(id, Duration::from_secs(30)).await;
 
     let delivered = w.wappi.deliveries();
-    let all = sends(&w, &acc.profile);
+    let all = w.sends(&acc.profile);
     let (old_sends, new_sends) = (tap_old.sends(), tap_new.sends());
     eprintln!(
         "old stopped after {stop_at} deliveries, exit took {took:?}; old sent {}, new sent {}; largest pause {} ms, smallest gap {} ms (all sends)",
@@ -643,7 +561,7 @@ async fn deploy_new_process_next_to_the_old_then_old_stopped_skips_and_doubles_n
         max_gap_ms(&delivered),
         min_gap_ms(&all)
     );
-    assert_each_delivered_once(&w, &jids);
+    w.assert_each_delivered_once(&jids);
     assert_eq!(
         new.delivery_states(id),
         HashMap::from([("sent".to_string(), 200)])
@@ -679,7 +597,7 @@ async fn deploy_new_process_next_to_the_old_then_old_stopped_skips_and_doubles_n
         .unwrap()
         .at;
     assert!(new_first_at.duration_since(old_last) >= Duration::from_millis(50 - JITTER_MS as u64));
-    let (fo, fnew) = (driving_fences(&w.server, id), driving_fences(&new, id));
+    let (fo, fnew) = (w.server.driving_fences(id), new.driving_fences(id));
     assert!(
         fo.len() == 1 && fnew.len() == 1 && fnew[0] > fo[0],
         "old {fo:?}, new {fnew:?}"

@@ -7,76 +7,12 @@
 
 use groupcast_e2e::fake_wappi::{Fault, Outcome, Request};
 use groupcast_e2e::harness::{test_seed, unix_ms, wait_until, PrivateRedis, Server, WappiTap};
-use groupcast_e2e::world::{Account, Person, World};
+use groupcast_e2e::world::{World, JITTER_MS};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
-
-/// Send-arrival tolerance at the fake (loopback and scheduling jitter), as in `mailing.rs`.
-const JITTER_MS: i64 = 5;
-
-async fn ready<'a>(
-    w: &'a World,
-    user: i64,
-    n: u32,
-    groups: usize,
-    text: &str,
-) -> (Person<'a>, Account, Vec<String>) {
-    let acc = Account::numbered(n);
-    w.wappi.add_profile(&acc.profile, &acc.token);
-    let jids = w.groups(&acc, groups, n as u64);
-    let p = w.person(user);
-    p.registers(&acc).await;
-    p.sets_text(text).await;
-    p.sets_groups(&jids).await;
-    (p, acc, jids)
-}
-
-/// Every send request of a profile (any outcome), in arrival order.
-fn sends(w: &World, profile: &str) -> Vec<Request> {
-    w.wappi
-        .requests()
-        .into_iter()
-        .filter(|r| r.is_send() && r.profile_id == profile)
-        .collect()
-}
-
-/// Each group received the text exactly once (and nothing else was delivered).
-fn assert_each_delivered_once(w: &World, jids: &[String]) {
-    let counts = w.wappi.delivery_count_by_recipient();
-    let wrong: Vec<_> = jids
-        .iter()
-        .filter(|j| counts.get(*j) != Some(&1))
-        .map(|j| (j, counts.get(j)))
-        .collect();
-    assert!(
-        wrong.is_empty(),
-        "groups not delivered exactly once: {wrong:?}"
-    );
-    assert_eq!(
-        counts.len(),
-        jids.len(),
-        "deliveries to chats outside the list"
-    );
-}
-
-fn mailing_status(s: &Server, id: i64) -> String {
-    s.db()
-        .query_row("SELECT status FROM mailings WHERE id = ?1", [id], |r| {
-            r.get(0)
-        })
-        .unwrap()
-}
-
-fn mailing_fence(s: &Server, id: i64) -> u64 {
-    s.db()
-        .query_row("SELECT fence FROM mailings WHERE id = ?1", [id], |r| {
-            r.get::<_, i64>(0)
-        })
-        .unwrap() as u64
-}
 
 /// The ledger row of one group: state, attempts, error, updated_at.
 fn row(s: &Server, id: i64, jid: &str) -> (String, i64, Option<String>, i64) {
@@ -87,31 +23,6 @@ fn row(s: &Server, id: i64, jid: &str) -> (String, i64, Option<String>, i64) {
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .unwrap()
-}
-
-/// The fences of the "driving mailing" log lines of a server, in order.
-fn driving_fences(s: &Server, id: i64) -> Vec<u64> {
-    s.log_events("driving mailing")
-        .iter()
-        .filter(|e| e["mailing"] == id)
-        .map(|e| e["fence"].as_u64().expect("fence"))
-        .collect()
-}
-
-async fn wait_done(s: &Server, id: i64, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    while mailing_status(s, id) != "done" {
-        if Instant::now() > deadline {
-            let logs = s.logs();
-            let tail: Vec<&str> = logs.lines().rev().take(30).collect();
-            panic!(
-                "mailing {id} not done within {timeout:?} ({:?}); last log lines:\n{}",
-                s.delivery_states(id),
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Spec A.1 on the Redis backend: `kill -9` at 20 random moments of one 200-group mailing at
@@ -129,7 +40,7 @@ async fn twenty_kill_9s_in_a_200_group_mailing_each_group_once() {
     })
     .await;
     let (acc, jids) = {
-        let (_, acc, jids) = ready(&w, 6001, 61, 200, "Двадцать падений").await;
+        let (_, acc, jids) = w.ready(6001, 61, 200, "Двадцать падений").await;
         (acc, jids)
     };
     // Answers take 0–25 ms, so a kill right after an arrival often lands while the send is in
@@ -168,7 +79,7 @@ async fn twenty_kill_9s_in_a_200_group_mailing_each_group_once() {
         at_kill.iter().all(|n| *n < 200),
         "a kill landed after the end: {at_kill:?}"
     );
-    wait_done(&w.server, id, Duration::from_secs(60)).await;
+    w.server.wait_done(id, Duration::from_secs(60)).await;
     let took = started.elapsed();
 
     // Ledger: every row final, failures with a reason.
@@ -210,19 +121,19 @@ async fn twenty_kill_9s_in_a_200_group_mailing_each_group_once() {
         200 - failed.len() as i64
     );
     // Each run that took the lease drove with a larger fence than the one before.
-    let fences = driving_fences(&w.server, id);
+    let fences = w.server.driving_fences(id);
     assert!(
         fences.len() >= 2 && fences.windows(2).all(|f| f[0] < f[1]),
         "fences {fences:?}"
     );
-    assert_eq!(mailing_fence(&w.server, id), *fences.last().unwrap());
+    assert_eq!(w.server.mailing_fence(id), *fences.last().unwrap());
     let reads = w
         .wappi
         .requests()
         .iter()
         .filter(|r| r.path.ends_with("/messages/get"))
         .count();
-    let sent = sends(&w, &acc.profile).len();
+    let sent = w.sends(&acc.profile).len();
     eprintln!(
         "20 kills: {took:?} in all, {} runs drove, {reads} history reads (in-doubt rows settled), {sent} send requests, {} failed",
         fences.len(),
@@ -262,7 +173,7 @@ async fn a_runner_frozen_past_its_lease_sends_nothing_more_and_its_stale_write_i
     })
     .await;
     let tap_a = tap_a.unwrap();
-    let (p, acc, jids) = ready(&w, 6002, 62, 100, "Заморозка").await;
+    let (p, acc, jids) = w.ready(6002, 62, 100, "Заморозка").await;
     // The 30th send is answered after 3 s (the client gives up after 1 s): the runner is
     // frozen while it waits for that answer.
     for _ in 0..29 {
@@ -271,7 +182,7 @@ async fn a_runner_frozen_past_its_lease_sends_nothing_more_and_its_stale_write_i
     w.wappi.push_fault(Fault::Delay(Duration::from_secs(3)));
     let id = p.starts_mailing().await;
     wait_until("A drives", Duration::from_secs(10), || {
-        !driving_fences(&w.server, id).is_empty()
+        !w.server.driving_fences(id).is_empty()
     })
     .await;
     // B starts next to A: its start-up scan resumes every running mailing, so its driver
@@ -313,8 +224,8 @@ async fn a_runner_frozen_past_its_lease_sends_nothing_more_and_its_stale_write_i
         handover <= Duration::from_millis(2000 + 1500),
         "B took {handover:?} to take over a 2 s lease"
     );
-    let b_fence = *driving_fences(&b, id).first().expect("B drives");
-    assert!(b_fence > driving_fences(&w.server, id)[0]);
+    let b_fence = *b.driving_fences(id).first().expect("B drives");
+    assert!(b_fence > w.server.driving_fences(id)[0]);
     // The row of the send in flight was settled by B from the group's history.
     wait_until(
         "B settles the in-flight row",
@@ -364,9 +275,9 @@ async fn a_runner_frozen_past_its_lease_sends_nothing_more_and_its_stale_write_i
         "lease after A's release: {lease:?}"
     );
     // The mailing still carries B's fence: nothing of A's was accepted.
-    assert_eq!(mailing_fence(&w.server, id), b_fence);
+    assert_eq!(w.server.mailing_fence(id), b_fence);
 
-    wait_done(&w.server, id, Duration::from_secs(30)).await;
+    w.server.wait_done(id, Duration::from_secs(30)).await;
     p.hears("✅").await;
     // A sent nothing after it was resumed; B did the rest.
     assert!(
@@ -380,9 +291,9 @@ async fn a_runner_frozen_past_its_lease_sends_nothing_more_and_its_stale_write_i
     );
     assert_eq!(
         tap_a.sends().len() + tap_b.sends().len(),
-        sends(&w, &acc.profile).len()
+        w.sends(&acc.profile).len()
     );
-    assert_each_delivered_once(&w, &jids);
+    w.assert_each_delivered_once(&jids);
     assert_eq!(
         w.server.delivery_states(id),
         HashMap::from([("sent".to_string(), 100)])
@@ -428,7 +339,7 @@ async fn redis_restarted_empty_mid_mailing_the_mailing_completes() {
         env.insert("WAPPI_TIMEOUT_SECS".into(), "1".into());
     })
     .await;
-    let (p, _acc, jids) = ready(&w, 6003, 63, 200, "Redis перезапущен").await;
+    let (p, _acc, jids) = w.ready(6003, 63, 200, "Redis перезапущен").await;
     let id = p.starts_mailing().await;
     w.wappi
         .wait_for_deliveries(50, Duration::from_secs(20))
@@ -453,7 +364,7 @@ async fn redis_restarted_empty_mid_mailing_the_mailing_completes() {
     let delivered_down = w.wappi.deliveries().len();
     redis.restart().await;
     let up_at = Instant::now();
-    wait_done(&w.server, id, Duration::from_secs(40)).await;
+    w.server.wait_done(id, Duration::from_secs(40)).await;
     p.hears("✅").await;
 
     // Nothing was sent while Redis was away (but a send already in flight at the kill).
@@ -469,12 +380,12 @@ async fn redis_restarted_empty_mid_mailing_the_mailing_completes() {
         during.len()
     );
     assert!(delivered_down < 200);
-    assert_each_delivered_once(&w, &jids);
+    w.assert_each_delivered_once(&jids);
     assert_eq!(
         w.server.delivery_states(id),
         HashMap::from([("sent".to_string(), 200)])
     );
-    let fences = driving_fences(&w.server, id);
+    let fences = w.server.driving_fences(id);
     assert!(
         fences.len() >= 2 && fences.windows(2).all(|f| f[0] < f[1]),
         "fences {fences:?}"
@@ -519,7 +430,7 @@ async fn flaky_gateway(no_reads_in_pauses: bool) {
         env.insert("LEASE_TTL_SECS".into(), "3".into());
     })
     .await;
-    let (p, acc, jids) = ready(&w, 6004, 64, 200, "Неустойчивый шлюз").await;
+    let (p, acc, jids) = w.ready(6004, 64, 200, "Неустойчивый шлюз").await;
     w.wappi.set_random_faults(seed, 0.3, 0.05);
     let id = p.starts_mailing().await;
     w.wappi
@@ -530,14 +441,14 @@ async fn flaky_gateway(no_reads_in_pauses: bool) {
     // profile is paused.
     w.wappi.push_fault(Fault::DropAfterAccept);
     w.wappi.set_rate_limit_storm(&acc.profile, 3, 1);
-    wait_done(&w.server, id, Duration::from_secs(90)).await;
+    w.server.wait_done(id, Duration::from_secs(90)).await;
 
-    assert_each_delivered_once(&w, &jids);
+    w.assert_each_delivered_once(&jids);
     assert_eq!(
         w.server.delivery_states(id),
         HashMap::from([("sent".to_string(), 200)])
     );
-    let all = sends(&w, &acc.profile);
+    let all = w.sends(&acc.profile);
     let is_5xx = |r: &Request| {
         matches!(
             r.outcome,
