@@ -123,6 +123,8 @@ struct Inner {
     /// Bumped by every `getUpdates`; an older long poll that sees a newer one answers 409.
     poll_generation: u64,
     webhook: Option<Webhook>,
+    /// `last_error_date` (unix s) and `last_error_message` of `getWebhookInfo`.
+    webhook_error: Option<(i64, String)>,
     chats: HashMap<i64, ChatState>,
     /// Callback query ids seen, with the answer once given.
     callbacks: HashMap<String, Option<Value>>,
@@ -151,6 +153,8 @@ struct ChatState {
     /// How far `wait_for_message` has read `sent`.
     cursor: usize,
     fail_next: Option<(u64, u32)>,
+    /// The next sends answered with this HTTP status (a 5xx), and how many.
+    fail_status: Option<(u16, u32)>,
     /// Monotonic ms before which a send is answered 429 (after a 429).
     blocked_until: i64,
     /// GCRA theoretical arrival time, monotonic ms.
@@ -314,6 +318,16 @@ impl FakeTelegram {
         }
     }
 
+    /// Makes `getWebhookInfo` report a failed delivery (`last_error_date`, `last_error_message`),
+    /// as Telegram does when it could not reach the webhook.
+    pub fn set_webhook_error(&self, message: &str) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        self.lock().webhook_error = Some((now, message.to_string()));
+    }
+
     /// Makes a chat known without an update from it (sends to unknown chats fail, as on
     /// Telegram when the user never wrote to the bot).
     pub fn add_chat(&self, chat_id: i64) {
@@ -330,6 +344,12 @@ impl FakeTelegram {
     /// `retry_after_secs`.
     pub fn fail_next_with_429(&self, chat_id: i64, retry_after_secs: u64, count: u32) {
         self.lock().chat(chat_id).fail_next = Some((retry_after_secs, count));
+    }
+
+    /// The next `count` sends to `chat_id` are answered with HTTP `status` (e.g. 502), as
+    /// Telegram's front end does when the Bot API backend is down.
+    pub fn fail_next_with_status(&self, chat_id: i64, status: u16, count: u32) {
+        self.lock().chat(chat_id).fail_status = Some((status, count));
     }
 
     /// In strict mode a send that breaks a limit is refused with a 429, as Telegram may do.
@@ -685,6 +705,14 @@ impl Inner {
         let strict = self.strict;
         let mut violations = Vec::new();
         let chat = self.chat(chat_id);
+        if let Some((status, count)) = chat.fail_status {
+            chat.fail_status = (count > 1).then_some((status, count - 1));
+            return Err(ApiError {
+                code: status,
+                description: "Bad Gateway".into(),
+                retry_after: None,
+            });
+        }
         if let Some((secs, count)) = chat.fail_next {
             chat.fail_next = (count > 1).then_some((secs, count - 1));
             chat.blocked_until = chat.blocked_until.max(now + secs as i64 * 1000);
@@ -1086,6 +1114,10 @@ impl Inner {
             "has_custom_certificate": false,
             "pending_update_count": self.queue.len(),
         });
+        if let Some((date, message)) = &self.webhook_error {
+            info["last_error_date"] = json!(date);
+            info["last_error_message"] = json!(message);
+        }
         if self.webhook.is_some() {
             info["max_connections"] = json!(40);
             info["ip_address"] = json!("127.0.0.1");
@@ -2052,7 +2084,9 @@ mod tests {
         assert_eq!(tg.current_text(22, last.0).as_deref(), Some("m4 edited"));
 
         tg.add_file("AgACdoc", b"\x89PNG photo".to_vec());
-        let path = client.get_file("AgACdoc").await.unwrap();
+        let file = client.get_file("AgACdoc").await.unwrap();
+        assert_eq!(file.file_size, Some(10));
+        let path = file.file_path.unwrap();
         assert_eq!(client.download_file(&path).await.unwrap(), b"\x89PNG photo");
         let sent = client
             .send_photo_bytes(
@@ -2065,10 +2099,13 @@ mod tests {
             .await
             .unwrap();
         let photo = tg.sent_to(22).last().cloned().unwrap();
-        assert_eq!((photo.message_id, photo.text.as_str()), (sent.0, "cap"));
+        assert_eq!((photo.message_id, photo.text.as_str()), (sent.message_id.0, "cap"));
+        assert_eq!(photo.photo.as_deref(), Some(sent.file_id.as_str()));
         let path = client
-            .get_file(photo.photo.as_deref().unwrap())
+            .get_file(&sent.file_id)
             .await
+            .unwrap()
+            .file_path
             .unwrap();
         assert_eq!(client.download_file(&path).await.unwrap(), b"\x89PNG new");
         assert_eq!(tg.violations(), vec![]);

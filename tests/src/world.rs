@@ -11,10 +11,30 @@ use std::time::Duration;
 /// How long a step of a dialogue may take before a test fails.
 pub const STEP: Duration = Duration::from_secs(15);
 
-pub struct World {
+/// What runs the bot in a [`World`]: the native `groupcast` binary ([`Server`], long polling)
+/// by default, or the Cloudflare Worker under `wrangler dev`
+/// ([`Worker`](crate::worker_harness::Worker), webhook).
+pub trait Bot {
+    /// Hands the bot one update from the user, in order with the earlier ones.
+    fn deliver(&self, tg: &FakeTelegram, update: Value);
+    /// Everything the bot logged (shown when a step times out).
+    fn logs(&self) -> String;
+}
+
+impl Bot for Server {
+    fn deliver(&self, tg: &FakeTelegram, update: Value) {
+        tg.push_update(update);
+    }
+
+    fn logs(&self) -> String {
+        Server::logs(self)
+    }
+}
+
+pub struct World<S: Bot = Server> {
     pub tg: FakeTelegram,
     pub wappi: FakeWappi,
-    pub server: Server,
+    pub server: S,
     pub dir: tempfile::TempDir,
     /// The Redis key namespace of a world started with [`World::start_redis_with`] (its keys
     /// are deleted when the world is dropped, after its server stopped).
@@ -109,8 +129,10 @@ impl World {
             crate::harness::WEBHOOK_SECRET.into(),
         );
     }
+}
 
-    pub fn person(&self, id: i64) -> Person<'_> {
+impl<S: Bot> World<S> {
+    pub fn person(&self, id: i64) -> Person<'_, S> {
         Person { w: self, id }
     }
 
@@ -128,15 +150,15 @@ impl World {
 }
 
 /// A Telegram user talking to the bot.
-pub struct Person<'a> {
-    pub w: &'a World,
+pub struct Person<'a, S: Bot = Server> {
+    pub w: &'a World<S>,
     pub id: i64,
 }
 
-impl Person<'_> {
+impl<S: Bot> Person<'_, S> {
     pub fn says(&self, text: &str) {
         let u = self.w.tg.text_message(self.id, text);
-        self.w.tg.push_update(u);
+        self.w.server.deliver(&self.w.tg, u);
     }
 
     pub fn says_formatted(&self, text: &str, entities: Value) {
@@ -144,12 +166,12 @@ impl Person<'_> {
             .w
             .tg
             .text_message_with_entities(self.id, text, entities);
-        self.w.tg.push_update(u);
+        self.w.server.deliver(&self.w.tg, u);
     }
 
     pub fn presses(&self, message_id: i64, data: &str) {
         let u = self.w.tg.callback(self.id, message_id, data);
-        self.w.tg.push_update(u);
+        self.w.server.deliver(&self.w.tg, u);
     }
 
     /// The next bot message to this person containing `needle`.
@@ -168,7 +190,9 @@ impl Person<'_> {
                 )
             })
     }
+}
 
+impl Person<'_> {
     /// The inline button of `msg` whose label contains `label`: its callback data.
     pub fn button(msg: &SentMessage, label: &str) -> String {
         let markup = msg.reply_markup.as_ref().expect("message has buttons");
@@ -181,7 +205,9 @@ impl Person<'_> {
             .and_then(|b| b["callback_data"].as_str().map(str::to_string))
             .unwrap_or_else(|| panic!("no button {label:?} in {markup}"))
     }
+}
 
+impl<S: Bot> Person<'_, S> {
     /// Registers with the account's token and profile; ends at the main menu.
     pub async fn registers(&self, account: &Account) {
         self.says("/start");
@@ -218,7 +244,10 @@ impl Person<'_> {
     pub async fn starts_mailing_msg(&self) -> (i64, SentMessage) {
         self.says("/mailing");
         let preview = self.hears("Предпросмотр").await;
-        self.presses(preview.message_id, &Person::button(&preview, "✅"));
+        self.presses(
+            preview.message_id,
+            &Person::<Server>::button(&preview, "✅"),
+        );
         let started = self.hears("🚀 Рассылка #").await;
         let id = started.text["🚀 Рассылка #".len()..]
             .split(|c: char| !c.is_ascii_digit())
@@ -233,7 +262,7 @@ impl Person<'_> {
 /// jitters by a few ms of loopback and scheduling.
 pub const JITTER_MS: i64 = 5;
 
-impl World {
+impl<S: Bot> World<S> {
     /// A registered person on account `n` with `groups` groups (added to the fake account
     /// too), the text set and the groups pasted: ready to start a mailing.
     pub async fn ready(
@@ -242,7 +271,7 @@ impl World {
         n: u32,
         groups: usize,
         text: &str,
-    ) -> (Person<'_>, Account, Vec<String>) {
+    ) -> (Person<'_, S>, Account, Vec<String>) {
         let acc = Account::numbered(n);
         self.wappi.add_profile(&acc.profile, &acc.token);
         let jids = self.groups(&acc, groups, n as u64);

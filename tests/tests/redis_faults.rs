@@ -414,7 +414,6 @@ async fn five_xx_dropped_answers_and_429s_everything_delivered_once_pause_honour
 /// The same, and during a 429 pause the profile makes no Wappi call at all: not even the
 /// history reads that settle rows whose answer was lost.
 #[tokio::test]
-#[ignore = "bug: history reads (messages/get) that settle in_doubt rows are made during the profile's 429 Retry-After pause (3-5 per run); only sends wait for it; see the report"]
 async fn during_a_429_pause_the_profile_makes_no_call_at_all() {
     flaky_gateway(true).await;
 }

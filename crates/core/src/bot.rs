@@ -6,7 +6,7 @@ use crate::dialogue::{
 };
 use crate::groups::parse_group_list;
 use crate::ids::{ChatId, GroupJid, MailingId, ProfileId, UserId};
-use crate::ledger::{Content, MailingStatus, NewMailing, Tally};
+use crate::ledger::{MailingStatus, NewMailing, Tally};
 use crate::ports::{DbError, GroupEntry, UserRecord};
 use crate::secret::Secret;
 use crate::services::Services;
@@ -16,6 +16,10 @@ use crate::telegram::{
 };
 use crate::texts::{self, button, Lang};
 use crate::wappi::{WappiCreds, WappiError};
+
+#[path = "bot_images.rs"]
+mod images;
+pub use images::{pick_size, MAX_PHOTOS};
 
 /// Telegram's own limit on a message text, in UTF-16 units as Telegram counts.
 pub const MAX_TEXT_UTF16: usize = 4096;
@@ -80,7 +84,18 @@ pub async fn handle_update(svc: &Services, update: &Update) -> Result<(), BotErr
         callback_message,
     };
     let state = DialogueState::load(&ctx.user.dialogue);
-    let route = route(&state, ctx.user.is_registered(), &intent);
+    // `/broadcast` is an operator's command; for anyone else it is ordinary text.
+    let intent = match (intent, &update.message) {
+        (Intent::Broadcast(_), Some(msg)) if !ctx.is_admin() => Intent::Text {
+            text: msg.text.clone().unwrap_or_default(),
+            entities: msg.entities.clone(),
+        },
+        (intent, _) => intent,
+    };
+    // A stored token this deployment cannot decrypt (its ENCRYPTION_KEY was replaced) counts as
+    // no registration: the user is asked for the token again instead of meeting a dead end.
+    let registered = ctx.user.is_registered() && svc.creds_of(&ctx.user).is_some();
+    let route = route(&state, registered, &intent);
     let result = ctx.run(route, state).await;
     if let Some(id) = callback_id {
         let _ = svc.telegram.answer_callback_query(&id, None).await;
@@ -144,7 +159,7 @@ impl Ctx<'_> {
         let l = self.lang();
         ReplyMarkup::Keyboard(ReplyKeyboardMarkup::rows(vec![
             vec![button::text(l), button::groups(l)],
-            vec![button::back(l)],
+            vec![button::images(l), button::back(l)],
         ]))
     }
 
@@ -176,11 +191,12 @@ impl Ctx<'_> {
                 self.set_state(&DialogueState::Idle).await?;
                 let text = self.svc.db.get_text(self.user.id).await?;
                 let groups = self.svc.db.get_groups(self.user.id).await?.len();
-                self.say_with(
-                    &texts::mailing_data(l, text.as_deref(), groups),
-                    self.data_keyboard(),
-                )
-                .await?;
+                let mut data = texts::mailing_data(l, text.as_deref(), groups);
+                let content = self.current_content(text.unwrap_or_default()).await?;
+                if let Some(images) = texts::post_images(l, &content) {
+                    data.push_str(&format!("\n\n{images}"));
+                }
+                self.say_with(&data, self.data_keyboard()).await?;
             }
             Route::AskText => {
                 self.set_state(&DialogueState::AwaitText).await?;
@@ -216,6 +232,14 @@ impl Ctx<'_> {
                 self.say(&texts::billing::stats(l, &stats)).await?;
             }
             Route::Grant(args) => self.grant(&args).await?,
+            Route::Broadcast(args) => {
+                let next = crate::broadcast::command(self.svc, self.chat, l, &args).await?;
+                self.set_state(&next).await?;
+            }
+            Route::TakeBroadcast(text) => {
+                let next = crate::broadcast::take_text(self.svc, self.chat, l, &text).await?;
+                self.set_state(&next).await?;
+            }
             Route::ChooseLang => {
                 let kb = InlineKeyboardMarkup::rows(vec![vec![
                     ("🇷🇺 Русский", Callback::SetLang(Lang::Ru).data()),
@@ -227,8 +251,14 @@ impl Ctx<'_> {
             Route::Help => {
                 self.say(&texts::help(l)).await?;
             }
-            Route::Images => {
-                self.say(&texts::images_later(l)).await?;
+            Route::Images => self.show_images().await?,
+            Route::TakePhoto {
+                photo,
+                media_group_id,
+                album,
+            } => self.take_photo(&photo, media_group_id, album).await?,
+            Route::NotAPhoto => {
+                self.say(&texts::not_a_photo(l)).await?;
             }
             Route::Callback(cb) => self.callback(cb, state).await?,
             Route::Unknown => {
@@ -539,7 +569,11 @@ impl Ctx<'_> {
             (texts::confirm_yes(l), Callback::ConfirmStart.data()),
             (texts::confirm_no(l), Callback::DeclineStart.data()),
         ]]);
-        let preview = texts::preview(l, &text, groups, self.svc.eta_secs(groups));
+        let content = self.current_content(text).await?;
+        self.preview_images(&content).await?;
+        // Every part is a send: the ETA counts them all.
+        let sends = groups * content.parts().len();
+        let preview = texts::preview_post(l, &content, groups, self.svc.eta_secs(sends));
         self.say_with(&preview, ReplyMarkup::Inline(kb)).await?;
         Ok(())
     }
@@ -567,11 +601,14 @@ impl Ctx<'_> {
             .into_iter()
             .map(|g| g.jid)
             .collect();
+        // The snapshot: image rows never change, so later edits of the set do not reach it.
+        let content = self.current_content(text).await?;
+        let sends = groups.len() * content.parts().len();
         let new = NewMailing {
             user_id: self.user.id,
             chat_id: self.chat,
             profile_id,
-            content: Content { text },
+            content,
             groups: groups.clone(),
             now: self.svc.now_ms(),
         };
@@ -584,14 +621,15 @@ impl Ctx<'_> {
             Err(e) => return Err(e.into()),
         };
         tracing::info!(
+            event = "mailing_started",
             mailing = id.0,
             user = self.user.id.0,
             groups = groups.len(),
-            "mailing created"
+            "mailing started"
         );
         // The start confirmation is also the progress message the runner keeps editing, so it
         // is recorded before the runner is told about the mailing.
-        let text = texts::started(l, id.0, groups.len(), self.svc.eta_secs(groups.len()));
+        let text = texts::started(l, id.0, groups.len(), self.svc.eta_secs(sends));
         let keyboard = crate::engine::cancel_keyboard(l, id);
         match self
             .svc
@@ -667,7 +705,7 @@ impl Ctx<'_> {
         let tally = Tally::of(&rows);
         let text = match m.status {
             MailingStatus::Running => {
-                let eta = self.svc.eta_secs((tally.left + tally.in_doubt) as usize);
+                let eta = self.svc.eta_secs(crate::ledger::sends_left(&rows));
                 texts::progress(l, m.id.0, &tally, eta, None)
             }
             MailingStatus::Paused => {
@@ -724,6 +762,10 @@ impl Ctx<'_> {
                 }
             }
             Callback::Pay(days) => self.pay(days).await?,
+            Callback::MakeCollage => self.make_collage().await?,
+            Callback::ClearImages => self.clear_images().await?,
+            Callback::UseCollage(id) => self.answer_collage(id, true).await?,
+            Callback::DiscardCollage(id) => self.answer_collage(id, false).await?,
             Callback::ImportStart => self.import_start().await?,
             Callback::ImportToggle(_)
             | Callback::ImportPage(_)
@@ -736,6 +778,15 @@ impl Ctx<'_> {
                     return Ok(());
                 };
                 self.import_action(cb, imp).await?;
+            }
+            Callback::BroadcastGo | Callback::BroadcastNo => {
+                self.close_buttons().await;
+                let next = if cb == Callback::BroadcastGo {
+                    crate::broadcast::confirm(self.svc, self.chat, l, &state).await?
+                } else {
+                    crate::broadcast::decline(self.svc, self.chat, l, &state).await?
+                };
+                self.set_state(&next).await?;
             }
             Callback::Unknown => {}
         }

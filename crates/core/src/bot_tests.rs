@@ -13,7 +13,10 @@ use crate::telegram::{MessageId, ReplyMarkup, Update};
 use crate::testing::*;
 use crate::texts::{self, Lang};
 use crate::wappi::{ProfileStatus, WappiError};
+use crate::crypto::TokenCipher;
+use base64::Engine as _;
 use serde_json::json;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 const ANNA: i64 = 5_106_617_740;
@@ -123,6 +126,23 @@ async fn registration_checks_the_profile_with_wappi_and_keeps_the_token_encrypte
             "the token was echoed: {call:?}"
         );
     }
+}
+
+/// After the operator replaced ENCRYPTION_KEY the stored token cannot be read: the user is
+/// asked for it again (and can register anew) rather than being shown a menu that cannot work.
+#[tokio::test]
+async fn a_token_that_no_longer_decrypts_leads_back_to_registration() {
+    let (svc, f) = services(CoreSettings::default());
+    register_by_dialogue(&svc, &f).await;
+    let mut other = svc.clone();
+    other.cipher = Arc::new(TokenCipher::from_base64_key(&base64::engine::general_purpose::STANDARD.encode([7u8; 32])).unwrap());
+
+    say(&other, text(ANNA, "/start")).await;
+    assert_eq!(last(&f, ANNA), texts::ask_token(Lang::En));
+    say(&other, text(ANNA, TOKEN)).await;
+    say(&other, text(ANNA, PROFILE)).await;
+    let user = f.db.user(UserId(ANNA)).unwrap();
+    assert!(other.creds_of(&user).is_some(), "registered under the new key");
 }
 
 #[tokio::test]

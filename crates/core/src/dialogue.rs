@@ -2,7 +2,7 @@
 //! (stored [`DialogueState`], registered?, intent) is routed to a [`Route`] — the thing to do.
 //! `bot` carries routes out through the ports. Everything here is table-tested.
 
-use crate::telegram::{CallbackQuery, Message, MessageEntity};
+use crate::telegram::{CallbackQuery, Message, MessageEntity, PhotoSize};
 use crate::texts::{button, Lang};
 use serde::{Deserialize, Serialize};
 
@@ -21,8 +21,26 @@ pub enum DialogueState {
     AwaitText,
     /// The next message is the group list.
     AwaitGroups,
+    /// Operator: the next message is the broadcast to every user.
+    AwaitBroadcast,
+    /// Operator: a broadcast shown with ✅ / ❌, waiting for the press.
+    ConfirmBroadcast { text: String },
     /// Picking groups imported from the WhatsApp account.
     Import(ImportState),
+    /// Taking photos for the mailing (🖼️ / `/images`).
+    AwaitImages {
+        /// The album being received and the message that answers for all of it (edited as
+        /// the album's photos arrive, so an album gets one answer).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        album: Option<AlbumAnswer>,
+    },
+}
+
+/// The one answer of an album: its `media_group_id` and the bot message showing the set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlbumAnswer {
+    pub media_group_id: String,
+    pub message_id: i64,
 }
 
 /// The import picker: the account's groups, which are ticked, the page shown.
@@ -77,12 +95,19 @@ pub enum Intent {
     Stats,
     /// Operator: `/grant <user_id> <days>` (the raw arguments).
     Grant(String),
+    /// Operator: `/broadcast [text]` (the text, possibly empty).
+    Broadcast(String),
     /// Free text (with its formatting).
     Text {
         text: String,
         entities: Vec<MessageEntity>,
     },
-    /// A photo, document or anything without text.
+    /// A photo (one update per photo; an album's share a `media_group_id`).
+    Photo {
+        sizes: Vec<PhotoSize>,
+        media_group_id: Option<String>,
+    },
+    /// A document, video, sticker or anything else without text.
     NonText,
     /// An inline button press.
     Callback(Callback),
@@ -105,6 +130,18 @@ pub enum Callback {
     SetLang(Lang),
     /// A payment link for the plan of this many days.
     Pay(u32),
+    /// Operator: send the broadcast shown.
+    BroadcastGo,
+    /// Operator: drop the broadcast shown.
+    BroadcastNo,
+    /// 🌅: build a collage of the photo set.
+    MakeCollage,
+    /// 🗑: forget the photo set (and its collage).
+    ClearImages,
+    /// ✅ under a collage preview (the collage's image id).
+    UseCollage(i64),
+    /// ❌ under a collage preview.
+    DiscardCollage(i64),
     Unknown,
 }
 
@@ -127,6 +164,12 @@ impl Callback {
             ("impp", _) => idx().map_or(Callback::Unknown, Callback::ImportPage),
             ("lang", l) => Callback::SetLang(Lang::parse(l)),
             ("pay", _) => arg.parse().map_or(Callback::Unknown, Callback::Pay),
+            ("bc", "go") => Callback::BroadcastGo,
+            ("bc", "no") => Callback::BroadcastNo,
+            ("img", "collage") => Callback::MakeCollage,
+            ("img", "clear") => Callback::ClearImages,
+            ("colok", _) => num().map_or(Callback::Unknown, Callback::UseCollage),
+            ("colno", _) => num().map_or(Callback::Unknown, Callback::DiscardCollage),
             _ => Callback::Unknown,
         }
     }
@@ -146,6 +189,12 @@ impl Callback {
             Callback::ImportClose => "imp:close".into(),
             Callback::SetLang(l) => format!("lang:{}", l.code()),
             Callback::Pay(days) => format!("pay:{days}"),
+            Callback::BroadcastGo => "bc:go".into(),
+            Callback::BroadcastNo => "bc:no".into(),
+            Callback::MakeCollage => "img:collage".into(),
+            Callback::ClearImages => "img:clear".into(),
+            Callback::UseCollage(id) => format!("colok:{id}"),
+            Callback::DiscardCollage(id) => format!("colno:{id}"),
             Callback::Unknown => "?".into(),
         }
     }
@@ -156,6 +205,12 @@ impl Intent {
     /// either language (exact labels only, so a post starting with 🚀 is still a post), or
     /// free text.
     pub fn from_message(msg: &Message) -> Intent {
+        if !msg.photo.is_empty() {
+            return Intent::Photo {
+                sizes: msg.photo.clone(),
+                media_group_id: msg.media_group_id.clone(),
+            };
+        }
         let Some(text) = msg.text.as_deref() else {
             return Intent::NonText;
         };
@@ -181,6 +236,11 @@ impl Intent {
                         .map_or("", |(_, args)| args.trim())
                         .to_string(),
                 )),
+                "broadcast" => Some(Intent::Broadcast(
+                    cmd.split_once(char::is_whitespace)
+                        .map_or("", |(_, args)| args.trim())
+                        .to_string(),
+                )),
                 _ => None,
             };
             if let Some(i) = intent {
@@ -188,13 +248,14 @@ impl Intent {
             }
         }
         for lang in [Lang::Ru, Lang::En] {
-            let pairs: [(&str, Intent); 7] = [
+            let pairs: [(&str, Intent); 8] = [
                 (button::mailing_data(lang), Intent::MailingData),
                 (button::start(lang), Intent::StartMailing),
                 (button::subscription(lang), Intent::Subscribe),
                 (button::cancel(lang), Intent::Cancel),
                 (button::text(lang), Intent::EditText),
                 (button::groups(lang), Intent::EditGroups),
+                (button::images(lang), Intent::EditImages),
                 (button::back(lang), Intent::Menu),
             ];
             for (label, intent) in pairs {
@@ -244,9 +305,23 @@ pub enum Route {
     Subscribe,
     ChooseLang,
     Help,
+    /// 🖼️: show the photo set and wait for photos.
     Images,
+    /// A photo to add to the set (`album`: the answer of the album it belongs to, if that
+    /// album is already being answered).
+    TakePhoto {
+        photo: Vec<PhotoSize>,
+        media_group_id: Option<String>,
+        album: Option<AlbumAnswer>,
+    },
+    /// A document, video or sticker while photos are awaited.
+    NotAPhoto,
     Stats,
     Grant(String),
+    /// Operator: `/broadcast [text]`.
+    Broadcast(String),
+    /// Operator: the broadcast text arrived.
+    TakeBroadcast(String),
     Callback(Callback),
     Unknown,
 }
@@ -262,6 +337,11 @@ pub fn route(state: &DialogueState, registered: bool, intent: &Intent) -> Route 
         // Operator commands do not need a Wappi account (the bot checks the operator list).
         (_, I::Stats) => Route::Stats,
         (_, I::Grant(args)) => Route::Grant(args.clone()),
+        (_, I::Broadcast(args)) => Route::Broadcast(args.clone()),
+        (DialogueState::AwaitBroadcast, I::Text { text, .. }) => Route::TakeBroadcast(text.clone()),
+        (_, I::Callback(cb @ (Callback::BroadcastGo | Callback::BroadcastNo))) => {
+            Route::Callback(cb.clone())
+        }
         (_, I::Callback(Callback::SetLang(l))) => Route::Callback(Callback::SetLang(*l)),
         (DialogueState::AwaitToken, I::Text { text, .. }) => {
             Route::TakeToken(text.trim().to_string())
@@ -284,7 +364,27 @@ pub fn route(state: &DialogueState, registered: bool, intent: &Intent) -> Route 
             text: text.clone(),
             entities: entities.clone(),
         },
-        (DialogueState::AwaitText, I::NonText) => Route::TextExpected,
+        (DialogueState::AwaitText, I::NonText | I::Photo { .. }) => Route::TextExpected,
+        (
+            DialogueState::Idle | DialogueState::AwaitImages { .. },
+            I::Photo {
+                sizes,
+                media_group_id,
+            },
+        ) => {
+            let album = match state {
+                DialogueState::AwaitImages { album } => album
+                    .clone()
+                    .filter(|a| Some(&a.media_group_id) == media_group_id.as_ref()),
+                _ => None,
+            };
+            Route::TakePhoto {
+                photo: sizes.clone(),
+                media_group_id: media_group_id.clone(),
+                album,
+            }
+        }
+        (DialogueState::AwaitImages { .. }, I::NonText) => Route::NotAPhoto,
         (DialogueState::AwaitGroups, I::Text { text, .. }) => Route::TakeGroups(text.clone()),
         (_, I::Callback(cb)) => Route::Callback(cb.clone()),
         _ => Route::Unknown,
@@ -368,6 +468,10 @@ mod tests {
             Callback::ImportClose,
             Callback::SetLang(Lang::En),
             Callback::Pay(90),
+            Callback::MakeCollage,
+            Callback::ClearImages,
+            Callback::UseCollage(12),
+            Callback::DiscardCollage(12),
         ] {
             assert_eq!(Callback::parse(&cb.data()), cb);
             assert!(cb.data().len() <= 64);
@@ -444,6 +548,62 @@ mod tests {
                 "{state:?} {intent:?}"
             );
         }
+    }
+
+    #[test]
+    fn photos_route_to_the_set() {
+        use DialogueState as S;
+        let size = PhotoSize {
+            file_id: "f".into(),
+            file_unique_id: "u".into(),
+            width: 10,
+            height: 10,
+            file_size: Some(100),
+        };
+        let photo = |g: Option<&str>| Intent::Photo {
+            sizes: vec![size.clone()],
+            media_group_id: g.map(str::to_string),
+        };
+        let answer = AlbumAnswer {
+            media_group_id: "g1".into(),
+            message_id: 5,
+        };
+        let awaiting = S::AwaitImages {
+            album: Some(answer.clone()),
+        };
+        let take = |g: Option<&str>, album: Option<AlbumAnswer>| Route::TakePhoto {
+            photo: vec![size.clone()],
+            media_group_id: g.map(str::to_string),
+            album,
+        };
+        // The next photo of the same album is answered by the same message; another album or
+        // a single photo gets a new answer.
+        assert_eq!(
+            route(&awaiting, true, &photo(Some("g1"))),
+            take(Some("g1"), Some(answer))
+        );
+        assert_eq!(
+            route(&awaiting, true, &photo(Some("g2"))),
+            take(Some("g2"), None)
+        );
+        assert_eq!(route(&awaiting, true, &photo(None)), take(None, None));
+        assert_eq!(route(&S::Idle, true, &photo(None)), take(None, None));
+        assert_eq!(route(&awaiting, true, &Intent::NonText), Route::NotAPhoto);
+        assert_eq!(
+            route(&S::AwaitText, true, &photo(None)),
+            Route::TextExpected
+        );
+        assert_eq!(
+            route(&S::Idle, false, &photo(None)),
+            Route::FinishRegistrationFirst
+        );
+        let mut m = msg("x");
+        m.text = None;
+        m.photo = vec![size.clone()];
+        m.media_group_id = Some("g1".into());
+        assert_eq!(Intent::from_message(&m), photo(Some("g1")));
+        assert_eq!(Intent::from_message(&msg("🖼️ Фото")), Intent::EditImages);
+        assert_eq!(DialogueState::load(&awaiting.store()), awaiting);
     }
 
     #[test]

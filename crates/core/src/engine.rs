@@ -9,12 +9,15 @@
 //! text is not there.
 
 use crate::ids::MailingId;
-use crate::ledger::{Delivery, DeliveryState, Mailing, MailingStatus, Tally};
+use crate::ledger::{part_order, Delivery, DeliveryState, Mailing, MailingStatus, Tally};
+use crate::ports::ImageId;
 use crate::ports::{DbError, Lease, Pace, StateError};
 use crate::services::Services;
 use crate::telegram::{InlineKeyboardMarkup, MessageId, ReplyMarkup};
 use crate::texts::{self, Lang, ReportLine};
 use crate::wappi::{Remedy, WappiCreds, WappiError};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 /// What the driver does after a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,10 +60,20 @@ pub struct Cursor {
     account: Option<(Option<WappiCreds>, Lang)>,
     /// The row this driver marked `sending` and is waiting to send at its pacing slot.
     armed: Option<usize>,
+    /// When this driver last started a Wappi send (see [`min_gap_ms`]).
+    last_call_at: Option<i64>,
+    /// The pacing slot already taken for the armed row: the call goes out at this time.
+    slot: Option<i64>,
     /// When the driver last checked the cancel flag and renewed the lease itself (see
     /// [`Cursor::vouch`]).
     vouched_at: Option<i64>,
+    /// The base64 of each image part, read and encoded once per drive of the mailing (not
+    /// once per group); `None` when the image is no longer stored.
+    images: HashMap<ImageId, Option<Arc<str>>>,
 }
+
+/// How long before its time a row's pacing slot is taken (see [`Cursor::holds_slot`]).
+pub const PRE_PACE_MS: i64 = 2;
 
 /// How fresh a driver's own cancel check and lease renewal must be for a step to skip them.
 pub const VOUCH_MS: i64 = 5;
@@ -71,6 +84,12 @@ impl Cursor {
     /// round trips happen before the slot instead of between the slot and the send.
     pub fn vouch(&mut self, now: i64) {
         self.vouched_at = Some(now);
+    }
+
+    /// The pacing slot of the armed row is taken: the driver only waits for it, the checks
+    /// were made just before (so the call leaves at the slot, not a round trip later).
+    pub fn holds_slot(&self) -> bool {
+        self.slot.is_some()
     }
 }
 
@@ -130,6 +149,9 @@ async fn run_step(
             row.updated_at = now;
             svc.db.update_delivery(row, fence).await?;
         }
+        // Sending order: groups by position, and within a group its parts in order (images,
+        // then the text), so a group's rows are contiguous.
+        rows.sort_by_key(|r| (r.position, part_order(r.part)));
         cursor.rows = Some(rows);
     }
     if cursor.account.is_none() {
@@ -140,11 +162,7 @@ async fn run_step(
     let (creds, lang) = cursor.account.clone().expect("loaded above");
     let rows = cursor.rows.as_mut().expect("loaded above");
 
-    let vouched = cursor
-        .vouched_at
-        .take()
-        .is_some_and(|t| now - t <= VOUCH_MS)
-        && cursor.armed.is_some();
+    let vouched = cursor.vouched_at.is_some_and(|t| now - t <= VOUCH_MS) && cursor.armed.is_some();
     if m.cancel_requested || (!vouched && svc.state.is_cancelled(id).await?) {
         disarm(svc, rows, &mut cursor.armed, fence).await?;
         return finish(svc, &m, rows, lang, fence, MailingStatus::Cancelled).await;
@@ -161,26 +179,26 @@ async fn run_step(
             .iter()
             .position(|r| r.state == DeliveryState::InDoubt && r.next_attempt_at <= now)
         {
-            settle(svc, &m, &creds, &mut rows[i], fence, now).await?;
+            // Reading the chat is a call from the profile too: none during a Retry-After pause.
+            if let Some(t) = svc.state.backoff_until(&m.profile_id).await? {
+                if t > now {
+                    progress(svc, &m, rows, lang, now).await?;
+                    return Ok(Step::SleepUntil(t));
+                }
+            }
+            let earlier_images = earlier_image_parts_sent(rows, i);
+            settle(svc, &m, &creds, &mut rows[i], earlier_images, fence, now).await?;
             progress(svc, &m, rows, lang, now).await?;
             return Ok(Step::Continue);
         }
     }
 
-    let due = cursor.armed.or_else(|| {
-        rows.iter()
-            .enumerate()
-            .filter(|(_, r)| r.state == DeliveryState::Pending && r.next_attempt_at <= now)
-            .min_by_key(|(_, r)| (r.position, r.part))
-            .map(|(i, _)| i)
-    });
+    let due = cursor.armed.or_else(|| next_due(rows, now));
     let Some(i) = due else {
-        let next = rows
-            .iter()
-            .filter(|r| {
-                r.state == DeliveryState::Pending
-                    || (r.state == DeliveryState::InDoubt && r.next_attempt_at != UNSETTLED)
-            })
+        // A later part waits for its group's earlier one: only each group's next row counts.
+        let next = group_heads(rows)
+            .map(|i| &rows[i])
+            .filter(|r| r.state != DeliveryState::Sending)
             .map(|r| r.next_attempt_at)
             .min();
         return match next {
@@ -192,14 +210,35 @@ async fn run_step(
         };
     };
 
+    // An image part's base64 is made before the slot (once per image per drive).
+    let image = match m.content.part(rows[i].part).and_then(|p| p.image) {
+        Some(id) => match load_image(svc, &mut cursor.images, id).await? {
+            Some(b64) => Some(b64),
+            None => {
+                let row = &mut rows[i];
+                row.state = DeliveryState::Failed;
+                row.error = Some("the image is no longer stored".into());
+                row.updated_at = now;
+                svc.db.update_delivery(row, fence).await?;
+                cursor.armed = None;
+                return Ok(Step::Continue);
+            }
+        },
+        None => None,
+    };
+
     // Wait for the slot; mark the row `sending` shortly before it opens, so the durable write
     // is off the critical path.
     let pacing = &svc.settings.pacing;
-    if let Pace::WaitUntil(t) = svc
-        .state
-        .pace_peek(&m.profile_id, &rows[i].group, pacing, now)
-        .await?
-    {
+    let peek = match cursor.slot {
+        Some(_) => Pace::Go, // the slot is ours already
+        None => {
+            svc.state
+                .pace_peek(&m.profile_id, &rows[i].group, pacing, now)
+                .await?
+        }
+    };
+    if let Pace::WaitUntil(t) = peek {
         if t - now > ARM_LEAD_MS {
             // A long wait (a Retry-After pause): keep `sending` meaning "about to be sent".
             disarm(svc, rows, &mut cursor.armed, fence).await?;
@@ -226,20 +265,51 @@ async fn run_step(
     {
         return Ok(Step::LostLease);
     }
-    if let Pace::WaitUntil(t) = svc
-        .state
-        .pace(&m.profile_id, &rows[i].group, pacing, svc.now_ms())
-        .await?
-    {
-        return Ok(Step::SleepUntil(t)); // stays armed
+    // Take the pacing slot a moment ahead ([`PRE_PACE_MS`]), so the state round trip is not
+    // between the slot and the call; and never start a call closer than the interval to this
+    // driver's previous call (the slot is stamped when taken, a call may leave a little late),
+    // so the gap WhatsApp sees is never short.
+    let slot = match cursor.slot {
+        Some(slot) => slot,
+        None => {
+            let now = svc.now_ms();
+            let at = cursor
+                .last_call_at
+                .map_or(now, |t| (t + min_gap_ms(pacing)).max(now));
+            if at - now > PRE_PACE_MS {
+                return Ok(Step::SleepUntil(at - PRE_PACE_MS)); // stays armed
+            }
+            match svc
+                .state
+                .pace(&m.profile_id, &rows[i].group, pacing, at)
+                .await?
+            {
+                Pace::Go => at,
+                Pace::WaitUntil(t) => {
+                    return Ok(Step::SleepUntil((t - PRE_PACE_MS).max(now))); // stays armed
+                }
+            }
+        }
+    };
+    if svc.now_ms() < slot {
+        cursor.slot = Some(slot);
+        return Ok(Step::SleepUntil(slot)); // stays armed, slot held
     }
+    cursor.slot = None;
     cursor.armed = None;
+    cursor.vouched_at = None;
+    cursor.last_call_at = Some(svc.now_ms());
 
     let row = &mut rows[i];
-    let result = svc
-        .wappi
-        .send_text(&creds, &row.group, &m.content.text)
-        .await;
+    let text = m.content.part(row.part).and_then(|p| p.text);
+    let result = match &image {
+        Some(b64) => svc.wappi.send_image(&creds, &row.group, b64, text).await,
+        None => {
+            svc.wappi
+                .send_text(&creds, &row.group, text.unwrap_or(&m.content.text))
+                .await
+        }
+    };
     let now = svc.now_ms();
     row.updated_at = now;
     match result {
@@ -247,10 +317,17 @@ async fn run_step(
             row.state = DeliveryState::Sent;
             row.message_id = sent.message_id;
             row.error = None;
-            tracing::info!(mailing = m.id.0, group = %row.group, "sent");
+            tracing::info!(event = "send", outcome = "sent", mailing = m.id.0, group = %row.group, part = row.part, attempt = row.attempts, "sent");
         }
         Err(e) => {
-            tracing::info!(mailing = m.id.0, group = %row.group, error = %e, attempt = row.attempts, "send failed");
+            let outcome = match e.remedy() {
+                Remedy::PauseProfile(_) => "rate_limited",
+                Remedy::Retry if row.attempts < cfg.max_attempts => "retried",
+                Remedy::Retry | Remedy::FailRow => "failed",
+                Remedy::Settle => "in_doubt",
+                Remedy::PauseMailing => "paused",
+            };
+            tracing::info!(event = "send", outcome, mailing = m.id.0, group = %row.group, part = row.part, attempt = row.attempts, error = %e, "send failed");
             match e.remedy() {
                 Remedy::PauseProfile(ms) => {
                     let until = now + ms as i64;
@@ -289,6 +366,70 @@ async fn run_step(
     svc.db.update_delivery(row, fence).await?;
     progress(svc, &m, rows, lang, now).await?;
     Ok(Step::Continue)
+}
+
+/// The profile's emission interval in whole ms, rounded down (so it never adds to the pacing
+/// itself): the least time between two calls of one driver.
+fn min_gap_ms(pacing: &crate::ports::PacingConfig) -> i64 {
+    let rate = pacing.profile_rate_per_sec;
+    if rate.is_finite() && rate > 0.0 {
+        (1000.0 / rate).floor() as i64
+    } else {
+        0
+    }
+}
+
+/// The next row to send: the first pending, due row in sending order whose group has no
+/// earlier part still unfinished (pending, sending, or in doubt and not yet given up on), so
+/// a group's parts always go out in order. `rows` are in sending order.
+fn next_due(rows: &[Delivery], now: i64) -> Option<usize> {
+    group_heads(rows)
+        .find(|&i| rows[i].state == DeliveryState::Pending && rows[i].next_attempt_at <= now)
+}
+
+/// The next unfinished row of each group (pending, sending, or in doubt and not yet given up
+/// on), in sending order; `rows` are in sending order, each group's rows together.
+fn group_heads(rows: &[Delivery]) -> impl Iterator<Item = usize> + '_ {
+    let unfinished = |r: &Delivery| match r.state {
+        DeliveryState::Pending | DeliveryState::Sending => true,
+        DeliveryState::InDoubt => r.next_attempt_at != UNSETTLED,
+        DeliveryState::Sent | DeliveryState::Failed => false,
+    };
+    let mut last_group: Option<&crate::ids::GroupJid> = None;
+    rows.iter().enumerate().filter_map(move |(i, r)| {
+        if last_group == Some(&r.group) || !unfinished(r) {
+            return None;
+        }
+        last_group = Some(&r.group);
+        Some(i)
+    })
+}
+
+/// How many image parts before row `i` of the same group are sent (rows in sending order).
+fn earlier_image_parts_sent(rows: &[Delivery], i: usize) -> usize {
+    rows[..i]
+        .iter()
+        .filter(|r| r.group == rows[i].group && r.part != 0 && r.state == DeliveryState::Sent)
+        .count()
+}
+
+/// The base64 of a stored image, from the cursor's cache or read and encoded once.
+async fn load_image(
+    svc: &Services,
+    cache: &mut HashMap<ImageId, Option<Arc<str>>>,
+    id: ImageId,
+) -> Result<Option<Arc<str>>, EngineError> {
+    if let Some(b64) = cache.get(&id) {
+        return Ok(b64.clone());
+    }
+    use base64::Engine as _;
+    let b64 = svc
+        .db
+        .get_image(id)
+        .await?
+        .map(|img| Arc::from(base64::engine::general_purpose::STANDARD.encode(&img.jpeg)));
+    cache.insert(id, b64.clone());
+    Ok(b64)
 }
 
 /// Records the intent to send a row, durably (fenced), before its slot.
@@ -338,13 +479,19 @@ fn reason_text(e: &WappiError) -> String {
     s.strip_prefix("wappi: ").unwrap_or(&s).to_string()
 }
 
-/// Reads the group's recent history: our text there, sent by us after the mailing began,
+/// Reads the group's recent history: our part there, sent by us after the mailing began,
 /// means the send went through; its absence means it did not and the row is sent again.
+///
+/// What is matched: for the text part (0) a message whose body or caption is our text (a
+/// text message, or the captioned collage); for an uncaptioned image part, the number of our
+/// image messages since the mailing began: more than `earlier_images` (this group's image
+/// parts already recorded as sent) means this one arrived too.
 async fn settle(
     svc: &Services,
     m: &Mailing,
     creds: &WappiCreds,
     row: &mut Delivery,
+    earlier_images: usize,
     fence: u64,
     now: i64,
 ) -> Result<(), EngineError> {
@@ -356,12 +503,24 @@ async fn settle(
     row.updated_at = now;
     match history {
         Ok(messages) => {
-            let ours = messages.iter().find(|msg| {
-                msg.from_me
-                    && msg.time * 1000 >= m.created_at - 60_000
-                    && (msg.body.trim() == m.content.text.trim()
-                        || msg.caption.trim() == m.content.text.trim())
-            });
+            let since_start = |msg: &&crate::wappi::ChatMessage| {
+                msg.from_me && msg.time * 1000 >= m.created_at - 60_000
+            };
+            let ours = if row.part == 0 {
+                messages.iter().filter(since_start).find(|msg| {
+                    msg.body.trim() == m.content.text.trim()
+                        || msg.caption.trim() == m.content.text.trim()
+                })
+            } else {
+                messages
+                    .iter()
+                    .filter(since_start)
+                    .filter(|msg| msg.kind == "image" && msg.caption.trim().is_empty())
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev() // oldest first
+                    .nth(earlier_images)
+            };
             match ours {
                 Some(msg) => {
                     row.state = DeliveryState::Sent;
@@ -390,6 +549,13 @@ async fn settle(
             };
         }
     }
+    let outcome = match (row.state, row.next_attempt_at) {
+        (DeliveryState::Sent, _) => "found",
+        (DeliveryState::Pending, _) => "resend",
+        (_, UNSETTLED) => "unverified",
+        _ => "retry",
+    };
+    tracing::info!(event = "settle", outcome, mailing = m.id.0, group = %row.group, part = row.part, "in-doubt send checked");
     svc.db.update_delivery(row, fence).await?;
     Ok(())
 }
@@ -411,7 +577,7 @@ async fn progress(
         return Ok(()); // shed: the next step tries again
     }
     let tally = Tally::of(rows);
-    let eta = svc.eta_secs((tally.left + tally.in_doubt) as usize);
+    let eta = svc.eta_secs(crate::ledger::sends_left(rows));
     // When nothing is due now, the next due time is a pause (Retry-After or backoff): show it.
     let due_now = rows
         .iter()
@@ -484,6 +650,20 @@ async fn finish(
         .set_mailing_status(m.id, status, None, fence, now)
         .await?;
     let tally = Tally::of(rows);
+    let event = if status == MailingStatus::Cancelled {
+        "mailing_cancelled"
+    } else {
+        "mailing_done"
+    };
+    tracing::info!(
+        event,
+        mailing = m.id.0,
+        sent = tally.sent,
+        failed = tally.failed,
+        in_doubt = tally.in_doubt,
+        left = tally.left,
+        "mailing finished"
+    );
     if let Some(mid) = m.progress_message_id {
         let text = texts::progress_final(lang, m.id.0, &tally);
         let _ = svc
@@ -516,9 +696,12 @@ pub async fn report_text(
             .find(|g| g.jid.as_str() == jid)
             .and_then(|g| g.name.as_deref())
     };
+    let groups = crate::ledger::group_outcomes(rows);
     let lines = |state: DeliveryState| -> Vec<ReportLine<'_>> {
-        rows.iter()
-            .filter(|r| r.state == state)
+        groups
+            .iter()
+            .filter(|g| g.state == state)
+            .map(|g| g.row)
             .map(|r| ReportLine {
                 group: r.group.as_str(),
                 name: name_of(r.group.as_str()),
@@ -548,6 +731,12 @@ async fn pause(
     svc.db
         .set_mailing_status(m.id, MailingStatus::Paused, Some(reason), fence, now)
         .await?;
+    tracing::info!(
+        event = "mailing_paused",
+        mailing = m.id.0,
+        reason,
+        "mailing paused"
+    );
     let keyboard = InlineKeyboardMarkup::rows(vec![vec![
         (
             texts::resume_button(lang),

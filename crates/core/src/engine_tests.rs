@@ -625,6 +625,34 @@ async fn unknown_but_delivered_is_settled_from_history_without_a_second_send() {
     assert!(w.last_text().starts_with('✅'), "{}", w.last_text());
 }
 
+/// A lost answer followed by a 429: the row is due for settling (2 s later) while the
+/// profile is paused for 30 s, and the history read waits for the pause like any send.
+#[tokio::test]
+async fn no_history_read_during_a_rate_limit_pause() {
+    let w = world(settings(1.0)).await;
+    let groups = jids(3);
+    w.f.wappi
+        .script_send_to(&groups[0], SendScript::unknown_but_delivered());
+    w.f.wappi.script_send_to(
+        &groups[1],
+        SendScript::Fail(WappiError::RateLimited(30_000)),
+    );
+    let id = w.mailing(&groups).await;
+
+    assert_eq!(w.run(id).await, Step::Finished);
+
+    let calls = w.f.wappi.calls();
+    let during_pause: Vec<_> = calls
+        .iter()
+        .filter(|c| c.at > T0 + 1000 && c.at < T0 + 31_000)
+        .collect();
+    assert!(during_pause.is_empty(), "calls in the pause: {during_pause:?}");
+    let reads = w.f.wappi.calls_of(WappiMethod::ChatMessages);
+    assert_eq!(reads.len(), 1);
+    assert_eq!(reads[0].at, T0 + 31_000, "read when the pause ends");
+    assert_eq!(w.delivered_counts(&groups), vec![1; 3]);
+}
+
 #[tokio::test]
 async fn unknown_and_not_delivered_is_settled_to_pending_and_sent_once() {
     let w = world(settings(1.0)).await;

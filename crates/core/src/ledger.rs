@@ -49,7 +49,8 @@ impl DeliveryState {
 pub struct Delivery {
     pub mailing_id: MailingId,
     pub group: GroupJid,
-    /// 0 for the text; image parts come first when a post has several (images issue).
+    /// Which message of the post (see [`Content::parts`]): 0 carries the text (a text message,
+    /// or the captioned collage) and goes last in its group; images 1..=n go before it.
     pub part: u32,
     /// Order of sending within the mailing.
     pub position: u32,
@@ -103,11 +104,107 @@ impl MailingStatus {
     }
 }
 
-/// The content snapshot taken when a mailing starts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// WhatsApp's limit on an image caption, in characters (the Wappi spec is silent; 1024 is
+/// WhatsApp's documented media caption limit). A longer text goes as its own message after
+/// the image.
+pub const MAX_CAPTION_CHARS: usize = 1024;
+
+/// The content snapshot taken when a mailing starts. Stored as JSON in `mailings.content`
+/// (`{"text":"…"}` for a text-only mailing, as before images existed).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Content {
     /// The text in WhatsApp markup.
     pub text: String,
+    /// The images sent before (or with) the text, in order: the confirmed collage alone, or
+    /// the photos. Image rows never change, so this is a true snapshot.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<crate::ports::ImageId>,
+    /// The text travels as the caption of the last image instead of as its own message.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub caption: bool,
+}
+
+/// One message of a post, as sent to every group: a ledger row per (group, part).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Part<'a> {
+    /// The ledger's `part` number.
+    pub number: u32,
+    /// The image to send, or `None` for the text message.
+    pub image: Option<crate::ports::ImageId>,
+    /// The text (of a text message) or the caption (of an image), if any.
+    pub text: Option<&'a str>,
+}
+
+impl Content {
+    /// A text-only post.
+    pub fn text_only(text: impl Into<String>) -> Content {
+        Content {
+            text: text.into(),
+            ..Content::default()
+        }
+    }
+
+    /// The content of a post: with a collage, the collage alone carrying the text as its
+    /// caption when it fits; otherwise the images, then the text.
+    pub fn with_images(
+        text: impl Into<String>,
+        images: Vec<crate::ports::ImageId>,
+        collage: bool,
+    ) -> Content {
+        let text = text.into();
+        let caption = collage && images.len() == 1 && text.chars().count() <= MAX_CAPTION_CHARS;
+        Content {
+            text,
+            images,
+            caption,
+        }
+    }
+
+    /// The parts of the post in sending order. Numbering: part 0 always carries the text (a
+    /// text message, or the captioned image) and goes last in its group; uncaptioned images are
+    /// parts 1..=n in order, so a text-only mailing is exactly one part 0 per group as before.
+    pub fn parts(&self) -> Vec<Part<'_>> {
+        let n = self.images.len();
+        let uncaptioned = if self.caption { n.saturating_sub(1) } else { n };
+        let mut parts: Vec<Part<'_>> = self.images[..uncaptioned]
+            .iter()
+            .enumerate()
+            .map(|(i, id)| Part {
+                number: i as u32 + 1,
+                image: Some(*id),
+                text: None,
+            })
+            .collect();
+        parts.push(Part {
+            number: 0,
+            image: if self.caption {
+                self.images.last().copied()
+            } else {
+                None
+            },
+            text: Some(&self.text),
+        });
+        parts
+    }
+
+    /// The part with this number.
+    pub fn part(&self, number: u32) -> Option<Part<'_>> {
+        self.parts().into_iter().find(|p| p.number == number)
+    }
+
+    /// The ledger part numbers of one group, in sending order.
+    pub fn part_numbers(&self) -> Vec<u32> {
+        self.parts().iter().map(|p| p.number).collect()
+    }
+}
+
+/// The order of a part within its group: images 1..=n first, the text part 0 last.
+pub fn part_order(part: u32) -> u32 {
+    if part == 0 {
+        u32::MAX
+    } else {
+        part
+    }
 }
 
 /// A mailing as stored.
@@ -143,7 +240,9 @@ pub struct NewMailing {
     pub now: i64,
 }
 
-/// Counts over a mailing's rows, for progress and the report.
+/// Counts over a mailing's groups, for progress and the report. A group with several parts
+/// counts once: failed if any part failed, else in doubt if any part is, else sent when every
+/// part is sent, else left.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Tally {
     pub total: u32,
@@ -156,12 +255,13 @@ pub struct Tally {
 
 impl Tally {
     pub fn of(rows: &[Delivery]) -> Tally {
+        let groups = group_outcomes(rows);
         let mut t = Tally {
-            total: rows.len() as u32,
+            total: groups.len() as u32,
             ..Tally::default()
         };
-        for r in rows {
-            match r.state {
+        for g in &groups {
+            match g.state {
                 DeliveryState::Sent => t.sent += 1,
                 DeliveryState::Failed => t.failed += 1,
                 DeliveryState::InDoubt => t.in_doubt += 1,
@@ -173,5 +273,138 @@ impl Tally {
 
     pub fn done(&self) -> u32 {
         self.sent + self.failed
+    }
+}
+
+/// One group's outcome over its parts (see [`Tally`]): the state, and the row that decided
+/// it (its error is the group's reason).
+#[derive(Debug, Clone, Copy)]
+pub struct GroupOutcome<'a> {
+    pub state: DeliveryState,
+    pub row: &'a Delivery,
+}
+
+/// The outcome of every group of a mailing, in the order of `rows`' first appearance.
+pub fn group_outcomes(rows: &[Delivery]) -> Vec<GroupOutcome<'_>> {
+    let mut out: Vec<GroupOutcome<'_>> = Vec::new();
+    let mut index: std::collections::HashMap<&GroupJid, usize> = Default::default();
+    let rank = |s: DeliveryState| match s {
+        DeliveryState::Failed => 4,
+        DeliveryState::InDoubt => 3,
+        DeliveryState::Pending | DeliveryState::Sending => 2,
+        DeliveryState::Sent => 1,
+    };
+    for r in rows {
+        let state = match r.state {
+            DeliveryState::Sending => DeliveryState::Pending,
+            s => s,
+        };
+        match index.get(&r.group) {
+            Some(&i) => {
+                if rank(state) > rank(out[i].state) {
+                    out[i] = GroupOutcome { state, row: r };
+                }
+            }
+            None => {
+                index.insert(&r.group, out.len());
+                out.push(GroupOutcome { state, row: r });
+            }
+        }
+    }
+    out
+}
+
+/// Messages still to send (pending, sending or in doubt parts): what an ETA counts.
+pub fn sends_left(rows: &[Delivery]) -> usize {
+    rows.iter()
+        .filter(|r| {
+            matches!(
+                r.state,
+                DeliveryState::Pending | DeliveryState::Sending | DeliveryState::InDoubt
+            )
+        })
+        .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_of_each_kind_of_post() {
+        let plain = Content::text_only("hi");
+        assert_eq!(plain.part_numbers(), vec![0]);
+        assert_eq!(serde_json::to_string(&plain).unwrap(), r#"{"text":"hi"}"#);
+        let old: Content = serde_json::from_str(r#"{"text":"hi"}"#).unwrap();
+        assert_eq!(old, plain);
+
+        let collage = Content::with_images("hi", vec![7], true);
+        assert!(collage.caption);
+        let parts = collage.parts();
+        assert_eq!(parts.len(), 1);
+        assert_eq!(
+            (parts[0].number, parts[0].image, parts[0].text),
+            (0, Some(7), Some("hi"))
+        );
+
+        let long = "я".repeat(MAX_CAPTION_CHARS + 1);
+        let collage_long = Content::with_images(long.clone(), vec![7], true);
+        assert!(!collage_long.caption);
+        assert_eq!(collage_long.part_numbers(), vec![1, 0]);
+
+        let photos = Content::with_images("hi", vec![3, 4, 5], false);
+        let parts = photos.parts();
+        let got: Vec<_> = parts.iter().map(|p| (p.number, p.image, p.text)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (1, Some(3), None),
+                (2, Some(4), None),
+                (3, Some(5), None),
+                (0, None, Some("hi"))
+            ]
+        );
+        let round: Content =
+            serde_json::from_str(&serde_json::to_string(&photos).unwrap()).unwrap();
+        assert_eq!(round, photos);
+        let mut order = photos.part_numbers();
+        order.sort_by_key(|p| part_order(*p));
+        assert_eq!(order, vec![1, 2, 3, 0]);
+    }
+
+    fn row(group: u64, part: u32, state: DeliveryState) -> Delivery {
+        Delivery {
+            mailing_id: MailingId(1),
+            group: GroupJid::parse(&format!("12036300000000{group}@g.us")).unwrap(),
+            part,
+            position: group as u32,
+            state,
+            attempts: 0,
+            next_attempt_at: 0,
+            message_id: None,
+            error: None,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn tally_counts_groups_not_parts() {
+        use DeliveryState::*;
+        let rows = vec![
+            row(1, 1, Sent),
+            row(1, 0, Sent),
+            row(2, 1, Sent),
+            row(2, 0, Pending),
+            row(3, 1, Failed),
+            row(3, 0, Sent),
+            row(4, 1, InDoubt),
+            row(4, 0, Pending),
+        ];
+        let t = Tally::of(&rows);
+        assert_eq!(
+            (t.total, t.sent, t.failed, t.in_doubt, t.left),
+            (4, 1, 1, 1, 1)
+        );
+        assert_eq!(sends_left(&rows), 3);
     }
 }

@@ -5,6 +5,8 @@
 
 pub mod billing;
 pub mod bot;
+pub mod broadcast;
+pub mod collage;
 pub mod crypto;
 pub mod dialogue;
 pub mod engine;
@@ -29,6 +31,10 @@ pub use secret::Secret;
 #[cfg(test)]
 mod bot_tests;
 #[cfg(test)]
+mod collage_tests;
+#[cfg(test)]
 mod engine_tests;
+#[cfg(test)]
+mod images_tests;
 #[cfg(test)]
 mod testing_tests;

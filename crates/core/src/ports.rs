@@ -234,9 +234,109 @@ pub trait BillingStore: MaybeSendSync {
     async fn stats(&self, now: i64) -> Result<Stats, DbError>;
 }
 
+/// The id of a stored image (a row of `images`).
+pub type ImageId = i64;
+
+/// An image as stored: a normalised JPEG (at most 1600 px on the long side and 1 MB, so a row
+/// stays well under D1's 2 MB limit). Rows never change once written, which is what lets a
+/// mailing's content snapshot refer to images by id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredImage {
+    pub id: ImageId,
+    pub user_id: UserId,
+    pub jpeg: Vec<u8>,
+    pub width: u32,
+    pub height: u32,
+    /// A Telegram `file_id` that shows this image (the user's upload, or our collage preview),
+    /// so previews are re-sent by id instead of uploaded again.
+    pub tg_file_id: Option<String>,
+    pub created_at: i64,
+}
+
+/// A stored image without its bytes (what lists and previews need).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageMeta {
+    pub id: ImageId,
+    pub width: u32,
+    pub height: u32,
+    /// Length of the stored JPEG in bytes.
+    pub size: u64,
+    pub tg_file_id: Option<String>,
+}
+
+/// A new image row.
+#[derive(Debug, Clone)]
+pub struct NewImage<'a> {
+    pub user_id: UserId,
+    pub jpeg: &'a [u8],
+    pub width: u32,
+    pub height: u32,
+    pub tg_file_id: Option<&'a str>,
+    pub now: i64,
+}
+
+/// The user's collage, if one was built from the current photo set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollageChoice {
+    pub image: ImageMeta,
+    /// The user pressed ✅ on the preview: mailings send the collage instead of the photos.
+    pub confirmed: bool,
+}
+
+/// Images of mailings: immutable image rows, a user's current photo set (ordered, capped by
+/// the caller) and an optional collage built from it.
+///
+/// Backends (SQLite, D1) must keep these semantics (`db_contract_suite` checks them):
+/// - `insert_image` writes a new row and never changes an existing one; ids increase;
+/// - `add_to_photo_set` appends at the end in one statement and refuses (`Ok(None)`) when the
+///   set already holds `max` images, so two concurrent adds can never exceed the cap;
+/// - `clear_photo_set` empties the set *and* forgets the collage (it was built from the set);
+/// - `delete_images_except` removes the user's image rows that are neither in `keep`, nor in
+///   the photo set, nor the collage: the caller puts the images of the user's active mailing
+///   in `keep`, so a running mailing never loses an image.
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+pub trait ImageStore: MaybeSendSync {
+    /// Stores a new image row and returns its id.
+    async fn insert_image(&self, image: &NewImage<'_>) -> Result<ImageId, DbError>;
+    /// One image with its bytes.
+    async fn get_image(&self, id: ImageId) -> Result<Option<StoredImage>, DbError>;
+    /// The user's photo set, in upload order.
+    async fn photo_set(&self, user: UserId) -> Result<Vec<ImageMeta>, DbError>;
+    /// Appends an image to the user's photo set if it holds fewer than `max`; returns the new
+    /// count, or `None` (nothing changed) when the set is full.
+    async fn add_to_photo_set(
+        &self,
+        user: UserId,
+        image: ImageId,
+        max: usize,
+    ) -> Result<Option<usize>, DbError>;
+    /// Empties the photo set and forgets the collage.
+    async fn clear_photo_set(&self, user: UserId) -> Result<(), DbError>;
+    /// The user's collage and whether it was confirmed.
+    async fn collage(&self, user: UserId) -> Result<Option<CollageChoice>, DbError>;
+    /// Sets (`Some((image, confirmed))`) or forgets (`None`) the user's collage.
+    async fn set_collage(
+        &self,
+        user: UserId,
+        collage: Option<(ImageId, bool)>,
+        now: i64,
+    ) -> Result<(), DbError>;
+    /// Deletes the user's image rows not in `keep`, the photo set or the collage; returns how
+    /// many were deleted.
+    async fn delete_images_except(&self, user: UserId, keep: &[ImageId]) -> Result<usize, DbError>;
+}
+
 /// The system of record: D1 or SQLite.
-pub trait Db: UserStore + ContentStore + MailingStore + UpdateLog + BillingStore {}
-impl<T: UserStore + ContentStore + MailingStore + UpdateLog + BillingStore + ?Sized> Db for T {}
+pub trait Db:
+    UserStore + ContentStore + MailingStore + UpdateLog + BillingStore + ImageStore
+{
+}
+impl<
+        T: UserStore + ContentStore + MailingStore + UpdateLog + BillingStore + ImageStore + ?Sized,
+    > Db for T
+{
+}
 
 // ---------------------------------------------------------------------------------------------
 // Coordination state (Redis-like): leases, cancel flags, pacing, backoff, health, intake queue
@@ -322,6 +422,10 @@ pub trait State: MaybeSendSync {
     ) -> Result<Pace, StateError>;
     /// Pauses every send of the profile until `until` (429 / Retry-After).
     async fn set_backoff(&self, profile: &ProfileId, until: i64) -> Result<(), StateError>;
+    /// The end of the profile's latest pause set by [`State::set_backoff`]; `None` (or a time
+    /// in the past) when it is not paused. The engine makes no call at all from a paused profile, not even
+    /// the history reads that settle `in_doubt` rows.
+    async fn backoff_until(&self, profile: &ProfileId) -> Result<Option<i64>, StateError>;
 
     /// Records that a runner is alive.
     async fn heartbeat(&self, runner: &str, now: i64) -> Result<(), StateError>;
@@ -331,10 +435,39 @@ pub trait State: MaybeSendSync {
     /// The intake queue (`mailing_tasks_queue`): mailings waiting for a runner.
     async fn enqueue(&self, mailing: MailingId) -> Result<(), StateError>;
     async fn dequeue(&self) -> Result<Option<MailingId>, StateError>;
+    /// How many mailings wait in the intake queue, if the backend can tell (for metrics).
+    async fn queue_depth(&self) -> Result<Option<u64>, StateError> {
+        Ok(None)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Outside services
+
+/// The part of a Bot API `File` the core uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TgFile {
+    /// `None` when Telegram cannot serve the file (too big).
+    pub file_path: Option<String>,
+    pub file_size: Option<u64>,
+}
+
+/// The photo of a `sendPhoto`.
+#[derive(Debug, Clone, Copy)]
+pub enum PhotoInput<'a> {
+    /// A file already on Telegram's servers.
+    FileId(&'a str),
+    /// A JPEG to upload (multipart/form-data).
+    Jpeg(&'a [u8]),
+}
+
+/// What a `sendPhoto` returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentPhoto {
+    pub message_id: MessageId,
+    /// The `file_id` of the largest size of the sent photo.
+    pub file_id: String,
+}
 
 /// The Telegram Bot API calls the core makes.
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
@@ -365,6 +498,20 @@ pub trait TelegramApi: MaybeSendSync {
         id: &str,
         text: Option<&str>,
     ) -> Result<(), TelegramError>;
+    /// `getFile`: where a file can be downloaded from and how large it is.
+    async fn get_file(&self, file_id: &str) -> Result<TgFile, TelegramError>;
+    /// Downloads a file by the `file_path` that [`TelegramApi::get_file`] returned (files are
+    /// at most 20 MB through the Bot API).
+    async fn download_file(&self, file_path: &str) -> Result<Vec<u8>, TelegramError>;
+    /// `sendPhoto`, by `file_id` or by uploading JPEG bytes; returns the new message and the
+    /// `file_id` of the largest size Telegram made of it.
+    async fn send_photo(
+        &self,
+        chat: ChatId,
+        photo: PhotoInput<'_>,
+        caption: Option<&str>,
+        markup: Option<&ReplyMarkup>,
+    ) -> Result<SentPhoto, TelegramError>;
     /// Whether a message to `chat` would go out now without waiting for our own Telegram
     /// pacing. Progress edits are skipped (and retried at the next step) when it would not, so
     /// that a busy bot never slows a mailing down for a progress bar.
@@ -408,4 +555,61 @@ pub trait WappiApi: MaybeSendSync {
         chat: &GroupJid,
         limit: u32,
     ) -> Result<Vec<ChatMessage>, WappiError>;
+}
+
+/// Image work that takes real CPU time: decoding, resizing and encoding a photo or a collage
+/// (tens to hundreds of ms). A runtime runs it where it cannot hold up the sends of running
+/// mailings (the server: tokio's blocking pool); [`InlineImageWork`] runs it in place.
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+pub trait ImageWork: MaybeSendSync {
+    /// [`crate::collage::normalise_photo`].
+    async fn normalise(
+        &self,
+        photo: Vec<u8>,
+        max_side: u32,
+        max_bytes: usize,
+    ) -> Result<Vec<u8>, crate::collage::CollageError>;
+    /// [`crate::collage::build_collage`].
+    async fn collage(
+        &self,
+        photos: Vec<Vec<u8>>,
+        opts: crate::collage::CollageOptions,
+    ) -> Result<crate::collage::Collage, crate::collage::CollageError>;
+}
+
+/// Runs image work on the calling task (the Worker, where each request is its own isolate
+/// turn, and tests).
+pub struct InlineImageWork;
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+impl ImageWork for InlineImageWork {
+    async fn normalise(
+        &self,
+        photo: Vec<u8>,
+        max_side: u32,
+        max_bytes: usize,
+    ) -> Result<Vec<u8>, crate::collage::CollageError> {
+        crate::collage::normalise_photo(&photo, max_side, max_bytes)
+    }
+
+    async fn collage(
+        &self,
+        photos: Vec<Vec<u8>>,
+        opts: crate::collage::CollageOptions,
+    ) -> Result<crate::collage::Collage, crate::collage::CollageError> {
+        InlineImageWork::build(&photos, &opts)
+    }
+}
+
+impl InlineImageWork {
+    /// [`crate::collage::build_collage`] over owned photos.
+    pub fn build(
+        photos: &[Vec<u8>],
+        opts: &crate::collage::CollageOptions,
+    ) -> Result<crate::collage::Collage, crate::collage::CollageError> {
+        let refs: Vec<&[u8]> = photos.iter().map(Vec::as_slice).collect();
+        crate::collage::build_collage(&refs, opts)
+    }
 }

@@ -82,6 +82,10 @@ pub struct Services {
     pub entropy: Arc<dyn Entropy>,
     pub cipher: Arc<TokenCipher>,
     pub settings: Arc<CoreSettings>,
+    /// Decoding and encoding of photos and collages (see [`crate::ports::ImageWork`]).
+    pub image_work: Arc<dyn crate::ports::ImageWork>,
+    /// Delivers operator broadcasts in the background; `None` where the runtime has none.
+    pub broadcaster: Option<Arc<dyn crate::broadcast::Broadcaster>>,
 }
 
 impl Services {

@@ -25,9 +25,10 @@ use crate::ids::{ChatId, GroupJid, MailingId, ProfileId, UserId};
 use crate::ledger::{Delivery, DeliveryState, Mailing, MailingStatus, NewMailing};
 use crate::pacing::{self, PaceState};
 use crate::ports::{
-    async_trait, BillingStore, Clock, ContentStore, DbError, Entropy, GroupEntry, Invoice, Lease,
-    MailingStore, Pace, PacingConfig, Settlement, State, StateError, Stats, TelegramApi, UpdateLog,
-    UserRecord, UserStore, WappiApi,
+    async_trait, BillingStore, Clock, CollageChoice, ContentStore, DbError, Entropy, GroupEntry,
+    ImageId, ImageMeta, ImageStore, Invoice, Lease, MailingStore, NewImage, Pace, PacingConfig,
+    PhotoInput, SentPhoto, Settlement, State, StateError, Stats, StoredImage, TelegramApi, TgFile,
+    UpdateLog, UserRecord, UserStore, WappiApi,
 };
 use crate::secret::Secret;
 use crate::services::{CoreSettings, Services};
@@ -181,6 +182,11 @@ struct DbInner {
     invoices: BTreeMap<i64, (Invoice, Option<i64>)>,
     last_invoice: i64,
     reminders: HashSet<(UserId, String, i64)>,
+    images: BTreeMap<ImageId, StoredImage>,
+    photo_sets: HashMap<UserId, Vec<ImageId>>,
+    collages: HashMap<UserId, (ImageId, bool)>,
+    /// How many times `get_image` was called (the engine reads each image once per drive).
+    image_reads: usize,
     /// How many of the next `update_delivery` calls fail with a backend error.
     fail_update_delivery: usize,
     writes: Vec<DeliveryWrite>,
@@ -262,6 +268,123 @@ impl InMemDb {
     /// How many mailings exist.
     pub fn mailing_count(&self) -> usize {
         self.lock().mailings.len()
+    }
+
+    /// How many times `get_image` was called.
+    pub fn image_reads(&self) -> usize {
+        self.lock().image_reads
+    }
+
+    /// How many image rows exist.
+    pub fn image_count(&self) -> usize {
+        self.lock().images.len()
+    }
+}
+
+fn image_meta(img: &StoredImage) -> ImageMeta {
+    ImageMeta {
+        id: img.id,
+        width: img.width,
+        height: img.height,
+        size: img.jpeg.len() as u64,
+        tg_file_id: img.tg_file_id.clone(),
+    }
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+impl ImageStore for InMemDb {
+    async fn insert_image(&self, image: &NewImage<'_>) -> Result<ImageId, DbError> {
+        let mut inner = self.lock();
+        let id = inner.images.keys().next_back().map_or(1, |last| last + 1);
+        inner.images.insert(
+            id,
+            StoredImage {
+                id,
+                user_id: image.user_id,
+                jpeg: image.jpeg.to_vec(),
+                width: image.width,
+                height: image.height,
+                tg_file_id: image.tg_file_id.map(str::to_string),
+                created_at: image.now,
+            },
+        );
+        Ok(id)
+    }
+
+    async fn get_image(&self, id: ImageId) -> Result<Option<StoredImage>, DbError> {
+        let mut inner = self.lock();
+        inner.image_reads += 1;
+        Ok(inner.images.get(&id).cloned())
+    }
+
+    async fn photo_set(&self, user: UserId) -> Result<Vec<ImageMeta>, DbError> {
+        let inner = self.lock();
+        Ok(inner
+            .photo_sets
+            .get(&user)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| inner.images.get(id).map(image_meta))
+            .collect())
+    }
+
+    async fn add_to_photo_set(
+        &self,
+        user: UserId,
+        image: ImageId,
+        max: usize,
+    ) -> Result<Option<usize>, DbError> {
+        let mut inner = self.lock();
+        let set = inner.photo_sets.entry(user).or_default();
+        if set.len() >= max {
+            return Ok(None);
+        }
+        set.push(image);
+        Ok(Some(set.len()))
+    }
+
+    async fn clear_photo_set(&self, user: UserId) -> Result<(), DbError> {
+        let mut inner = self.lock();
+        inner.photo_sets.remove(&user);
+        inner.collages.remove(&user);
+        Ok(())
+    }
+
+    async fn collage(&self, user: UserId) -> Result<Option<CollageChoice>, DbError> {
+        let inner = self.lock();
+        Ok(inner.collages.get(&user).and_then(|(id, confirmed)| {
+            inner.images.get(id).map(|img| CollageChoice {
+                image: image_meta(img),
+                confirmed: *confirmed,
+            })
+        }))
+    }
+
+    async fn set_collage(
+        &self,
+        user: UserId,
+        collage: Option<(ImageId, bool)>,
+        _now: i64,
+    ) -> Result<(), DbError> {
+        let mut inner = self.lock();
+        match collage {
+            Some(c) => inner.collages.insert(user, c),
+            None => inner.collages.remove(&user),
+        };
+        Ok(())
+    }
+
+    async fn delete_images_except(&self, user: UserId, keep: &[ImageId]) -> Result<usize, DbError> {
+        let mut inner = self.lock();
+        let mut kept: HashSet<ImageId> = keep.iter().copied().collect();
+        kept.extend(inner.photo_sets.get(&user).into_iter().flatten().copied());
+        kept.extend(inner.collages.get(&user).map(|(id, _)| *id));
+        let before = inner.images.len();
+        inner
+            .images
+            .retain(|id, img| img.user_id != user || kept.contains(id));
+        Ok(before - inner.images.len())
     }
 }
 
@@ -379,22 +502,25 @@ impl MailingStore for InMemDb {
             },
         );
         let mut seen = HashSet::new();
+        let parts = new.content.part_numbers();
         let rows = new
             .groups
             .iter()
             .filter(|g| seen.insert((*g).clone()))
             .enumerate()
-            .map(|(position, g)| Delivery {
-                mailing_id: id,
-                group: g.clone(),
-                part: 0,
-                position: position as u32,
-                state: DeliveryState::Pending,
-                attempts: 0,
-                next_attempt_at: 0,
-                message_id: None,
-                error: None,
-                updated_at: new.now,
+            .flat_map(|(position, g)| {
+                parts.iter().map(move |part| Delivery {
+                    mailing_id: id,
+                    group: g.clone(),
+                    part: *part,
+                    position: position as u32,
+                    state: DeliveryState::Pending,
+                    attempts: 0,
+                    next_attempt_at: 0,
+                    message_id: None,
+                    error: None,
+                    updated_at: new.now,
+                })
             })
             .collect();
         inner.rows.insert(id, rows);
@@ -854,6 +980,10 @@ impl State for InMemState {
         Ok(())
     }
 
+    async fn backoff_until(&self, profile: &ProfileId) -> Result<Option<i64>, StateError> {
+        Ok(self.lock().pacing.get(profile).map(|s| s.backoff_until))
+    }
+
     async fn heartbeat(&self, runner: &str, now: i64) -> Result<(), StateError> {
         self.lock().heartbeats.insert(runner.to_string(), now);
         Ok(())
@@ -897,6 +1027,8 @@ pub struct WappiCall {
     pub to: Option<GroupJid>,
     /// The text or caption sent.
     pub text: Option<String>,
+    /// The base64 of an image sent (`SendImage` only).
+    pub image: Option<String>,
     /// Whether the message reached the chat (sends only).
     pub delivered: bool,
     /// The error the call answered, if it failed.
@@ -1121,6 +1253,7 @@ impl ScriptedWappi {
         creds: &WappiCreds,
         to: &GroupJid,
         text: &str,
+        image: Option<&str>,
         method: WappiMethod,
     ) -> Result<Sent, WappiError> {
         let at = self.clock.now();
@@ -1138,6 +1271,13 @@ impl ScriptedWappi {
                 inner.last_message += 1;
                 let id = format!("wamid.{}", inner.last_message);
                 Self::store(&mut inner, to, &creds.profile_id, id.clone(), text, at);
+                if image.is_some() {
+                    // An image message: no body, the text is its caption.
+                    if let Some(last) = inner.history.get_mut(to).and_then(|h| h.last_mut()) {
+                        last.msg.kind = "image".into();
+                        last.msg.caption = std::mem::take(&mut last.msg.body);
+                    }
+                }
                 message_id = Some(id);
             }
             let result = match script {
@@ -1156,6 +1296,7 @@ impl ScriptedWappi {
             profile: creds.profile_id.clone(),
             to: Some(to.clone()),
             text: Some(text.to_string()),
+            image: image.map(str::to_string),
             delivered,
             error: result.as_ref().err().cloned(),
         });
@@ -1186,6 +1327,7 @@ impl WappiApi for ScriptedWappi {
             profile: creds.profile_id.clone(),
             to: None,
             text: None,
+            image: None,
             delivered: false,
             error: answer.as_ref().err().cloned(),
         });
@@ -1198,18 +1340,25 @@ impl WappiApi for ScriptedWappi {
         to: &GroupJid,
         body: &str,
     ) -> Result<Sent, WappiError> {
-        self.send(creds, to, body, WappiMethod::SendText).await
+        self.send(creds, to, body, None, WappiMethod::SendText)
+            .await
     }
 
     async fn send_image(
         &self,
         creds: &WappiCreds,
         to: &GroupJid,
-        _b64: &str,
+        b64: &str,
         caption: Option<&str>,
     ) -> Result<Sent, WappiError> {
-        self.send(creds, to, caption.unwrap_or(""), WappiMethod::SendImage)
-            .await
+        self.send(
+            creds,
+            to,
+            caption.unwrap_or(""),
+            Some(b64),
+            WappiMethod::SendImage,
+        )
+        .await
     }
 
     async fn list_chats(
@@ -1238,6 +1387,7 @@ impl WappiApi for ScriptedWappi {
             profile: creds.profile_id.clone(),
             to: None,
             text: None,
+            image: None,
             delivered: false,
             error: answer.as_ref().err().cloned(),
         });
@@ -1277,6 +1427,7 @@ impl WappiApi for ScriptedWappi {
             profile: creds.profile_id.clone(),
             to: Some(chat.clone()),
             text: None,
+            image: None,
             delivered: false,
             error: answer.as_ref().err().cloned(),
         });
@@ -1315,6 +1466,22 @@ pub enum TgCall {
         id: String,
         text: Option<String>,
     },
+    /// A `sendPhoto`: `photo` is the file id sent, or `upload:<n bytes>` for an upload.
+    Photo {
+        at: i64,
+        chat: ChatId,
+        id: MessageId,
+        photo: String,
+        caption: Option<String>,
+    },
+    GetFile {
+        at: i64,
+        file_id: String,
+    },
+    Download {
+        at: i64,
+        path: String,
+    },
 }
 
 impl TgCall {
@@ -1323,7 +1490,10 @@ impl TgCall {
             TgCall::Send { at, .. }
             | TgCall::Edit { at, .. }
             | TgCall::EditMarkup { at, .. }
-            | TgCall::Answer { at, .. } => *at,
+            | TgCall::Answer { at, .. }
+            | TgCall::Photo { at, .. }
+            | TgCall::GetFile { at, .. }
+            | TgCall::Download { at, .. } => *at,
         }
     }
 
@@ -1350,6 +1520,10 @@ struct TgInner {
     messages: HashMap<(ChatId, MessageId), TgMessage>,
     failures: VecDeque<TelegramError>,
     busy: bool,
+    /// Files `getFile` knows: file id → (file path, bytes).
+    files: HashMap<String, (String, Vec<u8>)>,
+    /// Downloads that fail (by file id).
+    failing_downloads: HashSet<String>,
 }
 
 /// A Telegram that records what the bot says. Message ids count up from 1001. Edits follow
@@ -1392,6 +1566,35 @@ impl RecordingTelegram {
     /// Makes the next send or edit fail with `e` (not recorded).
     pub fn fail_next(&self, e: TelegramError) {
         self.lock().failures.push_back(e);
+    }
+
+    /// Registers a file that `get_file` and `download_file` serve.
+    pub fn add_file(&self, file_id: &str, bytes: Vec<u8>) {
+        let mut inner = self.lock();
+        let path = format!("photos/file_{}.jpg", inner.files.len() + 1);
+        inner.files.insert(file_id.to_string(), (path, bytes));
+    }
+
+    /// Makes downloads of this file fail (a network error).
+    pub fn fail_download(&self, file_id: &str) {
+        self.lock().failing_downloads.insert(file_id.to_string());
+    }
+
+    /// The `sendPhoto` calls to a chat: (photo, caption).
+    pub fn photos_sent(&self, chat: ChatId) -> Vec<(String, Option<String>)> {
+        self.lock()
+            .calls
+            .iter()
+            .filter_map(|c| match c {
+                TgCall::Photo {
+                    chat: c,
+                    photo,
+                    caption,
+                    ..
+                } if *c == chat => Some((photo.clone(), caption.clone())),
+                _ => None,
+            })
+            .collect()
     }
 
     /// What `can_send_now` answers for every chat (`true` by default).
@@ -1590,6 +1793,95 @@ impl TelegramApi for RecordingTelegram {
     fn can_send_now(&self, _chat: ChatId) -> bool {
         !self.lock().busy
     }
+
+    async fn get_file(&self, file_id: &str) -> Result<TgFile, TelegramError> {
+        self.take_failure()?;
+        let at = self.clock.now();
+        let mut inner = self.lock();
+        inner.calls.push(TgCall::GetFile {
+            at,
+            file_id: file_id.into(),
+        });
+        match inner.files.get(file_id) {
+            Some((path, bytes)) => Ok(TgFile {
+                file_path: Some(path.clone()),
+                file_size: Some(bytes.len() as u64),
+            }),
+            None => Err(TelegramError::Api {
+                code: 400,
+                description: "Bad Request: invalid file_id".into(),
+            }),
+        }
+    }
+
+    async fn download_file(&self, file_path: &str) -> Result<Vec<u8>, TelegramError> {
+        let at = self.clock.now();
+        let mut inner = self.lock();
+        inner.calls.push(TgCall::Download {
+            at,
+            path: file_path.into(),
+        });
+        let found = inner
+            .files
+            .iter()
+            .find(|(_, (path, _))| path == file_path)
+            .map(|(id, (_, bytes))| (id.clone(), bytes.clone()));
+        match found {
+            Some((id, _)) if inner.failing_downloads.contains(&id) => Err(TelegramError::Network(
+                "file download: connection reset".into(),
+            )),
+            Some((_, bytes)) => Ok(bytes),
+            None => Err(TelegramError::Api {
+                code: 404,
+                description: "Not Found".into(),
+            }),
+        }
+    }
+
+    async fn send_photo(
+        &self,
+        chat: ChatId,
+        photo: PhotoInput<'_>,
+        caption: Option<&str>,
+        markup: Option<&ReplyMarkup>,
+    ) -> Result<SentPhoto, TelegramError> {
+        self.take_failure()?;
+        let at = self.clock.now();
+        let mut inner = self.lock();
+        inner.last_id += 1;
+        let id = MessageId(inner.last_id);
+        let (shown, file_id) = match photo {
+            PhotoInput::FileId(f) => (f.to_string(), f.to_string()),
+            PhotoInput::Jpeg(bytes) => {
+                let file_id = format!("uploaded-{}", id.0);
+                let path = format!("photos/upload_{}.jpg", id.0);
+                inner.files.insert(file_id.clone(), (path, bytes.to_vec()));
+                (format!("upload:{}", bytes.len()), file_id)
+            }
+        };
+        let keyboard = match markup {
+            Some(ReplyMarkup::Inline(k)) => k.clone(),
+            _ => InlineKeyboardMarkup::default(),
+        };
+        inner.messages.insert(
+            (chat, id),
+            TgMessage {
+                text: caption.unwrap_or_default().into(),
+                keyboard,
+            },
+        );
+        inner.calls.push(TgCall::Photo {
+            at,
+            chat,
+            id,
+            photo: shown,
+            caption: caption.map(str::to_string),
+        });
+        Ok(SentPhoto {
+            message_id: id,
+            file_id,
+        })
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1628,6 +1920,8 @@ pub fn services(settings: CoreSettings) -> (Services, Fakes) {
             TokenCipher::from_base64_key(TEST_KEY_B64).expect("the test key is valid"),
         ),
         settings: Arc::new(settings),
+        image_work: Arc::new(crate::ports::InlineImageWork),
+        broadcaster: None,
     };
     (svc, fakes)
 }
@@ -1684,7 +1978,7 @@ pub async fn create_mailing(
             user_id: user,
             chat_id: ChatId::from(user),
             profile_id: profile.clone(),
-            content: crate::ledger::Content { text: text.into() },
+            content: crate::ledger::Content::text_only(text),
             groups: groups.to_vec(),
             now: svc.now_ms(),
         })
@@ -1782,9 +2076,7 @@ pub async fn db_contract_suite(db: &dyn crate::ports::Db, tag: &str) {
         user_id: user,
         chat_id: ChatId::from(user),
         profile_id: prof.clone(),
-        content: Content {
-            text: "*Sale* today".into(),
-        },
+        content: Content::text_only("*Sale* today"),
         groups,
         now: T0,
     };
@@ -1959,4 +2251,139 @@ pub async fn db_contract_suite(db: &dyn crate::ports::Db, tag: &str) {
     assert!(db.first_seen(5, T0).await.unwrap());
     assert!(db.first_seen(3, T0).await.unwrap());
     assert!(!db.first_seen(5, T0).await.unwrap());
+
+    image_contract(db, tag).await;
+}
+
+/// The `ImageStore` part of [`db_contract_suite`]: immutable rows with their bytes, an
+/// ordered and capped photo set, the collage, deletion that spares what is still used, and a
+/// mailing with image parts (rows per part, content snapshot round trip).
+async fn image_contract(db: &dyn crate::ports::Db, tag: &str) {
+    use crate::ledger::Content;
+    let user = UserId(910_000_002);
+    let other = UserId(910_000_003);
+    for u in [user, other] {
+        db.ensure_user(u, Lang::Ru, 0, T0)
+            .await
+            .expect("ensure_user");
+    }
+    let jpeg = |n: u8| -> Vec<u8> {
+        (0..=255u8)
+            .cycle()
+            .take(3000 + n as usize)
+            .map(|b| b ^ n)
+            .collect()
+    };
+    let insert = |u: UserId, bytes: Vec<u8>, file: Option<&'static str>| async move {
+        db.insert_image(&NewImage {
+            user_id: u,
+            jpeg: &bytes,
+            width: 1600,
+            height: 1200,
+            tg_file_id: file,
+            now: T0,
+        })
+        .await
+        .expect("insert_image")
+    };
+    let a = insert(user, jpeg(1), Some("AgACa")).await;
+    let b = insert(user, jpeg(2), None).await;
+    assert!(b > a, "ids increase");
+    let stored = db.get_image(a).await.unwrap().expect("stored");
+    assert_eq!(
+        (stored.user_id, stored.jpeg, stored.width, stored.height),
+        (user, jpeg(1), 1600, 1200),
+        "bytes come back exactly"
+    );
+    assert_eq!(stored.tg_file_id.as_deref(), Some("AgACa"));
+    assert_eq!(db.get_image(i64::MAX).await.unwrap(), None);
+
+    // The set keeps upload order and its cap.
+    assert!(db.photo_set(user).await.unwrap().is_empty());
+    assert_eq!(db.add_to_photo_set(user, b, 2).await.unwrap(), Some(1));
+    assert_eq!(db.add_to_photo_set(user, a, 2).await.unwrap(), Some(2));
+    let c = insert(user, jpeg(3), None).await;
+    assert_eq!(db.add_to_photo_set(user, c, 2).await.unwrap(), None, "full");
+    let set = db.photo_set(user).await.unwrap();
+    let got: Vec<(ImageId, u64)> = set.iter().map(|i| (i.id, i.size)).collect();
+    assert_eq!(
+        got,
+        vec![(b, jpeg(2).len() as u64), (a, jpeg(1).len() as u64)]
+    );
+    assert!(
+        db.photo_set(other).await.unwrap().is_empty(),
+        "sets are per user"
+    );
+
+    // The collage.
+    assert_eq!(db.collage(user).await.unwrap(), None);
+    let col = insert(user, jpeg(4), Some("AgACcollage")).await;
+    db.set_collage(user, Some((col, false)), T0).await.unwrap();
+    let choice = db.collage(user).await.unwrap().expect("collage");
+    assert_eq!((choice.image.id, choice.confirmed), (col, false));
+    assert_eq!(choice.image.tg_file_id.as_deref(), Some("AgACcollage"));
+    db.set_collage(user, Some((col, true)), T0).await.unwrap();
+    assert!(db.collage(user).await.unwrap().unwrap().confirmed);
+
+    // A mailing of the photos: a row per (group, part); the snapshot comes back whole.
+    let content = Content::with_images("Photos", vec![b, a], false);
+    let id = db
+        .create_mailing(&NewMailing {
+            user_id: user,
+            chat_id: ChatId::from(user),
+            profile_id: profile(&format!("contract-img-{tag}")),
+            content: content.clone(),
+            groups: vec![jid(7), jid(5), jid(7)],
+            now: T0,
+        })
+        .await
+        .expect("create");
+    assert_eq!(db.get_mailing(id).await.unwrap().unwrap().content, content);
+    let mut rows: Vec<(GroupJid, u32, u32)> = db
+        .deliveries(id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.group.clone(), r.part, r.position))
+        .collect();
+    rows.sort_by_key(|(_, part, position)| (*position, *part));
+    assert_eq!(
+        rows,
+        vec![
+            (jid(7), 0, 0),
+            (jid(7), 1, 0),
+            (jid(7), 2, 0),
+            (jid(5), 0, 1),
+            (jid(5), 1, 1),
+            (jid(5), 2, 1),
+        ]
+    );
+
+    // Clearing forgets the set and the collage; deletion spares `keep`, the set and the
+    // collage, and other users' images.
+    let theirs = insert(other, jpeg(5), None).await;
+    db.clear_photo_set(user).await.unwrap();
+    assert!(db.photo_set(user).await.unwrap().is_empty());
+    assert_eq!(db.collage(user).await.unwrap(), None);
+    let d = insert(user, jpeg(6), None).await;
+    db.add_to_photo_set(user, d, 10).await.unwrap();
+    assert_eq!(
+        db.delete_images_except(user, &[a]).await.unwrap(),
+        3,
+        "b, c, col"
+    );
+    for (img, kept) in [
+        (a, true),
+        (b, false),
+        (c, false),
+        (col, false),
+        (d, true),
+        (theirs, true),
+    ] {
+        assert_eq!(
+            db.get_image(img).await.unwrap().is_some(),
+            kept,
+            "image {img}"
+        );
+    }
 }

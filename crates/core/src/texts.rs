@@ -64,6 +64,9 @@ pub mod button {
     pub fn back(l: Lang) -> &'static str {
         l.pick("⬅️ Назад", "⬅️ Back")
     }
+    pub fn images(l: Lang) -> &'static str {
+        l.pick("🖼️ Фото", "🖼️ Photos")
+    }
 }
 
 pub fn ask_token(l: Lang) -> String {
@@ -644,12 +647,207 @@ pub fn unknown_input(l: Lang) -> String {
     .into()
 }
 
-pub fn images_later(l: Lang) -> String {
+// ---------------------------------------------------------------------------------------------
+// Photos and collages
+
+/// `1.4 МБ` / `210 КБ`.
+fn file_size(l: Lang, bytes: u64) -> String {
+    if bytes >= 1024 * 1024 {
+        let mb = format!("{:.1}", bytes as f64 / (1024.0 * 1024.0));
+        l.pick(format!("{} МБ", mb.replace('.', ",")), format!("{mb} MB"))
+    } else {
+        let kb = bytes.div_ceil(1024);
+        l.pick(format!("{kb} КБ"), format!("{kb} KB"))
+    }
+}
+
+/// The photo set as held now: count, each photo's size, and the collage state.
+/// `collage`: `None` without a collage, `Some(confirmed)` with one.
+pub fn photos_held(
+    l: Lang,
+    photos: &[(u32, u32, u64)],
+    max: usize,
+    collage: Option<bool>,
+) -> String {
+    if photos.is_empty() {
+        return l
+            .pick(
+                format!("🖼️ Пришлите до {max} фото одним альбомом или по одному. Сейчас фото нет: рассылка уйдёт текстом."),
+                format!("🖼️ Send up to {max} photos, as one album or one by one. No photos now: the mailing goes as text."),
+            );
+    }
+    let mut s = l.pick(
+        format!("🖼️ Фото сохранено: {} из {max}", photos.len()),
+        format!("🖼️ Photos saved: {} of {max}", photos.len()),
+    );
+    for (i, (w, h, size)) in photos.iter().enumerate() {
+        s.push_str(&format!("\n{}. {w}×{h}, {}", i + 1, file_size(l, *size)));
+    }
+    s.push_str("\n\n");
+    s.push_str(match collage {
+        Some(true) => l.pick(
+            "🌅 В рассылке будет коллаж, текст — подписью к нему.",
+            "🌅 The mailing sends the collage, with the text as its caption.",
+        ),
+        _ => l.pick(
+            "Каждое фото уйдёт отдельным сообщением, затем текст. 🌅 соберёт их в один коллаж.",
+            "Each photo goes as its own message, then the text. 🌅 merges them into one collage.",
+        ),
+    });
+    s
+}
+
+pub fn collage_button(l: Lang) -> &'static str {
+    l.pick("🌅 Коллаж", "🌅 Collage")
+}
+
+pub fn clear_photos_button(l: Lang) -> &'static str {
+    l.pick("🗑 Очистить", "🗑 Clear")
+}
+
+pub fn photos_full(l: Lang, max: usize) -> String {
     l.pick(
-        "🖼️ Фото в рассылках появятся в следующей версии; пока рассылаем текст.",
-        "🖼️ Photos in mailings arrive in the next version; for now mailings carry text.",
+        format!("⚠️ Уже сохранено {max} фото — это максимум, это фото не добавлено. 🗑 очистит набор."),
+        format!("⚠️ {max} photos are saved already, the maximum: this one was not added. 🗑 clears the set."),
+    )
+}
+
+pub fn not_a_photo(l: Lang) -> String {
+    l.pick(
+        "⚠️ Это не фото. Пришлите изображение как фото (не файлом); видео, документы и стикеры не подходят. Сохранённые фото не изменились.",
+        "⚠️ That is not a photo. Send the picture as a photo (not as a file); videos, documents and stickers do not fit. The saved photos are unchanged.",
     )
     .into()
+}
+
+pub fn photo_download_failed(l: Lang) -> String {
+    l.pick(
+        "⚠️ Не удалось загрузить фото из Telegram. Сохранённые фото не изменились; пришлите это фото ещё раз.",
+        "⚠️ Could not download the photo from Telegram. The saved photos are unchanged; please send this photo again.",
+    )
+    .into()
+}
+
+pub fn photo_too_big(l: Lang) -> String {
+    l.pick(
+        "⚠️ Фото больше 20 МБ: Telegram не даёт ботам такие файлы. Сохранённые фото не изменились.",
+        "⚠️ The photo is over 20 MB, which Telegram does not give to bots. The saved photos are unchanged.",
+    )
+    .into()
+}
+
+pub fn photo_unreadable(l: Lang) -> String {
+    l.pick(
+        "⚠️ Не получилось прочитать это изображение. Сохранённые фото не изменились.",
+        "⚠️ Could not read this image. The saved photos are unchanged.",
+    )
+    .into()
+}
+
+pub fn photos_cleared(l: Lang) -> String {
+    l.pick(
+        "🗑 Фото удалены: рассылка уйдёт текстом. Уже запущенная рассылка не изменится.",
+        "🗑 Photos removed: the mailing goes as text. A mailing already running is not affected.",
+    )
+    .into()
+}
+
+pub fn no_photos(l: Lang) -> String {
+    l.pick(
+        "Фото нет. Нажмите 🖼️ Фото и пришлите их.",
+        "No photos. Press 🖼️ Photos and send them.",
+    )
+    .into()
+}
+
+pub fn collage_failed(l: Lang) -> String {
+    l.pick(
+        "⚠️ Не удалось собрать коллаж. Фото сохранены и уйдут по отдельности.",
+        "⚠️ Could not build the collage. The photos are kept and go one by one.",
+    )
+    .into()
+}
+
+/// The caption of the collage preview.
+pub fn collage_preview(l: Lang) -> String {
+    l.pick(
+        "🌅 Коллаж готов. Отправлять его в группы вместо отдельных фото?",
+        "🌅 The collage is ready. Send it to the groups instead of the separate photos?",
+    )
+    .into()
+}
+
+pub fn collage_use(l: Lang) -> &'static str {
+    l.pick("✅ Использовать", "✅ Use it")
+}
+
+pub fn collage_discard(l: Lang) -> &'static str {
+    l.pick("❌ Не нужно", "❌ Discard")
+}
+
+pub fn collage_confirmed(l: Lang) -> String {
+    l.pick(
+        format!("✅ Группы получат коллаж, текст — подписью к нему (текст длиннее {} символов уйдёт следующим сообщением).", crate::ledger::MAX_CAPTION_CHARS),
+        format!("✅ The groups get the collage with the text as its caption (a text over {} characters follows as its own message).", crate::ledger::MAX_CAPTION_CHARS),
+    )
+}
+
+pub fn collage_discarded(l: Lang) -> String {
+    l.pick(
+        "Коллаж не используется: фото уйдут по отдельности, затем текст.",
+        "No collage: the photos go one by one, then the text.",
+    )
+    .into()
+}
+
+pub fn collage_outdated(l: Lang) -> String {
+    l.pick(
+        "Этот коллаж устарел (фото менялись). Нажмите 🌅 ещё раз.",
+        "This collage is outdated (the photos changed). Press 🌅 again.",
+    )
+    .into()
+}
+
+/// The images line of the preview and of 📬: what goes before (or with) the text.
+pub fn post_images(l: Lang, content: &crate::ledger::Content) -> Option<String> {
+    let n = content.images.len();
+    if n == 0 {
+        return None;
+    }
+    Some(if content.caption {
+        l.pick(
+            "🌅 Коллаж, текст — подписью к нему".to_string(),
+            "🌅 A collage with the text as its caption".to_string(),
+        )
+    } else if n == 1 && content.parts().len() == 2 && !content.text.is_empty() {
+        l.pick(
+            "🖼️ 1 изображение, затем текст".to_string(),
+            "🖼️ 1 image, then the text".to_string(),
+        )
+    } else {
+        l.pick(
+            format!("🖼️ Фото: {n}, каждое отдельным сообщением, затем текст"),
+            format!("🖼️ Photos: {n}, each as its own message, then the text"),
+        )
+    })
+}
+
+/// The preview of a post with images: the images line goes after the text.
+pub fn preview_post(
+    l: Lang,
+    content: &crate::ledger::Content,
+    groups: usize,
+    eta_secs: u64,
+) -> String {
+    match post_images(l, content) {
+        None => preview(l, &content.text, groups, eta_secs),
+        Some(images) => preview(
+            l,
+            &format!("{}\n\n{images}", content.text),
+            groups,
+            eta_secs,
+        ),
+    }
 }
 
 pub fn internal_error(l: Lang) -> String {
@@ -835,6 +1033,67 @@ pub mod billing {
                 "🎁 The operator added {days} days to your subscription: active until {}.",
                 date(until)
             ),
+        )
+    }
+}
+
+/// The operator's `/broadcast` to every bot user.
+pub mod broadcast {
+    use super::Lang;
+
+    pub fn ask(l: Lang) -> String {
+        l.pick(
+            "📣 Пришлите сообщение для всех пользователей бота (или /menu для отмены).",
+            "📣 Send the message for every user of the bot (or /menu to cancel).",
+        )
+        .into()
+    }
+
+    pub fn confirm(l: Lang, users: u64, text: &str) -> String {
+        l.pick(
+            format!("📣 Отправить это сообщение всем пользователям ({users})?\n\n{text}"),
+            format!("📣 Send this message to every user ({users})?\n\n{text}"),
+        )
+    }
+
+    pub fn confirm_button(l: Lang, users: u64) -> String {
+        l.pick(
+            format!("✅ Отправить ({users})"),
+            format!("✅ Send ({users})"),
+        )
+    }
+
+    pub fn decline_button(l: Lang) -> String {
+        l.pick("❌ Отмена", "❌ Cancel").into()
+    }
+
+    pub fn started(l: Lang) -> String {
+        l.pick(
+            "📣 Рассылка пользователям запущена. По окончании придёт отчёт.",
+            "📣 Broadcast started. A report follows when it is done.",
+        )
+        .into()
+    }
+
+    pub fn declined(l: Lang) -> String {
+        l.pick("Рассылка пользователям отменена.", "Broadcast cancelled.")
+            .into()
+    }
+
+    pub fn unavailable(l: Lang) -> String {
+        l.pick(
+            "Рассылка пользователям здесь недоступна.",
+            "Broadcasts are not available here.",
+        )
+        .into()
+    }
+
+    pub fn report(l: Lang, sent: u64, failed: u64) -> String {
+        l.pick(
+            format!(
+                "📣 Рассылка пользователям завершена: отправлено {sent}, не доставлено {failed}."
+            ),
+            format!("📣 Broadcast finished: sent {sent}, failed {failed}."),
         )
     }
 }

@@ -14,7 +14,8 @@ use crate::wappi::HttpWappi;
 use anyhow::Context;
 use base64::Engine as _;
 use groupcast_core::crypto::TokenCipher;
-use groupcast_core::ports::{Clock, Entropy, State};
+use groupcast_core::collage::{self, Collage, CollageError, CollageOptions};
+use groupcast_core::ports::{async_trait, Clock, Entropy, ImageWork, InlineImageWork, State};
 use groupcast_core::services::Services;
 use groupcast_core::telegram::TelegramError;
 use rand::RngCore;
@@ -41,6 +42,35 @@ pub struct OsEntropy;
 impl Entropy for OsEntropy {
     fn fill(&self, buf: &mut [u8]) {
         rand::rngs::OsRng.fill_bytes(buf);
+    }
+}
+
+/// Photo and collage work on tokio's blocking pool, so a decode never holds up the runtime
+/// threads that drive mailings (a send due meanwhile leaves on time).
+pub struct BlockingImageWork;
+
+#[async_trait]
+impl ImageWork for BlockingImageWork {
+    async fn normalise(
+        &self,
+        photo: Vec<u8>,
+        max_side: u32,
+        max_bytes: usize,
+    ) -> Result<Vec<u8>, CollageError> {
+        let work = move || collage::normalise_photo(&photo, max_side, max_bytes);
+        tokio::task::spawn_blocking(work)
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+    }
+
+    async fn collage(
+        &self,
+        photos: Vec<Vec<u8>>,
+        opts: CollageOptions,
+    ) -> Result<Collage, CollageError> {
+        tokio::task::spawn_blocking(move || InlineImageWork::build(&photos, &opts))
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
     }
 }
 
@@ -143,6 +173,11 @@ impl App {
             entropy: Arc::new(OsEntropy),
             cipher: Arc::new(cipher),
             settings: Arc::new(settings.core.clone()),
+            image_work: Arc::new(BlockingImageWork),
+            broadcaster: Some(crate::broadcast::ServerBroadcaster::new(
+                telegram.clone(),
+                db.clone(),
+            )),
         };
         let dispatcher = Dispatcher::new(svc.clone());
         Ok(Arc::new(App {

@@ -19,8 +19,9 @@ use groupcast_core::ledger::{
     Content, Delivery, DeliveryState, Mailing, MailingStatus, NewMailing,
 };
 use groupcast_core::ports::{
-    async_trait, BillingStore, ContentStore, DbError, GroupEntry, Invoice, MailingStore,
-    Settlement, Stats, UpdateLog, UserRecord, UserStore,
+    async_trait, BillingStore, CollageChoice, ContentStore, DbError, GroupEntry, ImageId,
+    ImageMeta, ImageStore, Invoice, MailingStore, NewImage, Settlement, Stats, StoredImage,
+    UpdateLog, UserRecord, UserStore,
 };
 use groupcast_core::texts::Lang;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
@@ -35,6 +36,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0002_billing.sql",
         include_str!("../../../migrations/0002_billing.sql"),
+    ),
+    (
+        "0003_images.sql",
+        include_str!("../../../migrations/0003_images.sql"),
     ),
 ];
 
@@ -255,6 +260,40 @@ impl SqliteDb {
                 out.insert(state, n.max(0) as u64);
             }
             Ok(out)
+        })
+        .await
+    }
+
+    /// How many mailings are in each status (for `/metrics`).
+    pub async fn mailing_status_counts(&self) -> Result<Vec<(String, u64)>, DbError> {
+        self.with_conn(|c| {
+            let mut stmt = c
+                .prepare_cached("SELECT status, COUNT(*) FROM mailings GROUP BY status")
+                .map_err(|e| backend("mailing_status_counts", e))?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+                .map_err(|e| backend("mailing_status_counts", e))?;
+            rows.map(|r| {
+                r.map(|(s, n)| (s, n.max(0) as u64))
+                    .map_err(|e| backend("mailing_status_counts", e))
+            })
+            .collect()
+        })
+        .await
+    }
+
+    /// Every user's id, ascending (the recipients of an operator broadcast; the id is also
+    /// the private chat's id).
+    pub async fn user_ids(&self) -> Result<Vec<UserId>, DbError> {
+        self.with_conn(|c| {
+            let mut stmt = c
+                .prepare_cached("SELECT id FROM users ORDER BY id")
+                .map_err(|e| backend("user_ids", e))?;
+            let rows = stmt
+                .query_map([], |r| r.get::<_, i64>(0))
+                .map_err(|e| backend("user_ids", e))?;
+            rows.map(|r| r.map(UserId).map_err(|e| backend("user_ids", e)))
+                .collect()
         })
         .await
     }
@@ -717,21 +756,26 @@ impl MailingStore for SqliteDb {
             .map_err(|e| mailing_write_error("create_mailing", e))?;
             let id = tx.last_insert_rowid();
             {
-                // A group listed twice still gets one row: every group receives the post once.
+                // A group listed twice still gets one set of rows: every group receives the
+                // post once. One row per part of the post (images, then the text).
+                let parts = new.content.part_numbers();
                 let mut stmt = tx
                     .prepare_cached(
                         "INSERT INTO deliveries (mailing_id, group_jid, part, position, state, attempts,
                                                  next_attempt_at, updated_at)
-                         VALUES (?1, ?2, 0, ?3, 'pending', 0, 0, ?4)
+                         VALUES (?1, ?2, ?3, ?4, 'pending', 0, 0, ?5)
                          ON CONFLICT (mailing_id, group_jid, part) DO NOTHING",
                     )
                     .map_err(|e| backend("create_mailing", e))?;
                 let mut position: i64 = 0;
                 for g in &new.groups {
-                    let n = stmt
-                        .execute(params![id, g.as_str(), position, new.now])
-                        .map_err(|e| backend("create_mailing", e))?;
-                    position += n as i64;
+                    let mut n = 0;
+                    for part in &parts {
+                        n += stmt
+                            .execute(params![id, g.as_str(), part, position, new.now])
+                            .map_err(|e| backend("create_mailing", e))?;
+                    }
+                    position += i64::from(n > 0);
                 }
             }
             tx.commit().map_err(|e| mailing_write_error("create_mailing", e))?;
@@ -950,6 +994,192 @@ impl UpdateLog for SqliteDb {
 
 const INVOICE_COLUMNS: &str =
     "id, user_id, plan_days, amount_kopecks, status, created_at, extended_until";
+
+fn read_image_meta(r: &Row<'_>) -> rusqlite::Result<ImageMeta> {
+    Ok(ImageMeta {
+        id: r.get(0)?,
+        width: r.get(1)?,
+        height: r.get(2)?,
+        size: r.get::<_, i64>(3)?.max(0) as u64,
+        tg_file_id: r.get(4)?,
+    })
+}
+
+/// The columns [`read_image_meta`] reads, from `images` aliased `i`.
+const IMAGE_META_COLUMNS: &str = "i.id, i.width, i.height, length(i.jpeg), i.tg_file_id";
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+impl ImageStore for SqliteDb {
+    async fn insert_image(&self, image: &NewImage<'_>) -> Result<ImageId, DbError> {
+        let (user, jpeg, width, height, file_id, now) = (
+            image.user_id,
+            image.jpeg.to_vec(),
+            image.width,
+            image.height,
+            image.tg_file_id.map(str::to_string),
+            image.now,
+        );
+        self.with_conn(move |c| {
+            c.execute(
+                "INSERT INTO images (user_id, jpeg, width, height, tg_file_id, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![user.0, jpeg, width, height, file_id, now],
+            )
+            .map_err(|e| backend("insert_image", e))?;
+            Ok(c.last_insert_rowid())
+        })
+        .await
+    }
+
+    async fn get_image(&self, id: ImageId) -> Result<Option<StoredImage>, DbError> {
+        self.with_conn(move |c| {
+            c.query_row(
+                "SELECT id, user_id, jpeg, width, height, tg_file_id, created_at
+                   FROM images WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok(StoredImage {
+                        id: r.get(0)?,
+                        user_id: UserId(r.get(1)?),
+                        jpeg: r.get(2)?,
+                        width: r.get(3)?,
+                        height: r.get(4)?,
+                        tg_file_id: r.get(5)?,
+                        created_at: r.get(6)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| backend("get_image", e))
+        })
+        .await
+    }
+
+    async fn photo_set(&self, user: UserId) -> Result<Vec<ImageMeta>, DbError> {
+        self.with_conn(move |c| {
+            let sql = format!(
+                "SELECT {IMAGE_META_COLUMNS} FROM photo_sets s JOIN images i ON i.id = s.image_id
+                  WHERE s.user_id = ?1 ORDER BY s.position"
+            );
+            let mut stmt = c
+                .prepare_cached(&sql)
+                .map_err(|e| backend("photo_set", e))?;
+            let rows = stmt
+                .query_map([user.0], read_image_meta)
+                .map_err(|e| backend("photo_set", e))?;
+            rows.map(|r| r.map_err(|e| backend("photo_set", e)))
+                .collect()
+        })
+        .await
+    }
+
+    async fn add_to_photo_set(
+        &self,
+        user: UserId,
+        image: ImageId,
+        max: usize,
+    ) -> Result<Option<usize>, DbError> {
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
+        self.with_conn(move |c| {
+            // One statement: the count check and the append cannot be split by another writer.
+            let n = c
+                .execute(
+                    "INSERT INTO photo_sets (user_id, position, image_id)
+                     SELECT ?1, COALESCE(MAX(position) + 1, 0), ?2 FROM photo_sets
+                      WHERE user_id = ?1 HAVING COUNT(*) < ?3",
+                    params![user.0, image, max],
+                )
+                .map_err(|e| backend("add_to_photo_set", e))?;
+            if n == 0 {
+                return Ok(None);
+            }
+            let count: i64 = c
+                .query_row(
+                    "SELECT COUNT(*) FROM photo_sets WHERE user_id = ?1",
+                    [user.0],
+                    |r| r.get(0),
+                )
+                .map_err(|e| backend("add_to_photo_set", e))?;
+            Ok(Some(count.max(0) as usize))
+        })
+        .await
+    }
+
+    async fn clear_photo_set(&self, user: UserId) -> Result<(), DbError> {
+        self.with_conn(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| backend("clear_photo_set", e))?;
+            tx.execute("DELETE FROM photo_sets WHERE user_id = ?1", [user.0])
+                .map_err(|e| backend("clear_photo_set", e))?;
+            tx.execute("DELETE FROM collages WHERE user_id = ?1", [user.0])
+                .map_err(|e| backend("clear_photo_set", e))?;
+            tx.commit().map_err(|e| backend("clear_photo_set", e))
+        })
+        .await
+    }
+
+    async fn collage(&self, user: UserId) -> Result<Option<CollageChoice>, DbError> {
+        self.with_conn(move |c| {
+            let sql = format!(
+                "SELECT {IMAGE_META_COLUMNS}, k.confirmed FROM collages k
+                   JOIN images i ON i.id = k.image_id WHERE k.user_id = ?1"
+            );
+            c.query_row(&sql, [user.0], |r| {
+                Ok(CollageChoice {
+                    image: read_image_meta(r)?,
+                    confirmed: r.get::<_, i64>(5)? != 0,
+                })
+            })
+            .optional()
+            .map_err(|e| backend("collage", e))
+        })
+        .await
+    }
+
+    async fn set_collage(
+        &self,
+        user: UserId,
+        collage: Option<(ImageId, bool)>,
+        now: i64,
+    ) -> Result<(), DbError> {
+        self.with_conn(move |c| {
+            match collage {
+                Some((image, confirmed)) => c.execute(
+                    "INSERT INTO collages (user_id, image_id, confirmed, updated_at)
+                     VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (user_id) DO UPDATE
+                        SET image_id = excluded.image_id, confirmed = excluded.confirmed,
+                            updated_at = excluded.updated_at",
+                    params![user.0, image, i64::from(confirmed), now],
+                ),
+                None => c.execute("DELETE FROM collages WHERE user_id = ?1", [user.0]),
+            }
+            .map(drop)
+            .map_err(|e| backend("set_collage", e))
+        })
+        .await
+    }
+
+    async fn delete_images_except(&self, user: UserId, keep: &[ImageId]) -> Result<usize, DbError> {
+        // `keep` travels as a JSON array (one parameter, any length; D1 has json_each too).
+        let keep = serde_json::to_string(keep)
+            .map_err(|_| DbError::Backend("delete_images_except: keep list".into()))?;
+        self.with_conn(move |c| {
+            c.execute(
+                "DELETE FROM images
+                  WHERE user_id = ?1
+                    AND id NOT IN (SELECT value FROM json_each(?2))
+                    AND id NOT IN (SELECT image_id FROM photo_sets WHERE user_id = ?1)
+                    AND id NOT IN (SELECT image_id FROM collages WHERE user_id = ?1)",
+                params![user.0, keep],
+            )
+            .map_err(|e| backend("delete_images_except", e))
+        })
+        .await
+    }
+}
 
 fn read_invoice(r: &Row<'_>) -> rusqlite::Result<Invoice> {
     Ok(Invoice {
@@ -1173,9 +1403,7 @@ mod tests {
             user_id: UserId(user),
             chat_id: ChatId(user),
             profile_id: profile(prof),
-            content: Content {
-                text: "*Sale* today".into(),
-            },
+            content: Content::text_only("*Sale* today"),
             groups,
             now: T0,
         }
@@ -1387,9 +1615,7 @@ mod tests {
                 chat_id: ChatId(5),
                 profile_id: profile("prof-a"),
                 status: MailingStatus::Running,
-                content: Content {
-                    text: "*Sale* today".into()
-                },
+                content: Content::text_only("*Sale* today"),
                 created_at: T0,
                 finished_at: None,
                 fence: 0,

@@ -1,4 +1,5 @@
-//! The HTTP surface of the server (CONTRACT.md): the Telegram webhook and health.
+//! The HTTP surface of the server (CONTRACT.md): the Telegram webhook, Robokassa's
+//! notifications and landing pages, health and Prometheus metrics.
 //! The webhook checks the secret header in constant time, records the `update_id`, hands the
 //! update to the dispatcher and answers at once.
 
@@ -23,6 +24,7 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/telegram/webhook", post(webhook))
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .route(
             "/robokassa/result",
             get(robokassa_result).post(robokassa_result),
@@ -106,7 +108,30 @@ async fn robokassa_result(
         tracing::warn!(peer = %peer.ip(), "robokassa notification from an address not in ROBOKASSA_ALLOWED_IPS");
         return (StatusCode::FORBIDDEN, "forbidden").into_response();
     }
-    let reply = payments::on_result(&app.svc, &robokassa_params(query, &body)).await;
+    let params = robokassa_params(query, &body);
+    // The signature sent is as good as a password for a replay: never let it reach a log.
+    for (_, v) in params
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("SignatureValue"))
+    {
+        crate::logging::register_transient(v);
+    }
+    let inv_id = params
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("InvId"))
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("");
+    let reply = payments::on_result(&app.svc, &params).await;
+    tracing::info!(
+        inv_id,
+        status = reply.status,
+        outcome = if reply.status == 200 {
+            "accepted"
+        } else {
+            "refused"
+        },
+        "robokassa callback"
+    );
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_REQUEST);
     (
         status,
@@ -152,6 +177,15 @@ async fn robokassa_fail(
     body: Bytes,
 ) -> Response {
     landing(&app, query, &body, false)
+}
+
+/// Prometheus text exposition (see `metrics`).
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    (
+        [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
+        crate::metrics::render(&app).await,
+    )
+        .into_response()
 }
 
 async fn healthz(State(app): State<Arc<App>>) -> Response {

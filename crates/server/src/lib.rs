@@ -3,8 +3,11 @@
 //! The `groupcast` binary (`main.rs`) is a thin command line over this library.
 
 pub mod app;
+pub mod broadcast;
+pub mod export;
 pub mod http;
 pub mod logging;
+pub mod metrics;
 pub mod ops;
 pub mod runner;
 pub mod settings;

@@ -26,6 +26,18 @@ enum Command {
     SetWebhook,
     /// Check the configuration and reach Telegram, the database and Redis; one line each.
     Check,
+    /// Write a user's mailing reports as CSV (one row per group and part).
+    Export {
+        /// The user's Telegram id.
+        #[arg(long)]
+        user: i64,
+        /// Only this mailing.
+        #[arg(long)]
+        mailing: Option<i64>,
+        /// The file to write; `-` (the default) is standard output.
+        #[arg(long, default_value = "-")]
+        out: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -37,7 +49,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    groupcast_server::logging::init(settings.log_json);
+    groupcast_server::logging::init(&settings);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -55,15 +67,33 @@ fn main() -> ExitCode {
             }
             Command::SetWebhook => groupcast_server::ops::set_webhook(&settings).await,
             Command::Check => groupcast_server::ops::check(&settings).await,
+            Command::Export { user, mailing, out } => export(&settings, user, mailing, &out),
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!(
+                "error: {}",
+                groupcast_server::logging::scrub(&format!("{e:#}"))
+            );
             ExitCode::FAILURE
         }
     }
+}
+
+/// `groupcast export`: the CSV is built first, so a refused export leaves no file behind.
+fn export(settings: &Settings, user: i64, mailing: Option<i64>, out: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut csv = Vec::new();
+    let rows = groupcast_server::export::export(&settings.database_path, user, mailing, &mut csv)?;
+    if out == "-" {
+        std::io::stdout().lock().write_all(&csv)?;
+    } else {
+        std::fs::write(out, &csv).map_err(|e| anyhow::anyhow!("--out {out}: {e}"))?;
+    }
+    eprintln!("exported {rows} row(s)");
+    Ok(())
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {

@@ -772,6 +772,15 @@ impl State for RedisState {
         Ok(())
     }
 
+    async fn backoff_until(&self, profile: &ProfileId) -> Result<Option<i64>, StateError> {
+        let until: Option<String> = redis::cmd("GET")
+            .arg(self.backoff_key(profile))
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(backend)?;
+        Ok(until.and_then(|u| u.parse().ok()))
+    }
+
     async fn heartbeat(&self, runner: &str, now: i64) -> Result<(), StateError> {
         let _: i64 = self
             .scripts
@@ -804,6 +813,10 @@ impl State for RedisState {
             .query_async::<()>(&mut self.conn.clone())
             .await
             .map_err(backend)
+    }
+
+    async fn queue_depth(&self) -> Result<Option<u64>, StateError> {
+        RedisState::queue_len(self).await.map(Some)
     }
 
     async fn dequeue(&self) -> Result<Option<MailingId>, StateError> {

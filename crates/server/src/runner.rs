@@ -21,7 +21,8 @@ const STALE_CLAIM_MS: u64 = 30_000;
 
 /// How often the supervisor looks at the queue and the database.
 const POLL: Duration = Duration::from_millis(100);
-/// How often running mailings are re-read from the database (the reconciler).
+/// How often running mailings are re-read from the database (the reconciler), at most: with a
+/// short lease the rescan comes at half the lease, so a takeover is bounded by the lease.
 const RESCAN: Duration = Duration::from_secs(5);
 /// A running mailing younger than this is left to the intake queue by the rescan.
 const FRESH_MS: i64 = 10_000;
@@ -60,6 +61,7 @@ impl Runner {
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>, grace: Duration) {
         let mut last_scan = None::<tokio::time::Instant>;
         let mut last_beat = None::<tokio::time::Instant>;
+        let rescan = RESCAN.min(Duration::from_millis(self.lease_ttl_ms / 2).max(POLL));
         while !*shutdown.borrow() {
             let now = tokio::time::Instant::now();
             if last_beat.is_none_or(|t| now - t >= HEARTBEAT) {
@@ -82,7 +84,7 @@ impl Runner {
                     }
                 }
             }
-            if last_scan.is_none_or(|t| now - t >= RESCAN) {
+            if last_scan.is_none_or(|t| now - t >= rescan) {
                 if let Some(redis) = &self.redis {
                     match redis.requeue_stale(STALE_CLAIM_MS).await {
                         Ok(n) if n > 0 => {
@@ -232,13 +234,16 @@ impl Runner {
             match engine::step(svc, id, &lease, &mut cursor).await {
                 Ok(Step::Continue) => tokio::task::yield_now().await,
                 Ok(Step::SleepUntil(t)) => {
-                    let mut vouched = false;
+                    let waited_from = tokio::time::Instant::now();
+                    // With the slot already taken the checks were just made: only wait.
+                    let held = cursor.holds_slot();
+                    let mut vouched = held;
                     loop {
                         let now = svc.now_ms();
                         if now >= t || *shutdown.borrow() {
                             break;
                         }
-                        if spin && t - now <= SPIN_MS {
+                        if (spin || held) && t - now <= SPIN_MS {
                             // The timer wakes up to a millisecond late, and every late send
                             // pushes all later slots back: yield the last stretch instead. Check
                             // cancel and renew the lease now, before the slot, and vouch for both.
@@ -262,17 +267,20 @@ impl Runner {
                             tokio::task::yield_now().await;
                             continue;
                         }
-                        if svc.state.is_cancelled(id).await.unwrap_or(false) {
-                            break;
-                        }
-                        if !self.keep_lease(&lease, &mut renewed_at).await {
-                            break 'drive "lease lost";
+                        if !held {
+                            if svc.state.is_cancelled(id).await.unwrap_or(false) {
+                                break;
+                            }
+                            if !self.keep_lease(&lease, &mut renewed_at).await {
+                                break 'drive "lease lost";
+                            }
                         }
                         tokio::time::sleep(Duration::from_millis(
                             (t - now - SPIN_MS).min(NAP_MS) as u64
                         ))
                         .await;
                     }
+                    crate::metrics::pacing_wait(waited_from.elapsed());
                 }
                 Ok(Step::Finished) => break "finished",
                 Ok(Step::LostLease) => break "lease lost",

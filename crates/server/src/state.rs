@@ -216,6 +216,10 @@ impl State for EmbeddedState {
         Ok(())
     }
 
+    async fn backoff_until(&self, profile: &ProfileId) -> Result<Option<i64>, StateError> {
+        Ok(self.lock()?.pacing.get(profile).map(|s| s.backoff_until))
+    }
+
     async fn heartbeat(&self, runner: &str, now: i64) -> Result<(), StateError> {
         self.lock()?.heartbeats.insert(runner.to_string(), now);
         Ok(())
@@ -234,6 +238,10 @@ impl State for EmbeddedState {
 
     async fn dequeue(&self) -> Result<Option<MailingId>, StateError> {
         Ok(self.lock()?.queue.pop_front())
+    }
+
+    async fn queue_depth(&self) -> Result<Option<u64>, StateError> {
+        Ok(Some(self.lock()?.queue.len() as u64))
     }
 }
 
@@ -452,13 +460,17 @@ async fn contract_pacing(state: &dyn State, p: &ProfileId, other: &ProfileId, t0
 async fn contract_backoff(state: &dyn State, p: &ProfileId, t0: i64) {
     let cfg = PacingConfig::default();
     let g = jid(7);
+    let paused = |until: Option<i64>, at: i64| until.is_some_and(|u| u > at);
+    assert!(!paused(state.backoff_until(p).await.unwrap(), t0));
     state.set_backoff(p, t0 + 5_000).await.unwrap();
+    assert_eq!(state.backoff_until(p).await.unwrap(), Some(t0 + 5_000));
     assert_eq!(
         state.pace(p, &g, &cfg, t0).await.unwrap(),
         Pace::WaitUntil(t0 + 5_000)
     );
     // An earlier backoff never shortens a later one.
     state.set_backoff(p, t0 + 3_000).await.unwrap();
+    assert_eq!(state.backoff_until(p).await.unwrap(), Some(t0 + 5_000));
     assert_eq!(
         state.pace(p, &g, &cfg, t0 + 4_000).await.unwrap(),
         Pace::WaitUntil(t0 + 5_000)

@@ -9,7 +9,7 @@
 //! honoured: the chat is held back for `retry_after` seconds and the request is repeated.
 
 use groupcast_core::pacing::Gcra;
-use groupcast_core::ports::{async_trait, TelegramApi};
+use groupcast_core::ports::{async_trait, PhotoInput, SentPhoto, TelegramApi, TgFile};
 use groupcast_core::telegram::{
     ApiResponse, InlineKeyboardMarkup, Message, MessageId, ReplyMarkup, TelegramError, Update, User,
 };
@@ -65,6 +65,21 @@ impl fmt::Debug for HttpTelegram {
 #[derive(Debug, Deserialize)]
 struct FileInfo {
     file_path: Option<String>,
+    file_size: Option<u64>,
+}
+
+/// What `sendPhoto` returned: the message id and the `file_id` of the largest size.
+fn sent_photo(msg: Message) -> Result<SentPhoto, TelegramError> {
+    let file_id = msg
+        .photo
+        .iter()
+        .max_by_key(|p| u64::from(p.width) * u64::from(p.height))
+        .map(|p| p.file_id.clone())
+        .ok_or_else(|| TelegramError::InvalidJson("sendPhoto: the answer has no photo".into()))?;
+    Ok(SentPhoto {
+        message_id: MessageId(msg.message_id),
+        file_id,
+    })
 }
 
 impl HttpTelegram {
@@ -130,18 +145,19 @@ impl HttpTelegram {
             .await
     }
 
-    /// The `file_path` of a file, to pass to [`HttpTelegram::download_file`].
-    pub async fn get_file(&self, file_id: &str) -> Result<String, TelegramError> {
+    /// `getFile` (the port's [`TelegramApi::get_file`]).
+    async fn file_info(&self, file_id: &str) -> Result<TgFile, TelegramError> {
         let info: FileInfo = self
             .call("getFile", &json!({ "file_id": file_id }), REQUEST_TIMEOUT)
             .await?;
-        info.file_path.ok_or_else(|| {
-            TelegramError::InvalidJson("getFile: the answer has no file_path".into())
+        Ok(TgFile {
+            file_path: info.file_path,
+            file_size: info.file_size,
         })
     }
 
     /// Downloads a file by the `file_path` that `getFile` returned.
-    pub async fn download_file(&self, file_path: &str) -> Result<Vec<u8>, TelegramError> {
+    async fn download(&self, file_path: &str) -> Result<Vec<u8>, TelegramError> {
         let url = format!(
             "{}/file/bot{}/{}",
             self.api_url,
@@ -179,13 +195,13 @@ impl HttpTelegram {
     }
 
     /// Sends a photo already on Telegram's servers (by `file_id`). Paced like messages.
-    pub async fn send_photo(
+    pub async fn send_photo_by_id(
         &self,
         chat: ChatId,
         file_id: &str,
         caption: Option<&str>,
         markup: Option<&ReplyMarkup>,
-    ) -> Result<MessageId, TelegramError> {
+    ) -> Result<SentPhoto, TelegramError> {
         let mut body = json!({ "chat_id": chat.0, "photo": file_id });
         if let Some(caption) = caption {
             body["caption"] = json!(caption);
@@ -196,7 +212,7 @@ impl HttpTelegram {
         let msg: Message = self
             .paced(chat.0, "sendPhoto", || self.post("sendPhoto").json(&body))
             .await?;
-        Ok(MessageId(msg.message_id))
+        sent_photo(msg)
     }
 
     /// Uploads a photo (JPEG or PNG bytes) as multipart/form-data. Paced like messages.
@@ -207,7 +223,7 @@ impl HttpTelegram {
         file_name: &str,
         caption: Option<&str>,
         markup: Option<&ReplyMarkup>,
-    ) -> Result<MessageId, TelegramError> {
+    ) -> Result<SentPhoto, TelegramError> {
         let mut fields = vec![("chat_id", chat.0.to_string())];
         if let Some(caption) = caption {
             fields.push(("caption", caption.to_string()));
@@ -223,7 +239,7 @@ impl HttpTelegram {
                     .body(body.clone())
             })
             .await?;
-        Ok(MessageId(msg.message_id))
+        sent_photo(msg)
     }
 
     fn post(&self, method: &str) -> reqwest::RequestBuilder {
@@ -284,20 +300,38 @@ impl HttpTelegram {
         method: &str,
         req: reqwest::RequestBuilder,
     ) -> Result<T, TelegramError> {
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| self.transport_error(method, e))?;
+        let started = Instant::now();
+        let (status, result) = self.exchange(method, req).await;
+        let latency_ms = started.elapsed().as_millis() as u64;
+        // One line per call outcome (the token is not in `method` nor in the scrubbed error).
+        match &result {
+            Ok(_) => tracing::info!(method, status, latency_ms, "telegram call ok"),
+            Err(e) => {
+                tracing::info!(method, status, latency_ms, error = %e, "telegram call failed")
+            }
+        }
+        result
+    }
+
+    /// The call itself; the HTTP status (0 when no answer came) goes along for logging.
+    async fn exchange<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        req: reqwest::RequestBuilder,
+    ) -> (u16, Result<T, TelegramError>) {
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) => return (0, Err(self.transport_error(method, e))),
+        };
         let status = resp.status().as_u16();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| self.transport_error(method, e))?;
-        classify(method, status, &bytes).map_err(|e| {
-            let e = self.scrub_error(e);
-            tracing::debug!(method, error = %e, "telegram call failed");
-            e
-        })
+        let bytes = match resp.bytes().await {
+            Ok(b) => b,
+            Err(e) => return (status, Err(self.transport_error(method, e))),
+        };
+        (
+            status,
+            classify(method, status, &bytes).map_err(|e| self.scrub_error(e)),
+        )
     }
 
     /// A transport failure as text without the URL (which holds the token).
@@ -426,6 +460,30 @@ fn multipart(
 impl TelegramApi for HttpTelegram {
     fn can_send_now(&self, chat: ChatId) -> bool {
         self.throttle.would_pass(chat.0)
+    }
+
+    async fn get_file(&self, file_id: &str) -> Result<TgFile, TelegramError> {
+        self.file_info(file_id).await
+    }
+
+    async fn download_file(&self, file_path: &str) -> Result<Vec<u8>, TelegramError> {
+        self.download(file_path).await
+    }
+
+    async fn send_photo(
+        &self,
+        chat: ChatId,
+        photo: PhotoInput<'_>,
+        caption: Option<&str>,
+        markup: Option<&ReplyMarkup>,
+    ) -> Result<SentPhoto, TelegramError> {
+        match photo {
+            PhotoInput::FileId(id) => self.send_photo_by_id(chat, id, caption, markup).await,
+            PhotoInput::Jpeg(bytes) => {
+                self.send_photo_bytes(chat, bytes.to_vec(), "photo.jpg", caption, markup)
+                    .await
+            }
+        }
     }
 
     async fn send_message(

@@ -83,16 +83,20 @@ impl HttpWappi {
         body: Option<Value>,
         kind: Kind,
     ) -> Result<Value, WappiError> {
+        // Known to the log redactor from its first use on (see `logging`).
+        crate::logging::register(creds.token.expose());
         let started = Instant::now();
         let profile = creds.profile_id.as_str();
         let result = self
             .exchange(creds, method.clone(), path, query, body, kind)
             .await;
-        let latency_ms = started.elapsed().as_millis() as u64;
+        let took = started.elapsed();
+        crate::metrics::wappi_latency(took);
+        let latency_ms = took.as_millis() as u64;
         let result = result.map_err(|e| scrub(e, creds.token.expose()));
         match &result {
             Ok((status, _)) => {
-                tracing::debug!(%method, path, profile, status, latency_ms, "wappi call ok")
+                tracing::info!(%method, path, profile, status, latency_ms, "wappi call ok")
             }
             Err((status, e)) => tracing::info!(
                 %method, path, profile, status = status.unwrap_or(0), latency_ms, error = %e,

@@ -84,7 +84,7 @@ pub struct MessageEntity {
     pub url: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct PhotoSize {
     pub file_id: String,
     #[serde(default)]

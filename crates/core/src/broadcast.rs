@@ -1,0 +1,238 @@
+//! The operator's `/broadcast`: one message to every bot user.
+//!
+//! The dialogue part lives here and in `dialogue` (an operator sends `/broadcast <text>`, or
+//! `/broadcast` and then the text; the bot shows the text and the number of users with ✅ / ❌;
+//! ✅ hands the job to the runtime). Sending is the runtime's: it implements [`Broadcaster`]
+//! and delivers in the background, paced by Telegram's limits, and tells the operator
+//! "sent N, failed M" at the end ([`crate::texts::broadcast::report`]). Only operators
+//! (`ADMIN_TELEGRAM_IDS`) get here; for anyone else `/broadcast` is ordinary text.
+
+use crate::bot::BotError;
+use crate::dialogue::{Callback, DialogueState};
+use crate::ids::ChatId;
+use crate::services::Services;
+use crate::telegram::{InlineKeyboardMarkup, ReplyMarkup};
+use crate::texts::{self, Lang};
+
+/// A confirmed broadcast, handed to the runtime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BroadcastJob {
+    /// Where the final report goes.
+    pub operator_chat: ChatId,
+    /// The operator's language (of the report).
+    pub lang: Lang,
+    /// The message, sent as plain text.
+    pub text: String,
+}
+
+/// The runtime's side: starts delivering a job in the background and returns at once.
+pub trait Broadcaster: crate::ports::MaybeSendSync {
+    fn start(&self, job: BroadcastJob);
+}
+
+/// `/broadcast [text]`: asks for the text, or shows the confirmation at once.
+pub async fn command(
+    svc: &Services,
+    chat: ChatId,
+    l: Lang,
+    args: &str,
+) -> Result<DialogueState, BotError> {
+    if args.trim().is_empty() {
+        svc.telegram
+            .send_message(chat, &texts::broadcast::ask(l), None)
+            .await?;
+        return Ok(DialogueState::AwaitBroadcast);
+    }
+    take_text(svc, chat, l, args.trim()).await
+}
+
+/// The broadcast text arrived: show it with the number of recipients and ✅ / ❌.
+pub async fn take_text(
+    svc: &Services,
+    chat: ChatId,
+    l: Lang,
+    text: &str,
+) -> Result<DialogueState, BotError> {
+    let users = svc.db.stats(svc.now_ms()).await?.users;
+    let kb = InlineKeyboardMarkup::rows(vec![vec![
+        (
+            texts::broadcast::confirm_button(l, users),
+            Callback::BroadcastGo.data(),
+        ),
+        (
+            texts::broadcast::decline_button(l),
+            Callback::BroadcastNo.data(),
+        ),
+    ]]);
+    svc.telegram
+        .send_message(
+            chat,
+            &texts::broadcast::confirm(l, users, text),
+            Some(&ReplyMarkup::Inline(kb)),
+        )
+        .await?;
+    Ok(DialogueState::ConfirmBroadcast {
+        text: text.to_string(),
+    })
+}
+
+/// ✅ on the confirmation: hands the job over (once: the state goes back to idle).
+pub async fn confirm(
+    svc: &Services,
+    chat: ChatId,
+    l: Lang,
+    state: &DialogueState,
+) -> Result<DialogueState, BotError> {
+    let DialogueState::ConfirmBroadcast { text } = state else {
+        return Ok(state.clone()); // a stale button: nothing awaits confirmation
+    };
+    let Some(broadcaster) = &svc.broadcaster else {
+        svc.telegram
+            .send_message(chat, &texts::broadcast::unavailable(l), None)
+            .await?;
+        return Ok(DialogueState::Idle);
+    };
+    broadcaster.start(BroadcastJob {
+        operator_chat: chat,
+        lang: l,
+        text: text.clone(),
+    });
+    tracing::info!(
+        operator = chat.0,
+        chars = text.chars().count(),
+        "broadcast started"
+    );
+    svc.telegram
+        .send_message(chat, &texts::broadcast::started(l), None)
+        .await?;
+    Ok(DialogueState::Idle)
+}
+
+/// ❌ on the confirmation.
+pub async fn decline(
+    svc: &Services,
+    chat: ChatId,
+    l: Lang,
+    state: &DialogueState,
+) -> Result<DialogueState, BotError> {
+    if !matches!(state, DialogueState::ConfirmBroadcast { .. }) {
+        return Ok(state.clone());
+    }
+    svc.telegram
+        .send_message(chat, &texts::broadcast::declined(l), None)
+        .await?;
+    Ok(DialogueState::Idle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bot::handle_update;
+    use crate::services::CoreSettings;
+    use crate::telegram::{MessageId, Update};
+    use crate::testing::{services, Fakes};
+    use serde_json::json;
+    use std::sync::{Arc, Mutex};
+
+    const OPERATOR: i64 = 900;
+    const USER: i64 = 901;
+
+    /// Records the jobs handed over.
+    #[derive(Default)]
+    struct Jobs(Mutex<Vec<BroadcastJob>>);
+
+    impl Broadcaster for Jobs {
+        fn start(&self, job: BroadcastJob) {
+            self.0.lock().unwrap().push(job);
+        }
+    }
+
+    fn world() -> (Services, Fakes, Arc<Jobs>) {
+        let settings = CoreSettings {
+            admin_ids: vec![OPERATOR],
+            ..CoreSettings::default()
+        };
+        let (mut svc, fakes) = services(settings);
+        let jobs = Arc::new(Jobs::default());
+        svc.broadcaster = Some(jobs.clone());
+        (svc, fakes, jobs)
+    }
+
+    fn update(n: i64, user: i64, body: serde_json::Value) -> Update {
+        let mut u = json!({ "update_id": n });
+        let from = json!({"id": user, "is_bot": false, "first_name": "A", "language_code": "en"});
+        match body {
+            serde_json::Value::String(text) => {
+                u["message"] = json!({"message_id": n, "from": from, "date": 0, "text": text,
+                    "chat": {"id": user, "type": "private"}});
+            }
+            data => {
+                u["callback_query"] = json!({"id": format!("cb{n}"), "from": from,
+                    "data": data["data"], "message": {"message_id": data["message"], "date": 0,
+                    "chat": {"id": user, "type": "private"}}});
+            }
+        }
+        serde_json::from_value(u).unwrap()
+    }
+
+    async fn say(svc: &Services, n: i64, user: i64, text: &str) {
+        handle_update(svc, &update(n, user, json!(text)))
+            .await
+            .unwrap();
+    }
+
+    async fn press(svc: &Services, n: i64, user: i64, message: MessageId, data: &str) {
+        let u = update(n, user, json!({"data": data, "message": message.0}));
+        handle_update(svc, &u).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn operator_confirms_and_the_job_is_handed_over_once() {
+        let (svc, f, jobs) = world();
+        say(&svc, 1, USER, "/help").await; // a second user of the bot
+        say(&svc, 2, OPERATOR, "/broadcast").await;
+        let (_, asked, _) = f.telegram.last_sent(ChatId(OPERATOR)).unwrap();
+        assert_eq!(asked, texts::broadcast::ask(Lang::En));
+        say(&svc, 3, OPERATOR, "Maintenance at 23:00").await;
+        let (confirm, text, _) = f.telegram.last_sent(ChatId(OPERATOR)).unwrap();
+        assert_eq!(
+            text,
+            texts::broadcast::confirm(Lang::En, 2, "Maintenance at 23:00")
+        );
+        press(&svc, 4, OPERATOR, confirm, &Callback::BroadcastGo.data()).await;
+        press(&svc, 5, OPERATOR, confirm, &Callback::BroadcastGo.data()).await;
+        let handed = jobs.0.lock().unwrap().clone();
+        assert_eq!(
+            handed,
+            vec![BroadcastJob {
+                operator_chat: ChatId(OPERATOR),
+                lang: Lang::En,
+                text: "Maintenance at 23:00".into(),
+            }]
+        );
+    }
+
+    #[tokio::test]
+    async fn inline_text_and_decline() {
+        let (svc, f, jobs) = world();
+        say(&svc, 1, OPERATOR, "/broadcast Hello all").await;
+        let (confirm, text, _) = f.telegram.last_sent(ChatId(OPERATOR)).unwrap();
+        assert!(text.contains("Hello all"), "{text}");
+        press(&svc, 2, OPERATOR, confirm, &Callback::BroadcastNo.data()).await;
+        let (_, text, _) = f.telegram.last_sent(ChatId(OPERATOR)).unwrap();
+        assert_eq!(text, texts::broadcast::declined(Lang::En));
+        assert!(jobs.0.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn for_others_it_is_ordinary_text() {
+        let (svc, f, jobs) = world();
+        say(&svc, 1, USER, "/broadcast Hello all").await;
+        let (_, broadcast_answer, _) = f.telegram.last_sent(ChatId(USER)).unwrap();
+        say(&svc, 2, USER, "/nosuch Hello all").await;
+        let (_, unknown_answer, _) = f.telegram.last_sent(ChatId(USER)).unwrap();
+        assert_eq!(broadcast_answer, unknown_answer);
+        press(&svc, 3, USER, MessageId(1), &Callback::BroadcastGo.data()).await;
+        assert!(jobs.0.lock().unwrap().is_empty());
+    }
+}

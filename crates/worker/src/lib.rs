@@ -1,0 +1,68 @@
+//! groupcast on Cloudflare Workers: the same product as the self-hosted binary, from the same
+//! `groupcast-core`, on D1, Durable Objects and Queues.
+//!
+//! - `fetch` (`app::fetch`): `POST /telegram/webhook` (secret header, `update_id` dedup in D1,
+//!   the dialogue run to the end, 200), `/robokassa/result|success|fail`, `GET /healthz`.
+//! - `queue` (`app::queue`): messages on `MAILING_QUEUE` are JSON `{"mailing_id": <i64>}`
+//!   ([`wire::MailingTask`]), sent (and awaited) by the webhook when a mailing starts or
+//!   resumes. Each pokes the mailing's runner and is acked on its own; a duplicate is harmless.
+//! - `ProfileRunner` (`runner`): one Durable Object per Wappi profile drives the mailing
+//!   engine from its alarm, one send per alarm at the exact pacing slot.
+//! - `scheduled` (`app::scheduled`): reminders, pruning of update ids, recovery of running
+//!   mailings.
+//!
+//! Only the pure helpers ([`settings`], [`rows`], [`wire`]) build natively; everything that
+//! touches workerd is compiled for `wasm32` only. Bindings, vars and the build command are in
+//! this crate's README.
+
+// The core's `Services` holds its ports in `Arc`s; on wasm32 (one thread) they are not
+// `Send`/`Sync`, which is exactly what the core's `MaybeSendSync` allows there.
+#![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
+
+pub mod rows;
+pub mod settings;
+pub mod wire;
+
+#[cfg(target_arch = "wasm32")]
+mod app;
+#[cfg(target_arch = "wasm32")]
+mod d1;
+#[cfg(target_arch = "wasm32")]
+mod fetch;
+#[cfg(target_arch = "wasm32")]
+mod runner;
+#[cfg(target_arch = "wasm32")]
+mod telegram;
+#[cfg(target_arch = "wasm32")]
+mod wappi;
+
+#[cfg(target_arch = "wasm32")]
+pub use runner::ProfileRunner;
+
+#[cfg(target_arch = "wasm32")]
+mod entry {
+    use worker::{
+        event, Context, Env, MessageBatch, Request, Response, Result, ScheduleContext,
+        ScheduledEvent,
+    };
+
+    #[event(start)]
+    fn start() {
+        console_error_panic_hook::set_once();
+    }
+
+    #[event(fetch)]
+    async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+        crate::app::fetch(req, env).await
+    }
+
+    #[event(queue)]
+    async fn queue(batch: MessageBatch<serde_json::Value>, env: Env, _ctx: Context) -> Result<()> {
+        crate::app::queue(batch, env).await
+    }
+
+    #[event(scheduled)]
+    async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+        crate::app::scheduled(env).await
+    }
+}
