@@ -2099,7 +2099,10 @@ mod tests {
             .await
             .unwrap();
         let photo = tg.sent_to(22).last().cloned().unwrap();
-        assert_eq!((photo.message_id, photo.text.as_str()), (sent.message_id.0, "cap"));
+        assert_eq!(
+            (photo.message_id, photo.text.as_str()),
+            (sent.message_id.0, "cap")
+        );
         assert_eq!(photo.photo.as_deref(), Some(sent.file_id.as_str()));
         let path = client
             .get_file(&sent.file_id)

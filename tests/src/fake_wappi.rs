@@ -1070,7 +1070,7 @@ mod tests {
         let fake = FakeWappi::start().await;
         fake.add_profile(PROFILE, TOKEN);
         fake.add_group(PROFILE, GROUP, "Квартиры СПб");
-        let client = HttpWappi::new(&fake.url()).with_timeout(Duration::from_secs(2));
+        let client = HttpWappi::new(&fake.url(), Duration::from_secs(2));
         (fake, client, creds_of(PROFILE, TOKEN))
     }
 
@@ -1373,7 +1373,7 @@ mod tests {
     #[tokio::test]
     async fn a_slow_answer_is_unknown_for_a_send_and_temporary_for_a_read() {
         let (fake, _, creds) = setup().await;
-        let client = HttpWappi::new(&fake.url()).with_timeout(Duration::from_millis(300));
+        let client = HttpWappi::new(&fake.url(), Duration::from_millis(300));
         fake.push_fault(Fault::Delay(Duration::from_secs(2)));
         let err = client
             .send_text(&creds, &group(GROUP), "slow")

@@ -1,5 +1,6 @@
 pub mod fake_telegram;
 pub mod fake_wappi;
 pub mod harness;
-pub mod world;
+pub mod scenarios;
 pub mod worker_harness;
+pub mod world;

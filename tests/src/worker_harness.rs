@@ -435,6 +435,18 @@ impl Bot for Worker {
     fn logs(&self) -> String {
         Worker::logs(self)
     }
+
+    fn url(&self) -> String {
+        Worker::url(self)
+    }
+
+    fn db(&self) -> rusqlite::Connection {
+        Worker::db(self)
+    }
+
+    fn assert_no_secrets_in_logs(&self, extra: &[&str]) {
+        Worker::assert_no_secrets_in_logs(self, extra)
+    }
 }
 
 impl Drop for Worker {

@@ -19,6 +19,12 @@ pub trait Bot {
     fn deliver(&self, tg: &FakeTelegram, update: Value);
     /// Everything the bot logged (shown when a step times out).
     fn logs(&self) -> String;
+    /// Base URL of the bot's HTTP endpoints (`/robokassa/result`, `/healthz`, …).
+    fn url(&self) -> String;
+    /// The ledger (SQLite or local D1), opened read-only for assertions.
+    fn db(&self) -> rusqlite::Connection;
+    /// Fails if the logs hold a secret (the harness's sentinels, or any extra given).
+    fn assert_no_secrets_in_logs(&self, extra: &[&str]);
 }
 
 impl Bot for Server {
@@ -28,6 +34,18 @@ impl Bot for Server {
 
     fn logs(&self) -> String {
         Server::logs(self)
+    }
+
+    fn url(&self) -> String {
+        Server::url(self)
+    }
+
+    fn db(&self) -> rusqlite::Connection {
+        Server::db(self)
+    }
+
+    fn assert_no_secrets_in_logs(&self, extra: &[&str]) {
+        Server::assert_no_secrets_in_logs(self, extra)
     }
 }
 

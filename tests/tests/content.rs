@@ -1,8 +1,8 @@
 //! Mailing content: the text (Telegram formatting to WhatsApp markup, limits) and the groups
 //! (pasted with duplicates and junk reported, or imported from the WhatsApp account).
 
+use groupcast_e2e::scenarios;
 use groupcast_e2e::world::{Account, Person, World};
-use serde_json::json;
 
 async fn registered(w: &World, id: i64, n: u32) -> (Person<'_>, Account) {
     let acc = Account::numbered(n);
@@ -16,31 +16,7 @@ async fn registered(w: &World, id: i64, n: u32) -> (Person<'_>, Account) {
 async fn text_formatting_becomes_whatsapp_markup() {
     let w = World::start().await;
     let (p, _) = registered(&w, 2001, 1).await;
-    p.says("/text");
-    p.hears("📝").await;
-    // "Скидка 20% сегодня" with "Скидка" bold, "20%" italic, "сегодня" struck; an emoji first
-    // (two UTF-16 units) shifts the offsets.
-    let text = "🔥 Скидка 20% сегодня, код PROMO";
-    p.says_formatted(
-        text,
-        json!([
-            {"type": "bold", "offset": 3, "length": 6},
-            {"type": "italic", "offset": 10, "length": 3},
-            {"type": "strikethrough", "offset": 14, "length": 7},
-            {"type": "code", "offset": 27, "length": 5}
-        ]),
-    );
-    let saved = p.hears("Текст сохранён").await;
-    let want = "🔥 *Скидка* _20%_ ~сегодня~, код ```PROMO```";
-    assert!(saved.text.contains(want), "{}", saved.text);
-    let stored: String = w
-        .server
-        .db()
-        .query_row("SELECT body FROM texts WHERE user_id = 2001", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
-    assert_eq!(stored, want);
+    scenarios::text_formatting_becomes_whatsapp_markup(&w, &p).await;
 }
 
 #[tokio::test]
@@ -68,45 +44,7 @@ async fn bad_text_is_refused_and_the_old_text_kept() {
 async fn pasted_groups_report_duplicates_and_junk() {
     let w = World::start().await;
     let (p, _) = registered(&w, 2003, 3).await;
-    p.says("/groups");
-    p.hears("👥").await;
-    p.says("120363000000000001@g.us\n120363000000000002\nhello world\n120363000000000001@g.us\n\n79115576367@c.us");
-    let saved = p.hears("Сохранено групп: 2").await;
-    assert!(
-        saved.text.contains("Повторы пропущены: 1"),
-        "{}",
-        saved.text
-    );
-    assert!(saved.text.contains("3: hello world"), "{}", saved.text);
-    assert!(saved.text.contains("6: 79115576367@c.us"), "{}", saved.text);
-    let jids: Vec<String> = {
-        let db = w.server.db();
-        let mut st = db
-            .prepare("SELECT jid FROM groups WHERE user_id = 2003 ORDER BY position")
-            .unwrap();
-        let rows = st.query_map([], |r| r.get(0)).unwrap();
-        rows.map(Result::unwrap).collect()
-    };
-    assert_eq!(
-        jids,
-        vec!["120363000000000001@g.us", "120363000000000002@g.us"]
-    );
-
-    // Nothing valid: refused, list unchanged.
-    p.says("/groups");
-    p.hears("👥").await;
-    p.says("just words");
-    p.hears("Не нашёл ни одного").await;
-    let n: i64 = w
-        .server
-        .db()
-        .query_row(
-            "SELECT COUNT(*) FROM groups WHERE user_id = 2003",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(n, 2);
+    scenarios::pasted_groups_report_duplicates_and_junk(&w, &p).await;
 }
 
 #[tokio::test]

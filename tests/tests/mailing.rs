@@ -1,19 +1,12 @@
 //! Mailings end to end: every group exactly once, with the right text, paced; progress and
 //! the report; cancel; subscription; a 429 storm; two users at once.
 
-use groupcast_e2e::fake_wappi::{Fault, Request};
+use groupcast_e2e::fake_wappi::Fault;
 use groupcast_e2e::harness::wait_until;
+use groupcast_e2e::scenarios::{self, min_gap};
 use groupcast_e2e::world::{Person, World, JITTER_MS};
 use std::collections::HashMap;
 use std::time::Duration;
-
-fn min_gap(sends: &[Request]) -> i64 {
-    sends
-        .windows(2)
-        .map(|p| p[1].at_ms - p[0].at_ms)
-        .min()
-        .unwrap_or(i64::MAX)
-}
 
 #[tokio::test]
 async fn fifty_groups_each_exactly_once_paced_with_progress_and_report() {
@@ -122,48 +115,7 @@ async fn cancel_stops_before_the_next_send() {
         env.insert("PROFILE_RATE_PER_SEC".into(), "4".into());
     })
     .await;
-    let (p, acc, _) = w.ready(3002, 2, 40, "Отмена посреди").await;
-    let (_, progress) = p.starts_mailing_msg().await;
-    w.wappi
-        .wait_for_deliveries(8, Duration::from_secs(20))
-        .await
-        .unwrap();
-    p.presses(progress.message_id, &Person::button(&progress, "⛔"));
-    let ack =
-        w.tg.wait_for_message(3002, |t| t.contains("⏹"), groupcast_e2e::world::STEP)
-            .await
-            .unwrap_or_else(|e| panic!("{e}\n{}", w.server.logs()));
-    let report = p.hears("⚠️").await;
-    assert!(report.text.contains("остановлена"), "{}", report.text);
-    let sent = w.sends(&acc.profile);
-    let after_ack = sent.iter().filter(|r| r.at_ms > ack.at_ms).count();
-    assert!(
-        after_ack <= 1,
-        "{after_ack} sends after the cancel was acknowledged"
-    );
-    assert!(sent.len() < 40);
-    // Nothing more is sent later.
-    let n = sent.len();
-    tokio::time::sleep(Duration::from_millis(800)).await; // several send intervals at 4/s
-    assert_eq!(w.sends(&acc.profile).len(), n);
-    let id: i64 = w
-        .server
-        .db()
-        .query_row("SELECT MAX(id) FROM mailings", [], |r| r.get(0))
-        .unwrap();
-    let status: String = w
-        .server
-        .db()
-        .query_row("SELECT status FROM mailings WHERE id = ?1", [id], |r| {
-            r.get(0)
-        })
-        .unwrap();
-    assert_eq!(status, "cancelled");
-    assert!(
-        report.text.contains(&format!("Отправлено: {n}")),
-        "{}",
-        report.text
-    );
+    scenarios::cancel_stops_before_the_next_send(&w).await;
 }
 
 #[tokio::test]
@@ -186,53 +138,14 @@ async fn a_second_start_on_a_busy_profile_is_refused() {
         env.insert("PROFILE_RATE_PER_SEC".into(), "2".into());
     })
     .await;
-    let (p, _, _) = w.ready(3004, 4, 10, "Один раз").await;
-    p.starts_mailing().await;
-    p.says("/mailing");
-    p.hears("уже идёт").await;
-    p.says("/cancel");
-    p.hears("⚠️").await;
+    scenarios::a_second_start_on_a_busy_profile_is_refused(&w).await;
 }
 
 #[tokio::test]
 async fn a_429_storm_pauses_the_profile_and_loses_nothing() {
     let w = World::start().await;
-    let (p, acc, jids) = w.ready(3005, 5, 20, "Шторм").await;
     // The 6th send onwards: five 429s in a row, each asking for 1 s.
-    p.starts_mailing().await;
-    w.wappi
-        .wait_for_deliveries(5, Duration::from_secs(20))
-        .await
-        .unwrap();
-    w.wappi.set_rate_limit_storm(&acc.profile, 5, 1);
-    p.hears("✅").await;
-    let all = w.sends(&acc.profile);
-    let limited: Vec<&Request> = all
-        .iter()
-        .filter(|r| {
-            matches!(
-                r.outcome,
-                groupcast_e2e::fake_wappi::Outcome::Refused { http: 429, .. }
-            )
-        })
-        .collect();
-    assert_eq!(limited.len(), 5);
-    // After each 429 the profile waited its Retry-After before calling again.
-    for r in &limited {
-        let next = all
-            .iter()
-            .find(|n| n.at_ms > r.at_ms)
-            .expect("a call after the 429");
-        assert!(
-            next.at_ms - r.at_ms >= 1000 - JITTER_MS,
-            "called {} ms after a 429 with Retry-After 1",
-            next.at_ms - r.at_ms
-        );
-    }
-    let counts = w.wappi.delivery_count_by_recipient();
-    for jid in &jids {
-        assert_eq!(counts.get(jid), Some(&1), "{jid}");
-    }
+    scenarios::a_429_storm_pauses_the_profile_and_loses_nothing(&w, 20, 5, JITTER_MS).await;
 }
 
 #[tokio::test]
@@ -286,31 +199,7 @@ async fn two_users_mail_at_once_on_their_own_numbers() {
         env.insert("PROFILE_RATE_PER_SEC".into(), "5".into());
     })
     .await;
-    let (a, acc_a, jids_a) = w.ready(3010, 10, 15, "Текст Анны").await;
-    let (b, acc_b, jids_b) = w.ready(3011, 11, 15, "Текст Бориса").await;
-    // Both look at their previews, then press ✅ one right after the other.
-    a.says("/mailing");
-    b.says("/mailing");
-    let pa = a.hears("Предпросмотр").await;
-    let pb = b.hears("Предпросмотр").await;
-    a.presses(pa.message_id, &Person::button(&pa, "✅"));
-    b.presses(pb.message_id, &Person::button(&pb, "✅"));
-    a.hears("✅").await;
-    b.hears("✅").await;
-    let sa = w.sends(&acc_a.profile);
-    let sb = w.sends(&acc_b.profile);
-    assert!(sa
-        .iter()
-        .all(|r| r.body_text.as_deref() == Some("Текст Анны")
-            && jids_a.contains(r.recipient.as_ref().unwrap())));
-    assert!(sb
-        .iter()
-        .all(|r| r.body_text.as_deref() == Some("Текст Бориса")
-            && jids_b.contains(r.recipient.as_ref().unwrap())));
-    assert_eq!((sa.len(), sb.len()), (15, 15));
-    // They ran in parallel: the two spans overlap, each paced on its own.
-    assert!(sa[0].at_ms < sb.last().unwrap().at_ms && sb[0].at_ms < sa.last().unwrap().at_ms);
-    assert!(min_gap(&sa) >= 200 - JITTER_MS && min_gap(&sb) >= 200 - JITTER_MS);
+    scenarios::two_users_mail_at_once(&w, 15, JITTER_MS).await;
     wait_until("both mailings done", Duration::from_secs(5), || {
         let n: i64 = w
             .server

@@ -5,114 +5,23 @@
 //! way the spec says, with its own MD5, not the product's code.
 
 use groupcast_e2e::harness::free_port;
-use groupcast_e2e::world::{Account, Person, World, STEP};
-use md5::{Digest, Md5};
-use std::collections::HashMap;
+use groupcast_e2e::scenarios::{
+    self, invoice_for, live_form, md5_hex, notify, LOGIN, PASS1, PASS2,
+};
+use groupcast_e2e::world::{Account, World, STEP};
 use std::time::Duration;
 
-const LOGIN: &str = "groupcast_shop";
-const PASS1: &str = "sentinel-pass-one";
-const PASS2: &str = "sentinel-pass-two";
-const TEST_PASS2: &str = "sentinel-test-pass-two";
 const ADMIN: i64 = 9000;
-
-fn md5_hex(s: &str) -> String {
-    hex::encode(Md5::digest(s.as_bytes()))
-}
 
 async fn shop() -> World {
     World::start_with(|env| {
-        env.insert("TRIAL_DAYS".into(), "0".into());
-        env.insert("ROBOKASSA_MERCHANT_LOGIN".into(), LOGIN.into());
-        env.insert("ROBOKASSA_PASSWORD1".into(), PASS1.into());
-        env.insert("ROBOKASSA_PASSWORD2".into(), PASS2.into());
-        env.insert("SUBSCRIPTION_PLANS".into(), "30:490,90:1290".into());
+        for (k, v) in scenarios::shop_settings() {
+            env.insert(k.into(), v);
+        }
         env.insert("ADMIN_TELEGRAM_IDS".into(), ADMIN.to_string());
         env.insert("REMINDER_INTERVAL_SECS".into(), "1".into());
     })
     .await
-}
-
-fn query(url: &str) -> HashMap<String, String> {
-    let q = url.split_once('?').unwrap().1;
-    q.split('&')
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap();
-            (
-                k.to_string(),
-                urlencoding::decode(&v.replace('+', " "))
-                    .unwrap()
-                    .into_owned(),
-            )
-        })
-        .collect()
-}
-
-/// Registers a user, opens /subscribe and presses the plan; returns (InvId, the link's query).
-async fn invoice_for(
-    w: &World,
-    p: &Person<'_>,
-    n: u32,
-    plan_label: &str,
-) -> (i64, HashMap<String, String>) {
-    let acc = Account::numbered(n);
-    w.wappi.add_profile(&acc.profile, &acc.token);
-    p.registers(&acc).await;
-    p.says("/subscribe");
-    let plans = p.hears("Подписка не активна").await;
-    p.presses(plans.message_id, &Person::button(&plans, plan_label));
-    let link = p.hears("Счёт №").await;
-    let markup = link.reply_markup.unwrap();
-    let url = markup["inline_keyboard"][0][0]["url"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert!(
-        url.starts_with("https://auth.robokassa.ru/Merchant/Index.aspx?"),
-        "{url}"
-    );
-    let q = query(&url);
-    (q["InvId"].parse().unwrap(), q)
-}
-
-async fn notify(w: &World, form: &[(&str, String)]) -> (u16, String) {
-    let r = reqwest::Client::new()
-        .post(format!("{}/robokassa/result", w.server.url()))
-        .form(form)
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.text().await.unwrap())
-}
-
-/// A notification as a live Robokassa sends it: 6-decimal OutSum, uppercase signature, the
-/// legacy duplicates and extra fields.
-fn live_form(inv: i64, out_sum: &str, plan: &str, password: &str) -> Vec<(&'static str, String)> {
-    let sig = md5_hex(&format!("{out_sum}:{inv}:{password}:Shp_plan={plan}")).to_uppercase();
-    vec![
-        ("OutSum", out_sum.to_string()),
-        ("InvId", inv.to_string()),
-        ("SignatureValue", sig.clone()),
-        ("out_summ", out_sum.to_string()),
-        ("inv_id", inv.to_string()),
-        ("crc", sig),
-        ("Shp_plan", plan.to_string()),
-        ("PaymentMethod", "BankCard".into()),
-        ("IncCurrLabel", "BankCardPSR".into()),
-        ("EMail", "payer@example.test".into()),
-        ("Fee", "12.250000".into()),
-    ]
-}
-
-fn subscription_until(w: &World, user: i64) -> i64 {
-    w.server
-        .db()
-        .query_row(
-            "SELECT subscription_until FROM users WHERE id = ?1",
-            [user],
-            |r| r.get(0),
-        )
-        .unwrap()
 }
 
 #[tokio::test]
@@ -147,75 +56,7 @@ async fn a_notification_extends_once_and_replays_change_nothing() {
     let w = shop().await;
     let p = w.person(6002);
     let (inv, _) = invoice_for(&w, &p, 2, "30 дн").await;
-    let form = live_form(inv, "490.000000", "30", PASS2);
-    let before = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-
-    assert_eq!(notify(&w, &form).await, (200, format!("OK{inv}")));
-    let paid = p.hears("Оплата получена").await;
-    let until = subscription_until(&w, 6002);
-    assert!((until - (before + 30 * 86_400)).abs() <= 5, "until {until}");
-    assert!(
-        paid.text.contains(&groupcast_core::texts::date(until)),
-        "{}",
-        paid.text
-    );
-
-    // 5 sequential and 5 concurrent replays: all OK, nothing changes.
-    for _ in 0..5 {
-        assert_eq!(notify(&w, &form).await, (200, format!("OK{inv}")));
-    }
-    let url = format!("{}/robokassa/result", w.server.url());
-    let tasks: Vec<_> = (0..5)
-        .map(|_| {
-            let (url, form) = (url.clone(), form.clone());
-            tokio::spawn(async move {
-                let r = reqwest::Client::new()
-                    .post(url)
-                    .form(&form)
-                    .send()
-                    .await
-                    .unwrap();
-                (r.status().as_u16(), r.text().await.unwrap())
-            })
-        })
-        .collect();
-    for t in tasks {
-        assert_eq!(t.await.unwrap(), (200, format!("OK{inv}")));
-    }
-    // Robokassa may be set to GET: the same notification as a query string is a replay too.
-    let get = reqwest::Client::new()
-        .get(format!("{}/robokassa/result", w.server.url()))
-        .query(&form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        (get.status().as_u16(), get.text().await.unwrap()),
-        (200, format!("OK{inv}"))
-    );
-    assert_eq!(subscription_until(&w, 6002), until);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let paid_messages =
-        w.tg.sent_to(6002)
-            .iter()
-            .filter(|m| m.text.contains("Оплата получена"))
-            .count();
-    assert_eq!(paid_messages, 1);
-
-    // /subscribe now states the date after "до"; a mailing may start.
-    p.says("/subscribe");
-    let state = p.hears("Подписка активна до").await;
-    assert!(
-        state
-            .text
-            .contains(&format!("до {}", groupcast_core::texts::date(until))),
-        "{}",
-        state.text
-    );
-    w.server.assert_no_secrets_in_logs(&[PASS1, PASS2]);
+    scenarios::a_notification_extends_once_despite_replays(&w, &p, inv, "490.000000", 30).await;
 }
 
 #[tokio::test]
@@ -223,76 +64,8 @@ async fn tampered_or_foreign_notifications_are_refused_and_change_nothing() {
     let w = shop().await;
     let p = w.person(6003);
     let (inv, _) = invoice_for(&w, &p, 3, "30 дн").await;
-    let good = live_form(inv, "490.000000", "30", PASS2);
-    let with = |key: &str, value: String| -> Vec<(&'static str, String)> {
-        good.iter()
-            .map(|(k, v)| (*k, if *k == key { value.clone() } else { v.clone() }))
-            .collect()
-    };
-    let mut bad_sig = good[2].1.clone();
-    let last = bad_sig.pop().unwrap();
-    bad_sig.push(if last == 'A' { 'B' } else { 'A' });
-    let unknown = live_form(inv + 1000, "490.000000", "30", PASS2);
-    let cases: Vec<(&str, Vec<(&'static str, String)>)> = vec![
-        ("tampered OutSum", with("OutSum", "4900.000000".into())),
-        ("tampered InvId", with("InvId", (inv + 1).to_string())),
-        ("tampered Shp", with("Shp_plan", "90".into())),
-        ("tampered signature", with("SignatureValue", bad_sig)),
-        ("unknown InvId", unknown),
-        (
-            "signed, wrong amount",
-            live_form(inv, "1.000000", "30", PASS2),
-        ),
-        (
-            "test password in live mode",
-            live_form(inv, "490.000000", "30", TEST_PASS2),
-        ),
-        ("password #1", live_form(inv, "490.000000", "30", PASS1)),
-        (
-            "no signature",
-            good.iter()
-                .filter(|(k, _)| *k != "SignatureValue" && *k != "crc")
-                .cloned()
-                .collect(),
-        ),
-    ];
-    for (what, form) in cases {
-        let (code, body) = notify(&w, &form).await;
-        assert!(!body.starts_with("OK"), "{what}: {code} {body}");
-        assert_ne!(code, 200, "{what}");
-    }
-    assert_eq!(subscription_until(&w, 6003), 0);
-    let status: String = w
-        .server
-        .db()
-        .query_row("SELECT status FROM invoices WHERE id = ?1", [inv], |r| {
-            r.get(0)
-        })
-        .unwrap();
-    assert_eq!(status, "pending");
-    // The success page is only a page.
-    let page = reqwest::get(format!(
-        "{}/robokassa/success?InvId={inv}&OutSum=490.00&Culture=en",
-        w.server.url()
-    ))
-    .await
-    .unwrap()
-    .text()
-    .await
-    .unwrap();
-    assert!(
-        page.contains("Payment received") && page.contains("https://t.me/groupcast_test_bot"),
-        "{page}"
-    );
-    let fail = reqwest::get(format!("{}/robokassa/fail?InvId={inv}", w.server.url()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(fail.contains("Оплата не завершена"), "{fail}");
-    assert_eq!(subscription_until(&w, 6003), 0);
-    w.server.assert_no_secrets_in_logs(&[PASS1, PASS2]);
+    let page = scenarios::tampered_or_foreign_notifications_change_nothing(&w, &p, inv).await;
+    assert!(page.contains("https://t.me/groupcast_test_bot"), "{page}");
 }
 
 #[tokio::test]
@@ -378,7 +151,7 @@ async fn reminders_go_out_once_and_operators_grant_and_count() {
 
 #[tokio::test]
 async fn test_mode_with_a_receipt_and_sha256() {
-    use sha2::Sha256;
+    use sha2::{Digest, Sha256};
     let w = World::start_with(|env| {
         env.insert("TRIAL_DAYS".into(), "0".into());
         env.insert("ROBOKASSA_MERCHANT_LOGIN".into(), LOGIN.into());

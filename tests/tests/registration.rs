@@ -1,6 +1,7 @@
 //! Registration: the Wappi token, then the profile id, both checked against Wappi
 //! `get/status` before anything is saved; bad credentials are asked for again.
 
+use groupcast_e2e::scenarios;
 use groupcast_e2e::world::{Account, World};
 
 #[tokio::test]
@@ -112,15 +113,7 @@ async fn bad_credentials_are_refused_and_asked_again() {
 #[tokio::test]
 async fn commands_wait_for_registration() {
     let w = World::start().await;
-    let carol = w.person(1003);
-    carol.says("/mailing");
-    carol.hears("/start").await;
-    carol.says("/lang");
-    let pick = carol.hears("language").await;
-    carol.presses(pick.message_id, "lang:en");
-    carol.hears("English").await;
-    carol.says("/start");
-    carol.hears("token").await;
+    scenarios::commands_wait_for_registration(&w, 1003).await;
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 //! the native suites, driven by webhook. Needs `scripts/worker-setup` (scripts/test runs it).
 
 use groupcast_e2e::harness::WEBHOOK_SECRET;
+use groupcast_e2e::scenarios;
 use groupcast_e2e::worker_harness::{worker_world, Worker};
 use groupcast_e2e::world::{Account, World, STEP};
 use serde_json::{json, Value};
@@ -150,59 +151,14 @@ async fn text_and_groups_are_saved_like_the_server_does() {
     w.wappi.add_profile(&acc.profile, &acc.token);
     let p = w.person(2001);
     p.registers(&acc).await;
-    p.says("/text");
-    p.hears("📝").await;
-    let text = "🔥 Скидка 20% сегодня, код PROMO";
-    p.says_formatted(
-        text,
-        json!([
-            {"type": "bold", "offset": 3, "length": 6},
-            {"type": "italic", "offset": 10, "length": 3},
-            {"type": "strikethrough", "offset": 14, "length": 7},
-            {"type": "code", "offset": 27, "length": 5}
-        ]),
-    );
-    let want = "🔥 *Скидка* _20%_ ~сегодня~, код ```PROMO```";
-    let saved = p.hears("Текст сохранён").await;
-    assert!(saved.text.contains(want), "{}", saved.text);
-    let stored: String = w
-        .server
-        .db()
-        .query_row("SELECT body FROM texts WHERE user_id = 2001", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
-    assert_eq!(stored, want);
-
-    p.says("/groups");
-    p.hears("👥").await;
-    p.says("120363000000000001@g.us\n120363000000000002\nhello world\n120363000000000001@g.us");
-    let saved = p.hears("Сохранено групп: 2").await;
-    assert!(
-        saved.text.contains("Повторы пропущены: 1"),
-        "{}",
-        saved.text
-    );
-    assert!(saved.text.contains("3: hello world"), "{}", saved.text);
-    assert_eq!(
-        w.server
-            .query_i64("SELECT COUNT(*) FROM groups WHERE user_id = 2001"),
-        2
-    );
+    scenarios::text_formatting_becomes_whatsapp_markup(&w, &p).await;
+    scenarios::pasted_groups_report_duplicates_and_junk(&w, &p).await;
 }
 
 #[tokio::test]
 async fn commands_wait_for_registration_and_lang_switches() {
     let w = worker_world().await;
-    let carol = w.person(1003);
-    carol.says("/mailing");
-    carol.hears("/start").await;
-    carol.says("/lang");
-    let pick = carol.hears("language").await;
-    carol.presses(pick.message_id, "lang:en");
-    carol.hears("English").await;
-    carol.says("/start");
-    carol.hears("token").await;
+    scenarios::commands_wait_for_registration(&w, 1003).await;
 }
 
 fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

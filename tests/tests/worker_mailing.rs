@@ -3,28 +3,22 @@
 //! exactly once with the right text, in order and paced; progress and the report; cancel; a
 //! 429 storm. Needs `scripts/worker-setup` (scripts/test runs it).
 
-use groupcast_e2e::fake_wappi::{Outcome, Request};
+use groupcast_e2e::fake_wappi::Request;
 use groupcast_e2e::harness::Server;
+use groupcast_e2e::scenarios::{self, min_gap};
 use groupcast_e2e::worker_harness::{worker_world, worker_world_with};
 use groupcast_e2e::world::{Person, JITTER_MS, STEP};
 use std::collections::HashMap;
-use std::time::Duration;
 
-/// Send-arrival tolerance at the fake Wappi for the Worker: the runner's alarm is set for the
-/// exact pacing slot, and workerd's outgoing fetch adds a few ms more scheduling jitter than the
-/// native client does ([`JITTER_MS`]).
-const WORKER_JITTER_MS: i64 = 2 * JITTER_MS;
+/// Send-arrival tolerance at the fake Wappi for the Worker. The engine never starts a call
+/// sooner than the interval after its previous one (core `engine`, checked exactly under a fake
+/// clock in its unit tests); what the fake sees adds workerd's outgoing-fetch scheduling, which
+/// on a loaded 2-core machine was measured at up to ~20 ms (a 93 ms arrival gap at 10/s), more
+/// than the native client's [`JITTER_MS`].
+const WORKER_JITTER_MS: i64 = 4 * JITTER_MS;
 
 fn gaps(sends: &[Request]) -> Vec<i64> {
     sends.windows(2).map(|p| p[1].at_ms - p[0].at_ms).collect()
-}
-
-fn min_gap(sends: &[Request]) -> i64 {
-    sends
-        .windows(2)
-        .map(|p| p[1].at_ms - p[0].at_ms)
-        .min()
-        .unwrap_or(i64::MAX)
 }
 
 #[tokio::test]
@@ -120,76 +114,13 @@ async fn cancel_stops_before_the_next_send() {
         vars.insert("PROFILE_RATE_PER_SEC".into(), "4".into());
     })
     .await;
-    let (p, acc, _) = w.ready(3002, 2, 40, "Отмена посреди").await;
-    let (id, progress) = p.starts_mailing_msg().await;
-    w.wappi
-        .wait_for_deliveries(8, Duration::from_secs(20))
-        .await
-        .unwrap();
-    p.presses(
-        progress.message_id,
-        &Person::<Server>::button(&progress, "⛔"),
-    );
-    let ack =
-        w.tg.wait_for_message(3002, |t| t.contains("⏹"), STEP)
-            .await
-            .unwrap_or_else(|e| panic!("{e}\n{}", w.server.log_tail(40)));
-    let report = p.hears("⚠️").await;
-    assert!(report.text.contains("остановлена"), "{}", report.text);
-    let sent = w.sends(&acc.profile);
-    let after_ack = sent.iter().filter(|r| r.at_ms > ack.at_ms).count();
-    assert!(
-        after_ack <= 1,
-        "{after_ack} sends after the cancel was acknowledged"
-    );
-    assert!(sent.len() < 40);
-    let n = sent.len();
-    tokio::time::sleep(Duration::from_millis(1000)).await; // four send intervals at 4/s
-    assert_eq!(w.sends(&acc.profile).len(), n, "nothing is sent later");
-    w.server.wait_status(id, "cancelled", STEP).await;
-    assert!(
-        report.text.contains(&format!("Отправлено: {n}")),
-        "{}",
-        report.text
-    );
+    scenarios::cancel_stops_before_the_next_send(&w).await;
 }
 
 #[tokio::test]
 async fn a_429_storm_pauses_the_profile_and_loses_nothing() {
     let w = worker_world().await;
-    let (p, acc, jids) = w.ready(3005, 5, 12, "Шторм").await;
-    p.starts_mailing().await;
-    w.wappi
-        .wait_for_deliveries(4, Duration::from_secs(20))
-        .await
-        .unwrap();
-    // Five 429s in a row, each asking for 1 s.
-    w.wappi.set_rate_limit_storm(&acc.profile, 5, 1);
-    let report = p.hears("Рассылка #").await;
-    let report = if report.text.starts_with('✅') || report.text.starts_with('⚠') {
-        report
-    } else {
-        p.hears("✅").await
-    };
-    assert!(report.text.starts_with('✅'), "{}", report.text);
-    let all = w.sends(&acc.profile);
-    let limited: Vec<&Request> = all
-        .iter()
-        .filter(|r| matches!(r.outcome, Outcome::Refused { http: 429, .. }))
-        .collect();
-    assert_eq!(limited.len(), 5);
-    for r in &limited {
-        let next = all
-            .iter()
-            .find(|n| n.at_ms > r.at_ms)
-            .expect("a call after the 429");
-        assert!(
-            next.at_ms - r.at_ms >= 1000 - WORKER_JITTER_MS,
-            "called {} ms after a 429 with Retry-After 1",
-            next.at_ms - r.at_ms
-        );
-    }
-    w.assert_each_delivered_once(&jids);
+    scenarios::a_429_storm_pauses_the_profile_and_loses_nothing(&w, 12, 4, WORKER_JITTER_MS).await;
 }
 
 #[tokio::test]
@@ -198,12 +129,7 @@ async fn a_second_start_on_a_busy_profile_is_refused() {
         vars.insert("PROFILE_RATE_PER_SEC".into(), "2".into());
     })
     .await;
-    let (p, _, _) = w.ready(3004, 4, 10, "Один раз").await;
-    p.starts_mailing().await;
-    p.says("/mailing");
-    p.hears("уже идёт").await;
-    p.says("/cancel");
-    p.hears("⚠️").await;
+    scenarios::a_second_start_on_a_busy_profile_is_refused(&w).await;
 }
 
 #[tokio::test]
@@ -212,28 +138,6 @@ async fn two_users_mail_at_once_each_on_its_own_runner() {
         vars.insert("PROFILE_RATE_PER_SEC".into(), "5".into());
     })
     .await;
-    let (a, acc_a, jids_a) = w.ready(3010, 10, 10, "Текст Анны").await;
-    let (b, acc_b, jids_b) = w.ready(3011, 11, 10, "Текст Бориса").await;
-    a.says("/mailing");
-    b.says("/mailing");
-    let pa = a.hears("Предпросмотр").await;
-    let pb = b.hears("Предпросмотр").await;
-    a.presses(pa.message_id, &Person::<Server>::button(&pa, "✅"));
-    b.presses(pb.message_id, &Person::<Server>::button(&pb, "✅"));
-    a.hears("✅").await;
-    b.hears("✅").await;
-    let sa = w.sends(&acc_a.profile);
-    let sb = w.sends(&acc_b.profile);
-    assert_eq!((sa.len(), sb.len()), (10, 10));
-    assert!(sa
-        .iter()
-        .all(|r| r.body_text.as_deref() == Some("Текст Анны")
-            && jids_a.contains(r.recipient.as_ref().unwrap())));
-    assert!(sb
-        .iter()
-        .all(|r| r.body_text.as_deref() == Some("Текст Бориса")
-            && jids_b.contains(r.recipient.as_ref().unwrap())));
-    // Two Durable Objects ran in parallel, each paced on its own.
-    assert!(sa[0].at_ms < sb.last().unwrap().at_ms && sb[0].at_ms < sa.last().unwrap().at_ms);
-    assert!(min_gap(&sa) >= 200 - WORKER_JITTER_MS && min_gap(&sb) >= 200 - WORKER_JITTER_MS);
+    // Two Durable Objects, each pacing its own profile.
+    scenarios::two_users_mail_at_once(&w, 10, WORKER_JITTER_MS).await;
 }

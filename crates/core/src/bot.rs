@@ -19,7 +19,7 @@ use crate::wappi::{WappiCreds, WappiError};
 
 #[path = "bot_images.rs"]
 mod images;
-pub use images::{pick_size, MAX_PHOTOS};
+pub use images::{collage_job_key, pick_size, run_collage_job, CollageOutcome, MAX_PHOTOS};
 
 /// Telegram's own limit on a message text, in UTF-16 units as Telegram counts.
 pub const MAX_TEXT_UTF16: usize = 4096;
@@ -34,6 +34,8 @@ pub enum BotError {
     State(#[from] crate::ports::StateError),
     #[error(transparent)]
     Telegram(#[from] TelegramError),
+    #[error(transparent)]
+    Defer(#[from] crate::long_work::DeferError),
 }
 
 /// The user an update comes from (who is serialised on), if any.

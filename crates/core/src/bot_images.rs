@@ -1,7 +1,9 @@
 //! The bot's photo flow (🖼️ / `/images`): photos arrive (an album is one update per photo),
 //! are downloaded through `getFile`, normalised (≤ 1600 px, ≤ 1 MB JPEG, EXIF orientation
 //! applied) and stored as immutable image rows in the user's photo set; 🌅 builds a collage,
-//! shows it with `sendPhoto` and waits for ✅ / ❌; 🗑 clears the set.
+//! shows it with `sendPhoto` and waits for ✅ / ❌; 🗑 clears the set. Where the runtime
+//! defers long work (`Services::deferrer`, the Worker's Queue), 🌅 only hands a
+//! [`CollageJob`] over and the runtime later runs [`run_collage_job`], the same build.
 //!
 //! An album is answered by one message, edited as its photos arrive (the dialogue state keeps
 //! the album's id and that message). A refused photo (the 11th, a download failure, an
@@ -10,8 +12,11 @@
 use super::{BotError, Ctx};
 use crate::collage::{self, CollageOptions};
 use crate::dialogue::{AlbumAnswer, Callback, DialogueState};
+use crate::ids::{ChatId, UserId};
 use crate::ledger::Content;
+use crate::long_work::{CollageJob, LongJob};
 use crate::ports::{ImageId, NewImage, PhotoInput};
+use crate::services::Services;
 use crate::telegram::{InlineKeyboardMarkup, MessageId, PhotoSize, ReplyMarkup};
 use crate::texts;
 
@@ -224,8 +229,31 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    /// 🌅: builds the collage, shows it (its `file_id` kept with the image) with ✅ / ❌.
+    /// 🌅: builds the collage and previews it, or (where the runtime defers long work, the
+    /// Worker) hands the build to the runtime and says it is on its way.
     pub(super) async fn make_collage(&mut self) -> Result<(), BotError> {
+        let l = self.lang();
+        if self.svc.db.photo_set(self.user.id).await?.is_empty() {
+            self.say(&texts::no_photos(l)).await?;
+            return Ok(());
+        }
+        let Some(deferrer) = &self.svc.deferrer else {
+            return self.build_collage_preview().await;
+        };
+        deferrer
+            .defer(LongJob::Collage(CollageJob {
+                user_id: self.user.id.0,
+                chat_id: self.chat.0,
+                requested_at: self.svc.now_ms(),
+            }))
+            .await?;
+        self.say(&texts::collage_building(l)).await?;
+        Ok(())
+    }
+
+    /// Builds the collage from the photo set and shows it (its `file_id` kept with the image)
+    /// with ✅ / ❌.
+    async fn build_collage_preview(&mut self) -> Result<(), BotError> {
         let l = self.lang();
         let user = self.user.id;
         let set = self.svc.db.photo_set(user).await?;
@@ -371,4 +399,65 @@ impl Ctx<'_> {
         }
         Ok(())
     }
+}
+
+/// What [`run_collage_job`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CollageOutcome {
+    /// The collage was built and previewed (or the user was told why not).
+    Built,
+    /// This job, or a later 🌅, was already run: nothing was sent.
+    AlreadyDone,
+    /// The user is not in the database any more.
+    NoUser,
+}
+
+/// Runs a deferred 🌅 (the Worker's queue consumer): builds the collage and previews it, as
+/// the server does inline. A job runs at most once: it claims its key in the update log (a
+/// negative id, so it never meets a Telegram `update_id`) before it builds, so the same job
+/// delivered twice, even at once, previews once. A job is also done when the user already
+/// holds a collage built at or after the job's `requested_at` (🌅 pressed twice). If the
+/// build fails after the claim, the user is told and can press 🌅 again.
+pub async fn run_collage_job(svc: &Services, job: &CollageJob) -> Result<CollageOutcome, BotError> {
+    let Some(user) = svc.db.get_user(UserId(job.user_id)).await? else {
+        return Ok(CollageOutcome::NoUser);
+    };
+    if let Some(current) = svc.db.collage(user.id).await? {
+        let built_at = svc
+            .db
+            .get_image(current.image.id)
+            .await?
+            .map(|img| img.created_at);
+        if built_at.is_some_and(|t| t >= job.requested_at) {
+            return Ok(CollageOutcome::AlreadyDone);
+        }
+    }
+    if !svc
+        .db
+        .first_seen(collage_job_key(job), svc.now_ms())
+        .await?
+    {
+        return Ok(CollageOutcome::AlreadyDone);
+    }
+    let mut ctx = Ctx {
+        svc,
+        user,
+        chat: ChatId(job.chat_id),
+        callback_message: None,
+    };
+    if let Err(e) = ctx.build_collage_preview().await {
+        let _ = ctx.say(&texts::collage_failed(ctx.lang())).await;
+        return Err(e);
+    }
+    Ok(CollageOutcome::Built)
+}
+
+/// The job's key in the update log: negative (Telegram's update ids are positive) and within
+/// ±2^53 (D1 carries numbers as JavaScript doubles), derived from the user and the moment 🌅
+/// was pressed.
+pub fn collage_job_key(job: &CollageJob) -> i64 {
+    let packed = (job.user_id as u64).rotate_left(32) ^ (job.requested_at as u64);
+    // An odd multiplier spreads every input bit into the high bits kept below.
+    let mixed = packed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    -((mixed >> 12) as i64) - 1
 }

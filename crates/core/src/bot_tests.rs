@@ -2,6 +2,7 @@
 //! the start blockers, and a start → drive → report round trip through the real engine.
 
 use crate::bot::handle_update;
+use crate::crypto::TokenCipher;
 use crate::dialogue::DialogueState;
 use crate::engine::{Cursor, Step};
 use crate::ids::{ChatId, MailingId, ProfileId, UserId};
@@ -13,11 +14,10 @@ use crate::telegram::{MessageId, ReplyMarkup, Update};
 use crate::testing::*;
 use crate::texts::{self, Lang};
 use crate::wappi::{ProfileStatus, WappiError};
-use crate::crypto::TokenCipher;
 use base64::Engine as _;
 use serde_json::json;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 
 const ANNA: i64 = 5_106_617_740;
 const TOKEN: &str = "wappiToken0123456789abcdef";
@@ -135,14 +135,20 @@ async fn a_token_that_no_longer_decrypts_leads_back_to_registration() {
     let (svc, f) = services(CoreSettings::default());
     register_by_dialogue(&svc, &f).await;
     let mut other = svc.clone();
-    other.cipher = Arc::new(TokenCipher::from_base64_key(&base64::engine::general_purpose::STANDARD.encode([7u8; 32])).unwrap());
+    other.cipher = Arc::new(
+        TokenCipher::from_base64_key(&base64::engine::general_purpose::STANDARD.encode([7u8; 32]))
+            .unwrap(),
+    );
 
     say(&other, text(ANNA, "/start")).await;
     assert_eq!(last(&f, ANNA), texts::ask_token(Lang::En));
     say(&other, text(ANNA, TOKEN)).await;
     say(&other, text(ANNA, PROFILE)).await;
     let user = f.db.user(UserId(ANNA)).unwrap();
-    assert!(other.creds_of(&user).is_some(), "registered under the new key");
+    assert!(
+        other.creds_of(&user).is_some(),
+        "registered under the new key"
+    );
 }
 
 #[tokio::test]

@@ -10,6 +10,8 @@
 use crate::bot::BotError;
 use crate::dialogue::{Callback, DialogueState};
 use crate::ids::ChatId;
+use crate::long_work::DeferError;
+use crate::ports::async_trait;
 use crate::services::Services;
 use crate::telegram::{InlineKeyboardMarkup, ReplyMarkup};
 use crate::texts::{self, Lang};
@@ -25,9 +27,13 @@ pub struct BroadcastJob {
     pub text: String,
 }
 
-/// The runtime's side: starts delivering a job in the background and returns at once.
+/// The runtime's side: hands the job to its background delivery and returns once it is
+/// handed over (the server spawns a task; the Worker awaits its broadcast Durable Object,
+/// which stores the job and sets its alarm).
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
 pub trait Broadcaster: crate::ports::MaybeSendSync {
-    fn start(&self, job: BroadcastJob);
+    async fn start(&self, job: BroadcastJob) -> Result<(), DeferError>;
 }
 
 /// `/broadcast [text]`: asks for the text, or shows the confirmation at once.
@@ -92,11 +98,13 @@ pub async fn confirm(
             .await?;
         return Ok(DialogueState::Idle);
     };
-    broadcaster.start(BroadcastJob {
-        operator_chat: chat,
-        lang: l,
-        text: text.clone(),
-    });
+    broadcaster
+        .start(BroadcastJob {
+            operator_chat: chat,
+            lang: l,
+            text: text.clone(),
+        })
+        .await?;
     tracing::info!(
         operator = chat.0,
         chars = text.chars().count(),
@@ -141,9 +149,11 @@ mod tests {
     #[derive(Default)]
     struct Jobs(Mutex<Vec<BroadcastJob>>);
 
+    #[async_trait]
     impl Broadcaster for Jobs {
-        fn start(&self, job: BroadcastJob) {
+        async fn start(&self, job: BroadcastJob) -> Result<(), DeferError> {
             self.0.lock().unwrap().push(job);
+            Ok(())
         }
     }
 

@@ -148,6 +148,24 @@ fn assert_gaps(times: &[i64], min: f64, max: f64) {
 // ---------------------------------------------------------------------------------------------
 // Pacing and order
 
+/// The slot is stamped when the pacer decides, but the answer may come back late: a call that
+/// left 30 ms after its slot must not be followed by one a full interval after that slot only.
+#[tokio::test]
+async fn a_late_pacing_answer_never_shortens_the_next_gap() {
+    let w = world(settings(10.0)).await;
+    w.f.state
+        .set_pace_round_trips(w.f.clock.clone(), vec![30, 0]);
+    let groups = jids(8);
+    let id = w.mailing(&groups).await;
+
+    assert_eq!(w.run(id).await, Step::Finished);
+
+    let times = w.send_times();
+    assert_eq!(times.len(), 8);
+    assert_gaps(&times, 100.0, 130.0);
+    assert_eq!(w.delivered_counts(&groups), vec![1; 8]);
+}
+
 #[tokio::test]
 async fn every_group_once_in_order_at_one_per_second() {
     let w = world(settings(1.0)).await;
@@ -646,7 +664,10 @@ async fn no_history_read_during_a_rate_limit_pause() {
         .iter()
         .filter(|c| c.at > T0 + 1000 && c.at < T0 + 31_000)
         .collect();
-    assert!(during_pause.is_empty(), "calls in the pause: {during_pause:?}");
+    assert!(
+        during_pause.is_empty(),
+        "calls in the pause: {during_pause:?}"
+    );
     let reads = w.f.wappi.calls_of(WappiMethod::ChatMessages);
     assert_eq!(reads.len(), 1);
     assert_eq!(reads[0].at, T0 + 31_000, "read when the pause ends");

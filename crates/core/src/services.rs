@@ -86,6 +86,8 @@ pub struct Services {
     pub image_work: Arc<dyn crate::ports::ImageWork>,
     /// Delivers operator broadcasts in the background; `None` where the runtime has none.
     pub broadcaster: Option<Arc<dyn crate::broadcast::Broadcaster>>,
+    /// Where long work (building a collage) goes; `None` runs it inline while answering.
+    pub deferrer: Option<Arc<dyn crate::long_work::Deferrer>>,
 }
 
 impl Services {

@@ -820,6 +820,8 @@ struct StateInner {
     pacing: HashMap<ProfileId, PaceState>,
     heartbeats: HashMap<String, i64>,
     queue: VecDeque<MailingId>,
+    /// Simulated round trips of `pace` (see [`InMemState::set_pace_round_trips`]).
+    pace_round_trips: Option<(FakeClock, Vec<i64>, usize)>,
 }
 
 #[derive(Debug, Clone)]
@@ -842,6 +844,13 @@ impl InMemState {
 
     fn lock(&self) -> MutexGuard<'_, StateInner> {
         lock(&self.inner)
+    }
+
+    /// Makes each `pace` answer arrive this many ms after its decision (cycling through
+    /// `delays`), like a Redis round trip on a busy machine: the slot is stamped with the
+    /// caller's time, the caller sees the answer later.
+    pub fn set_pace_round_trips(&self, clock: FakeClock, delays: Vec<i64>) {
+        self.lock().pace_round_trips = Some((clock, delays, 0));
     }
 
     /// Drops the profile's lease as if it had expired (a runner that stalled or died).
@@ -959,7 +968,14 @@ impl State for InMemState {
     ) -> Result<Pace, StateError> {
         let mut inner = self.lock();
         let state = inner.pacing.entry(profile.clone()).or_default();
-        Ok(pacing::decide(state, chat.as_str(), cfg, now))
+        let pace = pacing::decide(state, chat.as_str(), cfg, now);
+        if let Some((clock, delays, next)) = &mut inner.pace_round_trips {
+            if !delays.is_empty() {
+                clock.advance(delays[*next % delays.len()]);
+                *next += 1;
+            }
+        }
+        Ok(pace)
     }
 
     async fn pace_peek(
@@ -1922,6 +1938,7 @@ pub fn services(settings: CoreSettings) -> (Services, Fakes) {
         settings: Arc::new(settings),
         image_work: Arc::new(crate::ports::InlineImageWork),
         broadcaster: None,
+        deferrer: None,
     };
     (svc, fakes)
 }

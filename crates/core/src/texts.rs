@@ -769,6 +769,15 @@ pub fn collage_failed(l: Lang) -> String {
 }
 
 /// The caption of the collage preview.
+/// 🌅 on the Worker: the collage is built in the background and arrives as its own message.
+pub fn collage_building(l: Lang) -> String {
+    l.pick(
+        "🌅 Собираю коллаж… Он придёт следующим сообщением.",
+        "🌅 Building the collage… It will arrive in the next message.",
+    )
+    .into()
+}
+
 pub fn collage_preview(l: Lang) -> String {
     l.pick(
         "🌅 Коллаж готов. Отправлять его в группы вместо отдельных фото?",

@@ -1,6 +1,9 @@
 //! Wappi wire models (see `shared/specs/wappi.md`) and the classification of its failures into
 //! what the mailing engine should do: retry later, never retry, pause the account, or settle
-//! an unknown outcome.
+//! an unknown outcome. [`client`] is the HTTP client itself, over a transport each runtime
+//! provides.
+
+pub mod client;
 
 use crate::ids::{GroupJid, ProfileId};
 use crate::secret::Secret;

@@ -13,8 +13,8 @@ use crate::updates::Dispatcher;
 use crate::wappi::HttpWappi;
 use anyhow::Context;
 use base64::Engine as _;
-use groupcast_core::crypto::TokenCipher;
 use groupcast_core::collage::{self, Collage, CollageError, CollageOptions};
+use groupcast_core::crypto::TokenCipher;
 use groupcast_core::ports::{async_trait, Clock, Entropy, ImageWork, InlineImageWork, State};
 use groupcast_core::services::Services;
 use groupcast_core::telegram::TelegramError;
@@ -162,8 +162,10 @@ impl App {
             &settings.telegram_api_url,
             settings.telegram_token.clone(),
         ));
-        let wappi = HttpWappi::new(&settings.wappi_api_url)
-            .with_timeout(Duration::from_secs(settings.wappi_timeout_secs));
+        let wappi = HttpWappi::new(
+            &settings.wappi_api_url,
+            Duration::from_secs(settings.wappi_timeout_secs),
+        );
         let svc = Services {
             db: db.clone(),
             state,
@@ -178,6 +180,8 @@ impl App {
                 telegram.clone(),
                 db.clone(),
             )),
+            // Collages are built inline, on the blocking pool (BlockingImageWork).
+            deferrer: None,
         };
         let dispatcher = Dispatcher::new(svc.clone());
         Ok(Arc::new(App {

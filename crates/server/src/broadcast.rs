@@ -13,6 +13,8 @@ use crate::db::SqliteDb;
 use crate::telegram::HttpTelegram;
 use groupcast_core::broadcast::{BroadcastJob, Broadcaster};
 use groupcast_core::ids::ChatId;
+use groupcast_core::long_work::DeferError;
+use groupcast_core::ports::async_trait;
 use groupcast_core::ports::TelegramApi;
 use groupcast_core::telegram::TelegramError;
 use groupcast_core::texts;
@@ -106,8 +108,9 @@ async fn send_one(telegram: &HttpTelegram, chat: ChatId, text: &str) -> bool {
     }
 }
 
+#[async_trait]
 impl Broadcaster for ServerBroadcaster {
-    fn start(&self, job: BroadcastJob) {
+    async fn start(&self, job: BroadcastJob) -> Result<(), DeferError> {
         let me = ServerBroadcaster {
             telegram: Arc::clone(&self.telegram),
             db: Arc::clone(&self.db),
@@ -115,5 +118,6 @@ impl Broadcaster for ServerBroadcaster {
         tokio::spawn(async move {
             me.deliver(&job).await;
         });
+        Ok(())
     }
 }

@@ -7,10 +7,11 @@ use crate::d1::D1Db;
 use crate::settings::{SettingError, WorkerSettings};
 use crate::telegram::FetchTelegram;
 use crate::wappi::FetchWappi;
-use crate::wire::{self, MailingTask, RunnerCommand};
+use crate::wire::{self, MailingTask, QueueTask, RunnerCommand};
 use groupcast_core::crypto::TokenCipher;
 use groupcast_core::ids::{GroupJid, MailingId, ProfileId};
 use groupcast_core::ledger::MailingStatus;
+use groupcast_core::long_work::{DeferError, Deferrer, LongJob};
 use groupcast_core::ports::{
     async_trait, Clock, Entropy, Lease, MailingStore, Pace, PacingConfig, State, StateError,
     WappiApi,
@@ -99,8 +100,11 @@ pub fn services(
         cipher: Arc::new(cipher),
         settings: Arc::new(settings.core.clone()),
         image_work: Arc::new(groupcast_core::ports::InlineImageWork),
-        // The operator's `/broadcast` needs a long-running sender; not on the Worker yet.
-        broadcaster: None,
+        broadcaster: Some(Arc::new(crate::broadcast::WorkerBroadcaster::new(
+            env.clone(),
+        ))),
+        // 🌅 goes to the queue; its consumer builds the collage.
+        deferrer: Some(Arc::new(QueueDeferrer { env: env.clone() })),
     };
     Ok(svc)
 }
@@ -325,6 +329,29 @@ impl State for EdgeState {
     }
 }
 
+/// Long work goes on `MAILING_QUEUE` (the send is awaited before the webhook answers); the
+/// consumer runs it.
+pub struct QueueDeferrer {
+    env: Env,
+}
+
+#[async_trait(?Send)]
+impl Deferrer for QueueDeferrer {
+    async fn defer(&self, job: LongJob) -> Result<(), DeferError> {
+        let task = match job {
+            LongJob::Collage(collage) => QueueTask::Collage { collage },
+        };
+        let queue = self
+            .env
+            .queue("MAILING_QUEUE")
+            .map_err(|e| DeferError(e.to_string()))?;
+        queue
+            .send(task)
+            .await
+            .map_err(|e| DeferError(e.to_string()))
+    }
+}
+
 fn backend(e: worker::Error) -> StateError {
     StateError::Backend(e.to_string())
 }
@@ -421,6 +448,9 @@ pub async fn fetch(mut req: Request, env: Env) -> worker::Result<Response> {
         (Method::Post, "/__test/queue") if settings.test_hooks.enabled => {
             test_queue(&mut req, &settings, &env).await
         }
+        (Method::Post, "/__test/collage") if settings.test_hooks.enabled => {
+            crate::test_hooks::collage(&mut req, &settings).await
+        }
         _ => text(404, "not found"),
     }
 }
@@ -465,7 +495,8 @@ async fn webhook(
 }
 
 /// Test hook (`GROUPCAST_TEST_HOOKS=1` only, and the webhook secret header): puts a message
-/// `{"mailing_id"}` on `MAILING_QUEUE` as is, so a test can deliver the same task twice.
+/// (`{"mailing_id"}` or `{"collage"}`) on `MAILING_QUEUE` as is, so a test can deliver the
+/// same task twice.
 async fn test_queue(
     req: &mut Request,
     settings: &WorkerSettings,
@@ -478,7 +509,7 @@ async fn test_queue(
     if !wire::secret_matches(settings.webhook_secret.expose().as_bytes(), got.as_bytes()) {
         return text(401, "unauthorized");
     }
-    let task: MailingTask = req.json().await?;
+    let task: QueueTask = req.json().await?;
     env.queue("MAILING_QUEUE")?.send(task).await?;
     text(200, "queued")
 }
@@ -581,22 +612,42 @@ async fn healthz(env: &Env, svc: &Services) -> worker::Result<Response> {
     Ok(Response::from_json(&body)?.with_status(if ok { 200 } else { 503 }))
 }
 
-/// The queue consumer: each `{"mailing_id"}` pokes that mailing's runner, acked one by one.
+/// The queue consumer, acking message by message: a `{"mailing_id"}` pokes that mailing's
+/// runner; a `{"collage"}` builds and previews the collage (the core's `run_collage_job`,
+/// which does nothing for a job already done). A failure is retried on that message only.
 pub async fn queue(batch: worker::MessageBatch<serde_json::Value>, env: Env) -> worker::Result<()> {
     let db = D1Db::new(env.d1("DB")?, None);
     for msg in batch.messages()? {
-        let task: MailingTask = match serde_json::from_value(msg.body().clone()) {
+        let task: QueueTask = match serde_json::from_value(msg.body().clone()) {
             Ok(t) => t,
             Err(e) => {
-                worker::console_error!("queue: dropping a message that is not a mailing task: {e}");
+                worker::console_error!("queue: dropping a message of unknown shape: {e}");
                 msg.ack();
                 continue;
             }
         };
-        match poke(&env, &db, MailingId(task.mailing_id)).await {
+        let done = match &task {
+            QueueTask::Mailing(m) => poke(&env, &db, MailingId(m.mailing_id))
+                .await
+                .map_err(|e| format!("mailing {}: {e}", m.mailing_id)),
+            QueueTask::Collage { collage } => match edge(&env) {
+                Ok((_, svc)) => match bot::run_collage_job(&svc, collage).await {
+                    Ok(outcome) => {
+                        worker::console_log!(
+                            "queue: collage job of user {}: {outcome:?}",
+                            collage.user_id
+                        );
+                        Ok(())
+                    }
+                    Err(e) => Err(format!("collage of user {}: {e}", collage.user_id)),
+                },
+                Err(e) => Err(format!("configuration: {e}")),
+            },
+        };
+        match done {
             Ok(()) => msg.ack(),
             Err(e) => {
-                worker::console_error!("queue: mailing {}: {e}; retrying", task.mailing_id);
+                worker::console_error!("queue: {e}; retrying");
                 msg.retry();
             }
         }

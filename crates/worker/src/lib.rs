@@ -3,9 +3,12 @@
 //!
 //! - `fetch` (`app::fetch`): `POST /telegram/webhook` (secret header, `update_id` dedup in D1,
 //!   the dialogue run to the end, 200), `/robokassa/result|success|fail`, `GET /healthz`.
-//! - `queue` (`app::queue`): messages on `MAILING_QUEUE` are JSON `{"mailing_id": <i64>}`
-//!   ([`wire::MailingTask`]), sent (and awaited) by the webhook when a mailing starts or
-//!   resumes. Each pokes the mailing's runner and is acked on its own; a duplicate is harmless.
+//! - `queue` (`app::queue`): messages on `MAILING_QUEUE` ([`wire::QueueTask`]) are sent (and
+//!   awaited) by the webhook: `{"mailing_id": <i64>}` when a mailing starts or resumes (pokes
+//!   the mailing's runner), `{"collage": {..}}` when 🌅 is pressed (builds and previews the
+//!   collage). Each is acked on its own; a duplicate is harmless.
+//! - `BroadcastRunner` (`broadcast`): one Durable Object per operator `/broadcast`, sending
+//!   from its alarm at 25 messages a second and reporting "sent N, failed M".
 //! - `ProfileRunner` (`runner`): one Durable Object per Wappi profile drives the mailing
 //!   engine from its alarm, one send per alarm at the exact pacing slot.
 //! - `scheduled` (`app::scheduled`): reminders, pruning of update ids, recovery of running
@@ -21,10 +24,13 @@
 
 pub mod rows;
 pub mod settings;
+pub mod test_hooks;
 pub mod wire;
 
 #[cfg(target_arch = "wasm32")]
 mod app;
+#[cfg(target_arch = "wasm32")]
+mod broadcast;
 #[cfg(target_arch = "wasm32")]
 mod d1;
 #[cfg(target_arch = "wasm32")]
@@ -36,6 +42,8 @@ mod telegram;
 #[cfg(target_arch = "wasm32")]
 mod wappi;
 
+#[cfg(target_arch = "wasm32")]
+pub use broadcast::BroadcastRunner;
 #[cfg(target_arch = "wasm32")]
 pub use runner::ProfileRunner;
 

@@ -30,6 +30,8 @@ const MAX_INLINE_WAIT_SECS: u64 = 10;
 pub struct FetchTelegram {
     api_url: String,
     token: Secret,
+    /// How many times a short 429 is waited out and repeated here ([`MAX_RETRIES`]).
+    retries_429: u32,
 }
 
 #[derive(Deserialize)]
@@ -43,7 +45,15 @@ impl FetchTelegram {
         FetchTelegram {
             api_url: api_url.trim_end_matches('/').to_string(),
             token,
+            retries_429: MAX_RETRIES,
         }
+    }
+
+    /// A client that hands every 429 back to the caller at once (the broadcast runner holds
+    /// that chat back itself and carries on with the others).
+    pub fn without_429_waits(mut self) -> Self {
+        self.retries_429 = 0;
+        self
     }
 
     fn url(&self, method: &str) -> String {
@@ -78,7 +88,7 @@ impl FetchTelegram {
             .map_err(|f| self.failure(method, f))?;
             match telegram_classify::<T>(method, reply.status, &reply.body) {
                 Err(TelegramError::RetryAfter(secs))
-                    if retries < MAX_RETRIES && secs <= MAX_INLINE_WAIT_SECS =>
+                    if retries < self.retries_429 && secs <= MAX_INLINE_WAIT_SECS =>
                 {
                     retries += 1;
                     Delay::from(Duration::from_secs(secs)).await;

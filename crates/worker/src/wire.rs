@@ -1,6 +1,7 @@
 //! Pure helpers of the Worker's HTTP edges, tested natively: the shapes of the queue and
 //! runner messages, form decoding, the constant-time secret check, and the small parts of the
-//! Wappi and Telegram wire handling that do not need `fetch`.
+//! Telegram wire handling that do not need `fetch` (the Wappi client is the core's
+//! `wappi::client`).
 
 use groupcast_core::telegram::{ApiResponse, TelegramError};
 use serde::{Deserialize, Serialize};
@@ -11,6 +12,18 @@ use subtle::ConstantTimeEq;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MailingTask {
     pub mailing_id: i64,
+}
+
+/// A message on `MAILING_QUEUE`: `{"mailing_id": 42}` (a runner should drive that mailing) or
+/// `{"collage": {"user_id", "chat_id", "requested_at"}}` (🌅 pressed: build and preview the
+/// user's collage, see `groupcast_core::long_work`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum QueueTask {
+    Mailing(MailingTask),
+    Collage {
+        collage: groupcast_core::long_work::CollageJob,
+    },
 }
 
 /// The body of `POST /start` and `POST /cancel` to a `ProfileRunner`.
@@ -38,78 +51,6 @@ pub fn form_pairs(s: &str) -> Vec<(String, String)> {
             (decode(k), decode(v))
         })
         .collect()
-}
-
-/// `Retry-After` value assumed when the header is present but unreadable.
-pub const RETRY_AFTER_FALLBACK_SECS: u64 = 5;
-/// Upper bound on a `Retry-After`, so a silly value cannot park a profile for ever.
-pub const RETRY_AFTER_MAX_SECS: u64 = 24 * 3600;
-
-/// Parses a `Retry-After` value into seconds: delay-seconds, or an HTTP date
-/// (`Wed, 21 Oct 2015 07:28:00 GMT`) measured from `now_unix`. Unreadable is
-/// [`RETRY_AFTER_FALLBACK_SECS`]; a past date is 0; capped at [`RETRY_AFTER_MAX_SECS`].
-pub fn parse_retry_after(value: &str, now_unix: i64) -> u64 {
-    let v = value.trim();
-    let secs = if let Ok(n) = v.parse::<u64>() {
-        n
-    } else if let Some(at) = parse_http_date(v) {
-        at.saturating_sub(now_unix).max(0) as u64
-    } else {
-        RETRY_AFTER_FALLBACK_SECS
-    };
-    secs.min(RETRY_AFTER_MAX_SECS)
-}
-
-fn parse_http_date(v: &str) -> Option<i64> {
-    let parts: Vec<&str> = v.split_whitespace().collect();
-    let [_, day, month, year, time, "GMT"] = parts.as_slice() else {
-        return None;
-    };
-    let day: u32 = day.parse().ok().filter(|d| (1..=31).contains(d))?;
-    let months = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let month = months.iter().position(|m| m == month)? as u32 + 1;
-    let year: i64 = year.parse().ok().filter(|y| (1970..=9999).contains(y))?;
-    let hms: Vec<i64> = time
-        .split(':')
-        .map(|p| p.parse().ok())
-        .collect::<Option<_>>()?;
-    let [h, m, s] = hms.as_slice() else {
-        return None;
-    };
-    if !(0..24).contains(h) || !(0..60).contains(m) || !(0..=60).contains(s) {
-        return None;
-    }
-    let days = groupcast_core::billing::days_from_civil(year, month, day);
-    Some(days * 86_400 + h * 3600 + m * 60 + s)
-}
-
-/// Whether a Wappi call only reads (safe to repeat) or sends a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WappiKind {
-    Read,
-    Send,
-}
-
-/// A Wappi `200` that is still a failure: `"status": "error"` always is; a read must say
-/// `done` if it has a `status` at all (same rule as the server's client).
-pub fn wappi_error_reply(v: &serde_json::Value, kind: WappiKind) -> bool {
-    match v.get("status") {
-        None => false,
-        Some(s) => s == "error" || (kind == WappiKind::Read && s != "done"),
-    }
-}
-
-/// Wappi wants raw base64; a `data:…;base64,` prefix is removed if one slipped through.
-pub fn raw_base64(b64: &str) -> &str {
-    match b64
-        .strip_prefix("data:")
-        .and_then(|rest| rest.split_once(";base64,"))
-    {
-        Some((_, raw)) => raw,
-        None => b64,
-    }
 }
 
 /// Replaces every occurrence of `secret` in `text` by `***` (belt and braces for error texts).
@@ -237,6 +178,22 @@ mod tests {
     }
 
     #[test]
+    fn queue_task_shapes() {
+        let m: QueueTask = serde_json::from_str(r#"{"mailing_id":7}"#).unwrap();
+        assert_eq!(m, QueueTask::Mailing(MailingTask { mailing_id: 7 }));
+        let c: QueueTask =
+            serde_json::from_str(r#"{"collage":{"user_id":5,"chat_id":5,"requested_at":1000}}"#)
+                .unwrap();
+        let QueueTask::Collage { collage } = &c else {
+            panic!("{c:?}")
+        };
+        assert_eq!((collage.user_id, collage.requested_at), (5, 1000));
+        let again: QueueTask = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+        assert_eq!(again, c);
+        assert!(serde_json::from_str::<QueueTask>(r#"{"collage":{}}"#).is_err());
+    }
+
+    #[test]
     fn forms() {
         let pairs = form_pairs("OutSum=490.000000&InvId=7&Description=%D0%9F+x&empty=&flag");
         assert_eq!(pairs[0], ("OutSum".into(), "490.000000".into()));
@@ -253,40 +210,9 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_values() {
-        let now = 1_445_412_480; // Wed, 21 Oct 2015 07:28:00 GMT
-        let cases: &[(&str, u64)] = &[
-            ("7", 7),
-            (" 120 ", 120),
-            ("Wed, 21 Oct 2015 07:28:30 GMT", 30),
-            ("Wed, 21 Oct 2015 07:27:00 GMT", 0),
-            ("soon", RETRY_AFTER_FALLBACK_SECS),
-            ("999999999", RETRY_AFTER_MAX_SECS),
-        ];
-        for (v, want) in cases {
-            assert_eq!(parse_retry_after(v, now), *want, "{v:?}");
-        }
-    }
-
-    #[test]
-    fn wappi_replies() {
-        use serde_json::json;
-        assert!(!wappi_error_reply(
-            &json!({"authorized": true}),
-            WappiKind::Read
-        ));
-        assert!(wappi_error_reply(
-            &json!({"status": "error"}),
-            WappiKind::Send
-        ));
-        assert!(!wappi_error_reply(
-            &json!({"status": "done"}),
-            WappiKind::Send
-        ));
-        assert!(wappi_error_reply(&json!({"status": "x"}), WappiKind::Read));
-        assert_eq!(raw_base64("data:image/png;base64,QUJD"), "QUJD");
-        assert_eq!(raw_base64("QUJD"), "QUJD");
+    fn scrubbing() {
         assert_eq!(scrub("bot123:abc failed", "123:abc"), "bot*** failed");
+        assert_eq!(scrub("nothing", ""), "nothing");
     }
 
     #[test]

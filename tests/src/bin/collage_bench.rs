@@ -9,10 +9,15 @@
 //! memory is the process's VmHWM (peak resident set, from /proc) at the end; the figure "over
 //! start" subtracts the resident set measured just before the first build.
 //!
-//! Usage: `groupcast-collage-bench [collage]` — any other argument list without `collage` skips
-//! it (so `scripts/bench pacing` runs only the pacing figures). With `GROUPCAST_COLLAGE_DIR=DIR`
-//! the photos, `layout.json`, `ours.jpg` and `pillow.jpg` are kept in DIR to look at.
-//! `--child DIR RUNS` is the measured child process.
+//! The same collage in wasm, built by the Cloudflare Worker under `wrangler dev`, is the `wasm`
+//! part (module `wasm`): wasm/native time (target ≤ 2.5) and the wasm memory peak (target
+//! ≤ 64 MB).
+//!
+//! Usage: `groupcast-collage-bench [collage] [wasm]` — no arguments run both (the wasm part only
+//! when the Worker is built, otherwise a line says how to build it); any other argument list
+//! without these names skips them (so `scripts/bench pacing` runs only the pacing figures). With
+//! `GROUPCAST_COLLAGE_DIR=DIR` the photos, `layout.json`, `ours.jpg` and `pillow.jpg` are kept
+//! in DIR to look at. `--child DIR RUNS` is the measured child process.
 
 use anyhow::{bail, Context};
 use groupcast_core::collage::{build_collage, fixtures, CollageOptions};
@@ -20,6 +25,9 @@ use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
+
+#[path = "collage_bench/wasm.rs"]
+mod wasm;
 
 const PHOTOS: u32 = 10;
 const PROCESSES: usize = 7;
@@ -34,28 +42,39 @@ fn main() -> anyhow::Result<()> {
         let runs = args.get(2).context("--child DIR RUNS")?.parse()?;
         return child(&dir, runs);
     }
-    if !args.is_empty() && !args.iter().any(|a| a == "collage") {
+    let asked = |name: &str| args.iter().any(|a| a == name);
+    let (native, wasm) = (args.is_empty() || asked("collage"), asked("wasm"));
+    if !native && !wasm && !args.is_empty() {
         return Ok(());
     }
-    bench()
-}
-
-fn bench() -> anyhow::Result<()> {
     let temp = tempfile::tempdir()?;
     let dir = match std::env::var_os("GROUPCAST_COLLAGE_DIR") {
         Some(kept) => PathBuf::from(kept),
         None => temp.path().to_path_buf(),
     };
     std::fs::create_dir_all(&dir)?;
-    let dir = dir.as_path();
-    let photos = write_photos(dir)?;
+    let photos = write_photos(&dir)?;
+    if native {
+        bench(&dir, &photos)?;
+    }
+    match wasm::missing_piece() {
+        // Asked for by name: a missing Worker is an error, not a skipped figure.
+        Some(missing) if wasm => bail!("{}", wasm::not_built_line(missing)),
+        Some(missing) if args.is_empty() => println!("{}", wasm::not_built_line(missing)),
+        None if wasm || args.is_empty() => wasm::bench(&dir, &read_all(&photos)?)?,
+        _ => {}
+    }
+    Ok(())
+}
+
+fn bench(dir: &Path, photos: &[PathBuf]) -> anyhow::Result<()> {
     let input_bytes: usize = photos
         .iter()
         .map(|p| std::fs::metadata(p).map(|m| m.len() as usize).unwrap_or(0))
         .sum();
 
     // One build here fixes the layout and quality that both sides then reproduce.
-    let blobs = read_all(&photos)?;
+    let blobs = read_all(photos)?;
     let refs: Vec<&[u8]> = blobs.iter().map(Vec::as_slice).collect();
     let opts = CollageOptions::default();
     let collage = build_collage(&refs, &opts)?;

@@ -1,0 +1,359 @@
+//! The client's request building and answer classification, over a scripted transport.
+
+use super::*;
+use crate::ids::ProfileId;
+use crate::secret::Secret;
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+const TOKEN: &str = "0123456789abcdef0123456789abcdef01234567";
+const GROUP: &str = "120363025246125486@g.us";
+
+/// What the transport was asked to send (the token header included).
+#[derive(Debug, Clone, PartialEq)]
+struct Seen {
+    method: HttpMethod,
+    url: String,
+    headers: Vec<(&'static str, String)>,
+    body: Option<Value>,
+    timeout: Duration,
+}
+
+/// Answers each call with the next scripted outcome and keeps what it was asked.
+#[derive(Default)]
+struct Script {
+    answers: Mutex<VecDeque<Result<HttpResponse, TransportError>>>,
+    seen: Mutex<Vec<Seen>>,
+}
+
+#[async_trait]
+impl HttpTransport for Script {
+    async fn send(&self, r: HttpRequest) -> Result<HttpResponse, TransportError> {
+        self.seen.lock().unwrap().push(Seen {
+            method: r.method,
+            url: r.url,
+            headers: r.headers,
+            body: r
+                .body
+                .map(|b| serde_json::from_slice(&b).expect("a JSON body")),
+            timeout: r.timeout,
+        });
+        self.answers
+            .lock()
+            .unwrap()
+            .pop_front()
+            .expect("an answer is scripted")
+    }
+}
+
+fn client() -> WappiClient<Script> {
+    WappiClient::new("http://127.0.0.1:9/ ", Duration::from_secs(3))
+}
+
+fn answer(c: &WappiClient<Script>, a: Result<HttpResponse, TransportError>) {
+    c.transport.answers.lock().unwrap().push_back(a);
+}
+
+fn reply(c: &WappiClient<Script>, status: u16, body: &str) {
+    answer(c, Ok(response(status, None, body)));
+}
+
+fn response(status: u16, retry_after_secs: Option<u64>, body: &str) -> HttpResponse {
+    HttpResponse {
+        status,
+        retry_after_secs,
+        body: Ok(body.as_bytes().to_vec()),
+        took: Duration::ZERO,
+    }
+}
+
+fn failure(kind: TransportErrorKind, message: &str) -> TransportError {
+    TransportError::new(kind, message, Duration::ZERO)
+}
+
+fn last(c: &WappiClient<Script>) -> Seen {
+    c.transport.seen.lock().unwrap().last().cloned().unwrap()
+}
+
+fn creds() -> WappiCreds {
+    WappiCreds {
+        token: Secret::new(TOKEN),
+        profile_id: ProfileId::parse("2f099bc3-478d").unwrap(),
+    }
+}
+
+fn group() -> GroupJid {
+    GroupJid::parse(GROUP).unwrap()
+}
+
+const SENT: &str = r#"{"status":"done","timestamp":1679823696,"time":"2023-03-26T12:41:36+03:00","message_id":"3EB0128AE55B5D222DD0","task_id":"a6f4c1f2-3b7e-4c1e-9a53-0b5d2f1e8c11"}"#;
+
+#[tokio::test]
+async fn a_text_send_is_a_json_post_with_the_raw_token() {
+    let c = client();
+    reply(&c, 200, SENT);
+    let sent = c.send_text(&creds(), &group(), "Привет").await.unwrap();
+    assert_eq!(sent.message_id.as_deref(), Some("3EB0128AE55B5D222DD0"));
+    assert_eq!(
+        last(&c),
+        Seen {
+            method: HttpMethod::Post,
+            url: "http://127.0.0.1:9/api/sync/message/send?profile_id=2f099bc3-478d".into(),
+            headers: vec![("authorization", TOKEN.into())],
+            body: Some(json!({"body": "Привет", "recipient": GROUP})),
+            timeout: Duration::from_secs(3),
+        }
+    );
+}
+
+#[tokio::test]
+async fn an_image_goes_as_raw_base64_with_its_caption() {
+    let c = client();
+    reply(&c, 200, SENT);
+    c.send_image(
+        &creds(),
+        &group(),
+        "data:image/jpeg;base64,QUJD",
+        Some("Фото"),
+    )
+    .await
+    .unwrap();
+    let seen = last(&c);
+    assert!(seen
+        .url
+        .ends_with("/api/sync/message/img/send?profile_id=2f099bc3-478d"));
+    assert_eq!(
+        seen.body,
+        Some(json!({"recipient": GROUP, "b64_file": "QUJD", "caption": "Фото"}))
+    );
+    reply(&c, 200, SENT);
+    c.send_image(&creds(), &group(), "QUJD", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        last(&c).body,
+        Some(json!({"recipient": GROUP, "b64_file": "QUJD"}))
+    );
+}
+
+#[tokio::test]
+async fn reads_are_gets_with_their_query() {
+    let c = client();
+    reply(
+        &c,
+        200,
+        r#"{"app_status":"open","authorized":true,"name":"Офис","profile_id":"2f099bc3-478d"}"#,
+    );
+    let status = c.get_status(&creds()).await.unwrap();
+    assert!(status.is_ready());
+    let seen = last(&c);
+    assert_eq!((seen.method, seen.body), (HttpMethod::Get, None));
+    assert!(seen
+        .url
+        .ends_with("/api/sync/get/status?profile_id=2f099bc3-478d"));
+
+    reply(
+        &c,
+        200,
+        r#"{"status":"done","dialogs":[{"id":"120363025246125486@g.us"},{"id":"79115576367@c.us"}]}"#,
+    );
+    let dialogs = c.list_chats(&creds(), 50, 100).await.unwrap();
+    assert_eq!(dialogs.len(), 2);
+    assert!(last(&c).url.ends_with(
+        "/api/sync/chats/get?profile_id=2f099bc3-478d&limit=50&offset=100&show_all=false"
+    ));
+
+    reply(
+        &c,
+        200,
+        r#"{"status":"done","messages":[{"id":"A1","fromMe":true,"time":1679823696,"body":"hi","type":"chat"}],"total_count":1}"#,
+    );
+    let msgs = c.chat_messages(&creds(), &group(), 20).await.unwrap();
+    assert!(msgs[0].from_me && msgs[0].body == "hi" && msgs[0].time == 1_679_823_696);
+    assert!(last(&c).url.ends_with(
+        "/api/sync/messages/get?profile_id=2f099bc3-478d&chat_id=120363025246125486%40g.us&limit=20&order=desc"
+    ));
+}
+
+#[tokio::test]
+async fn refusals_are_classified_by_status_and_body() {
+    let c = client();
+    answer(&c, Ok(response(429, Some(7), "")));
+    let e = c.send_text(&creds(), &group(), "x").await.unwrap_err();
+    assert_eq!(e, WappiError::RateLimited(7000));
+
+    reply(
+        &c,
+        200,
+        r#"{"detail":"Not authorized in whatsapp","status":"error"}"#,
+    );
+    let e = c.send_text(&creds(), &group(), "x").await.unwrap_err();
+    assert_eq!(e, WappiError::NotAuthorized);
+
+    reply(
+        &c,
+        400,
+        r#"{"detail":"Profile not found","status":"error"}"#,
+    );
+    let e = c.get_status(&creds()).await.unwrap_err();
+    assert_eq!(e, WappiError::ProfileNotFound);
+
+    reply(&c, 502, "bad gateway");
+    let e = c.list_chats(&creds(), 10, 0).await.unwrap_err();
+    assert_eq!(e, WappiError::Temporary("HTTP 502: bad gateway".into()));
+
+    // A read whose `status` is not `done` is a failure; a send only on `error`.
+    reply(&c, 200, r#"{"status":"pending","detail":"wait"}"#);
+    let e = c.get_status(&creds()).await.unwrap_err();
+    assert_eq!(e, WappiError::Rejected("wait".into()));
+    reply(&c, 200, r#"{"status":"pending"}"#);
+    assert!(c.send_text(&creds(), &group(), "x").await.is_ok());
+}
+
+#[tokio::test]
+async fn an_unreadable_success_is_unknown_for_a_send_and_temporary_for_a_read() {
+    let c = client();
+    reply(&c, 200, "<html>");
+    let e = c.send_text(&creds(), &group(), "x").await.unwrap_err();
+    assert_eq!(
+        e,
+        WappiError::Unknown("HTTP 200 with an unreadable answer".into())
+    );
+    reply(&c, 200, "<html>");
+    let e = c.list_chats(&creds(), 10, 0).await.unwrap_err();
+    assert_eq!(
+        e,
+        WappiError::Temporary("HTTP 200 with an unreadable answer".into())
+    );
+    // JSON of another shape: a send was still accepted, a read is retried.
+    reply(&c, 200, r#"{"message_id": 5}"#);
+    let sent = c.send_text(&creds(), &group(), "x").await.unwrap();
+    assert!(sent.message_id.is_none());
+    reply(&c, 200, r#"{"dialogs": 5}"#);
+    let e = c.list_chats(&creds(), 10, 0).await.unwrap_err();
+    assert!(
+        matches!(&e, WappiError::Temporary(m) if m.starts_with("unexpected answer shape")),
+        "{e:?}"
+    );
+}
+
+#[tokio::test]
+async fn transport_failures_by_whether_the_request_may_have_been_sent() {
+    use TransportErrorKind::*;
+    let cases: Vec<(TransportErrorKind, &str, WappiError, WappiError)> = vec![
+        (
+            Connect,
+            "refused",
+            WappiError::Temporary("connection failed: refused".into()),
+            WappiError::Temporary("connection failed: refused".into()),
+        ),
+        (BadHeader, "", WappiError::BadToken, WappiError::BadToken),
+        (
+            NotBuilt,
+            "bad url",
+            WappiError::Rejected("request not built: bad url".into()),
+            WappiError::Rejected("request not built: bad url".into()),
+        ),
+        (
+            Timeout,
+            "",
+            WappiError::Unknown("timed out".into()),
+            WappiError::Temporary("timed out".into()),
+        ),
+        (
+            Lost,
+            "reset",
+            WappiError::Unknown("connection lost: reset".into()),
+            WappiError::Temporary("connection lost: reset".into()),
+        ),
+    ];
+    let c = client();
+    for (kind, message, on_send, on_read) in cases {
+        answer(&c, Err(failure(kind, message)));
+        let e = c.send_text(&creds(), &group(), "x").await.unwrap_err();
+        assert_eq!(e, on_send, "{kind:?} on a send");
+        answer(&c, Err(failure(kind, message)));
+        let e = c.get_status(&creds()).await.unwrap_err();
+        assert_eq!(e, on_read, "{kind:?} on a read");
+    }
+}
+
+#[tokio::test]
+async fn a_lost_body_matters_only_after_a_success() {
+    let c = client();
+    let mut cut = response(200, None, "");
+    cut.body = Err(failure(TransportErrorKind::Lost, "body"));
+    answer(&c, Ok(cut));
+    let e = c.send_text(&creds(), &group(), "x").await.unwrap_err();
+    assert_eq!(e, WappiError::Unknown("connection lost: body".into()));
+    let mut cut = response(503, Some(2), "");
+    cut.body = Err(failure(TransportErrorKind::Lost, "body"));
+    answer(&c, Ok(cut));
+    let e = c.send_text(&creds(), &group(), "x").await.unwrap_err();
+    assert_eq!(e, WappiError::RateLimited(2000));
+}
+
+#[tokio::test]
+async fn the_token_never_reaches_an_error_text() {
+    let c = client();
+    reply(&c, 400, &format!(r#"{{"detail":"bad token {TOKEN}"}}"#));
+    let e = c.send_text(&creds(), &group(), "x").await.unwrap_err();
+    assert_eq!(e, WappiError::Rejected("bad token ***".into()));
+    answer(&c, Err(failure(TransportErrorKind::Lost, TOKEN)));
+    let e = c.get_status(&creds()).await.unwrap_err();
+    assert_eq!(e, WappiError::Temporary("connection lost: ***".into()));
+}
+
+#[test]
+fn error_replies() {
+    let error = json!({"detail": "Not authorized in whatsapp", "status": "error"});
+    let done = json!({"status": "done", "message_id": "3EB0128AE55B5D222DD0"});
+    let status = json!({"app_status": "open", "authorized": true});
+    let odd = json!({"status": "pending"});
+    assert!(is_error_reply(&error, Kind::Send) && is_error_reply(&error, Kind::Read));
+    assert!(!is_error_reply(&done, Kind::Send) && !is_error_reply(&done, Kind::Read));
+    assert!(!is_error_reply(&status, Kind::Read));
+    assert!(is_error_reply(&odd, Kind::Read) && !is_error_reply(&odd, Kind::Send));
+}
+
+#[test]
+fn base64_prefix() {
+    assert_eq!(raw_base64("data:image/png;base64,iVBOR"), "iVBOR");
+    assert_eq!(raw_base64("iVBOR"), "iVBOR");
+}
+
+#[test]
+fn retry_after_values() {
+    let now = 1_445_412_480; // Wed, 21 Oct 2015 07:28:00 GMT
+    let cases: &[(&str, u64)] = &[
+        ("7", 7),
+        (" 120 ", 120),
+        ("0", 0),
+        ("Wed, 21 Oct 2015 07:28:30 GMT", 30),
+        ("Wed, 21 Oct 2015 07:27:00 GMT", 0),
+        ("Thu, 22 Oct 2015 07:28:00 GMT", 86_400),
+        ("soon", RETRY_AFTER_FALLBACK_SECS),
+        ("", RETRY_AFTER_FALLBACK_SECS),
+        ("-3", RETRY_AFTER_FALLBACK_SECS),
+        ("Wed, 21 Foo 2015 07:28:30 GMT", RETRY_AFTER_FALLBACK_SECS),
+        ("99999999999999999", RETRY_AFTER_MAX_SECS),
+    ];
+    for (value, want) in cases {
+        assert_eq!(parse_retry_after(value, now), *want, "{value:?}");
+    }
+}
+
+#[test]
+fn http_dates() {
+    assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
+    assert_eq!(
+        parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
+        Some(784_111_777)
+    );
+    assert_eq!(
+        parse_http_date("Tue, 29 Feb 2028 12:00:00 GMT"),
+        Some(1_835_438_400)
+    );
+    assert_eq!(parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT"), None);
+    assert_eq!(parse_http_date("Sun, 06 Nov 1994 25:49:37 GMT"), None);
+}

@@ -1,0 +1,551 @@
+//! Scenarios written once and run against either runtime: each takes a [`World`] over any
+//! [`Bot`] (the native `groupcast` server or the Cloudflare Worker), and the suites of both
+//! call it from their own `#[tokio::test]`. Only scenarios whose steps and assertions are the
+//! same on both runtimes live here (parameters where only numbers differ: group counts,
+//! timing tolerances); what only one runtime has stays in its suite.
+//!
+//! Robokassa: the test plays Robokassa. It reads the payment link the bot gives and signs
+//! notifications the way the spec says, with its own MD5, not the product's code.
+
+use crate::fake_telegram::SentMessage;
+use crate::fake_wappi::{Outcome, Request};
+use crate::harness::Server;
+use crate::world::{Account, Bot, Person, World, STEP};
+use md5::{Digest, Md5};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// The shop's login and passwords the payment suites configure.
+pub const LOGIN: &str = "groupcast_shop";
+pub const PASS1: &str = "sentinel-pass-one";
+pub const PASS2: &str = "sentinel-pass-two";
+/// A test-mode Password #2 the shop is *not* configured with.
+pub const TEST_PASS2: &str = "sentinel-test-pass-two";
+
+/// The settings of a shop: the three credentials and two plans (30 days for 490 ₽, 90 days
+/// for 1290 ₽), no trial.
+pub fn shop_settings() -> Vec<(&'static str, String)> {
+    vec![
+        ("TRIAL_DAYS", "0".into()),
+        ("ROBOKASSA_MERCHANT_LOGIN", LOGIN.into()),
+        ("ROBOKASSA_PASSWORD1", PASS1.into()),
+        ("ROBOKASSA_PASSWORD2", PASS2.into()),
+        ("SUBSCRIPTION_PLANS", "30:490,90:1290".into()),
+    ]
+}
+
+pub fn md5_hex(s: &str) -> String {
+    hex::encode(Md5::digest(s.as_bytes()))
+}
+
+/// The decoded query of a URL.
+pub fn query(url: &str) -> HashMap<String, String> {
+    let q = url.split_once('?').unwrap().1;
+    q.split('&')
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap();
+            (
+                k.to_string(),
+                urlencoding::decode(&v.replace('+', " "))
+                    .unwrap()
+                    .into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// A registered user opens /subscribe and presses the plan; returns (InvId, the link's query).
+pub async fn invoice_of<S: Bot>(
+    p: &Person<'_, S>,
+    plan_label: &str,
+) -> (i64, HashMap<String, String>) {
+    p.says("/subscribe");
+    let plans = p.hears("Подписка не активна").await;
+    p.presses(
+        plans.message_id,
+        &Person::<Server>::button(&plans, plan_label),
+    );
+    let link: SentMessage = p.hears("Счёт №").await;
+    let markup = link.reply_markup.unwrap();
+    let url = markup["inline_keyboard"][0][0]["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        url.starts_with("https://auth.robokassa.ru/Merchant/Index.aspx?"),
+        "{url}"
+    );
+    let q = query(&url);
+    (q["InvId"].parse().unwrap(), q)
+}
+
+/// Registers a user on account `n`, then [`invoice_of`].
+pub async fn invoice_for<S: Bot>(
+    w: &World<S>,
+    p: &Person<'_, S>,
+    n: u32,
+    plan_label: &str,
+) -> (i64, HashMap<String, String>) {
+    let acc = Account::numbered(n);
+    w.wappi.add_profile(&acc.profile, &acc.token);
+    p.registers(&acc).await;
+    invoice_of(p, plan_label).await
+}
+
+/// POSTs a notification to `/robokassa/result`: (status, body).
+pub async fn notify<S: Bot>(w: &World<S>, form: &[(&str, String)]) -> (u16, String) {
+    let r = reqwest::Client::new()
+        .post(format!("{}/robokassa/result", w.server.url()))
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// A notification as a live Robokassa sends it: 6-decimal OutSum, uppercase signature, the
+/// legacy duplicates and extra fields.
+pub fn live_form(
+    inv: i64,
+    out_sum: &str,
+    plan: &str,
+    password: &str,
+) -> Vec<(&'static str, String)> {
+    let sig = md5_hex(&format!("{out_sum}:{inv}:{password}:Shp_plan={plan}")).to_uppercase();
+    vec![
+        ("OutSum", out_sum.to_string()),
+        ("InvId", inv.to_string()),
+        ("SignatureValue", sig.clone()),
+        ("out_summ", out_sum.to_string()),
+        ("inv_id", inv.to_string()),
+        ("crc", sig),
+        ("Shp_plan", plan.to_string()),
+        ("PaymentMethod", "BankCard".into()),
+        ("IncCurrLabel", "BankCardPSR".into()),
+        ("EMail", "payer@example.test".into()),
+        ("Fee", "12.250000".into()),
+    ]
+}
+
+/// The user's `subscription_until` in the ledger (unix seconds, 0 = never paid).
+pub fn subscription_until<S: Bot>(w: &World<S>, user: i64) -> i64 {
+    w.server
+        .db()
+        .query_row(
+            "SELECT subscription_until FROM users WHERE id = ?1",
+            [user],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
+fn now_secs() -> i64 {
+    crate::harness::unix_ms() / 1000
+}
+
+/// User `p` has pending invoice `inv` for `days` days at `out_sum` (6 decimals): the signed
+/// notification is answered `OK{inv}` and extends the subscription by `days` with one
+/// "Оплата получена" message; 5 sequential, 5 concurrent and one GET replay are all answered
+/// `OK` and change nothing; /subscribe then states the date after "до"; no secret is logged.
+pub async fn a_notification_extends_once_despite_replays<S: Bot>(
+    w: &World<S>,
+    p: &Person<'_, S>,
+    inv: i64,
+    out_sum: &str,
+    days: i64,
+) {
+    let form = live_form(inv, out_sum, &days.to_string(), PASS2);
+    let before = now_secs();
+    assert_eq!(notify(w, &form).await, (200, format!("OK{inv}")));
+    let paid = p.hears("Оплата получена").await;
+    let until = subscription_until(w, p.id);
+    assert!(
+        (until - (before + days * 86_400)).abs() <= 5,
+        "until {until}"
+    );
+    assert!(
+        paid.text.contains(&groupcast_core::texts::date(until)),
+        "{}",
+        paid.text
+    );
+
+    // 5 sequential and 5 concurrent replays: all OK, nothing changes.
+    for _ in 0..5 {
+        assert_eq!(notify(w, &form).await, (200, format!("OK{inv}")));
+    }
+    let url = format!("{}/robokassa/result", w.server.url());
+    let tasks: Vec<_> = (0..5)
+        .map(|_| {
+            let (url, form) = (url.clone(), form.clone());
+            tokio::spawn(async move {
+                let r = reqwest::Client::new()
+                    .post(url)
+                    .form(&form)
+                    .send()
+                    .await
+                    .unwrap();
+                (r.status().as_u16(), r.text().await.unwrap())
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), (200, format!("OK{inv}")));
+    }
+    // Robokassa may be set to GET: the same notification as a query string is a replay too.
+    let get = reqwest::Client::new()
+        .get(&url)
+        .query(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (get.status().as_u16(), get.text().await.unwrap()),
+        (200, format!("OK{inv}"))
+    );
+    assert_eq!(subscription_until(w, p.id), until);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let paid_messages =
+        w.tg.sent_to(p.id)
+            .iter()
+            .filter(|m| m.text.contains("Оплата получена"))
+            .count();
+    assert_eq!(paid_messages, 1);
+
+    // /subscribe now states the date after "до".
+    p.says("/subscribe");
+    let state = p.hears("Подписка активна до").await;
+    assert!(
+        state
+            .text
+            .contains(&format!("до {}", groupcast_core::texts::date(until))),
+        "{}",
+        state.text
+    );
+    w.server.assert_no_secrets_in_logs(&[PASS1, PASS2]);
+}
+
+/// User `p` has a pending 30-day invoice `inv` (490 ₽): tampered fields, an unknown InvId, a
+/// wrong amount, the wrong password or none are all refused (not 200, not `OK`), and nothing
+/// changes; the payer's success and fail pages are only pages. Returns the success page (in
+/// English) for the caller's own checks.
+pub async fn tampered_or_foreign_notifications_change_nothing<S: Bot>(
+    w: &World<S>,
+    p: &Person<'_, S>,
+    inv: i64,
+) -> String {
+    let good = live_form(inv, "490.000000", "30", PASS2);
+    let with = |key: &str, value: String| -> Vec<(&'static str, String)> {
+        good.iter()
+            .map(|(k, v)| (*k, if *k == key { value.clone() } else { v.clone() }))
+            .collect()
+    };
+    let mut bad_sig = good[2].1.clone();
+    let last = bad_sig.pop().unwrap();
+    bad_sig.push(if last == 'A' { 'B' } else { 'A' });
+    let cases: Vec<(&str, Vec<(&'static str, String)>)> = vec![
+        ("tampered OutSum", with("OutSum", "4900.000000".into())),
+        ("tampered InvId", with("InvId", (inv + 1).to_string())),
+        ("tampered Shp", with("Shp_plan", "90".into())),
+        ("tampered signature", with("SignatureValue", bad_sig)),
+        (
+            "unknown InvId",
+            live_form(inv + 1000, "490.000000", "30", PASS2),
+        ),
+        (
+            "signed, wrong amount",
+            live_form(inv, "1.000000", "30", PASS2),
+        ),
+        (
+            "test password in live mode",
+            live_form(inv, "490.000000", "30", TEST_PASS2),
+        ),
+        ("password #1", live_form(inv, "490.000000", "30", PASS1)),
+        (
+            "no signature",
+            good.iter()
+                .filter(|(k, _)| *k != "SignatureValue" && *k != "crc")
+                .cloned()
+                .collect(),
+        ),
+    ];
+    for (what, form) in cases {
+        let (code, body) = notify(w, &form).await;
+        assert!(!body.starts_with("OK"), "{what}: {code} {body}");
+        assert_ne!(code, 200, "{what}");
+    }
+    assert_eq!(subscription_until(w, p.id), 0);
+    let status: String = w
+        .server
+        .db()
+        .query_row("SELECT status FROM invoices WHERE id = ?1", [inv], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(status, "pending");
+    // The payer's pages are only pages.
+    let page = reqwest::get(format!(
+        "{}/robokassa/success?InvId={inv}&OutSum=490.00&Culture=en",
+        w.server.url()
+    ))
+    .await
+    .unwrap();
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.unwrap();
+    assert!(page.contains("Payment received"), "{page}");
+    let fail = reqwest::get(format!("{}/robokassa/fail?InvId={inv}", w.server.url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(fail.contains("Оплата не завершена"), "{fail}");
+    assert_eq!(subscription_until(w, p.id), 0);
+    w.server.assert_no_secrets_in_logs(&[PASS1, PASS2]);
+    page
+}
+
+// ---- Content: the mailing text and the group list ----
+
+/// Commands other than /start, /lang and /help answer an unregistered user with a pointer to
+/// /start; /lang switches to English and registration then asks in English.
+pub async fn commands_wait_for_registration<S: Bot>(w: &World<S>, user: i64) {
+    let carol = w.person(user);
+    carol.says("/mailing");
+    carol.hears("/start").await;
+    carol.says("/lang");
+    let pick = carol.hears("language").await;
+    carol.presses(pick.message_id, "lang:en");
+    carol.hears("English").await;
+    carol.says("/start");
+    carol.hears("token").await;
+}
+
+/// Registered user `p` sends a text with Telegram formatting (an emoji first shifts the
+/// UTF-16 offsets): it is confirmed and stored as WhatsApp markup.
+pub async fn text_formatting_becomes_whatsapp_markup<S: Bot>(w: &World<S>, p: &Person<'_, S>) {
+    p.says("/text");
+    p.hears("📝").await;
+    // "Скидка 20% сегодня" with "Скидка" bold, "20%" italic, "сегодня" struck, "PROMO" code.
+    let text = "🔥 Скидка 20% сегодня, код PROMO";
+    p.says_formatted(
+        text,
+        serde_json::json!([
+            {"type": "bold", "offset": 3, "length": 6},
+            {"type": "italic", "offset": 10, "length": 3},
+            {"type": "strikethrough", "offset": 14, "length": 7},
+            {"type": "code", "offset": 27, "length": 5}
+        ]),
+    );
+    let saved = p.hears("Текст сохранён").await;
+    let want = "🔥 *Скидка* _20%_ ~сегодня~, код ```PROMO```";
+    assert!(saved.text.contains(want), "{}", saved.text);
+    let stored: String = w
+        .server
+        .db()
+        .query_row("SELECT body FROM texts WHERE user_id = ?1", [p.id], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(stored, want);
+}
+
+fn group_jids<S: Bot>(w: &World<S>, user: i64) -> Vec<String> {
+    let db = w.server.db();
+    let mut st = db
+        .prepare("SELECT jid FROM groups WHERE user_id = ?1 ORDER BY position")
+        .unwrap();
+    let rows = st.query_map([user], |r| r.get(0)).unwrap();
+    rows.map(Result::unwrap).collect()
+}
+
+/// Registered user `p` pastes a list with a duplicate, a bare id, junk and a personal chat:
+/// two groups are saved in order, the duplicate and the bad lines (by line number) are
+/// reported; a list with nothing valid is refused and the saved list kept.
+pub async fn pasted_groups_report_duplicates_and_junk<S: Bot>(w: &World<S>, p: &Person<'_, S>) {
+    p.says("/groups");
+    p.hears("👥").await;
+    p.says("120363000000000001@g.us\n120363000000000002\nhello world\n120363000000000001@g.us\n\n79115576367@c.us");
+    let saved = p.hears("Сохранено групп: 2").await;
+    assert!(
+        saved.text.contains("Повторы пропущены: 1"),
+        "{}",
+        saved.text
+    );
+    assert!(saved.text.contains("3: hello world"), "{}", saved.text);
+    assert!(saved.text.contains("6: 79115576367@c.us"), "{}", saved.text);
+    assert_eq!(
+        group_jids(w, p.id),
+        vec!["120363000000000001@g.us", "120363000000000002@g.us"]
+    );
+
+    // Nothing valid: refused, list unchanged.
+    p.says("/groups");
+    p.hears("👥").await;
+    p.says("just words");
+    p.hears("Не нашёл ни одного").await;
+    assert_eq!(group_jids(w, p.id).len(), 2);
+}
+
+// ---- Mailings ----
+
+/// The smallest gap between two consecutive sends.
+pub fn min_gap(sends: &[Request]) -> i64 {
+    sends
+        .windows(2)
+        .map(|p| p[1].at_ms - p[0].at_ms)
+        .min()
+        .unwrap_or(i64::MAX)
+}
+
+/// A mailing's status in the ledger.
+pub fn mailing_status<S: Bot>(w: &World<S>, id: i64) -> String {
+    w.server
+        .db()
+        .query_row("SELECT status FROM mailings WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .unwrap_or_else(|e| format!("(no mailing {id}: {e})"))
+}
+
+/// Waits (at most [`STEP`]) until the mailing's status in the ledger is `want`.
+pub async fn wait_mailing_status<S: Bot>(w: &World<S>, id: i64, want: &str) {
+    let deadline = std::time::Instant::now() + STEP;
+    while mailing_status(w, id) != want {
+        if std::time::Instant::now() > deadline {
+            panic!(
+                "mailing {id} not {want} within {STEP:?} (status {});\n{}",
+                mailing_status(w, id),
+                log_tail(w, 40)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn log_tail<S: Bot>(w: &World<S>, n: usize) -> String {
+    let logs = w.server.logs();
+    let tail: Vec<&str> = logs.lines().rev().take(n).collect();
+    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+}
+
+/// At `PROFILE_RATE_PER_SEC=4`, a 40-group mailing is cancelled with ⛔ after 8 deliveries: at
+/// most one send after the acknowledgement, none later, the ⚠️ report counts the sent ones
+/// and the ledger says `cancelled`.
+pub async fn cancel_stops_before_the_next_send<S: Bot>(w: &World<S>) {
+    let (p, acc, _) = w.ready(3002, 2, 40, "Отмена посреди").await;
+    let (id, progress) = p.starts_mailing_msg().await;
+    w.wappi
+        .wait_for_deliveries(8, Duration::from_secs(20))
+        .await
+        .unwrap();
+    p.presses(
+        progress.message_id,
+        &Person::<Server>::button(&progress, "⛔"),
+    );
+    let ack =
+        w.tg.wait_for_message(3002, |t| t.contains("⏹"), STEP)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", log_tail(w, 40)));
+    let report = p.hears("⚠️").await;
+    assert!(report.text.contains("остановлена"), "{}", report.text);
+    let sent = w.sends(&acc.profile);
+    let after_ack = sent.iter().filter(|r| r.at_ms > ack.at_ms).count();
+    assert!(
+        after_ack <= 1,
+        "{after_ack} sends after the cancel was acknowledged"
+    );
+    assert!(sent.len() < 40);
+    let n = sent.len();
+    tokio::time::sleep(Duration::from_millis(1000)).await; // four send intervals at 4/s
+    assert_eq!(w.sends(&acc.profile).len(), n, "nothing is sent later");
+    wait_mailing_status(w, id, "cancelled").await;
+    assert!(
+        report.text.contains(&format!("Отправлено: {n}")),
+        "{}",
+        report.text
+    );
+}
+
+/// While a mailing runs, a second /mailing on the same profile is refused; /cancel ends it.
+pub async fn a_second_start_on_a_busy_profile_is_refused<S: Bot>(w: &World<S>) {
+    let (p, _, _) = w.ready(3004, 4, 10, "Один раз").await;
+    p.starts_mailing().await;
+    p.says("/mailing");
+    p.hears("уже идёт").await;
+    p.says("/cancel");
+    p.hears("⚠️").await;
+}
+
+/// A mailing to `groups` groups meets five 429s in a row (Retry-After 1 s) after `before`
+/// deliveries: each time the profile waits its Retry-After (less `jitter_ms`) before the next
+/// call, the report is ✅ and every group got the text exactly once.
+pub async fn a_429_storm_pauses_the_profile_and_loses_nothing<S: Bot>(
+    w: &World<S>,
+    groups: usize,
+    before: usize,
+    jitter_ms: i64,
+) {
+    let (p, acc, jids) = w.ready(3005, 5, groups, "Шторм").await;
+    p.starts_mailing().await;
+    w.wappi
+        .wait_for_deliveries(before, Duration::from_secs(20))
+        .await
+        .unwrap();
+    w.wappi.set_rate_limit_storm(&acc.profile, 5, 1);
+    let report = p.hears("Рассылка #").await;
+    let report = if report.text.starts_with('✅') || report.text.starts_with('⚠') {
+        report
+    } else {
+        p.hears("✅").await
+    };
+    assert!(report.text.starts_with('✅'), "{}", report.text);
+    let all = w.sends(&acc.profile);
+    let limited: Vec<&Request> = all
+        .iter()
+        .filter(|r| matches!(r.outcome, Outcome::Refused { http: 429, .. }))
+        .collect();
+    assert_eq!(limited.len(), 5);
+    // After each 429 the profile waited its Retry-After before calling again.
+    for r in &limited {
+        let next = all
+            .iter()
+            .find(|n| n.at_ms > r.at_ms)
+            .expect("a call after the 429");
+        assert!(
+            next.at_ms - r.at_ms >= 1000 - jitter_ms,
+            "called {} ms after a 429 with Retry-After 1",
+            next.at_ms - r.at_ms
+        );
+    }
+    w.assert_each_delivered_once(&jids);
+}
+
+/// At `PROFILE_RATE_PER_SEC=5`, two users with `groups` groups each press ✅ one right after
+/// the other: each list gets its own text only, both run in parallel (the spans overlap),
+/// each paced on its own (gaps of 200 ms less `jitter_ms`).
+pub async fn two_users_mail_at_once<S: Bot>(w: &World<S>, groups: usize, jitter_ms: i64) {
+    let (a, acc_a, jids_a) = w.ready(3010, 10, groups, "Текст Анны").await;
+    let (b, acc_b, jids_b) = w.ready(3011, 11, groups, "Текст Бориса").await;
+    a.says("/mailing");
+    b.says("/mailing");
+    let pa = a.hears("Предпросмотр").await;
+    let pb = b.hears("Предпросмотр").await;
+    a.presses(pa.message_id, &Person::<Server>::button(&pa, "✅"));
+    b.presses(pb.message_id, &Person::<Server>::button(&pb, "✅"));
+    a.hears("✅").await;
+    b.hears("✅").await;
+    let sa = w.sends(&acc_a.profile);
+    let sb = w.sends(&acc_b.profile);
+    assert_eq!((sa.len(), sb.len()), (groups, groups));
+    assert!(sa
+        .iter()
+        .all(|r| r.body_text.as_deref() == Some("Текст Анны")
+            && jids_a.contains(r.recipient.as_ref().unwrap())));
+    assert!(sb
+        .iter()
+        .all(|r| r.body_text.as_deref() == Some("Текст Бориса")
+            && jids_b.contains(r.recipient.as_ref().unwrap())));
+    // They ran in parallel: the two spans overlap, each paced on its own.
+    assert!(sa[0].at_ms < sb.last().unwrap().at_ms && sb[0].at_ms < sa.last().unwrap().at_ms);
+    assert!(min_gap(&sa) >= 200 - jitter_ms && min_gap(&sb) >= 200 - jitter_ms);
+}
