@@ -238,6 +238,8 @@ async fn run_step(
                 .await?
         }
     };
+    // The slot the pacer will give, as far as can be told without taking it.
+    let mut opens_at = now;
     if let Pace::WaitUntil(t) = peek {
         if t - now > ARM_LEAD_MS {
             // A long wait (a Retry-After pause): keep `sending` meaning "about to be sent".
@@ -249,7 +251,10 @@ async fn run_step(
             arm(svc, &mut rows[i], fence, now).await?;
             cursor.armed = Some(i);
         }
-        return Ok(Step::SleepUntil(t));
+        if t - now > PRE_PACE_MS {
+            return Ok(Step::SleepUntil(t - PRE_PACE_MS));
+        }
+        opens_at = t;
     }
     if cursor.armed.is_none() {
         arm(svc, &mut rows[i], fence, now).await?;
@@ -273,9 +278,8 @@ async fn run_step(
         Some(slot) => slot,
         None => {
             let now = svc.now_ms();
-            let at = cursor
-                .last_call_at
-                .map_or(now, |t| (t + min_gap_ms(pacing)).max(now));
+            let earliest = cursor.last_call_at.map_or(now, |t| t + min_gap_ms(pacing));
+            let at = opens_at.max(earliest).max(now);
             if at - now > PRE_PACE_MS {
                 return Ok(Step::SleepUntil(at - PRE_PACE_MS)); // stays armed
             }
