@@ -402,6 +402,25 @@ impl FakeWappi {
             .collect()
     }
 
+    /// Waits (up to `timeout`) for `n` deliveries meant to go at `rate` a second, then measures
+    /// their pacing (what the benchmarks print).
+    pub async fn pacing(&self, n: usize, rate: f64, timeout: Duration) -> Result<Pacing, String> {
+        self.wait_for_deliveries(n, timeout).await?;
+        let sends = self.deliveries();
+        let span = (sends[n - 1].at_ms - sends[0].at_ms) as f64 / 1000.0;
+        let min_gap = sends
+            .windows(2)
+            .map(|p| p[1].at_ms - p[0].at_ms)
+            .min()
+            .unwrap_or(0);
+        Ok(Pacing {
+            ideal: n as f64 / rate,
+            actual: span + 1.0 / rate,
+            min_gap,
+            doubles: sends.len() - self.delivery_count_by_recipient().len(),
+        })
+    }
+
     /// Waits until at least `n` sends have been delivered, or fails after `timeout`.
     pub async fn wait_for_deliveries(&self, n: usize, timeout: Duration) -> Result<(), String> {
         self.wait_until(timeout, |st| {
@@ -1452,5 +1471,25 @@ mod tests {
         fake.wait_for_requests(1, Duration::from_millis(10))
             .await
             .unwrap();
+    }
+}
+
+/// How evenly deliveries were paced: see [`FakeWappi::pacing`].
+#[derive(Debug, Clone, Copy)]
+pub struct Pacing {
+    /// Seconds the sends take at exactly the rate.
+    pub ideal: f64,
+    /// Seconds from the first to the last send, plus one interval.
+    pub actual: f64,
+    /// The smallest gap between two deliveries, in ms.
+    pub min_gap: i64,
+    /// Deliveries beyond one per chat.
+    pub doubles: usize,
+}
+
+impl Pacing {
+    /// `ideal / actual`: 1.0 is a perfectly kept rate.
+    pub fn efficiency(&self) -> f64 {
+        self.ideal / self.actual
     }
 }

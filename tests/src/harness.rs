@@ -128,28 +128,10 @@ impl Server {
             .expect("start groupcast");
         self.child = Some(child);
         let url = format!("{}/healthz", self.url());
-        let client = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(r) = client.get(&url).send().await {
-                if r.status().is_success() {
-                    return;
-                }
-            }
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                panic!("groupcast exited at start ({status}):\n{}", self.logs());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "groupcast did not become healthy:\n{}",
-                self.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let child = self.child.as_mut().expect("just started");
+        wait_healthy(&url, child, Duration::from_secs(20))
+            .await
+            .unwrap_or_else(|e| panic!("groupcast {e}:\n{}", self.logs()));
     }
 
     pub fn url(&self) -> String {
@@ -195,27 +177,13 @@ impl Server {
 
     /// Everything every run of this server logged.
     pub fn logs(&self) -> String {
-        let mut all = String::new();
-        for i in 1..=self.runs {
-            all.push_str(&std::fs::read_to_string(self.log_path(i)).unwrap_or_default());
-        }
-        all
+        logs_of_runs(self.runs, |run| self.log_path(run))
     }
 
     /// Fails if a log line holds a secret (the bot token, the webhook secret, the key, or any
     /// extra given).
     pub fn assert_no_secrets_in_logs(&self, extra: &[&str]) {
-        let logs = self.logs();
-        let bot_secret_part = BOT_TOKEN.split(':').nth(1).expect("token");
-        for secret in [BOT_TOKEN, bot_secret_part, WEBHOOK_SECRET, ENCRYPTION_KEY]
-            .iter()
-            .chain(extra)
-        {
-            assert!(
-                !logs.contains(secret),
-                "a secret reached the logs: {secret}"
-            );
-        }
+        assert_no_secrets_in(&self.logs(), extra);
     }
 
     /// Opens the database read-only (for assertions on the ledger).
@@ -249,6 +217,54 @@ impl Drop for Server {
 }
 
 /// Waits until `cond` holds, polling every 20 ms; panics with `what` after `timeout`.
+/// Waits up to `within` until `url` (a `/healthz`) answers 2xx. Fails (with what happened,
+/// for the caller to name the process and add its logs) if `child` exits first or time runs
+/// out.
+pub(crate) async fn wait_healthy(
+    url: &str,
+    child: &mut Child,
+    within: Duration,
+) -> Result<(), String> {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(r) = client.get(url).timeout(Duration::from_secs(5)).send().await {
+            if r.status().is_success() {
+                return Ok(());
+            }
+        }
+        if let Some(status) = child.try_wait().ok().flatten() {
+            return Err(format!("exited at start ({status})"));
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("did not answer {url} within {within:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Everything the runs `1..=runs` of a process logged, each run's file at `log_path(run)`.
+pub(crate) fn logs_of_runs(runs: u32, log_path: impl Fn(u32) -> PathBuf) -> String {
+    (1..=runs)
+        .map(|run| std::fs::read_to_string(log_path(run)).unwrap_or_default())
+        .collect()
+}
+
+/// Fails if `logs` hold a secret: the sentinels (the bot token and its secret part, the
+/// webhook secret, the encryption key) or any extra given.
+pub(crate) fn assert_no_secrets_in(logs: &str, extra: &[&str]) {
+    let bot_secret_part = BOT_TOKEN.split(':').nth(1).expect("token");
+    for secret in [BOT_TOKEN, bot_secret_part, WEBHOOK_SECRET, ENCRYPTION_KEY]
+        .iter()
+        .chain(extra)
+    {
+        assert!(
+            !logs.contains(secret),
+            "a secret reached the logs: {secret}"
+        );
+    }
+}
+
 pub async fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !cond() {

@@ -7,13 +7,13 @@
 //! Robokassa: the test plays Robokassa. It reads the payment link the bot gives and signs
 //! notifications the way the spec says, with its own MD5, not the product's code.
 
-use crate::fake_telegram::SentMessage;
+use crate::fake_telegram::{Call, SentMessage, ViolationKind};
 use crate::fake_wappi::{Outcome, Request};
 use crate::harness::Server;
 use crate::world::{Account, Bot, Person, World, STEP};
 use md5::{Digest, Md5};
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The shop's login and passwords the payment suites configure.
 pub const LOGIN: &str = "groupcast_shop";
@@ -548,4 +548,106 @@ pub async fn two_users_mail_at_once<S: Bot>(w: &World<S>, groups: usize, jitter_
     // They ran in parallel: the two spans overlap, each paced on its own.
     assert!(sa[0].at_ms < sb.last().unwrap().at_ms && sb[0].at_ms < sa.last().unwrap().at_ms);
     assert!(min_gap(&sa) >= 200 - jitter_ms && min_gap(&sb) >= 200 - jitter_ms);
+}
+
+/// The operator's `/broadcast`, the same on both runtimes. `everyone` (the operator among
+/// them) write `/start` and so become the bot's users.
+pub async fn everyone_starts<S: Bot>(w: &World<S>, everyone: &[i64]) {
+    for id in everyone {
+        w.person(*id).says("/start");
+    }
+    for id in everyone {
+        w.person(*id).hears("токен").await;
+    }
+}
+
+/// The operator `admin` broadcasts `text` to the users `everyone` (all started, the operator
+/// included): /broadcast, the text, the confirmation naming it and the count, ✅; the first
+/// send to `held_user` meets a 429 with `retry_after_secs`. Waits for the report of all sent,
+/// none failed, and checks each user got exactly one copy. Returns the `sendMessage` calls
+/// that carried the broadcast, in order.
+pub async fn operator_broadcasts<S: Bot>(
+    w: &World<S>,
+    admin: i64,
+    everyone: &[i64],
+    text: &str,
+    held_user: i64,
+    retry_after_secs: u64,
+) -> Vec<Call> {
+    let n = everyone.len();
+    let admin = w.person(admin);
+    admin.says("/broadcast");
+    admin.hears("📣 Пришлите").await;
+    admin.says(text);
+    let confirm = admin.hears("📣 Отправить").await;
+    assert!(
+        confirm.text.contains(&format!("({n})")) && confirm.text.contains(text),
+        "{}",
+        confirm.text
+    );
+    w.tg.fail_next_with_429(held_user, retry_after_secs, 1);
+    admin.presses(
+        confirm.message_id,
+        &Person::<Server>::button(&confirm, "✅"),
+    );
+    admin.hears("запущена").await;
+    let report = admin.hears("завершена").await;
+    assert!(
+        report
+            .text
+            .contains(&format!("отправлено {n}, не доставлено 0")),
+        "{}",
+        report.text
+    );
+    for id in everyone {
+        let copies = w.tg.sent_to(*id).iter().filter(|m| m.text == text).count();
+        assert_eq!(copies, 1, "user {id}");
+    }
+    w.tg.calls_of("sendMessage")
+        .into_iter()
+        .filter(|c| c.body["text"] == text)
+        .collect()
+}
+
+/// The most of `at` (in order) that fall within any one second.
+pub fn busiest_second(at: &[Instant]) -> usize {
+    (0..at.len())
+        .map(|i| {
+            at[i..]
+                .iter()
+                .take_while(|t| t.duration_since(at[i]).as_millis() < 1000)
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// Checks that the broadcast `calls` sent to `held_user` twice (the 429 and the repeat), the
+/// repeat no sooner than `retry_after_secs` later, and that the fake Telegram saw neither
+/// its global rate exceeded nor a `retry_after` ignored. Returns the two calls to `held_user`.
+pub fn assert_retry_after_honoured<'a, S: Bot>(
+    w: &World<S>,
+    calls: &'a [Call],
+    held_user: i64,
+    retry_after_secs: u64,
+) -> Vec<&'a Call> {
+    let held: Vec<&Call> = calls
+        .iter()
+        .filter(|c| c.body["chat_id"] == held_user)
+        .collect();
+    assert_eq!(held.len(), 2, "the 429 and the repeat");
+    let waited = held[1].at.duration_since(held[0].at);
+    assert!(
+        waited.as_millis() >= u128::from(retry_after_secs) * 1000,
+        "repeated after {waited:?}"
+    );
+    let violations = w.tg.violations();
+    assert!(
+        !violations.iter().any(|v| matches!(
+            v.kind,
+            ViolationKind::GlobalRate | ViolationKind::IgnoredRetryAfter
+        )),
+        "{violations:?}"
+    );
+    held
 }

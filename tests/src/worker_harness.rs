@@ -13,7 +13,10 @@
 
 use crate::fake_telegram::FakeTelegram;
 use crate::fake_wappi::FakeWappi;
-use crate::harness::{free_port, BOT_TOKEN, ENCRYPTION_KEY, WEBHOOK_SECRET};
+use crate::harness::{
+    assert_no_secrets_in, free_port, logs_of_runs, wait_healthy, BOT_TOKEN, ENCRYPTION_KEY,
+    WEBHOOK_SECRET,
+};
 use crate::world::{Bot, World};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -217,33 +220,10 @@ impl Worker {
 
     async fn wait_healthy(&mut self) {
         let url = format!("{}/healthz", self.url());
-        let client = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(r) = client
-                .get(&url)
-                .timeout(Duration::from_secs(5))
-                .send()
-                .await
-            {
-                if r.status().is_success() {
-                    return;
-                }
-            }
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                panic!("wrangler dev exited at start ({status}):\n{}", self.logs());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the Worker did not answer /healthz within 60 s:\n{}",
-                self.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let child = self.child.as_mut().expect("just started");
+        wait_healthy(&url, child, Duration::from_secs(60))
+            .await
+            .unwrap_or_else(|e| panic!("wrangler dev {e}:\n{}", self.logs()));
     }
 
     /// SIGTERM to the process group (wrangler, workerd and all), then waits for the exit (KILL
@@ -280,24 +260,12 @@ impl Worker {
 
     /// Everything every run of `wrangler dev` printed.
     pub fn logs(&self) -> String {
-        (1..=self.runs)
-            .map(|i| std::fs::read_to_string(self.log_path(i)).unwrap_or_default())
-            .collect()
+        logs_of_runs(self.runs, |run| self.log_path(run))
     }
 
     /// Fails if the logs hold a secret (the sentinels of the harness, or any extra given).
     pub fn assert_no_secrets_in_logs(&self, extra: &[&str]) {
-        let logs = self.logs();
-        let bot_secret_part = BOT_TOKEN.split(':').nth(1).expect("token");
-        for secret in [BOT_TOKEN, bot_secret_part, WEBHOOK_SECRET, ENCRYPTION_KEY]
-            .iter()
-            .chain(extra)
-        {
-            assert!(
-                !logs.contains(secret),
-                "a secret reached the logs: {secret}"
-            );
-        }
+        assert_no_secrets_in(&self.logs(), extra);
     }
 
     /// Runs the Cron handler once (`/__scheduled`, enabled by `--test-scheduled`).
@@ -442,10 +410,6 @@ impl Bot for Worker {
 
     fn db(&self) -> rusqlite::Connection {
         Worker::db(self)
-    }
-
-    fn assert_no_secrets_in_logs(&self, extra: &[&str]) {
-        Worker::assert_no_secrets_in_logs(self, extra)
     }
 }
 

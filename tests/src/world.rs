@@ -24,7 +24,9 @@ pub trait Bot {
     /// The ledger (SQLite or local D1), opened read-only for assertions.
     fn db(&self) -> rusqlite::Connection;
     /// Fails if the logs hold a secret (the harness's sentinels, or any extra given).
-    fn assert_no_secrets_in_logs(&self, extra: &[&str]);
+    fn assert_no_secrets_in_logs(&self, extra: &[&str]) {
+        crate::harness::assert_no_secrets_in(&self.logs(), extra);
+    }
 }
 
 impl Bot for Server {
@@ -42,10 +44,6 @@ impl Bot for Server {
 
     fn db(&self) -> rusqlite::Connection {
         Server::db(self)
-    }
-
-    fn assert_no_secrets_in_logs(&self, extra: &[&str]) {
-        Server::assert_no_secrets_in_logs(self, extra)
     }
 }
 
@@ -214,14 +212,69 @@ impl Person<'_> {
     /// The inline button of `msg` whose label contains `label`: its callback data.
     pub fn button(msg: &SentMessage, label: &str) -> String {
         let markup = msg.reply_markup.as_ref().expect("message has buttons");
-        markup["inline_keyboard"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .flat_map(|row| row.as_array().cloned().unwrap_or_default())
-            .find(|b| b["text"].as_str().unwrap_or("").contains(label))
-            .and_then(|b| b["callback_data"].as_str().map(str::to_string))
-            .unwrap_or_else(|| panic!("no button {label:?} in {markup}"))
+        button_in(markup, label)
+    }
+}
+
+/// The callback data of the inline button labelled (in part) `label` in a `reply_markup`.
+fn button_in(markup: &Value, label: &str) -> String {
+    markup["inline_keyboard"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|row| row.as_array().cloned().unwrap_or_default())
+        .find(|b| b["text"].as_str().unwrap_or("").contains(label))
+        .and_then(|b| b["callback_data"].as_str().map(str::to_string))
+        .unwrap_or_else(|| panic!("no button {label:?} in {markup}"))
+}
+
+/// Photos the way a Telegram client uploads them: the files at the fake Telegram, the
+/// updates to the bot, and the bot's messages as edits leave them.
+impl<S: Bot> World<S> {
+    /// Sends the photos as one album (one update per photo sharing the `media_group_id`
+    /// `album`), each registered at the fake Telegram with its JPEG bytes.
+    pub fn sends_album(&self, user: i64, album: &str, photos: &[(impl AsRef<str>, Vec<u8>)]) {
+        for (file_id, jpeg) in photos {
+            let file_id = file_id.as_ref();
+            self.tg.add_file(file_id, jpeg.clone());
+            let mut update = self.tg.photo_message(user, file_id, None);
+            update["message"]["media_group_id"] = album.into();
+            self.server.deliver(&self.tg, update);
+        }
+    }
+
+    /// Waits until the bot's message `message_id` (edited as an album arrives) contains
+    /// `needle`.
+    pub async fn shows(&self, user: i64, message_id: i64, needle: &str) {
+        let needle = needle.to_string();
+        self.tg
+            .wait_until(
+                |tg| {
+                    tg.current_text(user, message_id)
+                        .is_some_and(|t| t.contains(&needle))
+                },
+                STEP,
+            )
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{e}: message {message_id} shows {:?}\n{}",
+                    self.tg.current_text(user, message_id),
+                    self.server.logs()
+                )
+            });
+    }
+
+    /// The callback data of the button labelled `label` on a message as it shows now
+    /// (buttons added by an edit included, e.g. the collage preview's).
+    pub async fn current_button(&self, user: i64, msg: &SentMessage, label: &str) -> String {
+        let id = msg.message_id;
+        self.tg
+            .wait_until(|tg| tg.current_markup(user, id).is_some(), STEP)
+            .await
+            .expect("the message gets buttons");
+        let markup = self.tg.current_markup(user, id).expect("buttons");
+        button_in(&markup, label)
     }
 }
 

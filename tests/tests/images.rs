@@ -9,56 +9,7 @@ use groupcast_core::collage::fixtures::synthetic_jpeg;
 use groupcast_core::collage::{plan_layout, CollageOptions};
 use groupcast_e2e::fake_telegram::SentMessage;
 use groupcast_e2e::fake_wappi::Request;
-use groupcast_e2e::world::{Bot, Person, World, STEP};
-
-/// Sends the photos as one album (one update per photo sharing a `media_group_id`), each
-/// registered at the fake Telegram with its JPEG bytes.
-fn sends_album(w: &World, user: i64, album: &str, photos: &[(&str, Vec<u8>)]) {
-    for (file_id, jpeg) in photos {
-        w.tg.add_file(file_id, jpeg.clone());
-        let mut update = w.tg.photo_message(user, file_id, None);
-        update["message"]["media_group_id"] = album.into();
-        w.server.deliver(&w.tg, update);
-    }
-}
-
-/// Waits until the bot's message `message_id` (edited as an album arrives) contains `needle`.
-async fn shows(w: &World, user: i64, message_id: i64, needle: &str) {
-    let needle = needle.to_string();
-    w.tg.wait_until(
-        |tg| {
-            tg.current_text(user, message_id)
-                .is_some_and(|t| t.contains(&needle))
-        },
-        STEP,
-    )
-    .await
-    .unwrap_or_else(|e| {
-        panic!(
-            "{e}: message {message_id} shows {:?}\n{}",
-            w.tg.current_text(user, message_id),
-            w.server.logs()
-        )
-    });
-}
-
-/// The callback data of the button labelled `label` on a message as it shows now (buttons
-/// added by an edit included).
-async fn current_button(w: &World, user: i64, msg: &SentMessage, label: &str) -> String {
-    let id = msg.message_id;
-    w.tg.wait_until(|tg| tg.current_markup(user, id).is_some(), STEP)
-        .await
-        .expect("the message gets buttons");
-    let markup = w.tg.current_markup(user, id).expect("buttons");
-    markup["inline_keyboard"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|row| row.as_array().cloned().unwrap_or_default())
-        .find(|b| b["text"].as_str().unwrap_or("").contains(label))
-        .and_then(|b| b["callback_data"].as_str().map(str::to_string))
-        .unwrap_or_else(|| panic!("no button {label:?} in {markup}"))
-}
+use groupcast_e2e::world::{Bot, Person, World};
 
 /// The picture a request carried, decoded.
 fn picture(r: &Request) -> image::DynamicImage {
@@ -88,13 +39,10 @@ async fn uploads_three(w: &World, p: &Person<'_>) -> SentMessage {
             )
         })
         .collect();
-    let refs: Vec<(&str, Vec<u8>)> = photos
-        .iter()
-        .map(|(f, b)| (f.as_str(), b.clone()))
-        .collect();
-    sends_album(w, p.id, &format!("album-{}", p.id), &refs);
+    w.sends_album(p.id, &format!("album-{}", p.id), &photos);
     let answer = p.hears("Фото сохранено").await;
-    shows(w, p.id, answer.message_id, "Фото сохранено: 3 из 10").await;
+    w.shows(p.id, answer.message_id, "Фото сохранено: 3 из 10")
+        .await;
     let shown = w.tg.current_text(p.id, answer.message_id).unwrap();
     assert_eq!(shown.matches("1280×960").count(), 3, "{shown}");
     // Each photo was fetched through getFile and the file download.
@@ -129,7 +77,7 @@ async fn an_album_merged_into_a_collage_goes_to_every_group_with_the_text_as_cap
             .any(|c| c.body["photo"]["size"].as_u64() > Some(0)),
         "the collage was uploaded as multipart: {uploads:?}"
     );
-    let confirm = current_button(&w, p.id, &preview, "✅").await;
+    let confirm = w.current_button(p.id, &preview, "✅").await;
     p.presses(preview.message_id, &confirm);
     p.hears("Группы получат коллаж").await;
 
@@ -184,14 +132,14 @@ async fn separate_photos_then_the_text_in_order_and_a_clear_after_the_start_chan
     // A landscape and a portrait photo, so the order shows in the decoded sizes.
     let landscape = synthetic_jpeg(1280, 960, 1, 8, 1);
     let portrait = synthetic_jpeg(720, 1280, 2, 8, 1);
-    sends_album(
-        &w,
+    w.sends_album(
         p.id,
         "album-b",
         &[("AgACland", landscape), ("AgACport", portrait)],
     );
     let answer = p.hears("Фото сохранено").await;
-    shows(&w, p.id, answer.message_id, "Фото сохранено: 2 из 10").await;
+    w.shows(p.id, answer.message_id, "Фото сохранено: 2 из 10")
+        .await;
 
     let (id, _) = p.starts_mailing_msg().await;
     // The preview showed both photos by their file ids.

@@ -3,10 +3,12 @@
 //! ledger, quoted properly), and `/broadcast` (one message per user, at most 30 a second,
 //! Telegram's `retry_after` honoured, a report at the end, operators only).
 
-use groupcast_e2e::fake_telegram::ViolationKind;
 use groupcast_e2e::fake_wappi::Fault;
 use groupcast_e2e::harness::{binary, free_port, WEBHOOK_SECRET};
-use groupcast_e2e::world::{Person, World};
+use groupcast_e2e::scenarios::{
+    assert_retry_after_honoured, busiest_second, everyone_starts, operator_broadcasts,
+};
+use groupcast_e2e::world::World;
 use std::collections::HashMap;
 
 const PUBLIC_URL: &str = "https://bot.example.test";
@@ -324,12 +326,8 @@ async fn broadcast_reaches_every_user_once_within_telegram_limits() {
     })
     .await;
     // 40 users and the operator write to the bot (and so become its users).
-    for id in (FIRST_USER..FIRST_USER + USERS).chain([ADMIN]) {
-        w.person(id).says("/start");
-    }
-    for id in (FIRST_USER..FIRST_USER + USERS).chain([ADMIN]) {
-        w.person(id).hears("токен").await;
-    }
+    let everyone: Vec<i64> = (FIRST_USER..FIRST_USER + USERS).chain([ADMIN]).collect();
+    everyone_starts(&w, &everyone).await;
 
     // For anyone else /broadcast is what any unknown command is.
     let other = w.person(FIRST_USER);
@@ -340,36 +338,10 @@ async fn broadcast_reaches_every_user_once_within_telegram_limits() {
     assert_eq!(answer.text, unknown.text);
     assert!(!answer.text.contains("📣"));
 
-    // The operator: /broadcast, the text, the confirmation with the count, ✅.
-    let admin = w.person(ADMIN);
-    admin.says("/broadcast");
-    admin.hears("📣 Пришлите").await;
-    admin.says(BROADCAST);
-    let confirm = admin.hears("📣 Отправить").await;
-    assert!(
-        confirm.text.contains("(41)") && confirm.text.contains(BROADCAST),
-        "{}",
-        confirm.text
-    );
-    w.tg.fail_next_with_429(HELD_USER, RETRY_AFTER_SECS, 1);
-    admin.presses(confirm.message_id, &Person::button(&confirm, "✅"));
-    admin.hears("запущена").await;
-    let report = admin.hears("завершена").await;
-    assert!(
-        report.text.contains("отправлено 41, не доставлено 0"),
-        "{}",
-        report.text
-    );
-
-    // Exactly one copy per user.
-    for id in (FIRST_USER..FIRST_USER + USERS).chain([ADMIN]) {
-        let copies =
-            w.tg.sent_to(id)
-                .iter()
-                .filter(|m| m.text == BROADCAST)
-                .count();
-        assert_eq!(copies, 1, "user {id}");
-    }
+    // The operator: /broadcast, the text, the confirmation with the count (41), ✅; one copy
+    // per user.
+    let calls =
+        operator_broadcasts(&w, ADMIN, &everyone, BROADCAST, HELD_USER, RETRY_AFTER_SECS).await;
     assert!(w
         .tg
         .sent_to(FIRST_USER)
@@ -377,55 +349,20 @@ async fn broadcast_reaches_every_user_once_within_telegram_limits() {
         .all(|m| m.text != "Всем привет"));
 
     // At most 30 a second overall, and no chat before its retry_after ran out.
-    let calls: Vec<_> =
-        w.tg.calls_of("sendMessage")
-            .into_iter()
-            .filter(|c| c.body["text"] == BROADCAST)
-            .collect();
     let at: Vec<_> = calls.iter().map(|c| c.at).collect();
-    for (i, start) in at.iter().enumerate() {
-        let within = at[i..]
-            .iter()
-            .take_while(|t| t.duration_since(*start).as_millis() < 1000)
-            .count();
-        assert!(within <= 30, "{within} broadcast sends within a second");
-    }
-    let busiest = (0..at.len())
-        .map(|i| {
-            at[i..]
-                .iter()
-                .take_while(|t| t.duration_since(at[i]).as_millis() < 1000)
-                .count()
-        })
-        .max()
-        .unwrap_or(0);
+    let busiest = busiest_second(&at);
     let span = at.last().unwrap().duration_since(at[0]);
     eprintln!(
         "broadcast: {} sends in {span:?}, at most {busiest} in any second",
         at.len()
     );
+    assert!(busiest <= 30, "{busiest} broadcast sends within a second");
     assert!(
         span.as_millis() >= 1200,
         "41 sends took {span:?}: not paced"
     );
-    let held: Vec<_> = calls
-        .iter()
-        .filter(|c| c.body["chat_id"] == HELD_USER)
-        .collect();
-    assert_eq!(held.len(), 2, "the 429 and the repeat");
-    let waited = held[1].at.duration_since(held[0].at);
-    assert!(
-        waited.as_millis() >= u128::from(RETRY_AFTER_SECS) * 1000,
-        "repeated after {waited:?}"
-    );
+    assert_retry_after_honoured(&w, &calls, HELD_USER, RETRY_AFTER_SECS);
     let violations = w.tg.violations();
-    assert!(
-        !violations.iter().any(|v| matches!(
-            v.kind,
-            ViolationKind::GlobalRate | ViolationKind::IgnoredRetryAfter
-        )),
-        "{violations:?}"
-    );
     assert!(violations.is_empty(), "{violations:?}");
 
     let metrics = reqwest::get(format!("{}/metrics", w.server.url()))

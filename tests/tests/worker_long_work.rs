@@ -8,10 +8,13 @@
 use base64::Engine as _;
 use groupcast_core::collage::fixtures::synthetic_jpeg;
 use groupcast_core::collage::{plan_layout, CollageOptions};
-use groupcast_e2e::fake_telegram::{SentMessage, ViolationKind};
+use groupcast_e2e::fake_telegram::SentMessage;
 use groupcast_e2e::harness::{Server, WEBHOOK_SECRET};
+use groupcast_e2e::scenarios::{
+    assert_retry_after_honoured, busiest_second, everyone_starts, operator_broadcasts,
+};
 use groupcast_e2e::worker_harness::{worker_world_with, Worker};
-use groupcast_e2e::world::{Bot, Person, World, STEP};
+use groupcast_e2e::world::{Person, World, STEP};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 fn hooks_on(vars: &mut std::collections::BTreeMap<String, String>) {
@@ -23,41 +26,19 @@ fn hooks_on(vars: &mut std::collections::BTreeMap<String, String>) {
 async fn uploads(w: &World<Worker>, p: &Person<'_, Worker>, n: u32) -> SentMessage {
     p.says("/images");
     p.hears("Пришлите до 10 фото").await;
-    for i in 0..n {
-        let file_id = format!("AgACw{}_{i}", p.id);
-        w.tg.add_file(&file_id, synthetic_jpeg(1280, 960, i, 8, 1));
-        let mut update = w.tg.photo_message(p.id, &file_id, None);
-        update["message"]["media_group_id"] = format!("album-{}", p.id).into();
-        w.server.deliver(&w.tg, update);
-    }
+    let photos: Vec<(String, Vec<u8>)> = (0..n)
+        .map(|i| {
+            (
+                format!("AgACw{}_{i}", p.id),
+                synthetic_jpeg(1280, 960, i, 8, 1),
+            )
+        })
+        .collect();
+    w.sends_album(p.id, &format!("album-{}", p.id), &photos);
     let answer = p.hears("Фото сохранено").await;
     let want = format!("Фото сохранено: {n} из 10");
-    let id = answer.message_id;
-    w.tg.wait_until(
-        |tg| tg.current_text(p.id, id).is_some_and(|t| t.contains(&want)),
-        STEP,
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", w.server.log_tail(40)));
+    w.shows(p.id, answer.message_id, &want).await;
     answer
-}
-
-/// The callback data of the button labelled `label` on a message as it shows now (the
-/// collage preview gets its buttons by an edit).
-async fn current_button(w: &World<Worker>, user: i64, msg: &SentMessage, label: &str) -> String {
-    let id = msg.message_id;
-    w.tg.wait_until(|tg| tg.current_markup(user, id).is_some(), STEP)
-        .await
-        .expect("the message gets buttons");
-    let markup = w.tg.current_markup(user, id).expect("buttons");
-    markup["inline_keyboard"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|row| row.as_array().cloned().unwrap_or_default())
-        .find(|b| b["text"].as_str().unwrap_or("").contains(label))
-        .and_then(|b| b["callback_data"].as_str().map(str::to_string))
-        .unwrap_or_else(|| panic!("no button {label:?} in {markup}"))
 }
 
 /// Puts a raw message on `MAILING_QUEUE` through the test hook.
@@ -136,7 +117,7 @@ async fn the_queue_consumer_builds_the_collage_and_every_group_gets_it() {
     assert!(lines[0].contains("Built"), "{lines:?}");
 
     // ✅, then a mailing: every group gets the collage once, the text as its caption.
-    let confirm = current_button(&w, p.id, &preview, "✅").await;
+    let confirm = w.current_button(p.id, &preview, "✅").await;
     p.presses(preview.message_id, &confirm);
     p.hears("Группы получат коллаж").await;
     p.starts_mailing_msg().await;
@@ -185,7 +166,7 @@ async fn the_same_collage_message_delivered_twice_previews_once() {
     assert_eq!(w.server.query_i64(&images), 3);
 
     // A late redelivery, after the user discarded the preview: still nothing new.
-    let discard = current_button(&w, p.id, &preview, "❌").await;
+    let discard = w.current_button(p.id, &preview, "❌").await;
     p.presses(preview.message_id, &discard);
     p.hears("").await;
     put_on_queue(&w, &job).await;
@@ -208,62 +189,14 @@ async fn broadcast_reaches_every_user_once_within_telegram_limits() {
     })
     .await;
     let everyone: Vec<i64> = (FIRST_USER..FIRST_USER + USERS).chain([ADMIN]).collect();
-    for id in &everyone {
-        w.person(*id).says("/start");
-    }
-    for id in &everyone {
-        w.person(*id).hears("токен").await;
-    }
+    everyone_starts(&w, &everyone).await;
+    let calls =
+        operator_broadcasts(&w, ADMIN, &everyone, BROADCAST, HELD_USER, RETRY_AFTER_SECS).await;
 
-    let admin = w.person(ADMIN);
-    admin.says("/broadcast");
-    admin.hears("📣 Пришлите").await;
-    admin.says(BROADCAST);
-    let confirm = admin.hears("📣 Отправить").await;
-    assert!(
-        confirm.text.contains("(12)") && confirm.text.contains(BROADCAST),
-        "{}",
-        confirm.text
-    );
-    w.tg.fail_next_with_429(HELD_USER, RETRY_AFTER_SECS, 1);
-    admin.presses(
-        confirm.message_id,
-        &Person::<Server>::button(&confirm, "✅"),
-    );
-    admin.hears("запущена").await;
-    let report = admin.hears("завершена").await;
-    assert!(
-        report.text.contains("отправлено 12, не доставлено 0"),
-        "{}",
-        report.text
-    );
-
-    // Exactly one copy per user.
-    for id in &everyone {
-        let copies =
-            w.tg.sent_to(*id)
-                .iter()
-                .filter(|m| m.text == BROADCAST)
-                .count();
-        assert_eq!(copies, 1, "user {id}");
-    }
-
-    // At most 30 a second overall; the held chat repeated only after its retry_after.
-    let calls: Vec<_> =
-        w.tg.calls_of("sendMessage")
-            .into_iter()
-            .filter(|c| c.body["text"] == BROADCAST)
-            .collect();
+    // At most 30 a second overall, paced 40 ms apart; the held chat repeated only after its
+    // retry_after, and it did not stall the others.
     let at: Vec<Instant> = calls.iter().map(|c| c.at).collect();
-    let busiest = (0..at.len())
-        .map(|i| {
-            at[i..]
-                .iter()
-                .take_while(|t| t.duration_since(at[i]).as_millis() < 1000)
-                .count()
-        })
-        .max()
-        .unwrap_or(0);
+    let busiest = busiest_second(&at);
     let span = at.last().unwrap().duration_since(at[0]);
     eprintln!(
         "worker broadcast: {} sends in {span:?}, at most {busiest} in any second",
@@ -278,11 +211,8 @@ async fn broadcast_reaches_every_user_once_within_telegram_limits() {
         gaps.iter().all(|g| *g >= 30),
         "sends closer than the 40 ms pace: {gaps:?}"
     );
-    let held: Vec<_> = calls
-        .iter()
-        .filter(|c| c.body["chat_id"] == HELD_USER)
-        .collect();
-    // The held chat did not stall the others: the first attempts all went within a second.
+    let held = assert_retry_after_honoured(&w, &calls, HELD_USER, RETRY_AFTER_SECS);
+    // The first attempts all went within a second.
     let firsts: Vec<Instant> = calls
         .iter()
         .filter(|c| !(c.body["chat_id"] == HELD_USER && c.at > held[0].at))
@@ -292,19 +222,5 @@ async fn broadcast_reaches_every_user_once_within_telegram_limits() {
     assert!(
         first_span < Duration::from_secs(1),
         "12 first attempts took {first_span:?}"
-    );
-    assert_eq!(held.len(), 2, "the 429 and the repeat");
-    let waited = held[1].at.duration_since(held[0].at);
-    assert!(
-        waited.as_millis() >= u128::from(RETRY_AFTER_SECS) * 1000,
-        "repeated after {waited:?}"
-    );
-    let violations = w.tg.violations();
-    assert!(
-        !violations.iter().any(|v| matches!(
-            v.kind,
-            ViolationKind::GlobalRate | ViolationKind::IgnoredRetryAfter
-        )),
-        "{violations:?}"
     );
 }

@@ -6,10 +6,10 @@
 use crate::bot::handle_update;
 use crate::collage::fixtures::synthetic_jpeg;
 use crate::dialogue::{Callback, DialogueState};
-use crate::engine::{Cursor, Step};
+use crate::engine::{Cursor, EngineError, Step};
 use crate::ids::{ChatId, GroupJid, MailingId, UserId};
 use crate::ledger::{Content, DeliveryState, MailingStatus, NewMailing};
-use crate::ports::{GroupEntry, NewImage};
+use crate::ports::{GroupEntry, Lease, NewImage};
 use crate::services::{CoreSettings, Services};
 use crate::telegram::{MessageId, Update};
 use crate::testing::*;
@@ -404,6 +404,53 @@ impl Run {
         base64::engine::general_purpose::STANDARD.encode(img.jpeg)
     }
 
+    /// Takes the mailing's driver lease, as a runner would.
+    async fn lease(&self, id: MailingId) -> Lease {
+        take_mailing(&self.svc, id, DRIVER_LEASE_TTL_MS).await
+    }
+
+    /// Steps the engine from a fresh cursor (a new driver) for at most `steps` steps.
+    async fn drive(&self, id: MailingId, lease: &Lease, steps: usize) -> Result<Step, EngineError> {
+        drive(
+            &self.svc,
+            &self.f.clock,
+            id,
+            lease,
+            &mut Cursor::default(),
+            steps,
+        )
+        .await
+    }
+
+    /// Asserts that every group received both photos, without captions, then `text` alone.
+    async fn assert_photos_then_text(&self, text: &str) {
+        let (a, b) = (
+            self.b64(self.images[0]).await,
+            self.b64(self.images[1]).await,
+        );
+        for g in &self.groups {
+            assert_eq!(
+                self.received(g),
+                vec![
+                    (Some(a.clone()), String::new()),
+                    (Some(b.clone()), String::new()),
+                    (None, text.to_string())
+                ],
+                "{g}"
+            );
+        }
+    }
+
+    /// The last message the bot sent the user (the mailing's report once it is over).
+    fn last_report(&self) -> String {
+        self.f
+            .telegram
+            .sent_texts(ChatId(OLGA))
+            .last()
+            .cloned()
+            .unwrap()
+    }
+
     /// What each group received: (image base64 or None, text/caption).
     fn received(&self, g: &GroupJid) -> Vec<(Option<String>, String)> {
         self.f
@@ -419,29 +466,16 @@ impl Run {
 #[tokio::test]
 async fn photos_then_text_in_order_per_group_base64_once() {
     let (r, id) = run(|imgs| Content::with_images("Hello", imgs, false)).await;
-    let lease = take_mailing(&r.svc, id, DRIVER_LEASE_TTL_MS).await;
+    let lease = r.lease(id).await;
     let reads_before = r.f.db.image_reads();
-    let step = drive(&r.svc, &r.f.clock, id, &lease, &mut Cursor::default(), 500)
-        .await
-        .unwrap();
+    let step = r.drive(id, &lease, 500).await.unwrap();
     assert_eq!(step, Step::Finished);
     let reads = r.f.db.image_reads() - reads_before;
     assert_eq!(
         reads, 2,
         "each image read and encoded once, not once per group"
     );
-    let (a, b) = (r.b64(r.images[0]).await, r.b64(r.images[1]).await);
-    for g in &r.groups {
-        assert_eq!(
-            r.received(g),
-            vec![
-                (Some(a.clone()), String::new()),
-                (Some(b.clone()), String::new()),
-                (None, "Hello".into())
-            ],
-            "{g}"
-        );
-    }
+    r.assert_photos_then_text("Hello").await;
     // Groups in list order, each group's parts together.
     let order: Vec<GroupJid> =
         r.f.wappi
@@ -456,12 +490,7 @@ async fn photos_then_text_in_order_per_group_base64_once() {
     assert!(sends.windows(2).all(|w| w[1].at - w[0].at >= 1000));
     let m = r.f.db.mailing(id);
     assert_eq!(m.status, MailingStatus::Done);
-    let report =
-        r.f.telegram
-            .sent_texts(ChatId(OLGA))
-            .last()
-            .cloned()
-            .unwrap();
+    let report = r.last_report();
     assert!(report.starts_with('✅'), "{report}");
     assert!(
         report.contains("3 of 3") || report.contains("3 из 3"),
@@ -472,10 +501,8 @@ async fn photos_then_text_in_order_per_group_base64_once() {
 #[tokio::test]
 async fn a_collage_goes_once_per_group_with_the_caption() {
     let (r, id) = run(|imgs| Content::with_images("Hello", vec![imgs[0]], true)).await;
-    let lease = take_mailing(&r.svc, id, DRIVER_LEASE_TTL_MS).await;
-    drive(&r.svc, &r.f.clock, id, &lease, &mut Cursor::default(), 200)
-        .await
-        .unwrap();
+    let lease = r.lease(id).await;
+    r.drive(id, &lease, 200).await.unwrap();
     let a = r.b64(r.images[0]).await;
     for g in &r.groups {
         assert_eq!(r.received(g), vec![(Some(a.clone()), "Hello".into())]);
@@ -483,10 +510,8 @@ async fn a_collage_goes_once_per_group_with_the_caption() {
     // Too long for a caption: the image, then the text.
     let long = "x".repeat(crate::ledger::MAX_CAPTION_CHARS + 1);
     let (r, id) = run(|imgs| Content::with_images(long.clone(), vec![imgs[0]], true)).await;
-    let lease = take_mailing(&r.svc, id, DRIVER_LEASE_TTL_MS).await;
-    drive(&r.svc, &r.f.clock, id, &lease, &mut Cursor::default(), 200)
-        .await
-        .unwrap();
+    let lease = r.lease(id).await;
+    r.drive(id, &lease, 200).await.unwrap();
     let a = r.b64(r.images[0]).await;
     for g in &r.groups {
         assert_eq!(
@@ -499,7 +524,7 @@ async fn a_collage_goes_once_per_group_with_the_caption() {
 #[tokio::test]
 async fn a_crash_between_parts_never_repeats_a_part() {
     let (r, id) = run(|imgs| Content::with_images("Hello", imgs, false)).await;
-    let lease = take_mailing(&r.svc, id, DRIVER_LEASE_TTL_MS).await;
+    let lease = r.lease(id).await;
     // The 2nd send (group 1, photo 2) reaches WhatsApp, then the process dies before the
     // ledger records it: the row stays `sending`.
     let db = r.f.db.clone();
@@ -508,7 +533,7 @@ async fn a_crash_between_parts_never_repeats_a_part() {
             db.fail_update_delivery(1);
         }
     });
-    let crashed = drive(&r.svc, &r.f.clock, id, &lease, &mut Cursor::default(), 100).await;
+    let crashed = r.drive(id, &lease, 100).await;
     assert!(crashed.is_err(), "the ledger write failed: {crashed:?}");
     r.f.wappi.on_send(|_, _| {});
     let rows = r.f.db.rows(id);
@@ -521,22 +546,9 @@ async fn a_crash_between_parts_never_repeats_a_part() {
 
     // A new driver: the leftover is settled from the chat (2 of our images there, one part
     // before it recorded) and not sent again; the rest goes out once.
-    let step = drive(&r.svc, &r.f.clock, id, &lease, &mut Cursor::default(), 500)
-        .await
-        .unwrap();
+    let step = r.drive(id, &lease, 500).await.unwrap();
     assert_eq!(step, Step::Finished);
-    let (a, b) = (r.b64(r.images[0]).await, r.b64(r.images[1]).await);
-    for g in &r.groups {
-        assert_eq!(
-            r.received(g),
-            vec![
-                (Some(a.clone()), String::new()),
-                (Some(b.clone()), String::new()),
-                (None, "Hello".into())
-            ],
-            "{g}"
-        );
-    }
+    r.assert_photos_then_text("Hello").await;
     assert!(r
         .f
         .db
@@ -548,46 +560,26 @@ async fn a_crash_between_parts_never_repeats_a_part() {
 #[tokio::test]
 async fn an_image_part_lost_before_whatsapp_is_sent_again_once() {
     let (r, id) = run(|imgs| Content::with_images("Hello", imgs, false)).await;
-    let lease = take_mailing(&r.svc, id, DRIVER_LEASE_TTL_MS).await;
+    let lease = r.lease(id).await;
     // Group 2's first photo: the call times out and nothing arrived.
     r.f.wappi
         .script_send_to(&r.groups[1], SendScript::unknown_not_delivered());
-    let step = drive(&r.svc, &r.f.clock, id, &lease, &mut Cursor::default(), 500)
-        .await
-        .unwrap();
+    let step = r.drive(id, &lease, 500).await.unwrap();
     assert_eq!(step, Step::Finished);
-    let (a, b) = (r.b64(r.images[0]).await, r.b64(r.images[1]).await);
-    for g in &r.groups {
-        assert_eq!(
-            r.received(g),
-            vec![
-                (Some(a.clone()), String::new()),
-                (Some(b.clone()), String::new()),
-                (None, "Hello".into())
-            ],
-            "{g}"
-        );
-    }
+    r.assert_photos_then_text("Hello").await;
 }
 
 #[tokio::test]
 async fn a_missing_image_fails_its_part_and_the_group() {
     let (r, id) = run(|imgs| Content::with_images("Hello", vec![imgs[0], 999_999], false)).await;
-    let lease = take_mailing(&r.svc, id, DRIVER_LEASE_TTL_MS).await;
-    drive(&r.svc, &r.f.clock, id, &lease, &mut Cursor::default(), 500)
-        .await
-        .unwrap();
+    let lease = r.lease(id).await;
+    r.drive(id, &lease, 500).await.unwrap();
     let rows = r.f.db.rows(id);
     assert!(rows
         .iter()
         .filter(|x| x.part == 2)
         .all(|x| x.state == DeliveryState::Failed));
-    let report =
-        r.f.telegram
-            .sent_texts(ChatId(OLGA))
-            .last()
-            .cloned()
-            .unwrap();
+    let report = r.last_report();
     assert!(report.starts_with("⚠️"), "{report}");
     // The text still went to every group after the failed photo.
     for g in &r.groups {
@@ -598,29 +590,16 @@ async fn a_missing_image_fails_its_part_and_the_group() {
 #[tokio::test]
 async fn a_photo_in_backoff_holds_back_its_group_only_and_nothing_spins() {
     let (r, id) = run(|imgs| Content::with_images("Hello", imgs, false)).await;
-    let lease = take_mailing(&r.svc, id, DRIVER_LEASE_TTL_MS).await;
+    let lease = r.lease(id).await;
     // Group 1's first photo meets a 5xx: it backs off; its second photo and text wait for it.
     r.f.wappi.script_send_to(
         &r.groups[0],
         SendScript::Fail(crate::wappi::WappiError::Temporary("http 502".into())),
     );
     // 9 sends and one retry; a driver spinning on a blocked group would use up the steps.
-    let step = drive(&r.svc, &r.f.clock, id, &lease, &mut Cursor::default(), 60)
-        .await
-        .unwrap();
+    let step = r.drive(id, &lease, 60).await.unwrap();
     assert_eq!(step, Step::Finished);
-    let (a, b) = (r.b64(r.images[0]).await, r.b64(r.images[1]).await);
-    for g in &r.groups {
-        assert_eq!(
-            r.received(g),
-            vec![
-                (Some(a.clone()), String::new()),
-                (Some(b.clone()), String::new()),
-                (None, "Hello".into())
-            ],
-            "{g}"
-        );
-    }
+    r.assert_photos_then_text("Hello").await;
     // The other groups did not wait for the retry.
     let first_to_group2 = r.f.wappi.sends_to(&r.groups[1])[0].at;
     let group1_retry = r.f.wappi.sends_to(&r.groups[0])[1].at;

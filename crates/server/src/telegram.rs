@@ -10,6 +10,7 @@
 
 use groupcast_core::pacing::Gcra;
 use groupcast_core::ports::{async_trait, PhotoInput, SentPhoto, TelegramApi, TgFile};
+use groupcast_core::telegram::api;
 use groupcast_core::telegram::{
     ApiResponse, InlineKeyboardMarkup, Message, MessageId, ReplyMarkup, TelegramError, Update, User,
 };
@@ -37,8 +38,6 @@ const MAX_RETRIES: u32 = 3;
 /// A 429 asking for a longer wait than this is returned to the caller instead of waited out
 /// inline (the chat stays held back all the same).
 const MAX_INLINE_WAIT_SECS: u64 = 60;
-/// Used when a 429 comes without `parameters.retry_after`.
-const DEFAULT_RETRY_AFTER_SECS: u64 = 5;
 /// The updates the bot handles.
 const ALLOWED_UPDATES: [&str; 2] = ["message", "callback_query"];
 
@@ -148,7 +147,7 @@ impl HttpTelegram {
     /// `getFile` (the port's [`TelegramApi::get_file`]).
     async fn file_info(&self, file_id: &str) -> Result<TgFile, TelegramError> {
         let info: FileInfo = self
-            .call("getFile", &json!({ "file_id": file_id }), REQUEST_TIMEOUT)
+            .call("getFile", &api::get_file(file_id), REQUEST_TIMEOUT)
             .await?;
         Ok(TgFile {
             file_path: info.file_path,
@@ -158,12 +157,7 @@ impl HttpTelegram {
 
     /// Downloads a file by the `file_path` that `getFile` returned.
     async fn download(&self, file_path: &str) -> Result<Vec<u8>, TelegramError> {
-        let url = format!(
-            "{}/file/bot{}/{}",
-            self.api_url,
-            self.token.expose(),
-            file_path.trim_start_matches('/')
-        );
+        let url = api::file_url(&self.api_url, self.token.expose(), file_path);
         let what = "file download";
         let resp = self
             .client
@@ -202,13 +196,7 @@ impl HttpTelegram {
         caption: Option<&str>,
         markup: Option<&ReplyMarkup>,
     ) -> Result<SentPhoto, TelegramError> {
-        let mut body = json!({ "chat_id": chat.0, "photo": file_id });
-        if let Some(caption) = caption {
-            body["caption"] = json!(caption);
-        }
-        if let Some(markup) = markup {
-            body["reply_markup"] = json!(markup);
-        }
+        let body = api::send_photo_by_id(chat, file_id, caption, markup);
         let msg: Message = self
             .paced(chat.0, "sendPhoto", || self.post("sendPhoto").json(&body))
             .await?;
@@ -224,14 +212,14 @@ impl HttpTelegram {
         caption: Option<&str>,
         markup: Option<&ReplyMarkup>,
     ) -> Result<SentPhoto, TelegramError> {
-        let mut fields = vec![("chat_id", chat.0.to_string())];
-        if let Some(caption) = caption {
-            fields.push(("caption", caption.to_string()));
-        }
-        if let Some(markup) = markup {
-            fields.push(("reply_markup", json!(markup).to_string()));
-        }
-        let (content_type, body) = multipart(&fields, "photo", file_name, &bytes);
+        let (content_type, body) = api::send_photo_upload(
+            chat,
+            &bytes,
+            file_name,
+            caption,
+            markup,
+            rand::random::<u128>(),
+        );
         let msg: Message = self
             .paced(chat.0, "sendPhoto", || {
                 self.post("sendPhoto")
@@ -243,12 +231,8 @@ impl HttpTelegram {
     }
 
     fn post(&self, method: &str) -> reqwest::RequestBuilder {
-        self.client.post(format!(
-            "{}/bot{}/{}",
-            self.api_url,
-            self.token.expose(),
-            method
-        ))
+        self.client
+            .post(api::method_url(&self.api_url, self.token.expose(), method))
     }
 
     /// One unpaced JSON call.
@@ -330,7 +314,7 @@ impl HttpTelegram {
         };
         (
             status,
-            classify(method, status, &bytes).map_err(|e| self.scrub_error(e)),
+            api::decode(method, status, &bytes).map_err(|e| self.scrub_error(e)),
         )
     }
 
@@ -375,86 +359,6 @@ impl HttpTelegram {
     }
 }
 
-/// Turns an HTTP status and body into the `result` or a classified error.
-fn classify<T: DeserializeOwned>(
-    method: &str,
-    status: u16,
-    body: &[u8],
-) -> Result<T, TelegramError> {
-    let resp: ApiResponse<T> = match serde_json::from_slice(body) {
-        Ok(resp) => resp,
-        Err(_) if status >= 500 => {
-            return Err(TelegramError::Network(format!("{method}: http {status}")))
-        }
-        Err(_) if status == 429 => return Err(TelegramError::RetryAfter(DEFAULT_RETRY_AFTER_SECS)),
-        Err(e) => {
-            return Err(TelegramError::InvalidJson(format!(
-                "{method}: http {status}: {e}"
-            )))
-        }
-    };
-    if resp.ok {
-        return resp
-            .result
-            .ok_or_else(|| TelegramError::InvalidJson(format!("{method}: ok without a result")));
-    }
-    let code = resp.error_code.unwrap_or(i64::from(status));
-    let description = resp.description.unwrap_or_default();
-    if code == 429 || status == 429 {
-        let secs = resp
-            .parameters
-            .and_then(|p| p.retry_after)
-            .unwrap_or(DEFAULT_RETRY_AFTER_SECS);
-        return Err(TelegramError::RetryAfter(secs));
-    }
-    if code >= 500 || status >= 500 {
-        return Err(TelegramError::Network(format!(
-            "{method}: http {code}: {description}"
-        )));
-    }
-    Err(TelegramError::Api { code, description })
-}
-
-/// A multipart/form-data body with text fields and one file; returns the content type too.
-fn multipart(
-    fields: &[(&str, String)],
-    file_field: &str,
-    file_name: &str,
-    bytes: &[u8],
-) -> (String, Vec<u8>) {
-    let boundary = loop {
-        let b = format!("groupcast-{:032x}", rand::random::<u128>());
-        if !bytes.windows(b.len()).any(|w| w == b.as_bytes()) {
-            break b;
-        }
-    };
-    let mime = if bytes.starts_with(b"\x89PNG") {
-        "image/png"
-    } else {
-        "image/jpeg"
-    };
-    let quote = |s: &str| s.replace(['"', '\r', '\n'], "_");
-    let mut body = Vec::with_capacity(bytes.len() + 512);
-    for (name, value) in fields {
-        body.extend_from_slice(
-            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n")
-                .as_bytes(),
-        );
-        body.extend_from_slice(value.as_bytes());
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(
-        format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"{file_field}\"; filename=\"{}\"\r\nContent-Type: {mime}\r\n\r\n",
-            quote(file_name)
-        )
-        .as_bytes(),
-    );
-    body.extend_from_slice(bytes);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
-}
-
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
 impl TelegramApi for HttpTelegram {
@@ -492,10 +396,7 @@ impl TelegramApi for HttpTelegram {
         text: &str,
         markup: Option<&ReplyMarkup>,
     ) -> Result<MessageId, TelegramError> {
-        let mut body = json!({ "chat_id": chat.0, "text": text });
-        if let Some(markup) = markup {
-            body["reply_markup"] = json!(markup);
-        }
+        let body = api::send_message(chat, text, markup);
         let msg: Message = self
             .paced(chat.0, "sendMessage", || {
                 self.post("sendMessage").json(&body)
@@ -511,10 +412,7 @@ impl TelegramApi for HttpTelegram {
         text: &str,
         markup: Option<&InlineKeyboardMarkup>,
     ) -> Result<(), TelegramError> {
-        let mut body = json!({ "chat_id": chat.0, "message_id": message.0, "text": text });
-        if let Some(markup) = markup {
-            body["reply_markup"] = json!(markup);
-        }
+        let body = api::edit_message_text(chat, message, text, markup);
         // The result is the edited Message (or `true` for inline messages): not needed.
         self.paced::<Value, _>(chat.0, "editMessageText", || {
             self.post("editMessageText").json(&body)
@@ -529,7 +427,7 @@ impl TelegramApi for HttpTelegram {
         message: MessageId,
         markup: &InlineKeyboardMarkup,
     ) -> Result<(), TelegramError> {
-        let body = json!({ "chat_id": chat.0, "message_id": message.0, "reply_markup": markup });
+        let body = api::edit_message_reply_markup(chat, message, markup);
         self.paced::<Value, _>(chat.0, "editMessageReplyMarkup", || {
             self.post("editMessageReplyMarkup").json(&body)
         })
@@ -542,10 +440,7 @@ impl TelegramApi for HttpTelegram {
         id: &str,
         text: Option<&str>,
     ) -> Result<(), TelegramError> {
-        let mut body = json!({ "callback_query_id": id });
-        if let Some(text) = text {
-            body["text"] = json!(text);
-        }
+        let body = api::answer_callback_query(id, text);
         self.call::<Value>("answerCallbackQuery", &body, REQUEST_TIMEOUT)
             .await
             .map(drop)
@@ -704,60 +599,6 @@ mod tests {
     }
 
     #[test]
-    fn classifies_answers() {
-        let cases: Vec<(u16, &str, Result<Value, TelegramError>)> = vec![
-            (200, r#"{"ok":true,"result":{"a":1}}"#, Ok(json!({"a":1}))),
-            (
-                429,
-                r#"{"ok":false,"error_code":429,"description":"Too Many Requests: retry after 7","parameters":{"retry_after":7}}"#,
-                Err(TelegramError::RetryAfter(7)),
-            ),
-            (
-                400,
-                r#"{"ok":false,"error_code":400,"description":"Bad Request: chat not found"}"#,
-                Err(TelegramError::Api {
-                    code: 400,
-                    description: "Bad Request: chat not found".into(),
-                }),
-            ),
-            (
-                403,
-                r#"{"ok":false,"error_code":403,"description":"Forbidden: bot was blocked by the user"}"#,
-                Err(TelegramError::Api {
-                    code: 403,
-                    description: "Forbidden: bot was blocked by the user".into(),
-                }),
-            ),
-            (
-                502,
-                "<html>Bad Gateway</html>",
-                Err(TelegramError::Network("m: http 502".into())),
-            ),
-            (
-                500,
-                r#"{"ok":false,"error_code":500,"description":"Internal"}"#,
-                Err(TelegramError::Network("m: http 500: Internal".into())),
-            ),
-            (
-                200,
-                r#"{"ok":true}"#,
-                Err(TelegramError::InvalidJson("m: ok without a result".into())),
-            ),
-        ];
-        for (status, body, want) in cases {
-            assert_eq!(
-                classify::<Value>("m", status, body.as_bytes()),
-                want,
-                "{status} {body}"
-            );
-        }
-        assert!(matches!(
-            classify::<Value>("m", 200, b"nope"),
-            Err(TelegramError::InvalidJson(_))
-        ));
-    }
-
-    #[test]
     fn chat_gate_allows_a_burst_of_three_then_one_per_second() {
         let t = Throttle::new();
         // 40 ms apart, so that the global gate (one per 33 ms) stays out of the way.
@@ -867,16 +708,5 @@ mod tests {
             "{err:?}"
         );
         assert!(!format!("{err:?}").contains("AAHsecret"));
-    }
-
-    #[test]
-    fn multipart_body_has_fields_and_file() {
-        let (ct, body) = multipart(&[("chat_id", "5".into())], "photo", "a.png", b"\x89PNGdata");
-        let boundary = ct.strip_prefix("multipart/form-data; boundary=").unwrap();
-        let text = String::from_utf8_lossy(&body);
-        assert!(text.starts_with(&format!("--{boundary}\r\n")));
-        assert!(text.contains("name=\"chat_id\"\r\n\r\n5\r\n"));
-        assert!(text.contains("filename=\"a.png\"\r\nContent-Type: image/png\r\n\r\n"));
-        assert!(text.ends_with(&format!("--{boundary}--\r\n")));
     }
 }

@@ -460,11 +460,7 @@ async fn webhook(
     settings: &WorkerSettings,
     svc: &Services,
 ) -> worker::Result<Response> {
-    let got = req
-        .headers()
-        .get("x-telegram-bot-api-secret-token")?
-        .unwrap_or_default();
-    if !wire::secret_matches(settings.webhook_secret.expose().as_bytes(), got.as_bytes()) {
+    if !has_webhook_secret(req, settings)? {
         worker::console_warn!("webhook call with a missing or wrong secret header");
         return text(401, "unauthorized");
     }
@@ -494,6 +490,19 @@ async fn webhook(
     text(200, "ok")
 }
 
+/// Whether the request carries Telegram's secret header with the configured webhook secret
+/// (compared in constant time).
+fn has_webhook_secret(req: &Request, settings: &WorkerSettings) -> worker::Result<bool> {
+    let got = req
+        .headers()
+        .get("x-telegram-bot-api-secret-token")?
+        .unwrap_or_default();
+    Ok(wire::secret_matches(
+        settings.webhook_secret.expose().as_bytes(),
+        got.as_bytes(),
+    ))
+}
+
 /// Test hook (`GROUPCAST_TEST_HOOKS=1` only, and the webhook secret header): puts a message
 /// (`{"mailing_id"}` or `{"collage"}`) on `MAILING_QUEUE` as is, so a test can deliver the
 /// same task twice.
@@ -502,11 +511,7 @@ async fn test_queue(
     settings: &WorkerSettings,
     env: &Env,
 ) -> worker::Result<Response> {
-    let got = req
-        .headers()
-        .get("x-telegram-bot-api-secret-token")?
-        .unwrap_or_default();
-    if !wire::secret_matches(settings.webhook_secret.expose().as_bytes(), got.as_bytes()) {
+    if !has_webhook_secret(req, settings)? {
         return text(401, "unauthorized");
     }
     let task: QueueTask = req.json().await?;

@@ -1,6 +1,7 @@
 //! `FetchTelegram`: the core's `TelegramApi` over `fetch` (JSON POST to
 //! `{api_url}/bot{token}/{method}`), with the same wire format and error classification as
-//! the server's client (`wire::telegram_classify`). The token is in the URL path, so every
+//! the server's client (both build bodies and decode answers with
+//! `groupcast_core::telegram::api`). The token is in the URL path, so every
 //! error text is scrubbed of it. A 429 with a short `retry_after` is waited out and repeated
 //! (a few times); a longer one goes back to the caller.
 //!
@@ -8,8 +9,9 @@
 //! requests only. Telegram's own 429 answers are what hold us back.
 
 use crate::fetch::{self, Body, Failure};
-use crate::wire::{self, scrub_telegram, telegram_classify};
+use crate::wire::scrub_telegram;
 use groupcast_core::ports::{async_trait, PhotoInput, SentPhoto, TelegramApi, TgFile};
+use groupcast_core::telegram::api;
 use groupcast_core::telegram::{
     InlineKeyboardMarkup, Message, MessageId, ReplyMarkup, TelegramError,
 };
@@ -57,7 +59,7 @@ impl FetchTelegram {
     }
 
     fn url(&self, method: &str) -> String {
-        format!("{}/bot{}/{}", self.api_url, self.token.expose(), method)
+        api::method_url(&self.api_url, self.token.expose(), method)
     }
 
     fn failure(&self, method: &str, f: Failure) -> TelegramError {
@@ -86,7 +88,7 @@ impl FetchTelegram {
             )
             .await
             .map_err(|f| self.failure(method, f))?;
-            match telegram_classify::<T>(method, reply.status, &reply.body) {
+            match api::decode::<T>(method, reply.status, &reply.body) {
                 Err(TelegramError::RetryAfter(secs))
                     if retries < self.retries_429 && secs <= MAX_INLINE_WAIT_SECS =>
                 {
@@ -127,10 +129,7 @@ impl TelegramApi for FetchTelegram {
         text: &str,
         markup: Option<&ReplyMarkup>,
     ) -> Result<MessageId, TelegramError> {
-        let mut body = json!({ "chat_id": chat.0, "text": text });
-        if let Some(markup) = markup {
-            body["reply_markup"] = json!(markup);
-        }
+        let body = api::send_message(chat, text, markup);
         let msg: Message = self.post_json("sendMessage", &body).await?;
         Ok(MessageId(msg.message_id))
     }
@@ -142,10 +141,7 @@ impl TelegramApi for FetchTelegram {
         text: &str,
         markup: Option<&InlineKeyboardMarkup>,
     ) -> Result<(), TelegramError> {
-        let mut body = json!({ "chat_id": chat.0, "message_id": message.0, "text": text });
-        if let Some(markup) = markup {
-            body["reply_markup"] = json!(markup);
-        }
+        let body = api::edit_message_text(chat, message, text, markup);
         self.post_json::<Value>("editMessageText", &body)
             .await
             .map(drop)
@@ -157,7 +153,7 @@ impl TelegramApi for FetchTelegram {
         message: MessageId,
         markup: &InlineKeyboardMarkup,
     ) -> Result<(), TelegramError> {
-        let body = json!({ "chat_id": chat.0, "message_id": message.0, "reply_markup": markup });
+        let body = api::edit_message_reply_markup(chat, message, markup);
         self.post_json::<Value>("editMessageReplyMarkup", &body)
             .await
             .map(drop)
@@ -168,19 +164,14 @@ impl TelegramApi for FetchTelegram {
         id: &str,
         text: Option<&str>,
     ) -> Result<(), TelegramError> {
-        let mut body = json!({ "callback_query_id": id });
-        if let Some(text) = text {
-            body["text"] = json!(text);
-        }
+        let body = api::answer_callback_query(id, text);
         self.post_json::<Value>("answerCallbackQuery", &body)
             .await
             .map(drop)
     }
 
     async fn get_file(&self, file_id: &str) -> Result<TgFile, TelegramError> {
-        let info: FileInfo = self
-            .post_json("getFile", &json!({ "file_id": file_id }))
-            .await?;
+        let info: FileInfo = self.post_json("getFile", &api::get_file(file_id)).await?;
         Ok(TgFile {
             file_path: info.file_path,
             file_size: info.file_size,
@@ -189,12 +180,7 @@ impl TelegramApi for FetchTelegram {
 
     async fn download_file(&self, file_path: &str) -> Result<Vec<u8>, TelegramError> {
         let what = "file download";
-        let url = format!(
-            "{}/file/bot{}/{}",
-            self.api_url,
-            self.token.expose(),
-            file_path.trim_start_matches('/')
-        );
+        let url = api::file_url(&self.api_url, self.token.expose(), file_path);
         let reply = fetch::call(Method::Get, &url, &[], None, DOWNLOAD_TIMEOUT)
             .await
             .map_err(|f| self.failure(what, f))?;
@@ -222,25 +208,18 @@ impl TelegramApi for FetchTelegram {
     ) -> Result<SentPhoto, TelegramError> {
         let msg: Message = match photo {
             PhotoInput::FileId(id) => {
-                let mut body = json!({ "chat_id": chat.0, "photo": id });
-                if let Some(c) = caption {
-                    body["caption"] = json!(c);
-                }
-                if let Some(m) = markup {
-                    body["reply_markup"] = json!(m);
-                }
+                let body = api::send_photo_by_id(chat, id, caption, markup);
                 self.post_json("sendPhoto", &body).await?
             }
             PhotoInput::Jpeg(bytes) => {
-                let mut fields = vec![("chat_id", chat.0.to_string())];
-                if let Some(c) = caption {
-                    fields.push(("caption", c.to_string()));
-                }
-                if let Some(m) = markup {
-                    fields.push(("reply_markup", json!(m).to_string()));
-                }
-                let (content_type, body) =
-                    wire::multipart(&fields, "photo", "photo.jpg", bytes, random_u128());
+                let (content_type, body) = api::send_photo_upload(
+                    chat,
+                    bytes,
+                    "photo.jpg",
+                    caption,
+                    markup,
+                    random_u128(),
+                );
                 self.post("sendPhoto", || Body::Bytes {
                     content_type: content_type.clone(),
                     bytes: body.clone(),

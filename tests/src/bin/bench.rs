@@ -15,7 +15,7 @@ use groupcast_core::crypto::TokenCipher;
 use groupcast_core::services::Services;
 use groupcast_core::{Secret, UserId};
 use groupcast_e2e::fake_telegram::FakeTelegram;
-use groupcast_e2e::fake_wappi::FakeWappi;
+use groupcast_e2e::fake_wappi::{FakeWappi, Pacing};
 use groupcast_e2e::harness::{Server, ENCRYPTION_KEY, WEBHOOK_SECRET};
 use std::collections::HashMap;
 use std::path::Path;
@@ -228,20 +228,16 @@ async fn pacing_one_profile(backend: Backend) -> anyhow::Result<()> {
         backend,
     )
     .await?;
-    rig.wappi
-        .wait_for_deliveries(n, Duration::from_secs(120))
+    let Pacing {
+        ideal,
+        actual,
+        min_gap,
+        doubles,
+    } = rig
+        .wappi
+        .pacing(n, rate, Duration::from_secs(120))
         .await
         .map_err(anyhow::Error::msg)?;
-    let sends: Vec<_> = rig.wappi.deliveries();
-    let span = (sends[n - 1].at_ms - sends[0].at_ms) as f64 / 1000.0;
-    let ideal = n as f64 / rate;
-    let actual = span + 1.0 / rate;
-    let min_gap = sends
-        .windows(2)
-        .map(|p| p[1].at_ms - p[0].at_ms)
-        .min()
-        .unwrap_or(0);
-    let doubles = sends.len() - rig.wappi.delivery_count_by_recipient().len();
     rig.stop();
     println!(
         "pacing [{}], 1 profile, {n} groups at {rate}/s: ideal {ideal:.2} s, actual {actual:.3} s (first to last send + one interval), efficiency {:.4} (target >= 0.98), min gap {min_gap} ms, duplicates {doubles}",

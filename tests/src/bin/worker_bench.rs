@@ -8,6 +8,7 @@
 //!
 //! Usage: `groupcast-worker-bench [size] [pacing]` (default: both).
 
+use groupcast_e2e::fake_wappi::Pacing;
 use groupcast_e2e::worker_harness::{assert_worker_available, repo_root, worker_world_with};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -100,20 +101,16 @@ async fn pacing() -> anyhow::Result<()> {
         .collect();
     p.sets_groups(&bare).await;
     p.starts_mailing().await;
-    w.wappi
-        .wait_for_deliveries(n, Duration::from_secs(120))
+    let Pacing {
+        ideal,
+        actual,
+        min_gap,
+        doubles,
+    } = w
+        .wappi
+        .pacing(n, rate, Duration::from_secs(120))
         .await
         .map_err(anyhow::Error::msg)?;
-    let sends = w.wappi.deliveries();
-    let span = (sends[n - 1].at_ms - sends[0].at_ms) as f64 / 1000.0;
-    let ideal = n as f64 / rate;
-    let actual = span + 1.0 / rate;
-    let min_gap = sends
-        .windows(2)
-        .map(|p| p[1].at_ms - p[0].at_ms)
-        .min()
-        .unwrap_or(0);
-    let doubles = sends.len() - w.wappi.delivery_count_by_recipient().len();
     println!(
         "worker pacing (wrangler dev), 1 profile, {n} groups at {rate}/s: ideal {ideal:.2} s, \
          actual {actual:.3} s (first to last send + one interval), efficiency {:.4} \

@@ -2,6 +2,7 @@
 //! the error type that carries the retry decision, and the conversion of Telegram
 //! formatting (message entities) into WhatsApp markup.
 
+pub mod api;
 pub mod markup;
 pub mod types;
 

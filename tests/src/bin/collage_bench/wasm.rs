@@ -72,7 +72,8 @@ pub fn bench(dir: &Path, photos: &[Vec<u8>]) -> anyhow::Result<()> {
 
 async fn run(dir: &Path, photos: &[Vec<u8>]) -> anyhow::Result<()> {
     if let Ok(url) = std::env::var("GROUPCAST_COLLAGE_WORKER_URL") {
-        return measure(&url, dir, photos).await;
+        let what = format!("the Worker at {url}");
+        return measure(&url, &what, dir, photos).await;
     }
     let tg = FakeTelegram::start().await;
     let state = tempfile::tempdir()?;
@@ -80,12 +81,19 @@ async fn run(dir: &Path, photos: &[Vec<u8>]) -> anyhow::Result<()> {
     let mut vars = Worker::vars(&tg.url(), "http://127.0.0.1:9");
     vars.insert("GROUPCAST_TEST_HOOKS".into(), "1".into());
     let mut worker = Worker::start(vars, state.path(), &tg).await;
-    let result = measure(&worker.url(), dir, photos).await;
+    let what = "crates/worker/build, under wrangler dev";
+    let result = measure(&worker.url(), what, dir, photos).await;
     worker.stop().await;
     result
 }
 
-async fn measure(worker_url: &str, dir: &Path, photos: &[Vec<u8>]) -> anyhow::Result<()> {
+/// Measures the Worker at `worker_url`; `what` names it in the report.
+async fn measure(
+    worker_url: &str,
+    what: &str,
+    dir: &Path,
+    photos: &[Vec<u8>],
+) -> anyhow::Result<()> {
     let body = framed(photos);
     let url = format!("{worker_url}/__test/collage");
     let http = reqwest::Client::builder()
@@ -142,7 +150,7 @@ async fn measure(worker_url: &str, dir: &Path, photos: &[Vec<u8>]) -> anyhow::Re
     let peak_mb = last.memory_after_bytes as f64 / MB;
     let verdict = |ok: bool| if ok { "ok" } else { "MISSED" };
     println!(
-        "collage wasm (workerd {}, wrangler dev, release build of crates/worker): {} photos → {}×{} JPEG, {} KB",
+        "collage wasm (workerd {}, {what}): {} photos → {}×{} JPEG, {} KB",
         workerd_version(),
         photos.len(),
         warm.width.unwrap_or(0),
