@@ -136,6 +136,42 @@ fn storage_failure(inv_id: i64, e: &DbError) -> Reply {
     Reply::refuse(500, "temporary failure")
 }
 
+/// `application/x-www-form-urlencoded` (a query string or a form body) into pairs, decoded
+/// once (`+` is a space). Robokassa sends its parameters either way.
+pub fn form_pairs(s: &str) -> Vec<(String, String)> {
+    let decode = |v: &str| {
+        let v = v.replace('+', " ");
+        urlencoding::decode(&v).map(|c| c.into_owned()).unwrap_or(v)
+    };
+    s.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+/// The payer's page for what Robokassa sent to the Success or Fail URL: the language from
+/// `Culture`, the invoice from `InvId` (names matched without regard to case; `inv_id` too).
+pub fn landing_page_for(
+    pairs: &[(String, String)],
+    success: bool,
+    bot_url: Option<&str>,
+) -> String {
+    let get = |key: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v.as_str())
+    };
+    let lang = get("Culture").map(Lang::parse).unwrap_or_default();
+    let inv_id = get("InvId")
+        .or_else(|| get("inv_id"))
+        .and_then(|v| v.parse().ok());
+    landing_page(lang, success, inv_id, bot_url)
+}
+
 /// The small page the payer's browser lands on after paying (or not). It never changes
 /// anything: only the ResultURL notification does.
 pub fn landing_page(l: Lang, success: bool, inv_id: Option<i64>, bot_url: Option<&str>) -> String {
@@ -212,4 +248,30 @@ pub async fn send_due_reminders(svc: &Services) -> Result<usize, DbError> {
         }
     }
     Ok(sent)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forms() {
+        let pairs =
+            form_pairs("OutSum=490.000000&InvId=7&Shp_plan=30&Description=%D0%9F+x&empty=&flag");
+        assert_eq!(pairs[0], ("OutSum".into(), "490.000000".into()));
+        assert_eq!(pairs[3], ("Description".into(), "П x".into()));
+        assert_eq!(pairs[4], ("empty".into(), "".into()));
+        assert_eq!(pairs[5], ("flag".into(), "".into()));
+    }
+
+    #[test]
+    fn landing_reads_culture_and_invoice() {
+        let page = landing_page_for(&form_pairs("culture=en&invid=42"), true, None);
+        assert_eq!(page, landing_page(Lang::En, true, Some(42), None));
+        let page = landing_page_for(&form_pairs("inv_id=9"), false, Some("https://t.me/b"));
+        assert_eq!(
+            page,
+            landing_page(Lang::Ru, false, Some(9), Some("https://t.me/b"))
+        );
+    }
 }

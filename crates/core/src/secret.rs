@@ -40,9 +40,24 @@ impl fmt::Display for Secret {
     }
 }
 
+/// Compares a received secret (a webhook header) with the expected one in constant time, so
+/// the answer's timing tells nothing about how much of it was right.
+pub fn secret_matches(expected: &[u8], got: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    expected.len() == got.len() && bool::from(expected.ct_eq(got))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_compare() {
+        assert!(secret_matches(b"abc", b"abc"));
+        assert!(!secret_matches(b"abc", b"abd"));
+        assert!(!secret_matches(b"abc", b"ab"));
+        assert!(!secret_matches(b"abc", b""));
+    }
 
     #[test]
     fn never_printed() {

@@ -10,12 +10,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use groupcast_core::payments;
+use groupcast_core::payments::{self, form_pairs};
+use groupcast_core::secret::secret_matches;
 use groupcast_core::telegram::Update;
-use groupcast_core::texts::Lang;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use subtle::ConstantTimeEq;
 
 /// Updates are small; anything bigger is refused before parsing.
 const MAX_UPDATE_BYTES: usize = 1 << 20;
@@ -36,11 +35,6 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/robokassa/fail", get(robokassa_fail).post(robokassa_fail))
         .layer(DefaultBodyLimit::max(MAX_UPDATE_BYTES))
         .with_state(app)
-}
-
-/// Compares a received secret with the expected one without leaking where they differ.
-pub fn secret_matches(expected: &[u8], got: &[u8]) -> bool {
-    expected.len() == got.len() && bool::from(expected.ct_eq(got))
 }
 
 async fn webhook(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
@@ -70,22 +64,6 @@ async fn webhook(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -
             StatusCode::SERVICE_UNAVAILABLE.into_response()
         }
     }
-}
-
-/// `application/x-www-form-urlencoded` (a query string or a form body) into pairs, decoded
-/// once (`+` is a space).
-pub fn form_pairs(s: &str) -> Vec<(String, String)> {
-    let decode = |v: &str| {
-        let v = v.replace('+', " ");
-        urlencoding::decode(&v).map(|c| c.into_owned()).unwrap_or(v)
-    };
-    s.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (decode(k), decode(v))
-        })
-        .collect()
 }
 
 /// The pairs of a Robokassa call: the query string, then a form body.
@@ -143,20 +121,9 @@ async fn robokassa_result(
 
 fn landing(app: &App, query: Option<String>, body: &Bytes, success: bool) -> Response {
     let pairs = robokassa_params(query, body);
-    let get = |key: &str| {
-        pairs
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| v.as_str())
-    };
-    let lang = get("Culture").map(Lang::parse).unwrap_or_default();
-    let inv_id = get("InvId")
-        .or_else(|| get("inv_id"))
-        .and_then(|v| v.parse().ok());
-    Html(payments::landing_page(
-        lang,
+    Html(payments::landing_page_for(
+        &pairs,
         success,
-        inv_id,
         app.bot_url().as_deref(),
     ))
     .into_response()
@@ -214,27 +181,4 @@ async fn healthz(State(app): State<Arc<App>>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (code, Json(body)).into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{form_pairs, secret_matches};
-
-    #[test]
-    fn forms() {
-        let pairs =
-            form_pairs("OutSum=490.000000&InvId=7&Shp_plan=30&Description=%D0%9F+x&empty=&flag");
-        assert_eq!(pairs[0], ("OutSum".into(), "490.000000".into()));
-        assert_eq!(pairs[3], ("Description".into(), "П x".into()));
-        assert_eq!(pairs[4], ("empty".into(), "".into()));
-        assert_eq!(pairs[5], ("flag".into(), "".into()));
-    }
-
-    #[test]
-    fn secret_compare() {
-        assert!(secret_matches(b"abc", b"abc"));
-        assert!(!secret_matches(b"abc", b"abd"));
-        assert!(!secret_matches(b"abc", b"ab"));
-        assert!(!secret_matches(b"abc", b""));
-    }
 }

@@ -7,7 +7,7 @@ use crate::d1::D1Db;
 use crate::settings::{SettingError, WorkerSettings};
 use crate::telegram::FetchTelegram;
 use crate::wappi::FetchWappi;
-use crate::wire::{self, MailingTask, QueueTask, RunnerCommand};
+use crate::wire::{MailingTask, QueueTask, RunnerCommand};
 use groupcast_core::crypto::TokenCipher;
 use groupcast_core::ids::{GroupJid, MailingId, ProfileId};
 use groupcast_core::ledger::MailingStatus;
@@ -18,7 +18,6 @@ use groupcast_core::ports::{
 };
 use groupcast_core::services::Services;
 use groupcast_core::telegram::Update;
-use groupcast_core::texts::Lang;
 use groupcast_core::wappi::{ChatMessage, Dialog, ProfileStatus, Sent, WappiCreds, WappiError};
 use groupcast_core::{bot, payments};
 use std::cell::Cell;
@@ -497,7 +496,7 @@ fn has_webhook_secret(req: &Request, settings: &WorkerSettings) -> worker::Resul
         .headers()
         .get("x-telegram-bot-api-secret-token")?
         .unwrap_or_default();
-    Ok(wire::secret_matches(
+    Ok(groupcast_core::secret::secret_matches(
         settings.webhook_secret.expose().as_bytes(),
         got.as_bytes(),
     ))
@@ -522,10 +521,10 @@ async fn test_queue(
 /// The pairs of a Robokassa call: the query string, then a form body.
 async fn robokassa_params(req: &mut Request) -> worker::Result<Vec<(String, String)>> {
     let url = req.url()?;
-    let mut pairs = wire::form_pairs(url.query().unwrap_or(""));
+    let mut pairs = payments::form_pairs(url.query().unwrap_or(""));
     if req.method() == Method::Post {
         let body = req.text().await?;
-        pairs.extend(wire::form_pairs(&body));
+        pairs.extend(payments::form_pairs(&body));
     }
     Ok(pairs)
 }
@@ -563,21 +562,10 @@ async fn landing(
     success: bool,
 ) -> worker::Result<Response> {
     let pairs = robokassa_params(req).await?;
-    let get = |key: &str| {
-        pairs
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| v.as_str())
-    };
-    let lang = get("Culture").map(Lang::parse).unwrap_or_default();
-    let inv_id = get("InvId")
-        .or_else(|| get("inv_id"))
-        .and_then(|v| v.parse().ok());
     let bot_url = bot_link(settings).await;
-    Response::from_html(payments::landing_page(
-        lang,
+    Response::from_html(payments::landing_page_for(
+        &pairs,
         success,
-        inv_id,
         bot_url.as_deref(),
     ))
 }

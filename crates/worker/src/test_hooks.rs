@@ -36,7 +36,7 @@ pub fn split_photos(mut body: &[u8]) -> Option<Vec<&[u8]>> {
 /// The number of builds asked for by the query string (`n=K`, default 1, at most
 /// [`MAX_BUILDS`]); `None` when `n` is not a number.
 pub fn builds_asked(query: &str) -> Option<u32> {
-    match crate::wire::form_pairs(query)
+    match groupcast_core::payments::form_pairs(query)
         .into_iter()
         .find(|(k, _)| k == "n")
     {
@@ -52,7 +52,6 @@ pub use route::collage;
 mod route {
     use super::{builds_asked, split_photos};
     use crate::settings::WorkerSettings;
-    use crate::wire;
     use groupcast_core::collage::{build_collage, CollageOptions};
     use worker::{Request, Response};
 
@@ -71,7 +70,10 @@ mod route {
             .headers()
             .get("x-telegram-bot-api-secret-token")?
             .unwrap_or_default();
-        if !wire::secret_matches(settings.webhook_secret.expose().as_bytes(), got.as_bytes()) {
+        if !groupcast_core::secret::secret_matches(
+            settings.webhook_secret.expose().as_bytes(),
+            got.as_bytes(),
+        ) {
             return text(401, "unauthorized");
         }
         let Some(builds) = builds_asked(req.url()?.query().unwrap_or("")) else {

@@ -5,7 +5,6 @@
 
 use groupcast_core::telegram::TelegramError;
 use serde::{Deserialize, Serialize};
-use subtle::ConstantTimeEq;
 
 /// The one message shape on `MAILING_QUEUE`: "a runner should drive this mailing".
 /// Sent by the webhook when a mailing starts or is resumed, re-sent by the Cron recovery.
@@ -30,27 +29,6 @@ pub enum QueueTask {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunnerCommand {
     pub mailing_id: i64,
-}
-
-/// Compares a received secret with the expected one without leaking where they differ.
-pub fn secret_matches(expected: &[u8], got: &[u8]) -> bool {
-    expected.len() == got.len() && bool::from(expected.ct_eq(got))
-}
-
-/// `application/x-www-form-urlencoded` (a query string or a form body) into pairs, decoded
-/// once (`+` is a space).
-pub fn form_pairs(s: &str) -> Vec<(String, String)> {
-    let decode = |v: &str| {
-        let v = v.replace('+', " ");
-        urlencoding::decode(&v).map(|c| c.into_owned()).unwrap_or(v)
-    };
-    s.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (decode(k), decode(v))
-        })
-        .collect()
 }
 
 /// Replaces every occurrence of `secret` in `text` by `***` (belt and braces for error texts).
@@ -101,22 +79,6 @@ mod tests {
         let again: QueueTask = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
         assert_eq!(again, c);
         assert!(serde_json::from_str::<QueueTask>(r#"{"collage":{}}"#).is_err());
-    }
-
-    #[test]
-    fn forms() {
-        let pairs = form_pairs("OutSum=490.000000&InvId=7&Description=%D0%9F+x&empty=&flag");
-        assert_eq!(pairs[0], ("OutSum".into(), "490.000000".into()));
-        assert_eq!(pairs[2], ("Description".into(), "П x".into()));
-        assert_eq!(pairs[3], ("empty".into(), "".into()));
-        assert_eq!(pairs[4], ("flag".into(), "".into()));
-    }
-
-    #[test]
-    fn secret_compare() {
-        assert!(secret_matches(b"abc", b"abc"));
-        assert!(!secret_matches(b"abc", b"abd"));
-        assert!(!secret_matches(b"abc", b""));
     }
 
     #[test]
