@@ -135,6 +135,32 @@ impl World {
         Server::start_named(env, self.dir.path(), name).await
     }
 
+    /// Waits until the world's server drives mailing `id` (holds its profile's lease), then
+    /// starts a second process named `name` whose Wappi calls pass through a tap of its own, so
+    /// a test can tell which process sent what. With `polls` false the second one takes no
+    /// Telegram updates ([`World::no_polling`]).
+    pub async fn second_process_once_driving(
+        &self,
+        id: i64,
+        name: &str,
+        polls: bool,
+    ) -> (Server, crate::harness::WappiTap) {
+        crate::harness::wait_until("the first process drives", Duration::from_secs(10), || {
+            !self.server.driving_fences(id).is_empty()
+        })
+        .await;
+        let tap = crate::harness::WappiTap::start(&self.wappi.url());
+        let server = self
+            .add_server(name, |env| {
+                if !polls {
+                    World::no_polling(env);
+                }
+                env.insert("WAPPI_API_URL".into(), tap.url());
+            })
+            .await;
+        (server, tap)
+    }
+
     /// Settings of a server that takes no Telegram updates (webhook mode, and nothing is ever
     /// delivered to it): a mailing runner only, which still talks to Telegram for progress and
     /// reports. Avoids two long pollers answering each other's `getUpdates` with 409.

@@ -278,17 +278,7 @@ async fn kill_9_of_the_driver_the_other_process_takes_over_within_the_lease() {
         let (p, acc, jids) = w.ready(7001, 71, 120, "Передача при сбое").await;
         (acc, jids, p.starts_mailing().await)
     };
-    wait_until("A drives", Duration::from_secs(10), || {
-        !w.server.driving_fences(id).is_empty()
-    })
-    .await;
-    let tap_b = WappiTap::start(&w.wappi.url());
-    let b = w
-        .add_server("b", |env| {
-            World::no_polling(env);
-            env.insert("WAPPI_API_URL".into(), tap_b.url());
-        })
-        .await;
+    let (b, tap_b) = w.second_process_once_driving(id, "b", false).await;
     let kill_at = rng.gen_range(15..=60);
     w.wappi
         .wait_for_deliveries(kill_at, Duration::from_secs(20))
@@ -424,17 +414,7 @@ async fn sigterm_records_the_in_flight_send_releases_the_lease_and_exits_within_
             .push_fault(Fault::Delay(Duration::from_millis(1500)));
         (acc, jids, p.starts_mailing().await)
     };
-    wait_until("A drives", Duration::from_secs(10), || {
-        !w.server.driving_fences(id).is_empty()
-    })
-    .await;
-    let tap_b = WappiTap::start(&w.wappi.url());
-    let b = w
-        .add_server("b", |env| {
-            World::no_polling(env);
-            env.insert("WAPPI_API_URL".into(), tap_b.url());
-        })
-        .await;
+    let (b, tap_b) = w.second_process_once_driving(id, "b", false).await;
     w.wappi
         .wait_for_deliveries(40, Duration::from_secs(20))
         .await
@@ -527,16 +507,7 @@ async fn deploy_new_process_next_to_the_old_then_old_stopped_skips_and_doubles_n
         let (p, acc, jids) = w.ready(7004, 74, 200, "Выкладка без простоя").await;
         (acc, jids, p.starts_mailing().await)
     };
-    wait_until("the old process drives", Duration::from_secs(10), || {
-        !w.server.driving_fences(id).is_empty()
-    })
-    .await;
-    let tap_new = WappiTap::start(&w.wappi.url());
-    let new = w
-        .add_server("new", |env| {
-            env.insert("WAPPI_API_URL".into(), tap_new.url());
-        })
-        .await;
+    let (new, tap_new) = w.second_process_once_driving(id, "new", true).await;
     let stop_at = rng.gen_range(40..=120);
     w.wappi
         .wait_for_deliveries(stop_at, Duration::from_secs(30))

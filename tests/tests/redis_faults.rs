@@ -181,19 +181,9 @@ async fn a_runner_frozen_past_its_lease_sends_nothing_more_and_its_stale_write_i
     }
     w.wappi.push_fault(Fault::Delay(Duration::from_secs(3)));
     let id = p.starts_mailing().await;
-    wait_until("A drives", Duration::from_secs(10), || {
-        !w.server.driving_fences(id).is_empty()
-    })
-    .await;
     // B starts next to A: its start-up scan resumes every running mailing, so its driver
     // waits for the profile's lease.
-    let tap_b = WappiTap::start(&w.wappi.url());
-    let b = w
-        .add_server("b", |env| {
-            World::no_polling(env);
-            env.insert("WAPPI_API_URL".into(), tap_b.url());
-        })
-        .await;
+    let (b, tap_b) = w.second_process_once_driving(id, "b", false).await;
     w.wappi
         .wait_for_deliveries(30, Duration::from_secs(20))
         .await
