@@ -7,11 +7,11 @@
 //! A missing or malformed setting is a [`SettingError`]: one line naming the variable, which
 //! stops start-up. Secret values are never quoted in it.
 
-use crate::billing;
+use crate::model::billing;
+use crate::model::secret::Secret;
 use crate::payments::Payments;
 use crate::ports::PacingConfig;
 use crate::robokassa::{HashAlg, Merchant};
-use crate::secret::Secret;
 use crate::services::{CoreSettings, EngineConfig};
 use std::collections::HashMap;
 use std::net::IpAddr;

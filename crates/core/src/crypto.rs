@@ -6,7 +6,7 @@
 //! cipher later. The nonce comes from the caller (the `Entropy` port), because the core draws
 //! no randomness itself; it must be fresh random bytes for every encryption.
 
-use crate::secret::Secret;
+use crate::model::secret::Secret;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::engine::general_purpose::STANDARD;

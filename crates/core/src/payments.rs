@@ -4,8 +4,8 @@
 //! (exists, same plan, same amount as an exact decimal), and settled in one guarded
 //! transaction, so a replay answers `OK{InvId}` and changes nothing.
 
-use crate::billing::Plan;
-use crate::ids::ChatId;
+use crate::model::billing::Plan;
+use crate::model::ids::ChatId;
 use crate::ports::{DbError, Invoice, Settlement};
 use crate::robokassa::{self, Amount, Merchant, PaymentRequest, Receipt};
 use crate::services::Services;
@@ -215,7 +215,7 @@ pub fn plan(svc: &Services, days: u32) -> Option<Plan> {
 /// the end), each exactly once per subscription end: it is recorded before it is sent, so a
 /// crash can lose one but never repeat one. Returns how many were sent.
 pub async fn send_due_reminders(svc: &Services) -> Result<usize, DbError> {
-    use crate::billing::{due_reminder, DAY_SECS, EXPIRED_GRACE_SECS};
+    use crate::model::billing::{due_reminder, DAY_SECS, EXPIRED_GRACE_SECS};
     let now = svc.now_ms();
     let now_secs = now / 1000;
     let mut sent = 0;

@@ -7,8 +7,8 @@
 //! `#[cfg_attr(not(target_arch = "wasm32"), async_trait)]` and
 //! `#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]`.
 
-use crate::ids::{ChatId, GroupJid, MailingId, ProfileId, UserId};
-use crate::ledger::{Delivery, Mailing, NewMailing};
+use crate::model::ids::{ChatId, GroupJid, MailingId, ProfileId, UserId};
+use crate::model::ledger::{Delivery, Mailing, NewMailing};
 use crate::telegram::{InlineKeyboardMarkup, MessageId, ReplyMarkup, TelegramError};
 use crate::texts::Lang;
 use crate::wappi::{ChatMessage, Dialog, ProfileStatus, Sent, WappiCreds, WappiError};
@@ -137,7 +137,7 @@ pub trait MailingStore: MaybeSendSync {
     async fn set_mailing_status(
         &self,
         id: MailingId,
-        status: crate::ledger::MailingStatus,
+        status: crate::model::ledger::MailingStatus,
         reason: Option<&str>,
         fence: u64,
         now: i64,

@@ -9,7 +9,7 @@
 //! re-formatted), while amounts are compared as exact decimals ([`Amount`]). And `Shp_*`
 //! parameters are sorted by key, byte order, both in the link and in every signature.
 
-use crate::secret::Secret;
+use crate::model::secret::Secret;
 use crate::texts::Lang;
 use std::fmt;
 use subtle::ConstantTimeEq;

@@ -16,7 +16,7 @@ pub struct CoreSettings {
     /// Operators (`ADMIN_TELEGRAM_IDS`).
     pub admin_ids: Vec<i64>,
     /// Plans on sale (`SUBSCRIPTION_PLANS`).
-    pub plans: Vec<crate::billing::Plan>,
+    pub plans: Vec<crate::model::billing::Plan>,
     /// The Robokassa shop; `None` when payments are not configured.
     pub payments: Option<crate::payments::Payments>,
     pub engine: EngineConfig,
@@ -29,7 +29,7 @@ impl Default for CoreSettings {
             trial_days: 0,
             max_groups: 500,
             admin_ids: Vec::new(),
-            plans: vec![crate::billing::Plan {
+            plans: vec![crate::model::billing::Plan {
                 days: 30,
                 price_kopecks: 49_000,
             }],
@@ -85,7 +85,7 @@ pub struct Services {
     /// Decoding and encoding of photos and collages (see [`crate::ports::ImageWork`]).
     pub image_work: Arc<dyn crate::ports::ImageWork>,
     /// Delivers operator broadcasts in the background; `None` where the runtime has none.
-    pub broadcaster: Option<Arc<dyn crate::broadcast::Broadcaster>>,
+    pub broadcaster: Option<Arc<dyn crate::bot::operator::Broadcaster>>,
     /// Where long work (building a collage) goes; `None` runs it inline while answering.
     pub deferrer: Option<Arc<dyn crate::long_work::Deferrer>>,
 }
@@ -116,20 +116,24 @@ impl Services {
 impl Services {
     /// The additional authenticated data binding an encrypted token to its user, so a
     /// ciphertext copied into another user's row does not decrypt.
-    pub fn token_aad(user: crate::ids::UserId) -> Vec<u8> {
+    pub fn token_aad(user: crate::model::ids::UserId) -> Vec<u8> {
         format!("groupcast:user:{}", user.0).into_bytes()
     }
 
-    pub fn encrypt_token(&self, user: crate::ids::UserId, token: &crate::secret::Secret) -> String {
+    pub fn encrypt_token(
+        &self,
+        user: crate::model::ids::UserId,
+        token: &crate::model::secret::Secret,
+    ) -> String {
         self.cipher
             .encrypt(token, &Self::token_aad(user), self.nonce())
     }
 
     pub fn decrypt_token(
         &self,
-        user: crate::ids::UserId,
+        user: crate::model::ids::UserId,
         stored: &str,
-    ) -> Result<crate::secret::Secret, crate::crypto::CryptoError> {
+    ) -> Result<crate::model::secret::Secret, crate::crypto::CryptoError> {
         self.cipher.decrypt(stored, &Self::token_aad(user))
     }
 

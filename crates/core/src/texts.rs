@@ -2,7 +2,7 @@
 //! users and scripts rely on (CONTRACT.md: "токен"/"token", "профиль"/"profile", "до"/"until",
 //! the ✅ / ⚠️ report prefixes) is easy to keep stable.
 
-use crate::ledger::Tally;
+use crate::model::ledger::Tally;
 use serde::{Deserialize, Serialize};
 
 /// The user's interface language.
@@ -796,8 +796,8 @@ pub fn collage_discard(l: Lang) -> &'static str {
 
 pub fn collage_confirmed(l: Lang) -> String {
     l.pick(
-        format!("✅ Группы получат коллаж, текст — подписью к нему (текст длиннее {} символов уйдёт следующим сообщением).", crate::ledger::MAX_CAPTION_CHARS),
-        format!("✅ The groups get the collage with the text as its caption (a text over {} characters follows as its own message).", crate::ledger::MAX_CAPTION_CHARS),
+        format!("✅ Группы получат коллаж, текст — подписью к нему (текст длиннее {} символов уйдёт следующим сообщением).", crate::model::ledger::MAX_CAPTION_CHARS),
+        format!("✅ The groups get the collage with the text as its caption (a text over {} characters follows as its own message).", crate::model::ledger::MAX_CAPTION_CHARS),
     )
 }
 
@@ -818,7 +818,7 @@ pub fn collage_outdated(l: Lang) -> String {
 }
 
 /// The images line of the preview and of 📬: what goes before (or with) the text.
-pub fn post_images(l: Lang, content: &crate::ledger::Content) -> Option<String> {
+pub fn post_images(l: Lang, content: &crate::model::ledger::Content) -> Option<String> {
     let n = content.images.len();
     if n == 0 {
         return None;
@@ -844,7 +844,7 @@ pub fn post_images(l: Lang, content: &crate::ledger::Content) -> Option<String> 
 /// The preview of a post with images: the images line goes after the text.
 pub fn preview_post(
     l: Lang,
-    content: &crate::ledger::Content,
+    content: &crate::model::ledger::Content,
     groups: usize,
     eta_secs: u64,
 ) -> String {
@@ -907,7 +907,7 @@ mod tests {
 /// Texts of subscriptions, payments and the operator's commands.
 pub mod billing {
     use super::{date, Lang};
-    use crate::billing::{rub, Plan, Reminder};
+    use crate::model::billing::{rub, Plan, Reminder};
 
     pub fn plans_header(l: Lang) -> String {
         l.pick("Выберите срок подписки:", "Choose a subscription period:")

@@ -6,7 +6,7 @@
 //! The URLs carry the bot token: callers must never put them into logs or error texts.
 
 use super::{ApiResponse, InlineKeyboardMarkup, MessageId, ReplyMarkup, TelegramError};
-use crate::ids::ChatId;
+use crate::model::ids::ChatId;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 

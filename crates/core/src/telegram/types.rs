@@ -1,7 +1,7 @@
 //! The subset of the Bot API wire format that groupcast reads and writes.
 //! Unknown fields are ignored, so newer Bot API versions parse.
 
-use crate::ids::{ChatId, UserId};
+use crate::model::ids::{ChatId, UserId};
 use serde::{Deserialize, Serialize};
 
 /// The envelope of every Bot API answer.

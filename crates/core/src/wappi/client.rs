@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use super::{
     ChatMessage, ChatsPage, Dialog, MessagesPage, ProfileStatus, Sent, WappiCreds, WappiError,
 };
-use crate::ids::GroupJid;
+use crate::model::ids::GroupJid;
 use crate::ports::{async_trait, MaybeSendSync, WappiApi};
 
 /// The production service.
@@ -465,7 +465,7 @@ fn parse_http_date(v: &str) -> Option<i64> {
     if !(0..24).contains(h) || !(0..60).contains(m) || !(0..=60).contains(s) {
         return None;
     }
-    let days = crate::billing::days_from_civil(year, month, day);
+    let days = crate::model::billing::days_from_civil(year, month, day);
     Some(days * 86_400 + h * 3600 + m * 60 + s)
 }
 

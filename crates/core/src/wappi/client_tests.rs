@@ -1,8 +1,8 @@
 //! The client's request building and answer classification, over a scripted transport.
 
 use super::*;
-use crate::ids::ProfileId;
-use crate::secret::Secret;
+use crate::model::ids::ProfileId;
+use crate::model::secret::Secret;
 use std::collections::VecDeque;
 use std::sync::Mutex;
 

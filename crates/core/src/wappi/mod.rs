@@ -5,8 +5,8 @@
 
 pub mod client;
 
-use crate::ids::{GroupJid, ProfileId};
-use crate::secret::Secret;
+use crate::model::ids::{GroupJid, ProfileId};
+use crate::model::secret::Secret;
 use serde::{Deserialize, Serialize};
 
 /// A user's Wappi credentials: the raw API token (sent as `Authorization`) and the profile id.

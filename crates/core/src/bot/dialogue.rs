@@ -394,7 +394,7 @@ pub fn route(state: &DialogueState, registered: bool, intent: &Intent) -> Route 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::{ChatId, UserId};
+    use crate::model::ids::{ChatId, UserId};
     use crate::telegram::{Chat, User};
 
     fn msg(text: &str) -> Message {

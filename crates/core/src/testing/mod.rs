@@ -18,19 +18,19 @@
 //! Compiled for the crate's own tests and, with the `testing` feature, for other crates' tests.
 //! Nothing here reads the real clock, draws real randomness or does I/O.
 
-use crate::billing;
 use crate::crypto::TokenCipher;
-use crate::engine::{self, Cursor, EngineError, Step};
-use crate::ids::{ChatId, GroupJid, MailingId, ProfileId, UserId};
-use crate::ledger::{Delivery, DeliveryState, Mailing, MailingStatus, NewMailing};
-use crate::pacing::{self, PaceState};
+use crate::mailing::engine::{self, Cursor, EngineError, Step};
+use crate::model::billing;
+use crate::model::ids::{ChatId, GroupJid, MailingId, ProfileId, UserId};
+use crate::model::ledger::{Delivery, DeliveryState, Mailing, MailingStatus, NewMailing};
+use crate::model::pacing::{self, PaceState};
+use crate::model::secret::Secret;
 use crate::ports::{
     async_trait, BillingStore, Clock, CollageChoice, ContentStore, DbError, Entropy, GroupEntry,
     ImageId, ImageMeta, ImageStore, Invoice, Lease, MailingStore, NewImage, Pace, PacingConfig,
     PhotoInput, SentPhoto, Settlement, State, StateError, Stats, StoredImage, TelegramApi, TgFile,
     UpdateLog, UserRecord, UserStore, WappiApi,
 };
-use crate::secret::Secret;
 use crate::services::{CoreSettings, Services};
 use crate::telegram::{InlineKeyboardMarkup, MessageId, ReplyMarkup, TelegramError};
 use crate::texts::Lang;
@@ -1995,7 +1995,7 @@ pub async fn create_mailing(
             user_id: user,
             chat_id: ChatId::from(user),
             profile_id: profile.clone(),
-            content: crate::ledger::Content::text_only(text),
+            content: crate::model::ledger::Content::text_only(text),
             groups: groups.to_vec(),
             now: svc.now_ms(),
         })
@@ -2082,7 +2082,7 @@ pub async fn drive_until(
 /// changes with `finished_at` and pause reasons, resume, cancel requests, progress and the
 /// update-id set.
 pub async fn db_contract_suite(db: &dyn crate::ports::Db, tag: &str) {
-    use crate::ledger::Content;
+    use crate::model::ledger::Content;
     let prof_a = profile(&format!("contract-a-{tag}"));
     let prof_b = profile(&format!("contract-b-{tag}"));
     let user = UserId(910_000_001);
@@ -2276,7 +2276,7 @@ pub async fn db_contract_suite(db: &dyn crate::ports::Db, tag: &str) {
 /// ordered and capped photo set, the collage, deletion that spares what is still used, and a
 /// mailing with image parts (rows per part, content snapshot round trip).
 async fn image_contract(db: &dyn crate::ports::Db, tag: &str) {
-    use crate::ledger::Content;
+    use crate::model::ledger::Content;
     let user = UserId(910_000_002);
     let other = UserId(910_000_003);
     for u in [user, other] {
@@ -2404,3 +2404,6 @@ async fn image_contract(db: &dyn crate::ports::Db, tag: &str) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -10,11 +10,11 @@
 //! unreadable file) gets its own message and leaves the stored set as it was.
 
 use super::{BotError, Ctx};
+use crate::bot::dialogue::{AlbumAnswer, Callback, DialogueState};
 use crate::collage::{self, CollageOptions};
-use crate::dialogue::{AlbumAnswer, Callback, DialogueState};
-use crate::ids::{ChatId, UserId};
-use crate::ledger::Content;
 use crate::long_work::{CollageJob, LongJob};
+use crate::model::ids::{ChatId, UserId};
+use crate::model::ledger::Content;
 use crate::ports::{ImageId, NewImage, PhotoInput};
 use crate::services::Services;
 use crate::telegram::{InlineKeyboardMarkup, MessageId, PhotoSize, ReplyMarkup};

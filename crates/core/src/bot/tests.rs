@@ -1,14 +1,14 @@
 //! `bot::handle_update` over the in-memory fakes: registration against a scripted Wappi,
 //! the start blockers, and a start → drive → report round trip through the real engine.
 
+use crate::bot::dialogue::DialogueState;
 use crate::bot::handle_update;
 use crate::crypto::TokenCipher;
-use crate::dialogue::DialogueState;
-use crate::engine::{Cursor, Step};
-use crate::ids::{ChatId, MailingId, ProfileId, UserId};
-use crate::ledger::MailingStatus;
+use crate::mailing::engine::{Cursor, Step};
+use crate::model::ids::{ChatId, MailingId, ProfileId, UserId};
+use crate::model::ledger::MailingStatus;
+use crate::model::secret::Secret;
 use crate::ports::GroupEntry;
-use crate::secret::Secret;
 use crate::services::{CoreSettings, Services};
 use crate::telegram::{MessageId, ReplyMarkup, Update};
 use crate::testing::*;

@@ -1,14 +1,14 @@
 //! The bot: carries out the dialogue's routes through the ports. One call handles one update;
 //! the runtime guarantees updates of one user are handled one at a time, in order.
 
-use crate::dialogue::{
+use crate::bot::dialogue::{
     route, Callback, DialogueState, ImportState, Intent, Route, IMPORT_PAGE_SIZE,
 };
-use crate::groups::parse_group_list;
-use crate::ids::{ChatId, GroupJid, MailingId, ProfileId, UserId};
-use crate::ledger::{MailingStatus, NewMailing, Tally};
+use crate::model::groups::parse_group_list;
+use crate::model::ids::{ChatId, GroupJid, MailingId, ProfileId, UserId};
+use crate::model::ledger::{MailingStatus, NewMailing, Tally};
+use crate::model::secret::Secret;
 use crate::ports::{DbError, GroupEntry, UserRecord};
-use crate::secret::Secret;
 use crate::services::Services;
 use crate::telegram::markup::to_whatsapp;
 use crate::telegram::{
@@ -17,8 +17,13 @@ use crate::telegram::{
 use crate::texts::{self, button, Lang};
 use crate::wappi::{WappiCreds, WappiError};
 
-#[path = "bot_images.rs"]
+pub mod dialogue;
 mod images;
+#[cfg(test)]
+mod images_tests;
+pub mod operator;
+#[cfg(test)]
+mod tests;
 pub use images::{collage_job_key, pick_size, run_collage_job, CollageOutcome, MAX_PHOTOS};
 
 /// Telegram's own limit on a message text, in UTF-16 units as Telegram counts.
@@ -235,11 +240,11 @@ impl Ctx<'_> {
             }
             Route::Grant(args) => self.grant(&args).await?,
             Route::Broadcast(args) => {
-                let next = crate::broadcast::command(self.svc, self.chat, l, &args).await?;
+                let next = crate::bot::operator::command(self.svc, self.chat, l, &args).await?;
                 self.set_state(&next).await?;
             }
             Route::TakeBroadcast(text) => {
-                let next = crate::broadcast::take_text(self.svc, self.chat, l, &text).await?;
+                let next = crate::bot::operator::take_text(self.svc, self.chat, l, &text).await?;
                 self.set_state(&next).await?;
             }
             Route::ChooseLang => {
@@ -632,7 +637,7 @@ impl Ctx<'_> {
         // The start confirmation is also the progress message the runner keeps editing, so it
         // is recorded before the runner is told about the mailing.
         let text = texts::started(l, id.0, groups.len(), self.svc.eta_secs(sends));
-        let keyboard = crate::engine::cancel_keyboard(l, id);
+        let keyboard = crate::mailing::engine::cancel_keyboard(l, id);
         match self
             .svc
             .telegram
@@ -670,7 +675,7 @@ impl Ctx<'_> {
     async fn active_mailing(
         &self,
         id: Option<MailingId>,
-    ) -> Result<Option<crate::ledger::Mailing>, BotError> {
+    ) -> Result<Option<crate::model::ledger::Mailing>, BotError> {
         let m = match id {
             Some(id) => self.svc.db.get_mailing(id).await?,
             None => self.svc.db.latest_mailing(self.user.id).await?,
@@ -707,14 +712,14 @@ impl Ctx<'_> {
         let tally = Tally::of(&rows);
         let text = match m.status {
             MailingStatus::Running => {
-                let eta = self.svc.eta_secs(crate::ledger::sends_left(&rows));
+                let eta = self.svc.eta_secs(crate::model::ledger::sends_left(&rows));
                 texts::progress(l, m.id.0, &tally, eta, None)
             }
             MailingStatus::Paused => {
                 texts::paused(l, m.id.0, m.pause_reason.as_deref().unwrap_or(""))
             }
             MailingStatus::Done | MailingStatus::Cancelled => {
-                crate::engine::report_text(
+                crate::mailing::engine::report_text(
                     self.svc,
                     &m,
                     &rows,
@@ -725,7 +730,7 @@ impl Ctx<'_> {
             }
         };
         if m.status == MailingStatus::Running {
-            let kb = crate::engine::cancel_keyboard(l, m.id);
+            let kb = crate::mailing::engine::cancel_keyboard(l, m.id);
             self.say_with(&text, ReplyMarkup::Inline(kb)).await?;
         } else {
             self.say(&text).await?;
@@ -784,9 +789,9 @@ impl Ctx<'_> {
             Callback::BroadcastGo | Callback::BroadcastNo => {
                 self.close_buttons().await;
                 let next = if cb == Callback::BroadcastGo {
-                    crate::broadcast::confirm(self.svc, self.chat, l, &state).await?
+                    crate::bot::operator::confirm(self.svc, self.chat, l, &state).await?
                 } else {
-                    crate::broadcast::decline(self.svc, self.chat, l, &state).await?
+                    crate::bot::operator::decline(self.svc, self.chat, l, &state).await?
                 };
                 self.set_state(&next).await?;
             }

@@ -1,9 +1,9 @@
 //! The fakes of `testing` hold to the port semantics they stand in for (they are the reference
 //! for the real backends), so a test that passes on them means something.
 
-use crate::ids::{ChatId, MailingId};
+use crate::model::ids::{ChatId, MailingId};
+use crate::model::secret::Secret;
 use crate::ports::{Clock, Entropy, Pace, PacingConfig, State, TelegramApi, WappiApi};
-use crate::secret::Secret;
 use crate::telegram::{InlineKeyboardMarkup, ReplyMarkup, TelegramError};
 use crate::testing::*;
 use crate::wappi::{WappiCreds, WappiError};
@@ -20,7 +20,7 @@ async fn in_mem_db_injected_failures_and_write_log() {
     let id = create_mailing(&svc, crate::UserId(1), &prof, &jids(2), "x").await;
     svc.db.claim_mailing(id, 3).await.unwrap();
     let mut row = f.db.rows(id)[0].clone();
-    row.state = crate::ledger::DeliveryState::Sending;
+    row.state = crate::model::ledger::DeliveryState::Sending;
     f.db.fail_update_delivery(1);
     assert!(matches!(
         svc.db.update_delivery(&row, 3).await,

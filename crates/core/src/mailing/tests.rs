@@ -2,10 +2,10 @@
 //! jump of the clock) against the in-memory fakes, and the tests assert on what Wappi
 //! received, in which order and at which fake times, and on the ledger.
 
-use crate::engine::{self, Cursor, Step, ARM_LEAD_MS, UNSETTLED};
-use crate::ids::{ChatId, GroupJid, MailingId, ProfileId, UserId};
-use crate::ledger::{DeliveryState, MailingStatus};
-use crate::pacing::Gcra;
+use crate::mailing::engine::{self, Cursor, Step, ARM_LEAD_MS, UNSETTLED};
+use crate::model::ids::{ChatId, GroupJid, MailingId, ProfileId, UserId};
+use crate::model::ledger::{DeliveryState, MailingStatus};
+use crate::model::pacing::Gcra;
 use crate::ports::Lease;
 use crate::services::{CoreSettings, Services};
 use crate::telegram::{MessageId, ReplyMarkup};

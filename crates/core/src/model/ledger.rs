@@ -2,7 +2,7 @@
 //! (mailing, group, part); a row is marked `sending` durably before the Wappi call, so a crash
 //! can never turn into a silent skip or a silent double.
 
-use crate::ids::{ChatId, GroupJid, MailingId, ProfileId, UserId};
+use crate::model::ids::{ChatId, GroupJid, MailingId, ProfileId, UserId};
 use serde::{Deserialize, Serialize};
 
 /// The state of one delivery row: `pending → sending → sent | failed | in_doubt`.

@@ -8,8 +8,8 @@
 //! `in_doubt`; an `in_doubt` row is resent only after the group's recent history shows our
 //! text is not there.
 
-use crate::ids::MailingId;
-use crate::ledger::{part_order, Delivery, DeliveryState, Mailing, MailingStatus, Tally};
+use crate::model::ids::MailingId;
+use crate::model::ledger::{part_order, Delivery, DeliveryState, Mailing, MailingStatus, Tally};
 use crate::ports::ImageId;
 use crate::ports::{DbError, Lease, Pace, StateError};
 use crate::services::Services;
@@ -399,7 +399,7 @@ fn group_heads(rows: &[Delivery]) -> impl Iterator<Item = usize> + '_ {
         DeliveryState::InDoubt => r.next_attempt_at != UNSETTLED,
         DeliveryState::Sent | DeliveryState::Failed => false,
     };
-    let mut last_group: Option<&crate::ids::GroupJid> = None;
+    let mut last_group: Option<&crate::model::ids::GroupJid> = None;
     rows.iter().enumerate().filter_map(move |(i, r)| {
         if last_group == Some(&r.group) || !unfinished(r) {
             return None;
@@ -581,7 +581,7 @@ async fn progress(
         return Ok(()); // shed: the next step tries again
     }
     let tally = Tally::of(rows);
-    let eta = svc.eta_secs(crate::ledger::sends_left(rows));
+    let eta = svc.eta_secs(crate::model::ledger::sends_left(rows));
     // When nothing is due now, the next due time is a pause (Retry-After or backoff): show it.
     let due_now = rows
         .iter()
@@ -636,7 +636,7 @@ async fn progress(
 pub fn cancel_keyboard(lang: Lang, id: MailingId) -> InlineKeyboardMarkup {
     InlineKeyboardMarkup::rows(vec![vec![(
         texts::cancel_button(lang),
-        crate::dialogue::Callback::CancelMailing(id.0).data(),
+        crate::bot::dialogue::Callback::CancelMailing(id.0).data(),
     )]])
 }
 
@@ -700,7 +700,7 @@ pub async fn report_text(
             .find(|g| g.jid.as_str() == jid)
             .and_then(|g| g.name.as_deref())
     };
-    let groups = crate::ledger::group_outcomes(rows);
+    let groups = crate::model::ledger::group_outcomes(rows);
     let lines = |state: DeliveryState| -> Vec<ReportLine<'_>> {
         groups
             .iter()
@@ -744,11 +744,11 @@ async fn pause(
     let keyboard = InlineKeyboardMarkup::rows(vec![vec![
         (
             texts::resume_button(lang),
-            crate::dialogue::Callback::ResumeMailing(m.id.0).data(),
+            crate::bot::dialogue::Callback::ResumeMailing(m.id.0).data(),
         ),
         (
             texts::cancel_button(lang),
-            crate::dialogue::Callback::CancelMailing(m.id.0).data(),
+            crate::bot::dialogue::Callback::CancelMailing(m.id.0).data(),
         ),
     ]]);
     let _ = svc

@@ -3,12 +3,12 @@
 //! start) and the engine's sending of multi-part posts (order, base64 once, resume after a
 //! crash between parts without repeating one, in-doubt image parts).
 
+use crate::bot::dialogue::{Callback, DialogueState};
 use crate::bot::handle_update;
 use crate::collage::fixtures::synthetic_jpeg;
-use crate::dialogue::{Callback, DialogueState};
-use crate::engine::{Cursor, EngineError, Step};
-use crate::ids::{ChatId, GroupJid, MailingId, UserId};
-use crate::ledger::{Content, DeliveryState, MailingStatus, NewMailing};
+use crate::mailing::engine::{Cursor, EngineError, Step};
+use crate::model::ids::{ChatId, GroupJid, MailingId, UserId};
+use crate::model::ledger::{Content, DeliveryState, MailingStatus, NewMailing};
 use crate::ports::{GroupEntry, Lease, NewImage};
 use crate::services::{CoreSettings, Services};
 use crate::telegram::{MessageId, Update};
@@ -508,7 +508,7 @@ async fn a_collage_goes_once_per_group_with_the_caption() {
         assert_eq!(r.received(g), vec![(Some(a.clone()), "Hello".into())]);
     }
     // Too long for a caption: the image, then the text.
-    let long = "x".repeat(crate::ledger::MAX_CAPTION_CHARS + 1);
+    let long = "x".repeat(crate::model::ledger::MAX_CAPTION_CHARS + 1);
     let (r, id) = run(|imgs| Content::with_images(long.clone(), vec![imgs[0]], true)).await;
     let lease = r.lease(id).await;
     r.drive(id, &lease, 200).await.unwrap();

@@ -2,7 +2,7 @@
 //! line, separated by `,` `;` or spaces), in any of the shapes `GroupJid::parse` accepts.
 //! Pure: the dialogue turns the result into a reply and the stored list.
 
-use crate::ids::GroupJid;
+use crate::model::ids::GroupJid;
 use std::collections::HashSet;
 
 /// How much of a bad line is quoted back to the user.

@@ -1,0 +1,9 @@
+//! Pure data and rules: ids, languages, the ledger's rows, group lists, secrets, billing and
+//! pacing maths. Nothing here does I/O or imports anything above this wing.
+
+pub mod billing;
+pub mod groups;
+pub mod ids;
+pub mod ledger;
+pub mod pacing;
+pub mod secret;
