@@ -10,6 +10,7 @@
 //! restart is not resumed (the operator sees no report and can send it again).
 
 use crate::db::SqliteDb;
+use crate::metrics::{self, BroadcastOutcome};
 use crate::telegram::HttpTelegram;
 use groupcast_core::broadcast::{BroadcastJob, Broadcaster};
 use groupcast_core::ids::ChatId;
@@ -87,7 +88,7 @@ async fn send_one(telegram: &HttpTelegram, chat: ChatId, text: &str) -> bool {
     loop {
         match telegram.send_message(chat, text, None).await {
             Ok(_) => {
-                crate::metrics::broadcast_message(true);
+                metrics::global().broadcast_message(BroadcastOutcome::Sent);
                 tracing::info!(chat = chat.0, outcome = "sent", "broadcast message");
                 return true;
             }
@@ -100,7 +101,7 @@ async fn send_one(telegram: &HttpTelegram, chat: ChatId, text: &str) -> bool {
                 tokio::time::sleep(Duration::from_secs(secs)).await;
             }
             Err(e) => {
-                crate::metrics::broadcast_message(false);
+                metrics::global().broadcast_message(BroadcastOutcome::Failed);
                 tracing::info!(chat = chat.0, outcome = "failed", error = %e, "broadcast message");
                 return false;
             }

@@ -1,9 +1,13 @@
 //! The HTTP surface of the server (CONTRACT.md): the Telegram webhook, Robokassa's
 //! notifications and landing pages, health and Prometheus metrics.
 //! The webhook checks the secret header in constant time, records the `update_id`, hands the
-//! update to the dispatcher and answers at once.
+//! update to the dispatcher and answers at once. The routes read only what [`Surface`] gives
+//! them, so this module knows nothing of start-up.
 
-use crate::app::App;
+use crate::db::SqliteDb;
+use crate::metrics::{self, Metrics, Readings};
+use crate::redis_state::RedisState;
+use crate::updates::Dispatcher;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -12,14 +16,34 @@ use axum::routing::{get, post};
 use axum::Router;
 use groupcast_core::payments::{self, form_pairs};
 use groupcast_core::secret::secret_matches;
+use groupcast_core::services::Services;
 use groupcast_core::telegram::Update;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use groupcast_core::Secret;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, OnceLock};
 
 /// Updates are small; anything bigger is refused before parsing.
 const MAX_UPDATE_BYTES: usize = 1 << 20;
 
-pub fn router(app: Arc<App>) -> Router {
+/// What the routes read.
+pub struct Surface {
+    /// `TELEGRAM_WEBHOOK_SECRET`; without it every webhook call is refused.
+    pub webhook_secret: Option<Secret>,
+    /// `ROBOKASSA_ALLOWED_IPS`; empty = any address may notify.
+    pub robokassa_allowed_ips: Vec<IpAddr>,
+    /// Updates come by webhook (`PUBLIC_URL` set), not by polling (for `/healthz`).
+    pub webhook_mode: bool,
+    /// `https://t.me/<bot>` once learnt (for the payment pages).
+    pub bot_url: Arc<OnceLock<String>>,
+    pub svc: Services,
+    pub db: Arc<SqliteDb>,
+    /// The Redis backend when there is one (pinged by `/healthz`).
+    pub redis: Option<Arc<RedisState>>,
+    pub dispatcher: Arc<Dispatcher>,
+    pub metrics: &'static Metrics,
+}
+
+pub fn router(app: Arc<Surface>) -> Router {
     Router::new()
         .route("/telegram/webhook", post(webhook))
         .route("/healthz", get(healthz))
@@ -37,8 +61,8 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-async fn webhook(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
-    let Some(expected) = app.settings.webhook_secret.as_ref() else {
+async fn webhook(State(app): State<Arc<Surface>>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(expected) = app.webhook_secret.as_ref() else {
         return StatusCode::UNAUTHORIZED.into_response();
     };
     let got = headers
@@ -76,12 +100,12 @@ fn robokassa_params(query: Option<String>, body: &Bytes) -> Vec<(String, String)
 /// ResultURL: Robokassa's server-to-server notification, the only thing that marks an
 /// invoice paid (see `payments::on_result`).
 async fn robokassa_result(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Surface>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
-    let allowed = &app.settings.robokassa_allowed_ips;
+    let allowed = &app.robokassa_allowed_ips;
     if !allowed.is_empty() && !allowed.contains(&peer.ip()) {
         tracing::warn!(peer = %peer.ip(), "robokassa notification from an address not in ROBOKASSA_ALLOWED_IPS");
         return (StatusCode::FORBIDDEN, "forbidden").into_response();
@@ -119,19 +143,19 @@ async fn robokassa_result(
         .into_response()
 }
 
-fn landing(app: &App, query: Option<String>, body: &Bytes, success: bool) -> Response {
+fn landing(app: &Surface, query: Option<String>, body: &Bytes, success: bool) -> Response {
     let pairs = robokassa_params(query, body);
     Html(payments::landing_page_for(
         &pairs,
         success,
-        app.bot_url().as_deref(),
+        app.bot_url.get().map(String::as_str),
     ))
     .into_response()
 }
 
 /// SuccessURL and FailURL: pages for the payer's browser; they never change anything.
 async fn robokassa_success(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Surface>>,
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
@@ -139,23 +163,35 @@ async fn robokassa_success(
 }
 
 async fn robokassa_fail(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Surface>>,
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
     landing(&app, query, &body, false)
 }
 
-/// Prometheus text exposition (see `metrics`).
-async fn metrics(State(app): State<Arc<App>>) -> Response {
+/// Prometheus text exposition (see `metrics`): the counters, and gauges read now.
+async fn metrics(State(app): State<Arc<Surface>>) -> Response {
+    let readings = Readings {
+        mailings: app.db.mailing_status_counts().await.unwrap_or_default(),
+        queue_depth: app.svc.state.queue_depth().await.ok().flatten(),
+        heartbeat_age_secs: app
+            .svc
+            .state
+            .last_heartbeat()
+            .await
+            .ok()
+            .flatten()
+            .map(|beat| (app.svc.now_ms() - beat).max(0) as f64 / 1000.0),
+    };
     (
-        [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
-        crate::metrics::render(&app).await,
+        [("content-type", metrics::CONTENT_TYPE)],
+        metrics::render(app.metrics.registry(), &readings),
     )
         .into_response()
 }
 
-async fn healthz(State(app): State<Arc<App>>) -> Response {
+async fn healthz(State(app): State<Arc<Surface>>) -> Response {
     let storage = app.db.ping().await.is_ok();
     let redis_ok = match &app.redis {
         Some(r) => r.ping().await.is_ok(),
@@ -172,7 +208,7 @@ async fn healthz(State(app): State<Arc<App>>) -> Response {
         "state": state_ok,
         "state_backend": if app.redis.is_some() { "redis" } else { "embedded" },
         "runner_heartbeat_age_secs": age,
-        "mode": if app.settings.public_url.is_some() { "webhook" } else { "polling" },
+        "mode": if app.webhook_mode { "webhook" } else { "polling" },
         "version": env!("CARGO_PKG_VERSION"),
     });
     let code = if ok {

@@ -1,6 +1,12 @@
 //! The self-hosted groupcast server: adapters of the core's ports (SQLite, embedded state,
 //! HTTP clients of Telegram and Wappi), the mailing runner, the HTTP surface and start-up.
 //! The `groupcast` binary (`main.rs`) is a thin command line over this library.
+//!
+//! Imports point down only: `settings`, `metrics`, `export` and the storage and Telegram
+//! adapters (`db`, `state`, `redis_state`, `telegram`) at the bottom; `logging`, `wappi`,
+//! `updates`, `broadcast`, `runner` and `ops` above them; `http` (takes an `http::Surface`)
+//! above `updates`; `app` (start-up: ties the adapters into `Services`) above those; `serve`
+//! (the serve loop, over `app`, `http` and `runner`) at the top.
 
 pub mod app;
 pub mod broadcast;
@@ -10,6 +16,7 @@ pub mod logging;
 pub mod metrics;
 pub mod ops;
 pub mod runner;
+pub mod serve;
 pub mod settings;
 pub mod updates;
 

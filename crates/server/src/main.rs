@@ -1,7 +1,7 @@
 //! `groupcast`: the self-hosted groupcast server and its operator commands.
 
 use clap::{Parser, Subcommand};
-use groupcast_server::app::{self, App};
+use groupcast_server::app;
 use groupcast_server::settings::{Settings, Source};
 use std::process::ExitCode;
 
@@ -56,7 +56,7 @@ fn main() -> ExitCode {
         .expect("tokio runtime");
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve => serve(settings).await,
+            Command::Serve => groupcast_server::serve::run(settings).await,
             Command::Migrate => {
                 let db = app::open_db(&settings)?;
                 let pending = db
@@ -94,15 +94,4 @@ fn export(settings: &Settings, user: i64, mailing: Option<i64>, out: &str) -> an
     }
     eprintln!("exported {rows} row(s)");
     Ok(())
-}
-
-async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let app = App::build(settings).await?;
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        app::shutdown_signal().await;
-        tracing::info!("shutdown signal received: finishing in-flight work");
-        let _ = tx.send(true);
-    });
-    app.serve(rx).await
 }

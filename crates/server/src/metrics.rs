@@ -1,305 +1,365 @@
-//! `GET /metrics`: Prometheus text exposition (format 0.0.4), written by hand.
+//! `GET /metrics`: the server's Prometheus metrics, typed and registered once in a
+//! [`prometheus_client`] registry, and their exposition in the Prometheus text format (0.0.4).
 //!
-//! Counters live in process-wide atomics, bumped where things happen: updates in the
-//! dispatcher, Wappi latencies in the Wappi client, pacing waits in the runner. Send outcomes
-//! are decided by the core's engine, which knows nothing of this module: it logs one line per
-//! outcome with an `event = "send"` field, and [`EventCounter`] (a layer of the log subscriber)
-//! counts those lines. Gauges (mailings by status, queue depth, heartbeat age) are read from the
-//! database and the state backend at each scrape.
+//! The process keeps one [`Metrics`] ([`global`]); its counters and histograms are bumped where
+//! things happen: updates in the dispatcher, Wappi latencies in the Wappi transport, pacing
+//! waits in the runner, operator broadcast messages in the broadcaster. Send outcomes are decided
+//! by the core's engine, which knows nothing of this module: it logs one line per outcome with an
+//! `event = "send"` field, and a layer of the log subscriber (`logging`) turns each into a
+//! [`SendOutcome`]. Gauges (mailings by status, queue depth, heartbeat age) are read from the
+//! database and the state backend at each scrape and handed to [`render`] as [`Readings`].
+//! This module depends on nothing else of the crate.
 //!
 //! Metric names (README lists them):
 //! - `groupcast_updates_received_total` counter: Telegram updates accepted (duplicates excluded)
 //! - `groupcast_mailings{status}` gauge: mailings per status (running, paused, done, cancelled)
 //! - `groupcast_sends_total{outcome}` counter: send attempts by outcome (sent, failed, retried,
 //!   in_doubt, rate_limited, paused)
-//! - `groupcast_pacing_wait_seconds` summary (`_sum`, `_count`): time drivers slept before a
-//!   send slot
+//! - `groupcast_pacing_wait_seconds` histogram (`_sum`, `_count` and the `+Inf` bucket only):
+//!   time drivers slept before a send slot
 //! - `groupcast_wappi_request_duration_seconds` histogram: latency of every Wappi call
 //! - `groupcast_queue_depth` gauge: mailings waiting in the intake queue
 //! - `groupcast_runner_heartbeat_age_seconds` gauge: age of the newest runner heartbeat
 //! - `groupcast_broadcast_messages_total{outcome}` counter: operator broadcast messages (sent,
 //!   failed)
 
-use crate::app::App;
+use prometheus_client::encoding::LabelValueEncoder;
+use prometheus_client::encoding::{prometheus_text, EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
+use std::sync::LazyLock;
 use std::time::Duration;
-use tracing::field::{Field, Visit};
-use tracing_subscriber::filter::{filter_fn, Filtered};
-use tracing_subscriber::layer::Context;
-use tracing_subscriber::Layer;
 
-/// The outcomes of a send the engine reports (`outcome` field of its `send` events).
-pub const SEND_OUTCOMES: [&str; 6] = [
-    "sent",
-    "failed",
-    "retried",
-    "in_doubt",
-    "rate_limited",
-    "paused",
-];
+/// The `Content-Type` of [`render`]'s text.
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
 /// Upper bounds (seconds) of the Wappi latency histogram buckets.
 const WAPPI_BUCKETS: [f64; 10] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
-struct Registry {
-    updates: AtomicU64,
-    sends: [AtomicU64; SEND_OUTCOMES.len()],
-    pacing_wait_us: AtomicU64,
-    pacing_waits: AtomicU64,
-    wappi_buckets: [AtomicU64; WAPPI_BUCKETS.len()],
-    wappi_count: AtomicU64,
-    wappi_sum_us: AtomicU64,
-    broadcast_sent: AtomicU64,
-    broadcast_failed: AtomicU64,
+/// The mailing statuses the `groupcast_mailings` gauge always shows (others are not exposed).
+const MAILING_STATUSES: [&str; 4] = ["running", "paused", "done", "cancelled"];
+
+/// How one send to a group ended, as the core's engine reports it.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum SendOutcome {
+    Sent,
+    Failed,
+    Retried,
+    InDoubt,
+    RateLimited,
+    Paused,
 }
 
-#[allow(clippy::declare_interior_mutable_const)]
-const ZERO: AtomicU64 = AtomicU64::new(0);
+impl SendOutcome {
+    pub const ALL: [SendOutcome; 6] = [
+        SendOutcome::Sent,
+        SendOutcome::Failed,
+        SendOutcome::Retried,
+        SendOutcome::InDoubt,
+        SendOutcome::RateLimited,
+        SendOutcome::Paused,
+    ];
 
-static METRICS: Registry = Registry {
-    updates: ZERO,
-    sends: [ZERO; SEND_OUTCOMES.len()],
-    pacing_wait_us: ZERO,
-    pacing_waits: ZERO,
-    wappi_buckets: [ZERO; WAPPI_BUCKETS.len()],
-    wappi_count: ZERO,
-    wappi_sum_us: ZERO,
-    broadcast_sent: ZERO,
-    broadcast_failed: ZERO,
-};
-
-/// A Telegram update was accepted (first time seen).
-pub fn update_received() {
-    METRICS.updates.fetch_add(1, Ordering::Relaxed);
-}
-
-/// A send ended with `outcome` (one of [`SEND_OUTCOMES`]; others are ignored).
-pub fn send_outcome(outcome: &str) {
-    if let Some(i) = SEND_OUTCOMES.iter().position(|o| *o == outcome) {
-        METRICS.sends[i].fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-/// A mailing driver slept this long waiting for its next send slot.
-pub fn pacing_wait(waited: Duration) {
-    METRICS
-        .pacing_wait_us
-        .fetch_add(waited.as_micros() as u64, Ordering::Relaxed);
-    METRICS.pacing_waits.fetch_add(1, Ordering::Relaxed);
-}
-
-/// One Wappi call took this long (any outcome).
-pub fn wappi_latency(took: Duration) {
-    let secs = took.as_secs_f64();
-    for (i, bound) in WAPPI_BUCKETS.iter().enumerate() {
-        if secs <= *bound {
-            METRICS.wappi_buckets[i].fetch_add(1, Ordering::Relaxed);
+    /// The engine's word for it (the `outcome` field of its `send` events, the label value).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SendOutcome::Sent => "sent",
+            SendOutcome::Failed => "failed",
+            SendOutcome::Retried => "retried",
+            SendOutcome::InDoubt => "in_doubt",
+            SendOutcome::RateLimited => "rate_limited",
+            SendOutcome::Paused => "paused",
         }
     }
-    METRICS.wappi_count.fetch_add(1, Ordering::Relaxed);
-    METRICS
-        .wappi_sum_us
-        .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+
+    /// The outcome the engine named `word`; `None` for a word it does not use.
+    pub fn parse(word: &str) -> Option<SendOutcome> {
+        SendOutcome::ALL.into_iter().find(|o| o.as_str() == word)
+    }
 }
 
-/// One operator broadcast message was delivered (`true`) or given up on.
-pub fn broadcast_message(sent: bool) {
-    let counter = if sent {
-        &METRICS.broadcast_sent
-    } else {
-        &METRICS.broadcast_failed
-    };
-    counter.fetch_add(1, Ordering::Relaxed);
+impl EncodeLabelValue for SendOutcome {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        encoder.write_str(self.as_str())
+    }
 }
 
-/// The exposition text: process counters plus gauges read now from `app`'s storage.
-pub async fn render(app: &App) -> String {
+/// How one operator broadcast message ended.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum BroadcastOutcome {
+    Sent,
+    Failed,
+}
+
+impl EncodeLabelValue for BroadcastOutcome {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        encoder.write_str(match self {
+            BroadcastOutcome::Sent => "sent",
+            BroadcastOutcome::Failed => "failed",
+        })
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SendLabels {
+    outcome: SendOutcome,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BroadcastLabels {
+    outcome: BroadcastOutcome,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    status: &'static str,
+}
+
+/// The process's counters and histograms, and the registry that holds them.
+pub struct Metrics {
+    registry: Registry,
+    updates: Counter,
+    sends: Family<SendLabels, Counter>,
+    pacing_wait: Histogram,
+    wappi_latency: Histogram,
+    broadcasts: Family<BroadcastLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric; each labelled series starts at zero, so a scrape shows them all
+    /// before anything happened.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let updates = Counter::default();
+        registry.register(
+            "groupcast_updates_received",
+            "Telegram updates accepted (duplicates excluded)",
+            updates.clone(),
+        );
+        let sends = Family::<SendLabels, Counter>::default();
+        for outcome in SendOutcome::ALL {
+            drop(sends.get_or_create(&SendLabels { outcome }));
+        }
+        registry.register(
+            "groupcast_sends",
+            "Send attempts to WhatsApp groups by outcome",
+            sends.clone(),
+        );
+        // Only the sum and the count are of interest (the mean wait): no buckets but `+Inf`.
+        let pacing_wait = Histogram::new(std::iter::empty());
+        registry.register(
+            "groupcast_pacing_wait_seconds",
+            "Time mailing drivers slept waiting for a send slot",
+            pacing_wait.clone(),
+        );
+        let wappi_latency = Histogram::new(WAPPI_BUCKETS);
+        registry.register(
+            "groupcast_wappi_request_duration_seconds",
+            "Latency of Wappi calls, any outcome",
+            wappi_latency.clone(),
+        );
+        let broadcasts = Family::<BroadcastLabels, Counter>::default();
+        for outcome in [BroadcastOutcome::Sent, BroadcastOutcome::Failed] {
+            drop(broadcasts.get_or_create(&BroadcastLabels { outcome }));
+        }
+        registry.register(
+            "groupcast_broadcast_messages",
+            "Operator broadcast messages by outcome",
+            broadcasts.clone(),
+        );
+        Metrics {
+            registry,
+            updates,
+            sends,
+            pacing_wait,
+            wappi_latency,
+            broadcasts,
+        }
+    }
+
+    /// The registry to [`render`].
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// A Telegram update was accepted (first time seen).
+    pub fn update_received(&self) {
+        self.updates.inc();
+    }
+
+    /// A send to a group ended with `outcome`.
+    pub fn send(&self, outcome: SendOutcome) {
+        self.sends.get_or_create(&SendLabels { outcome }).inc();
+    }
+
+    /// A mailing driver slept this long waiting for its next send slot.
+    pub fn pacing_wait(&self, waited: Duration) {
+        self.pacing_wait.observe(waited.as_secs_f64());
+    }
+
+    /// One Wappi call took this long (any outcome).
+    pub fn wappi_call(&self, took: Duration) {
+        self.wappi_latency.observe(took.as_secs_f64());
+    }
+
+    /// One operator broadcast message was delivered or given up on.
+    pub fn broadcast_message(&self, outcome: BroadcastOutcome) {
+        self.broadcasts
+            .get_or_create(&BroadcastLabels { outcome })
+            .inc();
+    }
+}
+
+/// The process's metrics, registered on first use.
+pub fn global() -> &'static Metrics {
+    static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+    &METRICS
+}
+
+/// The gauges, read from the database and the state backend at a scrape.
+#[derive(Debug, Clone, Default)]
+pub struct Readings {
+    /// Mailings per status (statuses missing here count 0).
+    pub mailings: Vec<(String, u64)>,
+    /// Mailings waiting in the intake queue; `None` when the backend cannot tell (not shown).
+    pub queue_depth: Option<u64>,
+    /// Seconds since the newest runner heartbeat; `None` before any (not shown).
+    pub heartbeat_age_secs: Option<f64>,
+}
+
+/// The exposition text: everything in `registry`, then the gauges of `readings`.
+pub fn render(registry: &Registry, readings: &Readings) -> String {
     let mut out = String::new();
-    let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-
-    header(
-        &mut out,
-        "groupcast_updates_received_total",
-        "counter",
-        "Telegram updates accepted (duplicates excluded).",
-    );
-    let _ = writeln!(
-        out,
-        "groupcast_updates_received_total {}",
-        get(&METRICS.updates)
-    );
-
-    header(
-        &mut out,
-        "groupcast_mailings",
-        "gauge",
-        "Mailings per status, from the database.",
-    );
-    let counts = app.db.mailing_status_counts().await.unwrap_or_default();
-    for status in ["running", "paused", "done", "cancelled"] {
-        let n = counts
-            .iter()
-            .find(|(s, _)| s == status)
-            .map_or(0, |(_, n)| *n);
-        let _ = writeln!(out, "groupcast_mailings{{status=\"{status}\"}} {n}");
-    }
-
-    header(
-        &mut out,
-        "groupcast_sends_total",
-        "counter",
-        "Send attempts to WhatsApp groups by outcome.",
-    );
-    for (i, outcome) in SEND_OUTCOMES.iter().enumerate() {
-        let _ = writeln!(
-            out,
-            "groupcast_sends_total{{outcome=\"{outcome}\"}} {}",
-            get(&METRICS.sends[i])
-        );
-    }
-
-    header(
-        &mut out,
-        "groupcast_pacing_wait_seconds",
-        "summary",
-        "Time mailing drivers slept waiting for a send slot.",
-    );
-    let _ = writeln!(
-        out,
-        "groupcast_pacing_wait_seconds_sum {}",
-        secs(get(&METRICS.pacing_wait_us))
-    );
-    let _ = writeln!(
-        out,
-        "groupcast_pacing_wait_seconds_count {}",
-        get(&METRICS.pacing_waits)
-    );
-
-    header(
-        &mut out,
-        "groupcast_wappi_request_duration_seconds",
-        "histogram",
-        "Latency of Wappi calls, any outcome.",
-    );
-    for (i, bound) in WAPPI_BUCKETS.iter().enumerate() {
-        let _ = writeln!(
-            out,
-            "groupcast_wappi_request_duration_seconds_bucket{{le=\"{bound}\"}} {}",
-            get(&METRICS.wappi_buckets[i])
-        );
-    }
-    let count = get(&METRICS.wappi_count);
-    let _ = writeln!(
-        out,
-        "groupcast_wappi_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
-    );
-    let _ = writeln!(
-        out,
-        "groupcast_wappi_request_duration_seconds_sum {}",
-        secs(get(&METRICS.wappi_sum_us))
-    );
-    let _ = writeln!(
-        out,
-        "groupcast_wappi_request_duration_seconds_count {count}"
-    );
-
-    if let Ok(Some(depth)) = app.svc.state.queue_depth().await {
-        header(
-            &mut out,
-            "groupcast_queue_depth",
-            "gauge",
-            "Mailings waiting in the intake queue.",
-        );
-        let _ = writeln!(out, "groupcast_queue_depth {depth}");
-    }
-
-    if let Ok(Some(beat)) = app.svc.state.last_heartbeat().await {
-        header(
-            &mut out,
-            "groupcast_runner_heartbeat_age_seconds",
-            "gauge",
-            "Seconds since the newest mailing runner heartbeat.",
-        );
-        let age = (app.svc.now_ms() - beat).max(0) as f64 / 1000.0;
-        let _ = writeln!(out, "groupcast_runner_heartbeat_age_seconds {age}");
-    }
-
-    header(
-        &mut out,
-        "groupcast_broadcast_messages_total",
-        "counter",
-        "Operator broadcast messages by outcome.",
-    );
-    let _ = writeln!(
-        out,
-        "groupcast_broadcast_messages_total{{outcome=\"sent\"}} {}",
-        get(&METRICS.broadcast_sent)
-    );
-    let _ = writeln!(
-        out,
-        "groupcast_broadcast_messages_total{{outcome=\"failed\"}} {}",
-        get(&METRICS.broadcast_failed)
-    );
+    // Writing into a String cannot fail.
+    let _ = prometheus_text::encode(&mut out, registry);
+    let _ = prometheus_text::encode(&mut out, &gauges(readings));
     out
 }
 
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-fn secs(micros: u64) -> f64 {
-    micros as f64 / 1_000_000.0
-}
-
-/// A log layer counting the engine's `send` events by their `outcome` field. It sees only
-/// events that declare an `event` field (decided once per call site), whatever `RUST_LOG` says.
-pub struct EventCounter;
-
-impl EventCounter {
-    pub fn layer<S>() -> Filtered<EventCounter, impl tracing_subscriber::layer::Filter<S>, S>
-    where
-        S: tracing::Subscriber,
-    {
-        EventCounter.with_filter(filter_fn(|meta| {
-            meta.is_event() && meta.fields().field("event").is_some()
-        }))
+/// A registry of this scrape's gauges.
+fn gauges(readings: &Readings) -> Registry {
+    let mut registry = Registry::default();
+    let mailings = Family::<StatusLabels, Gauge>::default();
+    for status in MAILING_STATUSES {
+        let n = readings
+            .mailings
+            .iter()
+            .find(|(s, _)| s == status)
+            .map_or(0, |(_, n)| *n);
+        mailings
+            .get_or_create(&StatusLabels { status })
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
-}
-
-impl<S: tracing::Subscriber> Layer<S> for EventCounter {
-    fn on_event(&self, event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
-        let mut fields = EventFields::default();
-        event.record(&mut fields);
-        if fields.event.as_deref() == Some("send") {
-            if let Some(outcome) = &fields.outcome {
-                send_outcome(outcome);
-            }
-        }
+    registry.register(
+        "groupcast_mailings",
+        "Mailings per status, from the database",
+        mailings,
+    );
+    if let Some(depth) = readings.queue_depth {
+        let gauge = Gauge::<u64, AtomicU64>::default();
+        gauge.set(depth);
+        registry.register(
+            "groupcast_queue_depth",
+            "Mailings waiting in the intake queue",
+            gauge,
+        );
     }
+    if let Some(age) = readings.heartbeat_age_secs {
+        let gauge = Gauge::<f64, AtomicU64>::default();
+        gauge.set(age);
+        registry.register(
+            "groupcast_runner_heartbeat_age_seconds",
+            "Seconds since the newest mailing runner heartbeat",
+            gauge,
+        );
+    }
+    registry
 }
 
-#[derive(Default)]
-struct EventFields {
-    event: Option<String>,
-    outcome: Option<String>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl Visit for EventFields {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        match field.name() {
-            "event" => self.event = Some(value.to_string()),
-            "outcome" => self.outcome = Some(value.to_string()),
-            _ => {}
+    #[test]
+    fn a_fresh_registry_shows_every_series_at_zero() {
+        let m = Metrics::new();
+        let text = render(m.registry(), &Readings::default());
+        for line in [
+            "# HELP groupcast_updates_received_total Telegram updates accepted (duplicates excluded).",
+            "# TYPE groupcast_updates_received_total counter",
+            "groupcast_updates_received_total 0",
+            "# TYPE groupcast_sends_total counter",
+            "groupcast_sends_total{outcome=\"sent\"} 0",
+            "groupcast_sends_total{outcome=\"failed\"} 0",
+            "groupcast_sends_total{outcome=\"retried\"} 0",
+            "groupcast_sends_total{outcome=\"in_doubt\"} 0",
+            "groupcast_sends_total{outcome=\"rate_limited\"} 0",
+            "groupcast_sends_total{outcome=\"paused\"} 0",
+            "# TYPE groupcast_pacing_wait_seconds histogram",
+            "groupcast_pacing_wait_seconds_count 0",
+            "# TYPE groupcast_wappi_request_duration_seconds histogram",
+            "groupcast_wappi_request_duration_seconds_bucket{le=\"0.01\"} 0",
+            "groupcast_wappi_request_duration_seconds_bucket{le=\"1\"} 0",
+            "groupcast_wappi_request_duration_seconds_bucket{le=\"+Inf\"} 0",
+            "groupcast_broadcast_messages_total{outcome=\"sent\"} 0",
+            "groupcast_broadcast_messages_total{outcome=\"failed\"} 0",
+            "# TYPE groupcast_mailings gauge",
+            "groupcast_mailings{status=\"running\"} 0",
+            "groupcast_mailings{status=\"cancelled\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }
+        // Gauges the backend cannot give are left out, not shown as 0.
+        assert!(!text.contains("groupcast_queue_depth"), "{text}");
+        assert!(!text.contains("heartbeat"), "{text}");
     }
 
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        match field.name() {
-            "event" => self.event = Some(format!("{value:?}").trim_matches('"').to_string()),
-            "outcome" => self.outcome = Some(format!("{value:?}").trim_matches('"').to_string()),
-            _ => {}
+    #[test]
+    fn recordings_and_readings_show() {
+        let m = Metrics::new();
+        m.update_received();
+        m.update_received();
+        m.send(SendOutcome::parse("in_doubt").unwrap());
+        m.pacing_wait(Duration::from_millis(250));
+        m.pacing_wait(Duration::from_millis(750));
+        m.wappi_call(Duration::from_millis(30));
+        m.broadcast_message(BroadcastOutcome::Failed);
+        let readings = Readings {
+            mailings: vec![("done".into(), 3), ("draft".into(), 9)],
+            queue_depth: Some(2),
+            heartbeat_age_secs: Some(1.5),
+        };
+        let text = render(m.registry(), &readings);
+        for line in [
+            "groupcast_updates_received_total 2",
+            "groupcast_sends_total{outcome=\"in_doubt\"} 1",
+            "groupcast_sends_total{outcome=\"sent\"} 0",
+            "groupcast_pacing_wait_seconds_sum 1.0",
+            "groupcast_pacing_wait_seconds_count 2",
+            "groupcast_wappi_request_duration_seconds_bucket{le=\"0.025\"} 0",
+            "groupcast_wappi_request_duration_seconds_bucket{le=\"0.05\"} 1",
+            "groupcast_wappi_request_duration_seconds_bucket{le=\"+Inf\"} 1",
+            "groupcast_wappi_request_duration_seconds_count 1",
+            "groupcast_broadcast_messages_total{outcome=\"failed\"} 1",
+            "groupcast_mailings{status=\"done\"} 3",
+            "groupcast_mailings{status=\"paused\"} 0",
+            "groupcast_queue_depth 2",
+            "groupcast_runner_heartbeat_age_seconds 1.5",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }
+        assert!(!text.contains("draft"), "{text}");
+        assert_eq!(SendOutcome::parse("settled"), None);
     }
 }

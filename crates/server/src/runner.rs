@@ -280,7 +280,7 @@ impl Runner {
                         ))
                         .await;
                     }
-                    crate::metrics::pacing_wait(waited_from.elapsed());
+                    crate::metrics::global().pacing_wait(waited_from.elapsed());
                 }
                 Ok(Step::Finished) => break "finished",
                 Ok(Step::LostLease) => break "lease lost",

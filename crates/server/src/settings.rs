@@ -1,6 +1,7 @@
 //! Typed settings from the environment (and a `.env` file), per CONTRACT.md. The variables
 //! both runtimes share are read by [`groupcast_core::config`]; this file adds the server's own
-//! (database, listen address, Redis, log format, lease, reminders) and the `.env` reading.
+//! (database, listen address, Redis, log format, lease, reminders) and the `.env` reading
+//! (through `dotenvy`; the real environment wins over the file, which never changes it).
 //! A missing or malformed setting stops start-up with one line naming the variable; secrets
 //! are wrapped in [`Secret`] so they never reach a log line.
 
@@ -67,22 +68,12 @@ impl Vars for Source {
     }
 }
 
-/// `KEY=value` lines; `#` comments; optional `export `; surrounding quotes removed.
+/// The variables of a `.env` text, in order, read by [`dotenvy`] (`KEY=value` lines, `#`
+/// comments, optional `export `, quotes, escapes in double quotes, `${VAR}` substitution). A
+/// line it cannot read is skipped, as if it were not there.
 pub fn parse_dotenv(text: &str) -> Vec<(String, String)> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .filter_map(|l| {
-            let l = l.strip_prefix("export ").unwrap_or(l);
-            let (k, v) = l.split_once('=')?;
-            let v = v.trim();
-            let v = v
-                .strip_prefix('"')
-                .and_then(|v| v.strip_suffix('"'))
-                .or_else(|| v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
-                .unwrap_or(v);
-            Some((k.trim().to_string(), v.to_string()))
-        })
+    dotenvy::from_read_iter(text.as_bytes())
+        .filter_map(Result::ok)
         .collect()
 }
 

@@ -37,7 +37,7 @@ impl Dispatcher {
             tracing::debug!(update_id = update.update_id, "duplicate update ignored");
             return Ok(false);
         }
-        crate::metrics::update_received();
+        crate::metrics::global().update_received();
         self.dispatch(update);
         Ok(true)
     }

@@ -47,7 +47,7 @@ impl HttpTransport for ReqwestTransport {
     async fn send(&self, request: HttpRequest) -> Result<HttpResponse, TransportError> {
         let started = Instant::now();
         let result = self.exchange(request, started).await;
-        crate::metrics::wappi_latency(started.elapsed());
+        crate::metrics::global().wappi_call(started.elapsed());
         result
     }
 }

@@ -1,0 +1,188 @@
+//! The serve loop: `groupcast serve` runs the HTTP surface, the update intake (long polling
+//! when no `PUBLIC_URL` is set, else the webhook route), the mailing runner and the periodic
+//! chores, all until a shutdown signal; in-flight work finishes before it returns.
+
+use crate::app::App;
+use crate::http::{self, Surface};
+use crate::runner::Runner;
+use crate::settings::Settings;
+use anyhow::Context;
+use groupcast_core::telegram::TelegramError;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// `groupcast serve`: builds the server and serves until SIGTERM or Ctrl-C.
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let app = App::build(settings).await?;
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown signal received: finishing in-flight work");
+        let _ = tx.send(true);
+    });
+    serve(app, rx).await
+}
+
+/// Serves until `shutdown` turns true: HTTP, update intake, mailing runner.
+pub async fn serve(app: Arc<App>, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(app.settings.listen_addr)
+        .await
+        .with_context(|| format!("LISTEN_ADDR {}: cannot listen", app.settings.listen_addr))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, mode = if app.settings.public_url.is_some() { "webhook" } else { "polling" }, "groupcast serving");
+
+    match app.telegram.get_me().await {
+        Ok(me) => {
+            if let Some(name) = me.username {
+                let _ = app.bot_url.set(format!("https://t.me/{name}"));
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "getMe failed; payment pages will not link back to the bot")
+        }
+    }
+    let runner_id = format!("{}-{}", hostname(), std::process::id());
+    let runner = Runner::new(app.svc.clone(), runner_id, app.redis.clone());
+    let runner_task = tokio::spawn(runner.run(shutdown.clone(), Duration::from_secs(8)));
+
+    let polling = if app.settings.public_url.is_none() {
+        Some(tokio::spawn(poll(Arc::clone(&app), shutdown.clone())))
+    } else {
+        None
+    };
+
+    let housekeeping = tokio::spawn(housekeeping(Arc::clone(&app), shutdown.clone()));
+
+    let mut http_shutdown = shutdown.clone();
+    axum::serve(
+        listener,
+        http::router(Arc::new(surface(&app)))
+            .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = http_shutdown.wait_for(|s| *s).await;
+    })
+    .await
+    .context("http server")?;
+    if let Some(p) = polling {
+        let _ = p.await;
+    }
+    let _ = runner_task.await;
+    let _ = housekeeping.await;
+    tracing::info!("groupcast stopped");
+    Ok(())
+}
+
+/// Periodic chores: subscription reminders every `REMINDER_INTERVAL_SECS`, and once an
+/// hour forgetting update ids older than a week (Telegram redelivers for far less).
+async fn housekeeping(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
+    const PRUNE_EVERY_MS: i64 = 3_600_000;
+    const KEEP_MS: i64 = 7 * 86_400_000;
+    let every = Duration::from_secs(app.settings.reminder_interval_secs);
+    let mut pruned_at: Option<i64> = None;
+    while !*shutdown.borrow() {
+        match groupcast_core::payments::send_due_reminders(&app.svc).await {
+            Ok(n) if n > 0 => tracing::info!(sent = n, "subscription reminders sent"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "subscription reminders failed"),
+        }
+        let now = app.svc.now_ms();
+        if pruned_at.is_none_or(|t| now - t >= PRUNE_EVERY_MS) {
+            match app.db.prune_updates(now - KEEP_MS).await {
+                Ok(n) if n > 0 => tracing::info!(pruned = n, "forgot old update ids"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "pruning update ids failed"),
+            }
+            pruned_at = Some(now);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+/// Long polling: used when no `PUBLIC_URL` is configured.
+async fn poll(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
+    if let Err(e) = app.telegram.delete_webhook().await {
+        tracing::warn!(error = %e, "deleteWebhook failed");
+    }
+    let mut offset = 0i64;
+    let mut failures = 0u32;
+    while !*shutdown.borrow() {
+        let got = tokio::select! {
+            r = app.telegram.get_updates(offset, 25) => r,
+            _ = shutdown.changed() => break,
+        };
+        match got {
+            Ok(updates) => {
+                failures = 0;
+                for u in updates {
+                    let id = u.update_id;
+                    match app.dispatcher.accept(u).await {
+                        Ok(_) => offset = offset.max(id + 1),
+                        Err(e) => {
+                            // Not recorded: do not confirm it, it comes again.
+                            tracing::error!(error = %e, "could not record update");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                failures += 1;
+                let wait = match e {
+                    TelegramError::RetryAfter(s) => Duration::from_secs(s),
+                    _ => Duration::from_millis(500 * u64::from(failures.min(10))),
+                };
+                tracing::warn!(error = %e, "getUpdates failed");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.changed() => break,
+                }
+            }
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "groupcast".into())
+}
+
+/// Resolves when SIGTERM or Ctrl-C arrives.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// What the HTTP routes read of the server.
+fn surface(app: &App) -> Surface {
+    Surface {
+        webhook_secret: app.settings.webhook_secret.clone(),
+        robokassa_allowed_ips: app.settings.robokassa_allowed_ips.clone(),
+        webhook_mode: app.settings.public_url.is_some(),
+        bot_url: Arc::clone(&app.bot_url),
+        svc: app.svc.clone(),
+        db: Arc::clone(&app.db),
+        redis: app.redis.clone(),
+        dispatcher: Arc::clone(&app.dispatcher),
+        metrics: crate::metrics::global(),
+    }
+}
