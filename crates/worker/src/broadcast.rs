@@ -16,7 +16,7 @@
 //!   that one message; it is never sent twice).
 //! - **The end:** "sent N, failed M" goes to the operator (`texts::broadcast::report`), once.
 
-use crate::app;
+use crate::env::{self, env_vars};
 use crate::settings::WorkerSettings;
 use crate::telegram::FetchTelegram;
 use groupcast_core::broadcast::{BroadcastJob, Broadcaster};
@@ -91,11 +91,7 @@ impl Broadcaster for WorkerBroadcaster {
         let mut id = [0u8; 8];
         getrandom::getrandom(&mut id).map_err(|e| DeferError(e.to_string()))?;
         let name: String = id.iter().map(|b| format!("{b:02x}")).collect();
-        let stub = self
-            .env
-            .durable_object("BROADCAST")
-            .and_then(|ns| ns.id_from_name(&name)?.get_stub())
-            .map_err(err)?;
+        let stub = env::broadcast_runner(&self.env, &name).map_err(err)?;
         let body = serde_json::to_string(&StoredJob {
             operator_chat: job.operator_chat.0,
             lang: job.lang,
@@ -194,7 +190,7 @@ impl BroadcastRunner {
         if s.get::<bool>(KEY_DONE).await?.unwrap_or(false) {
             return Ok(());
         }
-        let settings = WorkerSettings::load(&app::env_vars(&self.env))
+        let settings = WorkerSettings::load(&env_vars(&self.env))
             .map_err(|e| worker::Error::RustError(format!("configuration: {e}")))?;
         let client =
             || FetchTelegram::new(&settings.telegram_api_url, settings.telegram_token.clone());
@@ -287,8 +283,7 @@ async fn user_ids(env: &Env) -> Result<Vec<i64>> {
     struct Row {
         id: i64,
     }
-    let result = env
-        .d1("DB")?
+    let result = env::d1(env)?
         .prepare("SELECT id FROM users ORDER BY id")
         .all()
         .await?;

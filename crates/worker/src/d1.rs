@@ -10,6 +10,7 @@
 //! constraints, never bound values.
 
 use crate::rows::{self, DeliveryRow, InvoiceRow, MailingRow, UserRow};
+use crate::test_hooks::{self, Hooks};
 use groupcast_core::billing::{self, DAY_SECS};
 use groupcast_core::ids::{MailingId, ProfileId, UserId};
 use groupcast_core::ledger::{Delivery, Mailing, MailingStatus, NewMailing};
@@ -31,7 +32,7 @@ const MAX_PARAMS: usize = 100;
 pub struct D1Db {
     db: D1Database,
     /// Test fault hooks (the runner's "crash after send"); `None` in production.
-    hooks: Option<crate::app::Hooks>,
+    hooks: Option<Hooks>,
 }
 
 /// A bound value.
@@ -71,7 +72,7 @@ struct One<T> {
 }
 
 impl D1Db {
-    pub fn new(db: D1Database, hooks: Option<crate::app::Hooks>) -> D1Db {
+    pub fn new(db: D1Database, hooks: Option<Hooks>) -> D1Db {
         D1Db { db, hooks }
     }
 
@@ -560,11 +561,7 @@ impl MailingStore for D1Db {
     }
 
     async fn update_delivery(&self, row: &Delivery, fence: u64) -> Result<(), DbError> {
-        if self.hooks.as_ref().is_some_and(|h| h.crash_pending()) {
-            return Err(DbError::Backend(
-                "test hook: simulated crash before the ledger write".into(),
-            ));
-        }
+        test_hooks::before_ledger_write(self.hooks.as_ref())?;
         let fence = fence_param(fence)?;
         let n = self
             .run(

@@ -14,14 +14,21 @@
 //! - `scheduled` (`app::scheduled`): reminders, pruning of update ids, recovery of running
 //!   mailings.
 //!
-//! Only the pure helpers ([`settings`], [`rows`], [`wire`]) build natively; everything that
-//! touches workerd is compiled for `wasm32` only. Bindings, vars and the build command are in
-//! this crate's README.
+//! Only the pure helpers ([`bindings`], [`settings`], [`rows`], [`wire`] and the pure half of
+//! [`test_hooks`]) build natively; everything that touches workerd is compiled for `wasm32`
+//! only. Bindings, vars and the build command are in this crate's README; the names the code
+//! uses are the constants of [`bindings`].
+//!
+//! Modules only ever use modules of a lower layer (no import circle). From the top:
+//! `app` (the handlers), `runner` (`ProfileRunner`) | `services` (the core's `Services` built
+//! from the `Env`) | `broadcast` | `d1`, `telegram`, `wappi`, `settings` | `rows`, `fetch`,
+//! `test_hooks` | `env`, `http`, `wire` | `bindings`.
 
 // The core's `Services` holds its ports in `Arc`s; on wasm32 (one thread) they are not
 // `Send`/`Sync`, which is exactly what the core's `MaybeSendSync` allows there.
 #![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
 
+pub mod bindings;
 pub mod rows;
 pub mod settings;
 pub mod test_hooks;
@@ -34,9 +41,15 @@ mod broadcast;
 #[cfg(target_arch = "wasm32")]
 mod d1;
 #[cfg(target_arch = "wasm32")]
+mod env;
+#[cfg(target_arch = "wasm32")]
 mod fetch;
 #[cfg(target_arch = "wasm32")]
+mod http;
+#[cfg(target_arch = "wasm32")]
 mod runner;
+#[cfg(target_arch = "wasm32")]
+mod services;
 #[cfg(target_arch = "wasm32")]
 mod telegram;
 #[cfg(target_arch = "wasm32")]

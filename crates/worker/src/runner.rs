@@ -21,8 +21,10 @@
 //! Requests (from this Worker only): `POST /start {"mailing_id"}`, `POST /cancel
 //! {"mailing_id"}`, `GET /status`.
 
-use crate::app;
+use crate::env::env_vars;
+use crate::services;
 use crate::settings::WorkerSettings;
+use crate::test_hooks::Hooks;
 use crate::wire::RunnerCommand;
 use groupcast_core::engine::{self, Cursor, Step};
 use groupcast_core::ids::{GroupJid, MailingId, ProfileId};
@@ -261,7 +263,7 @@ struct Drive {
 /// The services of this object, built on first use.
 struct Built {
     svc: Services,
-    hooks: app::Hooks,
+    hooks: Hooks,
 }
 
 #[durable_object]
@@ -395,7 +397,7 @@ impl ProfileRunner {
     async fn drive(
         &self,
         svc: &Services,
-        hooks: &app::Hooks,
+        hooks: &Hooks,
         id: i64,
         drive: &mut Drive,
     ) -> Result<Option<i64>> {
@@ -418,11 +420,8 @@ impl ProfileRunner {
                 }
                 Ok(Step::Finished) | Ok(Step::LostLease) => return Ok(None),
                 Err(e) => {
-                    if hooks.take_crash() {
-                        worker::console_log!("runner: test hook crash after a send");
-                        return Err(worker::Error::RustError(
-                            "test hook: crash after send".into(),
-                        ));
+                    if let Some(crash) = hooks.take_crash() {
+                        return Err(crash);
                     }
                     worker::console_error!("runner: mailing {id} step failed: {e}; retrying");
                     // Start again from what is stored: a `sending` row is then settled.
@@ -441,10 +440,9 @@ impl ProfileRunner {
         if let Some(b) = self.built.borrow().as_ref() {
             return Ok(b.clone());
         }
-        let settings =
-            WorkerSettings::load(&app::env_vars(&self.env)).map_err(|e| e.to_string())?;
-        let hooks = app::Hooks::new(&settings, Rc::new(self.state.storage()));
-        let svc = app::services(
+        let settings = WorkerSettings::load(&env_vars(&self.env)).map_err(|e| e.to_string())?;
+        let hooks = Hooks::new(&settings.test_hooks, Rc::new(self.state.storage()));
+        let svc = services::build(
             &self.env,
             &settings,
             Arc::new(DoState(self.shared.clone())),

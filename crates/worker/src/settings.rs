@@ -1,9 +1,12 @@
 //! The Worker's settings, read from its vars and secrets (names per CONTRACT.md, the same as
 //! the server's). The variables both runtimes share are read by [`groupcast_core::config`];
 //! this file adds the Worker's own rules: the webhook secret and `ENCRYPTION_KEY` are always
-//! required (webhook mode only, no disk to keep a generated key), and the test hooks.
+//! required (webhook mode only, no disk to keep a generated key), and the test hooks (read by
+//! [`crate::test_hooks::TestHooks`]).
 //! Pure: it takes a lookup function, so it is tested natively.
 
+use crate::bindings::{ENCRYPTION_KEY, TELEGRAM_WEBHOOK_SECRET};
+use crate::test_hooks::TestHooks;
 use groupcast_core::config::{bad, Lookup, SharedSettings};
 use groupcast_core::services::CoreSettings;
 use groupcast_core::Secret;
@@ -26,49 +29,21 @@ pub struct WorkerSettings {
     pub public_url: Option<String>,
     /// Addresses allowed to call `/robokassa/result` (`CF-Connecting-IP`); empty = any.
     pub robokassa_allowed_ips: Vec<IpAddr>,
-    /// Test-only fault hooks (`GROUPCAST_TEST_HOOKS=1`).
+    /// Test-only fault hooks (`GROUPCAST_TEST_HOOKS=1`; see [`crate::test_hooks`]).
     pub test_hooks: TestHooks,
     pub core: CoreSettings,
 }
 
-/// Fault injection for the Worker-specific end-to-end tests; all off unless
-/// `GROUPCAST_TEST_HOOKS=1`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TestHooks {
-    /// `GROUPCAST_TEST_HOOKS=1`: also enables `POST /__test/queue`.
-    pub enabled: bool,
-    /// The runner's alarm throws once, right after its N-th successful Wappi send (counted
-    /// per runner in its storage) and before the ledger records it
-    /// (`GROUPCAST_TEST_CRASH_AFTER_SEND`).
-    pub crash_after_send: Option<u32>,
-}
-
-impl TestHooks {
-    fn from_vars(src: &Lookup<'_>) -> Result<TestHooks, SettingError> {
-        if !src.flag("GROUPCAST_TEST_HOOKS")? {
-            return Ok(TestHooks::default());
-        }
-        let crash_after_send = match src.get("GROUPCAST_TEST_CRASH_AFTER_SEND") {
-            None => None,
-            Some(_) => Some(src.parse("GROUPCAST_TEST_CRASH_AFTER_SEND", 0, "a whole number")?),
-        };
-        Ok(TestHooks {
-            enabled: true,
-            crash_after_send,
-        })
-    }
-}
-
 /// `ENCRYPTION_KEY`: required, and it must be a usable key.
 fn encryption_key(src: &Lookup<'_>) -> Result<Secret, SettingError> {
-    let key = src.get("ENCRYPTION_KEY").map(Secret::new).ok_or_else(|| {
+    let key = src.get(ENCRYPTION_KEY).map(Secret::new).ok_or_else(|| {
         bad(
-            "ENCRYPTION_KEY",
+            ENCRYPTION_KEY,
             "is not set (base64 of 32 random bytes: openssl rand -base64 32)",
         )
     })?;
     groupcast_core::crypto::TokenCipher::from_base64_key(key.expose())
-        .map_err(|e| bad("ENCRYPTION_KEY", e.to_string()))?;
+        .map_err(|e| bad(ENCRYPTION_KEY, e.to_string()))?;
     Ok(key)
 }
 
@@ -78,7 +53,7 @@ impl WorkerSettings {
         let shared = SharedSettings::from_vars(&src)?;
         let webhook_secret = shared.webhook_secret.ok_or_else(|| {
             bad(
-                "TELEGRAM_WEBHOOK_SECRET",
+                TELEGRAM_WEBHOOK_SECRET,
                 "is not set (the Worker always runs in webhook mode)",
             )
         })?;

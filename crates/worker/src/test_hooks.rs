@@ -1,17 +1,63 @@
-//! Test-only routes for benchmarks (served only with `GROUPCAST_TEST_HOOKS=1` and the webhook
-//! secret header, like `POST /__test/queue`).
+//! Everything that exists only for the tests, all off unless `GROUPCAST_TEST_HOOKS=1`:
 //!
-//! `POST /__test/collage?n=N` builds the collage of the photos in the body N times with
+//! - **Settings** ([`TestHooks`]): the master switch and the faults asked for, read from the
+//!   vars with the other settings (`crate::settings` keeps them in `WorkerSettings::test_hooks`).
+//! - **The "crash after a send" fault** (`GROUPCAST_TEST_CRASH_AFTER_SEND=N`, wasm32 only):
+//!   `Hooks` counts the runner's successful Wappi sends (through the Wappi wrapper of
+//!   `hooked_wappi`) in the runner's storage; after the N-th, the next ledger write fails
+//!   (`before_ledger_write`, called by `D1Db`) and the runner's alarm throws
+//!   (`Hooks::take_crash`), as if the isolate died between the Wappi call and the ledger write.
+//! - **The `/__test/*` routes** (`route`, wasm32 only; dispatched by `app::fetch` when the
+//!   hooks are on): `POST /__test/queue` puts a task on `MAILING_QUEUE` as is, so a test can
+//!   deliver the same task twice; `POST /__test/collage?n=N` is the collage benchmark (below);
+//!   `POST /__test/db-contract`, in a build with the `contract` feature only, runs the core's
+//!   storage contract (`groupcast_core::testing::db_contract_suite`) against the real D1.
+//!   The first two also need the webhook secret header.
+//!
+//! The collage benchmark builds the collage of the photos in the body N times with
 //! `groupcast_core::collage::build_collage` (default options) and answers JSON:
 //! `{"builds", "photos", "width", "height", "bytes", "quality", "memory_before_bytes",
 //! "memory_after_bytes"}`. The body is the photos one after another, each preceded by its length
 //! as 4 bytes little-endian ([`split_photos`]): the cheapest format to cut without copying.
-//!
 //! Time is measured by the caller, from outside: inside Workers `Date.now()` does not advance
 //! during pure computation, so the benchmark times the round trip of `?n=0` (body read and split
 //! only) against `?n=K` and divides the difference by K. Memory is the wasm linear memory size,
 //! which never shrinks: after the builds it is the peak of the module's memory so far (request
 //! bodies of earlier calls included).
+//!
+//! The pure parts (settings, body splitting) build natively and are tested here.
+
+use crate::bindings::{GROUPCAST_TEST_CRASH_AFTER_SEND, GROUPCAST_TEST_HOOKS};
+use groupcast_core::config::{Lookup, SettingError};
+
+/// Fault injection for the Worker-specific end-to-end tests; all off unless
+/// `GROUPCAST_TEST_HOOKS=1`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TestHooks {
+    /// `GROUPCAST_TEST_HOOKS=1`: also enables the `/__test/*` routes.
+    pub enabled: bool,
+    /// The runner's alarm throws once, right after its N-th successful Wappi send (counted
+    /// per runner in its storage) and before the ledger records it
+    /// (`GROUPCAST_TEST_CRASH_AFTER_SEND`).
+    pub crash_after_send: Option<u32>,
+}
+
+impl TestHooks {
+    /// Reads the hooks from the vars; without the master switch every hook stays off.
+    pub fn from_vars(src: &Lookup<'_>) -> Result<TestHooks, SettingError> {
+        if !src.flag(GROUPCAST_TEST_HOOKS)? {
+            return Ok(TestHooks::default());
+        }
+        let crash_after_send = match src.get(GROUPCAST_TEST_CRASH_AFTER_SEND) {
+            None => None,
+            Some(_) => Some(src.parse(GROUPCAST_TEST_CRASH_AFTER_SEND, 0, "a whole number")?),
+        };
+        Ok(TestHooks {
+            enabled: true,
+            crash_after_send,
+        })
+    }
+}
 
 /// Most builds one call may ask for.
 pub const MAX_BUILDS: u32 = 50;
@@ -46,34 +92,223 @@ pub fn builds_asked(query: &str) -> Option<u32> {
 }
 
 #[cfg(target_arch = "wasm32")]
-pub use route::collage;
+pub use fault::{before_ledger_write, hooked_wappi, Hooks};
+#[cfg(target_arch = "wasm32")]
+pub use route::route;
 
+/// The "crash after a send" fault.
+#[cfg(target_arch = "wasm32")]
+mod fault {
+    use super::TestHooks;
+    use groupcast_core::ids::GroupJid;
+    use groupcast_core::ports::{async_trait, DbError, WappiApi};
+    use groupcast_core::wappi::{ChatMessage, Dialog, ProfileStatus, Sent, WappiCreds, WappiError};
+    use std::cell::Cell;
+    use std::rc::Rc;
+    use std::sync::Arc;
+    use worker::Storage;
+
+    /// The "crash after a send" fault of one runner: after its N-th successful Wappi send,
+    /// the next ledger write fails and the alarm throws, as if the isolate died in between.
+    #[derive(Clone)]
+    pub struct Hooks {
+        crash_after: Option<u32>,
+        storage: Rc<Storage>,
+        pending: Rc<Cell<bool>>,
+    }
+
+    impl Hooks {
+        pub fn new(hooks: &TestHooks, storage: Rc<Storage>) -> Hooks {
+            Hooks {
+                crash_after: hooks.crash_after_send,
+                storage,
+                pending: Rc::new(Cell::new(false)),
+            }
+        }
+
+        /// Counts a successful send (in the runner's storage) and arms the crash at the N-th.
+        async fn after_send(&self) {
+            let Some(n) = self.crash_after else { return };
+            let crashed: Option<bool> = self.storage.get("test_crashed").await.ok().flatten();
+            if crashed == Some(true) {
+                return;
+            }
+            let count = self
+                .storage
+                .get::<u32>("test_sends")
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or(0)
+                + 1;
+            let _ = self.storage.put("test_sends", count).await;
+            if count >= n {
+                let _ = self.storage.put("test_crashed", true).await;
+                self.pending.set(true);
+            }
+        }
+
+        /// Whether a crash is armed (the ledger refuses writes until it is taken).
+        fn crash_pending(&self) -> bool {
+            self.pending.get()
+        }
+
+        /// Takes the armed crash: the error the runner's alarm throws, `None` when no crash
+        /// is armed.
+        pub fn take_crash(&self) -> Option<worker::Error> {
+            if !self.pending.replace(false) {
+                return None;
+            }
+            worker::console_log!("runner: test hook crash after a send");
+            Some(worker::Error::RustError(
+                "test hook: crash after send".into(),
+            ))
+        }
+    }
+
+    /// Called by `D1Db` before it records a send: refuses the write while a crash is armed.
+    pub fn before_ledger_write(hooks: Option<&Hooks>) -> Result<(), DbError> {
+        if hooks.is_some_and(Hooks::crash_pending) {
+            return Err(DbError::Backend(
+                "test hook: simulated crash before the ledger write".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The Wappi port of the services: `wappi` itself, or wrapped to count successful sends
+    /// when the crash is asked for.
+    pub fn hooked_wappi<W: WappiApi + 'static>(
+        wappi: W,
+        hooks: Option<Hooks>,
+    ) -> Arc<dyn WappiApi> {
+        match hooks {
+            Some(h) if h.crash_after.is_some() => Arc::new(HookedWappi {
+                inner: wappi,
+                hooks: h,
+            }),
+            _ => Arc::new(wappi),
+        }
+    }
+
+    /// Wappi with the crash hook counting successful sends.
+    struct HookedWappi<W> {
+        inner: W,
+        hooks: Hooks,
+    }
+
+    #[async_trait(?Send)]
+    impl<W: WappiApi> WappiApi for HookedWappi<W> {
+        async fn get_status(&self, creds: &WappiCreds) -> Result<ProfileStatus, WappiError> {
+            self.inner.get_status(creds).await
+        }
+
+        async fn send_text(
+            &self,
+            creds: &WappiCreds,
+            to: &GroupJid,
+            body: &str,
+        ) -> Result<Sent, WappiError> {
+            let r = self.inner.send_text(creds, to, body).await;
+            if r.is_ok() {
+                self.hooks.after_send().await;
+            }
+            r
+        }
+
+        async fn send_image(
+            &self,
+            creds: &WappiCreds,
+            to: &GroupJid,
+            b64: &str,
+            caption: Option<&str>,
+        ) -> Result<Sent, WappiError> {
+            let r = self.inner.send_image(creds, to, b64, caption).await;
+            if r.is_ok() {
+                self.hooks.after_send().await;
+            }
+            r
+        }
+
+        async fn list_chats(
+            &self,
+            creds: &WappiCreds,
+            limit: u32,
+            offset: u32,
+        ) -> Result<Vec<Dialog>, WappiError> {
+            self.inner.list_chats(creds, limit, offset).await
+        }
+
+        async fn chat_messages(
+            &self,
+            creds: &WappiCreds,
+            chat: &GroupJid,
+            limit: u32,
+        ) -> Result<Vec<ChatMessage>, WappiError> {
+            self.inner.chat_messages(creds, chat, limit).await
+        }
+    }
+}
+
+/// The `/__test/*` routes.
 #[cfg(target_arch = "wasm32")]
 mod route {
     use super::{builds_asked, split_photos};
-    use crate::settings::WorkerSettings;
+    use crate::env;
+    use crate::http::{has_webhook_secret, text};
+    use crate::wire::QueueTask;
     use groupcast_core::collage::{build_collage, CollageOptions};
-    use worker::{Request, Response};
+    use groupcast_core::services::Services;
+    use groupcast_core::Secret;
+    use worker::{Env, Method, Request, Response};
+
+    /// Serves a `/__test/*` request; the caller has checked that the hooks are on. Anything
+    /// else answers 404 like an unknown route.
+    pub async fn route(
+        req: &mut Request,
+        env: &Env,
+        webhook_secret: &Secret,
+        svc: &Services,
+    ) -> worker::Result<Response> {
+        #[cfg(not(feature = "contract"))]
+        let _ = svc;
+        let path = req.path();
+        match (req.method(), path.as_str()) {
+            #[cfg(feature = "contract")]
+            (Method::Post, "/__test/db-contract") => {
+                let tag = format!("w{}", svc.now_ms());
+                groupcast_core::testing::db_contract_suite(&*svc.db, &tag).await;
+                text(200, "db contract passed")
+            }
+            (Method::Post, "/__test/queue") => queue(req, webhook_secret, env).await,
+            (Method::Post, "/__test/collage") => collage(req, webhook_secret).await,
+            _ => text(404, "not found"),
+        }
+    }
+
+    /// `POST /__test/queue` (with the webhook secret header): puts a message (`{"mailing_id"}`
+    /// or `{"collage"}`) on `MAILING_QUEUE` as is, so a test can deliver the same task twice.
+    async fn queue(
+        req: &mut Request,
+        webhook_secret: &Secret,
+        env: &Env,
+    ) -> worker::Result<Response> {
+        if !has_webhook_secret(req, webhook_secret)? {
+            return text(401, "unauthorized");
+        }
+        let task: QueueTask = req.json().await?;
+        env::mailing_queue(env)?.send(task).await?;
+        text(200, "queued")
+    }
 
     /// The wasm linear memory size in bytes (64 KiB pages).
     fn memory_bytes() -> u64 {
         core::arch::wasm32::memory_size::<0>() as u64 * 65_536
     }
 
-    fn text(status: u16, body: &str) -> worker::Result<Response> {
-        Ok(Response::ok(body)?.with_status(status))
-    }
-
-    /// `POST /__test/collage?n=N` (see the module docs).
-    pub async fn collage(req: &mut Request, settings: &WorkerSettings) -> worker::Result<Response> {
-        let got = req
-            .headers()
-            .get("x-telegram-bot-api-secret-token")?
-            .unwrap_or_default();
-        if !groupcast_core::secret::secret_matches(
-            settings.webhook_secret.expose().as_bytes(),
-            got.as_bytes(),
-        ) {
+    /// `POST /__test/collage?n=N` (with the webhook secret header; see the module docs).
+    async fn collage(req: &mut Request, webhook_secret: &Secret) -> worker::Result<Response> {
+        if !has_webhook_secret(req, webhook_secret)? {
             return text(401, "unauthorized");
         }
         let Some(builds) = builds_asked(req.url()?.query().unwrap_or("")) else {

@@ -1,7 +1,7 @@
 //! Pure helpers of the Worker's HTTP edges, tested natively: the shapes of the queue and
-//! runner messages, form decoding, the constant-time secret check, and the scrubbing of the
-//! bot token from Telegram errors (bodies and decoding are the core's `telegram::api`, the
-//! Wappi client is the core's `wappi::client`).
+//! runner messages, and the scrubbing of the bot token from Telegram errors (bodies and
+//! decoding are the core's `telegram::api`, the Wappi client is the core's `wappi::client`,
+//! form decoding is the core's `payments::form_pairs`, the secret header check is `http.rs`).
 
 use groupcast_core::telegram::TelegramError;
 use serde::{Deserialize, Serialize};

@@ -1,0 +1,38 @@
+//! The Worker's `Env`, opened in one place: its vars and secrets as text ([`env_vars`], what
+//! the settings are read from) and each binding under its name from [`crate::bindings`]. JS
+//! errors stay `worker::Error`s here; each caller turns them into its own port's error.
+
+use crate::bindings;
+use worker::{D1Database, Env, Queue, Stub};
+
+/// Reads a var or a secret as text.
+pub fn env_vars(env: &Env) -> impl Fn(&str) -> Option<String> + '_ {
+    move |name: &str| {
+        env.var(name)
+            .map(|v| v.to_string())
+            .or_else(|_| env.secret(name).map(|v| v.to_string()))
+            .ok()
+    }
+}
+
+/// The ledger (`DB`).
+pub fn d1(env: &Env) -> worker::Result<D1Database> {
+    env.d1(bindings::DB)
+}
+
+/// The queue of long work (`MAILING_QUEUE`).
+pub fn mailing_queue(env: &Env) -> worker::Result<Queue> {
+    env.queue(bindings::MAILING_QUEUE)
+}
+
+/// The `ProfileRunner` of a Wappi profile (`RUNNER.idFromName(profile)`).
+pub fn profile_runner(env: &Env, profile: &str) -> worker::Result<Stub> {
+    env.durable_object(bindings::RUNNER)
+        .and_then(|ns| ns.id_from_name(profile)?.get_stub())
+}
+
+/// The `BroadcastRunner` of one broadcast (`BROADCAST.idFromName(job)`).
+pub fn broadcast_runner(env: &Env, job: &str) -> worker::Result<Stub> {
+    env.durable_object(bindings::BROADCAST)
+        .and_then(|ns| ns.id_from_name(job)?.get_stub())
+}

@@ -1,0 +1,101 @@
+//! The core's [`Services`] on the Worker ([`build`]): D1, Telegram and Wappi over `fetch`, the
+//! broadcaster, and the small adapters plugged in beside them: the clock ([`JsClock`]), the
+//! random source ([`JsEntropy`]) and long work handed to the Queue ([`QueueDeferrer`]). The
+//! `State` port is the caller's: the stateless side and each runner bring their own.
+
+use crate::bindings;
+use crate::broadcast::WorkerBroadcaster;
+use crate::d1::D1Db;
+use crate::env;
+use crate::settings::{SettingError, WorkerSettings};
+use crate::telegram::FetchTelegram;
+use crate::test_hooks::{self, Hooks};
+use crate::wappi::FetchWappi;
+use crate::wire::QueueTask;
+use groupcast_core::crypto::TokenCipher;
+use groupcast_core::long_work::{DeferError, Deferrer, LongJob};
+use groupcast_core::ports::{async_trait, Clock, Entropy, State};
+use groupcast_core::services::Services;
+use std::sync::Arc;
+use std::time::Duration;
+use worker::Env;
+
+/// `Date.now()`.
+pub struct JsClock;
+
+impl Clock for JsClock {
+    fn now_ms(&self) -> i64 {
+        worker::Date::now().as_millis() as i64
+    }
+}
+
+/// `crypto.getRandomValues`.
+pub struct JsEntropy;
+
+impl Entropy for JsEntropy {
+    fn fill(&self, buf: &mut [u8]) {
+        getrandom::getrandom(buf).expect("crypto.getRandomValues is available in workerd");
+    }
+}
+
+/// Builds the ports: D1, the given `State`, Telegram and Wappi over `fetch` (`hooks`: the
+/// runner's test faults, `None` elsewhere).
+pub fn build(
+    env: &Env,
+    settings: &WorkerSettings,
+    state: Arc<dyn State>,
+    hooks: Option<Hooks>,
+) -> Result<Services, SettingError> {
+    let cipher = TokenCipher::from_base64_key(settings.encryption_key.expose()).map_err(|e| {
+        SettingError {
+            var: bindings::ENCRYPTION_KEY,
+            problem: e.to_string(),
+        }
+    })?;
+    let d1 = env::d1(env).map_err(|_| SettingError {
+        var: bindings::DB,
+        problem: "the D1 binding is missing from wrangler.toml".into(),
+    })?;
+    let wappi = FetchWappi::new(
+        &settings.wappi_api_url,
+        Duration::from_millis(settings.wappi_timeout_ms),
+    );
+    let svc = Services {
+        db: Arc::new(D1Db::new(d1, hooks.clone())),
+        state,
+        telegram: Arc::new(FetchTelegram::new(
+            &settings.telegram_api_url,
+            settings.telegram_token.clone(),
+        )),
+        wappi: test_hooks::hooked_wappi(wappi, hooks),
+        clock: Arc::new(JsClock),
+        entropy: Arc::new(JsEntropy),
+        cipher: Arc::new(cipher),
+        settings: Arc::new(settings.core.clone()),
+        image_work: Arc::new(groupcast_core::ports::InlineImageWork),
+        broadcaster: Some(Arc::new(WorkerBroadcaster::new(env.clone()))),
+        // 🌅 goes to the queue; its consumer builds the collage.
+        deferrer: Some(Arc::new(QueueDeferrer { env: env.clone() })),
+    };
+    Ok(svc)
+}
+
+/// Long work goes on `MAILING_QUEUE` (the send is awaited before the webhook answers); the
+/// consumer runs it.
+pub struct QueueDeferrer {
+    env: Env,
+}
+
+#[async_trait(?Send)]
+impl Deferrer for QueueDeferrer {
+    async fn defer(&self, job: LongJob) -> Result<(), DeferError> {
+        let task = match job {
+            LongJob::Collage(collage) => QueueTask::Collage { collage },
+        };
+        let queue = env::mailing_queue(&self.env).map_err(|e| DeferError(e.to_string()))?;
+        queue
+            .send(task)
+            .await
+            .map_err(|e| DeferError(e.to_string()))
+    }
+}
