@@ -8,7 +8,11 @@
 //! `#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]`.
 
 use crate::model::ids::{ChatId, GroupJid, MailingId, ProfileId, UserId};
+// Moved to the model wing; re-exported here until every caller names the new home.
+pub use crate::model::billing::{Invoice, Settlement, Stats};
+pub use crate::model::ids::ImageId;
 use crate::model::ledger::{Delivery, Mailing, NewMailing};
+pub use crate::model::pacing::{Pace, PacingConfig};
 use crate::telegram::{InlineKeyboardMarkup, MessageId, ReplyMarkup, TelegramError};
 use crate::texts::Lang;
 use crate::wappi::{ChatMessage, Dialog, ProfileStatus, Sent, WappiCreds, WappiError};
@@ -161,38 +165,6 @@ pub trait UpdateLog: MaybeSendSync {
     async fn first_seen(&self, update_id: i64, now: i64) -> Result<bool, DbError>;
 }
 
-/// A Robokassa invoice (its id is the InvId).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Invoice {
-    pub id: i64,
-    pub user_id: UserId,
-    pub plan_days: u32,
-    pub amount_kopecks: i64,
-    pub paid: bool,
-    pub created_at: i64,
-    /// The subscription end (unix s) the payment produced, once paid.
-    pub extended_until: Option<i64>,
-}
-
-/// What recording a verified payment did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Settlement {
-    /// The invoice was pending: now paid, access extended to this end (unix s).
-    Applied { until: i64 },
-    /// The invoice was already paid (a replayed notification): nothing changed.
-    AlreadyPaid { until: i64 },
-}
-
-/// Figures for the operator's `/stats`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Stats {
-    pub users: u64,
-    pub active_subscriptions: u64,
-    pub revenue_month_kopecks: i64,
-    pub mailings_today: u64,
-    pub messages_sent_today: u64,
-}
-
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
 pub trait BillingStore: MaybeSendSync {
@@ -233,9 +205,6 @@ pub trait BillingStore: MaybeSendSync {
     ) -> Result<bool, DbError>;
     async fn stats(&self, now: i64) -> Result<Stats, DbError>;
 }
-
-/// The id of a stored image (a row of `images`).
-pub type ImageId = i64;
 
 /// An image as stored: a normalised JPEG (at most 1600 px on the long side and 1 MB, so a row
 /// stays well under D1's 2 MB limit). Rows never change once written, which is what lets a
@@ -354,33 +323,6 @@ pub struct Lease {
     pub profile: ProfileId,
     pub token: String,
     pub fence: u64,
-}
-
-/// The answer of the pacer at the moment of a send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pace {
-    /// Send now; the slot has been taken.
-    Go,
-    /// Not before this unix-ms time (pacing or a profile backoff).
-    WaitUntil(i64),
-}
-
-/// Pacing limits, per CONTRACT.md (`PROFILE_RATE_PER_SEC`, `CHAT_BURST`, `CHAT_BURST_WINDOW_SECS`).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct PacingConfig {
-    pub profile_rate_per_sec: f64,
-    pub chat_burst: u32,
-    pub chat_window_ms: u64,
-}
-
-impl Default for PacingConfig {
-    fn default() -> Self {
-        PacingConfig {
-            profile_rate_per_sec: 1.0,
-            chat_burst: 12,
-            chat_window_ms: 2000,
-        }
-    }
 }
 
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]

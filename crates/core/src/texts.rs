@@ -2,43 +2,9 @@
 //! users and scripts rely on (CONTRACT.md: "токен"/"token", "профиль"/"profile", "до"/"until",
 //! the ✅ / ⚠️ report prefixes) is easy to keep stable.
 
+pub use crate::model::lang::Lang;
 use crate::model::ledger::Tally;
-use serde::{Deserialize, Serialize};
-
-/// The user's interface language.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Lang {
-    #[default]
-    Ru,
-    En,
-}
-
-impl Lang {
-    pub fn code(self) -> &'static str {
-        match self {
-            Lang::Ru => "ru",
-            Lang::En => "en",
-        }
-    }
-
-    /// `en` is English; everything else is Russian, the product's first language.
-    pub fn parse(s: &str) -> Lang {
-        if s.to_ascii_lowercase().starts_with("en") {
-            Lang::En
-        } else {
-            Lang::Ru
-        }
-    }
-
-    /// Picks the Russian or the English variant.
-    pub fn pick<T>(self, ru: T, en: T) -> T {
-        match self {
-            Lang::Ru => ru,
-            Lang::En => en,
-        }
-    }
-}
+use chrono::DateTime;
 
 /// Reply-keyboard buttons. Each has a slash-command twin (see `dialogue::Intent`).
 pub mod button {
@@ -564,29 +530,18 @@ pub fn no_mailings(l: Lang) -> String {
 
 /// `dd.mm.yyyy` of a unix-seconds instant, in UTC.
 pub fn date(secs: i64) -> String {
-    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
-    format!("{d:02}.{m:02}.{y:04}")
+    match DateTime::from_timestamp(secs, 0) {
+        Some(t) => t.format("%d.%m.%Y").to_string(),
+        None => String::from("?"),
+    }
 }
 
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
-/// (Howard Hinnant's algorithm).
-pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-/// `HH:MM:SS` UTC of a unix-ms instant.
+/// `HH:MM:SS UTC` of a unix-ms instant.
 pub fn clock_time(ms: i64) -> String {
-    let s = ms.div_euclid(1000).rem_euclid(86_400);
-    format!("{:02}:{:02}:{:02} UTC", s / 3600, (s % 3600) / 60, s % 60)
+    match DateTime::from_timestamp_millis(ms) {
+        Some(t) => t.format("%H:%M:%S UTC").to_string(),
+        None => String::from("?"),
+    }
 }
 
 pub fn subscription(l: Lang, until: i64, now: i64) -> String {

@@ -1,6 +1,8 @@
 //! Subscription rules: the plans on sale (`SUBSCRIPTION_PLANS`), how a payment or a grant
 //! extends access, and which reminder is due when. Pure: times come in as values.
 
+use crate::model::ids::UserId;
+use chrono::{DateTime, Datelike};
 use serde::{Deserialize, Serialize};
 
 pub const DAY_SECS: i64 = 86_400;
@@ -122,20 +124,42 @@ pub fn day_start(secs: i64) -> i64 {
 
 /// Unix seconds of 00:00 UTC of the first day of the month of `secs`.
 pub fn month_start(secs: i64) -> i64 {
-    let days = secs.div_euclid(DAY_SECS);
-    let (y, m, _) = crate::texts::civil_from_days(days);
-    days_from_civil(y, m, 1) * DAY_SECS
+    DateTime::from_timestamp(secs, 0)
+        .and_then(|t| t.date_naive().with_day(1))
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map_or(day_start(secs), |t| t.and_utc().timestamp())
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = m as i64;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+/// A Robokassa invoice (its id is the InvId).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invoice {
+    pub id: i64,
+    pub user_id: UserId,
+    pub plan_days: u32,
+    pub amount_kopecks: i64,
+    pub paid: bool,
+    pub created_at: i64,
+    /// The subscription end (unix s) the payment produced, once paid.
+    pub extended_until: Option<i64>,
+}
+
+/// What recording a verified payment did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settlement {
+    /// The invoice was pending: now paid, access extended to this end (unix s).
+    Applied { until: i64 },
+    /// The invoice was already paid (a replayed notification): nothing changed.
+    AlreadyPaid { until: i64 },
+}
+
+/// Figures for the operator's `/stats`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub users: u64,
+    pub active_subscriptions: u64,
+    pub revenue_month_kopecks: i64,
+    pub mailings_today: u64,
+    pub messages_sent_today: u64,
 }
 
 #[cfg(test)]
@@ -205,10 +229,13 @@ mod tests {
     fn calendar() {
         // 2026-11-26 12:00 UTC
         let t = 1_795_694_400;
-        assert_eq!(crate::texts::date(day_start(t)), "26.11.2026");
+        assert_eq!(day_start(t), 1_795_651_200); // 2026-11-26 00:00 UTC
         assert_eq!(day_start(t) % DAY_SECS, 0);
-        assert_eq!(crate::texts::date(month_start(t)), "01.11.2026");
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        assert_eq!(month_start(t), 1_793_491_200); // 2026-11-01 00:00 UTC
+        assert_eq!(month_start(0), 0);
+        assert_eq!(
+            month_start(11_017 * DAY_SECS + 14 * DAY_SECS),
+            11_017 * DAY_SECS
+        ); // 2000-03-01
     }
 }

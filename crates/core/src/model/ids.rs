@@ -98,6 +98,9 @@ impl fmt::Display for ProfileId {
     }
 }
 
+/// The id of a stored image (a row of `images`).
+pub type ImageId = i64;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -118,7 +118,7 @@ pub struct Content {
     /// The images sent before (or with) the text, in order: the confirmed collage alone, or
     /// the photos. Image rows never change, so this is a true snapshot.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub images: Vec<crate::ports::ImageId>,
+    pub images: Vec<crate::model::ids::ImageId>,
     /// The text travels as the caption of the last image instead of as its own message.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub caption: bool,
@@ -130,7 +130,7 @@ pub struct Part<'a> {
     /// The ledger's `part` number.
     pub number: u32,
     /// The image to send, or `None` for the text message.
-    pub image: Option<crate::ports::ImageId>,
+    pub image: Option<crate::model::ids::ImageId>,
     /// The text (of a text message) or the caption (of an image), if any.
     pub text: Option<&'a str>,
 }
@@ -148,7 +148,7 @@ impl Content {
     /// caption when it fits; otherwise the images, then the text.
     pub fn with_images(
         text: impl Into<String>,
-        images: Vec<crate::ports::ImageId>,
+        images: Vec<crate::model::ids::ImageId>,
         collage: bool,
     ) -> Content {
         let text = text.into();

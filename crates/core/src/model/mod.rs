@@ -4,6 +4,7 @@
 pub mod billing;
 pub mod groups;
 pub mod ids;
+pub mod lang;
 pub mod ledger;
 pub mod pacing;
 pub mod secret;

@@ -13,7 +13,6 @@
 //! cannot be told apart here; backends should feed server time (Redis `TIME`, the Durable
 //! Object) or a monotonic-derived clock.
 
-use crate::ports::{Pace, PacingConfig};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -194,6 +193,33 @@ pub fn decide(state: &mut PaceState, chat: &str, cfg: &PacingConfig, now_ms: i64
         (Some(at), _) => Pace::WaitUntil(at),
         // `tat` is `None` only when the GCRA refused, which always sets `wait`.
         (None, None) => unreachable!("a GCRA refusal always names a time"),
+    }
+}
+
+/// The answer of the pacer at the moment of a send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pace {
+    /// Send now; the slot has been taken.
+    Go,
+    /// Not before this unix-ms time (pacing or a profile backoff).
+    WaitUntil(i64),
+}
+
+/// Pacing limits, per CONTRACT.md (`PROFILE_RATE_PER_SEC`, `CHAT_BURST`, `CHAT_BURST_WINDOW_SECS`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PacingConfig {
+    pub profile_rate_per_sec: f64,
+    pub chat_burst: u32,
+    pub chat_window_ms: u64,
+}
+
+impl Default for PacingConfig {
+    fn default() -> Self {
+        PacingConfig {
+            profile_rate_per_sec: 1.0,
+            chat_burst: 12,
+            chat_window_ms: 2000,
+        }
     }
 }
 
