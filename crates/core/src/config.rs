@@ -9,10 +9,8 @@
 
 use crate::model::billing;
 use crate::model::secret::Secret;
-use crate::payments::Payments;
 use crate::ports::PacingConfig;
 use crate::robokassa::{HashAlg, Merchant};
-use crate::services::{CoreSettings, EngineConfig};
 use std::collections::HashMap;
 use std::net::IpAddr;
 
@@ -139,6 +137,82 @@ fn valid_webhook_secret(s: &str) -> bool {
     (1..=256).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Behaviour settings shared by both runtimes (names per CONTRACT.md where they exist there).
+#[derive(Debug, Clone)]
+pub struct CoreSettings {
+    pub pacing: PacingConfig,
+    /// Free days for a new user (`TRIAL_DAYS`).
+    pub trial_days: u32,
+    /// Cap on groups per user (`MAX_GROUPS_PER_USER`).
+    pub max_groups: usize,
+    /// Operators (`ADMIN_TELEGRAM_IDS`).
+    pub admin_ids: Vec<i64>,
+    /// Plans on sale (`SUBSCRIPTION_PLANS`).
+    pub plans: Vec<crate::model::billing::Plan>,
+    /// The Robokassa shop; `None` when payments are not configured.
+    pub payments: Option<Payments>,
+    pub engine: EngineConfig,
+}
+
+impl Default for CoreSettings {
+    fn default() -> Self {
+        CoreSettings {
+            pacing: PacingConfig::default(),
+            trial_days: 0,
+            max_groups: 500,
+            admin_ids: Vec::new(),
+            plans: vec![crate::model::billing::Plan {
+                days: 30,
+                price_kopecks: 49_000,
+            }],
+            payments: None,
+            engine: EngineConfig::default(),
+        }
+    }
+}
+
+/// Retry and progress tuning of the mailing engine.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Attempts per row before it fails (5xx, network errors, failed reconciliations).
+    pub max_attempts: u32,
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    /// Minimum time between two edits of the progress message (`PROGRESS_INTERVAL_SECS`).
+    pub progress_interval_ms: i64,
+    /// How long to wait before reading the chat history to settle an `in_doubt` row.
+    pub settle_delay_ms: i64,
+    /// How many recent messages of the group reconciliation reads.
+    pub settle_lookback: u32,
+    /// The profile lease's time-to-live; the lease is renewed right before every send, so a
+    /// runner that was paused past it sends nothing more (`LEASE_TTL_SECS`).
+    pub lease_ttl_ms: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            max_attempts: 5,
+            backoff_base_ms: 1000,
+            backoff_max_ms: 60_000,
+            progress_interval_ms: 3000,
+            settle_delay_ms: 2000,
+            settle_lookback: 50,
+            lease_ttl_ms: 15_000,
+        }
+    }
+}
+
+/// The configured shop.
+#[derive(Debug, Clone)]
+pub struct Payments {
+    pub merchant: Merchant,
+    /// Add a 54-FZ receipt (one service item) to links (`ROBOKASSA_RECEIPT=1`).
+    pub receipt: bool,
+    /// The receipt's VAT code (`ROBOKASSA_RECEIPT_TAX`, default `none`).
+    pub receipt_tax: String,
 }
 
 /// The settings read the same way on both runtimes. Each runtime adds its own rules on top

@@ -7,7 +7,7 @@
 use crate::model::billing::Plan;
 use crate::model::ids::ChatId;
 use crate::ports::{DbError, Invoice, Settlement};
-use crate::robokassa::{self, Amount, Merchant, PaymentRequest, Receipt};
+use crate::robokassa::{self, Amount, PaymentRequest, Receipt};
 use crate::services::Services;
 use crate::texts::{self, Lang};
 
@@ -15,15 +15,7 @@ use crate::texts::{self, Lang};
 /// notification).
 pub const PLAN_PARAM: &str = "Shp_plan";
 
-/// The configured shop.
-#[derive(Debug, Clone)]
-pub struct Payments {
-    pub merchant: Merchant,
-    /// Add a 54-FZ receipt (one service item) to links (`ROBOKASSA_RECEIPT=1`).
-    pub receipt: bool,
-    /// The receipt's VAT code (`ROBOKASSA_RECEIPT_TAX`, default `none`).
-    pub receipt_tax: String,
-}
+pub use crate::config::Payments;
 
 /// The signed payment link of an invoice.
 pub fn payment_link(p: &Payments, invoice: &Invoice, l: Lang) -> String {

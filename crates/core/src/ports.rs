@@ -11,10 +11,10 @@ use crate::model::ids::{ChatId, GroupJid, MailingId, ProfileId, UserId};
 // Moved to the model wing; re-exported here until every caller names the new home.
 pub use crate::model::billing::{Invoice, Settlement, Stats};
 pub use crate::model::ids::ImageId;
+use crate::model::lang::Lang;
 use crate::model::ledger::{Delivery, Mailing, NewMailing};
 pub use crate::model::pacing::{Pace, PacingConfig};
 use crate::telegram::{InlineKeyboardMarkup, MessageId, ReplyMarkup, TelegramError};
-use crate::texts::Lang;
 use crate::wappi::{ChatMessage, Dialog, ProfileStatus, Sent, WappiCreds, WappiError};
 
 pub use async_trait::async_trait;

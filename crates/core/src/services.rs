@@ -2,74 +2,10 @@
 //! builds one at start-up from its own adapters.
 
 use crate::crypto::TokenCipher;
-use crate::ports::{Clock, Db, Entropy, PacingConfig, State, TelegramApi, WappiApi};
+use crate::ports::{Clock, Db, Entropy, State, TelegramApi, WappiApi};
 use std::sync::Arc;
 
-/// Behaviour settings shared by both runtimes (names per CONTRACT.md where they exist there).
-#[derive(Debug, Clone)]
-pub struct CoreSettings {
-    pub pacing: PacingConfig,
-    /// Free days for a new user (`TRIAL_DAYS`).
-    pub trial_days: u32,
-    /// Cap on groups per user (`MAX_GROUPS_PER_USER`).
-    pub max_groups: usize,
-    /// Operators (`ADMIN_TELEGRAM_IDS`).
-    pub admin_ids: Vec<i64>,
-    /// Plans on sale (`SUBSCRIPTION_PLANS`).
-    pub plans: Vec<crate::model::billing::Plan>,
-    /// The Robokassa shop; `None` when payments are not configured.
-    pub payments: Option<crate::payments::Payments>,
-    pub engine: EngineConfig,
-}
-
-impl Default for CoreSettings {
-    fn default() -> Self {
-        CoreSettings {
-            pacing: PacingConfig::default(),
-            trial_days: 0,
-            max_groups: 500,
-            admin_ids: Vec::new(),
-            plans: vec![crate::model::billing::Plan {
-                days: 30,
-                price_kopecks: 49_000,
-            }],
-            payments: None,
-            engine: EngineConfig::default(),
-        }
-    }
-}
-
-/// Retry and progress tuning of the mailing engine.
-#[derive(Debug, Clone)]
-pub struct EngineConfig {
-    /// Attempts per row before it fails (5xx, network errors, failed reconciliations).
-    pub max_attempts: u32,
-    pub backoff_base_ms: u64,
-    pub backoff_max_ms: u64,
-    /// Minimum time between two edits of the progress message (`PROGRESS_INTERVAL_SECS`).
-    pub progress_interval_ms: i64,
-    /// How long to wait before reading the chat history to settle an `in_doubt` row.
-    pub settle_delay_ms: i64,
-    /// How many recent messages of the group reconciliation reads.
-    pub settle_lookback: u32,
-    /// The profile lease's time-to-live; the lease is renewed right before every send, so a
-    /// runner that was paused past it sends nothing more (`LEASE_TTL_SECS`).
-    pub lease_ttl_ms: u64,
-}
-
-impl Default for EngineConfig {
-    fn default() -> Self {
-        EngineConfig {
-            max_attempts: 5,
-            backoff_base_ms: 1000,
-            backoff_max_ms: 60_000,
-            progress_interval_ms: 3000,
-            settle_delay_ms: 2000,
-            settle_lookback: 50,
-            lease_ttl_ms: 15_000,
-        }
-    }
-}
+pub use crate::config::{CoreSettings, EngineConfig};
 
 /// Ports plus settings: everything the core needs, cheap to clone.
 #[derive(Clone)]

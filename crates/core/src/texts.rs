@@ -946,7 +946,7 @@ pub mod billing {
         .into()
     }
 
-    pub fn stats(l: Lang, s: &crate::ports::Stats) -> String {
+    pub fn stats(l: Lang, s: &crate::model::billing::Stats) -> String {
         l.pick(
             format!(
                 "📈 Пользователей: {}\nАктивных подписок: {}\nВыручка за месяц: {}\nРассылок сегодня: {}\nСообщений отправлено сегодня: {}",

@@ -38,10 +38,6 @@ impl DeliveryState {
             _ => return None,
         })
     }
-
-    pub fn is_final(self) -> bool {
-        matches!(self, DeliveryState::Sent | DeliveryState::Failed)
-    }
 }
 
 /// One ledger row.
