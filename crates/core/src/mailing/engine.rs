@@ -8,6 +8,7 @@
 //! `in_doubt`; an `in_doubt` row is resent only after the group's recent history shows our
 //! text is not there.
 
+use super::outcome::{self, Event};
 use super::report::{finish, pause, progress};
 use crate::model::ids::MailingId;
 use crate::model::ledger::{part_order, Delivery, DeliveryState, Mailing, MailingStatus};
@@ -15,7 +16,7 @@ use crate::ports::ImageId;
 use crate::ports::{DbError, Lease, Pace};
 use crate::services::Services;
 use crate::texts;
-use crate::wappi::{Remedy, WappiCreds, WappiError};
+use crate::wappi::{ChatMessage, WappiCreds, WappiError};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -73,10 +74,7 @@ async fn run_step(
             .iter_mut()
             .filter(|r| r.state == DeliveryState::Sending)
         {
-            row.state = DeliveryState::InDoubt;
-            row.error = Some("interrupted while sending".into());
-            row.next_attempt_at = now;
-            row.updated_at = now;
+            outcome::apply(row, Event::Interrupted, cfg, now);
             svc.db.update_delivery(row, fence).await?;
         }
         // Sending order: groups by position, and within a group its parts in order (images,
@@ -146,9 +144,7 @@ async fn run_step(
             Some(b64) => Some(b64),
             None => {
                 let row = &mut rows[i];
-                row.state = DeliveryState::Failed;
-                row.error = Some("the image is no longer stored".into());
-                row.updated_at = now;
+                outcome::apply(row, Event::ImageGone, cfg, now);
                 svc.db.update_delivery(row, fence).await?;
                 cursor.armed = None;
                 return Ok(Step::Continue);
@@ -245,57 +241,26 @@ async fn run_step(
         }
     };
     let now = svc.now_ms();
-    row.updated_at = now;
-    match result {
-        Ok(sent) => {
-            row.state = DeliveryState::Sent;
-            row.message_id = sent.message_id;
-            row.error = None;
-            tracing::info!(event = "send", outcome = "sent", mailing = m.id.0, group = %row.group, part = row.part, attempt = row.attempts, "sent");
+    let attempt = row.attempts;
+    let change = match &result {
+        Ok(sent) => outcome::apply(row, Event::Sent(sent.message_id.as_deref()), cfg, now),
+        Err(e) => outcome::apply(row, Event::SendFailed(e), cfg, now),
+    };
+    match &result {
+        Ok(_) => {
+            tracing::info!(event = "send", outcome = change.label, mailing = m.id.0, group = %row.group, part = row.part, attempt, "sent")
         }
         Err(e) => {
-            let outcome = match e.remedy() {
-                Remedy::PauseProfile(_) => "rate_limited",
-                Remedy::Retry if row.attempts < cfg.max_attempts => "retried",
-                Remedy::Retry | Remedy::FailRow => "failed",
-                Remedy::Settle => "in_doubt",
-                Remedy::PauseMailing => "paused",
-            };
-            tracing::info!(event = "send", outcome, mailing = m.id.0, group = %row.group, part = row.part, attempt = row.attempts, error = %e, "send failed");
-            match e.remedy() {
-                Remedy::PauseProfile(ms) => {
-                    let until = now + ms as i64;
-                    svc.state.set_backoff(&m.profile_id, until).await?;
-                    // Due at once, so it is the first sent when the profile's pause (held by
-                    // the state backend) ends; rate limits are not counted as attempts.
-                    row.state = DeliveryState::Pending;
-                    row.attempts -= 1;
-                    row.next_attempt_at = now;
-                    row.error = Some(reason_text(&e));
-                }
-                Remedy::Retry if row.attempts < cfg.max_attempts => {
-                    row.state = DeliveryState::Pending;
-                    row.next_attempt_at = now + backoff_ms(svc, row) as i64;
-                    row.error = Some(reason_text(&e));
-                }
-                Remedy::Retry | Remedy::FailRow => {
-                    row.state = DeliveryState::Failed;
-                    row.error = Some(reason_text(&e));
-                }
-                Remedy::Settle => {
-                    row.state = DeliveryState::InDoubt;
-                    row.next_attempt_at = now + cfg.settle_delay_ms;
-                    row.error = Some(reason_text(&e));
-                }
-                Remedy::PauseMailing => {
-                    row.state = DeliveryState::Pending;
-                    row.attempts -= 1;
-                    svc.db.update_delivery(row, fence).await?;
-                    let reason = texts::account_problem(lang, &e);
-                    return pause(svc, &m, lang, fence, &reason).await;
-                }
-            }
+            tracing::info!(event = "send", outcome = change.label, mailing = m.id.0, group = %row.group, part = row.part, attempt, error = %e, "send failed")
         }
+    }
+    if let Some(until) = change.backoff_until {
+        svc.state.set_backoff(&m.profile_id, until).await?;
+    }
+    if let (true, Err(e)) = (change.pause_mailing, &result) {
+        svc.db.update_delivery(row, fence).await?;
+        let reason = texts::account_problem(lang, e);
+        return pause(svc, &m, lang, fence, &reason).await;
     }
     svc.db.update_delivery(row, fence).await?;
     progress(svc, &m, rows, lang, now).await?;
@@ -368,9 +333,7 @@ async fn load_image(
 
 /// Records the intent to send a row, durably (fenced), before its slot.
 async fn arm(svc: &Services, row: &mut Delivery, fence: u64, now: i64) -> Result<(), EngineError> {
-    row.state = DeliveryState::Sending;
-    row.attempts += 1;
-    row.updated_at = now;
+    outcome::apply(row, Event::Armed, &svc.settings.engine, now);
     svc.db.update_delivery(row, fence).await?;
     Ok(())
 }
@@ -384,33 +347,10 @@ async fn disarm(
 ) -> Result<(), EngineError> {
     if let Some(i) = armed.take() {
         let row = &mut rows[i];
-        row.state = DeliveryState::Pending;
-        row.attempts -= 1;
-        row.updated_at = svc.now_ms();
+        outcome::apply(row, Event::Disarmed, &svc.settings.engine, svc.now_ms());
         svc.db.update_delivery(row, fence).await?;
     }
     Ok(())
-}
-
-/// Exponential backoff with deterministic jitter (±25 %, from the row's identity, so the core
-/// needs no random source and a replay is reproducible).
-fn backoff_ms(svc: &Services, row: &Delivery) -> u64 {
-    let cfg = &svc.settings.engine;
-    let exp = cfg
-        .backoff_base_ms
-        .saturating_mul(1u64 << row.attempts.saturating_sub(1).min(16));
-    let base = exp.min(cfg.backoff_max_ms);
-    let mut h: u64 = 1469598103934665603;
-    for b in row.group.as_str().bytes().chain(row.attempts.to_le_bytes()) {
-        h = (h ^ b as u64).wrapping_mul(1099511628211);
-    }
-    let jitter = (h % 501) as i64 - 250; // per mille, -250..=250
-    (base as i64 + base as i64 * jitter / 1000).max(0) as u64
-}
-
-fn reason_text(e: &WappiError) -> String {
-    let s = e.to_string();
-    s.strip_prefix("wappi: ").unwrap_or(&s).to_string()
 }
 
 /// Reads the group's recent history: our part there, sent by us after the mailing began,
@@ -434,62 +374,42 @@ async fn settle(
         .wappi
         .chat_messages(creds, &row.group, cfg.settle_lookback)
         .await;
-    row.updated_at = now;
-    match history {
-        Ok(messages) => {
-            let since_start = |msg: &&crate::wappi::ChatMessage| {
-                msg.from_me && msg.time * 1000 >= m.created_at - 60_000
-            };
-            let ours = if row.part == 0 {
-                messages.iter().filter(since_start).find(|msg| {
-                    msg.body.trim() == m.content.text.trim()
-                        || msg.caption.trim() == m.content.text.trim()
-                })
-            } else {
-                messages
-                    .iter()
-                    .filter(since_start)
-                    .filter(|msg| msg.kind == "image" && msg.caption.trim().is_empty())
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev() // oldest first
-                    .nth(earlier_images)
-            };
-            match ours {
-                Some(msg) => {
-                    row.state = DeliveryState::Sent;
-                    row.message_id = Some(msg.id.clone()).filter(|s| !s.is_empty());
-                    row.error = None;
-                }
-                None => {
-                    row.state = DeliveryState::Pending;
-                    row.next_attempt_at = now;
-                    row.error = None;
-                }
-            }
-        }
-        Err(e) => {
-            if let Remedy::PauseProfile(ms) = e.remedy() {
-                svc.state
-                    .set_backoff(&m.profile_id, now + ms as i64)
-                    .await?;
-            }
-            row.attempts += 1;
-            row.error = Some(format!("could not verify the send: {}", reason_text(&e)));
-            row.next_attempt_at = if row.attempts > cfg.max_attempts {
-                UNSETTLED
-            } else {
-                now + backoff_ms(svc, row) as i64
-            };
-        }
-    }
-    let outcome = match (row.state, row.next_attempt_at) {
-        (DeliveryState::Sent, _) => "found",
-        (DeliveryState::Pending, _) => "resend",
-        (_, UNSETTLED) => "unverified",
-        _ => "retry",
+    let change = match history {
+        Ok(messages) => match ours(&messages, m, row.part, earlier_images) {
+            Some(msg) => outcome::apply(row, Event::Found(&msg.id), cfg, now),
+            None => outcome::apply(row, Event::Absent, cfg, now),
+        },
+        Err(e) => outcome::apply(row, Event::Unverified(&e), cfg, now),
     };
+    if let Some(until) = change.backoff_until {
+        svc.state.set_backoff(&m.profile_id, until).await?;
+    }
+    let outcome = change.label;
     tracing::info!(event = "settle", outcome, mailing = m.id.0, group = %row.group, part = row.part, "in-doubt send checked");
     svc.db.update_delivery(row, fence).await?;
     Ok(())
+}
+
+/// Our part in the group's recent history, if it is there (see [`settle`]).
+fn ours<'h>(
+    messages: &'h [ChatMessage],
+    m: &Mailing,
+    part: u32,
+    earlier_images: usize,
+) -> Option<&'h ChatMessage> {
+    let since_start = |msg: &&ChatMessage| msg.from_me && msg.time * 1000 >= m.created_at - 60_000;
+    if part == 0 {
+        messages.iter().filter(since_start).find(|msg| {
+            msg.body.trim() == m.content.text.trim() || msg.caption.trim() == m.content.text.trim()
+        })
+    } else {
+        messages
+            .iter()
+            .filter(since_start)
+            .filter(|msg| msg.kind == "image" && msg.caption.trim().is_empty())
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev() // oldest first
+            .nth(earlier_images)
+    }
 }

@@ -24,6 +24,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub mod engine;
+mod outcome;
 mod report;
 
 pub use engine::step;
