@@ -10,13 +10,14 @@
 
 use super::outcome::{self, Event};
 use super::report::{finish, pause, progress};
+use super::settle;
 use crate::model::ids::MailingId;
-use crate::model::ledger::{part_order, Delivery, DeliveryState, Mailing, MailingStatus};
+use crate::model::ledger::{part_order, Delivery, DeliveryState, MailingStatus};
 use crate::ports::ImageId;
 use crate::ports::{DbError, Lease, Pace};
 use crate::services::Services;
 use crate::texts;
-use crate::wappi::{ChatMessage, WappiCreds, WappiError};
+use crate::wappi::WappiError;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -103,21 +104,9 @@ async fn run_step(
 
     // Settle one due `in_doubt` row before any new send.
     if cursor.armed.is_none() {
-        if let Some(i) = rows
-            .iter()
-            .position(|r| r.state == DeliveryState::InDoubt && r.next_attempt_at <= now)
-        {
-            // Reading the chat is a call from the profile too: none during a Retry-After pause.
-            if let Some(t) = svc.state.backoff_until(&m.profile_id).await? {
-                if t > now {
-                    progress(svc, &m, rows, lang, now).await?;
-                    return Ok(Step::SleepUntil(t));
-                }
-            }
-            let earlier_images = earlier_image_parts_sent(rows, i);
-            settle(svc, &m, &creds, &mut rows[i], earlier_images, fence, now).await?;
+        if let Some(step) = settle::settle_due(svc, &m, &creds, rows, fence, now).await? {
             progress(svc, &m, rows, lang, now).await?;
-            return Ok(Step::Continue);
+            return Ok(step);
         }
     }
 
@@ -304,14 +293,6 @@ fn group_heads(rows: &[Delivery]) -> impl Iterator<Item = usize> + '_ {
     })
 }
 
-/// How many image parts before row `i` of the same group are sent (rows in sending order).
-fn earlier_image_parts_sent(rows: &[Delivery], i: usize) -> usize {
-    rows[..i]
-        .iter()
-        .filter(|r| r.group == rows[i].group && r.part != 0 && r.state == DeliveryState::Sent)
-        .count()
-}
-
 /// The base64 of a stored image, from the cursor's cache or read and encoded once.
 async fn load_image(
     svc: &Services,
@@ -351,65 +332,4 @@ async fn disarm(
         svc.db.update_delivery(row, fence).await?;
     }
     Ok(())
-}
-
-/// Reads the group's recent history: our part there, sent by us after the mailing began,
-/// means the send went through; its absence means it did not and the row is sent again.
-///
-/// What is matched: for the text part (0) a message whose body or caption is our text (a
-/// text message, or the captioned collage); for an uncaptioned image part, the number of our
-/// image messages since the mailing began: more than `earlier_images` (this group's image
-/// parts already recorded as sent) means this one arrived too.
-async fn settle(
-    svc: &Services,
-    m: &Mailing,
-    creds: &WappiCreds,
-    row: &mut Delivery,
-    earlier_images: usize,
-    fence: u64,
-    now: i64,
-) -> Result<(), EngineError> {
-    let cfg = &svc.settings.engine;
-    let history = svc
-        .wappi
-        .chat_messages(creds, &row.group, cfg.settle_lookback)
-        .await;
-    let change = match history {
-        Ok(messages) => match ours(&messages, m, row.part, earlier_images) {
-            Some(msg) => outcome::apply(row, Event::Found(&msg.id), cfg, now),
-            None => outcome::apply(row, Event::Absent, cfg, now),
-        },
-        Err(e) => outcome::apply(row, Event::Unverified(&e), cfg, now),
-    };
-    if let Some(until) = change.backoff_until {
-        svc.state.set_backoff(&m.profile_id, until).await?;
-    }
-    let outcome = change.label;
-    tracing::info!(event = "settle", outcome, mailing = m.id.0, group = %row.group, part = row.part, "in-doubt send checked");
-    svc.db.update_delivery(row, fence).await?;
-    Ok(())
-}
-
-/// Our part in the group's recent history, if it is there (see [`settle`]).
-fn ours<'h>(
-    messages: &'h [ChatMessage],
-    m: &Mailing,
-    part: u32,
-    earlier_images: usize,
-) -> Option<&'h ChatMessage> {
-    let since_start = |msg: &&ChatMessage| msg.from_me && msg.time * 1000 >= m.created_at - 60_000;
-    if part == 0 {
-        messages.iter().filter(since_start).find(|msg| {
-            msg.body.trim() == m.content.text.trim() || msg.caption.trim() == m.content.text.trim()
-        })
-    } else {
-        messages
-            .iter()
-            .filter(since_start)
-            .filter(|msg| msg.kind == "image" && msg.caption.trim().is_empty())
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev() // oldest first
-            .nth(earlier_images)
-    }
 }

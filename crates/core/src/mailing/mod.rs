@@ -26,6 +26,7 @@ use std::sync::Arc;
 pub mod engine;
 mod outcome;
 mod report;
+mod settle;
 
 pub use engine::step;
 pub use report::{cancel_keyboard, report_text};
