@@ -1,24 +1,19 @@
-//! The mailing engine: one [`step`] at a time over the ledger. A step sends at most one
-//! message (or settles one `in_doubt` row) and says when the next step is due. The server
-//! drives it from a tokio task per profile; the Worker from a Durable Object alarm. Nothing here
-//! sleeps or spawns, so the same code runs on both and under a fake clock.
-//!
-//! Exactly-once per group rests on three rules: a row is written `sending` (durably, fenced)
-//! before the Wappi call; a row found `sending` at the next step is a crash leftover and becomes
-//! `in_doubt`; an `in_doubt` row is resent only after the group's recent history shows our
-//! text is not there.
+//! The step itself, in order: load (the mailing, once per drive the ledger and the account),
+//! the guards (cancel, account, lease), settle one `in_doubt` row, pick the next due row, take
+//! its pacing slot, send, record. The rules the order keeps are in the module above.
 
 use super::outcome::{self, Event};
 use super::report::{finish, pause, progress};
 use super::settle;
+use super::slot::{self, Slot};
 use crate::model::ids::MailingId;
-use crate::model::ledger::{part_order, Delivery, DeliveryState, MailingStatus};
-use crate::ports::ImageId;
-use crate::ports::{DbError, Lease, Pace};
+use crate::model::ledger::{part_order, Delivery, DeliveryState, Mailing, MailingStatus};
+use crate::ports::{DbError, ImageId, Lease};
 use crate::services::Services;
-use crate::texts;
-use crate::wappi::WappiError;
+use crate::texts::{self, Lang};
+use crate::wappi::{Sent, WappiCreds, WappiError};
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 // The paths drivers and the bot use today.
@@ -45,19 +40,8 @@ async fn run_step(
     lease: &Lease,
     cursor: &mut Cursor,
 ) -> Result<Step, EngineError> {
-    let cfg = &svc.settings.engine;
-    // An armed row goes out at its slot without a database read first (the mailing is
-    // remembered; its cancel flag is also in the state backend, checked below); otherwise the
-    // mailing is read afresh.
-    let m = match (&cursor.mailing, cursor.armed) {
-        (Some(m), Some(_)) => m.clone(),
-        _ => {
-            let Some(m) = svc.db.get_mailing(id).await? else {
-                return Ok(Step::Finished);
-            };
-            cursor.mailing = Some(m.clone());
-            m
-        }
+    let Some(m) = mailing(svc, id, cursor).await? else {
+        return Ok(Step::Finished);
     };
     if m.status != MailingStatus::Running {
         return Ok(Step::Finished);
@@ -67,230 +51,150 @@ async fn run_step(
     }
     let fence = lease.fence;
     let now = svc.now_ms();
-    let first_step = cursor.rows.is_none();
-    if first_step {
-        let mut rows = svc.db.deliveries(id).await?;
-        // Crash leftovers: a `sending` row may or may not have reached WhatsApp.
-        for row in rows
-            .iter_mut()
-            .filter(|r| r.state == DeliveryState::Sending)
-        {
-            outcome::apply(row, Event::Interrupted, cfg, now);
-            svc.db.update_delivery(row, fence).await?;
+    load(svc, &m, cursor, fence, now).await?;
+    let (creds, lang) = cursor.account.clone().expect("loaded above");
+    let vouched = cursor.vouched_at.is_some_and(|t| now - t <= VOUCH_MS) && cursor.armed.is_some();
+    if m.cancel_requested || (!vouched && svc.state.is_cancelled(id).await?) {
+        slot::disarm(svc, cursor, fence).await?;
+        return finish(
+            svc,
+            &m,
+            cursor.rows(),
+            lang,
+            fence,
+            MailingStatus::Cancelled,
+        )
+        .await;
+    }
+    let Some(creds) = creds else {
+        slot::disarm(svc, cursor, fence).await?;
+        let reason = texts::account_problem(lang, &WappiError::BadToken);
+        return pause(svc, &m, lang, fence, &reason).await;
+    };
+    if cursor.armed.is_none() {
+        let rows = cursor.rows_mut();
+        if let Some(step) = settle::settle_due(svc, &m, &creds, rows, fence, now).await? {
+            progress(svc, &m, rows, lang, now).await?;
+            return Ok(step);
         }
-        // Sending order: groups by position, and within a group its parts in order (images,
-        // then the text), so a group's rows are contiguous.
-        rows.sort_by_key(|r| (r.position, part_order(r.part)));
-        cursor.rows = Some(rows);
+    }
+    let Some(i) = cursor.armed.or_else(|| slot::next_due(cursor.rows(), now)) else {
+        return idle(svc, &m, cursor.rows(), lang, fence, now).await;
+    };
+    let image = match image_of(svc, &m, cursor, i, fence, now).await? {
+        ControlFlow::Continue(image) => image,
+        ControlFlow::Break(step) => return Ok(step),
+    };
+    match slot::wait_and_take(svc, &m, lease, cursor, i, now, vouched).await? {
+        Slot::Open => {}
+        Slot::Paused(t) => {
+            progress(svc, &m, cursor.rows(), lang, now).await?;
+            return Ok(Step::SleepUntil(t));
+        }
+        Slot::Wait(step) => return Ok(step),
+    }
+    let result = send(svc, &m, &creds, &cursor.rows()[i], image.as_deref()).await;
+    record(svc, &m, cursor.rows_mut(), i, result, lang, fence).await
+}
+
+/// The mailing: as remembered while a row is armed (it goes out at its slot without a
+/// database read first; the cancel flag is also in the state backend, checked by the step),
+/// otherwise read afresh.
+async fn mailing(
+    svc: &Services,
+    id: MailingId,
+    cursor: &mut Cursor,
+) -> Result<Option<Mailing>, EngineError> {
+    if let (Some(m), Some(_)) = (&cursor.mailing, cursor.armed) {
+        return Ok(Some(m.clone()));
+    }
+    let m = svc.db.get_mailing(id).await?;
+    if let Some(m) = &m {
+        cursor.mailing = Some(m.clone());
+    }
+    Ok(m)
+}
+
+/// What a drive reads once: the ledger and the user's credentials and language.
+async fn load(
+    svc: &Services,
+    m: &Mailing,
+    cursor: &mut Cursor,
+    fence: u64,
+    now: i64,
+) -> Result<(), EngineError> {
+    if cursor.rows.is_none() {
+        cursor.rows = Some(ledger(svc, m.id, fence, now).await?);
     }
     if cursor.account.is_none() {
         let user = svc.db.get_user(m.user_id).await?;
         let lang = user.as_ref().map(|u| u.lang).unwrap_or_default();
         cursor.account = Some((user.as_ref().and_then(|u| svc.creds_of(u)), lang));
     }
-    let (creds, lang) = cursor.account.clone().expect("loaded above");
-    let rows = cursor.rows.as_mut().expect("loaded above");
+    Ok(())
+}
 
-    let vouched = cursor.vouched_at.is_some_and(|t| now - t <= VOUCH_MS) && cursor.armed.is_some();
-    if m.cancel_requested || (!vouched && svc.state.is_cancelled(id).await?) {
-        disarm(svc, rows, &mut cursor.armed, fence).await?;
-        return finish(svc, &m, rows, lang, fence, MailingStatus::Cancelled).await;
-    }
-    let Some(creds) = creds else {
-        disarm(svc, rows, &mut cursor.armed, fence).await?;
-        let reason = texts::account_problem(lang, &WappiError::BadToken);
-        return pause(svc, &m, lang, fence, &reason).await;
-    };
-
-    // Settle one due `in_doubt` row before any new send.
-    if cursor.armed.is_none() {
-        if let Some(step) = settle::settle_due(svc, &m, &creds, rows, fence, now).await? {
-            progress(svc, &m, rows, lang, now).await?;
-            return Ok(step);
-        }
-    }
-
-    let due = cursor.armed.or_else(|| next_due(rows, now));
-    let Some(i) = due else {
-        // A later part waits for its group's earlier one: only each group's next row counts.
-        let next = group_heads(rows)
-            .map(|i| &rows[i])
-            .filter(|r| r.state != DeliveryState::Sending)
-            .map(|r| r.next_attempt_at)
-            .min();
-        return match next {
-            Some(t) => {
-                progress(svc, &m, rows, lang, now).await?;
-                Ok(Step::SleepUntil(t))
-            }
-            None => finish(svc, &m, rows, lang, fence, MailingStatus::Done).await,
-        };
-    };
-
-    // An image part's base64 is made before the slot (once per image per drive).
-    let image = match m.content.part(rows[i].part).and_then(|p| p.image) {
-        Some(id) => match load_image(svc, &mut cursor.images, id).await? {
-            Some(b64) => Some(b64),
-            None => {
-                let row = &mut rows[i];
-                outcome::apply(row, Event::ImageGone, cfg, now);
-                svc.db.update_delivery(row, fence).await?;
-                cursor.armed = None;
-                return Ok(Step::Continue);
-            }
-        },
-        None => None,
-    };
-
-    // Wait for the slot; mark the row `sending` shortly before it opens, so the durable write
-    // is off the critical path.
-    let pacing = &svc.settings.pacing;
-    let peek = match cursor.slot {
-        Some(_) => Pace::Go, // the slot is ours already
-        None => {
-            svc.state
-                .pace_peek(&m.profile_id, &rows[i].group, pacing, now)
-                .await?
-        }
-    };
-    // The slot the pacer will give, as far as can be told without taking it.
-    let mut opens_at = now;
-    if let Pace::WaitUntil(t) = peek {
-        if t - now > ARM_LEAD_MS {
-            // A long wait (a Retry-After pause): keep `sending` meaning "about to be sent".
-            disarm(svc, rows, &mut cursor.armed, fence).await?;
-            progress(svc, &m, rows, lang, now).await?;
-            return Ok(Step::SleepUntil(t - ARM_LEAD_MS));
-        }
-        if cursor.armed.is_none() {
-            arm(svc, &mut rows[i], fence, now).await?;
-            cursor.armed = Some(i);
-        }
-        if t - now > PRE_PACE_MS {
-            return Ok(Step::SleepUntil(t - PRE_PACE_MS));
-        }
-        opens_at = t;
-    }
-    if cursor.armed.is_none() {
-        arm(svc, &mut rows[i], fence, now).await?;
-        cursor.armed = Some(i);
-    }
-    // Still the holder? A runner paused past its lease (SIGSTOP, swap) must not send: the
-    // armed row stays `sending` and the new holder settles it.
-    if !vouched
-        && !svc
-            .state
-            .renew_lease(lease, cfg.lease_ttl_ms, svc.now_ms())
-            .await?
+/// The ledger in sending order, crash leftovers recorded as such.
+async fn ledger(
+    svc: &Services,
+    id: MailingId,
+    fence: u64,
+    now: i64,
+) -> Result<Vec<Delivery>, EngineError> {
+    let mut rows = svc.db.deliveries(id).await?;
+    // Crash leftovers: a `sending` row may or may not have reached WhatsApp.
+    for row in rows
+        .iter_mut()
+        .filter(|r| r.state == DeliveryState::Sending)
     {
-        return Ok(Step::LostLease);
-    }
-    // Take the pacing slot a moment ahead ([`PRE_PACE_MS`]), so the state round trip is not
-    // between the slot and the call; and never start a call closer than the interval to this
-    // driver's previous call (the slot is stamped when taken, a call may leave a little late),
-    // so the gap WhatsApp sees is never short.
-    let slot = match cursor.slot {
-        Some(slot) => slot,
-        None => {
-            let now = svc.now_ms();
-            let earliest = cursor.last_call_at.map_or(now, |t| t + min_gap_ms(pacing));
-            let at = opens_at.max(earliest).max(now);
-            if at - now > PRE_PACE_MS {
-                return Ok(Step::SleepUntil(at - PRE_PACE_MS)); // stays armed
-            }
-            match svc
-                .state
-                .pace(&m.profile_id, &rows[i].group, pacing, at)
-                .await?
-            {
-                Pace::Go => at,
-                Pace::WaitUntil(t) => {
-                    return Ok(Step::SleepUntil((t - PRE_PACE_MS).max(now))); // stays armed
-                }
-            }
-        }
-    };
-    if svc.now_ms() < slot {
-        cursor.slot = Some(slot);
-        return Ok(Step::SleepUntil(slot)); // stays armed, slot held
-    }
-    cursor.slot = None;
-    cursor.armed = None;
-    cursor.vouched_at = None;
-    cursor.last_call_at = Some(svc.now_ms());
-
-    let row = &mut rows[i];
-    let text = m.content.part(row.part).and_then(|p| p.text);
-    let result = match &image {
-        Some(b64) => svc.wappi.send_image(&creds, &row.group, b64, text).await,
-        None => {
-            svc.wappi
-                .send_text(&creds, &row.group, text.unwrap_or(&m.content.text))
-                .await
-        }
-    };
-    let now = svc.now_ms();
-    let attempt = row.attempts;
-    let change = match &result {
-        Ok(sent) => outcome::apply(row, Event::Sent(sent.message_id.as_deref()), cfg, now),
-        Err(e) => outcome::apply(row, Event::SendFailed(e), cfg, now),
-    };
-    match &result {
-        Ok(_) => {
-            tracing::info!(event = "send", outcome = change.label, mailing = m.id.0, group = %row.group, part = row.part, attempt, "sent")
-        }
-        Err(e) => {
-            tracing::info!(event = "send", outcome = change.label, mailing = m.id.0, group = %row.group, part = row.part, attempt, error = %e, "send failed")
-        }
-    }
-    if let Some(until) = change.backoff_until {
-        svc.state.set_backoff(&m.profile_id, until).await?;
-    }
-    if let (true, Err(e)) = (change.pause_mailing, &result) {
+        outcome::apply(row, Event::Interrupted, &svc.settings.engine, now);
         svc.db.update_delivery(row, fence).await?;
-        let reason = texts::account_problem(lang, e);
-        return pause(svc, &m, lang, fence, &reason).await;
     }
-    svc.db.update_delivery(row, fence).await?;
-    progress(svc, &m, rows, lang, now).await?;
-    Ok(Step::Continue)
+    // Sending order: groups by position, and within a group its parts in order (images,
+    // then the text), so a group's rows are contiguous.
+    rows.sort_by_key(|r| (r.position, part_order(r.part)));
+    Ok(rows)
 }
 
-/// The profile's emission interval in whole ms, rounded down (so it never adds to the pacing
-/// itself): the least time between two calls of one driver.
-fn min_gap_ms(pacing: &crate::ports::PacingConfig) -> i64 {
-    let rate = pacing.profile_rate_per_sec;
-    if rate.is_finite() && rate > 0.0 {
-        (1000.0 / rate).floor() as i64
-    } else {
-        0
-    }
-}
-
-/// The next row to send: the first pending, due row in sending order whose group has no
-/// earlier part still unfinished (pending, sending, or in doubt and not yet given up on), so
-/// a group's parts always go out in order. `rows` are in sending order.
-fn next_due(rows: &[Delivery], now: i64) -> Option<usize> {
-    group_heads(rows)
-        .find(|&i| rows[i].state == DeliveryState::Pending && rows[i].next_attempt_at <= now)
-}
-
-/// The next unfinished row of each group (pending, sending, or in doubt and not yet given up
-/// on), in sending order; `rows` are in sending order, each group's rows together.
-fn group_heads(rows: &[Delivery]) -> impl Iterator<Item = usize> + '_ {
-    let unfinished = |r: &Delivery| match r.state {
-        DeliveryState::Pending | DeliveryState::Sending => true,
-        DeliveryState::InDoubt => r.next_attempt_at != UNSETTLED,
-        DeliveryState::Sent | DeliveryState::Failed => false,
-    };
-    let mut last_group: Option<&crate::model::ids::GroupJid> = None;
-    rows.iter().enumerate().filter_map(move |(i, r)| {
-        if last_group == Some(&r.group) || !unfinished(r) {
-            return None;
+/// Nothing is due now: sleep until a row is, or finish the mailing when none is left.
+async fn idle(
+    svc: &Services,
+    m: &Mailing,
+    rows: &[Delivery],
+    lang: Lang,
+    fence: u64,
+    now: i64,
+) -> Result<Step, EngineError> {
+    match slot::next_wake(rows) {
+        Some(t) => {
+            progress(svc, m, rows, lang, now).await?;
+            Ok(Step::SleepUntil(t))
         }
-        last_group = Some(&r.group);
-        Some(i)
-    })
+        None => finish(svc, m, rows, lang, fence, MailingStatus::Done).await,
+    }
+}
+
+/// The base64 of row `i`'s image (`None` for a text part), made before the slot, once per
+/// image per drive. An image no longer stored fails the row and ends the step.
+async fn image_of(
+    svc: &Services,
+    m: &Mailing,
+    cursor: &mut Cursor,
+    i: usize,
+    fence: u64,
+    now: i64,
+) -> Result<ControlFlow<Step, Option<Arc<str>>>, EngineError> {
+    let Some(id) = m.content.part(cursor.rows()[i].part).and_then(|p| p.image) else {
+        return Ok(ControlFlow::Continue(None));
+    };
+    if let Some(b64) = load_image(svc, &mut cursor.images, id).await? {
+        return Ok(ControlFlow::Continue(Some(b64)));
+    }
+    let row = &mut cursor.rows_mut()[i];
+    outcome::apply(row, Event::ImageGone, &svc.settings.engine, now);
+    svc.db.update_delivery(row, fence).await?;
+    cursor.armed = None;
+    Ok(ControlFlow::Break(Step::Continue))
 }
 
 /// The base64 of a stored image, from the cursor's cache or read and encoded once.
@@ -312,24 +216,60 @@ async fn load_image(
     Ok(b64)
 }
 
-/// Records the intent to send a row, durably (fenced), before its slot.
-async fn arm(svc: &Services, row: &mut Delivery, fence: u64, now: i64) -> Result<(), EngineError> {
-    outcome::apply(row, Event::Armed, &svc.settings.engine, now);
-    svc.db.update_delivery(row, fence).await?;
-    Ok(())
+/// Sends a row's part: its image (with the part's caption, if any) or its text.
+async fn send(
+    svc: &Services,
+    m: &Mailing,
+    creds: &WappiCreds,
+    row: &Delivery,
+    image: Option<&str>,
+) -> Result<Sent, WappiError> {
+    let text = m.content.part(row.part).and_then(|p| p.text);
+    match image {
+        Some(b64) => svc.wappi.send_image(creds, &row.group, b64, text).await,
+        None => {
+            svc.wappi
+                .send_text(creds, &row.group, text.unwrap_or(&m.content.text))
+                .await
+        }
+    }
 }
 
-/// Puts an armed row that was not sent back to `pending`.
-async fn disarm(
+/// Records a send's result on row `i` (and pauses the profile or the mailing if it says so).
+async fn record(
     svc: &Services,
+    m: &Mailing,
     rows: &mut [Delivery],
-    armed: &mut Option<usize>,
+    i: usize,
+    result: Result<Sent, WappiError>,
+    lang: Lang,
     fence: u64,
-) -> Result<(), EngineError> {
-    if let Some(i) = armed.take() {
-        let row = &mut rows[i];
-        outcome::apply(row, Event::Disarmed, &svc.settings.engine, svc.now_ms());
-        svc.db.update_delivery(row, fence).await?;
+) -> Result<Step, EngineError> {
+    let cfg = &svc.settings.engine;
+    let now = svc.now_ms();
+    let row = &mut rows[i];
+    let attempt = row.attempts;
+    let change = match &result {
+        Ok(sent) => outcome::apply(row, Event::Sent(sent.message_id.as_deref()), cfg, now),
+        Err(e) => outcome::apply(row, Event::SendFailed(e), cfg, now),
+    };
+    let outcome = change.label;
+    match &result {
+        Ok(_) => {
+            tracing::info!(event = "send", outcome, mailing = m.id.0, group = %row.group, part = row.part, attempt, "sent")
+        }
+        Err(e) => {
+            tracing::info!(event = "send", outcome, mailing = m.id.0, group = %row.group, part = row.part, attempt, error = %e, "send failed")
+        }
     }
-    Ok(())
+    if let Some(until) = change.backoff_until {
+        svc.state.set_backoff(&m.profile_id, until).await?;
+    }
+    svc.db.update_delivery(row, fence).await?;
+    if let (true, Err(e)) = (change.pause_mailing, &result) {
+        let reason = texts::account_problem(lang, e);
+        return pause(svc, m, lang, fence, &reason).await;
+    }
+    progress(svc, m, rows, lang, now).await?;
+    Ok(Step::Continue)
 }

@@ -27,6 +27,7 @@ pub mod engine;
 mod outcome;
 mod report;
 mod settle;
+mod slot;
 
 pub use engine::step;
 pub use report::{cancel_keyboard, report_text};
@@ -102,6 +103,17 @@ impl Cursor {
     /// were made just before (so the call leaves at the slot, not a round trip later).
     pub fn holds_slot(&self) -> bool {
         self.slot.is_some()
+    }
+
+    /// The ledger as remembered (a step loads it before anything reads it).
+    fn rows(&self) -> &[Delivery] {
+        self.rows.as_deref().expect("the ledger is loaded first")
+    }
+
+    fn rows_mut(&mut self) -> &mut [Delivery] {
+        self.rows
+            .as_deref_mut()
+            .expect("the ledger is loaded first")
     }
 }
 
