@@ -52,24 +52,11 @@ async fn run_step(
     let fence = lease.fence;
     let now = svc.now_ms();
     load(svc, &m, cursor, fence, now).await?;
-    let (creds, lang) = cursor.account.clone().expect("loaded above");
+    let lang = cursor.account.as_ref().expect("loaded above").1;
     let vouched = cursor.vouched_at.is_some_and(|t| now - t <= VOUCH_MS) && cursor.armed.is_some();
-    if m.cancel_requested || (!vouched && svc.state.is_cancelled(id).await?) {
-        slot::disarm(svc, cursor, fence).await?;
-        return finish(
-            svc,
-            &m,
-            cursor.rows(),
-            lang,
-            fence,
-            MailingStatus::Cancelled,
-        )
-        .await;
-    }
-    let Some(creds) = creds else {
-        slot::disarm(svc, cursor, fence).await?;
-        let reason = texts::account_problem(lang, &WappiError::BadToken);
-        return pause(svc, &m, lang, fence, &reason).await;
+    let creds = match guards(svc, &m, cursor, fence, vouched).await? {
+        ControlFlow::Continue(creds) => creds,
+        ControlFlow::Break(step) => return Ok(step),
     };
     if cursor.armed.is_none() {
         let rows = cursor.rows_mut();
@@ -113,6 +100,31 @@ async fn mailing(
         cursor.mailing = Some(m.clone());
     }
     Ok(m)
+}
+
+/// Ends the step of a cancelled mailing, or pauses one whose account has no credentials
+/// (an armed row goes back to `pending` first); else the credentials to send with.
+async fn guards(
+    svc: &Services,
+    m: &Mailing,
+    cursor: &mut Cursor,
+    fence: u64,
+    vouched: bool,
+) -> Result<ControlFlow<Step, WappiCreds>, EngineError> {
+    let (creds, lang) = cursor.account.clone().expect("loaded first");
+    if m.cancel_requested || (!vouched && svc.state.is_cancelled(m.id).await?) {
+        slot::disarm(svc, cursor, fence).await?;
+        let step = finish(svc, m, cursor.rows(), lang, fence, MailingStatus::Cancelled).await?;
+        return Ok(ControlFlow::Break(step));
+    }
+    let Some(creds) = creds else {
+        slot::disarm(svc, cursor, fence).await?;
+        let reason = texts::account_problem(lang, &WappiError::BadToken);
+        return Ok(ControlFlow::Break(
+            pause(svc, m, lang, fence, &reason).await?,
+        ));
+    };
+    Ok(ControlFlow::Continue(creds))
 }
 
 /// What a drive reads once: the ledger and the user's credentials and language.

@@ -24,28 +24,7 @@ pub(super) async fn progress(
     if !svc.telegram.can_send_now(m.chat_id) {
         return Ok(()); // shed: the next step tries again
     }
-    let tally = Tally::of(rows);
-    let eta = svc.eta_secs(crate::model::ledger::sends_left(rows));
-    // When nothing is due now, the next due time is a pause (Retry-After or backoff): show it.
-    let due_now = rows
-        .iter()
-        .any(|r| r.state == DeliveryState::Pending && r.next_attempt_at <= now);
-    let backoff = if due_now {
-        None
-    } else {
-        rows.iter()
-            .filter(|r| r.state == DeliveryState::Pending)
-            .map(|r| r.next_attempt_at)
-            .min()
-            .filter(|t| *t > now + 1500)
-    };
-    let text = texts::progress(
-        lang,
-        m.id.0,
-        &tally,
-        eta,
-        backoff.map(texts::clock_time).as_deref(),
-    );
+    let text = progress_text(svc, m, rows, lang, now);
     let keyboard = cancel_keyboard(lang, m.id);
     let message_id = match m.progress_message_id {
         Some(mid) => {
@@ -75,6 +54,32 @@ pub(super) async fn progress(
     // Counted from when Telegram got it, so edits are never closer than the interval.
     svc.db.set_progress(m.id, message_id, svc.now_ms()).await?;
     Ok(())
+}
+
+/// The progress message: the tally, the time left and, when nothing is due now, until when
+/// the pause (Retry-After or backoff) before the next due row lasts.
+fn progress_text(svc: &Services, m: &Mailing, rows: &[Delivery], lang: Lang, now: i64) -> String {
+    let tally = Tally::of(rows);
+    let eta = svc.eta_secs(crate::model::ledger::sends_left(rows));
+    let due_now = rows
+        .iter()
+        .any(|r| r.state == DeliveryState::Pending && r.next_attempt_at <= now);
+    let backoff = if due_now {
+        None
+    } else {
+        rows.iter()
+            .filter(|r| r.state == DeliveryState::Pending)
+            .map(|r| r.next_attempt_at)
+            .min()
+            .filter(|t| *t > now + 1500)
+    };
+    texts::progress(
+        lang,
+        m.id.0,
+        &tally,
+        eta,
+        backoff.map(texts::clock_time).as_deref(),
+    )
 }
 
 /// The cancel button under a progress message.
