@@ -354,7 +354,10 @@ mod tests {
             Some("before"),
             "a pause keeps the row's reason"
         );
+    }
 
+    #[test]
+    fn other_events_pause_nothing() {
         for e in [
             WappiError::Temporary("502".into()),
             WappiError::Unknown("timeout".into()),
