@@ -1,7 +1,121 @@
 //! The mailing engine: what a driver (a tokio task on the server, a Durable Object alarm on
 //! the Worker) calls to move a mailing forward.
+//!
+//! [`step`] runs one step at a time over the ledger. A step sends at most one message (or
+//! settles one `in_doubt` row) and says when the next step is due. The server drives it from a
+//! tokio task per profile; the Worker from a Durable Object alarm. Nothing here sleeps or
+//! spawns, so the same code runs on both and under a fake clock.
+//!
+//! Exactly-once per group rests on three rules: a row is written `sending` (durably, fenced)
+//! before the Wappi call; a row found `sending` at the next step is a crash leftover and becomes
+//! `in_doubt`; an `in_doubt` row is resent only after the group's recent history shows our
+//! text is not there.
+//!
+//! The wing: `engine` orders a step; `slot` waits for and takes the pacing slot; `outcome`
+//! holds every change of a delivery row (pure); `settle` reconciles `in_doubt` rows through
+//! the chat history; `report` tells the user (progress, pause, the final report).
+
+use crate::model::ledger::{Delivery, Mailing};
+use crate::ports::ImageId;
+use crate::ports::{DbError, StateError};
+use crate::texts::Lang;
+use crate::wappi::WappiCreds;
+use std::collections::HashMap;
+use std::sync::Arc;
 
 pub mod engine;
+mod outcome;
+mod report;
+mod settle;
+mod slot;
+
+pub use engine::step;
+pub use report::{cancel_keyboard, report_text};
+
+/// What the driver does after a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Step again right away.
+    Continue,
+    /// Step again at this unix-ms time (or earlier if a cancel arrives).
+    SleepUntil(i64),
+    /// The mailing is over (done, cancelled or paused): stop driving it.
+    Finished,
+    /// Another runner owns the mailing now (stale fence): stop at once, write nothing.
+    LostLease,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// `in_doubt` rows that could not be settled keep this `next_attempt_at`: final, reported.
+pub const UNSETTLED: i64 = i64::MAX;
+
+/// How long before its pacing slot a row is marked `sending`, so the durable write is done
+/// by the time the slot opens and never delays the send (or shortens the next gap).
+pub const ARM_LEAD_MS: i64 = 250;
+
+/// How long before its time a row's pacing slot is taken (see [`Cursor::holds_slot`]).
+pub const PRE_PACE_MS: i64 = 2;
+
+/// How fresh a driver's own cancel check and lease renewal must be for a step to skip them.
+pub const VOUCH_MS: i64 = 5;
+
+/// What a driver keeps between the steps of one mailing while it holds the lease. It is lost
+/// with the process, which is exactly what makes a `sending` row found without it a crash
+/// leftover.
+#[derive(Debug, Default)]
+pub struct Cursor {
+    /// The mailing as last read.
+    mailing: Option<Mailing>,
+    /// The ledger as last written: while the lease is held this driver is its only writer.
+    rows: Option<Vec<Delivery>>,
+    /// The user's credentials and language.
+    account: Option<(Option<WappiCreds>, Lang)>,
+    /// The row this driver marked `sending` and is waiting to send at its pacing slot.
+    armed: Option<usize>,
+    /// When this driver last started a Wappi send (see `slot::min_gap_ms`).
+    last_call_at: Option<i64>,
+    /// The pacing slot already taken for the armed row: the call goes out at this time.
+    slot: Option<i64>,
+    /// When the driver last checked the cancel flag and renewed the lease itself (see
+    /// [`Cursor::vouch`]).
+    vouched_at: Option<i64>,
+    /// The base64 of each image part, read and encoded once per drive of the mailing (not
+    /// once per group); `None` when the image is no longer stored.
+    images: HashMap<ImageId, Option<Arc<str>>>,
+}
+
+impl Cursor {
+    /// The driver has just (at `now`) seen the cancel flag unset and renewed the lease: the
+    /// next step, if within [`VOUCH_MS`], sends an armed row without asking again, so those
+    /// round trips happen before the slot instead of between the slot and the send.
+    pub fn vouch(&mut self, now: i64) {
+        self.vouched_at = Some(now);
+    }
+
+    /// The pacing slot of the armed row is taken: the driver only waits for it, the checks
+    /// were made just before (so the call leaves at the slot, not a round trip later).
+    pub fn holds_slot(&self) -> bool {
+        self.slot.is_some()
+    }
+
+    /// The ledger as remembered (a step loads it before anything reads it).
+    fn rows(&self) -> &[Delivery] {
+        self.rows.as_deref().expect("the ledger is loaded first")
+    }
+
+    fn rows_mut(&mut self) -> &mut [Delivery] {
+        self.rows
+            .as_deref_mut()
+            .expect("the ledger is loaded first")
+    }
+}
 
 #[cfg(test)]
 mod tests;

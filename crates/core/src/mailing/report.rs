@@ -1,0 +1,213 @@
+//! What the user sees of a mailing: the progress message (with its cancel button), the
+//! pause notice, the end of a mailing and its report.
+
+use super::{EngineError, Step};
+use crate::model::ids::MailingId;
+use crate::model::ledger::{Delivery, DeliveryState, Mailing, MailingStatus, Tally};
+use crate::services::Services;
+use crate::telegram::{InlineKeyboardMarkup, MessageId, ReplyMarkup};
+use crate::texts::{self, Lang, ReportLine};
+
+/// Sends or edits the progress message, at most every `progress_interval_ms`.
+pub(super) async fn progress(
+    svc: &Services,
+    m: &Mailing,
+    rows: &[Delivery],
+    lang: Lang,
+    now: i64,
+) -> Result<(), EngineError> {
+    if m.progress_message_id.is_some()
+        && now - m.progress_at < svc.settings.engine.progress_interval_ms
+    {
+        return Ok(());
+    }
+    if !svc.telegram.can_send_now(m.chat_id) {
+        return Ok(()); // shed: the next step tries again
+    }
+    let text = progress_text(svc, m, rows, lang, now);
+    let keyboard = cancel_keyboard(lang, m.id);
+    let message_id = match m.progress_message_id {
+        Some(mid) => {
+            if let Err(e) = svc
+                .telegram
+                .edit_message_text(m.chat_id, MessageId(mid), &text, Some(&keyboard))
+                .await
+            {
+                if !e.is_not_modified() {
+                    tracing::warn!(mailing = m.id.0, error = %e, "progress edit failed");
+                }
+            }
+            None
+        }
+        None => match svc
+            .telegram
+            .send_message(m.chat_id, &text, Some(&ReplyMarkup::Inline(keyboard)))
+            .await
+        {
+            Ok(mid) => Some(mid.0),
+            Err(e) => {
+                tracing::warn!(mailing = m.id.0, error = %e, "progress message failed");
+                None
+            }
+        },
+    };
+    // Counted from when Telegram got it, so edits are never closer than the interval.
+    svc.db.set_progress(m.id, message_id, svc.now_ms()).await?;
+    Ok(())
+}
+
+/// The progress message: the tally, the time left and, when nothing is due now, until when
+/// the pause (Retry-After or backoff) before the next due row lasts.
+fn progress_text(svc: &Services, m: &Mailing, rows: &[Delivery], lang: Lang, now: i64) -> String {
+    let tally = Tally::of(rows);
+    let eta = svc.eta_secs(crate::model::ledger::sends_left(rows));
+    let due_now = rows
+        .iter()
+        .any(|r| r.state == DeliveryState::Pending && r.next_attempt_at <= now);
+    let backoff = if due_now {
+        None
+    } else {
+        rows.iter()
+            .filter(|r| r.state == DeliveryState::Pending)
+            .map(|r| r.next_attempt_at)
+            .min()
+            .filter(|t| *t > now + 1500)
+    };
+    texts::progress(
+        lang,
+        m.id.0,
+        &tally,
+        eta,
+        backoff.map(texts::clock_time).as_deref(),
+    )
+}
+
+/// The cancel button under a progress message.
+pub fn cancel_keyboard(lang: Lang, id: MailingId) -> InlineKeyboardMarkup {
+    InlineKeyboardMarkup::rows(vec![vec![(
+        texts::cancel_button(lang),
+        crate::bot::dialogue::Callback::CancelMailing(id.0).data(),
+    )]])
+}
+
+/// Ends a mailing: final status (fenced), final progress, one report message.
+pub(super) async fn finish(
+    svc: &Services,
+    m: &Mailing,
+    rows: &[Delivery],
+    lang: Lang,
+    fence: u64,
+    status: MailingStatus,
+) -> Result<Step, EngineError> {
+    let now = svc.now_ms();
+    svc.db
+        .set_mailing_status(m.id, status, None, fence, now)
+        .await?;
+    let tally = Tally::of(rows);
+    let event = if status == MailingStatus::Cancelled {
+        "mailing_cancelled"
+    } else {
+        "mailing_done"
+    };
+    tracing::info!(
+        event,
+        mailing = m.id.0,
+        sent = tally.sent,
+        failed = tally.failed,
+        in_doubt = tally.in_doubt,
+        left = tally.left,
+        "mailing finished"
+    );
+    if let Some(mid) = m.progress_message_id {
+        let text = texts::progress_final(lang, m.id.0, &tally);
+        let _ = svc
+            .telegram
+            .edit_message_text(
+                m.chat_id,
+                MessageId(mid),
+                &text,
+                Some(&InlineKeyboardMarkup::default()),
+            )
+            .await;
+    }
+    let report = report_text(svc, m, rows, lang, status == MailingStatus::Cancelled).await;
+    let _ = svc.telegram.send_message(m.chat_id, &report, None).await;
+    Ok(Step::Finished)
+}
+
+/// The report of a finished mailing (also shown by /status afterwards).
+pub async fn report_text(
+    svc: &Services,
+    m: &Mailing,
+    rows: &[Delivery],
+    lang: Lang,
+    cancelled: bool,
+) -> String {
+    let names = svc.db.get_groups(m.user_id).await.unwrap_or_default();
+    let name_of = |jid: &str| {
+        names
+            .iter()
+            .find(|g| g.jid.as_str() == jid)
+            .and_then(|g| g.name.as_deref())
+    };
+    let groups = crate::model::ledger::group_outcomes(rows);
+    let lines = |state: DeliveryState| -> Vec<ReportLine<'_>> {
+        groups
+            .iter()
+            .filter(|g| g.state == state)
+            .map(|g| g.row)
+            .map(|r| ReportLine {
+                group: r.group.as_str(),
+                name: name_of(r.group.as_str()),
+                reason: r.error.as_deref().unwrap_or("—"),
+            })
+            .collect()
+    };
+    texts::report(
+        lang,
+        m.id.0,
+        &Tally::of(rows),
+        cancelled,
+        &lines(DeliveryState::Failed),
+        &lines(DeliveryState::InDoubt),
+    )
+}
+
+/// Pauses a mailing whose account needs attention, and tells the user how to resume.
+pub(super) async fn pause(
+    svc: &Services,
+    m: &Mailing,
+    lang: Lang,
+    fence: u64,
+    reason: &str,
+) -> Result<Step, EngineError> {
+    let now = svc.now_ms();
+    svc.db
+        .set_mailing_status(m.id, MailingStatus::Paused, Some(reason), fence, now)
+        .await?;
+    tracing::info!(
+        event = "mailing_paused",
+        mailing = m.id.0,
+        reason,
+        "mailing paused"
+    );
+    let keyboard = InlineKeyboardMarkup::rows(vec![vec![
+        (
+            texts::resume_button(lang),
+            crate::bot::dialogue::Callback::ResumeMailing(m.id.0).data(),
+        ),
+        (
+            texts::cancel_button(lang),
+            crate::bot::dialogue::Callback::CancelMailing(m.id.0).data(),
+        ),
+    ]]);
+    let _ = svc
+        .telegram
+        .send_message(
+            m.chat_id,
+            &texts::paused(lang, m.id.0, reason),
+            Some(&ReplyMarkup::Inline(keyboard)),
+        )
+        .await;
+    Ok(Step::Finished)
+}

@@ -1,0 +1,200 @@
+//! The pacing slot: which row is due next and when, marking it `sending` shortly before its
+//! slot opens (so the durable write is off the critical path), and taking the slot a moment
+//! ahead of the call.
+
+use super::outcome::{self, Event};
+use super::{Cursor, EngineError, Step, ARM_LEAD_MS, PRE_PACE_MS, UNSETTLED};
+use crate::model::ids::GroupJid;
+use crate::model::ledger::{Delivery, DeliveryState, Mailing};
+use crate::ports::{Lease, Pace, PacingConfig};
+use crate::services::Services;
+use std::ops::ControlFlow;
+
+/// Where waiting for a row's slot got to.
+pub(super) enum Slot {
+    /// The slot is taken and open: send now.
+    Open,
+    /// A long wait (a Retry-After pause): the row is `pending` again; step again at this time.
+    Paused(i64),
+    /// The step ends here: a sleep (the row stays armed, maybe with its slot held) or a lost
+    /// lease.
+    Wait(Step),
+}
+
+/// Waits for and takes the pacing slot of row `i` (the armed row or the next due one).
+/// `vouched`: the driver has just checked the cancel flag and renewed the lease itself.
+pub(super) async fn wait_and_take(
+    svc: &Services,
+    m: &Mailing,
+    lease: &Lease,
+    cursor: &mut Cursor,
+    i: usize,
+    now: i64,
+    vouched: bool,
+) -> Result<Slot, EngineError> {
+    let fence = lease.fence;
+    // The slot the pacer will give, as far as can be told without taking it.
+    let opens_at = match peek(svc, m, cursor, i, now).await? {
+        Pace::Go => now,
+        Pace::WaitUntil(t) if t - now > ARM_LEAD_MS => {
+            // Keep `sending` meaning "about to be sent".
+            disarm(svc, cursor, fence).await?;
+            return Ok(Slot::Paused(t - ARM_LEAD_MS));
+        }
+        Pace::WaitUntil(t) => {
+            arm(svc, cursor, i, fence, now).await?;
+            if t - now > PRE_PACE_MS {
+                return Ok(Slot::Wait(Step::SleepUntil(t - PRE_PACE_MS)));
+            }
+            t
+        }
+    };
+    arm(svc, cursor, i, fence, now).await?;
+    // Still the holder? A runner paused past its lease (SIGSTOP, swap) must not send: the
+    // armed row stays `sending` and the new holder settles it.
+    let ttl = svc.settings.engine.lease_ttl_ms;
+    if !vouched && !svc.state.renew_lease(lease, ttl, svc.now_ms()).await? {
+        return Ok(Slot::Wait(Step::LostLease));
+    }
+    let slot = match cursor.slot {
+        Some(slot) => slot,
+        None => match take(svc, m, cursor, i, opens_at).await? {
+            ControlFlow::Continue(at) => at,
+            ControlFlow::Break(step) => return Ok(Slot::Wait(step)), // stays armed
+        },
+    };
+    if svc.now_ms() < slot {
+        cursor.slot = Some(slot);
+        return Ok(Slot::Wait(Step::SleepUntil(slot))); // stays armed, slot held
+    }
+    cursor.slot = None;
+    cursor.armed = None;
+    cursor.vouched_at = None;
+    cursor.last_call_at = Some(svc.now_ms());
+    Ok(Slot::Open)
+}
+
+/// When row `i`'s slot opens, without taking it (at once when the slot is ours already).
+async fn peek(
+    svc: &Services,
+    m: &Mailing,
+    cursor: &Cursor,
+    i: usize,
+    now: i64,
+) -> Result<Pace, EngineError> {
+    if cursor.slot.is_some() {
+        return Ok(Pace::Go);
+    }
+    let group = &cursor.rows()[i].group;
+    Ok(svc
+        .state
+        .pace_peek(&m.profile_id, group, &svc.settings.pacing, now)
+        .await?)
+}
+
+/// Takes the pacing slot a moment ahead ([`PRE_PACE_MS`]), so the state round trip is not
+/// between the slot and the call; and never starts a call closer than the interval to this
+/// driver's previous call (the slot is stamped when taken, a call may leave a little late), so
+/// the gap WhatsApp sees is never short. `Continue(at)`: the call goes out at `at`.
+async fn take(
+    svc: &Services,
+    m: &Mailing,
+    cursor: &Cursor,
+    i: usize,
+    opens_at: i64,
+) -> Result<ControlFlow<Step, i64>, EngineError> {
+    let pacing = &svc.settings.pacing;
+    let now = svc.now_ms();
+    let earliest = cursor.last_call_at.map_or(now, |t| t + min_gap_ms(pacing));
+    let at = opens_at.max(earliest).max(now);
+    if at - now > PRE_PACE_MS {
+        return Ok(ControlFlow::Break(Step::SleepUntil(at - PRE_PACE_MS)));
+    }
+    let group = &cursor.rows()[i].group;
+    Ok(
+        match svc.state.pace(&m.profile_id, group, pacing, at).await? {
+            Pace::Go => ControlFlow::Continue(at),
+            Pace::WaitUntil(t) => ControlFlow::Break(Step::SleepUntil((t - PRE_PACE_MS).max(now))),
+        },
+    )
+}
+
+/// Records the intent to send row `i`, durably (fenced), before its slot; nothing when a row
+/// is armed already.
+async fn arm(
+    svc: &Services,
+    cursor: &mut Cursor,
+    i: usize,
+    fence: u64,
+    now: i64,
+) -> Result<(), EngineError> {
+    if cursor.armed.is_some() {
+        return Ok(());
+    }
+    let row = &mut cursor.rows_mut()[i];
+    outcome::apply(row, Event::Armed, &svc.settings.engine, now);
+    svc.db.update_delivery(row, fence).await?;
+    cursor.armed = Some(i);
+    Ok(())
+}
+
+/// Puts an armed row that was not sent back to `pending`.
+pub(super) async fn disarm(
+    svc: &Services,
+    cursor: &mut Cursor,
+    fence: u64,
+) -> Result<(), EngineError> {
+    if let Some(i) = cursor.armed.take() {
+        let row = &mut cursor.rows_mut()[i];
+        outcome::apply(row, Event::Disarmed, &svc.settings.engine, svc.now_ms());
+        svc.db.update_delivery(row, fence).await?;
+    }
+    Ok(())
+}
+
+/// The profile's emission interval in whole ms, rounded down (so it never adds to the pacing
+/// itself): the least time between two calls of one driver.
+fn min_gap_ms(pacing: &PacingConfig) -> i64 {
+    let rate = pacing.profile_rate_per_sec;
+    if rate.is_finite() && rate > 0.0 {
+        (1000.0 / rate).floor() as i64
+    } else {
+        0
+    }
+}
+
+/// The next row to send: the first pending, due row in sending order whose group has no
+/// earlier part still unfinished (pending, sending, or in doubt and not yet given up on), so
+/// a group's parts always go out in order. `rows` are in sending order.
+pub(super) fn next_due(rows: &[Delivery], now: i64) -> Option<usize> {
+    group_heads(rows)
+        .find(|&i| rows[i].state == DeliveryState::Pending && rows[i].next_attempt_at <= now)
+}
+
+/// When a row is next due, with none due now; `None` when every row is finished. A later part
+/// waits for its group's earlier one: only each group's next row counts.
+pub(super) fn next_wake(rows: &[Delivery]) -> Option<i64> {
+    group_heads(rows)
+        .map(|i| &rows[i])
+        .filter(|r| r.state != DeliveryState::Sending)
+        .map(|r| r.next_attempt_at)
+        .min()
+}
+
+/// The next unfinished row of each group (pending, sending, or in doubt and not yet given up
+/// on), in sending order; `rows` are in sending order, each group's rows together.
+fn group_heads(rows: &[Delivery]) -> impl Iterator<Item = usize> + '_ {
+    let unfinished = |r: &Delivery| match r.state {
+        DeliveryState::Pending | DeliveryState::Sending => true,
+        DeliveryState::InDoubt => r.next_attempt_at != UNSETTLED,
+        DeliveryState::Sent | DeliveryState::Failed => false,
+    };
+    let mut last_group: Option<&GroupJid> = None;
+    rows.iter().enumerate().filter_map(move |(i, r)| {
+        if last_group == Some(&r.group) || !unfinished(r) {
+            return None;
+        }
+        last_group = Some(&r.group);
+        Some(i)
+    })
+}
