@@ -10,13 +10,14 @@
 //! unreadable file) gets its own message and leaves the stored set as it was.
 
 use super::{BotError, Ctx};
-use crate::bot::dialogue::{AlbumAnswer, Callback, DialogueState};
+use crate::bot::dialogue::{AlbumAnswer, DialogueState};
 use crate::collage::{self, CollageOptions};
 use crate::long_work::{CollageJob, LongJob};
 use crate::model::ids::{ChatId, UserId};
 use crate::model::ledger::Content;
 use crate::ports::{ImageId, NewImage, PhotoInput};
 use crate::services::Services;
+use crate::telegram::callback::Callback;
 use crate::telegram::{InlineKeyboardMarkup, MessageId, PhotoSize, ReplyMarkup};
 use crate::texts;
 

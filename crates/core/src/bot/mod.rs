@@ -1,15 +1,14 @@
 //! The bot: carries out the dialogue's routes through the ports. One call handles one update;
 //! the runtime guarantees updates of one user are handled one at a time, in order.
 
-use crate::bot::dialogue::{
-    route, Callback, DialogueState, ImportState, Intent, Route, IMPORT_PAGE_SIZE,
-};
+use crate::bot::dialogue::{route, DialogueState, ImportState, Intent, Route, IMPORT_PAGE_SIZE};
 use crate::model::groups::parse_group_list;
 use crate::model::ids::{ChatId, GroupJid, MailingId, ProfileId, UserId};
 use crate::model::ledger::{MailingStatus, NewMailing, Tally};
 use crate::model::secret::Secret;
 use crate::ports::{DbError, GroupEntry, UserRecord};
 use crate::services::Services;
+use crate::telegram::callback::Callback;
 use crate::telegram::markup::to_whatsapp;
 use crate::telegram::{
     InlineKeyboardMarkup, MessageId, ReplyKeyboardMarkup, ReplyMarkup, TelegramError, Update,

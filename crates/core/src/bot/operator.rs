@@ -7,12 +7,13 @@
 //! "sent N, failed M" at the end ([`crate::texts::broadcast::report`]). Only operators
 //! (`ADMIN_TELEGRAM_IDS`) get here; for anyone else `/broadcast` is ordinary text.
 
-use crate::bot::dialogue::{Callback, DialogueState};
+use crate::bot::dialogue::DialogueState;
 use crate::bot::BotError;
 use crate::long_work::DeferError;
 use crate::model::ids::ChatId;
 use crate::ports::async_trait;
 use crate::services::Services;
+use crate::telegram::callback::Callback;
 use crate::telegram::{InlineKeyboardMarkup, ReplyMarkup};
 use crate::texts::{self, Lang};
 

@@ -636,7 +636,7 @@ async fn progress(
 pub fn cancel_keyboard(lang: Lang, id: MailingId) -> InlineKeyboardMarkup {
     InlineKeyboardMarkup::rows(vec![vec![(
         texts::cancel_button(lang),
-        crate::bot::dialogue::Callback::CancelMailing(id.0).data(),
+        crate::telegram::callback::Callback::CancelMailing(id.0).data(),
     )]])
 }
 
@@ -744,11 +744,11 @@ async fn pause(
     let keyboard = InlineKeyboardMarkup::rows(vec![vec![
         (
             texts::resume_button(lang),
-            crate::bot::dialogue::Callback::ResumeMailing(m.id.0).data(),
+            crate::telegram::callback::Callback::ResumeMailing(m.id.0).data(),
         ),
         (
             texts::cancel_button(lang),
-            crate::bot::dialogue::Callback::CancelMailing(m.id.0).data(),
+            crate::telegram::callback::Callback::CancelMailing(m.id.0).data(),
         ),
     ]]);
     let _ = svc
