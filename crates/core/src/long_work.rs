@@ -41,11 +41,11 @@ pub trait Deferrer: MaybeSendSync {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bot::dialogue::Callback;
     use crate::bot::{handle_update, run_collage_job, CollageOutcome};
     use crate::collage::fixtures::synthetic_jpeg;
     use crate::model::ids::{ChatId, UserId};
     use crate::services::{CoreSettings, Services};
+    use crate::telegram::callback::Callback;
     use crate::telegram::Update;
     use crate::testing::{profile, register_user, services, Fakes};
     use crate::texts::{self, Lang};

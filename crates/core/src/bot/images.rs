@@ -9,14 +9,15 @@
 //! the album's id and that message). A refused photo (the 11th, a download failure, an
 //! unreadable file) gets its own message and leaves the stored set as it was.
 
-use super::{BotError, Ctx};
-use crate::bot::dialogue::{AlbumAnswer, Callback, DialogueState};
+use crate::bot::ctx::{BotError, Ctx};
+use crate::bot::dialogue::{AlbumAnswer, DialogueState};
 use crate::collage::{self, CollageOptions};
 use crate::long_work::{CollageJob, LongJob};
 use crate::model::ids::{ChatId, UserId};
 use crate::model::ledger::Content;
 use crate::ports::{ImageId, NewImage, PhotoInput};
 use crate::services::Services;
+use crate::telegram::callback::Callback;
 use crate::telegram::{InlineKeyboardMarkup, MessageId, PhotoSize, ReplyMarkup};
 use crate::texts;
 
@@ -357,26 +358,6 @@ impl Ctx<'_> {
             self.say(&texts::collage_discarded(l)).await?;
         }
         Ok(())
-    }
-
-    /// What a mailing started now would send: the confirmed collage, else the photo set,
-    /// then (or with) the text.
-    pub(super) async fn current_content(&self, text: String) -> Result<Content, BotError> {
-        let user = self.user.id;
-        if let Some(c) = self.svc.db.collage(user).await? {
-            if c.confirmed {
-                return Ok(Content::with_images(text, vec![c.image.id], true));
-            }
-        }
-        let set = self.svc.db.photo_set(user).await?;
-        if set.is_empty() {
-            return Ok(Content::text_only(text));
-        }
-        Ok(Content::with_images(
-            text,
-            set.iter().map(|i| i.id).collect(),
-            false,
-        ))
     }
 
     /// The images of the preview before start, as the groups will get them (by `file_id`, or

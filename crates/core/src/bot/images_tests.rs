@@ -3,7 +3,7 @@
 //! start) and the engine's sending of multi-part posts (order, base64 once, resume after a
 //! crash between parts without repeating one, in-doubt image parts).
 
-use crate::bot::dialogue::{Callback, DialogueState};
+use crate::bot::dialogue::DialogueState;
 use crate::bot::handle_update;
 use crate::collage::fixtures::synthetic_jpeg;
 use crate::mailing::engine::{Cursor, EngineError, Step};
@@ -11,6 +11,7 @@ use crate::model::ids::{ChatId, GroupJid, MailingId, UserId};
 use crate::model::ledger::{Content, DeliveryState, MailingStatus, NewMailing};
 use crate::ports::{GroupEntry, Lease, NewImage};
 use crate::services::{CoreSettings, Services};
+use crate::telegram::callback::Callback;
 use crate::telegram::{MessageId, Update};
 use crate::testing::*;
 use crate::texts::{self, Lang};

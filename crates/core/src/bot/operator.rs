@@ -1,18 +1,20 @@
-//! The operator's `/broadcast`: one message to every bot user.
+//! The operator's commands: `/stats`, `/grant <user_id> <days>` and `/broadcast`, one
+//! message to every bot user.
 //!
-//! The dialogue part lives here and in `dialogue` (an operator sends `/broadcast <text>`, or
-//! `/broadcast` and then the text; the bot shows the text and the number of users with ✅ / ❌;
-//! ✅ hands the job to the runtime). Sending is the runtime's: it implements [`Broadcaster`]
-//! and delivers in the background, paced by Telegram's limits, and tells the operator
-//! "sent N, failed M" at the end ([`crate::texts::broadcast::report`]). Only operators
-//! (`ADMIN_TELEGRAM_IDS`) get here; for anyone else `/broadcast` is ordinary text.
+//! The dialogue part of `/broadcast` lives here and in `dialogue` (an operator sends
+//! `/broadcast <text>`, or `/broadcast` and then the text; the bot shows the text and the
+//! number of users with ✅ / ❌; ✅ hands the job to the runtime). Sending is the runtime's:
+//! it implements [`Broadcaster`] and delivers in the background, paced by Telegram's limits,
+//! and tells the operator "sent N, failed M" at the end ([`crate::texts::broadcast::report`]).
+//! Only operators (`ADMIN_TELEGRAM_IDS`) get here; for anyone else `/broadcast` is ordinary
+//! text.
 
-use crate::bot::dialogue::{Callback, DialogueState};
-use crate::bot::BotError;
+use crate::bot::ctx::{BotError, Ctx};
+use crate::bot::dialogue::DialogueState;
 use crate::long_work::DeferError;
-use crate::model::ids::ChatId;
-use crate::ports::async_trait;
-use crate::services::Services;
+use crate::model::ids::{ChatId, UserId};
+use crate::ports::{async_trait, DbError};
+use crate::telegram::callback::Callback;
 use crate::telegram::{InlineKeyboardMarkup, ReplyMarkup};
 use crate::texts::{self, Lang};
 
@@ -36,107 +38,186 @@ pub trait Broadcaster: crate::ports::MaybeSendSync {
     async fn start(&self, job: BroadcastJob) -> Result<(), DeferError>;
 }
 
-/// `/broadcast [text]`: asks for the text, or shows the confirmation at once.
-pub async fn command(
-    svc: &Services,
-    chat: ChatId,
-    l: Lang,
-    args: &str,
-) -> Result<DialogueState, BotError> {
-    if args.trim().is_empty() {
-        svc.telegram
-            .send_message(chat, &texts::broadcast::ask(l), None)
-            .await?;
-        return Ok(DialogueState::AwaitBroadcast);
-    }
-    take_text(svc, chat, l, args.trim()).await
+/// `/grant <user_id> <days>`: the user and the days (1 to 3660); extra words are ignored.
+fn parse_grant(args: &str) -> Option<(i64, u32)> {
+    let mut parts = args.split_whitespace();
+    let user = parts.next()?.parse::<i64>().ok()?;
+    let days = parts.next()?.parse::<u32>().ok()?;
+    (1..=3660).contains(&days).then_some((user, days))
 }
 
-/// The broadcast text arrived: show it with the number of recipients and ✅ / ❌.
-pub async fn take_text(
-    svc: &Services,
-    chat: ChatId,
-    l: Lang,
-    text: &str,
-) -> Result<DialogueState, BotError> {
-    let users = svc.db.stats(svc.now_ms()).await?.users;
-    let kb = InlineKeyboardMarkup::rows(vec![vec![
-        (
-            texts::broadcast::confirm_button(l, users),
-            Callback::BroadcastGo.data(),
-        ),
-        (
-            texts::broadcast::decline_button(l),
-            Callback::BroadcastNo.data(),
-        ),
-    ]]);
-    svc.telegram
-        .send_message(
-            chat,
+impl Ctx<'_> {
+    /// Whether the user is an operator (`ADMIN_TELEGRAM_IDS`).
+    pub(super) fn is_admin(&self) -> bool {
+        self.svc.settings.admin_ids.contains(&self.user.id.0)
+    }
+
+    /// Operator: `/stats`.
+    pub(super) async fn stats(&self) -> Result<(), BotError> {
+        let l = self.lang();
+        if !self.is_admin() {
+            self.say(&texts::billing::not_admin(l)).await?;
+            return Ok(());
+        }
+        let stats = self.svc.db.stats(self.svc.now_ms()).await?;
+        self.say(&texts::billing::stats(l, &stats)).await?;
+        Ok(())
+    }
+
+    /// Operator: `/grant <user_id> <days>`.
+    pub(super) async fn grant(&mut self, args: &str) -> Result<(), BotError> {
+        let l = self.lang();
+        if !self.is_admin() {
+            self.say(&texts::billing::not_admin(l)).await?;
+            return Ok(());
+        }
+        let Some((user, days)) = parse_grant(args) else {
+            self.say(&texts::billing::grant_usage(l)).await?;
+            return Ok(());
+        };
+        match self
+            .svc
+            .db
+            .grant_days(UserId(user), days, self.svc.now_ms())
+            .await
+        {
+            Ok(until) => {
+                tracing::info!(
+                    operator = self.user.id.0,
+                    user,
+                    days,
+                    "subscription granted"
+                );
+                self.say(&texts::billing::granted(l, user, days, until))
+                    .await?;
+                self.tell_granted(user, days, until).await?;
+            }
+            Err(DbError::NotFound) => {
+                self.say(&texts::billing::unknown_user(l, user)).await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        Ok(())
+    }
+
+    /// The gift message to the user granted the days, in their language (best effort).
+    async fn tell_granted(&self, user: i64, days: u32, until: i64) -> Result<(), BotError> {
+        let their_lang = self
+            .svc
+            .db
+            .get_user(UserId(user))
+            .await?
+            .map(|u| u.lang)
+            .unwrap_or_default();
+        let _ = self
+            .svc
+            .telegram
+            .send_message(
+                ChatId(user),
+                &texts::billing::gift(their_lang, days, until),
+                None,
+            )
+            .await;
+        Ok(())
+    }
+
+    /// `/broadcast [text]`: asks for the text, or shows the confirmation at once.
+    pub(super) async fn broadcast(&mut self, args: &str) -> Result<(), BotError> {
+        let next = if args.trim().is_empty() {
+            self.say(&texts::broadcast::ask(self.lang())).await?;
+            DialogueState::AwaitBroadcast
+        } else {
+            self.show_broadcast(args.trim()).await?
+        };
+        self.set_state(&next).await
+    }
+
+    /// The broadcast text arrived after `/broadcast`.
+    pub(super) async fn take_broadcast(&mut self, text: &str) -> Result<(), BotError> {
+        let next = self.show_broadcast(text).await?;
+        self.set_state(&next).await
+    }
+
+    /// Shows the text with the number of recipients and ✅ / ❌.
+    async fn show_broadcast(&self, text: &str) -> Result<DialogueState, BotError> {
+        let l = self.lang();
+        let users = self.svc.db.stats(self.svc.now_ms()).await?.users;
+        let kb = InlineKeyboardMarkup::rows(vec![vec![
+            (
+                texts::broadcast::confirm_button(l, users),
+                Callback::BroadcastGo.data(),
+            ),
+            (
+                texts::broadcast::decline_button(l),
+                Callback::BroadcastNo.data(),
+            ),
+        ]]);
+        self.say_with(
             &texts::broadcast::confirm(l, users, text),
-            Some(&ReplyMarkup::Inline(kb)),
+            ReplyMarkup::Inline(kb),
         )
         .await?;
-    Ok(DialogueState::ConfirmBroadcast {
-        text: text.to_string(),
-    })
-}
-
-/// ✅ on the confirmation: hands the job over (once: the state goes back to idle).
-pub async fn confirm(
-    svc: &Services,
-    chat: ChatId,
-    l: Lang,
-    state: &DialogueState,
-) -> Result<DialogueState, BotError> {
-    let DialogueState::ConfirmBroadcast { text } = state else {
-        return Ok(state.clone()); // a stale button: nothing awaits confirmation
-    };
-    let Some(broadcaster) = &svc.broadcaster else {
-        svc.telegram
-            .send_message(chat, &texts::broadcast::unavailable(l), None)
-            .await?;
-        return Ok(DialogueState::Idle);
-    };
-    broadcaster
-        .start(BroadcastJob {
-            operator_chat: chat,
-            lang: l,
-            text: text.clone(),
+        Ok(DialogueState::ConfirmBroadcast {
+            text: text.to_string(),
         })
-        .await?;
-    tracing::info!(
-        operator = chat.0,
-        chars = text.chars().count(),
-        "broadcast started"
-    );
-    svc.telegram
-        .send_message(chat, &texts::broadcast::started(l), None)
-        .await?;
-    Ok(DialogueState::Idle)
-}
-
-/// ❌ on the confirmation.
-pub async fn decline(
-    svc: &Services,
-    chat: ChatId,
-    l: Lang,
-    state: &DialogueState,
-) -> Result<DialogueState, BotError> {
-    if !matches!(state, DialogueState::ConfirmBroadcast { .. }) {
-        return Ok(state.clone());
     }
-    svc.telegram
-        .send_message(chat, &texts::broadcast::declined(l), None)
-        .await?;
-    Ok(DialogueState::Idle)
+
+    /// ✅ (`go`) or ❌ on the confirmation; the buttons are closed either way.
+    pub(super) async fn answer_broadcast(
+        &mut self,
+        go: bool,
+        state: &DialogueState,
+    ) -> Result<(), BotError> {
+        self.close_buttons().await;
+        let next = if go {
+            self.confirm_broadcast(state).await?
+        } else {
+            self.decline_broadcast(state).await?
+        };
+        self.set_state(&next).await
+    }
+
+    /// ✅: hands the job over (once: the state goes back to idle).
+    async fn confirm_broadcast(&self, state: &DialogueState) -> Result<DialogueState, BotError> {
+        let l = self.lang();
+        let DialogueState::ConfirmBroadcast { text } = state else {
+            return Ok(state.clone()); // a stale button: nothing awaits confirmation
+        };
+        let Some(broadcaster) = &self.svc.broadcaster else {
+            self.say(&texts::broadcast::unavailable(l)).await?;
+            return Ok(DialogueState::Idle);
+        };
+        broadcaster
+            .start(BroadcastJob {
+                operator_chat: self.chat,
+                lang: l,
+                text: text.clone(),
+            })
+            .await?;
+        tracing::info!(
+            operator = self.chat.0,
+            chars = text.chars().count(),
+            "broadcast started"
+        );
+        self.say(&texts::broadcast::started(l)).await?;
+        Ok(DialogueState::Idle)
+    }
+
+    /// ❌: nothing is sent.
+    async fn decline_broadcast(&self, state: &DialogueState) -> Result<DialogueState, BotError> {
+        if !matches!(state, DialogueState::ConfirmBroadcast { .. }) {
+            return Ok(state.clone());
+        }
+        self.say(&texts::broadcast::declined(self.lang())).await?;
+        Ok(DialogueState::Idle)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::bot::handle_update;
-    use crate::services::CoreSettings;
+    use crate::services::{CoreSettings, Services};
     use crate::telegram::{MessageId, Update};
     use crate::testing::{services, Fakes};
     use serde_json::json;

@@ -86,7 +86,7 @@ fn progress_text(svc: &Services, m: &Mailing, rows: &[Delivery], lang: Lang, now
 pub fn cancel_keyboard(lang: Lang, id: MailingId) -> InlineKeyboardMarkup {
     InlineKeyboardMarkup::rows(vec![vec![(
         texts::cancel_button(lang),
-        crate::bot::dialogue::Callback::CancelMailing(id.0).data(),
+        crate::telegram::callback::Callback::CancelMailing(id.0).data(),
     )]])
 }
 
@@ -194,11 +194,11 @@ pub(super) async fn pause(
     let keyboard = InlineKeyboardMarkup::rows(vec![vec![
         (
             texts::resume_button(lang),
-            crate::bot::dialogue::Callback::ResumeMailing(m.id.0).data(),
+            crate::telegram::callback::Callback::ResumeMailing(m.id.0).data(),
         ),
         (
             texts::cancel_button(lang),
-            crate::bot::dialogue::Callback::CancelMailing(m.id.0).data(),
+            crate::telegram::callback::Callback::CancelMailing(m.id.0).data(),
         ),
     ]]);
     let _ = svc

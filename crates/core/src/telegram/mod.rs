@@ -3,6 +3,7 @@
 //! formatting (message entities) into WhatsApp markup.
 
 pub mod api;
+pub mod callback;
 pub mod markup;
 pub mod types;
 

@@ -1,0 +1,287 @@
+//! The group list of a mailing: pasted as text (one jid or invite per line, see
+//! `model::groups`), or imported from the WhatsApp account through a paged picker of ticks.
+
+use crate::bot::ctx::{BotError, Ctx};
+use crate::bot::dialogue::{DialogueState, ImportState, IMPORT_PAGE_SIZE};
+use crate::model::groups::parse_group_list;
+use crate::model::ids::GroupJid;
+use crate::ports::GroupEntry;
+use crate::telegram::callback::Callback;
+use crate::telegram::{InlineKeyboardMarkup, MessageId, ReplyMarkup};
+use crate::texts::{self, Lang};
+use crate::wappi::{WappiCreds, WappiError};
+
+/// Chats asked from Wappi per page while importing …
+const CHATS_PAGE: u32 = 100;
+/// … and at most this many pages.
+const CHATS_PAGES: u32 = 50;
+
+impl Ctx<'_> {
+    /// 👥: wait for the list, or the import button.
+    pub(super) async fn ask_groups(&mut self) -> Result<(), BotError> {
+        let l = self.lang();
+        self.set_state(&DialogueState::AwaitGroups).await?;
+        let kb = InlineKeyboardMarkup::rows(vec![vec![(
+            texts::import_button(l),
+            Callback::ImportStart.data(),
+        )]]);
+        self.say_with(
+            &texts::ask_groups(l, self.svc.settings.max_groups),
+            ReplyMarkup::Inline(kb),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The pasted list: stored when at least one group is valid and the cap holds.
+    pub(super) async fn take_groups(&mut self, text: &str) -> Result<(), BotError> {
+        let l = self.lang();
+        let parsed = parse_group_list(text);
+        if parsed.groups.is_empty() {
+            self.say(&texts::groups_none_valid(l, &parsed.invalid))
+                .await?;
+            return Ok(());
+        }
+        let max = self.svc.settings.max_groups;
+        if parsed.groups.len() > max {
+            self.say(&texts::groups_too_many(l, parsed.groups.len(), max))
+                .await?;
+            return Ok(());
+        }
+        let entries: Vec<GroupEntry> = parsed
+            .groups
+            .iter()
+            .map(|jid| GroupEntry {
+                jid: jid.clone(),
+                name: None,
+            })
+            .collect();
+        self.svc.db.set_groups(self.user.id, &entries).await?;
+        self.set_state(&DialogueState::Idle).await?;
+        let text = texts::groups_saved(l, entries.len(), parsed.duplicates.len(), &parsed.invalid);
+        self.say_with(&text, self.data_keyboard()).await?;
+        Ok(())
+    }
+
+    /// The import button: the account's groups in the picker, the stored ones ticked.
+    pub(super) async fn import_start(&mut self) -> Result<(), BotError> {
+        let l = self.lang();
+        let Some(creds) = self.svc.creds_of(&self.user) else {
+            self.say(&texts::finish_registration_first(l)).await?;
+            return Ok(());
+        };
+        let groups = match self.account_groups(&creds).await {
+            Ok(groups) => groups,
+            Err(e) => {
+                let reason = match &e {
+                    WappiError::NotAuthorized
+                    | WappiError::BadToken
+                    | WappiError::ProfileNotFound
+                    | WappiError::NotPaid => texts::account_problem(l, &e),
+                    _ => e.to_string(),
+                };
+                self.say(&texts::import_loading_failed(l, &reason)).await?;
+                return Ok(());
+            }
+        };
+        if groups.is_empty() {
+            self.say(&texts::import_no_groups(l)).await?;
+            return Ok(());
+        }
+        let current = self.svc.db.get_groups(self.user.id).await?;
+        let selected = groups
+            .iter()
+            .map(|(jid, _)| current.iter().any(|g| g.jid.as_str() == jid))
+            .collect();
+        let mut imp = ImportState {
+            groups,
+            selected,
+            page: 0,
+            message_id: 0,
+        };
+        let (text, kb) = import_view(l, &imp);
+        let mid = self.say_with(&text, ReplyMarkup::Inline(kb)).await?;
+        imp.message_id = mid.0;
+        self.set_state(&DialogueState::Import(imp)).await?;
+        Ok(())
+    }
+
+    /// (jid, name) of every group among the account's chats, each once, page by page.
+    async fn account_groups(
+        &self,
+        creds: &WappiCreds,
+    ) -> Result<Vec<(String, String)>, WappiError> {
+        let mut groups: Vec<(String, String)> = Vec::new();
+        for page in 0..CHATS_PAGES {
+            let dialogs = self
+                .svc
+                .wappi
+                .list_chats(creds, CHATS_PAGE, page * CHATS_PAGE)
+                .await?;
+            let n = dialogs.len();
+            for d in dialogs {
+                if let Some(jid) = d.group() {
+                    if !groups.iter().any(|(j, _)| j == jid.as_str()) {
+                        groups.push((jid.as_str().to_string(), d.display_name()));
+                    }
+                }
+            }
+            if n < CHATS_PAGE as usize {
+                break;
+            }
+        }
+        Ok(groups)
+    }
+
+    /// A button of the picker; a stale picker (no import under way) only loses its buttons.
+    pub(super) async fn import_callback(
+        &mut self,
+        cb: Callback,
+        state: DialogueState,
+    ) -> Result<(), BotError> {
+        let DialogueState::Import(imp) = state else {
+            self.close_buttons().await;
+            return Ok(());
+        };
+        self.import_action(cb, imp).await
+    }
+
+    async fn import_action(&mut self, cb: Callback, mut imp: ImportState) -> Result<(), BotError> {
+        match cb {
+            Callback::ImportToggle(i) if i < imp.selected.len() => {
+                imp.selected[i] = !imp.selected[i]
+            }
+            Callback::ImportPage(p) => imp.page = p.min(imp.pages() - 1),
+            Callback::ImportAll => imp.selected.iter_mut().for_each(|s| *s = true),
+            Callback::ImportNone => imp.selected.iter_mut().for_each(|s| *s = false),
+            Callback::ImportClose => return self.import_close(&imp).await,
+            Callback::ImportSave => return self.import_save(&imp).await,
+            _ => {}
+        }
+        self.redraw_import(imp).await
+    }
+
+    /// ✖️: the picker is closed, nothing stored.
+    async fn import_close(&mut self, imp: &ImportState) -> Result<(), BotError> {
+        self.set_state(&DialogueState::Idle).await?;
+        let _ = self
+            .svc
+            .telegram
+            .edit_message_text(
+                self.chat,
+                MessageId(imp.message_id),
+                &texts::import_closed(self.lang()),
+                None,
+            )
+            .await;
+        Ok(())
+    }
+
+    /// 💾: the ticked groups become the list (at least one, at most the cap).
+    async fn import_save(&mut self, imp: &ImportState) -> Result<(), BotError> {
+        let l = self.lang();
+        let entries: Vec<GroupEntry> = imp
+            .groups
+            .iter()
+            .zip(&imp.selected)
+            .filter(|(_, s)| **s)
+            .filter_map(|((jid, name), _)| {
+                Some(GroupEntry {
+                    jid: GroupJid::parse(jid)?,
+                    name: Some(name.clone()),
+                })
+            })
+            .collect();
+        let max = self.svc.settings.max_groups;
+        if entries.len() > max {
+            self.say(&texts::groups_too_many(l, entries.len(), max))
+                .await?;
+            return Ok(());
+        }
+        if entries.is_empty() {
+            self.say(&texts::need_groups(l)).await?;
+            return Ok(());
+        }
+        self.svc.db.set_groups(self.user.id, &entries).await?;
+        self.set_state(&DialogueState::Idle).await?;
+        let _ = self
+            .svc
+            .telegram
+            .edit_message_reply_markup(
+                self.chat,
+                MessageId(imp.message_id),
+                &InlineKeyboardMarkup::default(),
+            )
+            .await;
+        self.say_with(
+            &texts::groups_saved(l, entries.len(), 0, &[]),
+            self.data_keyboard(),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Shows the picker as it is now and keeps it in the dialogue state.
+    async fn redraw_import(&mut self, imp: ImportState) -> Result<(), BotError> {
+        let (text, kb) = import_view(self.lang(), &imp);
+        match self
+            .svc
+            .telegram
+            .edit_message_text(self.chat, MessageId(imp.message_id), &text, Some(&kb))
+            .await
+        {
+            Ok(()) => {}
+            Err(e) if e.is_not_modified() => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.set_state(&DialogueState::Import(imp)).await?;
+        Ok(())
+    }
+}
+
+/// The import picker: header text and the keyboard of the current page.
+pub fn import_view(l: Lang, imp: &ImportState) -> (String, InlineKeyboardMarkup) {
+    let pages = imp.pages();
+    let page = imp.page.min(pages - 1);
+    let start = page * IMPORT_PAGE_SIZE;
+    let mut rows: Vec<Vec<(String, String)>> = imp
+        .groups
+        .iter()
+        .enumerate()
+        .skip(start)
+        .take(IMPORT_PAGE_SIZE)
+        .map(|(i, (_, name))| {
+            let mark = if imp.selected[i] { "✅" } else { "▫️" };
+            let name: String = name.chars().take(40).collect();
+            vec![(format!("{mark} {name}"), Callback::ImportToggle(i).data())]
+        })
+        .collect();
+    let mut nav = Vec::new();
+    if page > 0 {
+        nav.push(("◀️".to_string(), Callback::ImportPage(page - 1).data()));
+    }
+    nav.push((
+        format!("{}/{}", page + 1, pages),
+        Callback::ImportPage(page).data(),
+    ));
+    if page + 1 < pages {
+        nav.push(("▶️".to_string(), Callback::ImportPage(page + 1).data()));
+    }
+    rows.push(nav);
+    rows.push(vec![
+        (texts::import_all(l).to_string(), Callback::ImportAll.data()),
+        (
+            texts::import_none(l).to_string(),
+            Callback::ImportNone.data(),
+        ),
+    ]);
+    rows.push(vec![
+        (
+            texts::import_save(l, imp.selected_count()),
+            Callback::ImportSave.data(),
+        ),
+        ("✖️".to_string(), Callback::ImportClose.data()),
+    ]);
+    let text = texts::import_header(l, imp.groups.len(), imp.selected_count(), page + 1, pages);
+    (text, InlineKeyboardMarkup::rows(rows))
+}

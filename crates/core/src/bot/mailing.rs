@@ -1,0 +1,223 @@
+//! A mailing from the bot's side: 🚀 shows the post with ✅ / ❌, ✅ snapshots it and hands
+//! the mailing to the runner; ⛔ cancels, `/status` shows the progress or the report, and a
+//! paused mailing is resumed from its button. Driving the mailing is the engine's (`mailing`).
+
+use crate::bot::ctx::{BotError, Ctx};
+use crate::bot::dialogue::DialogueState;
+use crate::model::ids::{GroupJid, MailingId};
+use crate::model::ledger::{MailingStatus, NewMailing, Tally};
+use crate::ports::DbError;
+use crate::telegram::callback::Callback;
+use crate::telegram::{InlineKeyboardMarkup, ReplyMarkup};
+use crate::texts;
+
+impl Ctx<'_> {
+    /// Why a mailing cannot start now, as a message; `None` when it can.
+    async fn start_blocker(&self) -> Result<Option<String>, BotError> {
+        let l = self.lang();
+        let text = self.svc.db.get_text(self.user.id).await?;
+        if text.as_deref().is_none_or(|t| t.trim().is_empty()) {
+            return Ok(Some(texts::need_text(l)));
+        }
+        if self.svc.db.get_groups(self.user.id).await?.is_empty() {
+            return Ok(Some(texts::need_groups(l)));
+        }
+        if !self.has_access() {
+            return Ok(Some(texts::need_subscription(l)));
+        }
+        if let Some(m) = self.svc.db.latest_mailing(self.user.id).await? {
+            if m.status.is_active() {
+                return Ok(Some(texts::already_running(l)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// 🚀: the post as the groups will get it, with ✅ / ❌ (or why it cannot start).
+    pub(super) async fn preview(&mut self) -> Result<(), BotError> {
+        let l = self.lang();
+        self.set_state(&DialogueState::Idle).await?;
+        if let Some(why) = self.start_blocker().await? {
+            self.say(&why).await?;
+            return Ok(());
+        }
+        let text = self
+            .svc
+            .db
+            .get_text(self.user.id)
+            .await?
+            .unwrap_or_default();
+        let groups = self.svc.db.get_groups(self.user.id).await?.len();
+        let kb = InlineKeyboardMarkup::rows(vec![vec![
+            (texts::confirm_yes(l), Callback::ConfirmStart.data()),
+            (texts::confirm_no(l), Callback::DeclineStart.data()),
+        ]]);
+        let content = self.current_content(text).await?;
+        self.preview_images(&content).await?;
+        // Every part is a send: the ETA counts them all.
+        let sends = groups * content.parts().len();
+        let preview = texts::preview_post(l, &content, groups, self.svc.eta_secs(sends));
+        self.say_with(&preview, ReplyMarkup::Inline(kb)).await?;
+        Ok(())
+    }
+
+    /// ❌ on the preview.
+    pub(super) async fn decline_start(&self) -> Result<(), BotError> {
+        self.close_buttons().await;
+        self.say_with(&texts::start_declined(self.lang()), self.main_keyboard())
+            .await?;
+        Ok(())
+    }
+
+    /// ✅ on the preview: snapshot the content and hand the mailing to the runner.
+    pub(super) async fn start_mailing(&mut self) -> Result<(), BotError> {
+        let l = self.lang();
+        self.close_buttons().await;
+        if let Some(why) = self.start_blocker().await? {
+            self.say(&why).await?;
+            return Ok(());
+        }
+        let (Some(profile_id), Some(text)) = (
+            self.user.profile_id.clone(),
+            self.svc.db.get_text(self.user.id).await?,
+        ) else {
+            self.say(&texts::finish_registration_first(l)).await?;
+            return Ok(());
+        };
+        let groups: Vec<GroupJid> = self
+            .svc
+            .db
+            .get_groups(self.user.id)
+            .await?
+            .into_iter()
+            .map(|g| g.jid)
+            .collect();
+        // The snapshot: image rows never change, so later edits of the set do not reach it.
+        let content = self.current_content(text).await?;
+        let sends = groups.len() * content.parts().len();
+        let new = NewMailing {
+            user_id: self.user.id,
+            chat_id: self.chat,
+            profile_id,
+            content,
+            groups: groups.clone(),
+            now: self.svc.now_ms(),
+        };
+        let id = match self.svc.db.create_mailing(&new).await {
+            Ok(id) => id,
+            Err(DbError::AlreadyActive) => {
+                self.say(&texts::already_running(l)).await?;
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        tracing::info!(
+            event = "mailing_started",
+            mailing = id.0,
+            user = self.user.id.0,
+            groups = groups.len(),
+            "mailing started"
+        );
+        self.send_start_message(id, groups.len(), sends).await?;
+        self.svc.state.enqueue(id).await?;
+        Ok(())
+    }
+
+    /// The start confirmation is also the progress message the runner keeps editing, so it
+    /// is recorded before the runner is told about the mailing.
+    async fn send_start_message(
+        &self,
+        id: MailingId,
+        groups: usize,
+        sends: usize,
+    ) -> Result<(), BotError> {
+        let l = self.lang();
+        let text = texts::started(l, id.0, groups, self.svc.eta_secs(sends));
+        let keyboard = crate::mailing::engine::cancel_keyboard(l, id);
+        match self
+            .svc
+            .telegram
+            .send_message(self.chat, &text, Some(&ReplyMarkup::Inline(keyboard)))
+            .await
+        {
+            Ok(mid) => {
+                self.svc
+                    .db
+                    .set_progress(id, Some(mid.0), self.svc.now_ms())
+                    .await?
+            }
+            Err(e) => tracing::warn!(mailing = id.0, error = %e, "start message failed"),
+        }
+        Ok(())
+    }
+
+    /// ⛔ or the cancel button: the runner is asked to stop (it sends the report).
+    pub(super) async fn cancel(&mut self, id: Option<MailingId>) -> Result<(), BotError> {
+        let l = self.lang();
+        let Some(m) = self.active_mailing(id).await? else {
+            self.say(&texts::nothing_to_cancel(l)).await?;
+            return Ok(());
+        };
+        self.svc.db.request_cancel(m.id).await?;
+        self.svc.state.set_cancel(m.id).await?;
+        if m.status == MailingStatus::Paused {
+            // Nobody drives a paused mailing: hand it back to a runner, which ends it at once
+            // (the cancel flag is checked before anything else) and sends the report.
+            self.svc.db.resume_mailing(m.id).await?;
+            self.svc.state.enqueue(m.id).await?;
+        }
+        tracing::info!(mailing = m.id.0, "cancel requested");
+        self.say(&texts::cancelling(l, m.id.0)).await?;
+        Ok(())
+    }
+
+    /// The resume button of a paused mailing: back to a runner.
+    pub(super) async fn resume(&mut self, id: MailingId) -> Result<(), BotError> {
+        let l = self.lang();
+        if let Some(m) = self.active_mailing(Some(id)).await? {
+            if m.status == MailingStatus::Paused && self.svc.db.resume_mailing(m.id).await? {
+                self.close_buttons().await;
+                self.svc.state.enqueue(m.id).await?;
+                self.say(&texts::resumed(l, m.id.0)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `/status`: the latest mailing's progress, pause or report.
+    pub(super) async fn status(&mut self) -> Result<(), BotError> {
+        let l = self.lang();
+        let Some(m) = self.svc.db.latest_mailing(self.user.id).await? else {
+            self.say(&texts::no_mailings(l)).await?;
+            return Ok(());
+        };
+        let rows = self.svc.db.deliveries(m.id).await?;
+        let tally = Tally::of(&rows);
+        let text = match m.status {
+            MailingStatus::Running => {
+                let eta = self.svc.eta_secs(crate::model::ledger::sends_left(&rows));
+                texts::progress(l, m.id.0, &tally, eta, None)
+            }
+            MailingStatus::Paused => {
+                texts::paused(l, m.id.0, m.pause_reason.as_deref().unwrap_or(""))
+            }
+            MailingStatus::Done | MailingStatus::Cancelled => {
+                crate::mailing::engine::report_text(
+                    self.svc,
+                    &m,
+                    &rows,
+                    l,
+                    m.status == MailingStatus::Cancelled,
+                )
+                .await
+            }
+        };
+        if m.status == MailingStatus::Running {
+            let kb = crate::mailing::engine::cancel_keyboard(l, m.id);
+            self.say_with(&text, ReplyMarkup::Inline(kb)).await?;
+        } else {
+            self.say(&text).await?;
+        }
+        Ok(())
+    }
+}

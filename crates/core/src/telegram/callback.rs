@@ -1,0 +1,124 @@
+//! The `callback_data` codec of the bot's inline buttons: [`Callback`] is what a button
+//! means, [`Callback::data`] its payload (under Telegram's 64 bytes) and [`Callback::parse`]
+//! reads one back. Both the dialogue and the mailing engine's progress keyboards use it.
+
+use crate::texts::Lang;
+
+/// Inline button payloads (`callback_data`), each under 64 bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Callback {
+    ConfirmStart,
+    DeclineStart,
+    CancelMailing(i64),
+    ResumeMailing(i64),
+    ImportStart,
+    ImportToggle(usize),
+    ImportPage(usize),
+    ImportAll,
+    ImportNone,
+    ImportSave,
+    ImportClose,
+    SetLang(Lang),
+    /// A payment link for the plan of this many days.
+    Pay(u32),
+    /// Operator: send the broadcast shown.
+    BroadcastGo,
+    /// Operator: drop the broadcast shown.
+    BroadcastNo,
+    /// 🌅: build a collage of the photo set.
+    MakeCollage,
+    /// 🗑: forget the photo set (and its collage).
+    ClearImages,
+    /// ✅ under a collage preview (the collage's image id).
+    UseCollage(i64),
+    /// ❌ under a collage preview.
+    DiscardCollage(i64),
+    Unknown,
+}
+
+impl Callback {
+    pub fn parse(data: &str) -> Callback {
+        let (head, arg) = data.split_once(':').unwrap_or((data, ""));
+        let num = || arg.parse::<i64>().ok();
+        let idx = || arg.parse::<usize>().ok();
+        match (head, arg) {
+            ("go", _) => Callback::ConfirmStart,
+            ("no", _) => Callback::DeclineStart,
+            ("cancel", _) => num().map_or(Callback::Unknown, Callback::CancelMailing),
+            ("resume", _) => num().map_or(Callback::Unknown, Callback::ResumeMailing),
+            ("imp", "start") => Callback::ImportStart,
+            ("imp", "all") => Callback::ImportAll,
+            ("imp", "none") => Callback::ImportNone,
+            ("imp", "save") => Callback::ImportSave,
+            ("imp", "close") => Callback::ImportClose,
+            ("impt", _) => idx().map_or(Callback::Unknown, Callback::ImportToggle),
+            ("impp", _) => idx().map_or(Callback::Unknown, Callback::ImportPage),
+            ("lang", l) => Callback::SetLang(Lang::parse(l)),
+            ("pay", _) => arg.parse().map_or(Callback::Unknown, Callback::Pay),
+            ("bc", "go") => Callback::BroadcastGo,
+            ("bc", "no") => Callback::BroadcastNo,
+            ("img", "collage") => Callback::MakeCollage,
+            ("img", "clear") => Callback::ClearImages,
+            ("colok", _) => num().map_or(Callback::Unknown, Callback::UseCollage),
+            ("colno", _) => num().map_or(Callback::Unknown, Callback::DiscardCollage),
+            _ => Callback::Unknown,
+        }
+    }
+
+    pub fn data(&self) -> String {
+        match self {
+            Callback::ConfirmStart => "go".into(),
+            Callback::DeclineStart => "no".into(),
+            Callback::CancelMailing(id) => format!("cancel:{id}"),
+            Callback::ResumeMailing(id) => format!("resume:{id}"),
+            Callback::ImportStart => "imp:start".into(),
+            Callback::ImportToggle(i) => format!("impt:{i}"),
+            Callback::ImportPage(p) => format!("impp:{p}"),
+            Callback::ImportAll => "imp:all".into(),
+            Callback::ImportNone => "imp:none".into(),
+            Callback::ImportSave => "imp:save".into(),
+            Callback::ImportClose => "imp:close".into(),
+            Callback::SetLang(l) => format!("lang:{}", l.code()),
+            Callback::Pay(days) => format!("pay:{days}"),
+            Callback::BroadcastGo => "bc:go".into(),
+            Callback::BroadcastNo => "bc:no".into(),
+            Callback::MakeCollage => "img:collage".into(),
+            Callback::ClearImages => "img:clear".into(),
+            Callback::UseCollage(id) => format!("colok:{id}"),
+            Callback::DiscardCollage(id) => format!("colno:{id}"),
+            Callback::Unknown => "?".into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn callbacks_round_trip() {
+        for cb in [
+            Callback::ConfirmStart,
+            Callback::DeclineStart,
+            Callback::CancelMailing(42),
+            Callback::ResumeMailing(7),
+            Callback::ImportStart,
+            Callback::ImportToggle(13),
+            Callback::ImportPage(2),
+            Callback::ImportAll,
+            Callback::ImportNone,
+            Callback::ImportSave,
+            Callback::ImportClose,
+            Callback::SetLang(Lang::En),
+            Callback::Pay(90),
+            Callback::MakeCollage,
+            Callback::ClearImages,
+            Callback::UseCollage(12),
+            Callback::DiscardCollage(12),
+        ] {
+            assert_eq!(Callback::parse(&cb.data()), cb);
+            assert!(cb.data().len() <= 64);
+        }
+        assert_eq!(Callback::parse("cancel:x"), Callback::Unknown);
+    }
+}
