@@ -7,7 +7,6 @@ pub mod bot;
 pub mod collage;
 pub mod config;
 pub mod crypto;
-pub mod long_work;
 pub mod mailing;
 pub mod model;
 pub mod payments;

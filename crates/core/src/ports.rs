@@ -18,6 +18,7 @@ use crate::telegram::{InlineKeyboardMarkup, MessageId, ReplyMarkup, TelegramErro
 use crate::wappi::{ChatMessage, Dialog, ProfileStatus, Sent, WappiCreds, WappiError};
 
 pub use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 
 /// `Send + Sync` natively; nothing on wasm32.
 #[cfg(not(target_arch = "wasm32"))]
@@ -554,4 +555,57 @@ impl InlineImageWork {
         let refs: Vec<&[u8]> = photos.iter().map(Vec::as_slice).collect();
         crate::collage::build_collage(&refs, opts)
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Work handed off to the runtime
+//
+// The server builds a collage in place (on tokio's blocking pool, see `ImageWork`); the
+// Cloudflare Worker must answer the webhook quickly, so it puts the job on its Queue and the
+// queue consumer runs the same core step ([`crate::bot::run_collage_job`]). The seam is
+// [`Services::deferrer`](crate::services::Services::deferrer): `None` runs the work inline,
+// `Some` hands it to the runtime's [`Deferrer`]. A confirmed `/broadcast` always goes to the
+// runtime's [`Broadcaster`].
+
+/// 🌅 pressed: build the user's collage from the photo set and preview it in `chat_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CollageJob {
+    pub user_id: i64,
+    pub chat_id: i64,
+    /// When 🌅 was pressed (unix ms). A collage built at or after this time already answers
+    /// the job, so a second delivery of the same job does nothing.
+    pub requested_at: i64,
+}
+
+/// The job could not be handed off (the user is told something went wrong).
+#[derive(Debug, thiserror::Error)]
+#[error("handing off long work failed: {0}")]
+pub struct DeferError(pub String);
+
+/// The runtime's side of long work (the collage): accepts a job durably (the call returns once it is queued) and runs it
+/// later, away from the update that asked for it.
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+pub trait Deferrer: MaybeSendSync {
+    async fn defer(&self, job: CollageJob) -> Result<(), DeferError>;
+}
+
+/// A confirmed broadcast, handed to the runtime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BroadcastJob {
+    /// Where the final report goes.
+    pub operator_chat: ChatId,
+    /// The operator's language (of the report).
+    pub lang: Lang,
+    /// The message, sent as plain text.
+    pub text: String,
+}
+
+/// The runtime's side: hands the job to its background delivery and returns once it is
+/// handed over (the server spawns a task; the Worker awaits its broadcast Durable Object,
+/// which stores the job and sets its alarm).
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+pub trait Broadcaster: MaybeSendSync {
+    async fn start(&self, job: BroadcastJob) -> Result<(), DeferError>;
 }

@@ -21,9 +21,9 @@ pub struct Services {
     /// Decoding and encoding of photos and collages (see [`crate::ports::ImageWork`]).
     pub image_work: Arc<dyn crate::ports::ImageWork>,
     /// Delivers operator broadcasts in the background; `None` where the runtime has none.
-    pub broadcaster: Option<Arc<dyn crate::bot::operator::Broadcaster>>,
+    pub broadcaster: Option<Arc<dyn crate::ports::Broadcaster>>,
     /// Where long work (building a collage) goes; `None` runs it inline while answering.
-    pub deferrer: Option<Arc<dyn crate::long_work::Deferrer>>,
+    pub deferrer: Option<Arc<dyn crate::ports::Deferrer>>,
 }
 
 impl Services {

@@ -12,11 +12,11 @@
 use crate::db::SqliteDb;
 use crate::metrics::{self, BroadcastOutcome};
 use crate::telegram::HttpTelegram;
-use groupcast_core::broadcast::{BroadcastJob, Broadcaster};
 use groupcast_core::ids::ChatId;
-use groupcast_core::long_work::DeferError;
 use groupcast_core::ports::async_trait;
+use groupcast_core::ports::DeferError;
 use groupcast_core::ports::TelegramApi;
+use groupcast_core::ports::{BroadcastJob, Broadcaster};
 use groupcast_core::telegram::TelegramError;
 use groupcast_core::texts;
 use std::sync::Arc;

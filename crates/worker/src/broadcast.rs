@@ -19,10 +19,10 @@
 use crate::env::{self, env_vars};
 use crate::settings::WorkerSettings;
 use crate::telegram::FetchTelegram;
-use groupcast_core::broadcast::{BroadcastJob, Broadcaster};
 use groupcast_core::ids::ChatId;
-use groupcast_core::long_work::DeferError;
+use groupcast_core::ports::DeferError;
 use groupcast_core::ports::{async_trait, TelegramApi};
+use groupcast_core::ports::{BroadcastJob, Broadcaster};
 use groupcast_core::telegram::TelegramError;
 use groupcast_core::texts::{self, Lang};
 use serde::{Deserialize, Serialize};

@@ -13,8 +13,8 @@ use crate::test_hooks::{self, Hooks};
 use crate::wappi::FetchWappi;
 use crate::wire::QueueTask;
 use groupcast_core::crypto::TokenCipher;
-use groupcast_core::long_work::{DeferError, Deferrer, LongJob};
 use groupcast_core::ports::{async_trait, Clock, Entropy, State};
+use groupcast_core::ports::{CollageJob, DeferError, Deferrer};
 use groupcast_core::services::Services;
 use std::sync::Arc;
 use std::time::Duration;
@@ -88,10 +88,8 @@ pub struct QueueDeferrer {
 
 #[async_trait(?Send)]
 impl Deferrer for QueueDeferrer {
-    async fn defer(&self, job: LongJob) -> Result<(), DeferError> {
-        let task = match job {
-            LongJob::Collage(collage) => QueueTask::Collage { collage },
-        };
+    async fn defer(&self, collage: CollageJob) -> Result<(), DeferError> {
+        let task = QueueTask::Collage { collage };
         let queue = env::mailing_queue(&self.env).map_err(|e| DeferError(e.to_string()))?;
         queue
             .send(task)

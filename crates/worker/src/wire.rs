@@ -15,13 +15,13 @@ pub struct MailingTask {
 
 /// A message on `MAILING_QUEUE`: `{"mailing_id": 42}` (a runner should drive that mailing) or
 /// `{"collage": {"user_id", "chat_id", "requested_at"}}` (🌅 pressed: build and preview the
-/// user's collage, see `groupcast_core::long_work`).
+/// user's collage, see `groupcast_core::ports::Deferrer`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum QueueTask {
     Mailing(MailingTask),
     Collage {
-        collage: groupcast_core::long_work::CollageJob,
+        collage: groupcast_core::ports::CollageJob,
     },
 }
 

@@ -24,7 +24,7 @@ pub enum BotError {
     #[error(transparent)]
     Telegram(#[from] TelegramError),
     #[error(transparent)]
-    Defer(#[from] crate::long_work::DeferError),
+    Defer(#[from] crate::ports::DeferError),
 }
 
 /// One update being handled: who sent it, where the answers go.

@@ -12,9 +12,9 @@
 use crate::bot::ctx::{BotError, Ctx};
 use crate::bot::dialogue::{AlbumAnswer, DialogueState};
 use crate::collage::{self, CollageOptions};
-use crate::long_work::{CollageJob, LongJob};
 use crate::model::ids::{ChatId, UserId};
 use crate::model::ledger::Content;
+use crate::ports::CollageJob;
 use crate::ports::{ImageId, NewImage, PhotoInput};
 use crate::services::Services;
 use crate::telegram::callback::Callback;
@@ -242,11 +242,11 @@ impl Ctx<'_> {
             return self.build_collage_preview().await;
         };
         deferrer
-            .defer(LongJob::Collage(CollageJob {
+            .defer(CollageJob {
                 user_id: self.user.id.0,
                 chat_id: self.chat.0,
                 requested_at: self.svc.now_ms(),
-            }))
+            })
             .await?;
         self.say(&texts::collage_building(l)).await?;
         Ok(())

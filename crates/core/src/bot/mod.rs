@@ -23,6 +23,8 @@ mod images;
 #[cfg(test)]
 mod images_tests;
 mod import;
+#[cfg(test)]
+mod long_work_tests;
 mod mailing;
 pub mod operator;
 mod registration;

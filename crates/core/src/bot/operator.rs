@@ -11,32 +11,11 @@
 
 use crate::bot::ctx::{BotError, Ctx};
 use crate::bot::dialogue::DialogueState;
-use crate::long_work::DeferError;
 use crate::model::ids::{ChatId, UserId};
-use crate::ports::{async_trait, DbError};
+use crate::ports::{BroadcastJob, DbError};
 use crate::telegram::callback::Callback;
 use crate::telegram::{InlineKeyboardMarkup, ReplyMarkup};
-use crate::texts::{self, Lang};
-
-/// A confirmed broadcast, handed to the runtime.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BroadcastJob {
-    /// Where the final report goes.
-    pub operator_chat: ChatId,
-    /// The operator's language (of the report).
-    pub lang: Lang,
-    /// The message, sent as plain text.
-    pub text: String,
-}
-
-/// The runtime's side: hands the job to its background delivery and returns once it is
-/// handed over (the server spawns a task; the Worker awaits its broadcast Durable Object,
-/// which stores the job and sets its alarm).
-#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
-#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
-pub trait Broadcaster: crate::ports::MaybeSendSync {
-    async fn start(&self, job: BroadcastJob) -> Result<(), DeferError>;
-}
+use crate::texts;
 
 /// `/grant <user_id> <days>`: the user and the days (1 to 3660); extra words are ignored.
 fn parse_grant(args: &str) -> Option<(i64, u32)> {
@@ -217,6 +196,8 @@ impl Ctx<'_> {
 mod tests {
     use super::*;
     use crate::bot::handle_update;
+    use crate::model::lang::Lang;
+    use crate::ports::{async_trait, Broadcaster, DeferError};
     use crate::services::{CoreSettings, Services};
     use crate::telegram::{MessageId, Update};
     use crate::testing::{services, Fakes};
