@@ -2,6 +2,30 @@
 //! server. It never reads the clock, spawns tasks or does I/O itself: time arrives as a value
 //! or through the [`ports::Clock`] port, and every side effect goes through a port trait
 //! (`ports`), which each runtime implements with its own adapters.
+//!
+//! # Layout
+//!
+//! Every import points down this list; nothing imports a module above it.
+//!
+//! - [`bot`]: a Telegram update becomes actions: [`bot::dialogue`] is the pure routing table,
+//!   one file per concern (registration, content, import, mailing, subscription, operator,
+//!   images) holds the `impl Ctx` that carries it out.
+//! - [`mailing`]: the engine's `step` (load, guards, settle, pick, slot, send, record);
+//!   `slot.rs` is where pacing is waited for, `outcome.rs` the one place a delivery row's state
+//!   changes, `settle.rs` the history reconciliation, `report.rs` progress and the report.
+//! - [`payments`]: a Robokassa notification is verified and an invoice settled; [`robokassa`]
+//!   is the protocol (signatures, links).
+//! - [`config`]: every settings type and its parsing; [`services`]: the bundle of ports a
+//!   runtime builds.
+//! - [`ports`]: the traits each runtime implements (stores, state, Telegram, Wappi, deferral).
+//! - [`wappi`]: Wappi's wire models and the one client, over the `HttpTransport` port;
+//!   [`telegram`]: the Bot API wire (types, api, markup) and our `callback_data` codec.
+//! - [`texts`]: every word the bot says, Russian first; [`collage`] and [`crypto`]: pure
+//!   image and token-encryption work.
+//! - [`model`]: pure data and rules (ids, language, ledger rows, groups, secrets, billing,
+//!   pacing maths); imports nothing above it.
+//! - `testing` (feature `testing`): fakes of every port and the contract suites every backend
+//!   runs.
 
 pub mod bot;
 pub mod collage;

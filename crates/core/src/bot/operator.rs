@@ -4,7 +4,7 @@
 //! The dialogue part of `/broadcast` lives here and in `dialogue` (an operator sends
 //! `/broadcast <text>`, or `/broadcast` and then the text; the bot shows the text and the
 //! number of users with ✅ / ❌; ✅ hands the job to the runtime). Sending is the runtime's:
-//! it implements [`Broadcaster`] and delivers in the background, paced by Telegram's limits,
+//! it implements [`Broadcaster`](crate::ports::Broadcaster) and delivers in the background, paced by Telegram's limits,
 //! and tells the operator "sent N, failed M" at the end ([`crate::texts::broadcast::report`]).
 //! Only operators (`ADMIN_TELEGRAM_IDS`) get here; for anyone else `/broadcast` is ordinary
 //! text.
