@@ -10,16 +10,12 @@ use groupcast_core::pacing::{self, PaceState};
 use groupcast_core::ports::{async_trait, Lease, Pace, PacingConfig, State, StateError};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Mutex, MutexGuard};
-use tokio::sync::futures::Notified;
-use tokio::sync::Notify;
 
 /// The in-process `State`. Nothing survives a restart except the ordering of fencing numbers,
 /// which start from the wall clock (see [`EmbeddedState::new`]); the ledger in SQLite is what
 /// a restarted process resumes from.
 pub struct EmbeddedState {
     inner: Mutex<Inner>,
-    /// Signalled on every enqueue, so a waiting runner wakes at once.
-    work: Notify,
 }
 
 #[derive(Default)]
@@ -71,7 +67,6 @@ impl EmbeddedState {
                 last_fence,
                 ..Inner::default()
             }),
-            work: Notify::new(),
         }
     }
 
@@ -79,30 +74,6 @@ impl EmbeddedState {
         self.inner
             .lock()
             .map_err(|_| StateError::Backend("embedded state lock poisoned".into()))
-    }
-
-    /// Resolves after the next enqueue (or at once if an enqueue happened since the last
-    /// wake-up nobody waited for). Create it before checking the queue to miss nothing.
-    pub fn notified(&self) -> Notified<'_> {
-        self.work.notified()
-    }
-
-    /// Returns as soon as the intake queue is not empty. It may return spuriously (the caller
-    /// then finds the queue empty and waits again); `dequeue` stays non-blocking.
-    pub async fn wait_for_work(&self) {
-        let notified = self.notified();
-        let empty = self
-            .inner
-            .lock()
-            .map_or(true, |inner| inner.queue.is_empty());
-        if empty {
-            notified.await;
-        }
-    }
-
-    /// How many mailings wait in the intake queue.
-    pub fn queue_len(&self) -> usize {
-        self.inner.lock().map_or(0, |inner| inner.queue.len())
     }
 }
 
@@ -231,8 +202,6 @@ impl State for EmbeddedState {
 
     async fn enqueue(&self, mailing: MailingId) -> Result<(), StateError> {
         self.lock()?.queue.push_back(mailing);
-        // `notify_one` keeps a permit when nobody waits yet, so a wake-up is never lost.
-        self.work.notify_one();
         Ok(())
     }
 
@@ -548,7 +517,6 @@ async fn contract_heartbeats(state: &dyn State, run: u64, t0: i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
     use std::time::Duration;
 
     #[tokio::test]
@@ -586,40 +554,6 @@ mod tests {
         // And never below the clock passed in.
         let l = s.acquire_lease(&p, 1000, 1_000_000).await.unwrap().unwrap();
         assert!(l.fence >= 1_000_000);
-    }
-
-    #[tokio::test]
-    async fn enqueue_wakes_a_waiting_runner() {
-        let state = Arc::new(EmbeddedState::new());
-        let waiter = {
-            let state = state.clone();
-            tokio::spawn(async move {
-                state.wait_for_work().await;
-                state.dequeue().await.unwrap()
-            })
-        };
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(!waiter.is_finished(), "waits while the queue is empty");
-        state.enqueue(MailingId(7)).await.unwrap();
-        let got = tokio::time::timeout(Duration::from_secs(1), waiter)
-            .await
-            .expect("woken")
-            .unwrap();
-        assert_eq!(got, Some(MailingId(7)));
-
-        // A wake-up signalled before anyone waits is kept, not lost.
-        state.enqueue(MailingId(9)).await.unwrap();
-        tokio::time::timeout(Duration::from_secs(1), state.notified())
-            .await
-            .expect("the permit of an earlier enqueue");
-        assert_eq!(state.dequeue().await.unwrap(), Some(MailingId(9)));
-
-        // An enqueue before anyone waits is not lost either.
-        state.enqueue(MailingId(8)).await.unwrap();
-        tokio::time::timeout(Duration::from_secs(1), state.wait_for_work())
-            .await
-            .expect("returns at once");
-        assert_eq!(state.queue_len(), 1);
     }
 
     #[test]
