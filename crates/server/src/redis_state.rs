@@ -4,7 +4,7 @@
 //!
 //! Every change of more than one step is one Lua script, so each call is atomic as the
 //! in-process [`EmbeddedState`](crate::state::EmbeddedState) is under its mutex, and both pass
-//! the same [`contract_suite`](crate::state::contract_suite). Decisions use the `now` the caller
+//! the same contract (`groupcast_core::testing::contract`). Decisions use the `now` the caller
 //! passes (as `EmbeddedState` does); key TTLs only collect garbage, with a margin beyond the
 //! logical expiry. Redis's own clock (`TIME`) serves only where no `now` is given: the floor of
 //! the fencing numbers, and the visibility timeout of the intake queue.
@@ -857,8 +857,8 @@ impl State for RedisState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::contract_suite;
     use groupcast_core::pacing::decide;
+    use groupcast_core::testing::contract;
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
 
@@ -944,9 +944,9 @@ mod tests {
     async fn redis_state_meets_the_contract() {
         let ns = Namespace::new();
         let state = ns.state().await;
-        contract_suite(&state).await;
+        contract::state_suite(&state).await;
         // And again on the same keys: leftovers of a run do not disturb the next.
-        contract_suite(&state).await;
+        contract::state_suite(&state).await;
     }
 
     #[tokio::test]

@@ -15,8 +15,12 @@
 //! - [`drive`] / [`drive_until`]: the tiny driver loop of the mailing engine under the fake
 //!   clock (a sleep is a jump of the clock).
 //!
+//! - [`contract`]: the behaviour every coordination-state backend must show, run against the
+//!   in-memory state here and against the server's embedded and Redis states there.
+//!
 //! Compiled for the crate's own tests and, with the `testing` feature, for other crates' tests.
-//! Nothing here reads the real clock, draws real randomness or does I/O.
+//! Nothing here draws real randomness or does I/O, and only the [`contract`] suite (written
+//! for real backends) reads the real clock.
 
 use crate::crypto::TokenCipher;
 use crate::mailing::engine::{self, Cursor, EngineError, Step};
@@ -2404,6 +2408,8 @@ async fn image_contract(db: &dyn crate::ports::Db, tag: &str) {
         );
     }
 }
+
+pub mod contract;
 
 #[cfg(test)]
 mod tests;

@@ -37,6 +37,18 @@ async fn in_mem_db_injected_failures_and_write_log() {
 }
 
 #[tokio::test]
+async fn in_mem_state_keeps_the_contract() {
+    contract::state_suite(&InMemState::new()).await;
+}
+
+#[tokio::test]
+async fn in_mem_state_keeps_the_contract_twice_on_one_backend() {
+    let state = InMemState::new();
+    contract::state_suite(&state).await;
+    contract::state_suite(&state).await;
+}
+
+#[tokio::test]
 async fn in_mem_state_leases_fence_upwards_and_check_the_token() {
     let s = InMemState::new();
     let p = profile("prof-1");
