@@ -9,6 +9,7 @@ pub mod config;
 pub mod crypto;
 pub mod long_work;
 pub mod mailing;
+pub mod memory_state;
 pub mod model;
 pub mod payments;
 pub mod ports;

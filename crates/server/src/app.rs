@@ -5,7 +5,7 @@
 use crate::db::SqliteDb;
 use crate::redis_state::RedisState;
 use crate::settings::Settings;
-use crate::state::EmbeddedState;
+use crate::state;
 use crate::telegram::HttpTelegram;
 use crate::updates::Dispatcher;
 use crate::wappi::HttpWappi;
@@ -146,7 +146,7 @@ impl App {
                 let redis = Arc::new(redis);
                 (redis.clone(), Some(redis))
             }
-            None => (Arc::new(EmbeddedState::new()), None),
+            None => (Arc::new(state::embedded(Arc::new(OsEntropy))), None),
         };
         let cipher = load_or_create_key(&settings)?;
         let db = open_db(&settings)?;

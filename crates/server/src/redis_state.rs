@@ -3,9 +3,9 @@
 //! intake queue). It keeps the original system's key vocabulary under a prefix.
 //!
 //! Every change of more than one step is one Lua script, so each call is atomic as the
-//! in-process [`EmbeddedState`](crate::state::EmbeddedState) is under its mutex, and both pass
-//! the same contract (`groupcast_core::testing::contract`). Decisions use the `now` the caller
-//! passes (as `EmbeddedState` does); key TTLs only collect garbage, with a margin beyond the
+//! in-process [embedded state](crate::state::embedded) is under its mutex, and both pass the
+//! same contract (`groupcast_core::testing::contract`). Decisions use the `now` the caller
+//! passes (as the embedded state does); key TTLs only collect garbage, with a margin beyond the
 //! logical expiry. Redis's own clock (`TIME`) serves only where no `now` is given: the floor of
 //! the fencing numbers, and the visibility timeout of the intake queue.
 //!

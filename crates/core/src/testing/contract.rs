@@ -1,7 +1,7 @@
 //! The contract of the coordination state ([`State`]): the behaviour every backend must show,
 //! one function per area (leases, cancel flags, pacing, backoff, the intake queue,
 //! heartbeats), and [`state_suite`] for all of them. The core runs it on its
-//! [`InMemState`](super::InMemState), the server on its embedded state and on Redis.
+//! [`MemoryState`](crate::memory_state::MemoryState), the server on its embedded state and on Redis.
 //!
 //! Run it on a backend nobody else uses meanwhile. Each [`Run`] picks fresh profile and mailing
 //! ids and times near the real clock, so leftovers of an earlier run do not disturb it, and
@@ -49,7 +49,7 @@ impl Run {
             ^ (u64::from(std::process::id()) << 40)
             ^ RUNS.fetch_add(1, Ordering::Relaxed).rotate_left(20);
         Run {
-            id: super::splitmix64(seed),
+            id: crate::memory_state::splitmix64(seed),
             t0: i64::try_from(since.as_millis())
                 .unwrap_or(i64::MAX / 4)
                 .max(1_700_000_000_000),
