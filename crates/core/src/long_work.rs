@@ -3,7 +3,7 @@
 //! The server builds a collage in place (on tokio's blocking pool, see `ImageWork`); the
 //! Cloudflare Worker must answer the webhook quickly, so it puts the job on its Queue and the
 //! queue consumer runs the same core step ([`crate::bot::run_collage_job`]). The seam is
-//! [`Services::deferrer`](crate::services::Services::deferrer): `None` runs the work inline,
+//! [`Ports::deferrer`](crate::services::Ports::deferrer): `None` runs the work inline,
 //! `Some` hands it to the runtime's [`Deferrer`].
 
 use crate::ports::{async_trait, MaybeSendSync};

@@ -1,5 +1,5 @@
-//! [`MemoryState`]: the coordination state of [`crate::ports`] (leases, cancel flags, pacing
-//! and backoff, heartbeats, the intake queue) in memory, behind one mutex, so that each
+//! [`MemoryState`]: every coordination capability of [`crate::ports`] (leases, cancel flags,
+//! pacing and backoff, heartbeats, the intake queue) in memory, behind one mutex, so that each
 //! call is atomic like a Redis script. It is the server's embedded state (the zero-setup
 //! default when no Redis is configured) and the state of the core's tests.
 //!
@@ -13,11 +13,15 @@
 //! - [`MemoryState::reproducible`], for tests: fences 1, 2, 3… and tokens derived from them
 //!   ([`lease_token`]).
 //!
-//! Nothing survives the process, the intake queue included.
+//! Nothing survives the process. The intake queue lives and dies with its one consumer, so it
+//! hands mailings over outright and keeps no claims (see [`IntakeConsumer`]).
 
 use crate::model::ids::{GroupJid, MailingId, ProfileId};
 use crate::model::pacing::{self, PaceState};
-use crate::ports::{async_trait, Entropy, Lease, Pace, PacingConfig, State, StateError};
+use crate::ports::{
+    async_trait, Cancels, Entropy, Heartbeats, Intake, IntakeConsumer, Lease, Leases, Pace, Pacer,
+    PacingConfig, StateError,
+};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -174,7 +178,7 @@ fn expiry(now: i64, ttl_ms: u64) -> i64 {
 
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
-impl State for MemoryState {
+impl Leases for MemoryState {
     async fn acquire_lease(
         &self,
         profile: &ProfileId,
@@ -236,7 +240,11 @@ impl State for MemoryState {
         }
         Ok(())
     }
+}
 
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+impl Cancels for MemoryState {
     async fn set_cancel(&self, mailing: MailingId) -> Result<(), StateError> {
         self.lock()?.cancelled.insert(mailing);
         Ok(())
@@ -245,7 +253,11 @@ impl State for MemoryState {
     async fn is_cancelled(&self, mailing: MailingId) -> Result<bool, StateError> {
         Ok(self.lock()?.cancelled.contains(&mailing))
     }
+}
 
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+impl Pacer for MemoryState {
     async fn pace(
         &self,
         profile: &ProfileId,
@@ -289,7 +301,49 @@ impl State for MemoryState {
     async fn backoff_until(&self, profile: &ProfileId) -> Result<Option<i64>, StateError> {
         Ok(self.lock()?.pacing.get(profile).map(|s| s.backoff_until))
     }
+}
 
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+impl Intake for MemoryState {
+    async fn enqueue(&self, mailing: MailingId) -> Result<(), StateError> {
+        self.lock()?.queue.push_back(mailing);
+        Ok(())
+    }
+}
+
+/// The queue dies with the process that consumes it: mailings are handed over outright, and
+/// there are never claims to ack or give back.
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+impl IntakeConsumer for MemoryState {
+    async fn dequeue(&self) -> Result<Option<MailingId>, StateError> {
+        Ok(self.lock()?.queue.pop_front())
+    }
+
+    async fn ack(&self, _mailing: MailingId) -> Result<bool, StateError> {
+        self.check()?;
+        Ok(false)
+    }
+
+    async fn give_back(&self) -> Result<u64, StateError> {
+        self.check()?;
+        Ok(0)
+    }
+
+    async fn requeue_stale(&self, _older_than_ms: u64) -> Result<u64, StateError> {
+        self.check()?;
+        Ok(0)
+    }
+
+    async fn queue_depth(&self) -> Result<Option<u64>, StateError> {
+        Ok(Some(self.lock()?.queue.len() as u64))
+    }
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+impl Heartbeats for MemoryState {
     async fn heartbeat(&self, runner: &str, now: i64) -> Result<(), StateError> {
         self.lock()?.heartbeats.insert(runner.to_string(), now);
         Ok(())
@@ -297,18 +351,5 @@ impl State for MemoryState {
 
     async fn last_heartbeat(&self) -> Result<Option<i64>, StateError> {
         Ok(self.lock()?.heartbeats.values().copied().max())
-    }
-
-    async fn enqueue(&self, mailing: MailingId) -> Result<(), StateError> {
-        self.lock()?.queue.push_back(mailing);
-        Ok(())
-    }
-
-    async fn dequeue(&self) -> Result<Option<MailingId>, StateError> {
-        Ok(self.lock()?.queue.pop_front())
-    }
-
-    async fn queue_depth(&self) -> Result<Option<u64>, StateError> {
-        Ok(Some(self.lock()?.queue.len() as u64))
     }
 }

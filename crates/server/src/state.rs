@@ -1,14 +1,15 @@
-//! The embedded state: the core's [`MemoryState`] (the coordination state in process, behind
-//! one mutex) set up for a server process, the zero-setup default when no Redis is
-//! configured. It keeps the core's contract of the port (`groupcast_core::testing::contract`),
-//! as the Redis adapter does.
+//! The embedded state: the core's [`MemoryState`] (every coordination capability in process,
+//! behind one mutex) set up for a server process, the zero-setup default when no Redis is
+//! configured; it keeps the core's contract (`groupcast_core::testing::contract`), as the
+//! Redis adapter does. Also [`StateHealth`], what `/healthz` asks of whichever backend is in
+//! use, and [`StateHandles`], the handles on the backend that no core bundle carries.
 //!
 //! Nothing survives a restart except the ordering of fencing numbers, which start from the
 //! wall clock (see [`embedded`]); the ledger in SQLite is what a restarted process resumes
-//! from.
+//! from. Its intake queue keeps no claims (the queue dies with the process that consumes it).
 
 use groupcast_core::memory_state::MemoryState;
-use groupcast_core::ports::Entropy;
+use groupcast_core::ports::{async_trait, Entropy, Heartbeats, IntakeConsumer, StateError};
 use std::sync::Arc;
 
 /// The embedded state of a process: random lease tokens from `entropy`, and fencing numbers
@@ -21,11 +22,41 @@ pub fn embedded(entropy: Arc<dyn Entropy + Send + Sync>) -> MemoryState {
     MemoryState::new(entropy, now_ms)
 }
 
+/// What `/healthz` reports of the state backend.
+#[async_trait]
+pub trait StateHealth: Send + Sync {
+    /// `"embedded"` or `"redis"`.
+    fn backend(&self) -> &'static str;
+    /// Whether the backend answers.
+    async fn ping(&self) -> Result<(), StateError>;
+}
+
+#[async_trait]
+impl StateHealth for MemoryState {
+    fn backend(&self) -> &'static str {
+        "embedded"
+    }
+
+    async fn ping(&self) -> Result<(), StateError> {
+        self.check()
+    }
+}
+
+/// The handles on the state backend (embedded or Redis) that no core bundle carries: what
+/// the runner loop polls and what `/healthz` and the metrics read.
+#[derive(Clone)]
+pub struct StateHandles {
+    /// The runners' end of the intake queue.
+    pub queue: Arc<dyn IntakeConsumer>,
+    pub heartbeats: Arc<dyn Heartbeats>,
+    pub health: Arc<dyn StateHealth>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use groupcast_core::ids::ProfileId;
-    use groupcast_core::ports::State;
+    use groupcast_core::ports::Leases;
     use groupcast_core::testing::{contract, FixedEntropy};
     use std::time::Duration;
 

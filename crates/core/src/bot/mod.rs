@@ -652,7 +652,7 @@ impl Ctx<'_> {
             }
             Err(e) => tracing::warn!(mailing = id.0, error = %e, "start message failed"),
         }
-        self.svc.state.enqueue(id).await?;
+        self.svc.intake.enqueue(id).await?;
         Ok(())
     }
 
@@ -690,12 +690,12 @@ impl Ctx<'_> {
             return Ok(());
         };
         self.svc.db.request_cancel(m.id).await?;
-        self.svc.state.set_cancel(m.id).await?;
+        self.svc.cancels.set_cancel(m.id).await?;
         if m.status == MailingStatus::Paused {
             // Nobody drives a paused mailing: hand it back to a runner, which ends it at once
             // (the cancel flag is checked before anything else) and sends the report.
             self.svc.db.resume_mailing(m.id).await?;
-            self.svc.state.enqueue(m.id).await?;
+            self.svc.intake.enqueue(m.id).await?;
         }
         tracing::info!(mailing = m.id.0, "cancel requested");
         self.say(&texts::cancelling(l, m.id.0)).await?;
@@ -753,7 +753,7 @@ impl Ctx<'_> {
                     if m.status == MailingStatus::Paused && self.svc.db.resume_mailing(m.id).await?
                     {
                         self.close_buttons().await;
-                        self.svc.state.enqueue(m.id).await?;
+                        self.svc.intake.enqueue(m.id).await?;
                         self.say(&texts::resumed(l, m.id.0)).await?;
                     }
                 }

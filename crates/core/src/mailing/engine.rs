@@ -12,7 +12,7 @@ use crate::model::ids::MailingId;
 use crate::model::ledger::{part_order, Delivery, DeliveryState, Mailing, MailingStatus, Tally};
 use crate::ports::ImageId;
 use crate::ports::{DbError, Lease, Pace, StateError};
-use crate::services::Services;
+use crate::services::{EngineServices, Ports};
 use crate::telegram::{InlineKeyboardMarkup, MessageId, ReplyMarkup};
 use crate::texts::{self, Lang, ReportLine};
 use crate::wappi::{Remedy, WappiCreds, WappiError};
@@ -96,7 +96,7 @@ impl Cursor {
 /// Runs one step of a mailing for the holder of `lease`. `cursor` belongs to this holder:
 /// start each drive (each lease) with a fresh one.
 pub async fn step(
-    svc: &Services,
+    svc: &EngineServices,
     id: MailingId,
     lease: &Lease,
     cursor: &mut Cursor,
@@ -108,7 +108,7 @@ pub async fn step(
 }
 
 async fn run_step(
-    svc: &Services,
+    svc: &EngineServices,
     id: MailingId,
     lease: &Lease,
     cursor: &mut Cursor,
@@ -163,7 +163,7 @@ async fn run_step(
     let rows = cursor.rows.as_mut().expect("loaded above");
 
     let vouched = cursor.vouched_at.is_some_and(|t| now - t <= VOUCH_MS) && cursor.armed.is_some();
-    if m.cancel_requested || (!vouched && svc.state.is_cancelled(id).await?) {
+    if m.cancel_requested || (!vouched && svc.cancels.is_cancelled(id).await?) {
         disarm(svc, rows, &mut cursor.armed, fence).await?;
         return finish(svc, &m, rows, lang, fence, MailingStatus::Cancelled).await;
     }
@@ -180,7 +180,7 @@ async fn run_step(
             .position(|r| r.state == DeliveryState::InDoubt && r.next_attempt_at <= now)
         {
             // Reading the chat is a call from the profile too: none during a Retry-After pause.
-            if let Some(t) = svc.state.backoff_until(&m.profile_id).await? {
+            if let Some(t) = svc.pacer.backoff_until(&m.profile_id).await? {
                 if t > now {
                     progress(svc, &m, rows, lang, now).await?;
                     return Ok(Step::SleepUntil(t));
@@ -233,7 +233,7 @@ async fn run_step(
     let peek = match cursor.slot {
         Some(_) => Pace::Go, // the slot is ours already
         None => {
-            svc.state
+            svc.pacer
                 .pace_peek(&m.profile_id, &rows[i].group, pacing, now)
                 .await?
         }
@@ -264,7 +264,7 @@ async fn run_step(
     // armed row stays `sending` and the new holder settles it.
     if !vouched
         && !svc
-            .state
+            .leases
             .renew_lease(lease, cfg.lease_ttl_ms, svc.now_ms())
             .await?
     {
@@ -284,7 +284,7 @@ async fn run_step(
                 return Ok(Step::SleepUntil(at - PRE_PACE_MS)); // stays armed
             }
             match svc
-                .state
+                .pacer
                 .pace(&m.profile_id, &rows[i].group, pacing, at)
                 .await?
             {
@@ -335,7 +335,7 @@ async fn run_step(
             match e.remedy() {
                 Remedy::PauseProfile(ms) => {
                     let until = now + ms as i64;
-                    svc.state.set_backoff(&m.profile_id, until).await?;
+                    svc.pacer.set_backoff(&m.profile_id, until).await?;
                     // Due at once, so it is the first sent when the profile's pause (held by
                     // the state backend) ends; rate limits are not counted as attempts.
                     row.state = DeliveryState::Pending;
@@ -419,7 +419,7 @@ fn earlier_image_parts_sent(rows: &[Delivery], i: usize) -> usize {
 
 /// The base64 of a stored image, from the cursor's cache or read and encoded once.
 async fn load_image(
-    svc: &Services,
+    svc: &EngineServices,
     cache: &mut HashMap<ImageId, Option<Arc<str>>>,
     id: ImageId,
 ) -> Result<Option<Arc<str>>, EngineError> {
@@ -437,7 +437,12 @@ async fn load_image(
 }
 
 /// Records the intent to send a row, durably (fenced), before its slot.
-async fn arm(svc: &Services, row: &mut Delivery, fence: u64, now: i64) -> Result<(), EngineError> {
+async fn arm(
+    svc: &EngineServices,
+    row: &mut Delivery,
+    fence: u64,
+    now: i64,
+) -> Result<(), EngineError> {
     row.state = DeliveryState::Sending;
     row.attempts += 1;
     row.updated_at = now;
@@ -447,7 +452,7 @@ async fn arm(svc: &Services, row: &mut Delivery, fence: u64, now: i64) -> Result
 
 /// Puts an armed row that was not sent back to `pending`.
 async fn disarm(
-    svc: &Services,
+    svc: &EngineServices,
     rows: &mut [Delivery],
     armed: &mut Option<usize>,
     fence: u64,
@@ -464,7 +469,7 @@ async fn disarm(
 
 /// Exponential backoff with deterministic jitter (±25 %, from the row's identity, so the core
 /// needs no random source and a replay is reproducible).
-fn backoff_ms(svc: &Services, row: &Delivery) -> u64 {
+fn backoff_ms(svc: &EngineServices, row: &Delivery) -> u64 {
     let cfg = &svc.settings.engine;
     let exp = cfg
         .backoff_base_ms
@@ -491,7 +496,7 @@ fn reason_text(e: &WappiError) -> String {
 /// image messages since the mailing began: more than `earlier_images` (this group's image
 /// parts already recorded as sent) means this one arrived too.
 async fn settle(
-    svc: &Services,
+    svc: &EngineServices,
     m: &Mailing,
     creds: &WappiCreds,
     row: &mut Delivery,
@@ -540,7 +545,7 @@ async fn settle(
         }
         Err(e) => {
             if let Remedy::PauseProfile(ms) = e.remedy() {
-                svc.state
+                svc.pacer
                     .set_backoff(&m.profile_id, now + ms as i64)
                     .await?;
             }
@@ -566,7 +571,7 @@ async fn settle(
 
 /// Sends or edits the progress message, at most every `progress_interval_ms`.
 async fn progress(
-    svc: &Services,
+    svc: &EngineServices,
     m: &Mailing,
     rows: &[Delivery],
     lang: Lang,
@@ -642,7 +647,7 @@ pub fn cancel_keyboard(lang: Lang, id: MailingId) -> InlineKeyboardMarkup {
 
 /// Ends a mailing: final status (fenced), final progress, one report message.
 async fn finish(
-    svc: &Services,
+    svc: &EngineServices,
     m: &Mailing,
     rows: &[Delivery],
     lang: Lang,
@@ -687,7 +692,7 @@ async fn finish(
 
 /// The report of a finished mailing (also shown by /status afterwards).
 pub async fn report_text(
-    svc: &Services,
+    svc: &Ports,
     m: &Mailing,
     rows: &[Delivery],
     lang: Lang,
@@ -725,7 +730,7 @@ pub async fn report_text(
 
 /// Pauses a mailing whose account needs attention, and tells the user how to resume.
 async fn pause(
-    svc: &Services,
+    svc: &EngineServices,
     m: &Mailing,
     lang: Lang,
     fence: u64,

@@ -1,7 +1,9 @@
-//! The contract of the coordination state ([`State`]): the behaviour every backend must show,
-//! one function per area (leases, cancel flags, pacing, backoff, the intake queue,
-//! heartbeats), and [`state_suite`] for all of them. The core runs it on its
-//! [`MemoryState`](crate::memory_state::MemoryState), the server on its embedded state and on Redis.
+//! The contract of the coordination capabilities ([`Leases`], [`Cancels`], [`Pacer`],
+//! [`Intake`] with [`IntakeConsumer`], [`Heartbeats`]): the behaviour every backend must show,
+//! one function per capability, each generic over only the traits it checks, and
+//! [`state_suite`] for a backend that has them all. The core runs it on its
+//! [`MemoryState`](crate::memory_state::MemoryState), the server on its embedded state and on
+//! Redis.
 //!
 //! Run it on a backend nobody else uses meanwhile. Each [`Run`] picks fresh profile and mailing
 //! ids and times near the real clock, so leftovers of an earlier run do not disturb it, and
@@ -11,20 +13,23 @@
 //! deviation.
 
 use crate::model::ids::{GroupJid, MailingId, ProfileId};
-use crate::ports::{Pace, PacingConfig, State};
+use crate::ports::{
+    Cancels, Heartbeats, Intake, IntakeConsumer, Leases, Pace, Pacer, PacingConfig, StateBackend,
+};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Poll;
 
-/// Checks every area of a backend, in turn, with a fresh [`Run`].
-pub async fn state_suite<S: State + ?Sized>(state: &S) {
+/// Checks every capability of a complete backend, in turn, with a fresh [`Run`].
+pub async fn state_suite<S: StateBackend + ?Sized>(state: &S) {
     let run = Run::new();
     leases(state, &run).await;
     cancels(state, &run).await;
     pacing(state, &run).await;
     backoff(state, &run).await;
     intake(state, &run).await;
+    intake_claims(state, &run).await;
     heartbeats(state, &run).await;
 }
 
@@ -99,7 +104,7 @@ async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
 
 /// Leases: exclusive while unexpired, renewed and released only with the holder's token, taken
 /// over once expired, with fences that only grow.
-pub async fn leases<S: State + ?Sized>(state: &S, run: &Run) {
+pub async fn leases<S: Leases + ?Sized>(state: &S, run: &Run) {
     let (p, other, t0) = (&run.profile("lease"), &run.profile("lease2"), run.t0);
     const TTL: u64 = 10_000;
     let a = state
@@ -186,7 +191,7 @@ pub async fn leases<S: State + ?Sized>(state: &S, run: &Run) {
 }
 
 /// Cancel flags: idempotent, per mailing.
-pub async fn cancels<S: State + ?Sized>(state: &S, run: &Run) {
+pub async fn cancels<S: Cancels + ?Sized>(state: &S, run: &Run) {
     let (m, other) = (run.mailing(1), run.mailing(2));
     assert!(!state.is_cancelled(m).await.unwrap());
     state.set_cancel(m).await.unwrap();
@@ -204,7 +209,7 @@ fn jid(n: u32) -> GroupJid {
 
 /// Pacing: the profile rate at exact `WaitUntil` times, one winner among concurrent callers,
 /// profiles apart, the per-chat burst.
-pub async fn pacing<S: State + ?Sized>(state: &S, run: &Run) {
+pub async fn pacing<S: Pacer + ?Sized>(state: &S, run: &Run) {
     let (p, other, t0) = (&run.profile("pace"), &run.profile("pace2"), run.t0);
     let per_second = PacingConfig {
         profile_rate_per_sec: 1.0,
@@ -293,7 +298,7 @@ pub async fn pacing<S: State + ?Sized>(state: &S, run: &Run) {
 
 /// Backoff: pauses every send of the profile, is never shortened, and the rate applies again
 /// after it.
-pub async fn backoff<S: State + ?Sized>(state: &S, run: &Run) {
+pub async fn backoff<S: Pacer + ?Sized>(state: &S, run: &Run) {
     let (p, t0) = (&run.profile("backoff"), run.t0);
     let cfg = PacingConfig::default();
     let g = jid(7);
@@ -331,7 +336,7 @@ pub async fn backoff<S: State + ?Sized>(state: &S, run: &Run) {
 
 /// The intake queue: FIFO, a repeated id is a second entry, nothing lost when interleaved. It
 /// drains the queue first.
-pub async fn intake<S: State + ?Sized>(state: &S, run: &Run) {
+pub async fn intake<S: Intake + IntakeConsumer + ?Sized>(state: &S, run: &Run) {
     let mailing = |n: i64| run.mailing(100 + n);
     while state.dequeue().await.unwrap().is_some() {}
     assert_eq!(state.dequeue().await.unwrap(), None);
@@ -360,8 +365,60 @@ pub async fn intake<S: State + ?Sized>(state: &S, run: &Run) {
     assert_eq!(out, (0..200).map(&mailing).collect::<Vec<_>>());
 }
 
+/// The claim lifecycle of the runners' end (see [`IntakeConsumer`]): a backend either keeps a
+/// claim on every mailing it hands out until it is acked, or keeps none; what it answers says
+/// which, and must hold to it. It first gives back and acks whatever this consumer held.
+pub async fn intake_claims<S: Intake + IntakeConsumer + ?Sized>(state: &S, run: &Run) {
+    loop {
+        state.give_back().await.unwrap();
+        let mut drained = false;
+        while let Some(m) = state.dequeue().await.unwrap() {
+            state.ack(m).await.unwrap();
+            drained = true;
+        }
+        if !drained {
+            break;
+        }
+    }
+    assert_eq!(state.give_back().await.unwrap(), 0, "nothing held any more");
+    let (a, b) = (run.mailing(500), run.mailing(501));
+    assert!(
+        !state.ack(a).await.unwrap(),
+        "a mailing never taken has no claim"
+    );
+    state.enqueue(a).await.unwrap();
+    state.enqueue(b).await.unwrap();
+    if let Some(depth) = state.queue_depth().await.unwrap() {
+        assert_eq!(depth, 2, "both wait");
+    }
+    assert_eq!(state.dequeue().await.unwrap(), Some(a));
+    if let Some(depth) = state.queue_depth().await.unwrap() {
+        assert_eq!(depth, 1, "a taken mailing no longer waits");
+    }
+    // `true`: this backend keeps claims until acked.
+    let claims = state.ack(a).await.unwrap();
+    assert!(!state.ack(a).await.unwrap(), "acked once");
+    assert_eq!(state.dequeue().await.unwrap(), Some(b));
+    assert_eq!(
+        state.requeue_stale(3_600_000).await.unwrap(),
+        0,
+        "the claims of a live consumer stay"
+    );
+    let back = state.give_back().await.unwrap();
+    if claims {
+        assert_eq!(back, 1, "the unacked claim comes back");
+        assert_eq!(state.dequeue().await.unwrap(), Some(b), "at the head");
+        assert!(state.ack(b).await.unwrap());
+    } else {
+        assert_eq!(back, 0, "without claims nothing comes back");
+        assert!(!state.ack(b).await.unwrap());
+    }
+    assert_eq!(state.dequeue().await.unwrap(), None);
+    assert_eq!(state.give_back().await.unwrap(), 0);
+}
+
 /// Heartbeats: the newest of any runner.
-pub async fn heartbeats<S: State + ?Sized>(state: &S, run: &Run) {
+pub async fn heartbeats<S: Heartbeats + ?Sized>(state: &S, run: &Run) {
     let t0 = run.t0;
     let run = run.id;
     // Above anything an earlier run on the same backend left.

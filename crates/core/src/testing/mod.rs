@@ -12,7 +12,8 @@
 //!   per chat (so `chat_messages` answers from them), and plays queued outcomes.
 //! - [`RecordingTelegram`]: records sends and edits, hands out increasing message ids and
 //!   answers "message is not modified" as the Bot API does.
-//! - [`services`]: all of the above wired into one [`Services`], plus handles to them.
+//! - [`services`]: all of the above wired into the bot's [`Services`], plus handles to them
+//!   ([`Fakes::engine`] gives the engine's bundle over the same ports).
 //! - [`drive`] / [`drive_until`]: the tiny driver loop of the mailing engine under the fake
 //!   clock (a sleep is a jump of the clock).
 //!
@@ -35,7 +36,7 @@ use crate::ports::{
     Settlement, Stats, StoredImage, TelegramApi, TgFile, UpdateLog, UserRecord, UserStore,
     WappiApi,
 };
-use crate::services::{CoreSettings, Services};
+use crate::services::{CoreSettings, EngineServices, Ports, Services};
 use crate::telegram::{InlineKeyboardMarkup, MessageId, ReplyMarkup, TelegramError};
 use crate::texts::Lang;
 use crate::wappi::{ChatMessage, Dialog, ProfileStatus, Sent, WappiCreds, WappiError};
@@ -1733,9 +1734,8 @@ pub fn services(settings: CoreSettings) -> (Services, Fakes) {
         telegram: Arc::new(RecordingTelegram::new(clock.clone())),
         entropy: Arc::new(FixedEntropy::default()),
     };
-    let svc = Services {
+    let ports = Ports {
         db: fakes.db.clone(),
-        state: fakes.state.clone(),
         telegram: fakes.telegram.clone(),
         wappi: fakes.wappi.clone(),
         clock: Arc::new(clock),
@@ -1748,7 +1748,16 @@ pub fn services(settings: CoreSettings) -> (Services, Fakes) {
         broadcaster: None,
         deferrer: None,
     };
+    let svc = Services::new(ports, fakes.state.clone());
     (svc, fakes)
+}
+
+impl Fakes {
+    /// The engine's bundle over `svc`'s ports and these fakes' state, as a runner in the same
+    /// process as the bot holds it.
+    pub fn engine(&self, svc: &Services) -> EngineServices {
+        EngineServices::new(svc.ports.clone(), self.state.clone())
+    }
 }
 
 /// A group id: `1203630<n, 11 digits>@g.us`.
@@ -1768,7 +1777,7 @@ pub fn profile(s: &str) -> ProfileId {
 /// Creates a registered user (Wappi token [`TEST_WAPPI_TOKEN`] encrypted, `profile`) with a
 /// subscription running 30 days from now.
 pub async fn register_user(
-    svc: &Services,
+    svc: &Ports,
     user: UserId,
     profile: &ProfileId,
     lang: Lang,
@@ -1792,7 +1801,7 @@ pub async fn register_user(
 
 /// Creates a mailing of `user` (progress to the user's chat) to `groups` with `text`, now.
 pub async fn create_mailing(
-    svc: &Services,
+    svc: &Ports,
     user: UserId,
     profile: &ProfileId,
     groups: &[GroupJid],
@@ -1812,7 +1821,7 @@ pub async fn create_mailing(
 }
 
 /// Takes the profile's lease and claims the mailing with it, as a runner does.
-pub async fn take_mailing(svc: &Services, id: MailingId, ttl_ms: u64) -> Lease {
+pub async fn take_mailing(svc: &EngineServices, id: MailingId, ttl_ms: u64) -> Lease {
     let m = svc
         .db
         .get_mailing(id)
@@ -1820,7 +1829,7 @@ pub async fn take_mailing(svc: &Services, id: MailingId, ttl_ms: u64) -> Lease {
         .expect("get_mailing")
         .expect("the mailing exists");
     let lease = svc
-        .state
+        .leases
         .acquire_lease(&m.profile_id, ttl_ms, svc.now_ms())
         .await
         .expect("acquire_lease")
@@ -1840,7 +1849,7 @@ pub const DRIVER_LEASE_TTL_MS: u64 = 60_000;
 /// step (for [`DRIVER_LEASE_TTL_MS`]) and stops with `LostLease` once that fails. Panics after
 /// `max_steps` steps (a driver that never ends is a bug to see, not to wait for).
 pub async fn drive(
-    svc: &Services,
+    svc: &EngineServices,
     clock: &FakeClock,
     id: MailingId,
     lease: &Lease,
@@ -1853,7 +1862,7 @@ pub async fn drive(
 /// Like [`drive`], but also stops (without sleeping) after the first step once `stop()`
 /// holds, returning that step.
 pub async fn drive_until(
-    svc: &Services,
+    svc: &EngineServices,
     clock: &FakeClock,
     id: MailingId,
     lease: &Lease,
@@ -1863,7 +1872,7 @@ pub async fn drive_until(
 ) -> Result<Step, EngineError> {
     for _ in 0..max_steps {
         if !svc
-            .state
+            .leases
             .renew_lease(lease, DRIVER_LEASE_TTL_MS, clock.now())
             .await?
         {

@@ -3,7 +3,10 @@
 
 use crate::model::ids::{ChatId, MailingId};
 use crate::model::secret::Secret;
-use crate::ports::{Clock, Entropy, Pace, PacingConfig, State, TelegramApi, WappiApi};
+use crate::ports::{
+    Cancels, Clock, Entropy, Heartbeats, Intake, IntakeConsumer, Leases, Pace, Pacer, PacingConfig,
+    TelegramApi, WappiApi,
+};
 use crate::telegram::{InlineKeyboardMarkup, ReplyMarkup, TelegramError};
 use crate::testing::*;
 use crate::wappi::{WappiCreds, WappiError};
