@@ -32,6 +32,7 @@ pub mod collage;
 pub mod config;
 pub mod crypto;
 pub mod mailing;
+pub mod memory_state;
 pub mod model;
 pub mod payments;
 pub mod ports;

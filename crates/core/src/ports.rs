@@ -1,6 +1,6 @@
 //! The ports: every side effect the core needs, as small capability traits. Each runtime
-//! implements them with its own adapters (`SqliteDb`, `EmbeddedState`, `HttpWappi` on the
-//! server; D1, Durable Objects and `fetch` on Cloudflare).
+//! implements them with its own adapters (`SqliteDb`, the embedded or Redis state, `HttpWappi`
+//! on the server; D1, Durable Objects and `fetch` on Cloudflare).
 //!
 //! Traits are `async_trait` with `Send` futures natively and without on wasm32, where nothing
 //! is `Send`. Implementations repeat the same pair of attributes:
@@ -309,7 +309,7 @@ impl<
 }
 
 // ---------------------------------------------------------------------------------------------
-// Coordination state (Redis-like): leases, cancel flags, pacing, backoff, health, intake queue
+// Coordination state (Redis-like): leases, cancel flags, pacing, backoff, heartbeats, intake
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StateError {
@@ -326,24 +326,43 @@ pub struct Lease {
     pub fence: u64,
 }
 
+// Each capability is its own trait, and each runtime implements only those it really has:
+// the Worker's stateless side has cancel flags and the intake queue's producer end, its profile
+// runner has leases, cancel flags, pacing and heartbeats, and the server's backends (embedded
+// or Redis) have them all. The bundles of `crate::services` carry them one by one, so a part
+// receives exactly the capabilities it uses.
+
+/// Profile leases: at most one driver per Wappi profile at a time, with fencing numbers.
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
-pub trait State: MaybeSendSync {
-    /// Takes the profile's lease if free or expired.
+pub trait Leases: MaybeSendSync {
+    /// Takes the profile's lease if free or expired (held while `now < taken + ttl_ms`). A
+    /// new lease has a fresh token and a fence larger than every one handed out before.
     async fn acquire_lease(
         &self,
         profile: &ProfileId,
         ttl_ms: u64,
         now: i64,
     ) -> Result<Option<Lease>, StateError>;
-    /// Extends a lease still held; `false` if it was lost.
+    /// Extends a lease still held; `false` if it was lost (expired, or taken over).
     async fn renew_lease(&self, lease: &Lease, ttl_ms: u64, now: i64) -> Result<bool, StateError>;
     /// Releases a lease only if still held by this token.
     async fn release_lease(&self, lease: &Lease) -> Result<(), StateError>;
+}
 
+/// Cancel flags of mailings: set by the bot, read by the engine before every send.
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+pub trait Cancels: MaybeSendSync {
+    /// Flags the mailing as cancelled (idempotent).
     async fn set_cancel(&self, mailing: MailingId) -> Result<(), StateError>;
     async fn is_cancelled(&self, mailing: MailingId) -> Result<bool, StateError>;
+}
 
+/// The pacer: the profile's send rate, the per-chat burst and the profile's backoff.
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+pub trait Pacer: MaybeSendSync {
     /// Asks to send to `chat` on `profile` at `now`: checks the profile backoff, the profile
     /// rate and the per-chat burst, and takes the slot atomically when all allow it.
     async fn pace(
@@ -353,7 +372,7 @@ pub trait State: MaybeSendSync {
         cfg: &PacingConfig,
         now: i64,
     ) -> Result<Pace, StateError>;
-    /// The same question as [`State::pace`], taking nothing: lets the engine record its
+    /// The same question as [`Pacer::pace`], taking nothing: lets the engine record its
     /// intent durably first and take the slot right before the call, so the time a disk
     /// write takes never shortens the gap between two sends.
     async fn pace_peek(
@@ -363,25 +382,74 @@ pub trait State: MaybeSendSync {
         cfg: &PacingConfig,
         now: i64,
     ) -> Result<Pace, StateError>;
-    /// Pauses every send of the profile until `until` (429 / Retry-After).
+    /// Pauses every send of the profile until `until` (429 / Retry-After). An earlier end
+    /// never shortens a later one.
     async fn set_backoff(&self, profile: &ProfileId, until: i64) -> Result<(), StateError>;
-    /// The end of the profile's latest pause set by [`State::set_backoff`]; `None` (or a time
+    /// The end of the profile's latest pause set by [`Pacer::set_backoff`]; `None` (or a time
     /// in the past) when it is not paused. The engine makes no call at all from a paused profile, not even
     /// the history reads that settle `in_doubt` rows.
     async fn backoff_until(&self, profile: &ProfileId) -> Result<Option<i64>, StateError>;
+}
 
-    /// Records that a runner is alive.
+/// The producer end of the intake queue (`mailing_tasks_queue`): where the bot hands a
+/// started or resumed mailing to the runners.
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+pub trait Intake: MaybeSendSync {
+    /// Puts the mailing at the tail of the queue. A mailing queued twice is two entries (the
+    /// runner ignores one it already drives).
+    async fn enqueue(&self, mailing: MailingId) -> Result<(), StateError>;
+}
+
+/// The runners' end of the intake queue, where runners poll for work.
+///
+/// Delivery is at least once. A backend shared by several processes keeps a *claim* on every
+/// mailing it hands out, until the taker [acks](IntakeConsumer::ack) it; claims of a taker
+/// that stops are given back ([`IntakeConsumer::give_back`] on a graceful stop,
+/// [`IntakeConsumer::requeue_stale`] once it fell silent). A backend whose queue lives and
+/// dies with the one process that consumes it hands mailings over outright and keeps no
+/// claims: `ack` answers `false`, `give_back` and `requeue_stale` answer `0`, all truthfully.
+/// Either way the lease and the ledger make a second delivery harmless, and a runner's rescan
+/// of the database finds what a queue lost.
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+pub trait IntakeConsumer: MaybeSendSync {
+    /// Takes the mailing at the head of the queue (FIFO), if any; never waits.
+    async fn dequeue(&self) -> Result<Option<MailingId>, StateError>;
+    /// Done with a mailing this consumer took: drops one claim of it. `false` when this
+    /// consumer held none (never taken here, already acked, given back meanwhile, or a backend
+    /// that keeps no claims).
+    async fn ack(&self, mailing: MailingId) -> Result<bool, StateError>;
+    /// Gives every mailing this consumer took and has not acked back to the head of the
+    /// queue, in the order taken, at once (a graceful stop, after the drivers ended, so that
+    /// another process resumes them without waiting). Returns how many came back.
+    async fn give_back(&self) -> Result<u64, StateError>;
+    /// The visibility timeout: the claims of every other consumer that showed no sign of life
+    /// (a dequeue, a heartbeat, a call of this) for `older_than_ms` go back to the head of the
+    /// queue, oldest first. This consumer counts as alive. Returns how many came back.
+    async fn requeue_stale(&self, older_than_ms: u64) -> Result<u64, StateError>;
+    /// How many mailings wait in the queue (claimed ones not counted), if the backend can
+    /// tell (for metrics).
+    async fn queue_depth(&self) -> Result<Option<u64>, StateError>;
+}
+
+/// Runners' signs of life (for `/healthz` and metrics).
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+pub trait Heartbeats: MaybeSendSync {
+    /// Records that `runner` is alive at `now`.
     async fn heartbeat(&self, runner: &str, now: i64) -> Result<(), StateError>;
     /// The newest heartbeat of any runner (unix ms).
     async fn last_heartbeat(&self) -> Result<Option<i64>, StateError>;
+}
 
-    /// The intake queue (`mailing_tasks_queue`): mailings waiting for a runner.
-    async fn enqueue(&self, mailing: MailingId) -> Result<(), StateError>;
-    async fn dequeue(&self) -> Result<Option<MailingId>, StateError>;
-    /// How many mailings wait in the intake queue, if the backend can tell (for metrics).
-    async fn queue_depth(&self) -> Result<Option<u64>, StateError> {
-        Ok(None)
-    }
+/// Every capability at once: what a backend of the server (embedded or Redis) and the
+/// in-memory state of tests offer. Nothing in the core receives it whole; it names the bound
+/// of code that takes a complete backend (start-up, the contract suite).
+pub trait StateBackend: Leases + Cancels + Pacer + Intake + IntakeConsumer + Heartbeats {}
+impl<T: Leases + Cancels + Pacer + Intake + IntakeConsumer + Heartbeats + ?Sized> StateBackend
+    for T
+{
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -563,7 +631,7 @@ impl InlineImageWork {
 // The server builds a collage in place (on tokio's blocking pool, see `ImageWork`); the
 // Cloudflare Worker must answer the webhook quickly, so it puts the job on its Queue and the
 // queue consumer runs the same core step ([`crate::bot::run_collage_job`]). The seam is
-// [`Services::deferrer`](crate::services::Services::deferrer): `None` runs the work inline,
+// [`Ports::deferrer`](crate::services::Ports::deferrer): `None` runs the work inline,
 // `Some` hands it to the runtime's [`Deferrer`]. A confirmed `/broadcast` always goes to the
 // runtime's [`Broadcaster`].
 

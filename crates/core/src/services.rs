@@ -1,17 +1,28 @@
-//! The bundle of ports and settings that the bot and the mailing engine run on. Each runtime
-//! builds one at start-up from its own adapters.
+//! The bundles of ports and settings that the bot and the mailing engine run on. Each runtime
+//! builds them at start-up from its own adapters:
+//!
+//! - [`Ports`]: what every part shares (storage, Telegram, Wappi, clock, entropy, the token
+//!   cipher, settings, image work, and the hand-offs of long work);
+//! - [`Services`]: what the bot runs on (and payments, collages, operator tools): the shared
+//!   ports, the cancel flags and the intake queue's producer end;
+//! - [`EngineServices`]: what the mailing engine runs on: the shared ports, profile leases,
+//!   cancel flags and the pacer.
+//!
+//! Both bundles dereference to their [`Ports`], so `svc.db` or `svc.now_ms()` read the same
+//! in either; a coordination capability is named by its field (`svc.intake.enqueue(..)`,
+//! `svc.pacer.pace(..)`).
 
 use crate::crypto::TokenCipher;
-use crate::ports::{Clock, Db, Entropy, State, TelegramApi, WappiApi};
+use crate::ports::{Cancels, Clock, Db, Entropy, Intake, Leases, Pacer, TelegramApi, WappiApi};
+use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
 pub use crate::config::{CoreSettings, EngineConfig};
 
-/// Ports plus settings: everything the core needs, cheap to clone.
+/// The ports and settings that every part of the core shares, cheap to clone.
 #[derive(Clone)]
-pub struct Services {
+pub struct Ports {
     pub db: Arc<dyn Db>,
-    pub state: Arc<dyn State>,
     pub telegram: Arc<dyn TelegramApi>,
     pub wappi: Arc<dyn WappiApi>,
     pub clock: Arc<dyn Clock>,
@@ -26,7 +37,75 @@ pub struct Services {
     pub deferrer: Option<Arc<dyn crate::ports::Deferrer>>,
 }
 
+/// What the bot runs on: the shared [`Ports`], the cancel flags and the producer end of the
+/// intake queue. Dereferences to its ports.
+#[derive(Clone)]
+pub struct Services {
+    pub ports: Ports,
+    pub cancels: Arc<dyn Cancels>,
+    pub intake: Arc<dyn Intake>,
+}
+
 impl Services {
+    /// The bundle over `ports` with both capabilities from one backend.
+    pub fn new<S: Cancels + Intake + 'static>(ports: Ports, state: Arc<S>) -> Self {
+        Services {
+            ports,
+            cancels: state.clone(),
+            intake: state,
+        }
+    }
+}
+
+/// What the mailing engine runs on: the shared [`Ports`], the profile leases, the cancel
+/// flags and the pacer. Dereferences to its ports.
+#[derive(Clone)]
+pub struct EngineServices {
+    pub ports: Ports,
+    pub leases: Arc<dyn Leases>,
+    pub cancels: Arc<dyn Cancels>,
+    pub pacer: Arc<dyn Pacer>,
+}
+
+impl EngineServices {
+    /// The bundle over `ports` with all three capabilities from one backend.
+    pub fn new<S: Leases + Cancels + Pacer + 'static>(ports: Ports, state: Arc<S>) -> Self {
+        EngineServices {
+            ports,
+            leases: state.clone(),
+            cancels: state.clone(),
+            pacer: state,
+        }
+    }
+}
+
+impl Deref for Services {
+    type Target = Ports;
+    fn deref(&self) -> &Ports {
+        &self.ports
+    }
+}
+
+impl DerefMut for Services {
+    fn deref_mut(&mut self) -> &mut Ports {
+        &mut self.ports
+    }
+}
+
+impl Deref for EngineServices {
+    type Target = Ports;
+    fn deref(&self) -> &Ports {
+        &self.ports
+    }
+}
+
+impl DerefMut for EngineServices {
+    fn deref_mut(&mut self) -> &mut Ports {
+        &mut self.ports
+    }
+}
+
+impl Ports {
     pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()
     }
@@ -49,7 +128,7 @@ impl Services {
     }
 }
 
-impl Services {
+impl Ports {
     /// The additional authenticated data binding an encrypted token to its user, so a
     /// ciphertext copied into another user's row does not decrypt.
     pub fn token_aad(user: crate::model::ids::UserId) -> Vec<u8> {

@@ -1,11 +1,11 @@
 //! Start-up: builds the adapters from the settings (database, state backend, Telegram and
-//! Wappi clients, the encryption key) and ties them into [`Services`] and an [`App`], which
-//! `serve` runs.
+//! Wappi clients, the encryption key) and ties them into the core's bundles ([`Services`] for
+//! the bot, [`EngineServices`] for the runner) and an [`App`], which `serve` runs.
 
 use crate::db::SqliteDb;
 use crate::redis_state::RedisState;
 use crate::settings::Settings;
-use crate::state::EmbeddedState;
+use crate::state::{self, StateHandles, StateHealth};
 use crate::telegram::HttpTelegram;
 use crate::updates::Dispatcher;
 use crate::wappi::HttpWappi;
@@ -13,8 +13,10 @@ use anyhow::Context;
 use base64::Engine as _;
 use groupcast_core::collage::{self, Collage, CollageError, CollageOptions};
 use groupcast_core::crypto::TokenCipher;
-use groupcast_core::ports::{async_trait, Clock, Entropy, ImageWork, InlineImageWork, State};
-use groupcast_core::services::Services;
+use groupcast_core::ports::{
+    async_trait, Clock, Entropy, ImageWork, InlineImageWork, StateBackend,
+};
+use groupcast_core::services::{EngineServices, Ports, Services};
 use rand::RngCore;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -75,10 +77,14 @@ pub struct App {
     /// `https://t.me/<bot>`, learnt from getMe when serving starts (for the payment pages).
     pub bot_url: Arc<OnceLock<String>>,
     pub settings: Settings,
+    /// What the bot (and payments) run on.
     pub svc: Services,
+    /// What the runner's drivers run on.
+    pub engine: EngineServices,
+    /// The state backend's other handles: the runners' end of the intake queue, heartbeats,
+    /// and its health.
+    pub state: StateHandles,
     pub db: Arc<SqliteDb>,
-    /// The Redis backend when `REDIS_URL` is set (its queue chores are not on the port).
-    pub redis: Option<Arc<RedisState>>,
     pub telegram: Arc<HttpTelegram>,
     pub dispatcher: Arc<Dispatcher>,
 }
@@ -136,17 +142,36 @@ pub fn open_db(settings: &Settings) -> anyhow::Result<Arc<SqliteDb>> {
     Ok(Arc::new(db))
 }
 
+/// One backend, handed out capability by capability.
+struct Wiring {
+    svc: Services,
+    engine: EngineServices,
+    state: StateHandles,
+}
+
+impl Wiring {
+    fn of<S: StateBackend + StateHealth + 'static>(ports: Ports, state: Arc<S>) -> Wiring {
+        Wiring {
+            svc: Services::new(ports.clone(), state.clone()),
+            engine: EngineServices::new(ports, state.clone()),
+            state: StateHandles {
+                queue: state.clone(),
+                heartbeats: state.clone(),
+                health: state,
+            },
+        }
+    }
+}
+
 impl App {
     pub async fn build(settings: Settings) -> anyhow::Result<Arc<App>> {
-        let (state, redis): (Arc<dyn State>, Option<Arc<RedisState>>) = match &settings.redis_url {
-            Some(url) => {
-                let redis = RedisState::connect(url.expose(), &settings.redis_prefix)
+        let redis = match &settings.redis_url {
+            Some(url) => Some(
+                RedisState::connect(url.expose(), &settings.redis_prefix)
                     .await
-                    .map_err(|e| anyhow::anyhow!("REDIS_URL: {e}"))?;
-                let redis = Arc::new(redis);
-                (redis.clone(), Some(redis))
-            }
-            None => (Arc::new(EmbeddedState::new()), None),
+                    .map_err(|e| anyhow::anyhow!("REDIS_URL: {e}"))?,
+            ),
+            None => None,
         };
         let cipher = load_or_create_key(&settings)?;
         let db = open_db(&settings)?;
@@ -158,9 +183,8 @@ impl App {
             &settings.wappi_api_url,
             Duration::from_secs(settings.wappi_timeout_secs),
         );
-        let svc = Services {
+        let ports = Ports {
             db: db.clone(),
-            state,
             telegram: telegram.clone(),
             wappi: Arc::new(wappi),
             clock: Arc::new(SystemClock),
@@ -175,13 +199,18 @@ impl App {
             // Collages are built inline, on the blocking pool (BlockingImageWork).
             deferrer: None,
         };
+        let Wiring { svc, engine, state } = match redis {
+            Some(redis) => Wiring::of(ports, Arc::new(redis)),
+            None => Wiring::of(ports, Arc::new(state::embedded(Arc::new(OsEntropy)))),
+        };
         let dispatcher = Dispatcher::new(svc.clone());
         Ok(Arc::new(App {
             bot_url: Arc::new(OnceLock::new()),
             settings,
             svc,
+            engine,
+            state,
             db,
-            redis,
             telegram,
             dispatcher,
         }))

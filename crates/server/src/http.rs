@@ -6,7 +6,7 @@
 
 use crate::db::SqliteDb;
 use crate::metrics::{self, Metrics, Readings};
-use crate::redis_state::RedisState;
+use crate::state::StateHandles;
 use crate::updates::Dispatcher;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, RawQuery, State};
@@ -37,8 +37,8 @@ pub struct Surface {
     pub bot_url: Arc<OnceLock<String>>,
     pub svc: Services,
     pub db: Arc<SqliteDb>,
-    /// The Redis backend when there is one (pinged by `/healthz`).
-    pub redis: Option<Arc<RedisState>>,
+    /// The state backend's queue depth, heartbeats and health (metrics and `/healthz`).
+    pub state: StateHandles,
     pub dispatcher: Arc<Dispatcher>,
     pub metrics: &'static Metrics,
 }
@@ -174,10 +174,10 @@ async fn robokassa_fail(
 async fn metrics(State(app): State<Arc<Surface>>) -> Response {
     let readings = Readings {
         mailings: app.db.mailing_status_counts().await.unwrap_or_default(),
-        queue_depth: app.svc.state.queue_depth().await.ok().flatten(),
+        queue_depth: app.state.queue.queue_depth().await.ok().flatten(),
         heartbeat_age_secs: app
-            .svc
             .state
+            .heartbeats
             .last_heartbeat()
             .await
             .ok()
@@ -193,20 +193,17 @@ async fn metrics(State(app): State<Arc<Surface>>) -> Response {
 
 async fn healthz(State(app): State<Arc<Surface>>) -> Response {
     let storage = app.db.ping().await.is_ok();
-    let redis_ok = match &app.redis {
-        Some(r) => r.ping().await.is_ok(),
-        None => true,
-    };
+    let backend_ok = app.state.health.ping().await.is_ok();
     let now = app.svc.now_ms();
-    let heartbeat = app.svc.state.last_heartbeat().await;
-    let state_ok = heartbeat.is_ok() && redis_ok;
+    let heartbeat = app.state.heartbeats.last_heartbeat().await;
+    let state_ok = heartbeat.is_ok() && backend_ok;
     let age = heartbeat.ok().flatten().map(|t| (now - t) as f64 / 1000.0);
     let ok = storage && state_ok;
     let body = serde_json::json!({
         "status": if ok { "ok" } else { "degraded" },
         "storage": storage,
         "state": state_ok,
-        "state_backend": if app.redis.is_some() { "redis" } else { "embedded" },
+        "state_backend": app.state.health.backend(),
         "runner_heartbeat_age_secs": age,
         "mode": if app.webhook_mode { "webhook" } else { "polling" },
         "version": env!("CARGO_PKG_VERSION"),

@@ -1,11 +1,12 @@
-//! `RedisState`: the core's `State` port on Redis, for several `serve` processes sharing one
-//! Redis (leases with fencing numbers, cancel flags, pacing, backoff, heartbeats and a reliable
-//! intake queue). It keeps the original system's key vocabulary under a prefix.
+//! `RedisState`: every coordination capability of the core's ports on Redis, for several
+//! `serve` processes sharing one Redis (leases with fencing numbers, cancel flags, pacing,
+//! backoff, heartbeats and a reliable intake queue). It keeps the original system's key
+//! vocabulary under a prefix.
 //!
 //! Every change of more than one step is one Lua script, so each call is atomic as the
-//! in-process [`EmbeddedState`](crate::state::EmbeddedState) is under its mutex, and both pass
-//! the same [`contract_suite`](crate::state::contract_suite). Decisions use the `now` the caller
-//! passes (as `EmbeddedState` does); key TTLs only collect garbage, with a margin beyond the
+//! in-process [embedded state](crate::state::embedded) is under its mutex, and both pass the
+//! same contract (`groupcast_core::testing::contract`). Decisions use the `now` the caller
+//! passes (as the embedded state does); key TTLs only collect garbage, with a margin beyond the
 //! logical expiry. Redis's own clock (`TIME`) serves only where no `now` is given: the floor of
 //! the fencing numbers, and the visibility timeout of the intake queue.
 //!
@@ -29,18 +30,22 @@
 //! the profile's lease key too.
 //!
 //! The intake queue delivers at least once (the lease and the ledger make a second delivery
-//! harmless): [`State::dequeue`] moves a mailing into the taker's processing list, where it
-//! stays until [`RedisState::ack`]. [`RedisState::requeue_stale`] gives back, at the head of
-//! the queue, what consumers silent for too long still hold; [`RedisState::give_back`] does it
-//! at once for this consumer on a graceful stop.
+//! harmless): [`IntakeConsumer::dequeue`] moves a mailing into the taker's processing list,
+//! where it stays until [`IntakeConsumer::ack`]. [`IntakeConsumer::requeue_stale`] gives back,
+//! at the head of the queue, what consumers silent for too long still hold;
+//! [`IntakeConsumer::give_back`] does it at once for this consumer on a graceful stop.
 //!
 //! Requires Redis 6.2 or newer (`LMOVE`) and a single instance or a primary: the scripts touch
 //! keys they are not given (not for Redis Cluster), and a failover to an asynchronous replica
 //! can grant a lease twice (the ledger's fencing check is what stays correct then).
 
+use crate::state::StateHealth;
 use groupcast_core::ids::{GroupJid, MailingId, ProfileId};
 use groupcast_core::pacing::{Gcra, PaceState};
-use groupcast_core::ports::{async_trait, Lease, Pace, PacingConfig, State, StateError};
+use groupcast_core::ports::{
+    async_trait, Cancels, Heartbeats, Intake, IntakeConsumer, Lease, Leases, Pace, Pacer,
+    PacingConfig, StateError,
+};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisError, Script};
 use std::collections::HashMap;
@@ -323,12 +328,13 @@ impl Scripts {
     }
 }
 
-/// The `State` port on Redis. Cheap to clone (one shared multiplexed connection that
+/// The coordination state on Redis. Cheap to clone (one shared multiplexed connection that
 /// reconnects by itself after a Redis restart; scripts are reloaded when Redis forgot them).
 ///
-/// The intake queue is reliable: [`State::dequeue`] moves a mailing into this instance's
-/// processing list, where it stays until [`RedisState::ack`]; [`RedisState::requeue_stale`]
-/// gives back what instances that stopped showing signs of life still held.
+/// The intake queue is reliable: [`IntakeConsumer::dequeue`] moves a mailing into this
+/// instance's processing list, where it stays until [`IntakeConsumer::ack`];
+/// [`IntakeConsumer::requeue_stale`] gives back what instances that stopped showing signs of
+/// life still held.
 #[derive(Clone)]
 pub struct RedisState {
     conn: ConnectionManager,
@@ -407,56 +413,6 @@ impl RedisState {
         } else {
             Err(StateError::Backend("redis: unexpected PING answer".into()))
         }
-    }
-
-    /// Marks a mailing taken by this instance's [`State::dequeue`] as done with: removes one
-    /// entry of it from this instance's processing list. `false` if there was none (never
-    /// taken here, already acked, or given back by [`RedisState::requeue_stale`] meanwhile).
-    pub async fn ack(&self, mailing: MailingId) -> Result<bool, StateError> {
-        let removed: i64 = redis::cmd("LREM")
-            .arg(self.processing_key(&self.consumer))
-            .arg(1)
-            .arg(mailing.0)
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(backend)?;
-        Ok(removed > 0)
-    }
-
-    /// The visibility timeout: every consumer (another process using this Redis) that showed
-    /// no sign of life — a dequeue, a heartbeat or a call of this — for `older_than_ms` by
-    /// Redis's clock has its processing list moved back to the head of the queue, oldest claim
-    /// first, and is forgotten. This instance counts as alive. Returns how many mailings came
-    /// back. Run it periodically from any process, with `older_than_ms` a few heartbeat periods.
-    pub async fn requeue_stale(&self, older_than_ms: u64) -> Result<u64, StateError> {
-        let moved: u64 = self
-            .scripts
-            .requeue_stale
-            .key(self.key("mailing_tasks_queue"))
-            .key(self.key("mailing_tasks_consumers"))
-            .arg(self.processing_key(""))
-            .arg(older_than_ms.min(MAX_GC_MS as u64))
-            .arg(&self.consumer)
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(backend)?;
-        Ok(moved)
-    }
-
-    /// Gives every mailing this instance took and has not acked back to the head of the
-    /// queue, at once: for a graceful shutdown, after the drivers stopped, so that another
-    /// process resumes them without waiting for [`RedisState::requeue_stale`]. Returns how
-    /// many came back.
-    pub async fn give_back(&self) -> Result<u64, StateError> {
-        self.scripts
-            .give_back
-            .key(self.key("mailing_tasks_queue"))
-            .key(self.processing_key(&self.consumer))
-            .key(self.key("mailing_tasks_consumers"))
-            .arg(&self.consumer)
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(backend)
     }
 
     /// How many mailings wait in the intake queue.
@@ -655,9 +611,8 @@ fn backend(e: RedisError) -> StateError {
     StateError::Backend(format!("redis: {text}"))
 }
 
-#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
-#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
-impl State for RedisState {
+#[async_trait]
+impl Leases for RedisState {
     async fn acquire_lease(
         &self,
         profile: &ProfileId,
@@ -718,7 +673,10 @@ impl State for RedisState {
             .map_err(backend)?;
         Ok(())
     }
+}
 
+#[async_trait]
+impl Cancels for RedisState {
     async fn set_cancel(&self, mailing: MailingId) -> Result<(), StateError> {
         redis::cmd("SET")
             .arg(self.key(&format!("cancel_mailing_{mailing}")))
@@ -737,7 +695,10 @@ impl State for RedisState {
             .await
             .map_err(backend)
     }
+}
 
+#[async_trait]
+impl Pacer for RedisState {
     async fn pace(
         &self,
         profile: &ProfileId,
@@ -780,7 +741,10 @@ impl State for RedisState {
             .map_err(backend)?;
         Ok(until.and_then(|u| u.parse().ok()))
     }
+}
 
+#[async_trait]
+impl Heartbeats for RedisState {
     async fn heartbeat(&self, runner: &str, now: i64) -> Result<(), StateError> {
         let _: i64 = self
             .scripts
@@ -805,7 +769,10 @@ impl State for RedisState {
             .map_err(backend)?;
         Ok(values.iter().filter_map(|v| v.parse::<i64>().ok()).max())
     }
+}
 
+#[async_trait]
+impl Intake for RedisState {
     async fn enqueue(&self, mailing: MailingId) -> Result<(), StateError> {
         redis::cmd("LPUSH")
             .arg(self.key("mailing_tasks_queue"))
@@ -814,11 +781,10 @@ impl State for RedisState {
             .await
             .map_err(backend)
     }
+}
 
-    async fn queue_depth(&self) -> Result<Option<u64>, StateError> {
-        RedisState::queue_len(self).await.map(Some)
-    }
-
+#[async_trait]
+impl IntakeConsumer for RedisState {
     async fn dequeue(&self) -> Result<Option<MailingId>, StateError> {
         let mut conn = self.conn.clone();
         let processing = self.processing_key(&self.consumer);
@@ -852,13 +818,71 @@ impl State for RedisState {
             }
         }
     }
+
+    /// Removes one entry of the mailing from this instance's processing list.
+    async fn ack(&self, mailing: MailingId) -> Result<bool, StateError> {
+        let removed: i64 = redis::cmd("LREM")
+            .arg(self.processing_key(&self.consumer))
+            .arg(1)
+            .arg(mailing.0)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(backend)?;
+        Ok(removed > 0)
+    }
+
+    /// Every consumer (another process using this Redis) silent for `older_than_ms` by Redis's
+    /// clock has its processing list moved back to the head of the queue and is forgotten.
+    /// Run it periodically from any process, with `older_than_ms` a few heartbeat periods.
+    async fn requeue_stale(&self, older_than_ms: u64) -> Result<u64, StateError> {
+        let moved: u64 = self
+            .scripts
+            .requeue_stale
+            .key(self.key("mailing_tasks_queue"))
+            .key(self.key("mailing_tasks_consumers"))
+            .arg(self.processing_key(""))
+            .arg(older_than_ms.min(MAX_GC_MS as u64))
+            .arg(&self.consumer)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(backend)?;
+        Ok(moved)
+    }
+
+    /// Moves this instance's processing list back to the head of the queue.
+    async fn give_back(&self) -> Result<u64, StateError> {
+        self.scripts
+            .give_back
+            .key(self.key("mailing_tasks_queue"))
+            .key(self.processing_key(&self.consumer))
+            .key(self.key("mailing_tasks_consumers"))
+            .arg(&self.consumer)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(backend)
+    }
+
+    async fn queue_depth(&self) -> Result<Option<u64>, StateError> {
+        self.queue_len().await.map(Some)
+    }
+}
+
+#[async_trait]
+impl StateHealth for RedisState {
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn ping(&self) -> Result<(), StateError> {
+        RedisState::ping(self).await
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::contract_suite;
     use groupcast_core::pacing::decide;
+    use groupcast_core::testing::contract;
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
 
@@ -944,9 +968,9 @@ mod tests {
     async fn redis_state_meets_the_contract() {
         let ns = Namespace::new();
         let state = ns.state().await;
-        contract_suite(&state).await;
+        contract::state_suite(&state).await;
         // And again on the same keys: leftovers of a run do not disturb the next.
-        contract_suite(&state).await;
+        contract::state_suite(&state).await;
     }
 
     #[tokio::test]

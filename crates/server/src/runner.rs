@@ -6,17 +6,16 @@
 use groupcast_core::engine::{self, Step};
 use groupcast_core::ids::MailingId;
 use groupcast_core::ledger::MailingStatus;
-use groupcast_core::ports::{DbError, Lease};
-use groupcast_core::services::Services;
+use groupcast_core::ports::{DbError, Heartbeats, IntakeConsumer, Lease};
+use groupcast_core::services::EngineServices;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::redis_state::RedisState;
-
-/// Claims of a process silent this long go back to the Redis intake queue.
+/// Claims of a process silent this long go back to the intake queue (a backend shared by
+/// several processes; the embedded one keeps no claims).
 const STALE_CLAIM_MS: u64 = 30_000;
 
 /// How often the supervisor looks at the queue and the database.
@@ -36,21 +35,30 @@ const SPIN_MS: i64 = 1;
 const SPIN_ABOVE_RATE: f64 = 10.0;
 
 pub struct Runner {
-    svc: Services,
-    /// The Redis backend's reliable queue: items are acked when their driver ends, items of
-    /// dead processes come back, and ours are given back on shutdown.
-    redis: Option<Arc<RedisState>>,
+    /// What the drivers run on: the engine's bundle (leases, cancel flags, pacer).
+    svc: EngineServices,
+    /// The runners' end of the intake queue: items are acked when their driver ends, items of
+    /// dead processes come back, and ours are given back on shutdown (where the backend keeps
+    /// claims).
+    queue: Arc<dyn IntakeConsumer>,
+    heartbeats: Arc<dyn Heartbeats>,
     lease_ttl_ms: u64,
     id: String,
     tasks: Mutex<HashMap<MailingId, JoinHandle<()>>>,
 }
 
 impl Runner {
-    pub fn new(svc: Services, id: String, redis: Option<Arc<RedisState>>) -> Arc<Runner> {
+    pub fn new(
+        svc: EngineServices,
+        queue: Arc<dyn IntakeConsumer>,
+        heartbeats: Arc<dyn Heartbeats>,
+        id: String,
+    ) -> Arc<Runner> {
         let lease_ttl_ms = svc.settings.engine.lease_ttl_ms;
         Arc::new(Runner {
             svc,
-            redis,
+            queue,
+            heartbeats,
             lease_ttl_ms,
             id,
             tasks: Mutex::new(HashMap::new()),
@@ -65,13 +73,13 @@ impl Runner {
         while !*shutdown.borrow() {
             let now = tokio::time::Instant::now();
             if last_beat.is_none_or(|t| now - t >= HEARTBEAT) {
-                if let Err(e) = self.svc.state.heartbeat(&self.id, self.svc.now_ms()).await {
+                if let Err(e) = self.heartbeats.heartbeat(&self.id, self.svc.now_ms()).await {
                     tracing::warn!(error = %e, "heartbeat failed");
                 }
                 last_beat = Some(now);
             }
             loop {
-                match self.svc.state.dequeue().await {
+                match self.queue.dequeue().await {
                     Ok(Some(id)) => {
                         if !self.ensure_driver(id, &shutdown) {
                             self.ack(id).await; // already driven here
@@ -85,14 +93,12 @@ impl Runner {
                 }
             }
             if last_scan.is_none_or(|t| now - t >= rescan) {
-                if let Some(redis) = &self.redis {
-                    match redis.requeue_stale(STALE_CLAIM_MS).await {
-                        Ok(n) if n > 0 => {
-                            tracing::info!(requeued = n, "took back mailings of a silent runner")
-                        }
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(error = %e, "requeue of stale claims failed"),
+                match self.queue.requeue_stale(STALE_CLAIM_MS).await {
+                    Ok(n) if n > 0 => {
+                        tracing::info!(requeued = n, "took back mailings of a silent runner")
                     }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "requeue of stale claims failed"),
                 }
                 // New mailings come through the queue; after the first scan (which resumes
                 // everything left running) the scan is for those the queue lost, so it leaves
@@ -132,11 +138,9 @@ impl Runner {
         if tokio::time::timeout(grace, all).await.is_err() {
             tracing::warn!("some mailing drivers did not stop in time");
         }
-        if let Some(redis) = &self.redis {
-            // Unfinished work goes straight back to the queue for another process.
-            if let Err(e) = redis.give_back().await {
-                tracing::warn!(error = %e, "could not give queued mailings back");
-            }
+        // Unfinished work goes straight back to the queue for another process.
+        if let Err(e) = self.queue.give_back().await {
+            tracing::warn!(error = %e, "could not give queued mailings back");
         }
     }
 
@@ -188,7 +192,7 @@ impl Runner {
                 return;
             }
             match svc
-                .state
+                .leases
                 .acquire_lease(&profile, self.lease_ttl_ms, svc.now_ms())
                 .await
             {
@@ -209,12 +213,12 @@ impl Runner {
             Ok(()) => {}
             Err(DbError::StaleFence) => {
                 tracing::warn!(mailing = id.0, "a newer runner owns this mailing");
-                let _ = svc.state.release_lease(&lease).await;
+                let _ = svc.leases.release_lease(&lease).await;
                 return;
             }
             Err(e) => {
                 tracing::warn!(mailing = id.0, error = %e, "could not claim mailing");
-                let _ = svc.state.release_lease(&lease).await;
+                let _ = svc.leases.release_lease(&lease).await;
                 return;
             }
         }
@@ -248,11 +252,11 @@ impl Runner {
                             // pushes all later slots back: yield the last stretch instead. Check
                             // cancel and renew the lease now, before the slot, and vouch for both.
                             if !vouched {
-                                if svc.state.is_cancelled(id).await.unwrap_or(false) {
+                                if svc.cancels.is_cancelled(id).await.unwrap_or(false) {
                                     break;
                                 }
                                 match svc
-                                    .state
+                                    .leases
                                     .renew_lease(&lease, self.lease_ttl_ms, svc.now_ms())
                                     .await
                                 {
@@ -268,7 +272,7 @@ impl Runner {
                             continue;
                         }
                         if !held {
-                            if svc.state.is_cancelled(id).await.unwrap_or(false) {
+                            if svc.cancels.is_cancelled(id).await.unwrap_or(false) {
                                 break;
                             }
                             if !self.keep_lease(&lease, &mut renewed_at).await {
@@ -295,17 +299,15 @@ impl Runner {
             }
         };
         tracing::info!(mailing = id.0, outcome, "driver stopped");
-        if let Err(e) = svc.state.release_lease(&lease).await {
+        if let Err(e) = svc.leases.release_lease(&lease).await {
             tracing::warn!(error = %e, "could not release lease");
         }
     }
 
-    /// Removes a mailing from this process's Redis claims (no-op on the embedded state).
+    /// Drops this process's queue claim of a mailing (none on the embedded state).
     async fn ack(&self, id: MailingId) {
-        if let Some(redis) = &self.redis {
-            if let Err(e) = redis.ack(id).await {
-                tracing::warn!(mailing = id.0, error = %e, "could not ack queue item");
-            }
+        if let Err(e) = self.queue.ack(id).await {
+            tracing::warn!(mailing = id.0, error = %e, "could not ack queue item");
         }
     }
 
@@ -317,7 +319,7 @@ impl Runner {
         }
         match self
             .svc
-            .state
+            .leases
             .renew_lease(lease, self.lease_ttl_ms, now)
             .await
         {

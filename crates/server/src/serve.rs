@@ -43,7 +43,12 @@ pub async fn serve(app: Arc<App>, shutdown: watch::Receiver<bool>) -> anyhow::Re
         }
     }
     let runner_id = format!("{}-{}", hostname(), std::process::id());
-    let runner = Runner::new(app.svc.clone(), runner_id, app.redis.clone());
+    let runner = Runner::new(
+        app.engine.clone(),
+        app.state.queue.clone(),
+        app.state.heartbeats.clone(),
+        runner_id,
+    );
     let runner_task = tokio::spawn(runner.run(shutdown.clone(), Duration::from_secs(8)));
 
     let polling = if app.settings.public_url.is_none() {
@@ -181,7 +186,7 @@ fn surface(app: &App) -> Surface {
         bot_url: Arc::clone(&app.bot_url),
         svc: app.svc.clone(),
         db: Arc::clone(&app.db),
-        redis: app.redis.clone(),
+        state: app.state.clone(),
         dispatcher: Arc::clone(&app.dispatcher),
         metrics: crate::metrics::global(),
     }

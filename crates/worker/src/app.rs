@@ -1,7 +1,7 @@
 //! The Worker's entry points: the handlers of `fetch` (webhook, Robokassa, health, and the test
-//! routes of [`crate::test_hooks`] when they are on), `queue` and `scheduled`, and the `State`
-//! port of the stateless side ([`EdgeState`]: intake through the Queue, cancel through the
-//! profile's runner). The top of the crate: only `lib.rs` uses it.
+//! routes of [`crate::test_hooks`] when they are on), `queue` and `scheduled`, and the
+//! coordination capabilities of the stateless side ([`EdgeState`]: intake through the Queue,
+//! cancel through the profile's runner). The top of the crate: only `lib.rs` uses it.
 
 use crate::d1::D1Db;
 use crate::env::{self, env_vars};
@@ -11,11 +11,9 @@ use crate::settings::{SettingError, WorkerSettings};
 use crate::telegram::FetchTelegram;
 use crate::test_hooks;
 use crate::wire::{MailingTask, QueueTask, RunnerCommand};
-use groupcast_core::ids::{GroupJid, MailingId, ProfileId};
+use groupcast_core::ids::{MailingId, ProfileId};
 use groupcast_core::ledger::MailingStatus;
-use groupcast_core::ports::{
-    async_trait, Lease, MailingStore, Pace, PacingConfig, State, StateError,
-};
+use groupcast_core::ports::{async_trait, Cancels, Intake, MailingStore, StateError};
 use groupcast_core::services::Services;
 use groupcast_core::telegram::Update;
 use groupcast_core::{bot, payments};
@@ -28,38 +26,18 @@ const MAX_UPDATE_BYTES: usize = 1 << 20;
 const KEEP_UPDATES_MS: i64 = 7 * 86_400_000;
 
 // ---------------------------------------------------------------------------------------------
-// The State port outside the runner
+// The coordination capabilities outside the runner
 
-/// What the webhook and the Cron job need of the `State` port: the intake queue is the
-/// Cloudflare Queue (the send is awaited, never left to `waitUntil`), cancel goes to the
-/// profile's runner at once. Pacing and leases belong to the runner alone.
+/// What the bot needs on the stateless side, and all it has: the intake queue's producer end
+/// is the Cloudflare Queue (the send is awaited, never left to `waitUntil`; its consumer is
+/// [`queue`], pushed to), cancel goes to the profile's runner at once. Leases, pacing and
+/// heartbeats belong to the runner alone; `/healthz` reads the runners' sign of life from D1.
 pub struct EdgeState {
     env: Env,
 }
 
-fn not_here(what: &str) -> StateError {
-    StateError::Backend(format!("{what} is done by the profile runner only"))
-}
-
 #[async_trait(?Send)]
-impl State for EdgeState {
-    async fn acquire_lease(
-        &self,
-        _: &ProfileId,
-        _: u64,
-        _: i64,
-    ) -> Result<Option<Lease>, StateError> {
-        Err(not_here("leasing"))
-    }
-
-    async fn renew_lease(&self, _: &Lease, _: u64, _: i64) -> Result<bool, StateError> {
-        Err(not_here("leasing"))
-    }
-
-    async fn release_lease(&self, _: &Lease) -> Result<(), StateError> {
-        Err(not_here("leasing"))
-    }
-
+impl Cancels for EdgeState {
     async fn set_cancel(&self, mailing: MailingId) -> Result<(), StateError> {
         let db = D1Db::new(env::d1(&self.env).map_err(backend)?, None);
         let m = db
@@ -78,47 +56,10 @@ impl State for EdgeState {
             .map_err(|e| StateError::Backend(e.to_string()))?
             .is_some_and(|m| m.cancel_requested))
     }
+}
 
-    async fn pace(
-        &self,
-        _: &ProfileId,
-        _: &GroupJid,
-        _: &PacingConfig,
-        _: i64,
-    ) -> Result<Pace, StateError> {
-        Err(not_here("pacing"))
-    }
-
-    async fn pace_peek(
-        &self,
-        _: &ProfileId,
-        _: &GroupJid,
-        _: &PacingConfig,
-        _: i64,
-    ) -> Result<Pace, StateError> {
-        Err(not_here("pacing"))
-    }
-
-    async fn set_backoff(&self, _: &ProfileId, _: i64) -> Result<(), StateError> {
-        Err(not_here("pacing"))
-    }
-
-    async fn backoff_until(&self, _: &ProfileId) -> Result<Option<i64>, StateError> {
-        Err(not_here("pacing"))
-    }
-
-    async fn heartbeat(&self, _: &str, _: i64) -> Result<(), StateError> {
-        Ok(())
-    }
-
-    /// The runners' sign of life: the newest progress write of a running mailing.
-    async fn last_heartbeat(&self) -> Result<Option<i64>, StateError> {
-        let db = D1Db::new(env::d1(&self.env).map_err(backend)?, None);
-        db.newest_progress()
-            .await
-            .map_err(|e| StateError::Backend(e.to_string()))
-    }
-
+#[async_trait(?Send)]
+impl Intake for EdgeState {
     async fn enqueue(&self, mailing: MailingId) -> Result<(), StateError> {
         env::mailing_queue(&self.env)
             .map_err(backend)?
@@ -127,10 +68,6 @@ impl State for EdgeState {
             })
             .await
             .map_err(backend)
-    }
-
-    async fn dequeue(&self) -> Result<Option<MailingId>, StateError> {
-        Ok(None)
     }
 }
 
@@ -186,8 +123,8 @@ async fn poke(env: &Env, db: &D1Db, id: MailingId) -> Result<(), StateError> {
 /// The settings and services of a stateless invocation.
 fn edge(env: &Env) -> Result<(WorkerSettings, Services), SettingError> {
     let settings = WorkerSettings::load(&env_vars(env))?;
-    let state = Arc::new(EdgeState { env: env.clone() });
-    let svc = services::build(env, &settings, state, None)?;
+    let ports = services::ports(env, &settings, None)?;
+    let svc = Services::new(ports, Arc::new(EdgeState { env: env.clone() }));
     Ok((settings, svc))
 }
 
@@ -322,7 +259,8 @@ async fn healthz(env: &Env, svc: &Services) -> worker::Result<Response> {
     let db = D1Db::new(env::d1(env)?, None);
     let storage = db.ping().await.is_ok();
     let now = svc.now_ms();
-    let heartbeat = svc.state.last_heartbeat().await;
+    // The runners' sign of life: the newest progress write of a running mailing.
+    let heartbeat = db.newest_progress().await;
     let state_ok = heartbeat.is_ok();
     let age = heartbeat
         .ok()

@@ -20,11 +20,11 @@
 //! uses are the constants of [`bindings`].
 //!
 //! Modules only ever use modules of a lower layer (no import circle). From the top:
-//! `app` (the handlers), `runner` (`ProfileRunner`) | `services` (the core's `Services` built
+//! `app` (the handlers), `runner` (`ProfileRunner`) | `services` (the core's `Ports` built
 //! from the `Env`) | `broadcast` | `d1`, `telegram`, `wappi`, `settings` | `rows`, `fetch`,
 //! `test_hooks` | `env`, `http`, `wire` | `bindings`.
 
-// The core's `Services` holds its ports in `Arc`s; on wasm32 (one thread) they are not
+// The core's bundles hold their ports in `Arc`s; on wasm32 (one thread) they are not
 // `Send`/`Sync`, which is exactly what the core's `MaybeSendSync` allows there.
 #![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
 

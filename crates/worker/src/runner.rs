@@ -30,8 +30,10 @@ use groupcast_core::engine::{self, Cursor, Step};
 use groupcast_core::ids::{GroupJid, MailingId, ProfileId};
 use groupcast_core::ledger::MailingStatus;
 use groupcast_core::pacing::{self, PaceState};
-use groupcast_core::ports::{async_trait, DbError, Lease, Pace, PacingConfig, State, StateError};
-use groupcast_core::services::Services;
+use groupcast_core::ports::{
+    async_trait, Cancels, DbError, Heartbeats, Lease, Leases, Pace, Pacer, PacingConfig, StateError,
+};
+use groupcast_core::services::EngineServices;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -51,7 +53,8 @@ const KEY_PACE: &str = "pace";
 const KEY_CANCELLED: &str = "cancelled";
 const KEY_HEARTBEAT: &str = "heartbeat";
 
-/// What this object shares with its `State` adapter: storage plus in-memory copies.
+/// What this object shares with its state adapter ([`DoState`]): storage plus in-memory
+/// copies.
 pub struct Shared {
     storage: Storage,
     /// The pacing state, loaded from storage on first use.
@@ -115,11 +118,13 @@ fn state_err(e: worker::Error) -> StateError {
     StateError::Backend(format!("durable object storage: {e}"))
 }
 
-/// The core's `State` port inside the runner: everything is this object's own storage.
+/// The coordination capabilities inside the runner (leases, cancel flags, pacing, its
+/// heartbeat): everything is this object's own storage. New mailings do not come through it
+/// (they arrive as `POST /start`).
 pub struct DoState(pub Rc<Shared>);
 
 #[async_trait(?Send)]
-impl State for DoState {
+impl Leases for DoState {
     async fn acquire_lease(
         &self,
         profile: &ProfileId,
@@ -159,7 +164,10 @@ impl State for DoState {
     async fn release_lease(&self, _lease: &Lease) -> std::result::Result<(), StateError> {
         Ok(())
     }
+}
 
+#[async_trait(?Send)]
+impl Cancels for DoState {
     async fn set_cancel(&self, mailing: MailingId) -> std::result::Result<(), StateError> {
         let mut list = self.0.cancelled().await?;
         if !list.contains(&mailing.0) {
@@ -180,7 +188,10 @@ impl State for DoState {
     async fn is_cancelled(&self, mailing: MailingId) -> std::result::Result<bool, StateError> {
         Ok(self.0.cancelled().await?.contains(&mailing.0))
     }
+}
 
+#[async_trait(?Send)]
+impl Pacer for DoState {
     async fn pace(
         &self,
         _profile: &ProfileId,
@@ -229,7 +240,10 @@ impl State for DoState {
     ) -> std::result::Result<Option<i64>, StateError> {
         Ok(Some(self.0.pace_state().await?.backoff_until).filter(|t| *t > 0))
     }
+}
 
+#[async_trait(?Send)]
+impl Heartbeats for DoState {
     async fn heartbeat(&self, _runner: &str, now: i64) -> std::result::Result<(), StateError> {
         self.0
             .storage
@@ -240,16 +254,6 @@ impl State for DoState {
 
     async fn last_heartbeat(&self) -> std::result::Result<Option<i64>, StateError> {
         self.0.storage.get(KEY_HEARTBEAT).await.map_err(state_err)
-    }
-
-    async fn enqueue(&self, _mailing: MailingId) -> std::result::Result<(), StateError> {
-        Err(StateError::Backend(
-            "the runner does not take new mailings through its state".into(),
-        ))
-    }
-
-    async fn dequeue(&self) -> std::result::Result<Option<MailingId>, StateError> {
-        Ok(None)
     }
 }
 
@@ -262,7 +266,7 @@ struct Drive {
 
 /// The services of this object, built on first use.
 struct Built {
-    svc: Services,
+    svc: EngineServices,
     hooks: Hooks,
 }
 
@@ -396,7 +400,7 @@ impl ProfileRunner {
     /// `Ok(None)`: the mailing is over; `Err`: the crash test hook fired.
     async fn drive(
         &self,
-        svc: &Services,
+        svc: &EngineServices,
         hooks: &Hooks,
         id: i64,
         drive: &mut Drive,
@@ -442,13 +446,9 @@ impl ProfileRunner {
         }
         let settings = WorkerSettings::load(&env_vars(&self.env)).map_err(|e| e.to_string())?;
         let hooks = Hooks::new(&settings.test_hooks, Rc::new(self.state.storage()));
-        let svc = services::build(
-            &self.env,
-            &settings,
-            Arc::new(DoState(self.shared.clone())),
-            Some(hooks.clone()),
-        )
-        .map_err(|e| e.to_string())?;
+        let ports = services::ports(&self.env, &settings, Some(hooks.clone()))
+            .map_err(|e| e.to_string())?;
+        let svc = EngineServices::new(ports, Arc::new(DoState(self.shared.clone())));
         let b = Rc::new(Built { svc, hooks });
         *self.built.borrow_mut() = Some(b.clone());
         Ok(b)
@@ -485,7 +485,7 @@ impl ProfileRunner {
     /// mailing is no longer running.
     async fn activate(
         &self,
-        svc: &Services,
+        svc: &EngineServices,
         id: MailingId,
     ) -> std::result::Result<Option<Drive>, DbError> {
         let Some(m) = svc.db.get_mailing(id).await? else {

@@ -1,7 +1,8 @@
-//! The core's [`Services`] on the Worker ([`build`]): D1, Telegram and Wappi over `fetch`, the
-//! broadcaster, and the small adapters plugged in beside them: the clock ([`JsClock`]), the
+//! The core's shared [`Ports`] on the Worker ([`ports`]): D1, Telegram and Wappi over `fetch`,
+//! the broadcaster, and the small adapters plugged in beside them: the clock ([`JsClock`]), the
 //! random source ([`JsEntropy`]) and long work handed to the Queue ([`QueueDeferrer`]). The
-//! `State` port is the caller's: the stateless side and each runner bring their own.
+//! coordination capabilities are the caller's: the stateless side wraps the ports into the
+//! bot's `Services` with its own, each profile runner into the engine's `EngineServices`.
 
 use crate::bindings;
 use crate::broadcast::WorkerBroadcaster;
@@ -13,9 +14,9 @@ use crate::test_hooks::{self, Hooks};
 use crate::wappi::FetchWappi;
 use crate::wire::QueueTask;
 use groupcast_core::crypto::TokenCipher;
-use groupcast_core::ports::{async_trait, Clock, Entropy, State};
+use groupcast_core::ports::{async_trait, Clock, Entropy};
 use groupcast_core::ports::{CollageJob, DeferError, Deferrer};
-use groupcast_core::services::Services;
+use groupcast_core::services::Ports;
 use std::sync::Arc;
 use std::time::Duration;
 use worker::Env;
@@ -38,14 +39,13 @@ impl Entropy for JsEntropy {
     }
 }
 
-/// Builds the ports: D1, the given `State`, Telegram and Wappi over `fetch` (`hooks`: the
-/// runner's test faults, `None` elsewhere).
-pub fn build(
+/// Builds the ports: D1, Telegram and Wappi over `fetch` (`hooks`: the runner's test faults,
+/// `None` elsewhere).
+pub fn ports(
     env: &Env,
     settings: &WorkerSettings,
-    state: Arc<dyn State>,
     hooks: Option<Hooks>,
-) -> Result<Services, SettingError> {
+) -> Result<Ports, SettingError> {
     let cipher = TokenCipher::from_base64_key(settings.encryption_key.expose()).map_err(|e| {
         SettingError {
             var: bindings::ENCRYPTION_KEY,
@@ -60,9 +60,8 @@ pub fn build(
         &settings.wappi_api_url,
         Duration::from_millis(settings.wappi_timeout_ms),
     );
-    let svc = Services {
+    let ports = Ports {
         db: Arc::new(D1Db::new(d1, hooks.clone())),
-        state,
         telegram: Arc::new(FetchTelegram::new(
             &settings.telegram_api_url,
             settings.telegram_token.clone(),
@@ -77,7 +76,7 @@ pub fn build(
         // 🌅 goes to the queue; its consumer builds the collage.
         deferrer: Some(Arc::new(QueueDeferrer { env: env.clone() })),
     };
-    Ok(svc)
+    Ok(ports)
 }
 
 /// Long work goes on `MAILING_QUEUE` (the send is awaited before the webhook answers); the

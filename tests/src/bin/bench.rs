@@ -12,7 +12,7 @@
 //! Usage: `groupcast-bench [pacing] [profiles] [webhook] [redis]` (default: all).
 
 use groupcast_core::crypto::TokenCipher;
-use groupcast_core::services::Services;
+use groupcast_core::services::Ports;
 use groupcast_core::{Secret, UserId};
 use groupcast_e2e::fake_telegram::FakeTelegram;
 use groupcast_e2e::fake_wappi::{FakeWappi, Pacing};
@@ -75,7 +75,7 @@ fn seed(db_path: &Path, wappi: &FakeWappi, s: &Seed, now_ms: i64) -> anyhow::Res
         wappi.add_profile(&profile, &token);
         let enc = cipher.encrypt(
             &Secret::new(token),
-            &Services::token_aad(UserId(user)),
+            &Ports::token_aad(UserId(user)),
             [u as u8; 12],
         );
         tx.execute(

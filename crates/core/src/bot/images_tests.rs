@@ -10,7 +10,7 @@ use crate::mailing::engine::{Cursor, EngineError, Step};
 use crate::model::ids::{ChatId, GroupJid, MailingId, UserId};
 use crate::model::ledger::{Content, DeliveryState, MailingStatus, NewMailing};
 use crate::ports::{GroupEntry, Lease, NewImage};
-use crate::services::{CoreSettings, Services};
+use crate::services::{CoreSettings, EngineServices, Services};
 use crate::telegram::callback::Callback;
 use crate::telegram::{MessageId, Update};
 use crate::testing::*;
@@ -346,7 +346,8 @@ async fn separate_photos_make_parts_and_a_longer_eta() {
 // The engine
 
 struct Run {
-    svc: Services,
+    /// The engine's bundle (the mailing is created directly, not through the bot).
+    svc: EngineServices,
     f: Fakes,
     groups: Vec<GroupJid>,
     images: Vec<i64>,
@@ -355,6 +356,7 @@ struct Run {
 /// A mailing of `content(images)` to 3 groups, with two stored photos.
 async fn run(content: impl FnOnce(Vec<i64>) -> Content) -> (Run, MailingId) {
     let (svc, f) = services(CoreSettings::default());
+    let svc = f.engine(&svc);
     let user = UserId(OLGA);
     let prof = profile("0badc0de-0002");
     register_user(&svc, user, &prof, Lang::En).await;

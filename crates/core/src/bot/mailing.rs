@@ -119,7 +119,7 @@ impl Ctx<'_> {
             "mailing started"
         );
         self.send_start_message(id, groups.len(), sends).await?;
-        self.svc.state.enqueue(id).await?;
+        self.svc.intake.enqueue(id).await?;
         Ok(())
     }
 
@@ -159,12 +159,12 @@ impl Ctx<'_> {
             return Ok(());
         };
         self.svc.db.request_cancel(m.id).await?;
-        self.svc.state.set_cancel(m.id).await?;
+        self.svc.cancels.set_cancel(m.id).await?;
         if m.status == MailingStatus::Paused {
             // Nobody drives a paused mailing: hand it back to a runner, which ends it at once
             // (the cancel flag is checked before anything else) and sends the report.
             self.svc.db.resume_mailing(m.id).await?;
-            self.svc.state.enqueue(m.id).await?;
+            self.svc.intake.enqueue(m.id).await?;
         }
         tracing::info!(mailing = m.id.0, "cancel requested");
         self.say(&texts::cancelling(l, m.id.0)).await?;
@@ -177,7 +177,7 @@ impl Ctx<'_> {
         if let Some(m) = self.active_mailing(Some(id)).await? {
             if m.status == MailingStatus::Paused && self.svc.db.resume_mailing(m.id).await? {
                 self.close_buttons().await;
-                self.svc.state.enqueue(m.id).await?;
+                self.svc.intake.enqueue(m.id).await?;
                 self.say(&texts::resumed(l, m.id.0)).await?;
             }
         }

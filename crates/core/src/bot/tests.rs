@@ -301,8 +301,9 @@ async fn start_confirm_drive_and_report() {
     assert_eq!(f.state.queued(), vec![id]);
 
     // The runner's part.
-    let lease = take_mailing(&svc, id, 60_000).await;
-    let step = drive(&svc, &f.clock, id, &lease, &mut Cursor::default(), 1000)
+    let engine = f.engine(&svc);
+    let lease = take_mailing(&engine, id, 60_000).await;
+    let step = drive(&engine, &f.clock, id, &lease, &mut Cursor::default(), 1000)
         .await
         .unwrap();
     assert_eq!(step, Step::Finished);
@@ -371,12 +372,13 @@ async fn cancel_sets_both_flags_and_the_runner_stops_before_any_send() {
     say(&svc, press(ANNA, started, &format!("cancel:{}", id.0))).await;
     assert_eq!(last(&f, ANNA), texts::cancelling(Lang::En, id.0));
     assert!(f.db.mailing(id).cancel_requested);
-    assert!(crate::ports::State::is_cancelled(&*f.state, id)
+    assert!(crate::ports::Cancels::is_cancelled(&*f.state, id)
         .await
         .unwrap());
 
-    let lease = take_mailing(&svc, id, 60_000).await;
-    drive(&svc, &f.clock, id, &lease, &mut Cursor::default(), 100)
+    let engine = f.engine(&svc);
+    let lease = take_mailing(&engine, id, 60_000).await;
+    drive(&engine, &f.clock, id, &lease, &mut Cursor::default(), 100)
         .await
         .unwrap();
     assert!(f.wappi.sends().is_empty());
@@ -395,11 +397,12 @@ async fn resume_puts_a_paused_mailing_back_to_the_runner() {
     let (preview, _) = last_buttons(&f, ANNA);
     say(&svc, press(ANNA, preview, "go")).await;
     let id = f.state.queued()[0];
-    let lease = take_mailing(&svc, id, 60_000).await;
-    drive(&svc, &f.clock, id, &lease, &mut Cursor::default(), 100)
+    let engine = f.engine(&svc);
+    let lease = take_mailing(&engine, id, 60_000).await;
+    drive(&engine, &f.clock, id, &lease, &mut Cursor::default(), 100)
         .await
         .unwrap();
-    crate::ports::State::release_lease(&*f.state, &lease)
+    crate::ports::Leases::release_lease(&*f.state, &lease)
         .await
         .unwrap();
     assert_eq!(f.db.mailing(id).status, MailingStatus::Paused);
@@ -429,8 +432,8 @@ async fn resume_puts_a_paused_mailing_back_to_the_runner() {
         "queued at start and again at resume"
     );
 
-    let lease = take_mailing(&svc, id, 60_000).await;
-    drive(&svc, &f.clock, id, &lease, &mut Cursor::default(), 100)
+    let lease = take_mailing(&engine, id, 60_000).await;
+    drive(&engine, &f.clock, id, &lease, &mut Cursor::default(), 100)
         .await
         .unwrap();
     let prof = profile(PROFILE);

@@ -9,7 +9,7 @@ use super::slot::{self, Slot};
 use crate::model::ids::MailingId;
 use crate::model::ledger::{part_order, Delivery, DeliveryState, Mailing, MailingStatus};
 use crate::ports::{DbError, ImageId, Lease};
-use crate::services::Services;
+use crate::services::EngineServices;
 use crate::texts::{self, Lang};
 use crate::wappi::{Sent, WappiCreds, WappiError};
 use std::collections::HashMap;
@@ -23,7 +23,7 @@ pub use super::{Cursor, EngineError, Step, ARM_LEAD_MS, PRE_PACE_MS, UNSETTLED, 
 /// Runs one step of a mailing for the holder of `lease`. `cursor` belongs to this holder:
 /// start each drive (each lease) with a fresh one.
 pub async fn step(
-    svc: &Services,
+    svc: &EngineServices,
     id: MailingId,
     lease: &Lease,
     cursor: &mut Cursor,
@@ -35,7 +35,7 @@ pub async fn step(
 }
 
 async fn run_step(
-    svc: &Services,
+    svc: &EngineServices,
     id: MailingId,
     lease: &Lease,
     cursor: &mut Cursor,
@@ -88,7 +88,7 @@ async fn run_step(
 /// database read first; the cancel flag is also in the state backend, checked by the step),
 /// otherwise read afresh.
 async fn mailing(
-    svc: &Services,
+    svc: &EngineServices,
     id: MailingId,
     cursor: &mut Cursor,
 ) -> Result<Option<Mailing>, EngineError> {
@@ -105,14 +105,14 @@ async fn mailing(
 /// Ends the step of a cancelled mailing, or pauses one whose account has no credentials
 /// (an armed row goes back to `pending` first); else the credentials to send with.
 async fn guards(
-    svc: &Services,
+    svc: &EngineServices,
     m: &Mailing,
     cursor: &mut Cursor,
     fence: u64,
     vouched: bool,
 ) -> Result<ControlFlow<Step, WappiCreds>, EngineError> {
     let (creds, lang) = cursor.account.clone().expect("loaded first");
-    if m.cancel_requested || (!vouched && svc.state.is_cancelled(m.id).await?) {
+    if m.cancel_requested || (!vouched && svc.cancels.is_cancelled(m.id).await?) {
         slot::disarm(svc, cursor, fence).await?;
         let step = finish(svc, m, cursor.rows(), lang, fence, MailingStatus::Cancelled).await?;
         return Ok(ControlFlow::Break(step));
@@ -129,7 +129,7 @@ async fn guards(
 
 /// What a drive reads once: the ledger and the user's credentials and language.
 async fn load(
-    svc: &Services,
+    svc: &EngineServices,
     m: &Mailing,
     cursor: &mut Cursor,
     fence: u64,
@@ -148,7 +148,7 @@ async fn load(
 
 /// The ledger in sending order, crash leftovers recorded as such.
 async fn ledger(
-    svc: &Services,
+    svc: &EngineServices,
     id: MailingId,
     fence: u64,
     now: i64,
@@ -170,7 +170,7 @@ async fn ledger(
 
 /// Nothing is due now: sleep until a row is, or finish the mailing when none is left.
 async fn idle(
-    svc: &Services,
+    svc: &EngineServices,
     m: &Mailing,
     rows: &[Delivery],
     lang: Lang,
@@ -189,7 +189,7 @@ async fn idle(
 /// The base64 of row `i`'s image (`None` for a text part), made before the slot, once per
 /// image per drive. An image no longer stored fails the row and ends the step.
 async fn image_of(
-    svc: &Services,
+    svc: &EngineServices,
     m: &Mailing,
     cursor: &mut Cursor,
     i: usize,
@@ -211,7 +211,7 @@ async fn image_of(
 
 /// The base64 of a stored image, from the cursor's cache or read and encoded once.
 async fn load_image(
-    svc: &Services,
+    svc: &EngineServices,
     cache: &mut HashMap<ImageId, Option<Arc<str>>>,
     id: ImageId,
 ) -> Result<Option<Arc<str>>, EngineError> {
@@ -230,7 +230,7 @@ async fn load_image(
 
 /// Sends a row's part: its image (with the part's caption, if any) or its text.
 async fn send(
-    svc: &Services,
+    svc: &EngineServices,
     m: &Mailing,
     creds: &WappiCreds,
     row: &Delivery,
@@ -249,7 +249,7 @@ async fn send(
 
 /// Records a send's result on row `i` (and pauses the profile or the mailing if it says so).
 async fn record(
-    svc: &Services,
+    svc: &EngineServices,
     m: &Mailing,
     rows: &mut [Delivery],
     i: usize,
@@ -275,7 +275,7 @@ async fn record(
         }
     }
     if let Some(until) = change.backoff_until {
-        svc.state.set_backoff(&m.profile_id, until).await?;
+        svc.pacer.set_backoff(&m.profile_id, until).await?;
     }
     svc.db.update_delivery(row, fence).await?;
     if let (true, Err(e)) = (change.pause_mailing, &result) {

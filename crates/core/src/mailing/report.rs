@@ -4,13 +4,13 @@
 use super::{EngineError, Step};
 use crate::model::ids::MailingId;
 use crate::model::ledger::{Delivery, DeliveryState, Mailing, MailingStatus, Tally};
-use crate::services::Services;
+use crate::services::{EngineServices, Ports};
 use crate::telegram::{InlineKeyboardMarkup, MessageId, ReplyMarkup};
 use crate::texts::{self, Lang, ReportLine};
 
 /// Sends or edits the progress message, at most every `progress_interval_ms`.
 pub(super) async fn progress(
-    svc: &Services,
+    svc: &EngineServices,
     m: &Mailing,
     rows: &[Delivery],
     lang: Lang,
@@ -58,7 +58,7 @@ pub(super) async fn progress(
 
 /// The progress message: the tally, the time left and, when nothing is due now, until when
 /// the pause (Retry-After or backoff) before the next due row lasts.
-fn progress_text(svc: &Services, m: &Mailing, rows: &[Delivery], lang: Lang, now: i64) -> String {
+fn progress_text(svc: &Ports, m: &Mailing, rows: &[Delivery], lang: Lang, now: i64) -> String {
     let tally = Tally::of(rows);
     let eta = svc.eta_secs(crate::model::ledger::sends_left(rows));
     let due_now = rows
@@ -92,7 +92,7 @@ pub fn cancel_keyboard(lang: Lang, id: MailingId) -> InlineKeyboardMarkup {
 
 /// Ends a mailing: final status (fenced), final progress, one report message.
 pub(super) async fn finish(
-    svc: &Services,
+    svc: &EngineServices,
     m: &Mailing,
     rows: &[Delivery],
     lang: Lang,
@@ -137,7 +137,7 @@ pub(super) async fn finish(
 
 /// The report of a finished mailing (also shown by /status afterwards).
 pub async fn report_text(
-    svc: &Services,
+    svc: &Ports,
     m: &Mailing,
     rows: &[Delivery],
     lang: Lang,
@@ -175,7 +175,7 @@ pub async fn report_text(
 
 /// Pauses a mailing whose account needs attention, and tells the user how to resume.
 pub(super) async fn pause(
-    svc: &Services,
+    svc: &EngineServices,
     m: &Mailing,
     lang: Lang,
     fence: u64,

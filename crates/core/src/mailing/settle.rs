@@ -5,14 +5,14 @@
 use super::outcome::{self, Event};
 use super::{EngineError, Step};
 use crate::model::ledger::{Delivery, DeliveryState, Mailing};
-use crate::services::Services;
+use crate::services::EngineServices;
 use crate::wappi::{ChatMessage, WappiCreds};
 
 /// Settles the first due `in_doubt` row (before any new send). `None`: no row is due; else how
 /// the step ends: `Continue` once the row is settled, or a sleep while the profile's
 /// Retry-After pause lasts (reading the chat is a call from the profile too).
 pub(super) async fn settle_due(
-    svc: &Services,
+    svc: &EngineServices,
     m: &Mailing,
     creds: &WappiCreds,
     rows: &mut [Delivery],
@@ -25,7 +25,7 @@ pub(super) async fn settle_due(
     else {
         return Ok(None);
     };
-    if let Some(t) = svc.state.backoff_until(&m.profile_id).await? {
+    if let Some(t) = svc.pacer.backoff_until(&m.profile_id).await? {
         if t > now {
             return Ok(Some(Step::SleepUntil(t)));
         }
@@ -46,7 +46,7 @@ fn earlier_image_parts_sent(rows: &[Delivery], i: usize) -> usize {
 /// Reads the group's recent history and records what it shows (see [`ours`]); a history that
 /// cannot be read leaves the row `in_doubt` for a later try.
 async fn settle(
-    svc: &Services,
+    svc: &EngineServices,
     m: &Mailing,
     creds: &WappiCreds,
     row: &mut Delivery,
@@ -67,7 +67,7 @@ async fn settle(
         Err(e) => outcome::apply(row, Event::Unverified(&e), cfg, now),
     };
     if let Some(until) = change.backoff_until {
-        svc.state.set_backoff(&m.profile_id, until).await?;
+        svc.pacer.set_backoff(&m.profile_id, until).await?;
     }
     let outcome = change.label;
     tracing::info!(event = "settle", outcome, mailing = m.id.0, group = %row.group, part = row.part, "in-doubt send checked");

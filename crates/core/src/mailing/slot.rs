@@ -7,7 +7,7 @@ use super::{Cursor, EngineError, Step, ARM_LEAD_MS, PRE_PACE_MS, UNSETTLED};
 use crate::model::ids::GroupJid;
 use crate::model::ledger::{Delivery, DeliveryState, Mailing};
 use crate::ports::{Lease, Pace, PacingConfig};
-use crate::services::Services;
+use crate::services::EngineServices;
 use std::ops::ControlFlow;
 
 /// Where waiting for a row's slot got to.
@@ -24,7 +24,7 @@ pub(super) enum Slot {
 /// Waits for and takes the pacing slot of row `i` (the armed row or the next due one).
 /// `vouched`: the driver has just checked the cancel flag and renewed the lease itself.
 pub(super) async fn wait_and_take(
-    svc: &Services,
+    svc: &EngineServices,
     m: &Mailing,
     lease: &Lease,
     cursor: &mut Cursor,
@@ -53,7 +53,7 @@ pub(super) async fn wait_and_take(
     // Still the holder? A runner paused past its lease (SIGSTOP, swap) must not send: the
     // armed row stays `sending` and the new holder settles it.
     let ttl = svc.settings.engine.lease_ttl_ms;
-    if !vouched && !svc.state.renew_lease(lease, ttl, svc.now_ms()).await? {
+    if !vouched && !svc.leases.renew_lease(lease, ttl, svc.now_ms()).await? {
         return Ok(Slot::Wait(Step::LostLease));
     }
     let slot = match cursor.slot {
@@ -76,7 +76,7 @@ pub(super) async fn wait_and_take(
 
 /// When row `i`'s slot opens, without taking it (at once when the slot is ours already).
 async fn peek(
-    svc: &Services,
+    svc: &EngineServices,
     m: &Mailing,
     cursor: &Cursor,
     i: usize,
@@ -87,7 +87,7 @@ async fn peek(
     }
     let group = &cursor.rows()[i].group;
     Ok(svc
-        .state
+        .pacer
         .pace_peek(&m.profile_id, group, &svc.settings.pacing, now)
         .await?)
 }
@@ -97,7 +97,7 @@ async fn peek(
 /// driver's previous call (the slot is stamped when taken, a call may leave a little late), so
 /// the gap WhatsApp sees is never short. `Continue(at)`: the call goes out at `at`.
 async fn take(
-    svc: &Services,
+    svc: &EngineServices,
     m: &Mailing,
     cursor: &Cursor,
     i: usize,
@@ -112,7 +112,7 @@ async fn take(
     }
     let group = &cursor.rows()[i].group;
     Ok(
-        match svc.state.pace(&m.profile_id, group, pacing, at).await? {
+        match svc.pacer.pace(&m.profile_id, group, pacing, at).await? {
             Pace::Go => ControlFlow::Continue(at),
             Pace::WaitUntil(t) => ControlFlow::Break(Step::SleepUntil((t - PRE_PACE_MS).max(now))),
         },
@@ -122,7 +122,7 @@ async fn take(
 /// Records the intent to send row `i`, durably (fenced), before its slot; nothing when a row
 /// is armed already.
 async fn arm(
-    svc: &Services,
+    svc: &EngineServices,
     cursor: &mut Cursor,
     i: usize,
     fence: u64,
@@ -140,7 +140,7 @@ async fn arm(
 
 /// Puts an armed row that was not sent back to `pending`.
 pub(super) async fn disarm(
-    svc: &Services,
+    svc: &EngineServices,
     cursor: &mut Cursor,
     fence: u64,
 ) -> Result<(), EngineError> {

@@ -7,7 +7,7 @@ use crate::model::ids::{ChatId, GroupJid, MailingId, ProfileId, UserId};
 use crate::model::ledger::{DeliveryState, MailingStatus};
 use crate::model::pacing::Gcra;
 use crate::ports::Lease;
-use crate::services::{CoreSettings, Services};
+use crate::services::{CoreSettings, EngineServices};
 use crate::telegram::{MessageId, ReplyMarkup};
 use crate::testing::*;
 use crate::texts::{self, Lang};
@@ -26,13 +26,15 @@ fn settings(rate: f64) -> CoreSettings {
 }
 
 struct World {
-    svc: Services,
+    /// The engine's bundle (the bot is not part of these tests).
+    svc: EngineServices,
     f: Fakes,
     prof: ProfileId,
 }
 
 async fn world(settings: CoreSettings) -> World {
     let (svc, f) = services(settings);
+    let svc = f.engine(&svc);
     let prof = profile("2f099bc3-478d");
     register_user(&svc, USER, &prof, Lang::En).await;
     World { svc, f, prof }
@@ -57,7 +59,7 @@ impl World {
     async fn run(&self, id: MailingId) -> Step {
         let lease = self.lease(id).await;
         let step = self.drive(id, &lease, &mut Cursor::default()).await;
-        self.svc.state.release_lease(&lease).await.unwrap();
+        self.svc.leases.release_lease(&lease).await.unwrap();
         step
     }
 
@@ -960,7 +962,7 @@ async fn an_unclaimed_lease_or_a_finished_mailing_does_nothing() {
     let id = w.mailing(&groups).await;
     let lease = w
         .svc
-        .state
+        .leases
         .acquire_lease(&w.prof, TTL, w.f.clock.now())
         .await
         .unwrap()
@@ -1007,7 +1009,7 @@ async fn cancel_in_state_while_armed_disarms_and_stops_before_the_send() {
     let mut cursor = Cursor::default();
     let armed = w.drive_until_armed(id, &lease, &mut cursor).await;
 
-    w.svc.state.set_cancel(id).await.unwrap();
+    w.svc.cancels.set_cancel(id).await.unwrap();
     // The runner wakes on a cancel; the step comes before the slot.
     assert_eq!(
         engine::step(&w.svc, id, &lease, &mut cursor).await.unwrap(),
@@ -1129,7 +1131,7 @@ async fn cancel_during_a_rate_limit_pause_ends_at_once() {
         "nothing armed during a long pause"
     );
 
-    w.svc.state.set_cancel(id).await.unwrap();
+    w.svc.cancels.set_cancel(id).await.unwrap();
     assert_eq!(
         engine::step(&w.svc, id, &lease, &mut cursor).await.unwrap(),
         Step::Finished
@@ -1191,7 +1193,7 @@ async fn not_authorized_pauses_and_a_resume_continues_without_resending() {
         w.drive(id, &lease, &mut Cursor::default()).await,
         Step::Finished
     );
-    w.svc.state.release_lease(&lease).await.unwrap();
+    w.svc.leases.release_lease(&lease).await.unwrap();
 
     let m = w.f.db.mailing(id);
     let reason = texts::account_problem(Lang::En, &WappiError::NotAuthorized);
@@ -1228,7 +1230,7 @@ async fn not_authorized_pauses_and_a_resume_continues_without_resending() {
         Step::Finished
     );
     assert_eq!(w.f.wappi.sends().len(), 3);
-    w.svc.state.release_lease(&later).await.unwrap();
+    w.svc.leases.release_lease(&later).await.unwrap();
 
     assert!(w.svc.db.resume_mailing(id).await.unwrap());
     assert_eq!(w.run(id).await, Step::Finished);

@@ -1,37 +1,42 @@
 //! In-memory implementations of every port, for tests of the core and as the reference that
 //! other backends (SQLite, Redis, D1, Durable Objects) are held to: each fake follows the
 //! documented semantics of its port in `ports.rs` (fencing, one active mailing per profile,
-//! leases with a token and a fencing number, pacing through [`pacing::decide`]).
+//! leases with a token and a fencing number, pacing through [`decide`](crate::model::pacing::decide)).
 //!
 //! - [`FakeClock`]: settable and advanceable unix-ms time, shared by every fake that records
 //!   when something happened.
 //! - [`FixedEntropy`]: deterministic bytes, so nonces and runs are reproducible.
-//! - [`InMemDb`], [`InMemState`]: the system of record and the coordination state.
+//! - [`InMemDb`], [`MemoryState`]: the system of record and the coordination state (the
+//!   latter is the core's own, the server's embedded state too).
 //! - [`ScriptedWappi`]: records every call with the fake time, keeps the messages it delivered
 //!   per chat (so `chat_messages` answers from them), and plays queued outcomes.
 //! - [`RecordingTelegram`]: records sends and edits, hands out increasing message ids and
 //!   answers "message is not modified" as the Bot API does.
-//! - [`services`]: all of the above wired into one [`Services`], plus handles to them.
+//! - [`services`]: all of the above wired into the bot's [`Services`], plus handles to them
+//!   ([`Fakes::engine`] gives the engine's bundle over the same ports).
 //! - [`drive`] / [`drive_until`]: the tiny driver loop of the mailing engine under the fake
 //!   clock (a sleep is a jump of the clock).
 //!
+//! - [`contract`]: the behaviour every coordination-state backend must show, run against the
+//!   in-memory state here and against the server's embedded and Redis states there.
+//!
 //! Compiled for the crate's own tests and, with the `testing` feature, for other crates' tests.
-//! Nothing here reads the real clock, draws real randomness or does I/O.
+//! Nothing here draws real randomness or does I/O, and only the [`contract`] suite (written
+//! for real backends) reads the real clock.
 
 use crate::crypto::TokenCipher;
 use crate::mailing::engine::{self, Cursor, EngineError, Step};
 use crate::model::billing;
 use crate::model::ids::{ChatId, GroupJid, MailingId, ProfileId, UserId};
 use crate::model::ledger::{Delivery, DeliveryState, Mailing, MailingStatus, NewMailing};
-use crate::model::pacing::{self, PaceState};
 use crate::model::secret::Secret;
 use crate::ports::{
     async_trait, BillingStore, Clock, CollageChoice, ContentStore, DbError, Entropy, GroupEntry,
-    ImageId, ImageMeta, ImageStore, Invoice, Lease, MailingStore, NewImage, Pace, PacingConfig,
-    PhotoInput, SentPhoto, Settlement, State, StateError, Stats, StoredImage, TelegramApi, TgFile,
-    UpdateLog, UserRecord, UserStore, WappiApi,
+    ImageId, ImageMeta, ImageStore, Invoice, Lease, MailingStore, NewImage, PhotoInput, SentPhoto,
+    Settlement, Stats, StoredImage, TelegramApi, TgFile, UpdateLog, UserRecord, UserStore,
+    WappiApi,
 };
-use crate::services::{CoreSettings, Services};
+use crate::services::{CoreSettings, EngineServices, Ports, Services};
 use crate::telegram::{InlineKeyboardMarkup, MessageId, ReplyMarkup, TelegramError};
 use crate::texts::Lang;
 use crate::wappi::{ChatMessage, Dialog, ProfileStatus, Sent, WappiCreds, WappiError};
@@ -804,218 +809,22 @@ impl BillingStore for InMemDb {
 // ---------------------------------------------------------------------------------------------
 // Coordination state
 
-/// The in-memory `State`: leases (deterministic 32-hex-digit tokens derived from the fence,
-/// see [`lease_token`]; fencing numbers counting up from 1), cancel flags, pacing through [`pacing::decide`], heartbeats and the
-/// intake queue. Every decision uses the `now` it is given, never another clock.
-#[derive(Default)]
-pub struct InMemState {
-    inner: Mutex<StateInner>,
-}
+/// The coordination state of test worlds is the core's own [`MemoryState`], set up
+/// [reproducibly](MemoryState::reproducible): fences 1, 2, 3… with tokens [`lease_token`].
+pub use crate::memory_state::{lease_token, MemoryState};
 
-#[derive(Default)]
-struct StateInner {
-    leases: HashMap<ProfileId, HeldLease>,
-    last_fence: u64,
-    cancelled: HashSet<MailingId>,
-    pacing: HashMap<ProfileId, PaceState>,
-    heartbeats: HashMap<String, i64>,
-    queue: VecDeque<MailingId>,
-    /// Simulated round trips of `pace` (see [`InMemState::set_pace_round_trips`]).
-    pace_round_trips: Option<(FakeClock, Vec<i64>, usize)>,
-}
-
-#[derive(Debug, Clone)]
-struct HeldLease {
-    token: String,
-    fence: u64,
-    expires_at: i64,
-}
-
-impl HeldLease {
-    fn is(&self, lease: &Lease) -> bool {
-        self.token == lease.token && self.fence == lease.fence
-    }
-}
-
-impl InMemState {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    fn lock(&self) -> MutexGuard<'_, StateInner> {
-        lock(&self.inner)
-    }
-
+impl MemoryState {
     /// Makes each `pace` answer arrive this many ms after its decision (cycling through
     /// `delays`), like a Redis round trip on a busy machine: the slot is stamped with the
     /// caller's time, the caller sees the answer later.
     pub fn set_pace_round_trips(&self, clock: FakeClock, delays: Vec<i64>) {
-        self.lock().pace_round_trips = Some((clock, delays, 0));
-    }
-
-    /// Drops the profile's lease as if it had expired (a runner that stalled or died).
-    pub fn expire_lease(&self, profile: &ProfileId) {
-        self.lock().leases.remove(profile);
-    }
-
-    /// The (token, fence) of the lease held on the profile, if any (expired or not).
-    pub fn lease_of(&self, profile: &ProfileId) -> Option<(String, u64)> {
-        self.lock()
-            .leases
-            .get(profile)
-            .map(|l| (l.token.clone(), l.fence))
-    }
-
-    /// Sets the cancel flag without an `await` (for hooks that run inside a fake call).
-    pub fn cancel_now(&self, mailing: MailingId) {
-        self.lock().cancelled.insert(mailing);
-    }
-
-    /// The profile's pacing state.
-    pub fn pace_state(&self, profile: &ProfileId) -> PaceState {
-        self.lock().pacing.get(profile).cloned().unwrap_or_default()
-    }
-
-    /// The intake queue, front first.
-    pub fn queued(&self) -> Vec<MailingId> {
-        self.lock().queue.iter().copied().collect()
-    }
-}
-
-/// The token [`InMemState`] hands out with fence `fence`: random-looking (as long as a real
-/// one) but reproducible.
-pub fn lease_token(fence: u64) -> String {
-    format!("{:016x}{:016x}", splitmix64(fence), splitmix64(!fence))
-}
-
-fn expiry(now: i64, ttl_ms: u64) -> i64 {
-    now.saturating_add(i64::try_from(ttl_ms).unwrap_or(i64::MAX))
-}
-
-#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
-#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
-impl State for InMemState {
-    async fn acquire_lease(
-        &self,
-        profile: &ProfileId,
-        ttl_ms: u64,
-        now: i64,
-    ) -> Result<Option<Lease>, StateError> {
-        let mut inner = self.lock();
-        if inner
-            .leases
-            .get(profile)
-            .is_some_and(|held| now < held.expires_at)
-        {
-            return Ok(None);
-        }
-        inner.last_fence += 1;
-        let fence = inner.last_fence;
-        let token = lease_token(fence);
-        inner.leases.insert(
-            profile.clone(),
-            HeldLease {
-                token: token.clone(),
-                fence,
-                expires_at: expiry(now, ttl_ms),
-            },
-        );
-        Ok(Some(Lease {
-            profile: profile.clone(),
-            token,
-            fence,
-        }))
-    }
-
-    async fn renew_lease(&self, lease: &Lease, ttl_ms: u64, now: i64) -> Result<bool, StateError> {
-        let mut inner = self.lock();
-        match inner.leases.get_mut(&lease.profile) {
-            Some(held) if held.is(lease) && now < held.expires_at => {
-                held.expires_at = expiry(now, ttl_ms);
-                Ok(true)
-            }
-            _ => Ok(false),
-        }
-    }
-
-    async fn release_lease(&self, lease: &Lease) -> Result<(), StateError> {
-        let mut inner = self.lock();
-        if inner
-            .leases
-            .get(&lease.profile)
-            .is_some_and(|held| held.is(lease))
-        {
-            inner.leases.remove(&lease.profile);
-        }
-        Ok(())
-    }
-
-    async fn set_cancel(&self, mailing: MailingId) -> Result<(), StateError> {
-        self.lock().cancelled.insert(mailing);
-        Ok(())
-    }
-
-    async fn is_cancelled(&self, mailing: MailingId) -> Result<bool, StateError> {
-        Ok(self.lock().cancelled.contains(&mailing))
-    }
-
-    async fn pace(
-        &self,
-        profile: &ProfileId,
-        chat: &GroupJid,
-        cfg: &PacingConfig,
-        now: i64,
-    ) -> Result<Pace, StateError> {
-        let mut inner = self.lock();
-        let state = inner.pacing.entry(profile.clone()).or_default();
-        let pace = pacing::decide(state, chat.as_str(), cfg, now);
-        if let Some((clock, delays, next)) = &mut inner.pace_round_trips {
+        let mut next = 0usize;
+        self.set_after_pace(move || {
             if !delays.is_empty() {
-                clock.advance(delays[*next % delays.len()]);
-                *next += 1;
+                clock.advance(delays[next % delays.len()]);
+                next += 1;
             }
-        }
-        Ok(pace)
-    }
-
-    async fn pace_peek(
-        &self,
-        profile: &ProfileId,
-        chat: &GroupJid,
-        cfg: &PacingConfig,
-        now: i64,
-    ) -> Result<Pace, StateError> {
-        let mut state = self.lock().pacing.get(profile).cloned().unwrap_or_default();
-        Ok(pacing::decide(&mut state, chat.as_str(), cfg, now))
-    }
-
-    async fn set_backoff(&self, profile: &ProfileId, until: i64) -> Result<(), StateError> {
-        let mut inner = self.lock();
-        let state = inner.pacing.entry(profile.clone()).or_default();
-        state.backoff_until = state.backoff_until.max(until);
-        Ok(())
-    }
-
-    async fn backoff_until(&self, profile: &ProfileId) -> Result<Option<i64>, StateError> {
-        Ok(self.lock().pacing.get(profile).map(|s| s.backoff_until))
-    }
-
-    async fn heartbeat(&self, runner: &str, now: i64) -> Result<(), StateError> {
-        self.lock().heartbeats.insert(runner.to_string(), now);
-        Ok(())
-    }
-
-    async fn last_heartbeat(&self) -> Result<Option<i64>, StateError> {
-        Ok(self.lock().heartbeats.values().copied().max())
-    }
-
-    async fn enqueue(&self, mailing: MailingId) -> Result<(), StateError> {
-        self.lock().queue.push_back(mailing);
-        Ok(())
-    }
-
-    async fn dequeue(&self) -> Result<Option<MailingId>, StateError> {
-        Ok(self.lock().queue.pop_front())
+        });
     }
 }
 
@@ -1908,7 +1717,7 @@ impl TelegramApi for RecordingTelegram {
 pub struct Fakes {
     pub clock: FakeClock,
     pub db: Arc<InMemDb>,
-    pub state: Arc<InMemState>,
+    pub state: Arc<MemoryState>,
     pub wappi: Arc<ScriptedWappi>,
     pub telegram: Arc<RecordingTelegram>,
     pub entropy: Arc<FixedEntropy>,
@@ -1920,14 +1729,13 @@ pub fn services(settings: CoreSettings) -> (Services, Fakes) {
     let fakes = Fakes {
         clock: clock.clone(),
         db: Arc::new(InMemDb::new()),
-        state: Arc::new(InMemState::new()),
+        state: Arc::new(MemoryState::reproducible()),
         wappi: Arc::new(ScriptedWappi::new(clock.clone())),
         telegram: Arc::new(RecordingTelegram::new(clock.clone())),
         entropy: Arc::new(FixedEntropy::default()),
     };
-    let svc = Services {
+    let ports = Ports {
         db: fakes.db.clone(),
-        state: fakes.state.clone(),
         telegram: fakes.telegram.clone(),
         wappi: fakes.wappi.clone(),
         clock: Arc::new(clock),
@@ -1940,7 +1748,16 @@ pub fn services(settings: CoreSettings) -> (Services, Fakes) {
         broadcaster: None,
         deferrer: None,
     };
+    let svc = Services::new(ports, fakes.state.clone());
     (svc, fakes)
+}
+
+impl Fakes {
+    /// The engine's bundle over `svc`'s ports and these fakes' state, as a runner in the same
+    /// process as the bot holds it.
+    pub fn engine(&self, svc: &Services) -> EngineServices {
+        EngineServices::new(svc.ports.clone(), self.state.clone())
+    }
 }
 
 /// A group id: `1203630<n, 11 digits>@g.us`.
@@ -1960,7 +1777,7 @@ pub fn profile(s: &str) -> ProfileId {
 /// Creates a registered user (Wappi token [`TEST_WAPPI_TOKEN`] encrypted, `profile`) with a
 /// subscription running 30 days from now.
 pub async fn register_user(
-    svc: &Services,
+    svc: &Ports,
     user: UserId,
     profile: &ProfileId,
     lang: Lang,
@@ -1984,7 +1801,7 @@ pub async fn register_user(
 
 /// Creates a mailing of `user` (progress to the user's chat) to `groups` with `text`, now.
 pub async fn create_mailing(
-    svc: &Services,
+    svc: &Ports,
     user: UserId,
     profile: &ProfileId,
     groups: &[GroupJid],
@@ -2004,7 +1821,7 @@ pub async fn create_mailing(
 }
 
 /// Takes the profile's lease and claims the mailing with it, as a runner does.
-pub async fn take_mailing(svc: &Services, id: MailingId, ttl_ms: u64) -> Lease {
+pub async fn take_mailing(svc: &EngineServices, id: MailingId, ttl_ms: u64) -> Lease {
     let m = svc
         .db
         .get_mailing(id)
@@ -2012,7 +1829,7 @@ pub async fn take_mailing(svc: &Services, id: MailingId, ttl_ms: u64) -> Lease {
         .expect("get_mailing")
         .expect("the mailing exists");
     let lease = svc
-        .state
+        .leases
         .acquire_lease(&m.profile_id, ttl_ms, svc.now_ms())
         .await
         .expect("acquire_lease")
@@ -2032,7 +1849,7 @@ pub const DRIVER_LEASE_TTL_MS: u64 = 60_000;
 /// step (for [`DRIVER_LEASE_TTL_MS`]) and stops with `LostLease` once that fails. Panics after
 /// `max_steps` steps (a driver that never ends is a bug to see, not to wait for).
 pub async fn drive(
-    svc: &Services,
+    svc: &EngineServices,
     clock: &FakeClock,
     id: MailingId,
     lease: &Lease,
@@ -2045,7 +1862,7 @@ pub async fn drive(
 /// Like [`drive`], but also stops (without sleeping) after the first step once `stop()`
 /// holds, returning that step.
 pub async fn drive_until(
-    svc: &Services,
+    svc: &EngineServices,
     clock: &FakeClock,
     id: MailingId,
     lease: &Lease,
@@ -2055,7 +1872,7 @@ pub async fn drive_until(
 ) -> Result<Step, EngineError> {
     for _ in 0..max_steps {
         if !svc
-            .state
+            .leases
             .renew_lease(lease, DRIVER_LEASE_TTL_MS, clock.now())
             .await?
         {
@@ -2404,6 +2221,8 @@ async fn image_contract(db: &dyn crate::ports::Db, tag: &str) {
         );
     }
 }
+
+pub mod contract;
 
 #[cfg(test)]
 mod tests;

@@ -3,7 +3,10 @@
 
 use crate::model::ids::{ChatId, MailingId};
 use crate::model::secret::Secret;
-use crate::ports::{Clock, Entropy, Pace, PacingConfig, State, TelegramApi, WappiApi};
+use crate::ports::{
+    Cancels, Clock, Entropy, Heartbeats, Intake, IntakeConsumer, Leases, Pace, Pacer, PacingConfig,
+    TelegramApi, WappiApi,
+};
 use crate::telegram::{InlineKeyboardMarkup, ReplyMarkup, TelegramError};
 use crate::testing::*;
 use crate::wappi::{WappiCreds, WappiError};
@@ -37,8 +40,20 @@ async fn in_mem_db_injected_failures_and_write_log() {
 }
 
 #[tokio::test]
+async fn memory_state_keeps_the_contract() {
+    contract::state_suite(&MemoryState::reproducible()).await;
+}
+
+#[tokio::test]
+async fn memory_state_keeps_the_contract_twice_on_one_backend() {
+    let state = MemoryState::reproducible();
+    contract::state_suite(&state).await;
+    contract::state_suite(&state).await;
+}
+
+#[tokio::test]
 async fn in_mem_state_leases_fence_upwards_and_check_the_token() {
-    let s = InMemState::new();
+    let s = MemoryState::reproducible();
     let p = profile("prof-1");
     let a = s.acquire_lease(&p, 1000, T0).await.unwrap().expect("free");
     assert_eq!((a.token.clone(), a.fence), (lease_token(1), 1));
@@ -78,7 +93,7 @@ async fn in_mem_state_leases_fence_upwards_and_check_the_token() {
 
 #[tokio::test]
 async fn in_mem_state_pacing_peek_takes_nothing() {
-    let s = InMemState::new();
+    let s = MemoryState::reproducible();
     let p = profile("prof-1");
     let cfg = PacingConfig::default();
     let g = jid(1);
@@ -119,7 +134,7 @@ async fn in_mem_state_pacing_peek_takes_nothing() {
 
 #[tokio::test]
 async fn in_mem_state_flags_queue_and_heartbeats() {
-    let s = InMemState::new();
+    let s = MemoryState::reproducible();
     assert!(!s.is_cancelled(MailingId(1)).await.unwrap());
     s.set_cancel(MailingId(1)).await.unwrap();
     assert!(s.is_cancelled(MailingId(1)).await.unwrap());
