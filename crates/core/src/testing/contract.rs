@@ -444,3 +444,342 @@ pub async fn heartbeats<S: Heartbeats + ?Sized>(state: &S, run: &Run) {
     state.heartbeat(&a, base + 900).await.unwrap();
     assert_eq!(state.last_heartbeat().await.unwrap(), Some(base + 900));
 }
+
+// ---------------------------------------------------------------------------------------------
+// The store contract (`Db`: the mailing store and the image store)
+
+pub use store::db_contract_suite;
+
+mod store {
+    use crate::testing::*;
+
+    /// Checks that a `Db` backend keeps the mailing-store rules the engine relies on; panics on the
+    /// first deviation. Run it on a fresh database; `tag` (letters and digits) keeps its profile
+    /// ids apart from anything else stored. Covered: snapshot and rows of a new mailing, one
+    /// active mailing per profile, claiming and fenced writes (`StaleFence`, `NotFound`), status
+    /// changes with `finished_at` and pause reasons, resume, cancel requests, progress and the
+    /// update-id set.
+    pub async fn db_contract_suite(db: &dyn crate::ports::Db, tag: &str) {
+        use crate::model::ledger::Content;
+        let prof_a = profile(&format!("contract-a-{tag}"));
+        let prof_b = profile(&format!("contract-b-{tag}"));
+        let user = UserId(910_000_001);
+        db.ensure_user(user, Lang::En, 0, T0)
+            .await
+            .expect("ensure_user");
+        let new = |prof: &ProfileId, groups: Vec<GroupJid>| NewMailing {
+            user_id: user,
+            chat_id: ChatId::from(user),
+            profile_id: prof.clone(),
+            content: Content::text_only("*Sale* today"),
+            groups,
+            now: T0,
+        };
+
+        // A new mailing: running, fence 0, one pending row per distinct group, in list order.
+        let id = db
+            .create_mailing(&new(&prof_a, vec![jid(3), jid(1), jid(2), jid(1)]))
+            .await
+            .expect("create");
+        let m = db.get_mailing(id).await.unwrap().expect("stored");
+        assert_eq!(
+            (m.status, m.fence, m.created_at, m.finished_at),
+            (MailingStatus::Running, 0, T0, None)
+        );
+        assert_eq!(
+            (
+                m.cancel_requested,
+                m.progress_message_id,
+                m.pause_reason.as_deref()
+            ),
+            (false, None, None)
+        );
+        assert_eq!(m.content.text, "*Sale* today");
+        let rows = db.deliveries(id).await.unwrap();
+        let got: Vec<(GroupJid, u32, u32, DeliveryState)> = rows
+            .iter()
+            .map(|r| (r.group.clone(), r.part, r.position, r.state))
+            .collect();
+        let pending = DeliveryState::Pending;
+        assert_eq!(
+            got,
+            vec![
+                (jid(3), 0, 0, pending),
+                (jid(1), 0, 1, pending),
+                (jid(2), 0, 2, pending)
+            ]
+        );
+        assert!(rows
+            .iter()
+            .all(|r| r.attempts == 0 && r.next_attempt_at == 0 && r.message_id.is_none()));
+        assert_eq!(
+            db.latest_mailing(user).await.unwrap().map(|m| m.id),
+            Some(id)
+        );
+        assert!(db
+            .running_mailings()
+            .await
+            .unwrap()
+            .iter()
+            .any(|m| m.id == id));
+        assert_eq!(db.get_mailing(MailingId(i64::MAX)).await.unwrap(), None);
+
+        // One active mailing per profile; another profile is free.
+        assert_eq!(
+            db.create_mailing(&new(&prof_a, vec![jid(9)])).await,
+            Err(DbError::AlreadyActive)
+        );
+        let other = db
+            .create_mailing(&new(&prof_b, vec![jid(9)]))
+            .await
+            .expect("another profile");
+        assert_ne!(other, id);
+
+        // Claims only go up; writes need the current fence.
+        db.claim_mailing(id, 5).await.expect("claim");
+        db.claim_mailing(id, 5)
+            .await
+            .expect("re-claim with the same fence");
+        assert_eq!(db.claim_mailing(id, 4).await, Err(DbError::StaleFence));
+        assert_eq!(
+            db.claim_mailing(MailingId(i64::MAX), 1).await,
+            Err(DbError::NotFound)
+        );
+        let mut row = rows[0].clone();
+        row.state = DeliveryState::Sending;
+        row.attempts = 1;
+        row.updated_at = T0 + 1;
+        db.update_delivery(&row, 5).await.expect("fenced write");
+        let mut stale = row.clone();
+        stale.state = DeliveryState::Sent;
+        assert_eq!(
+            db.update_delivery(&stale, 4).await,
+            Err(DbError::StaleFence)
+        );
+        assert_eq!(
+            db.deliveries(id).await.unwrap()[0],
+            row,
+            "a refused write changes nothing"
+        );
+        row.state = DeliveryState::Sent;
+        row.message_id = Some("wamid.1".into());
+        db.update_delivery(&row, 5).await.expect("fenced write");
+        assert_eq!(db.deliveries(id).await.unwrap()[0], row);
+        db.claim_mailing(id, 6).await.expect("a newer runner");
+        assert_eq!(
+            db.update_delivery(&row, 5).await,
+            Err(DbError::StaleFence),
+            "the old fence is stale now"
+        );
+        let mut missing = row.clone();
+        missing.group = jid(99);
+        assert_eq!(
+            db.update_delivery(&missing, 6).await,
+            Err(DbError::NotFound)
+        );
+
+        // Status changes: fenced; a paused mailing still holds its profile; resume once.
+        let now = T0 + 10;
+        assert_eq!(
+            db.set_mailing_status(id, MailingStatus::Paused, Some("why"), 5, now)
+                .await,
+            Err(DbError::StaleFence)
+        );
+        db.set_mailing_status(id, MailingStatus::Paused, Some("why"), 6, now)
+            .await
+            .expect("pause");
+        let m = db.get_mailing(id).await.unwrap().unwrap();
+        assert_eq!(
+            (m.status, m.pause_reason.as_deref(), m.finished_at),
+            (MailingStatus::Paused, Some("why"), None)
+        );
+        assert!(!db
+            .running_mailings()
+            .await
+            .unwrap()
+            .iter()
+            .any(|m| m.id == id));
+        assert_eq!(
+            db.create_mailing(&new(&prof_a, vec![jid(9)])).await,
+            Err(DbError::AlreadyActive)
+        );
+        assert!(db.resume_mailing(id).await.unwrap());
+        assert!(
+            !db.resume_mailing(id).await.unwrap(),
+            "only a paused mailing resumes"
+        );
+        let m = db.get_mailing(id).await.unwrap().unwrap();
+        assert_eq!((m.status, m.pause_reason), (MailingStatus::Running, None));
+
+        // Cancel request and progress.
+        db.request_cancel(id).await.expect("cancel");
+        assert!(db.get_mailing(id).await.unwrap().unwrap().cancel_requested);
+        assert_eq!(
+            db.request_cancel(MailingId(i64::MAX)).await,
+            Err(DbError::NotFound)
+        );
+        db.set_progress(id, Some(77), T0 + 20).await.unwrap();
+        db.set_progress(id, None, T0 + 30).await.unwrap();
+        let m = db.get_mailing(id).await.unwrap().unwrap();
+        assert_eq!(
+            (m.progress_message_id, m.progress_at),
+            (Some(77), T0 + 30),
+            "None keeps the message id"
+        );
+
+        // A final status frees the profile.
+        db.set_mailing_status(id, MailingStatus::Done, None, 6, now)
+            .await
+            .expect("done");
+        let m = db.get_mailing(id).await.unwrap().unwrap();
+        assert_eq!((m.status, m.finished_at), (MailingStatus::Done, Some(now)));
+        let next = db
+            .create_mailing(&new(&prof_a, vec![jid(9)]))
+            .await
+            .expect("the profile is free again");
+        assert_eq!(
+            db.latest_mailing(user).await.unwrap().map(|m| m.id),
+            Some(next)
+        );
+
+        // Update ids are a set, not a high-water mark.
+        assert!(db.first_seen(5, T0).await.unwrap());
+        assert!(db.first_seen(3, T0).await.unwrap());
+        assert!(!db.first_seen(5, T0).await.unwrap());
+
+        image_contract(db, tag).await;
+    }
+
+    /// The `ImageStore` part of [`db_contract_suite`]: immutable rows with their bytes, an
+    /// ordered and capped photo set, the collage, deletion that spares what is still used, and a
+    /// mailing with image parts (rows per part, content snapshot round trip).
+    async fn image_contract(db: &dyn crate::ports::Db, tag: &str) {
+        use crate::model::ledger::Content;
+        let user = UserId(910_000_002);
+        let other = UserId(910_000_003);
+        for u in [user, other] {
+            db.ensure_user(u, Lang::Ru, 0, T0)
+                .await
+                .expect("ensure_user");
+        }
+        let jpeg = |n: u8| -> Vec<u8> {
+            (0..=255u8)
+                .cycle()
+                .take(3000 + n as usize)
+                .map(|b| b ^ n)
+                .collect()
+        };
+        let insert = |u: UserId, bytes: Vec<u8>, file: Option<&'static str>| async move {
+            db.insert_image(&NewImage {
+                user_id: u,
+                jpeg: &bytes,
+                width: 1600,
+                height: 1200,
+                tg_file_id: file,
+                now: T0,
+            })
+            .await
+            .expect("insert_image")
+        };
+        let a = insert(user, jpeg(1), Some("AgACa")).await;
+        let b = insert(user, jpeg(2), None).await;
+        assert!(b > a, "ids increase");
+        let stored = db.get_image(a).await.unwrap().expect("stored");
+        assert_eq!(
+            (stored.user_id, stored.jpeg, stored.width, stored.height),
+            (user, jpeg(1), 1600, 1200),
+            "bytes come back exactly"
+        );
+        assert_eq!(stored.tg_file_id.as_deref(), Some("AgACa"));
+        assert_eq!(db.get_image(i64::MAX).await.unwrap(), None);
+
+        // The set keeps upload order and its cap.
+        assert!(db.photo_set(user).await.unwrap().is_empty());
+        assert_eq!(db.add_to_photo_set(user, b, 2).await.unwrap(), Some(1));
+        assert_eq!(db.add_to_photo_set(user, a, 2).await.unwrap(), Some(2));
+        let c = insert(user, jpeg(3), None).await;
+        assert_eq!(db.add_to_photo_set(user, c, 2).await.unwrap(), None, "full");
+        let set = db.photo_set(user).await.unwrap();
+        let got: Vec<(ImageId, u64)> = set.iter().map(|i| (i.id, i.size)).collect();
+        assert_eq!(
+            got,
+            vec![(b, jpeg(2).len() as u64), (a, jpeg(1).len() as u64)]
+        );
+        assert!(
+            db.photo_set(other).await.unwrap().is_empty(),
+            "sets are per user"
+        );
+
+        // The collage.
+        assert_eq!(db.collage(user).await.unwrap(), None);
+        let col = insert(user, jpeg(4), Some("AgACcollage")).await;
+        db.set_collage(user, Some((col, false)), T0).await.unwrap();
+        let choice = db.collage(user).await.unwrap().expect("collage");
+        assert_eq!((choice.image.id, choice.confirmed), (col, false));
+        assert_eq!(choice.image.tg_file_id.as_deref(), Some("AgACcollage"));
+        db.set_collage(user, Some((col, true)), T0).await.unwrap();
+        assert!(db.collage(user).await.unwrap().unwrap().confirmed);
+
+        // A mailing of the photos: a row per (group, part); the snapshot comes back whole.
+        let content = Content::with_images("Photos", vec![b, a], false);
+        let id = db
+            .create_mailing(&NewMailing {
+                user_id: user,
+                chat_id: ChatId::from(user),
+                profile_id: profile(&format!("contract-img-{tag}")),
+                content: content.clone(),
+                groups: vec![jid(7), jid(5), jid(7)],
+                now: T0,
+            })
+            .await
+            .expect("create");
+        assert_eq!(db.get_mailing(id).await.unwrap().unwrap().content, content);
+        let mut rows: Vec<(GroupJid, u32, u32)> = db
+            .deliveries(id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.group.clone(), r.part, r.position))
+            .collect();
+        rows.sort_by_key(|(_, part, position)| (*position, *part));
+        assert_eq!(
+            rows,
+            vec![
+                (jid(7), 0, 0),
+                (jid(7), 1, 0),
+                (jid(7), 2, 0),
+                (jid(5), 0, 1),
+                (jid(5), 1, 1),
+                (jid(5), 2, 1),
+            ]
+        );
+
+        // Clearing forgets the set and the collage; deletion spares `keep`, the set and the
+        // collage, and other users' images.
+        let theirs = insert(other, jpeg(5), None).await;
+        db.clear_photo_set(user).await.unwrap();
+        assert!(db.photo_set(user).await.unwrap().is_empty());
+        assert_eq!(db.collage(user).await.unwrap(), None);
+        let d = insert(user, jpeg(6), None).await;
+        db.add_to_photo_set(user, d, 10).await.unwrap();
+        assert_eq!(
+            db.delete_images_except(user, &[a]).await.unwrap(),
+            3,
+            "b, c, col"
+        );
+        for (img, kept) in [
+            (a, true),
+            (b, false),
+            (c, false),
+            (col, false),
+            (d, true),
+            (theirs, true),
+        ] {
+            assert_eq!(
+                db.get_image(img).await.unwrap().is_some(),
+                kept,
+                "image {img}"
+            );
+        }
+    }
+}
