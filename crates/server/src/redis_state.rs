@@ -4,16 +4,20 @@
 //!
 //! Every change of more than one step is one Lua script, so each call is atomic as the
 //! in-process [`EmbeddedState`](crate::state::EmbeddedState) is under its mutex, and both pass
-//! the same [`contract_suite`](crate::state::contract_suite). Decisions use the `now` the caller
-//! passes (as `EmbeddedState` does); key TTLs only collect garbage, with a margin beyond the
-//! logical expiry. Redis's own clock (`TIME`) serves only where no `now` is given: the floor of
-//! the fencing numbers, and the visibility timeout of the intake queue.
+//! the same [`contract_suite_with`](crate::state::contract_suite_with) (with
+//! [`LeaseClock::Backend`](crate::state::LeaseClock)). Lease expiry is judged by Redis's own
+//! clock (`TIME` inside the scripts), never by a caller's: the processes sharing a Redis may run
+//! on hosts whose clocks disagree, and a caller whose clock is ahead must not take over a lease
+//! that is still live (nor one that lags keep a dead holder's lease looking live). Redis's
+//! clock also gives the floor of the fencing numbers and the visibility timeout of the intake
+//! queue. Pacing, backoff and heartbeats use the `now` the caller passes (as `EmbeddedState`
+//! does). Key TTLs only collect garbage, with a margin beyond the logical expiry.
 //!
 //! Key layout, under the prefix (default `groupcast:`):
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `mailing_lock_<profile>` | string, PX | the lease: `<token>\|<fence>\|<expires_at ms>` |
+//! | `mailing_lock_<profile>` | string, PX | the lease: `<token>\|<fence>\|<expires_at ms>` (Redis clock) |
 //! | `mailing_lock_fence` | string | the last fencing number handed out |
 //! | `cancel_mailing_<id>` | string, EX 3 days | a cancel flag |
 //! | `wappi_rate:<profile>` | hash, PX | `tat` (GCRA µs) and `c:<group jid>` (recent sends, ms, `,`-joined) |
@@ -77,13 +81,14 @@ local function gc_ms(x, max)
 end
 ";
 
-/// Takes the lease if it is absent or expired at `now`; the fence is above the counter, above
-/// the fence of the lease it replaces, above `now` and above Redis's clock, so it keeps growing
-/// even if the counter was lost.
-/// KEYS: lease, fence counter. ARGV: now, expires_at, token, px. Returns the fence or nil.
+/// Takes the lease if it is absent or expired by Redis's clock (whatever the caller's clock
+/// says); it then lasts `ttl` ms by Redis's clock. The fence is above the counter, above the
+/// fence of the lease it replaces, above the caller's `now` and above Redis's clock, so it
+/// keeps growing even if the counter was lost.
+/// KEYS: lease, fence counter. ARGV: caller's now, ttl, token, px. Returns the fence or nil.
 const ACQUIRE: &str = r"
-local now = tonumber(ARGV[1])
-local floor = math.max(now, 1)
+local now = clock_ms()
+local floor = math.max(tonumber(ARGV[1]), now, 1)
 local cur = redis.call('GET', KEYS[1])
 if cur then
   local tok, f, exp = string.match(cur, '^([^|]*)|(%d+)|(-?%d+)$')
@@ -94,22 +99,24 @@ if cur then
 end
 local last = tonumber(redis.call('GET', KEYS[2]) or '')
 if last then floor = math.max(floor, last + 1) end
-local fence = fmt(math.max(floor, clock_ms()))
+local fence = fmt(floor)
 redis.call('SET', KEYS[2], fence)
-redis.call('SET', KEYS[1], ARGV[3] .. '|' .. fence .. '|' .. ARGV[2], 'PX', ARGV[4])
+redis.call('SET', KEYS[1], ARGV[3] .. '|' .. fence .. '|' .. fmt(now + tonumber(ARGV[2])), 'PX', ARGV[4])
 return fence
 ";
 
-/// Extends the lease if this token and fence still hold it and it has not expired at `now`.
-/// KEYS: lease. ARGV: token, fence, now, expires_at, px. Returns 1 or 0.
+/// Extends the lease by `ttl` ms from Redis's clock if this token and fence still hold it and
+/// it has not expired by Redis's clock.
+/// KEYS: lease. ARGV: token, fence, ttl, px. Returns 1 or 0.
 const RENEW: &str = r"
+local now = clock_ms()
 local cur = redis.call('GET', KEYS[1])
 if not cur then return 0 end
 local tok, f, exp = string.match(cur, '^([^|]*)|(%d+)|(-?%d+)$')
-if tok ~= ARGV[1] or f ~= ARGV[2] or not (tonumber(ARGV[3]) < tonumber(exp)) then
+if tok ~= ARGV[1] or f ~= ARGV[2] or not (now < tonumber(exp)) then
   return 0
 end
-redis.call('SET', KEYS[1], tok .. '|' .. f .. '|' .. ARGV[4], 'PX', ARGV[5])
+redis.call('SET', KEYS[1], tok .. '|' .. f .. '|' .. fmt(now + tonumber(ARGV[3])), 'PX', ARGV[4])
 return 1
 ";
 
@@ -615,13 +622,13 @@ impl PaceArgs {
     }
 }
 
-/// A lease's logical end.
-fn expiry(now: i64, ttl_ms: u64) -> i64 {
-    now.saturating_add(i64::try_from(ttl_ms).unwrap_or(i64::MAX))
+/// A lease's time-to-live as the scripts take it (Lua numbers stay exact below 2^53).
+fn lease_ttl(ttl_ms: u64) -> u64 {
+    ttl_ms.min(MAX_GC_MS as u64)
 }
 
-/// The lease key's PX: its TTL plus a margin (the TTL, capped), so that Redis's clock only
-/// collects leases that every sane caller's clock already sees as expired.
+/// The lease key's PX: its TTL plus a margin (the TTL, capped), so that an expired lease is
+/// still there for a while to give the floor of the next fence.
 fn lease_px(ttl_ms: u64) -> u64 {
     ttl_ms
         .saturating_add(ttl_ms.min(LEASE_GC_MARGIN_MAX_MS))
@@ -664,6 +671,7 @@ impl State for RedisState {
         ttl_ms: u64,
         now: i64,
     ) -> Result<Option<Lease>, StateError> {
+        // `now` only raises the floor of the fence: Redis's clock judges the lease.
         let token = new_token();
         let fence: Option<String> = self
             .scripts
@@ -671,7 +679,7 @@ impl State for RedisState {
             .key(self.lease_key(profile))
             .key(self.key("mailing_lock_fence"))
             .arg(now)
-            .arg(expiry(now, ttl_ms))
+            .arg(lease_ttl(ttl_ms))
             .arg(&token)
             .arg(lease_px(ttl_ms))
             .invoke_async(&mut self.conn.clone())
@@ -690,15 +698,15 @@ impl State for RedisState {
         }))
     }
 
-    async fn renew_lease(&self, lease: &Lease, ttl_ms: u64, now: i64) -> Result<bool, StateError> {
+    /// `_now` is not used: Redis's clock judges the lease.
+    async fn renew_lease(&self, lease: &Lease, ttl_ms: u64, _now: i64) -> Result<bool, StateError> {
         let renewed: i64 = self
             .scripts
             .renew
             .key(self.lease_key(&lease.profile))
             .arg(&lease.token)
             .arg(lease.fence)
-            .arg(now)
-            .arg(expiry(now, ttl_ms))
+            .arg(lease_ttl(ttl_ms))
             .arg(lease_px(ttl_ms))
             .invoke_async(&mut self.conn.clone())
             .await
@@ -857,7 +865,7 @@ impl State for RedisState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::contract_suite;
+    use crate::state::{contract_suite_with, LeaseClock};
     use groupcast_core::pacing::decide;
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
@@ -944,9 +952,9 @@ mod tests {
     async fn redis_state_meets_the_contract() {
         let ns = Namespace::new();
         let state = ns.state().await;
-        contract_suite(&state).await;
+        contract_suite_with(&state, LeaseClock::Backend).await;
         // And again on the same keys: leftovers of a run do not disturb the next.
-        contract_suite(&state).await;
+        contract_suite_with(&state, LeaseClock::Backend).await;
     }
 
     #[tokio::test]
@@ -968,16 +976,22 @@ mod tests {
             .unwrap();
         assert!(b.fence > a.fence);
 
-        // Redis lost the counter (a FLUSH, a restart without persistence) within the same
-        // millisecond; the profile's old lease is still there and expired: its fence is the
-        // floor, so the profile's fences (what the ledger compares) keep growing.
+        // Redis lost the counter (a FLUSH, a restart without persistence) right after; the
+        // profile's old lease is still there and expired (by Redis's clock, a millisecond
+        // later): its fence is the floor, so the profile's fences (what the ledger compares)
+        // keep growing.
         let _: i64 = raw_cmd(
             &mut raw,
             "DEL",
             &[&(ns.prefix.clone() + "mailing_lock_fence")],
         )
         .await;
-        let c = state.acquire_lease(&p, 1, t + 1).await.unwrap().unwrap();
+        let c = loop {
+            if let Some(c) = state.acquire_lease(&p, 1, t).await.unwrap() {
+                break c;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        };
         assert!(c.fence > a.fence, "{} > {}", c.fence, a.fence);
 
         // Lost again a little later, with no lease to remember and a caller whose clock lags
@@ -1012,10 +1026,11 @@ mod tests {
             (100..=200).contains(&pttl),
             "PX is the ttl plus a margin: {pttl}"
         );
-        // Logically expired at t+100 for callers whose clock says so...
-        assert!(!state.renew_lease(&a, 100, t + 100).await.unwrap());
-        // ...and gone from Redis after ttl + margin, even for a caller whose clock stands still.
-        tokio::time::sleep(Duration::from_millis(350)).await;
+        // Expired after 100 ms by Redis's clock, even for a caller whose clock stands still...
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(!state.renew_lease(&a, 100, t).await.unwrap());
+        // ...and gone from Redis after ttl + margin.
+        tokio::time::sleep(Duration::from_millis(200)).await;
         let exists: i64 = raw_cmd(&mut raw, "EXISTS", &[&key]).await;
         assert_eq!(exists, 0, "the key was collected");
         let b = state.acquire_lease(&p, 100, t).await.unwrap().unwrap();

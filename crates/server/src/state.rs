@@ -3,7 +3,8 @@
 //! configured. Everything sits behind one mutex, so each call is atomic like a Redis script.
 //!
 //! Also [`contract_suite`], the behaviour every `State` backend must show, written against
-//! `&dyn State` so that the Redis adapter runs the very same checks.
+//! `&dyn State` so that the Redis adapter runs the very same checks ([`contract_suite_with`]
+//! with [`LeaseClock::Backend`]: Redis judges leases by its own clock).
 
 use groupcast_core::ids::{GroupJid, MailingId, ProfileId};
 use groupcast_core::pacing::{self, PaceState};
@@ -254,8 +255,24 @@ impl State for EmbeddedState {
 /// ids and times near the real clock, so leftovers of an earlier run do not disturb it, and it
 /// drains the intake queue first. Backends must decide with the `now` they are given (a Redis
 /// adapter passes it to its scripts; key TTLs there may only serve as garbage collection, with
-/// a margin beyond the logical expiry).
+/// a margin beyond the logical expiry); for leases, see [`contract_suite_with`].
 pub async fn contract_suite(state: &dyn State) {
+    contract_suite_with(state, LeaseClock::Caller).await;
+}
+
+/// Whose clock decides when a lease expires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseClock {
+    /// The `now` each call is given (the embedded state: one process, one clock).
+    Caller,
+    /// The backend's own (Redis's `TIME`), for a backend shared by processes whose clocks may
+    /// disagree: no caller's `now`, however far ahead or behind, makes a live lease look
+    /// expired or an expired one live. Checked in real time (about two seconds).
+    Backend,
+}
+
+/// [`contract_suite`], with lease expiry judged by `clock`.
+pub async fn contract_suite_with(state: &dyn State, clock: LeaseClock) {
     let t0 = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1_700_000_000_000, |d| {
@@ -266,7 +283,14 @@ pub async fn contract_suite(state: &dyn State) {
         |name: &str| ProfileId::parse(&format!("contract-{run:016x}-{name}")).expect("profile id");
     let mailing = |n: i64| MailingId(i64::try_from(run >> 2).unwrap_or(0) + n);
 
-    contract_leases(state, &profile("lease"), &profile("lease2"), t0).await;
+    match clock {
+        LeaseClock::Caller => {
+            contract_leases(state, &profile("lease"), &profile("lease2"), t0).await
+        }
+        LeaseClock::Backend => {
+            contract_leases_backend_clock(state, &profile("lease"), &profile("lease2")).await
+        }
+    }
     contract_cancel(state, mailing(1), mailing(2)).await;
     contract_pacing(state, &profile("pace"), &profile("pace2"), t0).await;
     contract_backoff(state, &profile("backoff"), t0).await;
@@ -353,6 +377,110 @@ async fn contract_leases(state: &dyn State, p: &ProfileId, other: &ProfileId, t0
             .renew_lease(&c, TTL, t0 + 15_005 + TTL as i64)
             .await
             .unwrap(),
+        "expired means lost"
+    );
+    state.release_lease(&c).await.unwrap();
+    state.release_lease(&o).await.unwrap();
+}
+
+/// The lease contract of a backend that keeps its own clock: the same rules as
+/// [`contract_leases`], in real time, with callers' clocks an hour ahead or behind.
+async fn contract_leases_backend_clock(state: &dyn State, p: &ProfileId, other: &ProfileId) {
+    use std::time::{Duration, Instant};
+    const TTL: u64 = 1_000;
+    const SKEW: i64 = 3_600_000;
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4))
+    };
+    let acquired = Instant::now();
+    let a = state
+        .acquire_lease(p, TTL, now())
+        .await
+        .unwrap()
+        .expect("a free profile is acquired");
+    assert_eq!(&a.profile, p);
+    assert!(a.token.len() >= 16, "the token is a long random string");
+
+    // Exclusive while unexpired, whatever the caller's clock says.
+    for at in [now(), now() + TTL as i64 * 2, now() + SKEW, now() - SKEW] {
+        assert_eq!(
+            state.acquire_lease(p, TTL, at).await.unwrap(),
+            None,
+            "held, for a caller whose clock says {at}"
+        );
+    }
+    // Another profile is independent; a lease taken by a caller far behind lasts as long.
+    let o = state
+        .acquire_lease(other, TTL, now() - SKEW)
+        .await
+        .unwrap()
+        .expect("another profile is free");
+    assert_ne!(o.token, a.token);
+    assert!(o.fence != a.fence, "fences are never reused");
+    assert_eq!(state.acquire_lease(other, TTL, now()).await.unwrap(), None);
+
+    // Renewal (by a caller whose clock lags) extends the lease past its first expiry.
+    tokio::time::sleep_until((acquired + Duration::from_millis(TTL / 2)).into()).await;
+    let renewed = Instant::now();
+    assert!(state.renew_lease(&a, TTL, now() - SKEW).await.unwrap());
+    tokio::time::sleep_until((acquired + Duration::from_millis(TTL + TTL / 5)).into()).await;
+    assert_eq!(
+        state.acquire_lease(p, TTL, now() + SKEW).await.unwrap(),
+        None,
+        "renewed: held past the first expiry"
+    );
+
+    // Expired by the backend's clock: taken over (by a caller far behind), not before.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let b = loop {
+        if let Some(b) = state.acquire_lease(p, TTL, now() - SKEW).await.unwrap() {
+            break b;
+        }
+        assert!(Instant::now() < deadline, "the lease never expired");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert!(
+        renewed.elapsed() >= Duration::from_millis(TTL - 20),
+        "taken over {:?} after the renewal",
+        renewed.elapsed()
+    );
+    assert_ne!(b.token, a.token);
+    assert!(b.fence > a.fence, "fence {} after {}", b.fence, a.fence);
+
+    // The old holder can neither renew nor release the new holder's lease.
+    assert!(
+        !state.renew_lease(&a, TTL, now()).await.unwrap(),
+        "renew with a stale token"
+    );
+    state.release_lease(&a).await.unwrap();
+    assert_eq!(
+        state.acquire_lease(p, TTL, now() + SKEW).await.unwrap(),
+        None,
+        "a stale release deleted nothing"
+    );
+    assert!(state.renew_lease(&b, TTL, now()).await.unwrap());
+
+    // A released lease is free at once, and the next fence is larger still.
+    state.release_lease(&b).await.unwrap();
+    assert!(
+        !state.renew_lease(&b, TTL, now()).await.unwrap(),
+        "released means lost"
+    );
+    const SHORT: u64 = 100;
+    let c = state
+        .acquire_lease(p, SHORT, now())
+        .await
+        .unwrap()
+        .expect("free after release");
+    assert!(c.fence > b.fence);
+
+    // A lease that ran out cannot be renewed, even if nobody took it meanwhile, and even by a
+    // caller whose clock says it is still early.
+    tokio::time::sleep(Duration::from_millis(SHORT * 3)).await;
+    assert!(
+        !state.renew_lease(&c, TTL, now() - SKEW).await.unwrap(),
         "expired means lost"
     );
     state.release_lease(&c).await.unwrap();
