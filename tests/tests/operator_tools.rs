@@ -312,6 +312,68 @@ async fn export_writes_the_ledger_as_csv() {
     assert_eq!(parse_csv(&out).len(), 1);
 }
 
+/// Issue 12, item 14: group names are set by any WhatsApp admin; a name that a spreadsheet
+/// would run as a formula (leading `=`, `+`, `-`, `@`, tab, CR) is exported with a leading `'`,
+/// so the cell is shown as text. Other names are exported as they are.
+#[tokio::test]
+async fn export_neutralises_cells_a_spreadsheet_would_run() {
+    let w = World::start().await;
+    let user = 8202;
+    let (p, acc, jids) = w.ready(user, 2, 7, "Формулы").await;
+    let names = [
+        r#"=HYPERLINK("http://x","y")"#,
+        "+7 999 Чат",
+        "-2+3",
+        "@SUM(1,2)",
+        "\tТаб",
+        "\r=1",
+        "Обычная группа",
+    ];
+    {
+        let db = rusqlite::Connection::open(w.dir.path().join("groupcast.db")).unwrap();
+        db.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+        for (jid, name) in jids.iter().zip(names) {
+            db.execute(
+                "UPDATE groups SET name = ?1 WHERE user_id = ?2 AND jid = ?3",
+                rusqlite::params![name, user, jid],
+            )
+            .unwrap();
+        }
+    }
+    let id = p.starts_mailing().await;
+    p.hears(&format!("Рассылка #{id}")).await;
+    assert_eq!(w.sends(&acc.profile).len(), 7);
+
+    let (ok, out, err) = run(
+        &["export", "--user", &user.to_string()],
+        w.server.env.clone(),
+    )
+    .await;
+    assert!(ok, "{err}");
+    // The very bytes: quoted (it holds a comma and quotes), the quote mark first.
+    assert!(
+        out.contains(r#","'=HYPERLINK(""http://x"",""y"")","#),
+        "{out}"
+    );
+    let rows = &parse_csv(&out)[1..];
+    assert_eq!(rows.len(), 7);
+    for (row, name) in rows.iter().zip(names) {
+        let want = if name == "Обычная группа" {
+            name.to_string()
+        } else {
+            format!("'{name}")
+        };
+        assert_eq!(row[4], want);
+    }
+    // No cell of the export starts like a formula.
+    for cell in rows.iter().flatten() {
+        assert!(
+            !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+            "{cell:?}"
+        );
+    }
+}
+
 const ADMIN: i64 = 9000;
 const USERS: i64 = 40;
 const FIRST_USER: i64 = 9100;

@@ -5,6 +5,11 @@
 //! Columns: `mailing_id, created, status, group_jid, group_name, part, state, attempts,
 //! message_id, error, updated`; times are UTC in ISO 8601; fields are quoted per RFC 4180 when
 //! they hold a comma, a quote or a line break.
+//!
+//! Group names are set by any admin of the WhatsApp group, and errors quote what Wappi said, so
+//! a cell may start like a spreadsheet formula (`=HYPERLINK(…)`, `+…`, `-…`, `@…`): every cell
+//! that starts with `=`, `+`, `-`, `@`, a tab or a CR gets a leading `'` (OWASP's advice on CSV
+//! injection), so a spreadsheet shows it as text and never runs it.
 
 use rusqlite::{Connection, OpenFlags};
 use std::io::Write;
@@ -83,10 +88,23 @@ pub fn export(
     Ok(count)
 }
 
-/// One CSV line (CRLF-terminated, as RFC 4180 has it).
+/// One CSV line (CRLF-terminated, as RFC 4180 has it), every cell [`neutralise`]d.
 pub fn write_record<S: AsRef<str>>(out: &mut dyn Write, fields: &[S]) -> std::io::Result<()> {
-    let line: Vec<String> = fields.iter().map(|f| quote(f.as_ref())).collect();
+    let line: Vec<String> = fields
+        .iter()
+        .map(|f| quote(&neutralise(f.as_ref())))
+        .collect();
     write!(out, "{}\r\n", line.join(","))
+}
+
+/// A cell a spreadsheet would run as a formula (it starts with `=`, `+`, `-`, `@`, a tab or a
+/// CR) with a `'` in front, so it is shown as text; any other cell as it is.
+pub fn neutralise(field: &str) -> std::borrow::Cow<'_, str> {
+    if field.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{field}").into()
+    } else {
+        field.into()
+    }
 }
 
 /// A field as CSV: quoted (with inner quotes doubled) when it holds `,` `"` CR or LF, or
@@ -125,6 +143,30 @@ mod tests {
         let mut out = Vec::new();
         write_record(&mut out, &["1", "x,y", ""]).unwrap();
         assert_eq!(out, b"1,\"x,y\",\r\n");
+    }
+
+    #[test]
+    fn formula_cells_are_neutralised() {
+        for cell in [
+            "=1+2",
+            "+1",
+            "-1",
+            "@SUM(A1)",
+            "\tx",
+            "\rx",
+            "=HYPERLINK(\"http://x\",\"y\")",
+        ] {
+            assert_eq!(neutralise(cell), format!("'{cell}"));
+        }
+        for cell in ["", "plain", "1-2", " =x", "'=x", "Дом"] {
+            assert_eq!(neutralise(cell), cell);
+        }
+        let mut out = Vec::new();
+        write_record(&mut out, &["7", "=HYPERLINK(\"http://x\",\"y\")", "-"]).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "7,\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\",'-\r\n"
+        );
     }
 
     #[test]

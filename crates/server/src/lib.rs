@@ -2,7 +2,7 @@
 //! HTTP clients of Telegram and Wappi), the mailing runner, the HTTP surface and start-up.
 //! The `groupcast` binary (`main.rs`) is a thin command line over this library.
 //!
-//! Imports point down only: `settings`, `metrics`, `export` and the storage and Telegram
+//! Imports point down only: `settings`, `metrics`, `export`, `serve_lock` and the storage and Telegram
 //! adapters (`db`, `state`, `redis_state`, `telegram`) at the bottom; `logging`, `wappi`,
 //! `updates`, `broadcast`, `runner` and `ops` above them; `http` (takes an `http::Surface`)
 //! above `updates`; `app` (start-up: ties the adapters into `Services`) above those; `serve`
@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod ops;
 pub mod runner;
 pub mod serve;
+pub mod serve_lock;
 pub mod settings;
 pub mod updates;
 

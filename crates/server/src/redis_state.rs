@@ -5,16 +5,20 @@
 //!
 //! Every change of more than one step is one Lua script, so each call is atomic as the
 //! in-process [embedded state](crate::state::embedded) is under its mutex, and both pass the
-//! same contract (`groupcast_core::testing::contract`). Decisions use the `now` the caller
-//! passes (as the embedded state does); key TTLs only collect garbage, with a margin beyond the
-//! logical expiry. Redis's own clock (`TIME`) serves only where no `now` is given: the floor of
-//! the fencing numbers, and the visibility timeout of the intake queue.
+//! same contract (`groupcast_core::testing::contract`; the lease part here in real time, see
+//! `leases_by_backend_clock` in the tests). Lease expiry is judged by Redis's own clock (`TIME`
+//! inside the scripts), never by a caller's: the processes sharing a Redis may run on hosts
+//! whose clocks disagree, and a caller whose clock is ahead must not take over a lease that is
+//! still live (nor one that lags keep a dead holder's lease looking live). Redis's clock also
+//! gives the floor of the fencing numbers and the visibility timeout of the intake queue.
+//! Pacing, backoff and heartbeats use the `now` the caller passes (as the embedded state does).
+//! Key TTLs only collect garbage, with a margin beyond the logical expiry.
 //!
 //! Key layout, under the prefix (default `groupcast:`):
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `mailing_lock_<profile>` | string, PX | the lease: `<token>\|<fence>\|<expires_at ms>` |
+//! | `mailing_lock_<profile>` | string, PX | the lease: `<token>\|<fence>\|<expires_at ms>` (Redis clock) |
 //! | `mailing_lock_fence` | string | the last fencing number handed out |
 //! | `cancel_mailing_<id>` | string, EX 3 days | a cancel flag |
 //! | `wappi_rate:<profile>` | hash, PX | `tat` (GCRA µs) and `c:<group jid>` (recent sends, ms, `,`-joined) |
@@ -82,13 +86,14 @@ local function gc_ms(x, max)
 end
 ";
 
-/// Takes the lease if it is absent or expired at `now`; the fence is above the counter, above
-/// the fence of the lease it replaces, above `now` and above Redis's clock, so it keeps growing
-/// even if the counter was lost.
-/// KEYS: lease, fence counter. ARGV: now, expires_at, token, px. Returns the fence or nil.
+/// Takes the lease if it is absent or expired by Redis's clock (whatever the caller's clock
+/// says); it then lasts `ttl` ms by Redis's clock. The fence is above the counter, above the
+/// fence of the lease it replaces, above the caller's `now` and above Redis's clock, so it
+/// keeps growing even if the counter was lost.
+/// KEYS: lease, fence counter. ARGV: caller's now, ttl, token, px. Returns the fence or nil.
 const ACQUIRE: &str = r"
-local now = tonumber(ARGV[1])
-local floor = math.max(now, 1)
+local now = clock_ms()
+local floor = math.max(tonumber(ARGV[1]), now, 1)
 local cur = redis.call('GET', KEYS[1])
 if cur then
   local tok, f, exp = string.match(cur, '^([^|]*)|(%d+)|(-?%d+)$')
@@ -99,22 +104,24 @@ if cur then
 end
 local last = tonumber(redis.call('GET', KEYS[2]) or '')
 if last then floor = math.max(floor, last + 1) end
-local fence = fmt(math.max(floor, clock_ms()))
+local fence = fmt(floor)
 redis.call('SET', KEYS[2], fence)
-redis.call('SET', KEYS[1], ARGV[3] .. '|' .. fence .. '|' .. ARGV[2], 'PX', ARGV[4])
+redis.call('SET', KEYS[1], ARGV[3] .. '|' .. fence .. '|' .. fmt(now + tonumber(ARGV[2])), 'PX', ARGV[4])
 return fence
 ";
 
-/// Extends the lease if this token and fence still hold it and it has not expired at `now`.
-/// KEYS: lease. ARGV: token, fence, now, expires_at, px. Returns 1 or 0.
+/// Extends the lease by `ttl` ms from Redis's clock if this token and fence still hold it and
+/// it has not expired by Redis's clock.
+/// KEYS: lease. ARGV: token, fence, ttl, px. Returns 1 or 0.
 const RENEW: &str = r"
+local now = clock_ms()
 local cur = redis.call('GET', KEYS[1])
 if not cur then return 0 end
 local tok, f, exp = string.match(cur, '^([^|]*)|(%d+)|(-?%d+)$')
-if tok ~= ARGV[1] or f ~= ARGV[2] or not (tonumber(ARGV[3]) < tonumber(exp)) then
+if tok ~= ARGV[1] or f ~= ARGV[2] or not (now < tonumber(exp)) then
   return 0
 end
-redis.call('SET', KEYS[1], tok .. '|' .. f .. '|' .. ARGV[4], 'PX', ARGV[5])
+redis.call('SET', KEYS[1], tok .. '|' .. f .. '|' .. fmt(now + tonumber(ARGV[3])), 'PX', ARGV[4])
 return 1
 ";
 
@@ -571,13 +578,13 @@ impl PaceArgs {
     }
 }
 
-/// A lease's logical end.
-fn expiry(now: i64, ttl_ms: u64) -> i64 {
-    now.saturating_add(i64::try_from(ttl_ms).unwrap_or(i64::MAX))
+/// A lease's time-to-live as the scripts take it (Lua numbers stay exact below 2^53).
+fn lease_ttl(ttl_ms: u64) -> u64 {
+    ttl_ms.min(MAX_GC_MS as u64)
 }
 
-/// The lease key's PX: its TTL plus a margin (the TTL, capped), so that Redis's clock only
-/// collects leases that every sane caller's clock already sees as expired.
+/// The lease key's PX: its TTL plus a margin (the TTL, capped), so that an expired lease is
+/// still there for a while to give the floor of the next fence.
 fn lease_px(ttl_ms: u64) -> u64 {
     ttl_ms
         .saturating_add(ttl_ms.min(LEASE_GC_MARGIN_MAX_MS))
@@ -619,6 +626,7 @@ impl Leases for RedisState {
         ttl_ms: u64,
         now: i64,
     ) -> Result<Option<Lease>, StateError> {
+        // `now` only raises the floor of the fence: Redis's clock judges the lease.
         let token = new_token();
         let fence: Option<String> = self
             .scripts
@@ -626,7 +634,7 @@ impl Leases for RedisState {
             .key(self.lease_key(profile))
             .key(self.key("mailing_lock_fence"))
             .arg(now)
-            .arg(expiry(now, ttl_ms))
+            .arg(lease_ttl(ttl_ms))
             .arg(&token)
             .arg(lease_px(ttl_ms))
             .invoke_async(&mut self.conn.clone())
@@ -645,15 +653,15 @@ impl Leases for RedisState {
         }))
     }
 
-    async fn renew_lease(&self, lease: &Lease, ttl_ms: u64, now: i64) -> Result<bool, StateError> {
+    /// `_now` is not used: Redis's clock judges the lease.
+    async fn renew_lease(&self, lease: &Lease, ttl_ms: u64, _now: i64) -> Result<bool, StateError> {
         let renewed: i64 = self
             .scripts
             .renew
             .key(self.lease_key(&lease.profile))
             .arg(&lease.token)
             .arg(lease.fence)
-            .arg(now)
-            .arg(expiry(now, ttl_ms))
+            .arg(lease_ttl(ttl_ms))
             .arg(lease_px(ttl_ms))
             .invoke_async(&mut self.conn.clone())
             .await
@@ -968,9 +976,12 @@ mod tests {
     async fn redis_state_meets_the_contract() {
         let ns = Namespace::new();
         let state = ns.state().await;
-        contract::state_suite(&state).await;
-        // And again on the same keys: leftovers of a run do not disturb the next.
-        contract::state_suite(&state).await;
+        for _ in 0..2 {
+            // Twice on the same keys: leftovers of a run do not disturb the next.
+            let run = contract::Run::new();
+            contract::all_but_leases(&state, &run).await;
+            leases_by_backend_clock(&state, &run.profile("lease"), &run.profile("lease2")).await;
+        }
     }
 
     #[tokio::test]
@@ -992,16 +1003,22 @@ mod tests {
             .unwrap();
         assert!(b.fence > a.fence);
 
-        // Redis lost the counter (a FLUSH, a restart without persistence) within the same
-        // millisecond; the profile's old lease is still there and expired: its fence is the
-        // floor, so the profile's fences (what the ledger compares) keep growing.
+        // Redis lost the counter (a FLUSH, a restart without persistence) right after; the
+        // profile's old lease is still there and expired (by Redis's clock, a millisecond
+        // later): its fence is the floor, so the profile's fences (what the ledger compares)
+        // keep growing.
         let _: i64 = raw_cmd(
             &mut raw,
             "DEL",
             &[&(ns.prefix.clone() + "mailing_lock_fence")],
         )
         .await;
-        let c = state.acquire_lease(&p, 1, t + 1).await.unwrap().unwrap();
+        let c = loop {
+            if let Some(c) = state.acquire_lease(&p, 1, t).await.unwrap() {
+                break c;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        };
         assert!(c.fence > a.fence, "{} > {}", c.fence, a.fence);
 
         // Lost again a little later, with no lease to remember and a caller whose clock lags
@@ -1036,10 +1053,11 @@ mod tests {
             (100..=200).contains(&pttl),
             "PX is the ttl plus a margin: {pttl}"
         );
-        // Logically expired at t+100 for callers whose clock says so...
-        assert!(!state.renew_lease(&a, 100, t + 100).await.unwrap());
-        // ...and gone from Redis after ttl + margin, even for a caller whose clock stands still.
-        tokio::time::sleep(Duration::from_millis(350)).await;
+        // Expired after 100 ms by Redis's clock, even for a caller whose clock stands still...
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(!state.renew_lease(&a, 100, t).await.unwrap());
+        // ...and gone from Redis after ttl + margin.
+        tokio::time::sleep(Duration::from_millis(200)).await;
         let exists: i64 = raw_cmd(&mut raw, "EXISTS", &[&key]).await;
         assert_eq!(exists, 0, "the key was collected");
         let b = state.acquire_lease(&p, 100, t).await.unwrap().unwrap();
@@ -1404,5 +1422,109 @@ mod tests {
         assert_eq!(lease_px(15_000), 30_000);
         assert_eq!(lease_px(600_000), 660_000);
         assert_eq!(lease_px(0), 1);
+    }
+
+    /// The lease contract of a backend that keeps its own clock: the same rules as
+    /// `contract::leases`, in real time, with callers' clocks an hour ahead or behind.
+    async fn leases_by_backend_clock(state: &RedisState, p: &ProfileId, other: &ProfileId) {
+        use std::time::{Duration, Instant};
+        const TTL: u64 = 1_000;
+        const SKEW: i64 = 3_600_000;
+        let now = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4))
+        };
+        let acquired = Instant::now();
+        let a = state
+            .acquire_lease(p, TTL, now())
+            .await
+            .unwrap()
+            .expect("a free profile is acquired");
+        assert_eq!(&a.profile, p);
+        assert!(a.token.len() >= 16, "the token is a long random string");
+
+        // Exclusive while unexpired, whatever the caller's clock says.
+        for at in [now(), now() + TTL as i64 * 2, now() + SKEW, now() - SKEW] {
+            assert_eq!(
+                state.acquire_lease(p, TTL, at).await.unwrap(),
+                None,
+                "held, for a caller whose clock says {at}"
+            );
+        }
+        // Another profile is independent; a lease taken by a caller far behind lasts as long.
+        let o = state
+            .acquire_lease(other, TTL, now() - SKEW)
+            .await
+            .unwrap()
+            .expect("another profile is free");
+        assert_ne!(o.token, a.token);
+        assert!(o.fence != a.fence, "fences are never reused");
+        assert_eq!(state.acquire_lease(other, TTL, now()).await.unwrap(), None);
+
+        // Renewal (by a caller whose clock lags) extends the lease past its first expiry.
+        tokio::time::sleep_until((acquired + Duration::from_millis(TTL / 2)).into()).await;
+        let renewed = Instant::now();
+        assert!(state.renew_lease(&a, TTL, now() - SKEW).await.unwrap());
+        tokio::time::sleep_until((acquired + Duration::from_millis(TTL + TTL / 5)).into()).await;
+        assert_eq!(
+            state.acquire_lease(p, TTL, now() + SKEW).await.unwrap(),
+            None,
+            "renewed: held past the first expiry"
+        );
+
+        // Expired by the backend's clock: taken over (by a caller far behind), not before.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let b = loop {
+            if let Some(b) = state.acquire_lease(p, TTL, now() - SKEW).await.unwrap() {
+                break b;
+            }
+            assert!(Instant::now() < deadline, "the lease never expired");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        assert!(
+            renewed.elapsed() >= Duration::from_millis(TTL - 20),
+            "taken over {:?} after the renewal",
+            renewed.elapsed()
+        );
+        assert_ne!(b.token, a.token);
+        assert!(b.fence > a.fence, "fence {} after {}", b.fence, a.fence);
+
+        // The old holder can neither renew nor release the new holder's lease.
+        assert!(
+            !state.renew_lease(&a, TTL, now()).await.unwrap(),
+            "renew with a stale token"
+        );
+        state.release_lease(&a).await.unwrap();
+        assert_eq!(
+            state.acquire_lease(p, TTL, now() + SKEW).await.unwrap(),
+            None,
+            "a stale release deleted nothing"
+        );
+        assert!(state.renew_lease(&b, TTL, now()).await.unwrap());
+
+        // A released lease is free at once, and the next fence is larger still.
+        state.release_lease(&b).await.unwrap();
+        assert!(
+            !state.renew_lease(&b, TTL, now()).await.unwrap(),
+            "released means lost"
+        );
+        const SHORT: u64 = 100;
+        let c = state
+            .acquire_lease(p, SHORT, now())
+            .await
+            .unwrap()
+            .expect("free after release");
+        assert!(c.fence > b.fence);
+
+        // A lease that ran out cannot be renewed, even if nobody took it meanwhile, and even by a
+        // caller whose clock says it is still early.
+        tokio::time::sleep(Duration::from_millis(SHORT * 3)).await;
+        assert!(
+            !state.renew_lease(&c, TTL, now() - SKEW).await.unwrap(),
+            "expired means lost"
+        );
+        state.release_lease(&c).await.unwrap();
+        state.release_lease(&o).await.unwrap();
     }
 }

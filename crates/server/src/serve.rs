@@ -5,6 +5,7 @@
 use crate::app::App;
 use crate::http::{self, Surface};
 use crate::runner::Runner;
+use crate::serve_lock::ServeLock;
 use crate::settings::Settings;
 use anyhow::Context;
 use groupcast_core::telegram::TelegramError;
@@ -13,7 +14,12 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 /// `groupcast serve`: builds the server and serves until SIGTERM or Ctrl-C.
+/// Without Redis the database is held exclusively for as long as this runs ([`ServeLock`]).
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let _alone = match settings.redis_url {
+        None => Some(ServeLock::take(&settings.database_path)?),
+        Some(_) => None,
+    };
     let app = App::build(settings).await?;
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {

@@ -77,6 +77,22 @@ pub fn parse_dotenv(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The lease must outlast one Wappi call: it is renewed right before every send, so with a
+/// lease at or below `WAPPI_TIMEOUT_SECS` a send still in flight could outlive it, and a second
+/// runner could take the profile over and send to the same group meanwhile.
+fn check_lease_outlasts_wappi_call(lease_secs: u64, wappi_secs: u64) -> Result<(), SettingError> {
+    if lease_secs > wappi_secs {
+        return Ok(());
+    }
+    Err(bad(
+        "LEASE_TTL_SECS",
+        format!(
+            "is {lease_secs} s, not longer than WAPPI_TIMEOUT_SECS ({wappi_secs} s): a send in \
+             flight could outlive the lease; make LEASE_TTL_SECS larger than WAPPI_TIMEOUT_SECS"
+        ),
+    ))
+}
+
 impl Settings {
     pub fn load(source: &Source) -> Result<Settings, SettingError> {
         let src = Lookup::new(source);
@@ -88,10 +104,11 @@ impl Settings {
             ));
         }
         let mut core = shared.core;
-        core.engine.lease_ttl_ms = src
+        let lease_secs = src
             .parse::<u64>("LEASE_TTL_SECS", 15, "a whole number of seconds")?
-            .max(1)
-            * 1000;
+            .max(1);
+        check_lease_outlasts_wappi_call(lease_secs, shared.wappi_timeout_secs)?;
+        core.engine.lease_ttl_ms = lease_secs * 1000;
         Ok(Settings {
             telegram_token: shared.telegram_token,
             telegram_api_url: shared.telegram_api_url,
@@ -174,7 +191,7 @@ mod tests {
             ("REDIS_URL", "redis://127.0.0.1:6379"),
             ("REDIS_PREFIX", "gc2:"),
             ("LOG_FORMAT", "JSON"),
-            ("LEASE_TTL_SECS", "0"),
+            ("LEASE_TTL_SECS", "20"),
             ("REMINDER_INTERVAL_SECS", "0"),
             ("ROBOKASSA_ALLOWED_IPS", "127.0.0.1"),
         ]))
@@ -183,7 +200,7 @@ mod tests {
         assert_eq!(s.data_dir(), Path::new("/tmp/x"));
         assert!(s.redis_url.is_some() && s.log_json);
         assert_eq!(s.redis_prefix, "gc2:");
-        assert_eq!(s.core.engine.lease_ttl_ms, 1000);
+        assert_eq!(s.core.engine.lease_ttl_ms, 20_000);
         assert_eq!(s.reminder_interval_secs, 1);
         assert_eq!(s.robokassa_allowed_ips.len(), 1);
         assert!(s.webhook_secret.is_some());
@@ -233,6 +250,33 @@ mod tests {
             let err = Settings::load(&src(&pairs)).unwrap_err();
             assert_eq!(err.var, var, "{err}");
         }
+    }
+
+    #[test]
+    fn the_lease_must_outlast_a_wappi_call() {
+        let load = |lease: &str, wappi: Option<&str>| {
+            let mut pairs = vec![("TELEGRAM_BOT_TOKEN", "1:a"), ("LEASE_TTL_SECS", lease)];
+            pairs.extend(wappi.map(|w| ("WAPPI_TIMEOUT_SECS", w)));
+            Settings::load(&src(&pairs))
+        };
+        for (lease, wappi) in [
+            ("3", Some("3")),
+            ("2", Some("3")),
+            ("10", None),
+            ("0", None),
+        ] {
+            let line = load(lease, wappi).unwrap_err().to_string();
+            assert!(
+                line.starts_with("LEASE_TTL_SECS: ") && line.contains("WAPPI_TIMEOUT_SECS"),
+                "{line}"
+            );
+            assert!(!line.contains('\n'), "{line}");
+        }
+        assert_eq!(
+            load("4", Some("3")).unwrap().core.engine.lease_ttl_ms,
+            4_000
+        );
+        assert_eq!(load("11", None).unwrap().core.engine.lease_ttl_ms, 11_000);
     }
 
     #[test]
