@@ -219,6 +219,8 @@ mod tests {
             position: 0,
             state,
             attempts,
+            checks: 0,
+            first_attempt_at: 0,
             next_attempt_at: DUE,
             message_id: None,
             error: Some("before".into()),
