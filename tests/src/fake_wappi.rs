@@ -787,7 +787,12 @@ impl Inner {
             Some(Fault::NotAuthorized) => return refuse(req, 200, "Not authorized in whatsapp"),
             Some(Fault::DropBeforeAccept | Fault::DropAfterAccept) => return dropped(req),
             Some(Fault::AcceptThenStatus(code)) => return refuse(req, code, "Bad Gateway"),
-            Some(Fault::Delay(d) | Fault::Slow { answer_after: d, .. }) => then = Then::Delay(d),
+            Some(
+                Fault::Delay(d)
+                | Fault::Slow {
+                    answer_after: d, ..
+                },
+            ) => then = Then::Delay(d),
             None => {}
         }
         let profile = &self.profiles[&req.profile_id];
@@ -1308,18 +1313,20 @@ mod tests {
             .await
             .unwrap();
         let msgs = client
-            .chat_messages(&creds, &group(GROUP), 10)
+            .chat_messages(&creds, &group(GROUP), 10, 0)
             .await
-            .unwrap();
+            .unwrap()
+            .messages;
         assert_eq!(msgs.len(), 2);
         assert_eq!(msgs[0].body, "second", "newest first");
         assert_eq!(msgs[1].id, id);
         assert!(msgs[1].from_me && msgs[1].kind == "chat" && msgs[1].time > 1_600_000_000);
         assert_eq!(
             client
-                .chat_messages(&creds, &group(GROUP), 1)
+                .chat_messages(&creds, &group(GROUP), 1, 0)
                 .await
                 .unwrap()
+                .messages
                 .len(),
             1
         );
@@ -1336,9 +1343,10 @@ mod tests {
             .await
             .unwrap();
         let msgs = client
-            .chat_messages(&creds, &group(GROUP), 5)
+            .chat_messages(&creds, &group(GROUP), 5, 0)
             .await
-            .unwrap();
+            .unwrap()
+            .messages;
         assert_eq!(
             (msgs[0].kind.as_str(), msgs[0].caption.as_str()),
             ("image", "caption")
@@ -1509,9 +1517,10 @@ mod tests {
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].outcome, Outcome::DeliveredThenDropped);
         let msgs = client
-            .chat_messages(&creds, &group(GROUP), 5)
+            .chat_messages(&creds, &group(GROUP), 5, 0)
             .await
-            .unwrap();
+            .unwrap()
+            .messages;
         assert_eq!(msgs[0].body, "maybe");
 
         fake.push_fault(Fault::DropBeforeAccept);

@@ -44,7 +44,11 @@ async fn a_post_buried_under_newer_messages_is_found_by_paging_back() {
     w.wappi.push_fault(Fault::DropAfterAccept);
     let id = p.starts_mailing().await;
     let report = report(&w, &p, id).await;
-    assert_eq!(texts_to(&w, &jids[0]), vec![text.to_string()], "posted once");
+    assert_eq!(
+        texts_to(&w, &jids[0]),
+        vec![text.to_string()],
+        "posted once"
+    );
     w.assert_each_delivered_once(&jids);
     assert!(report.starts_with('✅'), "{report}");
     assert!(
@@ -67,9 +71,16 @@ async fn a_history_that_cannot_be_paged_leaves_the_group_in_doubt_not_resent() {
     w.wappi.push_fault(Fault::DropAfterAccept);
     let id = p.starts_mailing().await;
     let report = report(&w, &p, id).await;
-    assert_eq!(texts_to(&w, &jids[0]), vec![text.to_string()], "never resent");
+    assert_eq!(
+        texts_to(&w, &jids[0]),
+        vec![text.to_string()],
+        "never resent"
+    );
     w.assert_each_delivered_once(&jids);
-    assert!(report.starts_with('⚠') && report.contains("Под вопросом: 1"), "{report}");
+    assert!(
+        report.starts_with('⚠') && report.contains("Под вопросом: 1"),
+        "{report}"
+    );
     assert_eq!(
         w.server.delivery_states(id),
         HashMap::from([("sent".to_string(), 2), ("in_doubt".to_string(), 1)])
@@ -91,7 +102,11 @@ async fn a_send_wappi_carries_out_after_our_timeout_is_not_resent() {
     });
     let id = p.starts_mailing().await;
     let report = report(&w, &p, id).await;
-    assert_eq!(texts_to(&w, &jids[0]), vec![text.to_string()], "posted once");
+    assert_eq!(
+        texts_to(&w, &jids[0]),
+        vec![text.to_string()],
+        "posted once"
+    );
     w.assert_each_delivered_once(&jids);
     assert!(report.starts_with('✅'), "{report}");
 }
@@ -106,14 +121,20 @@ async fn a_restart_during_a_slow_send_waits_before_settling() {
         answer_after: Duration::from_secs(20),
     });
     let id = p.starts_mailing().await;
-    wait_until("the first send is in flight", Duration::from_secs(10), || {
-        !w.sends(&acc.profile).is_empty()
-    })
+    wait_until(
+        "the first send is in flight",
+        Duration::from_secs(10),
+        || !w.sends(&acc.profile).is_empty(),
+    )
     .await;
     w.server.kill9();
     w.server.restart().await;
     w.server.wait_done(id, DONE).await;
-    assert_eq!(texts_to(&w, &jids[0]), vec![text.to_string()], "posted once");
+    assert_eq!(
+        texts_to(&w, &jids[0]),
+        vec![text.to_string()],
+        "posted once"
+    );
     w.assert_each_delivered_once(&jids);
     assert_eq!(
         w.server.delivery_states(id),
@@ -155,7 +176,11 @@ async fn rate_limited_history_reads_pause_and_never_use_up_the_sends() {
         });
     }
     let report = report(&w, &p, id).await;
-    assert_eq!(texts_to(&w, &jids[0]), vec![text.to_string()], "resent once");
+    assert_eq!(
+        texts_to(&w, &jids[0]),
+        vec![text.to_string()],
+        "resent once"
+    );
     w.assert_each_delivered_once(&jids);
     assert!(report.starts_with('✅'), "{report}");
 }
@@ -170,7 +195,11 @@ async fn a_null_field_in_the_history_does_not_break_settling() {
     w.wappi.push_fault(Fault::DropAfterAccept);
     let id = p.starts_mailing().await;
     let report = report(&w, &p, id).await;
-    assert_eq!(texts_to(&w, &jids[0]), vec![text.to_string()], "posted once");
+    assert_eq!(
+        texts_to(&w, &jids[0]),
+        vec![text.to_string()],
+        "posted once"
+    );
     assert!(report.starts_with('✅'), "{report}");
     assert_eq!(
         w.server.delivery_states(id),

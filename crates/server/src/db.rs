@@ -950,6 +950,17 @@ impl MailingStore for SqliteDb {
         .await
     }
 
+    async fn cancel_requested(&self, id: MailingId) -> Result<bool, DbError> {
+        self.with_conn(move |c| {
+            let flag: Option<i64> = c
+                .prepare_cached("SELECT cancel_requested FROM mailings WHERE id = ?1")
+                .and_then(|mut s| s.query_row([id.0], |r| r.get(0)).optional())
+                .map_err(|e| backend("cancel_requested", e))?;
+            Ok(flag.is_none_or(|f| f != 0))
+        })
+        .await
+    }
+
     async fn resume_mailing(&self, id: MailingId) -> Result<bool, DbError> {
         self.with_conn(move |c| {
             // A paused mailing already holds its profile's slot in the unique index, so this
@@ -1878,8 +1889,14 @@ mod tests {
         let m = db.get_mailing(id).await.unwrap().unwrap();
         assert_eq!((m.progress_message_id, m.progress_at), (Some(555), T0 + 3));
 
+        assert!(!db.cancel_requested(id).await.unwrap());
         db.request_cancel(id).await.unwrap();
         assert!(db.get_mailing(id).await.unwrap().unwrap().cancel_requested);
+        assert!(db.cancel_requested(id).await.unwrap());
+        assert!(
+            db.cancel_requested(MailingId(999)).await.unwrap(),
+            "gone = cancelled"
+        );
         db.set_mailing_status(id, MailingStatus::Cancelled, None, 0, T0 + 4)
             .await
             .unwrap();

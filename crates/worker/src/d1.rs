@@ -640,6 +640,17 @@ impl MailingStore for D1Db {
         )
     }
 
+    async fn cancel_requested(&self, id: MailingId) -> Result<bool, DbError> {
+        let flag: Option<i64> = self
+            .value(
+                "cancel_requested",
+                "SELECT cancel_requested AS v FROM mailings WHERE id = ?1",
+                &[V::I(id.0)],
+            )
+            .await?;
+        Ok(flag.is_none_or(|f| f != 0))
+    }
+
     async fn resume_mailing(&self, id: MailingId) -> Result<bool, DbError> {
         let n = self
             .run(

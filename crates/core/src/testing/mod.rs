@@ -34,7 +34,9 @@ use crate::ports::{
 use crate::services::{CoreSettings, Services};
 use crate::telegram::{InlineKeyboardMarkup, MessageId, ReplyMarkup, TelegramError};
 use crate::texts::Lang;
-use crate::wappi::{ChatMessage, Dialog, ProfileStatus, Sent, WappiCreds, WappiError};
+use crate::wappi::{
+    ChatMessage, Dialog, MessagesPage, ProfileStatus, Sent, WappiCreds, WappiError,
+};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -1419,26 +1421,30 @@ impl WappiApi for ScriptedWappi {
         creds: &WappiCreds,
         chat: &GroupJid,
         limit: u32,
-    ) -> Result<Vec<ChatMessage>, WappiError> {
+        offset: u32,
+    ) -> Result<MessagesPage, WappiError> {
         let at = self.clock.now();
         let answer = {
             let mut inner = self.lock();
             match inner.reads.pop_front() {
                 Some(e) => Err(e),
-                None => Ok(inner
-                    .history
-                    .get(chat)
-                    .map(|h| {
-                        h.iter()
+                None => {
+                    let history = inner.history.get(chat).map(Vec::as_slice).unwrap_or(&[]);
+                    Ok(MessagesPage {
+                        messages: history
+                            .iter()
                             .rev()
+                            .skip(offset as usize)
                             .take(limit as usize)
                             .map(|m| ChatMessage {
                                 from_me: m.from == creds.profile_id,
                                 ..m.msg.clone()
                             })
-                            .collect()
+                            .collect(),
+                        total_count: Some(history.len() as u64),
+                        skipped: 0,
                     })
-                    .unwrap_or_default()),
+                }
             }
         };
         self.record(WappiCall {
