@@ -147,6 +147,12 @@ async fn read_back(
                 h.messages.push(msg);
             }
         }
+        if h.pages > 1 && h.messages.len() == before {
+            if first_full {
+                h.partial = Some("the group's history cannot be paged back".into());
+            }
+            return Ok(h);
+        }
         let reached = h.messages[before..]
             .iter()
             .any(|msg| msg.time > 0 && msg.time.saturating_mul(1000) < since);
@@ -154,12 +160,6 @@ async fn read_back(
             .total_count
             .is_some_and(|t| u64::from(offset) + u64::from(got) >= t);
         if reached || at_end {
-            return Ok(h);
-        }
-        if h.pages > 1 && h.messages.len() == before {
-            if first_full {
-                h.partial = Some("the group's history cannot be paged back".into());
-            }
             return Ok(h);
         }
         offset = offset.saturating_add(got);

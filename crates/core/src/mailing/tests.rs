@@ -740,12 +740,14 @@ async fn a_history_that_cannot_be_read_leaves_the_row_in_doubt_and_reported() {
 }
 
 /// Group 1's send is delivered but its answer lost; then `chatter` messages of another member
-/// follow it. Settling reads pages of 10, at most 3.
-async fn buried_post(chatter: usize) -> (World, MailingId, Vec<GroupJid>) {
+/// follow it. Settling reads pages of 10, at most 3; with `paging` off the history ignores
+/// `offset`.
+async fn buried_post(chatter: usize, paging: bool) -> (World, MailingId, Vec<GroupJid>) {
     let mut s = settings(1.0);
     s.engine.history_page = 10;
     s.engine.history_max_pages = 3;
     let w = world(s).await;
+    w.f.wappi.set_history_paging(paging);
     let groups = jids(3);
     w.f.wappi
         .script_send_to(&groups[1], SendScript::unknown_but_delivered());
@@ -777,7 +779,7 @@ async fn buried_post(chatter: usize) -> (World, MailingId, Vec<GroupJid>) {
 
 #[tokio::test]
 async fn a_buried_post_is_found_by_paging_back() {
-    let (w, id, groups) = buried_post(25).await;
+    let (w, id, groups) = buried_post(25, true).await;
     assert_eq!(w.f.wappi.sends_to(&groups[1]).len(), 1, "never sent twice");
     let reads = w.f.wappi.calls_of(WappiMethod::ChatMessages);
     assert_eq!(reads.len(), 3, "pages 0, 10 and 20 of 26 messages");
@@ -787,7 +789,7 @@ async fn a_buried_post_is_found_by_paging_back() {
 
 #[tokio::test]
 async fn a_history_too_long_to_cover_leaves_the_row_in_doubt_not_resent() {
-    let (w, id, groups) = buried_post(40).await;
+    let (w, id, groups) = buried_post(40, true).await;
     assert_eq!(w.f.wappi.sends_to(&groups[1]).len(), 1, "not resent");
     assert_eq!(w.f.wappi.calls_of(WappiMethod::ChatMessages).len(), 3);
     let row = w.f.db.row(id, &groups[1]);
@@ -801,6 +803,22 @@ async fn a_history_too_long_to_cover_leaves_the_row_in_doubt_not_resent() {
         report.contains("In doubt") && report.contains(groups[1].as_str()),
         "{report}"
     );
+}
+
+#[tokio::test]
+async fn a_history_that_cannot_be_paged_proves_nothing() {
+    let (w, id, groups) = buried_post(15, false).await;
+    assert_eq!(w.f.wappi.sends_to(&groups[1]).len(), 1, "not resent");
+    assert_eq!(w.f.wappi.calls_of(WappiMethod::ChatMessages).len(), 2);
+    let row = w.f.db.row(id, &groups[1]);
+    assert_eq!(
+        (row.state, row.next_attempt_at),
+        (DeliveryState::InDoubt, UNSETTLED)
+    );
+    assert!(row.error.unwrap().contains("cannot be paged"));
+    // A history shorter than a page is read whole, paging or not.
+    let (w, id, groups) = buried_post(3, false).await;
+    assert_eq!(w.f.db.row(id, &groups[1]).state, DeliveryState::Sent);
 }
 
 #[tokio::test]

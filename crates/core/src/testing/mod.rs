@@ -1108,6 +1108,8 @@ struct WappiInner {
     history: HashMap<GroupJid, Vec<StoredMessage>>,
     last_message: u64,
     latency_ms: i64,
+    /// `chat_messages` ignores `offset` (an API without paging).
+    no_paging: bool,
 }
 
 /// A scripted Wappi. Sends are delivered unless a queued [`SendScript`] says otherwise (a
@@ -1155,6 +1157,12 @@ impl ScriptedWappi {
     /// Makes the next `chat_messages` call fail with `e`.
     pub fn fail_next_read(&self, e: WappiError) {
         self.lock().reads.push_back(e);
+    }
+
+    /// With `false`, `chat_messages` ignores `offset` and answers the newest page, without a
+    /// `total_count` (an API that does not page).
+    pub fn set_history_paging(&self, on: bool) {
+        self.lock().no_paging = !on;
     }
 
     /// Makes the next `list_chats` call fail with `e`.
@@ -1430,6 +1438,7 @@ impl WappiApi for ScriptedWappi {
                 Some(e) => Err(e),
                 None => {
                     let history = inner.history.get(chat).map(Vec::as_slice).unwrap_or(&[]);
+                    let offset = if inner.no_paging { 0 } else { offset };
                     Ok(MessagesPage {
                         messages: history
                             .iter()
@@ -1441,7 +1450,7 @@ impl WappiApi for ScriptedWappi {
                                 ..m.msg.clone()
                             })
                             .collect(),
-                        total_count: Some(history.len() as u64),
+                        total_count: (!inner.no_paging).then_some(history.len() as u64),
                         skipped: 0,
                     })
                 }
