@@ -673,27 +673,8 @@ impl Inner {
             _ => return refuse(req, 400, "recipient is required"),
         };
         let image = req.path.ends_with("/img/send");
-        if image {
-            match json.get("b64_file").and_then(Value::as_str) {
-                None | Some("") => return refuse(req, 400, "b64_file is required"),
-                Some(b) if b.starts_with("data:") => {
-                    return refuse(
-                        req,
-                        400,
-                        "b64_file must be raw base64, without a data: prefix",
-                    )
-                }
-                Some(b) if base64::engine::general_purpose::STANDARD.decode(b).is_err() => {
-                    return refuse(req, 400, "b64_file is not valid base64")
-                }
-                Some(_) => {}
-            }
-        } else if json
-            .get("body")
-            .and_then(Value::as_str)
-            .is_none_or(|b| b.trim().is_empty())
-        {
-            return refuse(req, 400, "body is required");
+        if let Err(detail) = check_body(json, image) {
+            return refuse(req, 400, detail);
         }
         let chat = normalize_chat(&recipient);
         if strict && !profile.has_chat(&chat) && !is_phone(&recipient) {
@@ -703,37 +684,7 @@ impl Inner {
         let visible_at_ms = req.at_ms + visible_after_ms;
         let now = visible_at_ms / 1000;
         let message_id = message_id();
-        let text = |k: &str| {
-            json.get(k)
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string()
-        };
-        let message = json!({
-            "id": message_id,
-            "type": if image { "image" } else { "chat" },
-            "from": format!("{}@c.us", profile.phone),
-            "to": chat,
-            "fromMe": true,
-            "senderName": profile.name,
-            "time": now,
-            "body": if image { String::new() } else { text("body") },
-            "stanzaId": "",
-            "chatId": chat,
-            "isForwarded": false,
-            "isReply": false,
-            "caption": if image { text("caption") } else { String::new() },
-            "isRead": false,
-            "delivery_status": "sent",
-            "s3Info": {},
-            "poll_votes": null,
-            "poll_options": null,
-            "poll_select_count": 0,
-            "isEdited": false,
-            "isFromAPI": true,
-            "isDeleted": false,
-            "isPinned": false
-        });
+        let message = our_message(profile, &chat, &message_id, now, image, json);
         let chat_log = profile.messages.entry(chat.clone()).or_default();
         chat_log.push(Stored {
             visible_at_ms,
@@ -926,6 +877,72 @@ impl Profile {
         out.push(person(PERSONAL[1]));
         out
     }
+}
+
+/// The body of a send is what the call needs: a text, or raw base64 (assumption: malformed
+/// bodies get 400 with a `detail`; the real codes are unknown).
+fn check_body(json: &Value, image: bool) -> Result<(), &'static str> {
+    if image {
+        match json.get("b64_file").and_then(Value::as_str) {
+            None | Some("") => return Err("b64_file is required"),
+            Some(b) if b.starts_with("data:") => {
+                return Err("b64_file must be raw base64, without a data: prefix")
+            }
+            Some(b) if base64::engine::general_purpose::STANDARD.decode(b).is_err() => {
+                return Err("b64_file is not valid base64")
+            }
+            Some(_) => {}
+        }
+    } else if json
+        .get("body")
+        .and_then(Value::as_str)
+        .is_none_or(|b| b.trim().is_empty())
+    {
+        return Err("body is required");
+    }
+    Ok(())
+}
+
+/// Our post as `messages/get` shows it (Example 4's shape).
+fn our_message(
+    profile: &Profile,
+    chat: &str,
+    message_id: &str,
+    now: i64,
+    image: bool,
+    json: &Value,
+) -> Value {
+    let text = |k: &str| {
+        json.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    json!({
+        "id": message_id,
+        "type": if image { "image" } else { "chat" },
+        "from": format!("{}@c.us", profile.phone),
+        "to": chat,
+        "fromMe": true,
+        "senderName": profile.name,
+        "time": now,
+        "body": if image { String::new() } else { text("body") },
+        "stanzaId": "",
+        "chatId": chat,
+        "isForwarded": false,
+        "isReply": false,
+        "caption": if image { text("caption") } else { String::new() },
+        "isRead": false,
+        "delivery_status": "sent",
+        "s3Info": {},
+        "poll_votes": null,
+        "poll_options": null,
+        "poll_select_count": 0,
+        "isEdited": false,
+        "isFromAPI": true,
+        "isDeleted": false,
+        "isPinned": false
+    })
 }
 
 /// Message `k` of another member of `chat` at unix second `time`, in the shape of Example 4;

@@ -86,7 +86,9 @@ async fn run_step(
 
 /// The mailing: as remembered while a row is armed (it goes out at its slot without reading
 /// the whole mailing first) but with its cancel flag read afresh, the one column, so a cancel
-/// written only to the database still stops the armed row; otherwise read afresh.
+/// written only to the database still stops the armed row; otherwise read afresh. Once the
+/// row's slot is held the flag was read by the step that took it, [`PRE_PACE_MS`] before the
+/// call, and is not read again between the slot and the call.
 async fn mailing(
     svc: &Services,
     id: MailingId,
@@ -94,7 +96,10 @@ async fn mailing(
 ) -> Result<Option<Mailing>, EngineError> {
     if let (Some(m), Some(_)) = (&cursor.mailing, cursor.armed) {
         let mut m = m.clone();
-        m.cancel_requested = svc.db.cancel_requested(id).await?;
+        if cursor.slot.is_none() {
+            m.cancel_requested = svc.db.cancel_requested(id).await?;
+            cursor.mailing = Some(m.clone());
+        }
         return Ok(Some(m));
     }
     let m = svc.db.get_mailing(id).await?;
