@@ -1452,6 +1452,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn late_sends_chatter_paging_and_nulls() {
+        let (fake, client, creds) = setup().await;
+        let to = group(GROUP);
+        fake.push_fault(Fault::Slow {
+            visible_after: Duration::from_millis(300),
+            answer_after: Duration::from_millis(400),
+        });
+        fake.set_chatter_after_post(GROUP, 3);
+        fake.set_null_fields_in_history(true);
+        client.send_text(&creds, &to, "slow").await.unwrap();
+        // Answered after 400 ms; visible from 300 ms: already there.
+        let page = client.chat_messages(&creds, &to, 2, 0).await.unwrap();
+        assert_eq!(page.total_count, Some(4));
+        assert_eq!(page.messages.len(), 2, "nulls do not break the page");
+        assert!(page.messages.iter().all(|m| !m.from_me));
+        let older = client.chat_messages(&creds, &to, 2, 2).await.unwrap();
+        assert_eq!(older.messages[1].body, "slow", "ours sank below the newest");
+        fake.set_history_paging(false);
+        let same = client.chat_messages(&creds, &to, 2, 2).await.unwrap();
+        assert!(same.messages.iter().all(|m| !m.from_me), "offset ignored");
+    }
+
+    #[tokio::test]
     async fn rate_limit_and_5xx_are_classified() {
         let (fake, client, creds) = setup().await;
         let to = group(GROUP);
@@ -1467,21 +1490,30 @@ mod tests {
             client.send_text(&creds, &to, "a").await.unwrap_err(),
             WappiError::RateLimited(7000)
         );
+        // A send's 5xx is "maybe sent" (settled through the history, not retried blind).
         assert!(matches!(
             client.send_text(&creds, &to, "a").await,
-            Err(WappiError::Temporary(_))
+            Err(WappiError::Unknown(_))
         ));
         assert!(matches!(
             client.send_text(&creds, &to, "a").await,
-            Err(WappiError::Temporary(_))
+            Err(WappiError::Unknown(_))
         ));
+        // 502 after the message went out: the history shows it.
+        fake.push_fault(Fault::AcceptThenStatus(502));
+        assert!(matches!(
+            client.send_text(&creds, &to, "late").await,
+            Err(WappiError::Unknown(_))
+        ));
+        let history = client.chat_messages(&creds, &to, 5, 0).await.unwrap();
+        assert_eq!(history.messages[0].body, "late");
         fake.push_fault(Fault::NotAuthorized);
         assert_eq!(
             client.send_text(&creds, &to, "a").await.unwrap_err(),
             WappiError::NotAuthorized
         );
         client.send_text(&creds, &to, "a").await.unwrap();
-        assert_eq!(fake.deliveries().len(), 1);
+        assert_eq!(fake.deliveries().len(), 2);
 
         fake.set_rate_limit_storm(PROFILE, 2, 3);
         for _ in 0..2 {
@@ -1505,6 +1537,7 @@ mod tests {
                 Some(429),
                 Some(500),
                 Some(502),
+                None,
                 Some(200),
                 None,
                 Some(429),
