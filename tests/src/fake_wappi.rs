@@ -6,7 +6,10 @@
 //! connection dropped before or after the message was delivered).
 //!
 //! Where the spec is silent the fake makes a choice and says so in the item's doc comment;
-//! assumptions are marked "assumption".
+//! assumptions are marked "assumption", and behaviours the spec does not describe at all (made
+//! up so a test can stage a scenario: a 5xx after the message went out, a send whose message
+//! shows up late, chatter that buries our post, history without paging, `null` fields) are
+//! marked "invented".
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -73,7 +76,7 @@ impl Request {
     pub fn is_delivered(&self) -> bool {
         matches!(
             self.outcome,
-            Outcome::Delivered | Outcome::DeliveredThenDropped
+            Outcome::Delivered | Outcome::DeliveredThenDropped | Outcome::DeliveredThenRefused(_)
         )
     }
 }
@@ -85,6 +88,9 @@ pub enum Outcome {
     Delivered,
     /// A send: stored in the chat, then the connection was dropped without an answer.
     DeliveredThenDropped,
+    /// A send: stored in the chat, then answered with this HTTP status (a 502/504 of a gateway
+    /// that timed out while WhatsApp took the message; see [`Fault::AcceptThenStatus`]).
+    DeliveredThenRefused(u16),
     /// The connection was dropped without an answer and nothing was stored.
     Dropped,
     /// A read answered normally (`get/status` also when the profile is not authorized).
@@ -110,6 +116,18 @@ pub enum Fault {
     Delay(Duration),
     /// `200 {"detail":"Not authorized in whatsapp","status":"error"}`, doing nothing.
     NotAuthorized,
+    /// Invented (the spec says nothing of it, but a gateway in front of a slow synchronous
+    /// send does it): carry the send out, then answer this HTTP status (502, 504, …) with
+    /// `{"detail":"Bad Gateway","status":"error"}`. The history shows the message.
+    AcceptThenStatus(u16),
+    /// Invented: a send whose effect is late. The message enters the chat's history only
+    /// `visible_after` the request arrived (its `time` is then), and the answer comes
+    /// `answer_after` the request arrived (longer than the client's timeout makes a timeout
+    /// while Wappi is still carrying the send out).
+    Slow {
+        visible_after: Duration,
+        answer_after: Duration,
+    },
 }
 
 /// A running fake. Dropping it stops accepting connections.
@@ -136,6 +154,19 @@ struct Inner {
     random: Option<RandomFaults>,
     min_gaps: HashMap<String, Duration>,
     strict_recipients: bool,
+    /// Chat id → how many messages of other members follow each of our posts there.
+    chatter: HashMap<String, usize>,
+    /// Invented: `messages/get` ignores `offset` (always the newest page).
+    no_history_paging: bool,
+    /// Invented: other members' messages carry `null` in `caption`, `senderName` and `isRead`.
+    null_fields: bool,
+}
+
+/// A message in a chat, and when it becomes visible in the history (unix ms).
+#[derive(Clone)]
+struct Stored {
+    visible_at_ms: i64,
+    msg: Value,
 }
 
 struct RandomFaults {
@@ -150,8 +181,8 @@ struct Profile {
     name: String,
     phone: String,
     groups: Vec<(String, String)>,
-    /// Chat id → messages, oldest first.
-    messages: HashMap<String, Vec<Value>>,
+    /// Chat id → messages, oldest first (by the time they became visible).
+    messages: HashMap<String, Vec<Stored>>,
     last_delivery: Option<Instant>,
 }
 
@@ -167,6 +198,8 @@ enum Then {
     Answer,
     Delay(Duration),
     Drop,
+    /// Answer this HTTP status after carrying the send out.
+    Status(u16),
 }
 
 /// The largest request body accepted (axum's default of 2 MB is too small for images).
@@ -307,6 +340,24 @@ impl FakeWappi {
             Some(g) => st.min_gaps.insert(profile_id.to_string(), g),
             None => st.min_gaps.remove(profile_id),
         };
+    }
+
+    /// Invented (a busy group): after each of our posts to `jid`, `n` messages of other members
+    /// enter the chat at once, so our post sinks below the newest `n`. `0` stops it.
+    pub fn set_chatter_after_post(&self, jid: &str, n: usize) {
+        self.state().chatter.insert(normalize_chat(jid), n);
+    }
+
+    /// Invented (an API without paging): `messages/get` ignores `offset` and always answers
+    /// the newest page.
+    pub fn set_history_paging(&self, on: bool) {
+        self.state().no_history_paging = !on;
+    }
+
+    /// Invented: other members' messages in `messages/get` carry `null` in `caption`,
+    /// `senderName` and `isRead` (the spec's Example 4 has `null` only in poll fields).
+    pub fn set_null_fields_in_history(&self, on: bool) {
+        self.state().null_fields = on;
     }
 
     /// Removes every queued fault, storm, random mode and enforced gap.
@@ -519,7 +570,7 @@ async fn handle(
     };
     shared.changed.notify_waiters();
     match reply.then {
-        Then::Answer => {}
+        Then::Answer | Then::Status(_) => {}
         Then::Delay(d) => tokio::time::sleep(d).await,
         Then::Drop => conn.drop_connection(),
     }
@@ -578,6 +629,7 @@ impl Inner {
             .or_else(|| self.storm_fault(&pid))
             .or_else(|| self.random_fault());
         let mut then = Then::Answer;
+        let mut visible_after_ms = 0;
         match fault {
             Some(Fault::Status(code, body)) => return raw_refusal(req, code, body),
             Some(Fault::RateLimit { retry_after_secs }) => {
@@ -587,8 +639,18 @@ impl Inner {
             Some(Fault::DropBeforeAccept) => return dropped(req),
             Some(Fault::DropAfterAccept) => then = Then::Drop,
             Some(Fault::Delay(d)) => then = Then::Delay(d),
+            Some(Fault::AcceptThenStatus(code)) => then = Then::Status(code),
+            Some(Fault::Slow {
+                visible_after,
+                answer_after,
+            }) => {
+                then = Then::Delay(answer_after);
+                visible_after_ms = visible_after.as_millis() as i64;
+            }
             None => {}
         }
+        let chatter = self.chatter_after(json);
+        let null_fields = self.null_fields;
         let strict = self.strict_recipients;
         let min_gap = self.min_gaps.get(&pid).copied();
         let profile = self.profiles.get_mut(&pid).expect("checked by process");
@@ -611,71 +673,43 @@ impl Inner {
             _ => return refuse(req, 400, "recipient is required"),
         };
         let image = req.path.ends_with("/img/send");
-        if image {
-            match json.get("b64_file").and_then(Value::as_str) {
-                None | Some("") => return refuse(req, 400, "b64_file is required"),
-                Some(b) if b.starts_with("data:") => {
-                    return refuse(
-                        req,
-                        400,
-                        "b64_file must be raw base64, without a data: prefix",
-                    )
-                }
-                Some(b) if base64::engine::general_purpose::STANDARD.decode(b).is_err() => {
-                    return refuse(req, 400, "b64_file is not valid base64")
-                }
-                Some(_) => {}
-            }
-        } else if json
-            .get("body")
-            .and_then(Value::as_str)
-            .is_none_or(|b| b.trim().is_empty())
-        {
-            return refuse(req, 400, "body is required");
+        if let Err(detail) = check_body(json, image) {
+            return refuse(req, 400, detail);
         }
         let chat = normalize_chat(&recipient);
         if strict && !profile.has_chat(&chat) && !is_phone(&recipient) {
             return refuse(req, 400, "chat not found");
         }
 
-        let now = unix_secs();
+        let visible_at_ms = req.at_ms + visible_after_ms;
+        let now = visible_at_ms / 1000;
         let message_id = message_id();
-        let text = |k: &str| {
-            json.get(k)
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string()
-        };
-        let message = json!({
-            "id": message_id,
-            "type": if image { "image" } else { "chat" },
-            "from": format!("{}@c.us", profile.phone),
-            "to": chat,
-            "fromMe": true,
-            "senderName": profile.name,
-            "time": now,
-            "body": if image { String::new() } else { text("body") },
-            "stanzaId": "",
-            "chatId": chat,
-            "isForwarded": false,
-            "isReply": false,
-            "caption": if image { text("caption") } else { String::new() },
-            "isRead": false,
-            "delivery_status": "sent",
-            "s3Info": {},
-            "poll_votes": null,
-            "poll_options": null,
-            "poll_select_count": 0,
-            "isEdited": false,
-            "isFromAPI": true,
-            "isDeleted": false,
-            "isPinned": false
+        let message = our_message(profile, &chat, &message_id, now, image, json);
+        let chat_log = profile.messages.entry(chat.clone()).or_default();
+        chat_log.push(Stored {
+            visible_at_ms,
+            msg: message,
         });
-        profile.messages.entry(chat).or_default().push(message);
+        for k in 0..chatter {
+            chat_log.push(Stored {
+                visible_at_ms,
+                msg: member_message(&chat, k, now, null_fields),
+            });
+        }
         profile.last_delivery = Some(req.at);
         req.message_id = Some(message_id.clone());
         req.outcome = match then {
             Then::Drop => Outcome::DeliveredThenDropped,
+            Then::Status(code) => {
+                req.outcome = Outcome::DeliveredThenRefused(code);
+                let body = json!({"detail": "Bad Gateway", "status": "error"});
+                return Reply {
+                    status: code,
+                    body: body.to_string(),
+                    retry_after: None,
+                    then: Then::Answer,
+                };
+            }
             _ => Outcome::Delivered,
         };
         let body = json!({
@@ -703,7 +737,13 @@ impl Inner {
             }
             Some(Fault::NotAuthorized) => return refuse(req, 200, "Not authorized in whatsapp"),
             Some(Fault::DropBeforeAccept | Fault::DropAfterAccept) => return dropped(req),
-            Some(Fault::Delay(d)) => then = Then::Delay(d),
+            Some(Fault::AcceptThenStatus(code)) => return refuse(req, code, "Bad Gateway"),
+            Some(
+                Fault::Delay(d)
+                | Fault::Slow {
+                    answer_after: d, ..
+                },
+            ) => then = Then::Delay(d),
             None => {}
         }
         let profile = &self.profiles[&req.profile_id];
@@ -737,17 +777,23 @@ impl Inner {
                 let Some(chat) = query.get("chat_id").filter(|c| !c.trim().is_empty()) else {
                     return refuse(req, 400, "chat_id is required");
                 };
-                let stored = profile
+                let visible = unix_ms();
+                let mut list: Vec<Value> = profile
                     .messages
                     .get(&normalize_chat(chat))
-                    .cloned()
-                    .unwrap_or_default();
-                let total = stored.len();
-                let mut list = stored;
+                    .map(|m| m.iter().filter(|s| s.visible_at_ms <= visible))
+                    .into_iter()
+                    .flatten()
+                    .map(|s| s.msg.clone())
+                    .collect();
+                let total = list.len();
                 if query.get("order").map(String::as_str) != Some("asc") {
                     list.reverse();
                 }
-                let offset = num("offset").unwrap_or(0);
+                let offset = match self.no_history_paging {
+                    true => 0,
+                    false => num("offset").unwrap_or(0),
+                };
                 let limit = num("limit").unwrap_or(400);
                 let page: Vec<Value> = list.into_iter().skip(offset).take(limit).collect();
                 json!({
@@ -763,6 +809,15 @@ impl Inner {
             retry_after: None,
             then,
         }
+    }
+
+    /// How many messages of others follow a post to the body's recipient.
+    fn chatter_after(&self, json: Option<&Value>) -> usize {
+        let to = json
+            .and_then(|j| j.get("recipient"))
+            .and_then(Value::as_str)
+            .map(normalize_chat);
+        to.and_then(|c| self.chatter.get(&c).copied()).unwrap_or(0)
     }
 
     fn storm_fault(&mut self, profile_id: &str) -> Option<Fault> {
@@ -822,6 +877,108 @@ impl Profile {
         out.push(person(PERSONAL[1]));
         out
     }
+}
+
+/// The body of a send is what the call needs: a text, or raw base64 (assumption: malformed
+/// bodies get 400 with a `detail`; the real codes are unknown).
+fn check_body(json: &Value, image: bool) -> Result<(), &'static str> {
+    if image {
+        match json.get("b64_file").and_then(Value::as_str) {
+            None | Some("") => return Err("b64_file is required"),
+            Some(b) if b.starts_with("data:") => {
+                return Err("b64_file must be raw base64, without a data: prefix")
+            }
+            Some(b) if base64::engine::general_purpose::STANDARD.decode(b).is_err() => {
+                return Err("b64_file is not valid base64")
+            }
+            Some(_) => {}
+        }
+    } else if json
+        .get("body")
+        .and_then(Value::as_str)
+        .is_none_or(|b| b.trim().is_empty())
+    {
+        return Err("body is required");
+    }
+    Ok(())
+}
+
+/// Our post as `messages/get` shows it (Example 4's shape).
+fn our_message(
+    profile: &Profile,
+    chat: &str,
+    message_id: &str,
+    now: i64,
+    image: bool,
+    json: &Value,
+) -> Value {
+    let text = |k: &str| {
+        json.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    json!({
+        "id": message_id,
+        "type": if image { "image" } else { "chat" },
+        "from": format!("{}@c.us", profile.phone),
+        "to": chat,
+        "fromMe": true,
+        "senderName": profile.name,
+        "time": now,
+        "body": if image { String::new() } else { text("body") },
+        "stanzaId": "",
+        "chatId": chat,
+        "isForwarded": false,
+        "isReply": false,
+        "caption": if image { text("caption") } else { String::new() },
+        "isRead": false,
+        "delivery_status": "sent",
+        "s3Info": {},
+        "poll_votes": null,
+        "poll_options": null,
+        "poll_select_count": 0,
+        "isEdited": false,
+        "isFromAPI": true,
+        "isDeleted": false,
+        "isPinned": false
+    })
+}
+
+/// Message `k` of another member of `chat` at unix second `time`, in the shape of Example 4;
+/// with `nulls`, `caption`, `senderName` and `isRead` are `null` (invented).
+fn member_message(chat: &str, k: usize, time: i64, nulls: bool) -> Value {
+    let mut msg = json!({
+        "id": message_id(),
+        "type": "chat",
+        "from": format!("7999{:07}@c.us", k),
+        "to": chat,
+        "fromMe": false,
+        "senderName": format!("Участник {k}"),
+        "time": time,
+        "body": format!("Сообщение участника {k}"),
+        "stanzaId": "",
+        "chatId": chat,
+        "isForwarded": false,
+        "isReply": false,
+        "caption": "",
+        "isRead": false,
+        "delivery_status": "delivered",
+        "s3Info": {},
+        "poll_votes": null,
+        "poll_options": null,
+        "poll_select_count": 0,
+        "isEdited": false,
+        "isFromAPI": false,
+        "isDeleted": false,
+        "isPinned": false
+    });
+    if nulls {
+        for key in ["caption", "senderName", "isRead"] {
+            msg[key] = Value::Null;
+        }
+    }
+    msg
 }
 
 fn refuse(req: &mut Request, http: u16, detail: &str) -> Reply {
@@ -1173,18 +1330,20 @@ mod tests {
             .await
             .unwrap();
         let msgs = client
-            .chat_messages(&creds, &group(GROUP), 10)
+            .chat_messages(&creds, &group(GROUP), 10, 0)
             .await
-            .unwrap();
+            .unwrap()
+            .messages;
         assert_eq!(msgs.len(), 2);
         assert_eq!(msgs[0].body, "second", "newest first");
         assert_eq!(msgs[1].id, id);
         assert!(msgs[1].from_me && msgs[1].kind == "chat" && msgs[1].time > 1_600_000_000);
         assert_eq!(
             client
-                .chat_messages(&creds, &group(GROUP), 1)
+                .chat_messages(&creds, &group(GROUP), 1, 0)
                 .await
                 .unwrap()
+                .messages
                 .len(),
             1
         );
@@ -1201,9 +1360,10 @@ mod tests {
             .await
             .unwrap();
         let msgs = client
-            .chat_messages(&creds, &group(GROUP), 5)
+            .chat_messages(&creds, &group(GROUP), 5, 0)
             .await
-            .unwrap();
+            .unwrap()
+            .messages;
         assert_eq!(
             (msgs[0].kind.as_str(), msgs[0].caption.as_str()),
             ("image", "caption")
@@ -1292,6 +1452,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn late_sends_chatter_paging_and_nulls() {
+        let (fake, client, creds) = setup().await;
+        let to = group(GROUP);
+        fake.push_fault(Fault::Slow {
+            visible_after: Duration::from_millis(300),
+            answer_after: Duration::from_millis(400),
+        });
+        fake.set_chatter_after_post(GROUP, 3);
+        fake.set_null_fields_in_history(true);
+        client.send_text(&creds, &to, "slow").await.unwrap();
+        // Answered after 400 ms; visible from 300 ms: already there.
+        let page = client.chat_messages(&creds, &to, 2, 0).await.unwrap();
+        assert_eq!(page.total_count, Some(4));
+        assert_eq!(page.messages.len(), 2, "nulls do not break the page");
+        assert!(page.messages.iter().all(|m| !m.from_me));
+        let older = client.chat_messages(&creds, &to, 2, 2).await.unwrap();
+        assert_eq!(older.messages[1].body, "slow", "ours sank below the newest");
+        fake.set_history_paging(false);
+        let same = client.chat_messages(&creds, &to, 2, 2).await.unwrap();
+        assert!(same.messages.iter().all(|m| !m.from_me), "offset ignored");
+    }
+
+    #[tokio::test]
     async fn rate_limit_and_5xx_are_classified() {
         let (fake, client, creds) = setup().await;
         let to = group(GROUP);
@@ -1307,21 +1490,30 @@ mod tests {
             client.send_text(&creds, &to, "a").await.unwrap_err(),
             WappiError::RateLimited(7000)
         );
+        // A send's 5xx is "maybe sent" (settled through the history, not retried blind).
         assert!(matches!(
             client.send_text(&creds, &to, "a").await,
-            Err(WappiError::Temporary(_))
+            Err(WappiError::Unknown(_))
         ));
         assert!(matches!(
             client.send_text(&creds, &to, "a").await,
-            Err(WappiError::Temporary(_))
+            Err(WappiError::Unknown(_))
         ));
+        // 502 after the message went out: the history shows it.
+        fake.push_fault(Fault::AcceptThenStatus(502));
+        assert!(matches!(
+            client.send_text(&creds, &to, "late").await,
+            Err(WappiError::Unknown(_))
+        ));
+        let history = client.chat_messages(&creds, &to, 5, 0).await.unwrap();
+        assert_eq!(history.messages[0].body, "late");
         fake.push_fault(Fault::NotAuthorized);
         assert_eq!(
             client.send_text(&creds, &to, "a").await.unwrap_err(),
             WappiError::NotAuthorized
         );
         client.send_text(&creds, &to, "a").await.unwrap();
-        assert_eq!(fake.deliveries().len(), 1);
+        assert_eq!(fake.deliveries().len(), 2);
 
         fake.set_rate_limit_storm(PROFILE, 2, 3);
         for _ in 0..2 {
@@ -1345,6 +1537,7 @@ mod tests {
                 Some(429),
                 Some(500),
                 Some(502),
+                None,
                 Some(200),
                 None,
                 Some(429),
@@ -1374,9 +1567,10 @@ mod tests {
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].outcome, Outcome::DeliveredThenDropped);
         let msgs = client
-            .chat_messages(&creds, &group(GROUP), 5)
+            .chat_messages(&creds, &group(GROUP), 5, 0)
             .await
-            .unwrap();
+            .unwrap()
+            .messages;
         assert_eq!(msgs[0].body, "maybe");
 
         fake.push_fault(Fault::DropBeforeAccept);

@@ -182,10 +182,20 @@ pub struct EngineConfig {
     pub backoff_max_ms: u64,
     /// Minimum time between two edits of the progress message (`PROGRESS_INTERVAL_SECS`).
     pub progress_interval_ms: i64,
-    /// How long to wait before reading the chat history to settle an `in_doubt` row.
+    /// How long at least to wait before reading the chat history to settle an `in_doubt` row.
     pub settle_delay_ms: i64,
-    /// How many recent messages of the group reconciliation reads.
-    pub settle_lookback: u32,
+    /// The time allowed for each Wappi call (`WAPPI_TIMEOUT_SECS`): a send may be carried out
+    /// until its start plus this, so its row is not settled before (see `settle_margin_ms`).
+    pub wappi_timeout_ms: i64,
+    /// Added to a send's start and the Wappi timeout before its row may be settled: the time
+    /// between marking a row `sending` and the call, and a Wappi that carries a send out a
+    /// little after we gave up on it. For a Wappi slower than that, raise `WAPPI_TIMEOUT_SECS`.
+    pub settle_margin_ms: i64,
+    /// Messages per page when settling reads a group's history back.
+    pub history_page: u32,
+    /// The most pages read to settle one row: a history longer than that back to the row's
+    /// first attempt leaves the row in doubt (never resent on a partial look).
+    pub history_max_pages: u32,
     /// The profile lease's time-to-live; the lease is renewed right before every send, so a
     /// runner that was paused past it sends nothing more (`LEASE_TTL_SECS`).
     pub lease_ttl_ms: u64,
@@ -199,7 +209,10 @@ impl Default for EngineConfig {
             backoff_max_ms: 60_000,
             progress_interval_ms: 3000,
             settle_delay_ms: 2000,
-            settle_lookback: 50,
+            wappi_timeout_ms: 10_000,
+            settle_margin_ms: 5000,
+            history_page: 100,
+            history_max_pages: 20,
             lease_ttl_ms: 15_000,
         }
     }
@@ -239,16 +252,20 @@ pub struct SharedSettings {
 
 impl SharedSettings {
     pub fn from_vars(src: &Lookup<'_>) -> Result<SharedSettings, SettingError> {
+        let wappi_timeout_secs = src
+            .parse::<u64>("WAPPI_TIMEOUT_SECS", 10, "a whole number of seconds")?
+            .max(1);
+        let mut core = CoreSettings::from_vars(src)?;
+        // The engine must know it: a send is not settled before it could have finished.
+        core.engine.wappi_timeout_ms = (wappi_timeout_secs as i64).saturating_mul(1000);
         Ok(SharedSettings {
             telegram_token: telegram_token(src)?,
             public_url: src.optional_url("PUBLIC_URL")?,
             webhook_secret: webhook_secret(src)?,
-            core: CoreSettings::from_vars(src)?,
+            core,
             telegram_api_url: src.url("TELEGRAM_API_URL", "https://api.telegram.org")?,
             wappi_api_url: src.url("WAPPI_API_URL", "https://wappi.pro")?,
-            wappi_timeout_secs: src
-                .parse::<u64>("WAPPI_TIMEOUT_SECS", 10, "a whole number of seconds")?
-                .max(1),
+            wappi_timeout_secs,
             robokassa_allowed_ips: src.list(
                 "ROBOKASSA_ALLOWED_IPS",
                 |s| s.parse().ok(),
@@ -411,6 +428,7 @@ mod tests {
         assert_eq!(s.telegram_api_url, "https://api.telegram.org");
         assert_eq!(s.wappi_api_url, "https://wappi.pro");
         assert_eq!(s.wappi_timeout_secs, 10);
+        assert_eq!(s.core.engine.wappi_timeout_ms, 10_000);
         assert!(s.public_url.is_none() && s.webhook_secret.is_none());
         assert!(s.robokassa_allowed_ips.is_empty());
         let core = &s.core;
@@ -550,6 +568,10 @@ mod tests {
         assert_eq!(s.core.pacing.chat_window_ms, 1500);
         assert_eq!(s.wappi_api_url, "http://127.0.0.1:9");
         assert_eq!(s.wappi_timeout_secs, 1);
+        assert_eq!(
+            s.core.engine.wappi_timeout_ms, 1000,
+            "the engine knows the timeout"
+        );
         assert_eq!(s.public_url.as_deref(), Some("https://bot.example"));
         assert_eq!(s.webhook_secret.unwrap().expose(), "s3cret_-");
         assert_eq!(s.robokassa_allowed_ips.len(), 2);

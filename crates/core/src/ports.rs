@@ -15,7 +15,7 @@ use crate::model::lang::Lang;
 use crate::model::ledger::{Delivery, Mailing, NewMailing};
 pub use crate::model::pacing::{Pace, PacingConfig};
 use crate::telegram::{InlineKeyboardMarkup, MessageId, ReplyMarkup, TelegramError};
-use crate::wappi::{ChatMessage, Dialog, ProfileStatus, Sent, WappiCreds, WappiError};
+use crate::wappi::{Dialog, MessagesPage, ProfileStatus, Sent, WappiCreds, WappiError};
 
 pub use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -135,8 +135,8 @@ pub trait MailingStore: MaybeSendSync {
     /// when a newer fence already did.
     async fn claim_mailing(&self, id: MailingId, fence: u64) -> Result<(), DbError>;
     async fn deliveries(&self, id: MailingId) -> Result<Vec<Delivery>, DbError>;
-    /// Writes a row's state fields (state, attempts, next_attempt_at, message_id, error,
-    /// updated_at), durably, if `fence` is still the mailing's fence.
+    /// Writes a row's state fields (state, attempts, checks, first_attempt_at,
+    /// next_attempt_at, message_id, error, updated_at), durably, if `fence` is still the mailing's fence.
     async fn update_delivery(&self, row: &Delivery, fence: u64) -> Result<(), DbError>;
     /// Changes the status; `finished_at` is set for final statuses. Fenced like rows.
     async fn set_mailing_status(
@@ -149,6 +149,15 @@ pub trait MailingStore: MaybeSendSync {
     ) -> Result<(), DbError>;
     /// Marks a mailing cancelled by its user (checked by the runner before every send).
     async fn request_cancel(&self, id: MailingId) -> Result<(), DbError>;
+    /// Whether the mailing's cancel flag is set (a missing mailing counts as cancelled): what
+    /// the engine asks right before sending a row armed from the remembered mailing. Backends
+    /// read the one column; the default reads the whole mailing.
+    async fn cancel_requested(&self, id: MailingId) -> Result<bool, DbError> {
+        Ok(self
+            .get_mailing(id)
+            .await?
+            .is_none_or(|m| m.cancel_requested))
+    }
     /// Resumes a paused mailing (status back to running, cancel flag untouched).
     async fn resume_mailing(&self, id: MailingId) -> Result<bool, DbError>;
     async fn set_progress(
@@ -559,13 +568,15 @@ pub trait WappiApi: MaybeSendSync {
         limit: u32,
         offset: u32,
     ) -> Result<Vec<Dialog>, WappiError>;
-    /// `GET /api/sync/messages/get`, newest first
+    /// `GET /api/sync/messages/get`: one page of the chat's history, newest first, `offset`
+    /// messages back from the newest (0 = the newest page).
     async fn chat_messages(
         &self,
         creds: &WappiCreds,
         chat: &GroupJid,
         limit: u32,
-    ) -> Result<Vec<ChatMessage>, WappiError>;
+        offset: u32,
+    ) -> Result<MessagesPage, WappiError>;
 }
 
 /// Image work that takes real CPU time: decoding, resizing and encoding a photo or a collage

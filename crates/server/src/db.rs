@@ -41,6 +41,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0003_images.sql",
         include_str!("../../../migrations/0003_images.sql"),
     ),
+    (
+        "0004_ledger_checks.sql",
+        include_str!("../../../migrations/0004_ledger_checks.sql"),
+    ),
 ];
 
 /// How long a statement waits for another process's write lock before failing.
@@ -474,7 +478,7 @@ fn query_mailings(
 }
 
 const DELIVERY_COLUMNS: &str = "mailing_id, group_jid, part, position, state, attempts, \
-     next_attempt_at, message_id, error, updated_at";
+     next_attempt_at, message_id, error, updated_at, checks, first_attempt_at";
 
 struct RawDelivery {
     mailing_id: i64,
@@ -487,6 +491,8 @@ struct RawDelivery {
     message_id: Option<String>,
     error: Option<String>,
     updated_at: i64,
+    checks: i64,
+    first_attempt_at: i64,
 }
 
 fn read_raw_delivery(r: &Row<'_>) -> rusqlite::Result<RawDelivery> {
@@ -501,6 +507,8 @@ fn read_raw_delivery(r: &Row<'_>) -> rusqlite::Result<RawDelivery> {
         message_id: r.get(7)?,
         error: r.get(8)?,
         updated_at: r.get(9)?,
+        checks: r.get(10)?,
+        first_attempt_at: r.get(11)?,
     })
 }
 
@@ -515,6 +523,8 @@ impl RawDelivery {
             state: DeliveryState::parse(&self.state)
                 .ok_or_else(|| DbError::Backend("deliveries: unknown state".into()))?,
             attempts: to_u32(self.attempts, "delivery attempts")?,
+            checks: to_u32(self.checks, "delivery checks")?,
+            first_attempt_at: self.first_attempt_at,
             next_attempt_at: self.next_attempt_at,
             message_id: self.message_id,
             error: self.error,
@@ -869,7 +879,7 @@ impl MailingStore for SqliteDb {
                 .execute(
                     "UPDATE deliveries
                         SET state = ?4, attempts = ?5, next_attempt_at = ?6, message_id = ?7,
-                            error = ?8, updated_at = ?9
+                            error = ?8, updated_at = ?9, checks = ?11, first_attempt_at = ?12
                       WHERE mailing_id = ?1 AND group_jid = ?2 AND part = ?3
                         AND EXISTS (SELECT 1 FROM mailings WHERE id = ?1 AND fence = ?10)",
                     params![
@@ -883,6 +893,8 @@ impl MailingStore for SqliteDb {
                         row.error,
                         row.updated_at,
                         fence,
+                        row.checks,
+                        row.first_attempt_at,
                     ],
                 )
                 .map_err(|e| backend("update_delivery", e))?;
@@ -934,6 +946,17 @@ impl MailingStore for SqliteDb {
                 )
                 .map_err(|e| backend("request_cancel", e))?;
             found(n)
+        })
+        .await
+    }
+
+    async fn cancel_requested(&self, id: MailingId) -> Result<bool, DbError> {
+        self.with_conn(move |c| {
+            let flag: Option<i64> = c
+                .prepare_cached("SELECT cancel_requested FROM mailings WHERE id = ?1")
+                .and_then(|mut s| s.query_row([id.0], |r| r.get(0)).optional())
+                .map_err(|e| backend("cancel_requested", e))?;
+            Ok(flag.is_none_or(|f| f != 0))
         })
         .await
     }
@@ -1866,8 +1889,14 @@ mod tests {
         let m = db.get_mailing(id).await.unwrap().unwrap();
         assert_eq!((m.progress_message_id, m.progress_at), (Some(555), T0 + 3));
 
+        assert!(!db.cancel_requested(id).await.unwrap());
         db.request_cancel(id).await.unwrap();
         assert!(db.get_mailing(id).await.unwrap().unwrap().cancel_requested);
+        assert!(db.cancel_requested(id).await.unwrap());
+        assert!(
+            db.cancel_requested(MailingId(999)).await.unwrap(),
+            "gone = cancelled"
+        );
         db.set_mailing_status(id, MailingStatus::Cancelled, None, 0, T0 + 4)
             .await
             .unwrap();

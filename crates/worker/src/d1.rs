@@ -568,7 +568,7 @@ impl MailingStore for D1Db {
                 "update_delivery",
                 "UPDATE deliveries
                     SET state = ?4, attempts = ?5, next_attempt_at = ?6, message_id = ?7,
-                        error = ?8, updated_at = ?9
+                        error = ?8, updated_at = ?9, checks = ?11, first_attempt_at = ?12
                   WHERE mailing_id = ?1 AND group_jid = ?2 AND part = ?3
                     AND EXISTS (SELECT 1 FROM mailings WHERE id = ?1 AND fence = ?10)",
                 &[
@@ -582,6 +582,8 @@ impl MailingStore for D1Db {
                     V::OptS(row.error.as_deref()),
                     V::I(row.updated_at),
                     V::I(fence),
+                    V::I(row.checks as i64),
+                    V::I(row.first_attempt_at),
                 ],
             )
             .await?;
@@ -636,6 +638,17 @@ impl MailingStore for D1Db {
             )
             .await?,
         )
+    }
+
+    async fn cancel_requested(&self, id: MailingId) -> Result<bool, DbError> {
+        let flag: Option<i64> = self
+            .value(
+                "cancel_requested",
+                "SELECT cancel_requested AS v FROM mailings WHERE id = ?1",
+                &[V::I(id.0)],
+            )
+            .await?;
+        Ok(flag.is_none_or(|f| f != 0))
     }
 
     async fn resume_mailing(&self, id: MailingId) -> Result<bool, DbError> {

@@ -84,7 +84,7 @@ impl TryFrom<MailingRow> for Mailing {
 }
 
 pub const DELIVERY_COLUMNS: &str = "mailing_id, group_jid, part, position, state, attempts, \
-     next_attempt_at, message_id, error, updated_at";
+     next_attempt_at, message_id, error, updated_at, checks, first_attempt_at";
 
 #[derive(Debug, Deserialize)]
 pub struct DeliveryRow {
@@ -98,6 +98,8 @@ pub struct DeliveryRow {
     pub message_id: Option<String>,
     pub error: Option<String>,
     pub updated_at: i64,
+    pub checks: i64,
+    pub first_attempt_at: i64,
 }
 
 fn to_u32(v: i64, what: &str) -> Result<u32, DbError> {
@@ -117,6 +119,8 @@ impl TryFrom<DeliveryRow> for Delivery {
             state: DeliveryState::parse(&r.state)
                 .ok_or_else(|| DbError::Backend("deliveries: unknown state".into()))?,
             attempts: to_u32(r.attempts, "delivery attempts")?,
+            checks: to_u32(r.checks, "delivery checks")?,
+            first_attempt_at: r.first_attempt_at,
             next_attempt_at: r.next_attempt_at,
             message_id: r.message_id,
             error: r.error,
@@ -240,7 +244,7 @@ mod tests {
         let row: DeliveryRow = serde_json::from_value(json!({
             "mailing_id": 1, "group_jid": "not a jid", "part": 0, "position": 0,
             "state": "pending", "attempts": 0, "next_attempt_at": 0, "message_id": null,
-            "error": null, "updated_at": 0
+            "error": null, "updated_at": 0, "checks": 0, "first_attempt_at": 0
         }))
         .unwrap();
         assert!(Delivery::try_from(row).is_err());

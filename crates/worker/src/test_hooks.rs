@@ -102,7 +102,9 @@ mod fault {
     use super::TestHooks;
     use groupcast_core::ids::GroupJid;
     use groupcast_core::ports::{async_trait, DbError, WappiApi};
-    use groupcast_core::wappi::{ChatMessage, Dialog, ProfileStatus, Sent, WappiCreds, WappiError};
+    use groupcast_core::wappi::{
+        Dialog, MessagesPage, ProfileStatus, Sent, WappiCreds, WappiError,
+    };
     use std::cell::Cell;
     use std::rc::Rc;
     use std::sync::Arc;
@@ -244,8 +246,9 @@ mod fault {
             creds: &WappiCreds,
             chat: &GroupJid,
             limit: u32,
-        ) -> Result<Vec<ChatMessage>, WappiError> {
-            self.inner.chat_messages(creds, chat, limit).await
+            offset: u32,
+        ) -> Result<MessagesPage, WappiError> {
+            self.inner.chat_messages(creds, chat, limit, offset).await
         }
     }
 }

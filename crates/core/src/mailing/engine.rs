@@ -84,16 +84,23 @@ async fn run_step(
     record(svc, &m, cursor.rows_mut(), i, result, lang, fence).await
 }
 
-/// The mailing: as remembered while a row is armed (it goes out at its slot without a
-/// database read first; the cancel flag is also in the state backend, checked by the step),
-/// otherwise read afresh.
+/// The mailing: as remembered while a row is armed (it goes out at its slot without reading
+/// the whole mailing first) but with its cancel flag read afresh, the one column, so a cancel
+/// written only to the database still stops the armed row; otherwise read afresh. Once the
+/// row's slot is held the flag was read by the step that took it, [`PRE_PACE_MS`] before the
+/// call, and is not read again between the slot and the call.
 async fn mailing(
     svc: &EngineServices,
     id: MailingId,
     cursor: &mut Cursor,
 ) -> Result<Option<Mailing>, EngineError> {
     if let (Some(m), Some(_)) = (&cursor.mailing, cursor.armed) {
-        return Ok(Some(m.clone()));
+        let mut m = m.clone();
+        if cursor.slot.is_none() {
+            m.cancel_requested = svc.db.cancel_requested(id).await?;
+            cursor.mailing = Some(m.clone());
+        }
+        return Ok(Some(m));
     }
     let m = svc.db.get_mailing(id).await?;
     if let Some(m) = &m {

@@ -3,7 +3,7 @@
 //! profile pause, a mailing pause). Nothing here awaits or touches a port: the engine writes
 //! the row (fenced) and carries out the rest.
 
-use super::UNSETTLED;
+use super::{ARM_LEAD_MS, UNSETTLED};
 use crate::model::ledger::{Delivery, DeliveryState};
 use crate::services::EngineConfig;
 use crate::wappi::{Remedy, WappiError};
@@ -26,10 +26,14 @@ pub(super) enum Event<'a> {
     SendFailed(&'a WappiError),
     /// Reconciliation found our message in the group's history (its id, maybe empty).
     Found(&'a str),
-    /// Reconciliation read the history and our message is not there: send it again.
+    /// Reconciliation read the history back to before the row's first attempt and our
+    /// message is not there: send it again (or fail the row, its sends used up).
     Absent,
     /// Reconciliation could not read the history.
     Unverified(&'a WappiError),
+    /// Reconciliation read what it could, but not back to before the row's first attempt (why
+    /// is the text): our message may be further back, so the row stays in doubt, for good.
+    Uncovered(&'a str),
 }
 
 /// What the engine does besides writing the changed row.
@@ -54,18 +58,26 @@ impl Change {
 }
 
 /// Changes `row` for `event` at unix-ms `now`.
+///
+/// A `sending` row's `updated_at` is when it was armed, a moment before its call started: the
+/// start its settling is timed from.
 pub(super) fn apply(row: &mut Delivery, event: Event<'_>, cfg: &EngineConfig, now: i64) -> Change {
+    let armed_at = row.updated_at;
     row.updated_at = now;
     match event {
         Event::Interrupted => {
+            // Found after a restart or an activation: the call may still be under way.
             row.state = DeliveryState::InDoubt;
             row.error = Some("interrupted while sending".into());
-            row.next_attempt_at = now;
+            row.next_attempt_at = now.max(settle_not_before(armed_at, cfg));
             Change::just("interrupted")
         }
         Event::Armed => {
             row.state = DeliveryState::Sending;
             row.attempts += 1;
+            if row.first_attempt_at == 0 {
+                row.first_attempt_at = now;
+            }
             Change::just("armed")
         }
         Event::Disarmed => {
@@ -84,12 +96,21 @@ pub(super) fn apply(row: &mut Delivery, event: Event<'_>, cfg: &EngineConfig, no
             row.error = None;
             Change::just("sent")
         }
-        Event::SendFailed(e) => send_failed(row, e, cfg, now),
+        Event::SendFailed(e) => send_failed(row, e, cfg, now, armed_at),
         Event::Found(message_id) => {
             row.state = DeliveryState::Sent;
             row.message_id = Some(message_id.to_string()).filter(|s| !s.is_empty());
             row.error = None;
             Change::just("found")
+        }
+        Event::Absent if row.attempts >= cfg.max_attempts => {
+            row.state = DeliveryState::Failed;
+            let last = row.error.take().unwrap_or_default();
+            row.error = Some(format!(
+                "not delivered after {} attempts ({last})",
+                row.attempts
+            ));
+            Change::just("failed")
         }
         Event::Absent => {
             row.state = DeliveryState::Pending;
@@ -98,11 +119,31 @@ pub(super) fn apply(row: &mut Delivery, event: Event<'_>, cfg: &EngineConfig, no
             Change::just("resend")
         }
         Event::Unverified(e) => unverified(row, e, cfg, now),
+        Event::Uncovered(why) => {
+            row.next_attempt_at = UNSETTLED;
+            row.error = Some(format!("could not verify the send: {why}"));
+            Change::just("uncovered")
+        }
     }
 }
 
+/// The earliest time a send armed at `armed_at` may be settled: its call could have lasted
+/// until the Wappi timeout, and Wappi may carry it out a little after that.
+fn settle_not_before(armed_at: i64, cfg: &EngineConfig) -> i64 {
+    armed_at
+        .saturating_add(ARM_LEAD_MS)
+        .saturating_add(cfg.wappi_timeout_ms)
+        .saturating_add(cfg.settle_margin_ms)
+}
+
 /// A failed send, by the error's remedy.
-fn send_failed(row: &mut Delivery, e: &WappiError, cfg: &EngineConfig, now: i64) -> Change {
+fn send_failed(
+    row: &mut Delivery,
+    e: &WappiError,
+    cfg: &EngineConfig,
+    now: i64,
+    armed_at: i64,
+) -> Change {
     match e.remedy() {
         Remedy::PauseProfile(ms) => {
             // Due at once, so it is the first sent when the profile's pause (held by the state
@@ -118,7 +159,7 @@ fn send_failed(row: &mut Delivery, e: &WappiError, cfg: &EngineConfig, now: i64)
         }
         Remedy::Retry if row.attempts < cfg.max_attempts => {
             row.state = DeliveryState::Pending;
-            row.next_attempt_at = now + backoff_ms(cfg, row) as i64;
+            row.next_attempt_at = now + backoff_ms(cfg, row, row.attempts) as i64;
             row.error = Some(reason_text(e));
             Change::just("retried")
         }
@@ -128,8 +169,10 @@ fn send_failed(row: &mut Delivery, e: &WappiError, cfg: &EngineConfig, now: i64)
             Change::just("failed")
         }
         Remedy::Settle => {
+            // Maybe sent (a timeout, a lost connection, a 5xx): look before any resend, once
+            // the call could have finished.
             row.state = DeliveryState::InDoubt;
-            row.next_attempt_at = now + cfg.settle_delay_ms;
+            row.next_attempt_at = (now + cfg.settle_delay_ms).max(settle_not_before(armed_at, cfg));
             row.error = Some(reason_text(e));
             Change::just("in_doubt")
         }
@@ -145,40 +188,38 @@ fn send_failed(row: &mut Delivery, e: &WappiError, cfg: &EngineConfig, now: i64)
     }
 }
 
-/// A history that could not be read: the row stays `in_doubt`, checked again after a backoff,
-/// or given up on ([`UNSETTLED`]) after the last attempt.
+/// A history that could not be read: the row stays `in_doubt`. A rate limit pauses the profile
+/// and is no check (the row is due again when the pause ends); any other failure is a check
+/// (counted apart from the sends), tried again after a backoff, or given up on
+/// ([`UNSETTLED`]) after the last one.
 fn unverified(row: &mut Delivery, e: &WappiError, cfg: &EngineConfig, now: i64) -> Change {
-    let backoff_until = match e.remedy() {
-        Remedy::PauseProfile(ms) => Some(now + ms as i64),
-        _ => None,
-    };
-    row.attempts += 1;
     row.error = Some(format!("could not verify the send: {}", reason_text(e)));
-    row.next_attempt_at = if row.attempts > cfg.max_attempts {
-        UNSETTLED
-    } else {
-        now + backoff_ms(cfg, row) as i64
-    };
-    let label = if row.next_attempt_at == UNSETTLED {
-        "unverified"
-    } else {
-        "retry"
-    };
-    Change {
-        backoff_until,
-        ..Change::just(label)
+    if let Remedy::PauseProfile(ms) = e.remedy() {
+        row.next_attempt_at = now;
+        return Change {
+            backoff_until: Some(now + ms as i64),
+            ..Change::just("rate_limited")
+        };
     }
+    row.checks += 1;
+    if row.checks >= cfg.max_attempts {
+        row.next_attempt_at = UNSETTLED;
+        return Change::just("unverified");
+    }
+    row.next_attempt_at = now + backoff_ms(cfg, row, row.checks) as i64;
+    Change::just("retry")
 }
 
 /// Exponential backoff with deterministic jitter (±25 %, from the row's identity, so the core
 /// needs no random source and a replay is reproducible).
-fn backoff_ms(cfg: &EngineConfig, row: &Delivery) -> u64 {
+/// `tries` is how many tries of this kind (sends, or history checks) were made.
+fn backoff_ms(cfg: &EngineConfig, row: &Delivery, tries: u32) -> u64 {
     let exp = cfg
         .backoff_base_ms
-        .saturating_mul(1u64 << row.attempts.saturating_sub(1).min(16));
+        .saturating_mul(1u64 << tries.saturating_sub(1).min(16));
     let base = exp.min(cfg.backoff_max_ms);
     let mut h: u64 = 1469598103934665603;
-    for b in row.group.as_str().bytes().chain(row.attempts.to_le_bytes()) {
+    for b in row.group.as_str().bytes().chain(tries.to_le_bytes()) {
         h = (h ^ b as u64).wrapping_mul(1099511628211);
     }
     let jitter = (h % 501) as i64 - 250; // per mille, -250..=250
@@ -219,6 +260,8 @@ mod tests {
             position: 0,
             state,
             attempts,
+            checks: 0,
+            first_attempt_at: 0,
             next_attempt_at: DUE,
             message_id: None,
             error: Some("before".into()),
@@ -292,10 +335,13 @@ mod tests {
             case((InDoubt, 1), Event::Found("m2"), (Sent, 1), at(DUE), "found"),
             case((InDoubt, 1), Event::Found(""), (Sent, 1), at(DUE), "found"),
             case((InDoubt, 1), Event::Absent, (Pending, 1), at(NOW), "resend"),
-            case((InDoubt, 1), Event::Unverified(&temporary), (InDoubt, 2), NOW + 1500..=NOW + 2500, "retry"),
-            case((InDoubt, 4), Event::Unverified(&temporary), (InDoubt, 5), NOW + 12_000..=NOW + 20_000, "retry"),
-            case((InDoubt, 5), Event::Unverified(&temporary), (InDoubt, 6), at(UNSETTLED), "unverified"),
-            case((InDoubt, 1), Event::Unverified(&rate_limited), (InDoubt, 2), NOW + 1500..=NOW + 2500, "retry"),
+            case((InDoubt, 5), Event::Absent, (Failed, 5), at(DUE), "failed"),
+            // a failed check is no send: the sends are never used up by checks
+            case((InDoubt, 1), Event::Unverified(&temporary), (InDoubt, 1), NOW + 750..=NOW + 1250, "retry"),
+            case((InDoubt, 5), Event::Unverified(&temporary), (InDoubt, 5), NOW + 750..=NOW + 1250, "retry"),
+            // a rate-limited check pauses the profile and is due again when the pause ends
+            case((InDoubt, 1), Event::Unverified(&rate_limited), (InDoubt, 1), at(NOW), "rate_limited"),
+            case((InDoubt, 1), Event::Uncovered("too long"), (InDoubt, 1), at(UNSETTLED), "uncovered"),
         ];
         for c in cases {
             let mut r = row(c.state, c.attempts);
@@ -422,6 +468,76 @@ mod tests {
     }
 
     #[test]
+    fn checks_are_counted_apart_from_sends_and_a_rate_limit_is_none() {
+        let temporary = WappiError::Temporary("502".into());
+        let mut r = row(InDoubt, 1);
+        for n in 1..cfg().max_attempts {
+            let change = apply(&mut r, Event::Unverified(&temporary), &cfg(), NOW);
+            assert_eq!((r.checks, r.attempts, change.label), (n, 1, "retry"));
+        }
+        let change = apply(&mut r, Event::Unverified(&temporary), &cfg(), NOW);
+        assert_eq!((r.checks, r.next_attempt_at), (5, UNSETTLED));
+        assert_eq!(change.label, "unverified");
+
+        let mut r = row(InDoubt, 1);
+        for _ in 0..10 {
+            apply(
+                &mut r,
+                Event::Unverified(&WappiError::RateLimited(1000)),
+                &cfg(),
+                NOW,
+            );
+        }
+        assert_eq!((r.checks, r.attempts, r.next_attempt_at), (0, 1, NOW));
+    }
+
+    #[test]
+    fn a_row_is_settled_only_once_its_last_attempt_could_have_finished() {
+        let cfg = EngineConfig {
+            wappi_timeout_ms: 10_000,
+            settle_margin_ms: 5000,
+            settle_delay_ms: 2000,
+            ..EngineConfig::default()
+        };
+        let ready = |armed_at: i64| armed_at + ARM_LEAD_MS + 15_000;
+        // Found `sending` right after a restart or an activation.
+        let mut r = row(Sending, 1);
+        r.updated_at = NOW - 100;
+        apply(&mut r, Event::Interrupted, &cfg, NOW);
+        assert_eq!(r.next_attempt_at, ready(NOW - 100));
+        // Found long after: at once.
+        let mut r = row(Sending, 1);
+        r.updated_at = NOW - 60_000;
+        apply(&mut r, Event::Interrupted, &cfg, NOW);
+        assert_eq!(r.next_attempt_at, NOW);
+        // A send that timed out, or a 5xx that came early: never before the call could end.
+        for failed_at in [NOW, NOW + 10_000] {
+            let mut r = row(Sending, 1);
+            r.updated_at = NOW;
+            let e = WappiError::Unknown("timed out".into());
+            apply(&mut r, Event::SendFailed(&e), &cfg, failed_at);
+            assert_eq!(r.next_attempt_at, ready(NOW).max(failed_at + 2000));
+        }
+    }
+
+    #[test]
+    fn the_first_attempt_is_remembered() {
+        let mut r = row(Pending, 0);
+        apply(&mut r, Event::Armed, &cfg(), NOW);
+        assert_eq!(r.first_attempt_at, NOW);
+        apply(&mut r, Event::Disarmed, &cfg(), NOW + 5);
+        apply(&mut r, Event::Armed, &cfg(), NOW + 10);
+        assert_eq!(r.first_attempt_at, NOW, "kept across attempts");
+        let mut r = row(InDoubt, 5);
+        r.error = Some("outcome unknown: HTTP 502".into());
+        apply(&mut r, Event::Absent, &cfg(), NOW);
+        assert_eq!(
+            r.error.as_deref(),
+            Some("not delivered after 5 attempts (outcome unknown: HTTP 502)")
+        );
+    }
+
+    #[test]
     fn backoff_doubles_up_to_its_cap_with_a_reproducible_jitter() {
         let cfg = EngineConfig {
             backoff_base_ms: 1000,
@@ -431,12 +547,16 @@ mod tests {
         for attempts in 1..=10u32 {
             let r = row(Pending, attempts);
             let base = (1000u64 << (attempts - 1)).min(8000);
-            let ms = backoff_ms(&cfg, &r);
+            let ms = backoff_ms(&cfg, &r, attempts);
             assert!(
                 (base * 3 / 4..=base * 5 / 4).contains(&ms),
                 "attempt {attempts}: {ms} ms"
             );
-            assert_eq!(ms, backoff_ms(&cfg, &r), "the same row, the same backoff");
+            assert_eq!(
+                ms,
+                backoff_ms(&cfg, &r, attempts),
+                "the same row, the same backoff"
+            );
         }
     }
 }

@@ -1,12 +1,20 @@
-//! Reconciliation of `in_doubt` rows through the group's recent Wappi history: our part there,
-//! sent by us after the mailing began, means the send went through; its absence means it did
-//! not, and the row is sent again.
+//! Reconciliation of `in_doubt` rows through the group's Wappi history: our part there, sent by
+//! us since the row's first attempt, means the send went through; its absence from a history
+//! read back to before that attempt means it did not, and the row is sent again. A history that
+//! cannot be read that far back (a paging limit, an API that does not page) proves nothing: the
+//! row stays in doubt and is reported, never resent on a partial look.
 
 use super::outcome::{self, Event};
 use super::{EngineError, Step};
+use crate::model::ids::GroupJid;
 use crate::model::ledger::{Delivery, DeliveryState, Mailing};
 use crate::services::EngineServices;
-use crate::wappi::{ChatMessage, WappiCreds};
+use crate::wappi::{ChatMessage, WappiCreds, WappiError};
+use std::collections::HashSet;
+
+/// How far before a row's first attempt (by our clock) a message still counts as possibly
+/// ours: WhatsApp's timestamps and our clock may differ a little.
+const CLOCK_SKEW_MS: i64 = 60_000;
 
 /// Settles the first due `in_doubt` row (before any new send). `None`: no row is due; else how
 /// the step ends: `Continue` once the row is settled, or a sleep while the profile's
@@ -30,8 +38,7 @@ pub(super) async fn settle_due(
             return Ok(Some(Step::SleepUntil(t)));
         }
     }
-    let earlier_images = earlier_image_parts_sent(rows, i);
-    settle(svc, m, creds, &mut rows[i], earlier_images, fence, now).await?;
+    settle(svc, m, creds, rows, i, fence, now).await?;
     Ok(Some(Step::Continue))
 }
 
@@ -43,59 +50,150 @@ fn earlier_image_parts_sent(rows: &[Delivery], i: usize) -> usize {
         .count()
 }
 
-/// Reads the group's recent history and records what it shows (see [`ours`]); a history that
-/// cannot be read leaves the row `in_doubt` for a later try.
+/// Unix ms from which a message may be one of this group's parts: the first attempt of the
+/// group's earliest part (the mailing's start for rows from before attempts were timed), less
+/// the clock skew.
+fn since_ms(m: &Mailing, rows: &[Delivery], i: usize) -> i64 {
+    rows.iter()
+        .filter(|r| r.group == rows[i].group && r.first_attempt_at > 0)
+        .map(|r| r.first_attempt_at)
+        .min()
+        .unwrap_or(m.created_at)
+        - CLOCK_SKEW_MS
+}
+
+/// Reads row `i`'s group history back far enough and records what it shows (see [`ours`]); a
+/// history that cannot be read leaves the row `in_doubt` for a later try.
 async fn settle(
     svc: &EngineServices,
     m: &Mailing,
     creds: &WappiCreds,
-    row: &mut Delivery,
-    earlier_images: usize,
+    rows: &mut [Delivery],
+    i: usize,
     fence: u64,
     now: i64,
 ) -> Result<(), EngineError> {
     let cfg = &svc.settings.engine;
-    let history = svc
-        .wappi
-        .chat_messages(creds, &row.group, cfg.settle_lookback)
-        .await;
-    let change = match history {
-        Ok(messages) => match ours(&messages, m, row.part, earlier_images) {
-            Some(msg) => outcome::apply(row, Event::Found(&msg.id), cfg, now),
-            None => outcome::apply(row, Event::Absent, cfg, now),
+    let earlier_images = earlier_image_parts_sent(rows, i);
+    let since = since_ms(m, rows, i);
+    let history = read_back(svc, creds, &rows[i].group, since).await;
+    let row = &mut rows[i];
+    let found = |msgs: &[ChatMessage]| {
+        ours(msgs, m, row.part, earlier_images, since).map(|msg| msg.id.clone())
+    };
+    let change = match &history {
+        Ok(h) => match (found(&h.messages), &h.partial) {
+            (Some(id), _) => outcome::apply(row, Event::Found(&id), cfg, now),
+            (None, None) => outcome::apply(row, Event::Absent, cfg, now),
+            (None, Some(why)) => outcome::apply(row, Event::Uncovered(why), cfg, now),
         },
-        Err(e) => outcome::apply(row, Event::Unverified(&e), cfg, now),
+        Err(e) => outcome::apply(row, Event::Unverified(e), cfg, now),
     };
     if let Some(until) = change.backoff_until {
         svc.pacer.set_backoff(&m.profile_id, until).await?;
     }
     let outcome = change.label;
-    tracing::info!(event = "settle", outcome, mailing = m.id.0, group = %row.group, part = row.part, "in-doubt send checked");
+    let pages = history.as_ref().map_or(0, |h| h.pages);
+    tracing::info!(event = "settle", outcome, mailing = m.id.0, group = %row.group, part = row.part, pages, "in-doubt send checked");
     svc.db.update_delivery(row, fence).await?;
     Ok(())
 }
 
-/// Our part in the group's recent history, if it is there.
+/// What was read of a group's history, newest first.
+struct History {
+    messages: Vec<ChatMessage>,
+    /// Why the read did not reach back to `since` (`None`: it did, or it read it all).
+    partial: Option<String>,
+    pages: u32,
+}
+
+/// Reads the group's history page by page, newest first, until it reaches before `since`
+/// (unix ms), or its end, or [`EngineConfig::history_max_pages`](crate::services::EngineConfig).
 ///
-/// What is matched: for the text part (0) a message whose body or caption is our text (a
-/// text message, or the captioned collage); for an uncaptioned image part, the number of our
-/// image messages since the mailing began: more than `earlier_images` (this group's image
-/// parts already recorded as sent) means this one arrived too.
+/// Defensive about paging, which the spec only sketches (`offset` from the newest, `limit`,
+/// `total_count`): the offset advances by what each page gave; the end is an empty page or
+/// `total_count` reached; a later page with nothing new means `offset` is ignored, so the
+/// history cannot be paged, unless the first page already held less than a full page (then
+/// it was all there is). A message without a readable time does not count for reaching back.
+async fn read_back(
+    svc: &EngineServices,
+    creds: &WappiCreds,
+    group: &GroupJid,
+    since: i64,
+) -> Result<History, WappiError> {
+    let cfg = &svc.settings.engine;
+    let limit = cfg.history_page.max(1);
+    let mut h = History {
+        messages: Vec::new(),
+        partial: None,
+        pages: 0,
+    };
+    let mut ids = HashSet::new();
+    let mut offset: u32 = 0;
+    let mut first_full = false;
+    while h.pages < cfg.history_max_pages.max(1) {
+        let page = svc.wappi.chat_messages(creds, group, limit, offset).await?;
+        h.pages += 1;
+        let got = (page.messages.len() + page.skipped) as u32;
+        if got == 0 {
+            return Ok(h); // the end of the history
+        }
+        if h.pages == 1 {
+            first_full = got >= limit;
+        }
+        let before = h.messages.len();
+        for msg in page.messages {
+            if msg.id.is_empty() || ids.insert(msg.id.clone()) {
+                h.messages.push(msg);
+            }
+        }
+        if h.pages > 1 && h.messages.len() == before {
+            if first_full {
+                h.partial = Some("the group's history cannot be paged back".into());
+            }
+            return Ok(h);
+        }
+        let reached = h.messages[before..]
+            .iter()
+            .any(|msg| msg.time > 0 && msg.time.saturating_mul(1000) < since);
+        let at_end = page
+            .total_count
+            .is_some_and(|t| u64::from(offset) + u64::from(got) >= t);
+        if reached || at_end {
+            return Ok(h);
+        }
+        offset = offset.saturating_add(got);
+    }
+    h.partial = Some(format!(
+        "the {} newest messages of the group do not reach back to the send",
+        h.messages.len()
+    ));
+    Ok(h)
+}
+
+/// Our part in what was read of the group's history (newest first), if it is there.
+///
+/// What is matched, among our messages since `since` (unix ms): for the text part (0) a message
+/// whose body or caption is our text (a text message, or the captioned collage); for an
+/// uncaptioned image part, the number of our image messages: more than `earlier_images` (this
+/// group's image parts already recorded as sent) means this one arrived too.
 fn ours<'h>(
     messages: &'h [ChatMessage],
     m: &Mailing,
     part: u32,
     earlier_images: usize,
+    since: i64,
 ) -> Option<&'h ChatMessage> {
-    let since_start = |msg: &&ChatMessage| msg.from_me && msg.time * 1000 >= m.created_at - 60_000;
+    // A message without a readable time (0) cannot be told from an older post: not ours.
+    let mine = |msg: &&ChatMessage| msg.from_me && msg.time.saturating_mul(1000) >= since;
     if part == 0 {
-        messages.iter().filter(since_start).find(|msg| {
+        messages.iter().filter(mine).find(|msg| {
             msg.body.trim() == m.content.text.trim() || msg.caption.trim() == m.content.text.trim()
         })
     } else {
         messages
             .iter()
-            .filter(since_start)
+            .filter(mine)
             .filter(|msg| msg.kind == "image" && msg.caption.trim().is_empty())
             .collect::<Vec<_>>()
             .into_iter()

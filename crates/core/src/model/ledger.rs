@@ -53,6 +53,12 @@ pub struct Delivery {
     pub state: DeliveryState,
     /// Send attempts that reached Wappi or failed on the way (rate-limit pauses not counted).
     pub attempts: u32,
+    /// Reads of the group's history that failed while settling the row (`in_doubt`), counted
+    /// apart from the sends (a rate-limited read is not counted).
+    pub checks: u32,
+    /// Unix ms when the row was first marked `sending` (0 = never): how far back its group's
+    /// history must be read to settle it.
+    pub first_attempt_at: i64,
     /// Unix ms before which the row is not tried again (backoff, settle retry).
     pub next_attempt_at: i64,
     pub message_id: Option<String>,
@@ -376,6 +382,8 @@ mod tests {
             position: group as u32,
             state,
             attempts: 0,
+            checks: 0,
+            first_attempt_at: 0,
             next_attempt_at: 0,
             message_id: None,
             error: None,

@@ -371,6 +371,8 @@ impl MailingStore for InMemDb {
                     position: position as u32,
                     state: DeliveryState::Pending,
                     attempts: 0,
+                    checks: 0,
+                    first_attempt_at: 0,
                     next_attempt_at: 0,
                     message_id: None,
                     error: None,
@@ -447,6 +449,8 @@ impl MailingStore for InMemDb {
             .ok_or(DbError::NotFound)?;
         stored.state = row.state;
         stored.attempts = row.attempts;
+        stored.checks = row.checks;
+        stored.first_attempt_at = row.first_attempt_at;
         stored.next_attempt_at = row.next_attempt_at;
         stored.message_id = row.message_id.clone();
         stored.error = row.error.clone();

@@ -43,7 +43,9 @@ use crate::ports::{
 use crate::services::{CoreSettings, EngineServices, Ports, Services};
 use crate::telegram::{InlineKeyboardMarkup, MessageId, ReplyMarkup, TelegramError};
 use crate::texts::Lang;
-use crate::wappi::{ChatMessage, Dialog, ProfileStatus, Sent, WappiCreds, WappiError};
+use crate::wappi::{
+    ChatMessage, Dialog, MessagesPage, ProfileStatus, Sent, WappiCreds, WappiError,
+};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -192,7 +192,11 @@ async fn scripted_wappi_delivers_records_and_answers_history() {
     );
 
     w.inject_message(&g, &profile("prof-other"), "hello", T0 + 5000);
-    let history = w.chat_messages(&me, &g, 3).await.unwrap();
+    let history = w.chat_messages(&me, &g, 3, 0).await.unwrap().messages;
+    let older = w.chat_messages(&me, &g, 3, 3).await.unwrap();
+    assert_eq!(older.total_count, Some(4));
+    assert_eq!(older.messages.len(), 1, "paged back by offset");
+    assert_eq!(older.messages[0].body, "one");
     let seen: Vec<(&str, bool)> = history
         .iter()
         .map(|m| (m.body.as_str(), m.from_me))
@@ -210,10 +214,10 @@ async fn scripted_wappi_delivers_records_and_answers_history() {
 
     w.fail_next_read(WappiError::RateLimited(1000));
     assert_eq!(
-        w.chat_messages(&me, &g, 3).await.unwrap_err(),
+        w.chat_messages(&me, &g, 3, 0).await.unwrap_err(),
         WappiError::RateLimited(1000)
     );
-    assert!(w.chat_messages(&me, &g, 3).await.is_ok());
+    assert!(w.chat_messages(&me, &g, 3, 0).await.is_ok());
     w.script_status(Err(WappiError::BadToken));
     assert_eq!(w.get_status(&me).await.unwrap_err(), WappiError::BadToken);
     assert!(w.get_status(&me).await.unwrap().is_ready());

@@ -83,6 +83,8 @@ struct WappiInner {
     history: HashMap<GroupJid, Vec<StoredMessage>>,
     last_message: u64,
     latency_ms: i64,
+    /// `chat_messages` ignores `offset` (an API without paging).
+    no_paging: bool,
 }
 
 /// A scripted Wappi. Sends are delivered unless a queued [`SendScript`] says otherwise (a
@@ -130,6 +132,12 @@ impl ScriptedWappi {
     /// Makes the next `chat_messages` call fail with `e`.
     pub fn fail_next_read(&self, e: WappiError) {
         self.lock().reads.push_back(e);
+    }
+
+    /// With `false`, `chat_messages` ignores `offset` and answers the newest page, without a
+    /// `total_count` (an API that does not page).
+    pub fn set_history_paging(&self, on: bool) {
+        self.lock().no_paging = !on;
     }
 
     /// Makes the next `list_chats` call fail with `e`.
@@ -396,26 +404,31 @@ impl WappiApi for ScriptedWappi {
         creds: &WappiCreds,
         chat: &GroupJid,
         limit: u32,
-    ) -> Result<Vec<ChatMessage>, WappiError> {
+        offset: u32,
+    ) -> Result<MessagesPage, WappiError> {
         let at = self.clock.now();
         let answer = {
             let mut inner = self.lock();
             match inner.reads.pop_front() {
                 Some(e) => Err(e),
-                None => Ok(inner
-                    .history
-                    .get(chat)
-                    .map(|h| {
-                        h.iter()
+                None => {
+                    let history = inner.history.get(chat).map(Vec::as_slice).unwrap_or(&[]);
+                    let offset = if inner.no_paging { 0 } else { offset };
+                    Ok(MessagesPage {
+                        messages: history
+                            .iter()
                             .rev()
+                            .skip(offset as usize)
                             .take(limit as usize)
                             .map(|m| ChatMessage {
                                 from_me: m.from == creds.profile_id,
                                 ..m.msg.clone()
                             })
-                            .collect()
+                            .collect(),
+                        total_count: (!inner.no_paging).then_some(history.len() as u64),
+                        skipped: 0,
                     })
-                    .unwrap_or_default()),
+                }
             }
         };
         self.record(WappiCall {

@@ -15,9 +15,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
-use super::{
-    ChatMessage, ChatsPage, Dialog, MessagesPage, ProfileStatus, Sent, WappiCreds, WappiError,
-};
+use super::{ChatsPage, Dialog, MessagesPage, ProfileStatus, Sent, WappiCreds, WappiError};
 use crate::model::ids::GroupJid;
 use crate::ports::{async_trait, MaybeSendSync, WappiApi};
 
@@ -268,7 +266,10 @@ fn interpret(resp: HttpResponse, kind: Kind) -> Result<Value, WappiError> {
     };
     let text = String::from_utf8_lossy(&body);
     if !success {
-        return Err(WappiError::from_http(status, resp.retry_after_secs, &text));
+        return Err(maybe_sent(
+            WappiError::from_http(status, resp.retry_after_secs, &text),
+            kind,
+        ));
     }
     let value: Value = match serde_json::from_str(&text) {
         Ok(v) => v,
@@ -302,6 +303,16 @@ fn no_answer(e: TransportError, kind: Kind) -> WappiError {
         TransportErrorKind::Connect => WappiError::Temporary(detail("connection failed")),
         TransportErrorKind::Timeout => unsure(detail("timed out"), kind),
         TransportErrorKind::Lost => unsure(detail("connection lost"), kind),
+    }
+}
+
+/// A 5xx answer to a send means "maybe sent": a gateway's 502/504 often comes after WhatsApp
+/// took the message (a slow synchronous send). So it is settled through the history before any
+/// resend, never retried blind. A rate limit (429, 503 with `Retry-After`) stays one.
+fn maybe_sent(e: WappiError, kind: Kind) -> WappiError {
+    match (e, kind) {
+        (WappiError::Temporary(s), Kind::Send) => WappiError::Unknown(s),
+        (e, _) => e,
     }
 }
 
@@ -413,14 +424,15 @@ impl<T: HttpTransport> WappiApi for WappiClient<T> {
         creds: &WappiCreds,
         chat: &GroupJid,
         limit: u32,
-    ) -> Result<Vec<ChatMessage>, WappiError> {
+        offset: u32,
+    ) -> Result<MessagesPage, WappiError> {
         let query = [
             ("chat_id", chat.as_str().to_string()),
             ("limit", limit.to_string()),
+            ("offset", offset.to_string()),
             ("order", "desc".to_string()),
         ];
-        let page: MessagesPage = self.read(creds, "/api/sync/messages/get", &query).await?;
-        Ok(page.messages)
+        self.read(creds, "/api/sync/messages/get", &query).await
     }
 }
 

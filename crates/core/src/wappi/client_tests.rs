@@ -168,10 +168,12 @@ async fn reads_are_gets_with_their_query() {
         200,
         r#"{"status":"done","messages":[{"id":"A1","fromMe":true,"time":1679823696,"body":"hi","type":"chat"}],"total_count":1}"#,
     );
-    let msgs = c.chat_messages(&creds(), &group(), 20).await.unwrap();
+    let page = c.chat_messages(&creds(), &group(), 20, 40).await.unwrap();
+    let msgs = &page.messages;
     assert!(msgs[0].from_me && msgs[0].body == "hi" && msgs[0].time == 1_679_823_696);
+    assert_eq!(page.total_count, Some(1));
     assert!(last(&c).url.ends_with(
-        "/api/sync/messages/get?profile_id=2f099bc3-478d&chat_id=120363025246125486%40g.us&limit=20&order=desc"
+        "/api/sync/messages/get?profile_id=2f099bc3-478d&chat_id=120363025246125486%40g.us&limit=20&offset=40&order=desc"
     ));
 }
 
@@ -201,6 +203,17 @@ async fn refusals_are_classified_by_status_and_body() {
     reply(&c, 502, "bad gateway");
     let e = c.list_chats(&creds(), 10, 0).await.unwrap_err();
     assert_eq!(e, WappiError::Temporary("HTTP 502: bad gateway".into()));
+    // A send's 5xx may come after WhatsApp took the message: maybe sent, settle it.
+    for status in [500, 502, 504] {
+        reply(&c, status, "gateway");
+        let e = c.send_text(&creds(), &group(), "x").await.unwrap_err();
+        assert_eq!(e, WappiError::Unknown(format!("HTTP {status}: gateway")));
+        assert_eq!(e.remedy(), crate::wappi::Remedy::Settle);
+    }
+    // A 503 with Retry-After still pauses the account.
+    answer(&c, Ok(response(503, Some(4), "")));
+    let e = c.send_text(&creds(), &group(), "x").await.unwrap_err();
+    assert_eq!(e, WappiError::RateLimited(4000));
 
     // A read whose `status` is not `done` is a failure; a send only on `error`.
     reply(&c, 200, r#"{"status":"pending","detail":"wait"}"#);

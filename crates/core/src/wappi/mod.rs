@@ -102,28 +102,73 @@ pub struct ChatsPage {
     pub dialogs: Vec<Dialog>,
 }
 
-/// One message of `messages/get`, the fields reconciliation reads.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+/// One message of `messages/get`, the fields reconciliation reads. Decoded leniently (see
+/// [`MessagesPage`]): a field that is missing, `null` or of another type takes its default.
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct ChatMessage {
-    #[serde(default)]
     pub id: String,
-    #[serde(default, rename = "fromMe")]
+    #[serde(rename = "fromMe")]
     pub from_me: bool,
-    /// Unix seconds.
-    #[serde(default)]
+    /// Unix seconds; 0 when the message carries no readable time.
     pub time: i64,
-    #[serde(default)]
     pub body: String,
-    #[serde(default)]
     pub caption: String,
-    #[serde(default, rename = "type")]
+    #[serde(rename = "type")]
     pub kind: String,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+impl ChatMessage {
+    /// Reads one message field by field, each falling back to its default; `None` only for
+    /// something that is not an object at all.
+    pub fn lenient(v: &serde_json::Value) -> Option<ChatMessage> {
+        let o = v.as_object()?;
+        let text = |k: &str| {
+            o.get(k)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let time = o.get("time").and_then(|t| {
+            t.as_i64()
+                .or_else(|| t.as_f64().map(|f| f as i64))
+                .or_else(|| t.as_str().and_then(|s| s.trim().parse().ok()))
+        });
+        Some(ChatMessage {
+            id: text("id"),
+            from_me: o.get("fromMe").and_then(|b| b.as_bool()).unwrap_or(false),
+            time: time.unwrap_or(0).max(0),
+            body: text("body"),
+            caption: text("caption"),
+            kind: text("type"),
+        })
+    }
+}
+
+/// One page of `messages/get` (newest first): the messages read, and the chat's
+/// `total_count` when the answer gives one. One odd message never costs the page: each is
+/// read on its own ([`ChatMessage::lenient`]), and what is not a message at all is skipped
+/// (counted in `skipped`).
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct MessagesPage {
-    #[serde(default)]
     pub messages: Vec<ChatMessage>,
+    pub total_count: Option<u64>,
+    pub skipped: usize,
+}
+
+impl<'de> Deserialize<'de> for MessagesPage {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = serde_json::Value::deserialize(d)?;
+        let list = v.get("messages").and_then(|m| m.as_array());
+        let read: Vec<Option<ChatMessage>> = list
+            .map(|l| l.iter().map(ChatMessage::lenient).collect())
+            .unwrap_or_default();
+        let skipped = read.iter().filter(|m| m.is_none()).count();
+        Ok(MessagesPage {
+            messages: read.into_iter().flatten().collect(),
+            total_count: v.get("total_count").and_then(|t| t.as_u64()),
+            skipped,
+        })
+    }
 }
 
 /// A failed Wappi call, classified.
@@ -132,11 +177,13 @@ pub enum WappiError {
     /// 429 or `Retry-After`: the whole profile must wait this long (ms).
     #[error("wappi: rate limited, retry after {0} ms")]
     RateLimited(u64),
-    /// 5xx or a connection that failed before the request was sent: safe to retry.
+    /// A 5xx answer to a read, or a connection that failed before the request was sent: safe
+    /// to retry.
     #[error("wappi: temporary failure: {0}")]
     Temporary(String),
     /// The request may or may not have been carried out (timeout or connection lost after
-    /// the request was sent). A send in this state is `in_doubt` and must be settled.
+    /// the request was sent, or a 5xx answer to a send). A send in this state is `in_doubt`
+    /// and must be settled.
     #[error("wappi: outcome unknown: {0}")]
     Unknown(String),
     /// WhatsApp is not connected on this profile ("Not authorized in whatsapp"): pause.
@@ -289,6 +336,36 @@ mod tests {
         assert_eq!(WappiError::Unknown("reset".into()).remedy(), Remedy::Settle);
         assert_eq!(WappiError::NotAuthorized.remedy(), Remedy::PauseMailing);
         assert_eq!(WappiError::Rejected("x".into()).remedy(), Remedy::FailRow);
+    }
+
+    #[test]
+    fn a_history_page_is_read_message_by_message() {
+        let page: MessagesPage = serde_json::from_str(
+            r#"{"status":"done","messages":[
+                {"id":"A1","fromMe":true,"time":1720780615,"body":"ours","caption":null,"type":"chat","senderName":null},
+                {"id":null,"fromMe":null,"time":"1720780600","body":null,"type":"image"},
+                "not a message",
+                {"id":"A3","fromMe":false,"time":null,"body":7}
+            ],"total_count":1406}"#,
+        )
+        .unwrap();
+        assert_eq!(page.total_count, Some(1406));
+        assert_eq!(page.skipped, 1);
+        let m = &page.messages;
+        assert_eq!(m.len(), 3);
+        assert_eq!(
+            (m[0].id.as_str(), m[0].from_me, m[0].time),
+            ("A1", true, 1720780615)
+        );
+        assert_eq!((m[0].body.as_str(), m[0].caption.as_str()), ("ours", ""));
+        assert_eq!(
+            (m[1].id.as_str(), m[1].from_me, m[1].time),
+            ("", false, 1720780600)
+        );
+        assert_eq!(m[1].kind, "image");
+        assert_eq!((m[2].time, m[2].body.as_str()), (0, ""));
+        let empty: MessagesPage = serde_json::from_str(r#"{"status":"done"}"#).unwrap();
+        assert!(empty.messages.is_empty() && empty.total_count.is_none());
     }
 
     #[test]
