@@ -10,6 +10,7 @@ use crate::ports::{DbError, Invoice, Settlement};
 use crate::robokassa::{self, Amount, PaymentRequest, Receipt};
 use crate::services::Services;
 use crate::texts::{self, Lang};
+use crate::Secret;
 
 /// The `Shp_` parameter naming the plan an invoice is for (signed with the link and the
 /// notification).
@@ -40,6 +41,10 @@ pub fn payment_link(p: &Payments, invoice: &Invoice, l: Lang) -> String {
 pub struct Reply {
     pub status: u16,
     pub body: String,
+    /// The received signature once it verified (whatever came after: an unknown invoice, a
+    /// replay): the one caller-sent value a log redaction list may take. `None` when it did
+    /// not verify, since then it is any text the caller chose, a word of the logs included.
+    pub verified_signature: Option<Secret>,
 }
 
 impl Reply {
@@ -47,6 +52,14 @@ impl Reply {
         Reply {
             status,
             body: body.to_string(),
+            verified_signature: None,
+        }
+    }
+
+    fn signed(self, signature: &Secret) -> Reply {
+        Reply {
+            verified_signature: Some(signature.clone()),
+            ..self
         }
     }
 }
@@ -64,6 +77,12 @@ pub async fn on_result(svc: &Services, params: &[(String, String)]) -> Reply {
             return Reply::refuse(400, "bad notification");
         }
     };
+    let signature = notice.signature.clone();
+    settle(svc, notice).await.signed(&signature)
+}
+
+/// A verified notification: matched to its invoice and recorded.
+async fn settle(svc: &Services, notice: robokassa::ResultNotice) -> Reply {
     let inv_id = notice.inv_id;
     let invoice = match svc.db.get_invoice(inv_id).await {
         Ok(Some(i)) => i,
@@ -120,6 +139,7 @@ pub async fn on_result(svc: &Services, params: &[(String, String)]) -> Reply {
     Reply {
         status: 200,
         body: robokassa::result_ok_body(inv_id),
+        verified_signature: None,
     }
 }
 

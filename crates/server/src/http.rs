@@ -180,19 +180,18 @@ async fn robokassa_result(
         Ok(params) => params,
         Err(refusal) => return refusal,
     };
-    // The signature sent is as good as a password for a replay: never let it reach a log.
-    for (_, v) in params
-        .iter()
-        .filter(|(k, _)| k.eq_ignore_ascii_case("SignatureValue"))
-    {
-        crate::logging::register_transient(v);
-    }
     let inv_id = params
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case("InvId"))
         .map(|(_, v)| v.as_str())
         .unwrap_or("");
     let reply = payments::on_result(&app.svc, &params).await;
+    // A signature that verified is as good as a password for a replay: keep it out of every
+    // log line. An unverified one is any text its sender chose (a word of the logs, a group's
+    // name): on the list, it would blank that word out of every later line.
+    if let Some(signature) = &reply.verified_signature {
+        crate::logging::register_transient(signature.expose());
+    }
     tracing::info!(
         inv_id,
         status = reply.status,
