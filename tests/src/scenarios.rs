@@ -304,6 +304,122 @@ pub async fn tampered_or_foreign_notifications_change_nothing<S: Bot>(
     page
 }
 
+// ---- Robokassa calls that no real Robokassa makes ----
+
+/// A notification form of about `bytes` bytes that no real Robokassa sends: `OutSum`, `InvId`
+/// and a made-up `SignatureValue` for invoice `inv`, then `Shp_k000000=1`, `Shp_k000001=1`, …
+/// with distinct keys, and at the end the first key again with another value: a conflict that
+/// only a reading of every `Shp_` field finds.
+pub fn oversized_form(inv: i64, bytes: usize) -> String {
+    let mut form = format!(
+        "OutSum=490.000000&InvId={inv}&SignatureValue={}",
+        "A".repeat(32)
+    );
+    let mut i = 0;
+    while form.len() + 2 * 14 < bytes {
+        form.push_str(&format!("&Shp_k{i:06}=1"));
+        i += 1;
+    }
+    form.push_str("&Shp_k000000=2");
+    form
+}
+
+/// A short form of `fields` fields for invoice `inv` (`OutSum`, `InvId`, a made-up
+/// `SignatureValue`, then `Shp_` ones): far under the size limit, over the field limit.
+pub fn many_fields_form(inv: i64, fields: usize) -> String {
+    let mut form = format!(
+        "OutSum=490.000000&InvId={inv}&SignatureValue={}",
+        "A".repeat(32)
+    );
+    for i in 3..fields {
+        form.push_str(&format!("&Shp_{i}=1"));
+    }
+    form
+}
+
+/// POSTs `body` as a form to `url`: (status, body). A transport error or no answer within a
+/// minute fails the test.
+pub async fn post_form(url: String, body: String) -> (u16, String) {
+    let r = reqwest::Client::new()
+        .post(&url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    (r.status().as_u16(), r.text().await.unwrap_or_default())
+}
+
+/// POSTs `body` as a form to `path` at `base` (`http://127.0.0.1:<port>`) over a plain TCP
+/// connection: (status, body). With `chunk` the body goes in chunks of that many bytes
+/// (`Transfer-Encoding: chunked`, so its size shows only as it is read), else with its
+/// `Content-Length`. The body is written while the answer is read, and a write that fails
+/// because the server answered and closed without reading it all is no error: an HTTP client
+/// that stops at its first write error (as reqwest does) would lose such an answer.
+pub async fn post_raw(base: &str, path: &str, body: String, chunk: Option<usize>) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://").to_string();
+    let stream = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let (mut rx, mut tx) = stream.into_split();
+    let framing = match chunk {
+        Some(_) => "Transfer-Encoding: chunked".to_string(),
+        None => format!("Content-Length: {}", body.len()),
+    };
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\n{framing}\r\nConnection: close\r\n\r\n"
+    );
+    // The write side stays open until the answer is in: a server may take a half-closed
+    // connection for a client that left.
+    let write = async {
+        tx.write_all(head.as_bytes()).await?;
+        match chunk {
+            None => tx.write_all(body.as_bytes()).await?,
+            Some(size) => {
+                for part in body.as_bytes().chunks(size) {
+                    tx.write_all(format!("{:x}\r\n", part.len()).as_bytes())
+                        .await?;
+                    tx.write_all(part).await?;
+                    tx.write_all(b"\r\n").await?;
+                }
+                tx.write_all(b"0\r\n\r\n").await?;
+            }
+        }
+        tx.flush().await
+    };
+    // Bytes read before a reset stay in `answer`.
+    let mut answer = Vec::new();
+    let read = rx.read_to_end(&mut answer);
+    let (_, read) =
+        tokio::time::timeout(Duration::from_secs(60), async { tokio::join!(write, read) })
+            .await
+            .unwrap_or_else(|_| panic!("POST {path}: no answer within a minute"));
+    drop(tx);
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = answer
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("POST {path}: not an HTTP answer: {answer:?} ({read:?})"));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {head:?}"));
+    (status, body.to_string())
+}
+
+/// GETs `url`: (status, body), as [`post_form`].
+pub async fn get_text(url: String) -> (u16, String) {
+    let r = reqwest::Client::new()
+        .get(&url)
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {}: {e}", &url[..url.len().min(80)]));
+    (r.status().as_u16(), r.text().await.unwrap_or_default())
+}
+
 // ---- Content: the mailing text and the group list ----
 
 /// Commands other than /start, /lang and /help answer an unregistered user with a pointer to

@@ -1,10 +1,12 @@
 //! Subscriptions paid through Robokassa on the Cloudflare Worker under `wrangler dev`, as in
 //! the native suite: the signed payment link (recomputed here with its own MD5), the ResultURL
 //! notification accepted once, replays answered `OK` with nothing changed, tampering refused,
-//! the payer's pages, and the Cron reminder pass. Needs `scripts/worker-setup`.
+//! the payer's pages, calls over the size and field limits refused undecoded, and the Cron
+//! reminder pass. Needs `scripts/worker-setup`.
 
 use groupcast_e2e::scenarios::{
-    self, invoice_for, invoice_of, live_form, md5_hex, notify, LOGIN, PASS1, PASS2,
+    self, get_text, invoice_for, invoice_of, live_form, many_fields_form, md5_hex, notify,
+    oversized_form, post_form, post_raw, LOGIN, PASS1, PASS2,
 };
 use groupcast_e2e::worker_harness::{worker_world_with, Worker};
 use groupcast_e2e::world::{Account, World, STEP};
@@ -92,4 +94,65 @@ async fn the_cron_sends_a_reminder_once() {
             .filter(|m| m.text.starts_with('🔔') || m.text.starts_with('🔒'))
             .count();
     assert_eq!(reminders, 1);
+}
+
+/// As on the server (`payments_limits.rs`): calls no real Robokassa makes (almost 1 MiB of
+/// `Shp_` fields with or without a declared length, too many fields, as a POST body or a GET
+/// query, at the result and the payer's pages) are refused undecoded, with one log line each
+/// and nothing of the body in the logs, while the bot answers a user; a real notification still
+/// reaches the signature check.
+#[tokio::test]
+async fn oversized_or_overlong_calls_are_refused_undecoded_while_the_bot_answers() {
+    let w = shop().await;
+    let base = w.server.url();
+    let result = format!("{base}/robokassa/result");
+    let big = oversized_form(1, 1_000_000);
+    let calls: Vec<_> = [None, None, Some(8192)]
+        .into_iter()
+        .map(|chunk| {
+            let (base, big) = (base.clone(), big.clone());
+            tokio::spawn(async move { post_raw(&base, "/robokassa/result", big, chunk).await })
+        })
+        .collect();
+    let p = w.person(7001);
+    p.says("/help");
+    p.hears("groupcast").await;
+    for call in calls {
+        assert_eq!(call.await.unwrap(), (413, "too large".to_string()));
+    }
+
+    let many = many_fields_form(1, 65);
+    assert_eq!(
+        post_form(result.clone(), many.clone()).await,
+        (400, "too many fields".to_string())
+    );
+    let long_query = oversized_form(1, 20_000);
+    assert_eq!(
+        get_text(format!("{result}?{long_query}")).await,
+        (413, "too large".to_string())
+    );
+    assert_eq!(
+        post_raw(&base, "/robokassa/success", long_query.clone(), None).await,
+        (413, "too large".to_string())
+    );
+    assert_eq!(
+        get_text(format!("{base}/robokassa/fail?{many}")).await,
+        (400, "too many fields".to_string())
+    );
+    assert_eq!(
+        notify(&w, &live_form(424_242, "490.000000", "30", PASS2)).await,
+        (404, "unknown invoice".to_string())
+    );
+
+    let logs = w.server.logs();
+    let refused = |reason: &str| {
+        logs.lines()
+            .filter(|l| l.contains("robokassa call refused") && l.contains(reason))
+            .count()
+    };
+    assert_eq!(refused(": too large"), 5, "{logs}");
+    assert_eq!(refused(": too many fields"), 2, "{logs}");
+    assert!(!logs.contains("Shp_k0"), "a log line holds the body");
+    assert!(!logs.contains("Shp_10"), "a log line holds the body");
+    w.server.assert_no_secrets_in_logs(&[PASS1, PASS2]);
 }

@@ -10,6 +10,7 @@ use crate::ports::{DbError, Invoice, Settlement};
 use crate::robokassa::{self, Amount, PaymentRequest, Receipt};
 use crate::services::Services;
 use crate::texts::{self, Lang};
+use crate::Secret;
 
 /// The `Shp_` parameter naming the plan an invoice is for (signed with the link and the
 /// notification).
@@ -40,6 +41,10 @@ pub fn payment_link(p: &Payments, invoice: &Invoice, l: Lang) -> String {
 pub struct Reply {
     pub status: u16,
     pub body: String,
+    /// The received signature once it verified (whatever came after: an unknown invoice, a
+    /// replay): the one caller-sent value a log redaction list may take. `None` when it did
+    /// not verify, since then it is any text the caller chose, a word of the logs included.
+    pub verified_signature: Option<Secret>,
 }
 
 impl Reply {
@@ -47,11 +52,20 @@ impl Reply {
         Reply {
             status,
             body: body.to_string(),
+            verified_signature: None,
+        }
+    }
+
+    fn signed(self, signature: &Secret) -> Reply {
+        Reply {
+            verified_signature: Some(signature.clone()),
+            ..self
         }
     }
 }
 
-/// Handles a ResultURL notification (GET query or POST form pairs, decoded once).
+/// Handles a ResultURL notification (GET query or POST form pairs, decoded once, within the
+/// limits of [`call_pairs`]).
 pub async fn on_result(svc: &Services, params: &[(String, String)]) -> Reply {
     let Some(p) = svc.settings.payments.as_ref() else {
         return Reply::refuse(404, "payments are not configured");
@@ -63,6 +77,12 @@ pub async fn on_result(svc: &Services, params: &[(String, String)]) -> Reply {
             return Reply::refuse(400, "bad notification");
         }
     };
+    let signature = notice.signature.clone();
+    settle(svc, notice).await.signed(&signature)
+}
+
+/// A verified notification: matched to its invoice and recorded.
+async fn settle(svc: &Services, notice: robokassa::ResultNotice) -> Reply {
     let inv_id = notice.inv_id;
     let invoice = match svc.db.get_invoice(inv_id).await {
         Ok(Some(i)) => i,
@@ -119,6 +139,7 @@ pub async fn on_result(svc: &Services, params: &[(String, String)]) -> Reply {
     Reply {
         status: 200,
         body: robokassa::result_ok_body(inv_id),
+        verified_signature: None,
     }
 }
 
@@ -128,8 +149,82 @@ fn storage_failure(inv_id: i64, e: &DbError) -> Reply {
     Reply::refuse(500, "temporary failure")
 }
 
+/// The most bytes a Robokassa call may carry, query string and form body together. A live
+/// ResultURL notification is about 15 fields in some 400 bytes (spec §3.1: the legacy
+/// duplicates, the fee, the e-mail and our one `Shp_plan`), a SuccessURL or FailURL redirect
+/// less. 16 KiB leaves room for long e-mail addresses and more `Shp_` parameters, and bounds
+/// what any caller can make us decode, sort and hash before a signature is checked to a few
+/// microseconds: small enough to do on the async runtime's threads.
+pub const MAX_CALL_BYTES: usize = 16 * 1024;
+
+/// The most `key=value` fields a Robokassa call may carry (a live notification has about 15).
+pub const MAX_CALL_FIELDS: usize = 64;
+
+/// Why a call to a Robokassa endpoint was refused before it was decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CallRefusal {
+    /// Over [`MAX_CALL_BYTES`] (a declared `Content-Length`, or what arrived).
+    #[error("too large")]
+    TooLarge,
+    /// Over [`MAX_CALL_FIELDS`].
+    #[error("too many fields")]
+    TooManyFields,
+}
+
+impl CallRefusal {
+    /// The HTTP status to answer: 413 for the size, 400 for the fields.
+    pub fn status(self) -> u16 {
+        match self {
+            CallRefusal::TooLarge => 413,
+            CallRefusal::TooManyFields => 400,
+        }
+    }
+
+    /// The short answer, also the `reason` of the operator's log line.
+    pub fn text(self) -> &'static str {
+        match self {
+            CallRefusal::TooLarge => "too large",
+            CallRefusal::TooManyFields => "too many fields",
+        }
+    }
+
+    /// The limit that was passed.
+    pub fn limit(self) -> usize {
+        match self {
+            CallRefusal::TooLarge => MAX_CALL_BYTES,
+            CallRefusal::TooManyFields => MAX_CALL_FIELDS,
+        }
+    }
+}
+
+/// Refuses a call whose declared size (query string plus `Content-Length`) is over
+/// [`MAX_CALL_BYTES`], before a byte of its body is read.
+pub fn check_call_size(query_len: usize, content_length: Option<u64>) -> Result<(), CallRefusal> {
+    let body = content_length.map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
+    if query_len.saturating_add(body) > MAX_CALL_BYTES {
+        return Err(CallRefusal::TooLarge);
+    }
+    Ok(())
+}
+
+/// The pairs of a Robokassa call, the query string's then the form body's, each decoded once.
+/// Refused undecoded when the two together are over [`MAX_CALL_BYTES`] or hold more than
+/// [`MAX_CALL_FIELDS`] fields (counted by their `&`, one pass).
+pub fn call_pairs(query: &str, body: &[u8]) -> Result<Vec<(String, String)>, CallRefusal> {
+    check_call_size(query.len(), Some(body.len() as u64))?;
+    let body = String::from_utf8_lossy(body);
+    let fields = |s: &str| s.split('&').filter(|p| !p.is_empty()).count();
+    if fields(query) + fields(&body) > MAX_CALL_FIELDS {
+        return Err(CallRefusal::TooManyFields);
+    }
+    let mut pairs = form_pairs(query);
+    pairs.extend(form_pairs(&body));
+    Ok(pairs)
+}
+
 /// `application/x-www-form-urlencoded` (a query string or a form body) into pairs, decoded
-/// once (`+` is a space). Robokassa sends its parameters either way.
+/// once (`+` is a space), in one pass. Robokassa sends its parameters either way; its
+/// endpoints go through [`call_pairs`], which bounds the input first.
 pub fn form_pairs(s: &str) -> Vec<(String, String)> {
     let decode = |v: &str| {
         let v = v.replace('+', " ");
@@ -254,6 +349,78 @@ mod tests {
         assert_eq!(pairs[3], ("Description".into(), "П x".into()));
         assert_eq!(pairs[4], ("empty".into(), "".into()));
         assert_eq!(pairs[5], ("flag".into(), "".into()));
+    }
+
+    #[test]
+    fn calls_over_the_limits_are_refused_undecoded() {
+        let live = "out_summ=69.000000&OutSum=69.000000&inv_id=16799&InvId=16799&crc=502F0B19&SignatureValue=502F0B19&PaymentMethod=BankCard&IncSum=69.000000&IncCurrLabel=BankCardPSR&EMail=a%40b.c&Fee=2.690000&Shp_days=30&Shp_id=610893809";
+        let pairs = call_pairs("", live.as_bytes()).unwrap();
+        assert_eq!(pairs.len(), 13);
+        assert_eq!(pairs[9], ("EMail".into(), "a@b.c".into()));
+        let both = call_pairs("InvId=5&Culture=en", b"OutSum=1").unwrap();
+        assert_eq!(both.len(), 3);
+        assert_eq!(both[2], ("OutSum".into(), "1".into()));
+
+        // Exactly at the limits: taken.
+        let fields: Vec<String> = (0..MAX_CALL_FIELDS).map(|i| format!("f{i}=1")).collect();
+        assert_eq!(
+            call_pairs("", fields.join("&").as_bytes()).unwrap().len(),
+            64
+        );
+        let (q, b) = fields.split_at(10);
+        assert_eq!(
+            call_pairs(&q.join("&"), b.join("&").as_bytes())
+                .unwrap()
+                .len(),
+            64
+        );
+        let full = format!("a={}", "x".repeat(MAX_CALL_BYTES - 2));
+        assert_eq!(full.len(), MAX_CALL_BYTES);
+        assert!(call_pairs("", full.as_bytes()).is_ok());
+
+        // One more: refused, whether in the query, the body or split between them.
+        let over = format!("{}&f=1", fields.join("&"));
+        assert_eq!(
+            call_pairs("", over.as_bytes()),
+            Err(CallRefusal::TooManyFields)
+        );
+        assert_eq!(call_pairs(&over, b""), Err(CallRefusal::TooManyFields));
+        assert_eq!(
+            call_pairs("g=1", fields.join("&").as_bytes()),
+            Err(CallRefusal::TooManyFields)
+        );
+        let big = format!("{full}x");
+        assert_eq!(call_pairs("", big.as_bytes()), Err(CallRefusal::TooLarge));
+        assert_eq!(call_pairs(&big, b""), Err(CallRefusal::TooLarge));
+        assert_eq!(
+            call_pairs("q=1", full.as_bytes()),
+            Err(CallRefusal::TooLarge)
+        );
+        // Empty segments are no fields.
+        assert!(call_pairs("", "&".repeat(1000).as_bytes())
+            .unwrap()
+            .is_empty());
+
+        // A declared length is judged before the body is read.
+        assert_eq!(check_call_size(0, Some(MAX_CALL_BYTES as u64)), Ok(()));
+        assert_eq!(check_call_size(0, None), Ok(()));
+        assert_eq!(
+            check_call_size(1, Some(MAX_CALL_BYTES as u64)),
+            Err(CallRefusal::TooLarge)
+        );
+        assert_eq!(
+            check_call_size(0, Some(u64::MAX)),
+            Err(CallRefusal::TooLarge)
+        );
+        for (r, status, text) in [
+            (CallRefusal::TooLarge, 413, "too large"),
+            (CallRefusal::TooManyFields, 400, "too many fields"),
+        ] {
+            assert_eq!(
+                (r.status(), r.text(), r.to_string()),
+                (status, text, text.into())
+            );
+        }
     }
 
     #[test]

@@ -3,18 +3,25 @@
 //! The webhook checks the secret header in constant time, records the `update_id`, hands the
 //! update to the dispatcher and answers at once. The routes read only what [`Surface`] gives
 //! them, so this module knows nothing of start-up.
+//!
+//! Robokassa's routes take at most [`payments::MAX_CALL_BYTES`] (16 KiB) in
+//! [`payments::MAX_CALL_FIELDS`] (64) fields: a declared `Content-Length` over the limit is
+//! refused before a byte of the body is read, a body that turns out longer when read stops
+//! being read there (`DefaultBodyLimit` on those routes), and only then is the form decoded.
+//! Within these limits decoding, sorting the `Shp_*` fields and hashing take microseconds, so
+//! they run on the runtime's threads; nothing bigger ever gets that far.
 
 use crate::db::SqliteDb;
 use crate::metrics::{self, Metrics, Readings};
 use crate::state::StateHandles;
 use crate::updates::Dispatcher;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, RawQuery, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use groupcast_core::payments::{self, form_pairs};
+use groupcast_core::payments::{self, CallRefusal};
 use groupcast_core::secret::secret_matches;
 use groupcast_core::services::Services;
 use groupcast_core::telegram::Update;
@@ -50,13 +57,22 @@ pub fn router(app: Arc<Surface>) -> Router {
         .route("/metrics", get(metrics))
         .route(
             "/robokassa/result",
-            get(robokassa_result).post(robokassa_result),
+            get(robokassa_result)
+                .post(robokassa_result)
+                .layer(robokassa_body_limit()),
         )
         .route(
             "/robokassa/success",
-            get(robokassa_success).post(robokassa_success),
+            get(robokassa_success)
+                .post(robokassa_success)
+                .layer(robokassa_body_limit()),
         )
-        .route("/robokassa/fail", get(robokassa_fail).post(robokassa_fail))
+        .route(
+            "/robokassa/fail",
+            get(robokassa_fail)
+                .post(robokassa_fail)
+                .layer(robokassa_body_limit()),
+        )
         .layer(DefaultBodyLimit::max(MAX_UPDATE_BYTES))
         .with_state(app)
 }
@@ -90,11 +106,61 @@ async fn webhook(State(app): State<Arc<Surface>>, headers: HeaderMap, body: Byte
     }
 }
 
-/// The pairs of a Robokassa call: the query string, then a form body.
-fn robokassa_params(query: Option<String>, body: &Bytes) -> Vec<(String, String)> {
-    let mut pairs = form_pairs(query.as_deref().unwrap_or(""));
-    pairs.extend(form_pairs(&String::from_utf8_lossy(body)));
-    pairs
+/// The body limit of Robokassa's routes (it replaces the router's, set further out).
+fn robokassa_body_limit() -> DefaultBodyLimit {
+    DefaultBodyLimit::max(payments::MAX_CALL_BYTES)
+}
+
+/// The pairs of a Robokassa call (the query string's, then the form body's), or the answer
+/// that refuses it undecoded: over the size limit by its `Content-Length` (nothing of the body
+/// read) or as read, or over the field limit.
+async fn robokassa_params(
+    route: &'static str,
+    peer: IpAddr,
+    query: Option<String>,
+    req: Request,
+) -> Result<Vec<(String, String)>, Response> {
+    let query = query.unwrap_or_default();
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if let Err(refusal) = payments::check_call_size(query.len(), declared) {
+        let bytes = declared.map(|d| d.saturating_add(query.len() as u64));
+        return Err(refused(route, peer, refusal, bytes));
+    }
+    let body = match Bytes::from_request(req, &()).await {
+        Ok(body) => body,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return Err(refused(route, peer, CallRefusal::TooLarge, None));
+        }
+        Err(e) => {
+            tracing::warn!(route, %peer, error = %e, "robokassa call body unreadable");
+            return Err((StatusCode::BAD_REQUEST, "unreadable body").into_response());
+        }
+    };
+    let bytes = (query.len() + body.len()) as u64;
+    payments::call_pairs(&query, &body).map_err(|r| refused(route, peer, r, Some(bytes)))
+}
+
+/// The answer to a call refused before decoding, and the operator's one line about it (what
+/// was wrong, never what was sent).
+fn refused(route: &str, peer: IpAddr, refusal: CallRefusal, bytes: Option<u64>) -> Response {
+    let (reason, limit) = (refusal.text(), refusal.limit());
+    match bytes {
+        Some(bytes) => {
+            tracing::warn!(route, %peer, reason, bytes, limit, "robokassa call refused")
+        }
+        None => tracing::warn!(route, %peer, reason, limit, "robokassa call refused"),
+    }
+    let status = StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    (
+        status,
+        [("content-type", "text/plain; charset=utf-8")],
+        reason,
+    )
+        .into_response()
 }
 
 /// ResultURL: Robokassa's server-to-server notification, the only thing that marks an
@@ -103,27 +169,29 @@ async fn robokassa_result(
     State(app): State<Arc<Surface>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     RawQuery(query): RawQuery,
-    body: Bytes,
+    req: Request,
 ) -> Response {
     let allowed = &app.robokassa_allowed_ips;
     if !allowed.is_empty() && !allowed.contains(&peer.ip()) {
         tracing::warn!(peer = %peer.ip(), "robokassa notification from an address not in ROBOKASSA_ALLOWED_IPS");
         return (StatusCode::FORBIDDEN, "forbidden").into_response();
     }
-    let params = robokassa_params(query, &body);
-    // The signature sent is as good as a password for a replay: never let it reach a log.
-    for (_, v) in params
-        .iter()
-        .filter(|(k, _)| k.eq_ignore_ascii_case("SignatureValue"))
-    {
-        crate::logging::register_transient(v);
-    }
+    let params = match robokassa_params("/robokassa/result", peer.ip(), query, req).await {
+        Ok(params) => params,
+        Err(refusal) => return refusal,
+    };
     let inv_id = params
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case("InvId"))
         .map(|(_, v)| v.as_str())
         .unwrap_or("");
     let reply = payments::on_result(&app.svc, &params).await;
+    // A signature that verified is as good as a password for a replay: keep it out of every
+    // log line. An unverified one is any text its sender chose (a word of the logs, a group's
+    // name): on the list, it would blank that word out of every later line.
+    if let Some(signature) = &reply.verified_signature {
+        crate::logging::register_transient(signature.expose());
+    }
     tracing::info!(
         inv_id,
         status = reply.status,
@@ -143,8 +211,18 @@ async fn robokassa_result(
         .into_response()
 }
 
-fn landing(app: &Surface, query: Option<String>, body: &Bytes, success: bool) -> Response {
-    let pairs = robokassa_params(query, body);
+async fn landing(
+    app: &Surface,
+    route: &'static str,
+    peer: IpAddr,
+    query: Option<String>,
+    req: Request,
+    success: bool,
+) -> Response {
+    let pairs = match robokassa_params(route, peer, query, req).await {
+        Ok(pairs) => pairs,
+        Err(refusal) => return refusal,
+    };
     Html(payments::landing_page_for(
         &pairs,
         success,
@@ -156,18 +234,20 @@ fn landing(app: &Surface, query: Option<String>, body: &Bytes, success: bool) ->
 /// SuccessURL and FailURL: pages for the payer's browser; they never change anything.
 async fn robokassa_success(
     State(app): State<Arc<Surface>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     RawQuery(query): RawQuery,
-    body: Bytes,
+    req: Request,
 ) -> Response {
-    landing(&app, query, &body, true)
+    landing(&app, "/robokassa/success", peer.ip(), query, req, true).await
 }
 
 async fn robokassa_fail(
     State(app): State<Arc<Surface>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     RawQuery(query): RawQuery,
-    body: Bytes,
+    req: Request,
 ) -> Response {
-    landing(&app, query, &body, false)
+    landing(&app, "/robokassa/fail", peer.ip(), query, req, false).await
 }
 
 /// Prometheus text exposition (see `metrics`): the counters, and gauges read now.

@@ -39,12 +39,14 @@ const MIN_SECRET_LEN: usize = 6;
 /// The known secret values, longest first (so a secret containing another is replaced whole).
 static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
 
-/// Values seen in requests (Robokassa signatures): only the latest few are kept, so a flood of
-/// made-up ones cannot grow the list.
+/// Values seen in requests (Robokassa signatures that verified): only the latest few are kept,
+/// so that the list stays short.
 static TRANSIENT: Mutex<VecDeque<String>> = Mutex::new(VecDeque::new());
 const TRANSIENT_KEEP: usize = 64;
 
-/// Adds a value that came in with a request (a signature) to a short redaction list.
+/// Adds a value that came in with a request to a short redaction list. Only for a value that
+/// proved to be a secret (a Robokassa signature that verified): anything a caller sends
+/// unchecked could be a chosen word, which would then be blanked out of every later line.
 pub fn register_transient(secret: &str) {
     let secret = secret.trim();
     if secret.len() < MIN_SECRET_LEN {

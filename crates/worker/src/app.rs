@@ -192,15 +192,65 @@ async fn webhook(
     text(200, "ok")
 }
 
-/// The pairs of a Robokassa call: the query string, then a form body.
-async fn robokassa_params(req: &mut Request) -> worker::Result<Vec<(String, String)>> {
+/// The pairs of a Robokassa call (the query string's, then a form body's), or the answer that
+/// refuses it undecoded: over [`payments::MAX_CALL_BYTES`] by its `Content-Length` (nothing
+/// of the body read) or as read (reading stops there), or over
+/// [`payments::MAX_CALL_FIELDS`]. Within the limits the decoding and the signature check take
+/// microseconds.
+async fn robokassa_params(
+    req: &mut Request,
+    route: &str,
+) -> worker::Result<Result<Vec<(String, String)>, Response>> {
     let url = req.url()?;
-    let mut pairs = payments::form_pairs(url.query().unwrap_or(""));
-    if req.method() == Method::Post {
-        let body = req.text().await?;
-        pairs.extend(payments::form_pairs(&body));
+    let query = url.query().unwrap_or("");
+    let declared = req
+        .headers()
+        .get("content-length")?
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if let Err(refusal) = payments::check_call_size(query.len(), declared) {
+        return refused(route, refusal).map(Err);
     }
-    Ok(pairs)
+    let body = if req.method() == Method::Post {
+        match body_within(req, payments::MAX_CALL_BYTES - query.len()).await? {
+            Some(body) => body,
+            None => return refused(route, payments::CallRefusal::TooLarge).map(Err),
+        }
+    } else {
+        Vec::new()
+    };
+    match payments::call_pairs(query, &body) {
+        Ok(pairs) => Ok(Ok(pairs)),
+        Err(refusal) => refused(route, refusal).map(Err),
+    }
+}
+
+/// The request's body, read until it passes `limit` bytes (then `None`): a body without a
+/// declared length is never read whole.
+async fn body_within(req: &mut Request, limit: usize) -> worker::Result<Option<Vec<u8>>> {
+    use futures_util::StreamExt;
+    if req.inner().body().is_none() {
+        return Ok(Some(Vec::new()));
+    }
+    let mut stream = req.stream()?;
+    let mut body = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        body.extend_from_slice(&chunk?);
+        if body.len() > limit {
+            return Ok(None);
+        }
+    }
+    Ok(Some(body))
+}
+
+/// The answer to a call refused before decoding, and the operator's one line about it (what
+/// was wrong, never what was sent).
+fn refused(route: &str, refusal: payments::CallRefusal) -> worker::Result<Response> {
+    worker::console_warn!(
+        "robokassa call refused: {route}: {} (limit {})",
+        refusal.text(),
+        refusal.limit()
+    );
+    text(refusal.status(), refusal.text())
 }
 
 async fn robokassa_result(
@@ -221,7 +271,10 @@ async fn robokassa_result(
             return text(403, "forbidden");
         }
     }
-    let pairs = robokassa_params(req).await?;
+    let pairs = match robokassa_params(req, "/robokassa/result").await? {
+        Ok(pairs) => pairs,
+        Err(refusal) => return Ok(refusal),
+    };
     let reply = payments::on_result(svc, &pairs).await;
     let headers = Headers::new();
     headers.set("content-type", "text/plain; charset=utf-8")?;
@@ -235,7 +288,15 @@ async fn landing(
     settings: &WorkerSettings,
     success: bool,
 ) -> worker::Result<Response> {
-    let pairs = robokassa_params(req).await?;
+    let route = if success {
+        "/robokassa/success"
+    } else {
+        "/robokassa/fail"
+    };
+    let pairs = match robokassa_params(req, route).await? {
+        Ok(pairs) => pairs,
+        Err(refusal) => return Ok(refusal),
+    };
     let bot_url = bot_link(settings).await;
     Response::from_html(payments::landing_page_for(
         &pairs,
