@@ -185,6 +185,8 @@ struct DbInner {
     images: BTreeMap<ImageId, StoredImage>,
     photo_sets: HashMap<UserId, Vec<ImageId>>,
     collages: HashMap<UserId, (ImageId, bool)>,
+    /// Per user: the newest preview's number and its digest (`None` once taken).
+    previews: HashMap<UserId, (u64, Option<String>)>,
     /// How many times `get_image` was called (the engine reads each image once per drive).
     image_reads: usize,
     /// How many of the next `update_delivery` calls fail with a backend error.
@@ -441,6 +443,25 @@ impl UserStore for InMemDb {
     async fn set_subscription_until(&self, id: UserId, until: i64) -> Result<(), DbError> {
         self.lock().user_mut(id)?.subscription_until = until;
         Ok(())
+    }
+
+    async fn begin_preview(&self, id: UserId, digest: &str) -> Result<u64, DbError> {
+        let mut inner = self.lock();
+        inner.user_mut(id)?;
+        let p = inner.previews.entry(id).or_insert((0, None));
+        *p = (p.0 + 1, Some(digest.to_string()));
+        Ok(p.0)
+    }
+
+    async fn take_preview(&self, id: UserId, seq: u64, digest: &str) -> Result<bool, DbError> {
+        let mut inner = self.lock();
+        match inner.previews.get_mut(&id) {
+            Some((n, d)) if *n == seq && d.as_deref() == Some(digest) => {
+                *d = None;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 }
 
@@ -2075,6 +2096,29 @@ pub async fn drive_until(
 // ---------------------------------------------------------------------------------------------
 // The contract of the mailing store
 
+/// Previews: numbered per user, only the newest one with an unchanged digest is taken, once.
+async fn preview_contract(db: &dyn crate::ports::Db) {
+    let user = UserId(910_000_002);
+    db.ensure_user(user, Lang::En, 0, T0).await.unwrap();
+    // Nothing shown yet: not even number 0 (an unnumbered old button) is taken.
+    assert!(!db.take_preview(user, 0, "a").await.unwrap());
+    assert_eq!(db.begin_preview(user, "a").await.unwrap(), 1);
+    assert_eq!(db.begin_preview(user, "b").await.unwrap(), 2);
+    assert!(!db.take_preview(user, 1, "a").await.unwrap(), "superseded");
+    assert!(
+        !db.take_preview(user, 2, "a").await.unwrap(),
+        "changed since"
+    );
+    assert!(db.take_preview(user, 2, "b").await.unwrap());
+    assert!(!db.take_preview(user, 2, "b").await.unwrap(), "taken once");
+    assert_eq!(db.begin_preview(user, "b").await.unwrap(), 3);
+    assert!(db.take_preview(user, 3, "b").await.unwrap());
+    assert_eq!(
+        db.begin_preview(UserId(910_000_003), "a").await,
+        Err(DbError::NotFound)
+    );
+}
+
 /// Checks that a `Db` backend keeps the mailing-store rules the engine relies on; panics on the
 /// first deviation. Run it on a fresh database; `tag` (letters and digits) keeps its profile
 /// ids apart from anything else stored. Covered: snapshot and rows of a new mailing, one
@@ -2083,6 +2127,7 @@ pub async fn drive_until(
 /// update-id set.
 pub async fn db_contract_suite(db: &dyn crate::ports::Db, tag: &str) {
     use crate::model::ledger::Content;
+    preview_contract(db).await;
     let prof_a = profile(&format!("contract-a-{tag}"));
     let prof_b = profile(&format!("contract-b-{tag}"));
     let user = UserId(910_000_001);
