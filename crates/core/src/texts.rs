@@ -580,7 +580,8 @@ pub fn report(
         "In doubt (Wappi did not confirm the send, please check by hand):",
     );
     let room = TELEGRAM_MAX_UTF16.saturating_sub(s.encode_utf16().count());
-    let first = report_list(l, failed_title, failed, room / 2);
+    let share = if in_doubt.is_empty() { room } else { room / 2 };
+    let first = report_list(l, failed_title, failed, share);
     let second = report_list(
         l,
         doubt_title,
