@@ -944,6 +944,65 @@ pub fn internal_error(l: Lang) -> String {
 mod tests {
     use super::*;
 
+    fn units(s: &str) -> usize {
+        s.encode_utf16().count()
+    }
+
+    #[test]
+    fn split_keeps_every_character_within_the_limit() {
+        let text = "Квартира 🏠 у моря\n".repeat(400);
+        for max in [4096, 100, 7] {
+            let parts = split_utf16(&text, max);
+            assert_eq!(parts.concat(), text);
+            assert!(parts.iter().all(|p| units(p) <= max && !p.is_empty()));
+        }
+        assert_eq!(split_utf16("short", 4096), vec!["short"]);
+        let long = "x".repeat(5000);
+        assert_eq!(fit(Lang::En, "ok"), "ok");
+        let fitted = fit(Lang::En, &long);
+        assert!(units(&fitted) <= 4096 && fitted.ends_with("(shortened)"));
+    }
+
+    #[test]
+    fn a_report_of_many_long_failures_fits_and_says_how_many_more() {
+        let reason = "very long reason ".repeat(100);
+        let name = "Группа ".repeat(100);
+        let jids: Vec<String> = (0..200).map(|i| format!("1203630000{i:04}@g.us")).collect();
+        let lines: Vec<ReportLine<'_>> = jids
+            .iter()
+            .map(|g| ReportLine {
+                group: g,
+                name: Some(&name),
+                reason: &reason,
+            })
+            .collect();
+        let t = Tally {
+            total: 400,
+            sent: 0,
+            failed: 200,
+            in_doubt: 200,
+            left: 0,
+        };
+        for l in [Lang::Ru, Lang::En] {
+            let r = report(l, 7, &t, false, &lines, &lines);
+            assert!(units(&r) <= 4096, "{} units", units(&r));
+            assert!(r.starts_with("⚠️"));
+            let more = l.pick("… и ещё", "… and");
+            assert_eq!(r.matches(more).count(), 2, "{r}");
+            assert!(r.contains(l.pick("Под вопросом", "In doubt")));
+        }
+    }
+
+    #[test]
+    fn a_long_post_gets_a_frame_that_fits() {
+        let content = crate::model::ledger::Content::text_only("д".repeat(4096));
+        let framed = preview_post(Lang::Ru, &content, 3, 60);
+        assert!(units(&framed) > 4096);
+        let frame = preview_frame(Lang::Ru, &content, 3, 60);
+        assert!(frame.contains("Предпросмотр") && frame.contains("Групп: 3"));
+        assert!(units(&frame) < 4096);
+    }
+
     #[test]
     fn dates() {
         assert_eq!(date(0), "01.01.1970");
