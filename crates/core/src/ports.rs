@@ -107,6 +107,13 @@ pub trait UserStore: MaybeSendSync {
     async fn set_lang(&self, id: UserId, lang: Lang) -> Result<(), DbError>;
     async fn set_dialogue(&self, id: UserId, dialogue: &str) -> Result<(), DbError>;
     async fn set_subscription_until(&self, id: UserId, until: i64) -> Result<(), DbError>;
+    /// Records a new preview showing what `digest` sums up, and returns its number (the
+    /// user's previous previews are void from now on).
+    async fn begin_preview(&self, id: UserId, digest: &str) -> Result<u64, DbError>;
+    /// Takes preview `seq` if it is the user's newest, not yet taken, and `digest` (what a
+    /// mailing started now would send) is what it showed. `true` exactly once per preview:
+    /// the check and the taking are one conditional write.
+    async fn take_preview(&self, id: UserId, seq: u64, digest: &str) -> Result<bool, DbError>;
 }
 
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]

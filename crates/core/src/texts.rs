@@ -335,6 +335,82 @@ pub fn preview(l: Lang, text: &str, groups: usize, eta_secs: u64) -> String {
     )
 }
 
+/// The frame of a preview whose post, sent just before it as its own message(s), is too long
+/// to be quoted inside: the images line, the groups, the time, the question.
+pub fn preview_frame(
+    l: Lang,
+    content: &crate::model::ledger::Content,
+    groups: usize,
+    eta_secs: u64,
+) -> String {
+    let eta = duration(l, eta_secs);
+    let images = post_images(l, content)
+        .map(|i| format!("{i}\n"))
+        .unwrap_or_default();
+    l.pick(
+        format!("👀 Предпросмотр. Каждая группа получит сообщение выше, в точности как оно показано.\n{images}———\n👥 Групп: {groups}\n⏱ Примерное время: {eta}\n\nНачать рассылку?"),
+        format!("👀 Preview. Every group gets the message above, exactly as shown.\n{images}———\n👥 Groups: {groups}\n⏱ Estimated time: {eta}\n\nStart the mailing?"),
+    )
+}
+
+/// ✅ of a preview that no longer holds (a newer one was shown, the post or the groups
+/// changed, or it was used already).
+pub fn preview_void(l: Lang) -> String {
+    l.pick(
+        "🔄 Этот предпросмотр устарел: после него показан новый, изменились текст, фото или группы, либо рассылка по нему уже запущена. Ничего не отправлено. Посмотрите актуальный предпросмотр:",
+        "🔄 This preview is out of date: a newer one was shown, the text, photos or groups changed, or it was used already. Nothing was sent. See an up-to-date preview:",
+    )
+    .into()
+}
+
+pub fn fresh_preview_button(l: Lang) -> &'static str {
+    l.pick("🚀 Новый предпросмотр", "🚀 Fresh preview")
+}
+
+/// Telegram's limit on a message text, in UTF-16 units.
+const TELEGRAM_MAX_UTF16: usize = 4096;
+
+/// `s` in pieces of at most `max` UTF-16 units each, cut at line ends where one is near
+/// (never inside a character); the pieces joined give `s` back.
+pub fn split_utf16(s: &str, max: usize) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let mut rest = s;
+    while rest.encode_utf16().count() > max {
+        let mut units = 0;
+        let mut cut = 0;
+        let mut newline = None;
+        for (i, c) in rest.char_indices() {
+            if units + c.len_utf16() > max {
+                break;
+            }
+            units += c.len_utf16();
+            cut = i + c.len_utf8();
+            if c == '\n' {
+                newline = Some(cut);
+            }
+        }
+        // A line end in the last quarter is a nicer cut than the middle of a line.
+        let cut = newline.filter(|n| *n * 4 >= cut * 3).unwrap_or(cut);
+        parts.push(&rest[..cut]);
+        rest = &rest[cut..];
+    }
+    if !rest.is_empty() || parts.is_empty() {
+        parts.push(rest);
+    }
+    parts
+}
+
+/// `s` shortened to fit one Telegram message, with a clear marker where it was cut.
+pub fn fit(l: Lang, s: &str) -> String {
+    if s.encode_utf16().count() <= TELEGRAM_MAX_UTF16 {
+        return s.to_string();
+    }
+    let marker = l.pick("\n… (сокращено)", "\n… (shortened)");
+    let room = TELEGRAM_MAX_UTF16 - marker.encode_utf16().count();
+    let head = split_utf16(s, room)[0];
+    format!("{head}{marker}")
+}
+
 pub fn confirm_yes(l: Lang) -> &'static str {
     l.pick("✅ Начать", "✅ Start")
 }
@@ -496,32 +572,74 @@ pub fn report(
             format!("⚠️ Mailing #{id} finished with errors.\nSent: {} · Failed: {} · In doubt: {}", t.sent, t.failed, t.in_doubt),
         )
     };
-    let list = |s: &mut String, title: &str, lines: &[ReportLine<'_>]| {
-        if lines.is_empty() {
-            return;
-        }
-        s.push_str("\n\n");
-        s.push_str(title);
-        for line in lines.iter().take(30) {
-            match line.name {
-                Some(n) => s.push_str(&format!("\n• {n} ({}) — {}", line.group, line.reason)),
-                None => s.push_str(&format!("\n• {} — {}", line.group, line.reason)),
-            }
-        }
-        if lines.len() > 30 {
-            s.push_str(&format!("\n… +{}", lines.len() - 30));
-        }
-    };
-    list(&mut s, l.pick("Не доставлено:", "Not delivered:"), failed);
-    list(
-        &mut s,
-        l.pick(
-            "Под вопросом (Wappi не подтвердил отправку, проверьте вручную):",
-            "In doubt (Wappi did not confirm the send, please check by hand):",
-        ),
-        in_doubt,
+    // Each list gets half of what is left of Telegram's limit (the in-doubt one also what
+    // the failed one left over), so the report always fits and both lists show.
+    let failed_title = l.pick("Не доставлено:", "Not delivered:");
+    let doubt_title = l.pick(
+        "Под вопросом (Wappi не подтвердил отправку, проверьте вручную):",
+        "In doubt (Wappi did not confirm the send, please check by hand):",
     );
+    let room = TELEGRAM_MAX_UTF16.saturating_sub(s.encode_utf16().count());
+    let share = if in_doubt.is_empty() { room } else { room / 2 };
+    let first = report_list(l, failed_title, failed, share);
+    let second = report_list(
+        l,
+        doubt_title,
+        in_doubt,
+        room.saturating_sub(first.encode_utf16().count()),
+    );
+    s.push_str(&first);
+    s.push_str(&second);
     s
+}
+
+/// The longest a report line's reason or group name is shown (they come from Wappi and from
+/// WhatsApp admins, and can be any length).
+const REPORT_FIELD_CHARS: usize = 200;
+
+/// A titled list of report lines in at most `room` UTF-16 units (empty when there are no
+/// lines): at most 30 lines, as many as fit, then "… and N more".
+fn report_list(l: Lang, title: &str, lines: &[ReportLine<'_>], room: usize) -> String {
+    if lines.is_empty() {
+        return String::new();
+    }
+    let more = |n: usize| l.pick(format!("\n… и ещё {n}"), format!("\n… and {n} more"));
+    // The marker's room is kept whatever happens, so it always fits after the last line.
+    let reserve = more(lines.len()).encode_utf16().count();
+    let mut s = format!("\n\n{title}");
+    let mut shown = 0;
+    for line in lines.iter().take(30) {
+        let reason = clip(line.reason, REPORT_FIELD_CHARS);
+        let item = match line.name {
+            Some(n) => format!(
+                "\n• {} ({}) — {reason}",
+                clip(n, REPORT_FIELD_CHARS),
+                line.group
+            ),
+            None => format!("\n• {} — {reason}", line.group),
+        };
+        let used = s.encode_utf16().count() + item.encode_utf16().count();
+        if used + reserve > room {
+            break;
+        }
+        s.push_str(&item);
+        shown += 1;
+    }
+    if shown < lines.len() {
+        s.push_str(&more(lines.len() - shown));
+    }
+    if s.encode_utf16().count() > room {
+        return String::new(); // not even the title fits
+    }
+    s
+}
+
+/// `s` cut to `max` characters, with "…" when it was cut.
+fn clip(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        None => s.to_string(),
+        Some((i, _)) => format!("{}…", &s[..i]),
+    }
 }
 
 pub fn no_mailings(l: Lang) -> String {
@@ -825,6 +943,65 @@ pub fn internal_error(l: Lang) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn units(s: &str) -> usize {
+        s.encode_utf16().count()
+    }
+
+    #[test]
+    fn split_keeps_every_character_within_the_limit() {
+        let text = "Квартира 🏠 у моря\n".repeat(400);
+        for max in [4096, 100, 7] {
+            let parts = split_utf16(&text, max);
+            assert_eq!(parts.concat(), text);
+            assert!(parts.iter().all(|p| units(p) <= max && !p.is_empty()));
+        }
+        assert_eq!(split_utf16("short", 4096), vec!["short"]);
+        let long = "x".repeat(5000);
+        assert_eq!(fit(Lang::En, "ok"), "ok");
+        let fitted = fit(Lang::En, &long);
+        assert!(units(&fitted) <= 4096 && fitted.ends_with("(shortened)"));
+    }
+
+    #[test]
+    fn a_report_of_many_long_failures_fits_and_says_how_many_more() {
+        let reason = "very long reason ".repeat(100);
+        let name = "Группа ".repeat(100);
+        let jids: Vec<String> = (0..200).map(|i| format!("1203630000{i:04}@g.us")).collect();
+        let lines: Vec<ReportLine<'_>> = jids
+            .iter()
+            .map(|g| ReportLine {
+                group: g,
+                name: Some(&name),
+                reason: &reason,
+            })
+            .collect();
+        let t = Tally {
+            total: 400,
+            sent: 0,
+            failed: 200,
+            in_doubt: 200,
+            left: 0,
+        };
+        for l in [Lang::Ru, Lang::En] {
+            let r = report(l, 7, &t, false, &lines, &lines);
+            assert!(units(&r) <= 4096, "{} units", units(&r));
+            assert!(r.starts_with("⚠️"));
+            let more = l.pick("… и ещё", "… and");
+            assert_eq!(r.matches(more).count(), 2, "{r}");
+            assert!(r.contains(l.pick("Под вопросом", "In doubt")));
+        }
+    }
+
+    #[test]
+    fn a_long_post_gets_a_frame_that_fits() {
+        let content = crate::model::ledger::Content::text_only("д".repeat(4096));
+        let framed = preview_post(Lang::Ru, &content, 3, 60);
+        assert!(units(&framed) > 4096);
+        let frame = preview_frame(Lang::Ru, &content, 3, 60);
+        assert!(frame.contains("Предпросмотр") && frame.contains("Групп: 3"));
+        assert!(units(&frame) < 4096);
+    }
 
     #[test]
     fn dates() {

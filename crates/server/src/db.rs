@@ -45,6 +45,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0004_ledger_checks.sql",
         include_str!("../../../migrations/0004_ledger_checks.sql"),
     ),
+    (
+        "0005_preview.sql",
+        include_str!("../../../migrations/0005_preview.sql"),
+    ),
 ];
 
 /// How long a statement waits for another process's write lock before failing.
@@ -662,6 +666,37 @@ impl UserStore for SqliteDb {
         let sql = "UPDATE users SET subscription_until = ?2 WHERE id = ?1";
         self.update_user(id, "set_subscription_until", sql, until)
             .await
+    }
+
+    async fn begin_preview(&self, id: UserId, digest: &str) -> Result<u64, DbError> {
+        let digest = digest.to_string();
+        self.with_conn(move |c| {
+            c.query_row(
+                "UPDATE users SET preview_seq = preview_seq + 1, preview_digest = ?2
+                 WHERE id = ?1 RETURNING preview_seq",
+                params![id.0, digest],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map_err(|e| backend("begin_preview", e))?
+            .map(|n| n as u64)
+            .ok_or(DbError::NotFound)
+        })
+        .await
+    }
+
+    async fn take_preview(&self, id: UserId, seq: u64, digest: &str) -> Result<bool, DbError> {
+        let digest = digest.to_string();
+        self.with_conn(move |c| {
+            c.execute(
+                "UPDATE users SET preview_digest = NULL
+                 WHERE id = ?1 AND preview_seq = ?2 AND preview_digest = ?3",
+                params![id.0, seq as i64, digest],
+            )
+            .map(|n| n == 1)
+            .map_err(|e| backend("take_preview", e))
+        })
+        .await
     }
 }
 

@@ -363,6 +363,30 @@ impl UserStore for D1Db {
             .await?,
         )
     }
+
+    async fn begin_preview(&self, id: UserId, digest: &str) -> Result<u64, DbError> {
+        self.value::<i64>(
+            "begin_preview",
+            "UPDATE users SET preview_seq = preview_seq + 1, preview_digest = ?2
+             WHERE id = ?1 RETURNING preview_seq AS v",
+            &[V::I(id.0), V::S(digest)],
+        )
+        .await?
+        .map(|n| n as u64)
+        .ok_or(DbError::NotFound)
+    }
+
+    async fn take_preview(&self, id: UserId, seq: u64, digest: &str) -> Result<bool, DbError> {
+        let n = self
+            .run(
+                "take_preview",
+                "UPDATE users SET preview_digest = NULL
+                 WHERE id = ?1 AND preview_seq = ?2 AND preview_digest = ?3",
+                &[V::I(id.0), V::I(seq as i64), V::S(digest)],
+            )
+            .await?;
+        Ok(n == 1)
+    }
 }
 
 #[async_trait(?Send)]

@@ -59,8 +59,19 @@ impl Ctx<'_> {
             .set_text(self.user.id, &converted, self.svc.now_ms())
             .await?;
         self.set_state(&DialogueState::Idle).await?;
-        self.say_with(&texts::text_saved(l, &converted), self.data_keyboard())
-            .await?;
+        let saved = texts::text_saved(l, &converted);
+        if saved.encode_utf16().count() <= MAX_TEXT_UTF16 {
+            self.say_with(&saved, self.data_keyboard()).await?;
+            return Ok(());
+        }
+        // Too long with the heading: the heading, then the exact text on its own.
+        self.say(&texts::text_saved(l, "⬇️")).await?;
+        let parts = texts::split_utf16(&converted, MAX_TEXT_UTF16);
+        let (last, rest) = parts.split_last().expect("split gives a part");
+        for part in rest {
+            self.say(part).await?;
+        }
+        self.say_with(last, self.data_keyboard()).await?;
         Ok(())
     }
 

@@ -41,23 +41,27 @@ impl Ctx<'_> {
         self.user.lang
     }
 
+    /// Sends `text` (shortened with a marker should it not fit one Telegram message).
     pub(super) async fn say(&self, text: &str) -> Result<MessageId, BotError> {
+        let text = crate::texts::fit(self.lang(), text);
         Ok(self
             .svc
             .telegram
-            .send_message(self.chat, text, None)
+            .send_message(self.chat, &text, None)
             .await?)
     }
 
+    /// Like `say`, with a keyboard.
     pub(super) async fn say_with(
         &self,
         text: &str,
         markup: ReplyMarkup,
     ) -> Result<MessageId, BotError> {
+        let text = crate::texts::fit(self.lang(), text);
         Ok(self
             .svc
             .telegram
-            .send_message(self.chat, text, Some(&markup))
+            .send_message(self.chat, &text, Some(&markup))
             .await?)
     }
 

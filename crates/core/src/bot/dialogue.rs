@@ -421,8 +421,8 @@ mod tests {
             (
                 S::Idle,
                 true,
-                Intent::Callback(Callback::ConfirmStart),
-                Route::Callback(Callback::ConfirmStart),
+                Intent::Callback(Callback::ConfirmStart(1)),
+                Route::Callback(Callback::ConfirmStart(1)),
             ),
             (S::Idle, true, Intent::Cancel, Route::Cancel),
             (S::Idle, false, Intent::Lang, Route::ChooseLang),

@@ -12,7 +12,7 @@ use crate::model::ledger::{Content, DeliveryState, MailingStatus, NewMailing};
 use crate::ports::{GroupEntry, Lease, NewImage};
 use crate::services::{CoreSettings, EngineServices, Services};
 use crate::telegram::callback::Callback;
-use crate::telegram::{MessageId, Update};
+use crate::telegram::{MessageId, ReplyMarkup, Update};
 use crate::testing::*;
 use crate::texts::{self, Lang};
 use base64::Engine as _;
@@ -227,8 +227,13 @@ async fn clear_empties_the_set_and_deletes_unused_images() {
 /// 🚀 then ✅: the mailing created from what the user holds now.
 async fn start(svc: &Services, f: &Fakes) -> MailingId {
     say(svc, text("/mailing")).await;
-    let (mid, _, _) = f.telegram.last_sent(ChatId(OLGA)).unwrap();
-    say(svc, press(&Callback::ConfirmStart.data(), mid)).await;
+    let (mid, _, markup) = f.telegram.last_sent(ChatId(OLGA)).unwrap();
+    let Some(ReplyMarkup::Inline(kb)) = markup else {
+        panic!("the preview has ✅ / ❌")
+    };
+    let go = kb.inline_keyboard[0][0].callback_data.clone().unwrap();
+    assert!(matches!(Callback::parse(&go), Callback::ConfirmStart(_)));
+    say(svc, press(&go, mid)).await;
     svc.db
         .latest_mailing(UserId(OLGA))
         .await

@@ -2,10 +2,11 @@
 //! the mailing to the runner; ⛔ cancels, `/status` shows the progress or the report, and a
 //! paused mailing is resumed from its button. Driving the mailing is the engine's (`mailing`).
 
+use crate::bot::content::MAX_TEXT_UTF16;
 use crate::bot::ctx::{BotError, Ctx};
 use crate::bot::dialogue::DialogueState;
 use crate::model::ids::{GroupJid, MailingId};
-use crate::model::ledger::{MailingStatus, NewMailing, Tally};
+use crate::model::ledger::{Content, MailingStatus, NewMailing, Tally};
 use crate::ports::DbError;
 use crate::telegram::callback::Callback;
 use crate::telegram::{InlineKeyboardMarkup, ReplyMarkup};
@@ -33,7 +34,8 @@ impl Ctx<'_> {
         Ok(None)
     }
 
-    /// 🚀: the post as the groups will get it, with ✅ / ❌ (or why it cannot start).
+    /// 🚀: the post as the groups will get it, with ✅ / ❌ (or why it cannot start). The
+    /// preview gets the next number of the user, carried by its ✅ (see `start_mailing`).
     pub(super) async fn preview(&mut self) -> Result<(), BotError> {
         let l = self.lang();
         self.set_state(&DialogueState::Idle).await?;
@@ -41,24 +43,40 @@ impl Ctx<'_> {
             self.say(&why).await?;
             return Ok(());
         }
-        let text = self
+        let (content, groups) = self.prepared().await?;
+        let seq = self
             .svc
             .db
-            .get_text(self.user.id)
-            .await?
-            .unwrap_or_default();
-        let groups = self.svc.db.get_groups(self.user.id).await?.len();
+            .begin_preview(self.user.id, &preview_digest(&content, &groups))
+            .await?;
         let kb = InlineKeyboardMarkup::rows(vec![vec![
-            (texts::confirm_yes(l), Callback::ConfirmStart.data()),
+            (texts::confirm_yes(l), Callback::ConfirmStart(seq).data()),
             (texts::confirm_no(l), Callback::DeclineStart.data()),
         ]]);
-        let content = self.current_content(text).await?;
         self.preview_images(&content).await?;
         // Every part is a send: the ETA counts them all.
-        let sends = groups * content.parts().len();
-        let preview = texts::preview_post(l, &content, groups, self.svc.eta_secs(sends));
-        self.say_with(&preview, ReplyMarkup::Inline(kb)).await?;
+        let sends = groups.len() * content.parts().len();
+        let eta = self.svc.eta_secs(sends);
+        let preview = texts::preview_post(l, &content, groups.len(), eta);
+        if utf16_len(&preview) <= MAX_TEXT_UTF16 {
+            self.say_with(&preview, ReplyMarkup::Inline(kb)).await?;
+            return Ok(());
+        }
+        // Too long with the frame around it: the exact post on its own, then the frame.
+        for part in texts::split_utf16(&content.text, MAX_TEXT_UTF16) {
+            self.say(part).await?;
+        }
+        let frame = texts::preview_frame(l, &content, groups.len(), eta);
+        self.say_with(&frame, ReplyMarkup::Inline(kb)).await?;
         Ok(())
+    }
+
+    /// What a mailing started now would send, and to which groups.
+    async fn prepared(&self) -> Result<(Content, Vec<GroupJid>), BotError> {
+        let text = self.svc.db.get_text(self.user.id).await?;
+        let content = self.current_content(text.unwrap_or_default()).await?;
+        let groups = self.svc.db.get_groups(self.user.id).await?;
+        Ok((content, groups.into_iter().map(|g| g.jid).collect()))
     }
 
     /// ❌ on the preview.
@@ -69,31 +87,34 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    /// ✅ on the preview: snapshot the content and hand the mailing to the runner.
-    pub(super) async fn start_mailing(&mut self) -> Result<(), BotError> {
+    /// ✅ on preview `seq`: the mailing it showed is snapshotted and handed to the runner, if
+    /// the preview is still the newest, nothing it showed changed since, and its ✅ was not
+    /// taken before (one conditional write decides all three, so a second press or a
+    /// redelivered update starts nothing). Otherwise the user is offered a fresh preview.
+    pub(super) async fn start_mailing(&mut self, seq: u64) -> Result<(), BotError> {
         let l = self.lang();
         self.close_buttons().await;
         if let Some(why) = self.start_blocker().await? {
             self.say(&why).await?;
             return Ok(());
         }
-        let (Some(profile_id), Some(text)) = (
-            self.user.profile_id.clone(),
-            self.svc.db.get_text(self.user.id).await?,
-        ) else {
+        let Some(profile_id) = self.user.profile_id.clone() else {
             self.say(&texts::finish_registration_first(l)).await?;
             return Ok(());
         };
-        let groups: Vec<GroupJid> = self
-            .svc
-            .db
-            .get_groups(self.user.id)
-            .await?
-            .into_iter()
-            .map(|g| g.jid)
-            .collect();
         // The snapshot: image rows never change, so later edits of the set do not reach it.
-        let content = self.current_content(text).await?;
+        let (content, groups) = self.prepared().await?;
+        let digest = preview_digest(&content, &groups);
+        if !self.svc.db.take_preview(self.user.id, seq, &digest).await? {
+            tracing::info!(user = self.user.id.0, seq, "void preview pressed");
+            let kb = InlineKeyboardMarkup::rows(vec![vec![(
+                texts::fresh_preview_button(l),
+                Callback::FreshPreview.data(),
+            )]]);
+            self.say_with(&texts::preview_void(l), ReplyMarkup::Inline(kb))
+                .await?;
+            return Ok(());
+        }
         let sends = groups.len() * content.parts().len();
         let new = NewMailing {
             user_id: self.user.id,
@@ -220,4 +241,18 @@ impl Ctx<'_> {
         }
         Ok(())
     }
+}
+
+/// Sums up what a preview shows (the post and the groups, in order): equal digests, equal
+/// mailings.
+fn preview_digest(content: &Content, groups: &[GroupJid]) -> String {
+    use sha2::{Digest, Sha256};
+    let groups: Vec<&str> = groups.iter().map(|g| g.as_str()).collect();
+    let json = serde_json::json!({ "content": content, "groups": groups });
+    hex::encode(Sha256::digest(json.to_string().as_bytes()))
+}
+
+/// A text's length as Telegram counts it.
+fn utf16_len(s: &str) -> usize {
+    s.encode_utf16().count()
 }

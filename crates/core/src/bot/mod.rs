@@ -169,7 +169,8 @@ impl Ctx<'_> {
     /// An inline button, carried out by the part whose message it sits under.
     async fn callback(&mut self, cb: Callback, state: DialogueState) -> Result<(), BotError> {
         match cb {
-            Callback::ConfirmStart => self.start_mailing().await?,
+            Callback::ConfirmStart(seq) => self.start_mailing(seq).await?,
+            Callback::FreshPreview => self.preview().await?,
             Callback::DeclineStart => self.decline_start().await?,
             Callback::CancelMailing(id) => self.cancel(Some(MailingId(id))).await?,
             Callback::ResumeMailing(id) => self.resume(MailingId(id)).await?,

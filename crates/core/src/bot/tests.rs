@@ -10,6 +10,7 @@ use crate::model::ledger::MailingStatus;
 use crate::model::secret::Secret;
 use crate::ports::GroupEntry;
 use crate::services::{CoreSettings, Services};
+use crate::telegram::callback::Callback;
 use crate::telegram::{MessageId, ReplyMarkup, Update};
 use crate::testing::*;
 use crate::texts::{self, Lang};
@@ -279,9 +280,9 @@ async fn start_confirm_drive_and_report() {
         texts::preview(Lang::En, "Flat for sale", 2, 2)
     );
     let (preview, buttons) = last_buttons(&f, ANNA);
-    assert_eq!(buttons, vec!["go", "no"]);
+    assert_eq!(buttons, vec!["go:1", "no"]);
 
-    say(&svc, press(ANNA, preview, "go")).await;
+    say(&svc, press(ANNA, preview, "go:1")).await;
     let id = MailingId(1);
     assert_eq!(last(&f, ANNA), texts::started(Lang::En, id.0, 2, 2));
     let (started, buttons) = last_buttons(&f, ANNA);
@@ -344,12 +345,12 @@ async fn a_second_user_on_the_same_number_is_told_it_is_busy() {
     ready_user(&svc, ANNA, &prof, until, 2).await;
     ready_user(&svc, boris, &prof, until, 2).await;
     say(&svc, text(ANNA, "/mailing")).await;
-    let (preview, _) = last_buttons(&f, ANNA);
-    say(&svc, press(ANNA, preview, "go")).await;
+    let (preview, buttons) = last_buttons(&f, ANNA);
+    say(&svc, press(ANNA, preview, &buttons[0])).await;
 
     say(&svc, text(boris, "/mailing")).await;
-    let (preview, _) = last_buttons(&f, boris);
-    say(&svc, press(boris, preview, "go")).await;
+    let (preview, buttons) = last_buttons(&f, boris);
+    say(&svc, press(boris, preview, &buttons[0])).await;
 
     assert_eq!(last(&f, boris), texts::already_running(Lang::En));
     assert_eq!(f.db.mailing_count(), 1);
@@ -364,8 +365,8 @@ async fn cancel_sets_both_flags_and_the_runner_stops_before_any_send() {
     let (svc, f) = services(CoreSettings::default());
     ready_user(&svc, ANNA, &profile(PROFILE), T0 / 1000 + 86_400, 3).await;
     say(&svc, text(ANNA, "/mailing")).await;
-    let (preview, _) = last_buttons(&f, ANNA);
-    say(&svc, press(ANNA, preview, "go")).await;
+    let (preview, buttons) = last_buttons(&f, ANNA);
+    say(&svc, press(ANNA, preview, &buttons[0])).await;
     let (started, _) = last_buttons(&f, ANNA);
     let id = MailingId(1);
 
@@ -394,8 +395,8 @@ async fn resume_puts_a_paused_mailing_back_to_the_runner() {
     f.wappi
         .script_send(SendScript::Fail(WappiError::NotAuthorized));
     say(&svc, text(ANNA, "/mailing")).await;
-    let (preview, _) = last_buttons(&f, ANNA);
-    say(&svc, press(ANNA, preview, "go")).await;
+    let (preview, buttons) = last_buttons(&f, ANNA);
+    say(&svc, press(ANNA, preview, &buttons[0])).await;
     let id = f.state.queued()[0];
     let engine = f.engine(&svc);
     let lease = take_mailing(&engine, id, 60_000).await;
@@ -444,4 +445,61 @@ async fn resume_puts_a_paused_mailing_back_to_the_runner() {
     assert_eq!(counts, vec![1, 1, 1]);
     assert_eq!(f.wappi.sends().len(), 4, "g1, g2 (not authorized), g2, g3");
     assert!(last(&f, ANNA).starts_with("✅"));
+}
+
+#[tokio::test]
+async fn only_the_newest_unchanged_preview_starts_and_only_once() {
+    let (svc, f) = services(CoreSettings::default());
+    ready_user(&svc, ANNA, &profile(PROFILE), T0 / 1000 + 86_400, 2).await;
+    say(&svc, text(ANNA, "/mailing")).await;
+    let (first, first_buttons) = last_buttons(&f, ANNA);
+    say(&svc, text(ANNA, "/mailing")).await;
+    let (second, second_buttons) = last_buttons(&f, ANNA);
+    assert_ne!(first_buttons[0], second_buttons[0]);
+
+    // The superseded preview, and a button sent before previews were numbered: void.
+    for (mid, data) in [(first, first_buttons[0].as_str()), (first, "go")] {
+        say(&svc, press(ANNA, mid, data)).await;
+        assert_eq!(last(&f, ANNA), texts::preview_void(Lang::En));
+        let (_, offered) = last_buttons(&f, ANNA);
+        assert_eq!(offered, vec![Callback::FreshPreview.data()]);
+    }
+    assert_eq!(f.db.mailing_count(), 0);
+
+    say(&svc, press(ANNA, second, &second_buttons[0])).await;
+    assert_eq!(f.db.mailing_count(), 1);
+    say(&svc, press(ANNA, second, &second_buttons[0])).await;
+    assert_eq!(
+        f.db.mailing_count(),
+        1,
+        "a second press starts nothing more"
+    );
+    assert_eq!(f.state.queued(), vec![MailingId(1)]);
+}
+
+#[tokio::test]
+async fn a_preview_is_void_once_what_it_showed_changed() {
+    let (svc, f) = services(CoreSettings::default());
+    ready_user(&svc, ANNA, &profile(PROFILE), T0 / 1000 + 86_400, 2).await;
+    say(&svc, text(ANNA, "/mailing")).await;
+    let (preview, buttons) = last_buttons(&f, ANNA);
+    say(&svc, text(ANNA, "/groups")).await;
+    say(&svc, text(ANNA, "120363000000000009@g.us")).await;
+    say(&svc, press(ANNA, preview, &buttons[0])).await;
+    assert_eq!(last(&f, ANNA), texts::preview_void(Lang::En));
+
+    say(&svc, text(ANNA, "/mailing")).await;
+    let (preview, buttons) = last_buttons(&f, ANNA);
+    say(&svc, text(ANNA, "/text")).await;
+    say(&svc, text(ANNA, "Another flat")).await;
+    say(&svc, press(ANNA, preview, &buttons[0])).await;
+    assert_eq!(last(&f, ANNA), texts::preview_void(Lang::En));
+    assert_eq!(f.db.mailing_count(), 0);
+
+    // The fresh preview offered starts what it shows.
+    say(&svc, press(ANNA, preview, &Callback::FreshPreview.data())).await;
+    let (preview, buttons) = last_buttons(&f, ANNA);
+    say(&svc, press(ANNA, preview, &buttons[0])).await;
+    let m = f.db.mailing(MailingId(1));
+    assert_eq!(m.content.text, "Another flat");
 }

@@ -131,7 +131,9 @@ pub(super) async fn finish(
             .await;
     }
     let report = report_text(svc, m, rows, lang, status == MailingStatus::Cancelled).await;
-    let _ = svc.telegram.send_message(m.chat_id, &report, None).await;
+    if let Err(e) = svc.telegram.send_message(m.chat_id, &report, None).await {
+        tracing::warn!(mailing = m.id.0, error = %e, "report message failed");
+    }
     Ok(Step::Finished)
 }
 

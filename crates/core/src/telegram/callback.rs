@@ -7,7 +7,9 @@ use crate::texts::Lang;
 /// Inline button payloads (`callback_data`), each under 64 bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Callback {
-    ConfirmStart,
+    /// ✅ on the preview with this number (see `UserStore::begin_preview`). The bare `go` of
+    /// previews sent before previews were numbered reads as number 0, which is never valid.
+    ConfirmStart(u64),
     DeclineStart,
     CancelMailing(i64),
     ResumeMailing(i64),
@@ -33,6 +35,8 @@ pub enum Callback {
     UseCollage(i64),
     /// ❌ under a collage preview.
     DiscardCollage(i64),
+    /// 🚀 under the notice that a preview is void: show a fresh one.
+    FreshPreview,
     Unknown,
 }
 
@@ -42,7 +46,11 @@ impl Callback {
         let num = || arg.parse::<i64>().ok();
         let idx = || arg.parse::<usize>().ok();
         match (head, arg) {
-            ("go", _) => Callback::ConfirmStart,
+            ("go", "") => Callback::ConfirmStart(0),
+            ("go", _) => arg
+                .parse()
+                .map_or(Callback::Unknown, Callback::ConfirmStart),
+            ("preview", _) => Callback::FreshPreview,
             ("no", _) => Callback::DeclineStart,
             ("cancel", _) => num().map_or(Callback::Unknown, Callback::CancelMailing),
             ("resume", _) => num().map_or(Callback::Unknown, Callback::ResumeMailing),
@@ -67,7 +75,8 @@ impl Callback {
 
     pub fn data(&self) -> String {
         match self {
-            Callback::ConfirmStart => "go".into(),
+            Callback::ConfirmStart(seq) => format!("go:{seq}"),
+            Callback::FreshPreview => "preview".into(),
             Callback::DeclineStart => "no".into(),
             Callback::CancelMailing(id) => format!("cancel:{id}"),
             Callback::ResumeMailing(id) => format!("resume:{id}"),
@@ -98,7 +107,9 @@ mod tests {
     #[test]
     fn callbacks_round_trip() {
         for cb in [
-            Callback::ConfirmStart,
+            Callback::ConfirmStart(3),
+            Callback::ConfirmStart(u64::MAX),
+            Callback::FreshPreview,
             Callback::DeclineStart,
             Callback::CancelMailing(42),
             Callback::ResumeMailing(7),
@@ -120,5 +131,8 @@ mod tests {
             assert!(cb.data().len() <= 64);
         }
         assert_eq!(Callback::parse("cancel:x"), Callback::Unknown);
+        // The ✅ of a preview sent before previews were numbered: number 0, always void.
+        assert_eq!(Callback::parse("go"), Callback::ConfirmStart(0));
+        assert_eq!(Callback::parse("go:x"), Callback::Unknown);
     }
 }

@@ -459,6 +459,29 @@ pub use store::db_contract_suite;
 mod store {
     use crate::testing::*;
 
+    /// Previews: numbered per user, only the newest one with an unchanged digest is taken, once.
+    async fn preview_contract(db: &dyn crate::ports::Db) {
+        let user = UserId(910_000_002);
+        db.ensure_user(user, Lang::En, 0, T0).await.unwrap();
+        // Nothing shown yet: not even number 0 (an unnumbered old button) is taken.
+        assert!(!db.take_preview(user, 0, "a").await.unwrap());
+        assert_eq!(db.begin_preview(user, "a").await.unwrap(), 1);
+        assert_eq!(db.begin_preview(user, "b").await.unwrap(), 2);
+        assert!(!db.take_preview(user, 1, "a").await.unwrap(), "superseded");
+        assert!(
+            !db.take_preview(user, 2, "a").await.unwrap(),
+            "changed since"
+        );
+        assert!(db.take_preview(user, 2, "b").await.unwrap());
+        assert!(!db.take_preview(user, 2, "b").await.unwrap(), "taken once");
+        assert_eq!(db.begin_preview(user, "b").await.unwrap(), 3);
+        assert!(db.take_preview(user, 3, "b").await.unwrap());
+        assert_eq!(
+            db.begin_preview(UserId(910_000_003), "a").await,
+            Err(DbError::NotFound)
+        );
+    }
+
     /// Checks that a `Db` backend keeps the mailing-store rules the engine relies on; panics on the
     /// first deviation. Run it on a fresh database; `tag` (letters and digits) keeps its profile
     /// ids apart from anything else stored. Covered: snapshot and rows of a new mailing, one
@@ -467,6 +490,7 @@ mod store {
     /// update-id set.
     pub async fn db_contract_suite(db: &dyn crate::ports::Db, tag: &str) {
         use crate::model::ledger::Content;
+        preview_contract(db).await;
         let prof_a = profile(&format!("contract-a-{tag}"));
         let prof_b = profile(&format!("contract-b-{tag}"));
         let user = UserId(910_000_001);

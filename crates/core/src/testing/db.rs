@@ -40,6 +40,8 @@ struct DbInner {
     images: BTreeMap<ImageId, StoredImage>,
     photo_sets: HashMap<UserId, Vec<ImageId>>,
     collages: HashMap<UserId, (ImageId, bool)>,
+    /// Per user: the newest preview's number and its digest (`None` once taken).
+    previews: HashMap<UserId, (u64, Option<String>)>,
     /// How many times `get_image` was called (the engine reads each image once per drive).
     image_reads: usize,
     /// How many of the next `update_delivery` calls fail with a backend error.
@@ -296,6 +298,25 @@ impl UserStore for InMemDb {
     async fn set_subscription_until(&self, id: UserId, until: i64) -> Result<(), DbError> {
         self.lock().user_mut(id)?.subscription_until = until;
         Ok(())
+    }
+
+    async fn begin_preview(&self, id: UserId, digest: &str) -> Result<u64, DbError> {
+        let mut inner = self.lock();
+        inner.user_mut(id)?;
+        let p = inner.previews.entry(id).or_insert((0, None));
+        *p = (p.0 + 1, Some(digest.to_string()));
+        Ok(p.0)
+    }
+
+    async fn take_preview(&self, id: UserId, seq: u64, digest: &str) -> Result<bool, DbError> {
+        let mut inner = self.lock();
+        match inner.previews.get_mut(&id) {
+            Some((n, d)) if *n == seq && d.as_deref() == Some(digest) => {
+                *d = None;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 }
 
