@@ -6,7 +6,7 @@
 //! two processes; the skew is in the `now` each passes. Needs a Redis at `REDIS_TEST_URL`
 //! (default `redis://127.0.0.1:6379`) and skips when none answers.
 
-use groupcast_core::ids::ProfileId;
+use groupcast_core::model::ids::ProfileId;
 use groupcast_core::ports::Leases;
 use groupcast_e2e::harness::{redis_url, unix_ms, RedisNamespace};
 use groupcast_server::redis_state::RedisState;

@@ -8,8 +8,8 @@
 //! stops start-up. Secret values are never quoted in it.
 
 use crate::model::billing;
+use crate::model::pacing::PacingConfig;
 use crate::model::secret::Secret;
-use crate::ports::PacingConfig;
 use crate::robokassa::{HashAlg, Merchant};
 use std::collections::HashMap;
 use std::net::IpAddr;

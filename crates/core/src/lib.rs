@@ -47,11 +47,5 @@ pub mod wappi;
 pub use model::ids::{ChatId, GroupJid, MailingId, ProfileId, UserId};
 pub use model::secret::Secret;
 
-// Old paths, kept while the runtimes move to the new ones.
-pub use bot::dialogue;
-pub use bot::operator as broadcast;
-pub use mailing::engine;
-pub use model::{billing, groups, ids, ledger, pacing, secret};
-
 #[cfg(test)]
 mod collage_tests;

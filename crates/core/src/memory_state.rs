@@ -18,9 +18,10 @@
 
 use crate::model::ids::{GroupJid, MailingId, ProfileId};
 use crate::model::pacing::{self, PaceState};
+use crate::model::pacing::{Pace, PacingConfig};
 use crate::ports::{
-    async_trait, Cancels, Entropy, Heartbeats, Intake, IntakeConsumer, Lease, Leases, Pace, Pacer,
-    PacingConfig, StateError,
+    async_trait, Cancels, Entropy, Heartbeats, Intake, IntakeConsumer, Lease, Leases, Pacer,
+    StateError,
 };
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};

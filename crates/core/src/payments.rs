@@ -4,19 +4,20 @@
 //! (exists, same plan, same amount as an exact decimal), and settled in one guarded
 //! transaction, so a replay answers `OK{InvId}` and changes nothing.
 
+use crate::config::Payments;
 use crate::model::billing::Plan;
+use crate::model::billing::{Invoice, Settlement};
 use crate::model::ids::ChatId;
-use crate::ports::{DbError, Invoice, Settlement};
+use crate::model::lang::Lang;
+use crate::ports::DbError;
 use crate::robokassa::{self, Amount, PaymentRequest, Receipt};
 use crate::services::Services;
-use crate::texts::{self, Lang};
+use crate::texts::{self};
 use crate::Secret;
 
 /// The `Shp_` parameter naming the plan an invoice is for (signed with the link and the
 /// notification).
 pub const PLAN_PARAM: &str = "Shp_plan";
-
-pub use crate::config::Payments;
 
 /// The signed payment link of an invoice.
 pub fn payment_link(p: &Payments, invoice: &Invoice, l: Lang) -> String {

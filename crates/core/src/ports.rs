@@ -7,13 +7,11 @@
 //! `#[cfg_attr(not(target_arch = "wasm32"), async_trait)]` and
 //! `#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]`.
 
-use crate::model::ids::{ChatId, GroupJid, MailingId, ProfileId, UserId};
-// Moved to the model wing; re-exported here until every caller names the new home.
-pub use crate::model::billing::{Invoice, Settlement, Stats};
-pub use crate::model::ids::ImageId;
+use crate::model::billing::{Invoice, Settlement, Stats};
+use crate::model::ids::{ChatId, GroupJid, ImageId, MailingId, ProfileId, UserId};
 use crate::model::lang::Lang;
 use crate::model::ledger::{Delivery, Mailing, NewMailing};
-pub use crate::model::pacing::{Pace, PacingConfig};
+use crate::model::pacing::{Pace, PacingConfig};
 use crate::telegram::{InlineKeyboardMarkup, MessageId, ReplyMarkup, TelegramError};
 use crate::wappi::{Dialog, MessagesPage, ProfileStatus, Sent, WappiCreds, WappiError};
 

@@ -9,8 +9,8 @@
 //! re-formatted), while amounts are compared as exact decimals ([`Amount`]). And `Shp_*`
 //! parameters are sorted by key, byte order, both in the link and in every signature.
 
+use crate::model::lang::Lang;
 use crate::model::secret::Secret;
-use crate::texts::Lang;
 use std::fmt;
 use subtle::ConstantTimeEq;
 

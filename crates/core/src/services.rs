@@ -12,12 +12,11 @@
 //! in either; a coordination capability is named by its field (`svc.intake.enqueue(..)`,
 //! `svc.pacer.pace(..)`).
 
+use crate::config::CoreSettings;
 use crate::crypto::TokenCipher;
 use crate::ports::{Cancels, Clock, Db, Entropy, Intake, Leases, Pacer, TelegramApi, WappiApi};
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
-
-pub use crate::config::{CoreSettings, EngineConfig};
 
 /// The ports and settings that every part of the core shares, cheap to clone.
 #[derive(Clone)]

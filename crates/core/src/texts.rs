@@ -2,13 +2,13 @@
 //! users and scripts rely on (CONTRACT.md: "токен"/"token", "профиль"/"profile", "до"/"until",
 //! the ✅ / ⚠️ report prefixes) is easy to keep stable.
 
-pub use crate::model::lang::Lang;
+use crate::model::lang::Lang;
 use crate::model::ledger::Tally;
 use chrono::DateTime;
 
 /// Reply-keyboard buttons. Each has a slash-command twin (see `dialogue::Intent`).
 pub mod button {
-    use super::Lang;
+    use crate::model::lang::Lang;
     pub fn mailing_data(l: Lang) -> &'static str {
         l.pick("📬 Данные рассылки", "📬 Mailing data")
     }
@@ -1038,8 +1038,9 @@ mod tests {
 
 /// Texts of subscriptions, payments and the operator's commands.
 pub mod billing {
-    use super::{date, Lang};
+    use super::date;
     use crate::model::billing::{rub, Plan, Reminder};
+    use crate::model::lang::Lang;
 
     pub fn plans_header(l: Lang) -> String {
         l.pick("Выберите срок подписки:", "Choose a subscription period:")
@@ -1180,7 +1181,7 @@ pub mod billing {
 
 /// The operator's `/broadcast` to every bot user.
 pub mod broadcast {
-    use super::Lang;
+    use crate::model::lang::Lang;
 
     pub fn ask(l: Lang) -> String {
         l.pick(

@@ -12,7 +12,7 @@
 use crate::db::SqliteDb;
 use crate::metrics::{self, BroadcastOutcome};
 use crate::telegram::HttpTelegram;
-use groupcast_core::ids::ChatId;
+use groupcast_core::model::ids::ChatId;
 use groupcast_core::ports::async_trait;
 use groupcast_core::ports::DeferError;
 use groupcast_core::ports::TelegramApi;

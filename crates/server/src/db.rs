@@ -13,17 +13,18 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use groupcast_core::billing;
-use groupcast_core::ids::{ChatId, GroupJid, MailingId, ProfileId, UserId};
-use groupcast_core::ledger::{
+use groupcast_core::model::billing;
+use groupcast_core::model::billing::{Invoice, Settlement, Stats};
+use groupcast_core::model::ids::ImageId;
+use groupcast_core::model::ids::{ChatId, GroupJid, MailingId, ProfileId, UserId};
+use groupcast_core::model::lang::Lang;
+use groupcast_core::model::ledger::{
     Content, Delivery, DeliveryState, Mailing, MailingStatus, NewMailing,
 };
 use groupcast_core::ports::{
-    async_trait, BillingStore, CollageChoice, ContentStore, DbError, GroupEntry, ImageId,
-    ImageMeta, ImageStore, Invoice, MailingStore, NewImage, Settlement, Stats, StoredImage,
-    UpdateLog, UserRecord, UserStore,
+    async_trait, BillingStore, CollageChoice, ContentStore, DbError, GroupEntry, ImageMeta,
+    ImageStore, MailingStore, NewImage, StoredImage, UpdateLog, UserRecord, UserStore,
 };
-use groupcast_core::texts::Lang;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
 /// The migration files, in the order they apply, embedded at compile time. A new file in

@@ -44,11 +44,11 @@
 //! can grant a lease twice (the ledger's fencing check is what stays correct then).
 
 use crate::state::StateHealth;
-use groupcast_core::ids::{GroupJid, MailingId, ProfileId};
-use groupcast_core::pacing::{Gcra, PaceState};
+use groupcast_core::model::ids::{GroupJid, MailingId, ProfileId};
+use groupcast_core::model::pacing::{Gcra, PaceState};
+use groupcast_core::model::pacing::{Pace, PacingConfig};
 use groupcast_core::ports::{
-    async_trait, Cancels, Heartbeats, Intake, IntakeConsumer, Lease, Leases, Pace, Pacer,
-    PacingConfig, StateError,
+    async_trait, Cancels, Heartbeats, Intake, IntakeConsumer, Lease, Leases, Pacer, StateError,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisError, Script};
@@ -433,7 +433,7 @@ impl RedisState {
     }
 
     /// The pacing state of a profile as stored (the backoff included), in the core's shape:
-    /// what [`pacing::decide`](groupcast_core::pacing::decide) would hold after the same calls.
+    /// what [`pacing::decide`](groupcast_core::model::pacing::decide) would hold after the same calls.
     pub async fn pace_snapshot(&self, profile: &ProfileId) -> Result<PaceState, StateError> {
         let mut conn = self.conn.clone();
         let fields: HashMap<String, String> = redis::cmd("HGETALL")
@@ -889,7 +889,7 @@ impl StateHealth for RedisState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use groupcast_core::pacing::decide;
+    use groupcast_core::model::pacing::decide;
     use groupcast_core::testing::contract;
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};

@@ -1,11 +1,11 @@
 //! The mailing runner of the self-hosted server: a supervisor that picks mailings from the
 //! intake queue (and, as a reconciler, from the database, so a mailing the queue lost is never
 //! forgotten) and drives each with a tokio task that holds the profile's lease and calls
-//! [`engine::step`] until the mailing is over.
+//! [`mailing::step`] until the mailing is over.
 
-use groupcast_core::engine::{self, Step};
-use groupcast_core::ids::MailingId;
-use groupcast_core::ledger::MailingStatus;
+use groupcast_core::mailing::{self, Step};
+use groupcast_core::model::ids::MailingId;
+use groupcast_core::model::ledger::MailingStatus;
 use groupcast_core::ports::{DbError, Heartbeats, IntakeConsumer, Lease};
 use groupcast_core::services::EngineServices;
 use std::collections::HashMap;
@@ -224,7 +224,7 @@ impl Runner {
         }
         tracing::info!(mailing = id.0, profile = %profile, fence = lease.fence, runner = %self.id, "driving mailing");
         let mut renewed_at = svc.now_ms();
-        let mut cursor = engine::Cursor::default();
+        let mut cursor = mailing::Cursor::default();
         // At high rates a millisecond late per send is a visible loss of pace; at low rates it
         // is not worth a busy wait.
         let spin = svc.settings.pacing.profile_rate_per_sec > SPIN_ABOVE_RATE;
@@ -235,7 +235,7 @@ impl Runner {
             if !self.keep_lease(&lease, &mut renewed_at).await {
                 break "lease lost";
             }
-            match engine::step(svc, id, &lease, &mut cursor).await {
+            match mailing::step(svc, id, &lease, &mut cursor).await {
                 Ok(Step::Continue) => tokio::task::yield_now().await,
                 Ok(Step::SleepUntil(t)) => {
                     let waited_from = tokio::time::Instant::now();
@@ -293,7 +293,7 @@ impl Runner {
                     // Start again from what is stored: an unfinished write may have left the
                     // remembered rows ahead of the database (a `sending` row found then is
                     // settled like a crash leftover).
-                    cursor = engine::Cursor::default();
+                    cursor = mailing::Cursor::default();
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }

@@ -5,8 +5,8 @@
 //! A missing or malformed setting stops start-up with one line naming the variable; secrets
 //! are wrapped in [`Secret`] so they never reach a log line.
 
+use groupcast_core::config::CoreSettings;
 use groupcast_core::config::{bad, Lookup, SharedSettings, Vars};
-use groupcast_core::services::CoreSettings;
 use groupcast_core::Secret;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -154,7 +154,7 @@ impl Settings {
 mod tests {
     //! The server's own variables; the shared ones are tested in `groupcast_core::config`.
     use super::*;
-    use groupcast_core::ports::PacingConfig;
+    use groupcast_core::model::pacing::PacingConfig;
 
     fn src(pairs: &[(&str, &str)]) -> Source {
         Source::from_map(

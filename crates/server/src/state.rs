@@ -55,7 +55,7 @@ pub struct StateHandles {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use groupcast_core::ids::ProfileId;
+    use groupcast_core::model::ids::ProfileId;
     use groupcast_core::ports::Leases;
     use groupcast_core::testing::{contract, FixedEntropy};
     use std::time::Duration;

@@ -8,7 +8,7 @@
 //! 1 message per second per chat with short bursts, 30 per second overall) and a 429 is
 //! honoured: the chat is held back for `retry_after` seconds and the request is repeated.
 
-use groupcast_core::pacing::Gcra;
+use groupcast_core::model::pacing::Gcra;
 use groupcast_core::ports::{async_trait, PhotoInput, SentPhoto, TelegramApi, TgFile};
 use groupcast_core::telegram::api;
 use groupcast_core::telegram::{

@@ -3,7 +3,7 @@
 //! different users are served in parallel and the webhook can answer at once.
 
 use groupcast_core::bot;
-use groupcast_core::ids::UserId;
+use groupcast_core::model::ids::UserId;
 use groupcast_core::services::Services;
 use groupcast_core::telegram::Update;
 use std::collections::HashMap;

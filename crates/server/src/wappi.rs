@@ -145,7 +145,7 @@ fn unix_now() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use groupcast_core::ids::GroupJid;
+    use groupcast_core::model::ids::GroupJid;
     use groupcast_core::ports::WappiApi;
     use groupcast_core::wappi::{WappiCreds, WappiError};
     use std::io::{Read, Write};

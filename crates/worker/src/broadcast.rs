@@ -19,12 +19,13 @@
 use crate::env::{self, env_vars};
 use crate::settings::WorkerSettings;
 use crate::telegram::FetchTelegram;
-use groupcast_core::ids::ChatId;
+use groupcast_core::model::ids::ChatId;
+use groupcast_core::model::lang::Lang;
 use groupcast_core::ports::DeferError;
 use groupcast_core::ports::{async_trait, TelegramApi};
 use groupcast_core::ports::{BroadcastJob, Broadcaster};
 use groupcast_core::telegram::TelegramError;
-use groupcast_core::texts::{self, Lang};
+use groupcast_core::texts::{self};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use worker::{

@@ -11,15 +11,16 @@
 
 use crate::rows::{self, DeliveryRow, InvoiceRow, MailingRow, UserRow};
 use crate::test_hooks::{self, Hooks};
-use groupcast_core::billing::{self, DAY_SECS};
-use groupcast_core::ids::{MailingId, ProfileId, UserId};
-use groupcast_core::ledger::{Delivery, Mailing, MailingStatus, NewMailing};
+use groupcast_core::model::billing::{self, DAY_SECS};
+use groupcast_core::model::billing::{Invoice, Settlement, Stats};
+use groupcast_core::model::ids::ImageId;
+use groupcast_core::model::ids::{MailingId, ProfileId, UserId};
+use groupcast_core::model::lang::Lang;
+use groupcast_core::model::ledger::{Delivery, Mailing, MailingStatus, NewMailing};
 use groupcast_core::ports::{
-    async_trait, BillingStore, CollageChoice, ContentStore, DbError, GroupEntry, ImageId,
-    ImageMeta, ImageStore, Invoice, MailingStore, NewImage, Settlement, Stats, StoredImage,
-    UpdateLog, UserRecord, UserStore,
+    async_trait, BillingStore, CollageChoice, ContentStore, DbError, GroupEntry, ImageMeta,
+    ImageStore, MailingStore, NewImage, StoredImage, UpdateLog, UserRecord, UserStore,
 };
-use groupcast_core::texts::Lang;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use wasm_bindgen::JsValue;

@@ -17,7 +17,7 @@ pub fn has_webhook_secret(req: &Request, secret: &Secret) -> worker::Result<bool
         .headers()
         .get("x-telegram-bot-api-secret-token")?
         .unwrap_or_default();
-    Ok(groupcast_core::secret::secret_matches(
+    Ok(groupcast_core::model::secret::secret_matches(
         secret.expose().as_bytes(),
         got.as_bytes(),
     ))

@@ -2,10 +2,11 @@
 //! their conversion into the core's types. Pure, so the mapping is tested natively; the
 //! queries themselves are in `d1.rs`. Column lists here and there must agree.
 
-use groupcast_core::ids::{ChatId, GroupJid, MailingId, ProfileId, UserId};
-use groupcast_core::ledger::{Content, Delivery, DeliveryState, Mailing, MailingStatus};
-use groupcast_core::ports::{DbError, Invoice, UserRecord};
-use groupcast_core::texts::Lang;
+use groupcast_core::model::billing::Invoice;
+use groupcast_core::model::ids::{ChatId, GroupJid, MailingId, ProfileId, UserId};
+use groupcast_core::model::lang::Lang;
+use groupcast_core::model::ledger::{Content, Delivery, DeliveryState, Mailing, MailingStatus};
+use groupcast_core::ports::{DbError, UserRecord};
 use serde::Deserialize;
 
 pub const USER_COLUMNS: &str =

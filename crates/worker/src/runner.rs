@@ -1,6 +1,6 @@
 //! `ProfileRunner`: the Durable Object that runs the mailings of one Wappi profile
 //! (`RUNNER.idFromName(profile_id)`). It is the Cloudflare form of the server's per-profile
-//! tokio task, driving the very same [`engine::step`].
+//! tokio task, driving the very same [`mailing::step`].
 //!
 //! - **Lease.** A Durable Object is already the single owner of its profile, so the lease is
 //!   trivial; a fencing number is still kept: every activation (first alarm after a start, an
@@ -26,12 +26,13 @@ use crate::services;
 use crate::settings::WorkerSettings;
 use crate::test_hooks::Hooks;
 use crate::wire::RunnerCommand;
-use groupcast_core::engine::{self, Cursor, Step};
-use groupcast_core::ids::{GroupJid, MailingId, ProfileId};
-use groupcast_core::ledger::MailingStatus;
-use groupcast_core::pacing::{self, PaceState};
+use groupcast_core::mailing::{self, Cursor, Step};
+use groupcast_core::model::ids::{GroupJid, MailingId, ProfileId};
+use groupcast_core::model::ledger::MailingStatus;
+use groupcast_core::model::pacing::{self, PaceState};
+use groupcast_core::model::pacing::{Pace, PacingConfig};
 use groupcast_core::ports::{
-    async_trait, Cancels, DbError, Heartbeats, Lease, Leases, Pace, Pacer, PacingConfig, StateError,
+    async_trait, Cancels, DbError, Heartbeats, Lease, Leases, Pacer, StateError,
 };
 use groupcast_core::services::EngineServices;
 use std::cell::{Cell, RefCell};
@@ -408,7 +409,7 @@ impl ProfileRunner {
         let mut steps = 0;
         loop {
             self.shared.wake.set(false);
-            let step = engine::step(svc, drive.mailing, &drive.lease, &mut drive.cursor).await;
+            let step = mailing::step(svc, drive.mailing, &drive.lease, &mut drive.cursor).await;
             match step {
                 Ok(Step::Continue) => {
                     steps += 1;

@@ -7,8 +7,8 @@
 
 use crate::bindings::{ENCRYPTION_KEY, TELEGRAM_WEBHOOK_SECRET};
 use crate::test_hooks::TestHooks;
+use groupcast_core::config::CoreSettings;
 use groupcast_core::config::{bad, Lookup, SharedSettings};
-use groupcast_core::services::CoreSettings;
 use groupcast_core::Secret;
 use std::net::IpAddr;
 
@@ -75,7 +75,7 @@ impl WorkerSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use groupcast_core::ports::PacingConfig;
+    use groupcast_core::model::pacing::PacingConfig;
     use std::collections::HashMap;
 
     const KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";

@@ -100,7 +100,7 @@ pub use route::route;
 #[cfg(target_arch = "wasm32")]
 mod fault {
     use super::TestHooks;
-    use groupcast_core::ids::GroupJid;
+    use groupcast_core::model::ids::GroupJid;
     use groupcast_core::ports::{async_trait, DbError, WappiApi};
     use groupcast_core::wappi::{
         Dialog, MessagesPage, ProfileStatus, Sent, WappiCreds, WappiError,

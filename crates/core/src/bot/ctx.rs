@@ -5,13 +5,14 @@
 
 use crate::bot::dialogue::DialogueState;
 use crate::model::ids::{ChatId, MailingId};
+use crate::model::lang::Lang;
 use crate::model::ledger::Mailing;
 use crate::ports::{DbError, UserRecord};
 use crate::services::Services;
 use crate::telegram::{
     InlineKeyboardMarkup, MessageId, ReplyKeyboardMarkup, ReplyMarkup, TelegramError,
 };
-use crate::texts::{button, Lang};
+use crate::texts::button;
 
 /// A failure while handling an update. The user has been told something went wrong; the
 /// runtime logs it (texts never contain secrets).

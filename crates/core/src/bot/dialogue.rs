@@ -2,9 +2,10 @@
 //! (stored [`DialogueState`], registered?, intent) is routed to a [`Route`] — the thing to do.
 //! `bot` carries routes out through the ports. Everything here is table-tested.
 
+use crate::model::lang::Lang;
 use crate::telegram::callback::Callback;
 use crate::telegram::{CallbackQuery, Message, MessageEntity, PhotoSize};
-use crate::texts::{button, Lang};
+use crate::texts::button;
 use serde::{Deserialize, Serialize};
 
 /// What the bot waits for from this user, stored per user between updates.

@@ -12,10 +12,11 @@
 use crate::bot::ctx::{BotError, Ctx};
 use crate::bot::dialogue::{AlbumAnswer, DialogueState};
 use crate::collage::{self, CollageOptions};
+use crate::model::ids::ImageId;
 use crate::model::ids::{ChatId, UserId};
 use crate::model::ledger::Content;
 use crate::ports::CollageJob;
-use crate::ports::{ImageId, NewImage, PhotoInput};
+use crate::ports::{NewImage, PhotoInput};
 use crate::services::Services;
 use crate::telegram::callback::Callback;
 use crate::telegram::{InlineKeyboardMarkup, MessageId, PhotoSize, ReplyMarkup};

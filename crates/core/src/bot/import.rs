@@ -5,10 +5,11 @@ use crate::bot::ctx::{BotError, Ctx};
 use crate::bot::dialogue::{DialogueState, ImportState, IMPORT_PAGE_SIZE};
 use crate::model::groups::parse_group_list;
 use crate::model::ids::GroupJid;
+use crate::model::lang::Lang;
 use crate::ports::GroupEntry;
 use crate::telegram::callback::Callback;
 use crate::telegram::{InlineKeyboardMarkup, MessageId, ReplyMarkup};
-use crate::texts::{self, Lang};
+use crate::texts::{self};
 use crate::wappi::{WappiCreds, WappiError};
 
 /// Chats asked from Wappi per page while importing …

@@ -2,13 +2,15 @@
 
 use crate::bot::{handle_update, run_collage_job, CollageOutcome};
 use crate::collage::fixtures::synthetic_jpeg;
+use crate::config::CoreSettings;
 use crate::model::ids::{ChatId, UserId};
+use crate::model::lang::Lang;
 use crate::ports::{async_trait, CollageJob, DeferError, Deferrer};
-use crate::services::{CoreSettings, Services};
+use crate::services::Services;
 use crate::telegram::callback::Callback;
 use crate::telegram::Update;
 use crate::testing::{profile, register_user, services, Fakes};
-use crate::texts::{self, Lang};
+use crate::texts::{self};
 use serde_json::json;
 use std::sync::{Arc, Mutex};
 

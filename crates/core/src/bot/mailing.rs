@@ -154,7 +154,7 @@ impl Ctx<'_> {
     ) -> Result<(), BotError> {
         let l = self.lang();
         let text = texts::started(l, id.0, groups, self.svc.eta_secs(sends));
-        let keyboard = crate::mailing::engine::cancel_keyboard(l, id);
+        let keyboard = crate::mailing::cancel_keyboard(l, id);
         match self
             .svc
             .telegram
@@ -223,7 +223,7 @@ impl Ctx<'_> {
                 texts::paused(l, m.id.0, m.pause_reason.as_deref().unwrap_or(""))
             }
             MailingStatus::Done | MailingStatus::Cancelled => {
-                crate::mailing::engine::report_text(
+                crate::mailing::report_text(
                     self.svc,
                     &m,
                     &rows,
@@ -234,7 +234,7 @@ impl Ctx<'_> {
             }
         };
         if m.status == MailingStatus::Running {
-            let kb = crate::mailing::engine::cancel_keyboard(l, m.id);
+            let kb = crate::mailing::cancel_keyboard(l, m.id);
             self.say_with(&text, ReplyMarkup::Inline(kb)).await?;
         } else {
             self.say(&text).await?;

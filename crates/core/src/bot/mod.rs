@@ -11,10 +11,11 @@
 use crate::bot::ctx::Ctx;
 use crate::bot::dialogue::{route, DialogueState, Intent, Route};
 use crate::model::ids::{ChatId, MailingId, UserId};
+use crate::model::lang::Lang;
 use crate::services::Services;
 use crate::telegram::callback::Callback;
 use crate::telegram::Update;
-use crate::texts::{self, Lang};
+use crate::texts::{self};
 
 mod content;
 mod ctx;

@@ -196,9 +196,10 @@ impl Ctx<'_> {
 mod tests {
     use super::*;
     use crate::bot::handle_update;
+    use crate::config::CoreSettings;
     use crate::model::lang::Lang;
     use crate::ports::{async_trait, Broadcaster, DeferError};
-    use crate::services::{CoreSettings, Services};
+    use crate::services::Services;
     use crate::telegram::{MessageId, Update};
     use crate::testing::{services, Fakes};
     use serde_json::json;

@@ -5,10 +5,11 @@
 use crate::bot::ctx::{BotError, Ctx};
 use crate::bot::dialogue::DialogueState;
 use crate::model::ids::ProfileId;
+use crate::model::lang::Lang;
 use crate::model::secret::Secret;
 use crate::telegram::callback::Callback;
 use crate::telegram::{InlineKeyboardMarkup, ReplyMarkup};
-use crate::texts::{self, Lang};
+use crate::texts::{self};
 use crate::wappi::{WappiCreds, WappiError};
 
 impl Ctx<'_> {

@@ -3,17 +3,19 @@
 
 use crate::bot::dialogue::DialogueState;
 use crate::bot::handle_update;
+use crate::config::CoreSettings;
 use crate::crypto::TokenCipher;
-use crate::mailing::engine::{Cursor, Step};
+use crate::mailing::{Cursor, Step};
 use crate::model::ids::{ChatId, MailingId, ProfileId, UserId};
+use crate::model::lang::Lang;
 use crate::model::ledger::MailingStatus;
 use crate::model::secret::Secret;
 use crate::ports::GroupEntry;
-use crate::services::{CoreSettings, Services};
+use crate::services::Services;
 use crate::telegram::callback::Callback;
 use crate::telegram::{MessageId, ReplyMarkup, Update};
 use crate::testing::*;
-use crate::texts::{self, Lang};
+use crate::texts::{self};
 use crate::wappi::{ProfileStatus, WappiError};
 use base64::Engine as _;
 use serde_json::json;

@@ -6,19 +6,20 @@ use super::outcome::{self, Event};
 use super::report::{finish, pause, progress};
 use super::settle;
 use super::slot::{self, Slot};
+use crate::model::ids::ImageId;
 use crate::model::ids::MailingId;
+use crate::model::lang::Lang;
 use crate::model::ledger::{part_order, Delivery, DeliveryState, Mailing, MailingStatus};
-use crate::ports::{DbError, ImageId, Lease};
+use crate::ports::{DbError, Lease};
 use crate::services::EngineServices;
-use crate::texts::{self, Lang};
+use crate::texts::{self};
 use crate::wappi::{Sent, WappiCreds, WappiError};
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
 // The paths drivers and the bot use today.
-pub use super::report::{cancel_keyboard, report_text};
-pub use super::{Cursor, EngineError, Step, ARM_LEAD_MS, PRE_PACE_MS, UNSETTLED, VOUCH_MS};
+use super::{Cursor, EngineError, Step, VOUCH_MS};
 
 /// Runs one step of a mailing for the holder of `lease`. `cursor` belongs to this holder:
 /// start each drive (each lease) with a fresh one.

@@ -15,10 +15,10 @@
 //! holds every change of a delivery row (pure); `settle` reconciles `in_doubt` rows through
 //! the chat history; `report` tells the user (progress, pause, the final report).
 
+use crate::model::ids::ImageId;
+use crate::model::lang::Lang;
 use crate::model::ledger::{Delivery, Mailing};
-use crate::ports::ImageId;
 use crate::ports::{DbError, StateError};
-use crate::texts::Lang;
 use crate::wappi::WappiCreds;
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -4,8 +4,8 @@
 //! the row (fenced) and carries out the rest.
 
 use super::{ARM_LEAD_MS, UNSETTLED};
+use crate::config::EngineConfig;
 use crate::model::ledger::{Delivery, DeliveryState};
-use crate::services::EngineConfig;
 use crate::wappi::{Remedy, WappiError};
 
 /// What happened to a row.

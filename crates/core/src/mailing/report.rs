@@ -3,10 +3,11 @@
 
 use super::{EngineError, Step};
 use crate::model::ids::MailingId;
+use crate::model::lang::Lang;
 use crate::model::ledger::{Delivery, DeliveryState, Mailing, MailingStatus, Tally};
 use crate::services::{EngineServices, Ports};
 use crate::telegram::{InlineKeyboardMarkup, MessageId, ReplyMarkup};
-use crate::texts::{self, Lang, ReportLine};
+use crate::texts::{self, ReportLine};
 
 /// Sends or edits the progress message, at most every `progress_interval_ms`.
 pub(super) async fn progress(

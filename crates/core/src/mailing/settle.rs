@@ -108,7 +108,7 @@ struct History {
 }
 
 /// Reads the group's history page by page, newest first, until it reaches before `since`
-/// (unix ms), or its end, or [`EngineConfig::history_max_pages`](crate::services::EngineConfig).
+/// (unix ms), or its end, or [`EngineConfig::history_max_pages`](crate::config::EngineConfig).
 ///
 /// Defensive about paging, which the spec only sketches (`offset` from the newest, `limit`,
 /// `total_count`): the offset advances by what each page gave; the end is an empty page or

@@ -6,7 +6,8 @@ use super::outcome::{self, Event};
 use super::{Cursor, EngineError, Step, ARM_LEAD_MS, PRE_PACE_MS, UNSETTLED};
 use crate::model::ids::GroupJid;
 use crate::model::ledger::{Delivery, DeliveryState, Mailing};
-use crate::ports::{Lease, Pace, PacingConfig};
+use crate::model::pacing::{Pace, PacingConfig};
+use crate::ports::Lease;
 use crate::services::EngineServices;
 use std::ops::ControlFlow;
 

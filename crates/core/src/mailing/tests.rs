@@ -1,16 +1,18 @@
-//! The mailing engine under a fake clock: a tiny driver steps [`engine::step`] (a sleep is a
+//! The mailing engine under a fake clock: a tiny driver steps [`mailing::step`] (a sleep is a
 //! jump of the clock) against the in-memory fakes, and the tests assert on what Wappi
 //! received, in which order and at which fake times, and on the ledger.
 
-use crate::mailing::engine::{self, Cursor, Step, ARM_LEAD_MS, UNSETTLED};
+use crate::config::CoreSettings;
+use crate::mailing::{self, Cursor, Step, ARM_LEAD_MS, UNSETTLED};
 use crate::model::ids::{ChatId, GroupJid, MailingId, ProfileId, UserId};
+use crate::model::lang::Lang;
 use crate::model::ledger::{DeliveryState, MailingStatus};
 use crate::model::pacing::Gcra;
 use crate::ports::Lease;
-use crate::services::{CoreSettings, EngineServices};
+use crate::services::EngineServices;
 use crate::telegram::{MessageId, ReplyMarkup};
 use crate::testing::*;
-use crate::texts::{self, Lang};
+use crate::texts::{self};
 use crate::wappi::WappiError;
 
 const TTL: u64 = 60_000;
@@ -318,7 +320,7 @@ async fn two_profiles_are_paced_independently_even_to_the_same_groups() {
         } else {
             (b, &lb, &mut cb)
         };
-        due[i] = match engine::step(&w.svc, id, lease, cursor).await.unwrap() {
+        due[i] = match mailing::step(&w.svc, id, lease, cursor).await.unwrap() {
             Step::Continue => Some(w.f.clock.now()),
             Step::SleepUntil(t) => Some(t),
             Step::Finished | Step::LostLease => None,
@@ -984,11 +986,11 @@ async fn a_stale_lease_gets_lost_lease_and_writes_nothing() {
     let id = w.mailing(&groups).await;
     let old = w.lease(id).await;
     let mut old_cursor = Cursor::default();
-    let first = engine::step(&w.svc, id, &old, &mut old_cursor)
+    let first = mailing::step(&w.svc, id, &old, &mut old_cursor)
         .await
         .unwrap();
     assert_eq!(first, Step::Continue);
-    let sleep = engine::step(&w.svc, id, &old, &mut old_cursor)
+    let sleep = mailing::step(&w.svc, id, &old, &mut old_cursor)
         .await
         .unwrap();
     assert_eq!(sleep, Step::SleepUntil(T0 + 1000 - ARM_LEAD_MS));
@@ -1002,13 +1004,13 @@ async fn a_stale_lease_gets_lost_lease_and_writes_nothing() {
 
     w.f.clock.advance_to(T0 + 1000 - ARM_LEAD_MS);
     assert_eq!(
-        engine::step(&w.svc, id, &old, &mut old_cursor)
+        mailing::step(&w.svc, id, &old, &mut old_cursor)
             .await
             .unwrap(),
         Step::LostLease
     );
     assert_eq!(
-        engine::step(&w.svc, id, &old, &mut Cursor::default())
+        mailing::step(&w.svc, id, &old, &mut Cursor::default())
             .await
             .unwrap(),
         Step::LostLease
@@ -1056,7 +1058,7 @@ async fn a_stale_lease_with_an_armed_row_does_not_send() {
     // notice the lost lease itself).
     w.f.clock.set(T0 + 1000);
     let calls = w.f.wappi.sends().len();
-    let old_step = engine::step(&w.svc, id, &old, &mut old_cursor)
+    let old_step = mailing::step(&w.svc, id, &old, &mut old_cursor)
         .await
         .unwrap();
     let stale_sends = w.f.wappi.sends().len() - calls;
@@ -1084,7 +1086,7 @@ async fn an_unclaimed_lease_or_a_finished_mailing_does_nothing() {
         .unwrap();
     // Not claimed: the mailing's fence is still 0.
     assert_eq!(
-        engine::step(&w.svc, id, &lease, &mut Cursor::default())
+        mailing::step(&w.svc, id, &lease, &mut Cursor::default())
             .await
             .unwrap(),
         Step::LostLease
@@ -1094,7 +1096,7 @@ async fn an_unclaimed_lease_or_a_finished_mailing_does_nothing() {
     let calls = w.f.wappi.calls().len();
     let tg = w.f.telegram.calls().len();
     assert_eq!(
-        engine::step(&w.svc, id, &lease, &mut Cursor::default())
+        mailing::step(&w.svc, id, &lease, &mut Cursor::default())
             .await
             .unwrap(),
         Step::Finished
@@ -1105,7 +1107,7 @@ async fn an_unclaimed_lease_or_a_finished_mailing_does_nothing() {
         "a done mailing is left alone"
     );
     assert_eq!(
-        engine::step(&w.svc, MailingId(999), &lease, &mut Cursor::default())
+        mailing::step(&w.svc, MailingId(999), &lease, &mut Cursor::default())
             .await
             .unwrap(),
         Step::Finished
@@ -1127,7 +1129,9 @@ async fn cancel_in_state_while_armed_disarms_and_stops_before_the_send() {
     w.svc.cancels.set_cancel(id).await.unwrap();
     // The runner wakes on a cancel; the step comes before the slot.
     assert_eq!(
-        engine::step(&w.svc, id, &lease, &mut cursor).await.unwrap(),
+        mailing::step(&w.svc, id, &lease, &mut cursor)
+            .await
+            .unwrap(),
         Step::Finished
     );
 
@@ -1148,7 +1152,9 @@ async fn cancel_in_state_while_armed_disarms_and_stops_before_the_send() {
     // Driving on sends nothing.
     w.f.clock.advance(10_000);
     assert_eq!(
-        engine::step(&w.svc, id, &lease, &mut cursor).await.unwrap(),
+        mailing::step(&w.svc, id, &lease, &mut cursor)
+            .await
+            .unwrap(),
         Step::Finished
     );
     assert_eq!(w.f.wappi.sends().len(), 1);
@@ -1231,7 +1237,9 @@ async fn cancel_during_a_rate_limit_pause_ends_at_once() {
     )
     .await
     .unwrap();
-    let wait = engine::step(&w.svc, id, &lease, &mut cursor).await.unwrap();
+    let wait = mailing::step(&w.svc, id, &lease, &mut cursor)
+        .await
+        .unwrap();
     assert!(
         matches!(wait, Step::SleepUntil(t) if t > T0 + 30_000),
         "waits out the pause: {wait:?}"
@@ -1243,7 +1251,9 @@ async fn cancel_during_a_rate_limit_pause_ends_at_once() {
 
     w.svc.cancels.set_cancel(id).await.unwrap();
     assert_eq!(
-        engine::step(&w.svc, id, &lease, &mut cursor).await.unwrap(),
+        mailing::step(&w.svc, id, &lease, &mut cursor)
+            .await
+            .unwrap(),
         Step::Finished
     );
 
@@ -1334,7 +1344,7 @@ async fn not_authorized_pauses_and_a_resume_continues_without_resending() {
     // A paused mailing is not driven.
     let later = w.lease(id).await;
     assert_eq!(
-        engine::step(&w.svc, id, &later, &mut Cursor::default())
+        mailing::step(&w.svc, id, &later, &mut Cursor::default())
             .await
             .unwrap(),
         Step::Finished
@@ -1383,7 +1393,7 @@ async fn missing_credentials_pause_the_mailing_without_calling_wappi() {
 
 /// What the bot does on start: the start message becomes the progress message.
 async fn start_message(w: &World, id: MailingId) -> MessageId {
-    let kb = engine::cancel_keyboard(Lang::En, id);
+    let kb = mailing::cancel_keyboard(Lang::En, id);
     let mid = w
         .svc
         .telegram

@@ -2,7 +2,7 @@
 //! means, [`Callback::data`] its payload (under Telegram's 64 bytes) and [`Callback::parse`]
 //! reads one back. Both the dialogue and the mailing engine's progress keyboards use it.
 
-use crate::texts::Lang;
+use crate::model::lang::Lang;
 
 /// Inline button payloads (`callback_data`), each under 64 bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]

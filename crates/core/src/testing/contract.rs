@@ -13,9 +13,8 @@
 //! deviation.
 
 use crate::model::ids::{GroupJid, MailingId, ProfileId};
-use crate::ports::{
-    Cancels, Heartbeats, Intake, IntakeConsumer, Leases, Pace, Pacer, PacingConfig, StateBackend,
-};
+use crate::model::pacing::{Pace, PacingConfig};
+use crate::ports::{Cancels, Heartbeats, Intake, IntakeConsumer, Leases, Pacer, StateBackend};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};

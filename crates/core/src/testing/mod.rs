@@ -28,21 +28,23 @@
 //! Nothing here draws real randomness or does I/O, and only the [`contract`] suite (written
 //! for real backends) reads the real clock.
 
+use crate::config::CoreSettings;
 use crate::crypto::TokenCipher;
-use crate::mailing::engine::{self, Cursor, EngineError, Step};
+use crate::mailing::{self, Cursor, EngineError, Step};
 use crate::model::billing;
+use crate::model::billing::{Invoice, Settlement, Stats};
+use crate::model::ids::ImageId;
 use crate::model::ids::{ChatId, GroupJid, MailingId, ProfileId, UserId};
+use crate::model::lang::Lang;
 use crate::model::ledger::{Delivery, DeliveryState, Mailing, MailingStatus, NewMailing};
 use crate::model::secret::Secret;
 use crate::ports::{
     async_trait, BillingStore, Clock, CollageChoice, ContentStore, DbError, Entropy, GroupEntry,
-    ImageId, ImageMeta, ImageStore, Invoice, Lease, MailingStore, NewImage, PhotoInput, SentPhoto,
-    Settlement, Stats, StoredImage, TelegramApi, TgFile, UpdateLog, UserRecord, UserStore,
-    WappiApi,
+    ImageMeta, ImageStore, Lease, MailingStore, NewImage, PhotoInput, SentPhoto, StoredImage,
+    TelegramApi, TgFile, UpdateLog, UserRecord, UserStore, WappiApi,
 };
-use crate::services::{CoreSettings, EngineServices, Ports, Services};
+use crate::services::{EngineServices, Ports, Services};
 use crate::telegram::{InlineKeyboardMarkup, MessageId, ReplyMarkup, TelegramError};
-use crate::texts::Lang;
 use crate::wappi::{
     ChatMessage, Dialog, MessagesPage, ProfileStatus, Sent, WappiCreds, WappiError,
 };
@@ -271,7 +273,7 @@ pub async fn drive_until(
         {
             return Ok(Step::LostLease);
         }
-        let step = engine::step(svc, id, lease, cursor).await?;
+        let step = mailing::step(svc, id, lease, cursor).await?;
         match step {
             Step::Finished | Step::LostLease => return Ok(step),
             _ if stop() => return Ok(step),

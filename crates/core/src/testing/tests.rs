@@ -2,10 +2,11 @@
 //! for the real backends), so a test that passes on them means something.
 
 use crate::model::ids::{ChatId, MailingId};
+use crate::model::pacing::{Pace, PacingConfig};
 use crate::model::secret::Secret;
 use crate::ports::{
-    Cancels, Clock, Entropy, Heartbeats, Intake, IntakeConsumer, Leases, Pace, Pacer, PacingConfig,
-    TelegramApi, WappiApi,
+    Cancels, Clock, Entropy, Heartbeats, Intake, IntakeConsumer, Leases, Pacer, TelegramApi,
+    WappiApi,
 };
 use crate::telegram::{InlineKeyboardMarkup, ReplyMarkup, TelegramError};
 use crate::testing::*;
