@@ -57,7 +57,8 @@ async fn metrics_match_what_the_fakes_received() {
     })
     .await;
     let (p, acc, jids) = w.ready(8101, 1, 12, "Метрики").await;
-    // One send answered 500 (retried), one 429 (the profile pauses, the row is sent later).
+    // One send answered 500 (maybe sent: in doubt, settled through the history and sent again),
+    // one 429 (the profile pauses, the row is sent later).
     w.wappi.push_fault(Fault::Status(
         500,
         r#"{"status":"error","detail":"oops"}"#.into(),
@@ -79,14 +80,14 @@ async fn metrics_match_what_the_fakes_received() {
         "{text}"
     );
     assert_eq!(
-        m["groupcast_sends_total{outcome=\"retried\"}"], 1.0,
+        m["groupcast_sends_total{outcome=\"in_doubt\"}"], 1.0,
         "{text}"
     );
     assert_eq!(
         m["groupcast_sends_total{outcome=\"rate_limited\"}"], 1.0,
         "{text}"
     );
-    for outcome in ["failed", "in_doubt", "paused"] {
+    for outcome in ["failed", "retried", "paused"] {
         assert_eq!(
             m[&format!("groupcast_sends_total{{outcome=\"{outcome}\"}}")],
             0.0

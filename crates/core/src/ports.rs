@@ -10,7 +10,7 @@
 use crate::model::billing::{Invoice, Settlement, Stats};
 use crate::model::ids::{ChatId, GroupJid, ImageId, MailingId, ProfileId, UserId};
 use crate::model::lang::Lang;
-use crate::model::ledger::{Delivery, Mailing, NewMailing};
+use crate::model::ledger::{Delivery, Mailing, NewMailing, SendOutcome};
 use crate::model::pacing::{Pace, PacingConfig};
 use crate::telegram::{InlineKeyboardMarkup, MessageId, ReplyMarkup, TelegramError};
 use crate::wappi::{Dialog, MessagesPage, ProfileStatus, Sent, WappiCreds, WappiError};
@@ -692,4 +692,11 @@ pub struct BroadcastJob {
 #[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
 pub trait Broadcaster: MaybeSendSync {
     async fn start(&self, job: BroadcastJob) -> Result<(), DeferError>;
+}
+
+/// The engine's figures, told as they happen, for a runtime that keeps metrics
+/// ([`Ports::figures`](crate::services::Ports::figures); `None` keeps none).
+pub trait Figures: MaybeSendSync {
+    /// One send attempt to a group ended so.
+    fn send(&self, outcome: SendOutcome);
 }

@@ -34,6 +34,8 @@ pub struct Ports {
     pub broadcaster: Option<Arc<dyn crate::ports::Broadcaster>>,
     /// Where long work (building a collage) goes; `None` runs it inline while answering.
     pub deferrer: Option<Arc<dyn crate::ports::Deferrer>>,
+    /// Where the engine's figures go (the server's `/metrics`); `None` keeps none.
+    pub figures: Option<Arc<dyn crate::ports::Figures>>,
 }
 
 /// What the bot runs on: the shared [`Ports`], the cancel flags and the producer end of the

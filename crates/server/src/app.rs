@@ -198,6 +198,7 @@ impl App {
             )),
             // Collages are built inline, on the blocking pool (BlockingImageWork).
             deferrer: None,
+            figures: Some(Arc::new(crate::metrics::EngineFigures)),
         };
         let Wiring { svc, engine, state } = match redis {
             Some(redis) => Wiring::of(ports, Arc::new(redis)),

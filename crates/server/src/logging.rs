@@ -12,19 +12,11 @@
 //! - the shapes of secrets it cannot know in advance: `bot<id>:<token>` in Bot API URLs, the
 //!   value after `SignatureValue` (Robokassa signatures) and after `Authorization` or
 //!   `X-Telegram-Bot-Api-Secret-Token`.
-//!
-//! The same subscriber also feeds [`crate::metrics`]: the core's engine reports each send's
-//! outcome only as a log event (`event = "send"`, `outcome = ...`), and [`SendEvents`] turns
-//! those into typed [`SendOutcome`]s on the metrics, so the counters and the log lines cannot
-//! disagree.
 
-use crate::metrics::{Metrics, SendOutcome};
 use crate::settings::Settings;
 use std::collections::VecDeque;
 use std::io::Write;
 use std::sync::{Mutex, RwLock};
-use tracing::field::{Field, Visit};
-use tracing_subscriber::filter::{filter_fn, Filtered};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -262,69 +254,7 @@ pub fn init(settings: &Settings) {
     };
     let _ = tracing_subscriber::registry()
         .with(fmt.with_filter(filter))
-        .with(SendEvents::layer(crate::metrics::global()))
         .try_init();
-}
-
-/// A log layer that records the engine's `send` events (by their `outcome` field) on the
-/// metrics. It sees only events that declare an `event` field (decided once per call site),
-/// whatever `RUST_LOG` says.
-pub struct SendEvents {
-    metrics: &'static Metrics,
-}
-
-impl SendEvents {
-    pub fn layer<S>(
-        metrics: &'static Metrics,
-    ) -> Filtered<SendEvents, impl tracing_subscriber::layer::Filter<S>, S>
-    where
-        S: tracing::Subscriber,
-    {
-        SendEvents { metrics }.with_filter(filter_fn(|meta| {
-            meta.is_event() && meta.fields().field("event").is_some()
-        }))
-    }
-}
-
-impl<S: tracing::Subscriber> Layer<S> for SendEvents {
-    fn on_event(
-        &self,
-        event: &tracing::Event<'_>,
-        _ctx: tracing_subscriber::layer::Context<'_, S>,
-    ) {
-        let mut fields = EventFields::default();
-        event.record(&mut fields);
-        if fields.event.as_deref() == Some("send") {
-            if let Some(outcome) = fields.outcome.as_deref().and_then(SendOutcome::parse) {
-                self.metrics.send(outcome);
-            }
-        }
-    }
-}
-
-/// The `event` and `outcome` fields of a log event.
-#[derive(Default)]
-struct EventFields {
-    event: Option<String>,
-    outcome: Option<String>,
-}
-
-impl Visit for EventFields {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        match field.name() {
-            "event" => self.event = Some(value.to_string()),
-            "outcome" => self.outcome = Some(value.to_string()),
-            _ => {}
-        }
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        match field.name() {
-            "event" => self.event = Some(format!("{value:?}").trim_matches('"').to_string()),
-            "outcome" => self.outcome = Some(format!("{value:?}").trim_matches('"').to_string()),
-            _ => {}
-        }
-    }
 }
 
 /// Prints a line for the operator on stdout, scrubbed.
@@ -362,28 +292,5 @@ mod tests {
             Some("p4ssw0rd")
         );
         assert_eq!(url_password("redis://127.0.0.1:6379"), None);
-    }
-
-    #[test]
-    fn send_events_are_counted_by_outcome() {
-        use tracing_subscriber::layer::SubscriberExt;
-        let metrics: &'static Metrics = Box::leak(Box::new(Metrics::new()));
-        let subscriber = tracing_subscriber::registry().with(SendEvents::layer(metrics));
-        tracing::subscriber::with_default(subscriber, || {
-            let outcome = "retried";
-            tracing::info!(event = "send", outcome = "sent", "sent");
-            tracing::info!(event = "send", outcome, "send failed");
-            tracing::info!(event = "settle", outcome = "sent", "in-doubt send checked");
-            tracing::info!(event = "send", outcome = "unheard_of", "ignored");
-            tracing::info!(outcome = "sent", "no event field");
-        });
-        let text = crate::metrics::render(metrics.registry(), &Default::default());
-        for line in [
-            "groupcast_sends_total{outcome=\"sent\"} 1",
-            "groupcast_sends_total{outcome=\"retried\"} 1",
-            "groupcast_sends_total{outcome=\"failed\"} 0",
-        ] {
-            assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
-        }
     }
 }

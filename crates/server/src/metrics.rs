@@ -3,10 +3,9 @@
 //!
 //! The process keeps one [`Metrics`] ([`global`]); its counters and histograms are bumped where
 //! things happen: updates in the dispatcher, Wappi latencies in the Wappi transport, pacing
-//! waits in the runner, operator broadcast messages in the broadcaster. Send outcomes are decided
-//! by the core's engine, which knows nothing of this module: it logs one line per outcome with an
-//! `event = "send"` field, and a layer of the log subscriber (`logging`) turns each into a
-//! [`SendOutcome`]. Gauges (mailings by status, queue depth, heartbeat age) are read from the
+//! waits in the runner, operator broadcast messages in the broadcaster, and send outcomes through
+//! the core's [`Figures`] port ([`EngineFigures`]), which the engine tells of every send it
+//! settles on. Gauges (mailings by status, queue depth, heartbeat age) are read from the
 //! database and the state backend at each scrape and handed to [`render`] as [`Readings`].
 //! This module depends on nothing else of the crate.
 //!
@@ -23,6 +22,8 @@
 //! - `groupcast_broadcast_messages_total{outcome}` counter: operator broadcast messages (sent,
 //!   failed)
 
+use groupcast_core::model::ledger;
+use groupcast_core::ports::Figures;
 use prometheus_client::encoding::LabelValueEncoder;
 use prometheus_client::encoding::{prometheus_text, EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
@@ -76,10 +77,27 @@ impl SendOutcome {
             SendOutcome::Paused => "paused",
         }
     }
+}
 
-    /// The outcome the engine named `word`; `None` for a word it does not use.
-    pub fn parse(word: &str) -> Option<SendOutcome> {
-        SendOutcome::ALL.into_iter().find(|o| o.as_str() == word)
+impl From<ledger::SendOutcome> for SendOutcome {
+    fn from(o: ledger::SendOutcome) -> SendOutcome {
+        match o {
+            ledger::SendOutcome::Sent => SendOutcome::Sent,
+            ledger::SendOutcome::Failed => SendOutcome::Failed,
+            ledger::SendOutcome::Retried => SendOutcome::Retried,
+            ledger::SendOutcome::InDoubt => SendOutcome::InDoubt,
+            ledger::SendOutcome::RateLimited => SendOutcome::RateLimited,
+            ledger::SendOutcome::Paused => SendOutcome::Paused,
+        }
+    }
+}
+
+/// The engine's [`Figures`] port on this process's [`global`] metrics.
+pub struct EngineFigures;
+
+impl Figures for EngineFigures {
+    fn send(&self, outcome: ledger::SendOutcome) {
+        global().send(outcome.into());
     }
 }
 
@@ -330,7 +348,7 @@ mod tests {
         let m = Metrics::new();
         m.update_received();
         m.update_received();
-        m.send(SendOutcome::parse("in_doubt").unwrap());
+        m.send(ledger::SendOutcome::InDoubt.into());
         m.pacing_wait(Duration::from_millis(250));
         m.pacing_wait(Duration::from_millis(750));
         m.wappi_call(Duration::from_millis(30));
@@ -360,6 +378,9 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }
         assert!(!text.contains("draft"), "{text}");
-        assert_eq!(SendOutcome::parse("settled"), None);
+        // The label is the engine's own word for each outcome.
+        for o in ledger::SendOutcome::ALL {
+            assert_eq!(SendOutcome::from(o).as_str(), o.as_str());
+        }
     }
 }

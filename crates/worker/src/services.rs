@@ -75,6 +75,8 @@ pub fn ports(
         broadcaster: Some(Arc::new(WorkerBroadcaster::new(env.clone()))),
         // 🌅 goes to the queue; its consumer builds the collage.
         deferrer: Some(Arc::new(QueueDeferrer { env: env.clone() })),
+        // No metrics endpoint on Workers (Cloudflare's own analytics count requests).
+        figures: None,
     };
     Ok(ports)
 }

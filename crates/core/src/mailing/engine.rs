@@ -9,7 +9,9 @@ use super::slot::{self, Slot};
 use crate::model::ids::ImageId;
 use crate::model::ids::MailingId;
 use crate::model::lang::Lang;
-use crate::model::ledger::{part_order, Delivery, DeliveryState, Mailing, MailingStatus};
+use crate::model::ledger::{
+    part_order, Delivery, DeliveryState, Mailing, MailingStatus, SendOutcome,
+};
 use crate::ports::{DbError, Lease};
 use crate::services::EngineServices;
 use crate::texts::{self};
@@ -274,6 +276,9 @@ async fn record(
         Err(e) => outcome::apply(row, Event::SendFailed(e), cfg, now),
     };
     let outcome = change.label;
+    if let (Some(figures), Some(counted)) = (&svc.figures, send_outcome(outcome)) {
+        figures.send(counted);
+    }
     match &result {
         Ok(_) => {
             tracing::info!(event = "send", outcome, mailing = m.id.0, group = %row.group, part = row.part, attempt, "sent")
@@ -292,4 +297,23 @@ async fn record(
     }
     progress(svc, m, rows, lang, now).await?;
     Ok(Step::Continue)
+}
+
+/// The counted outcome of a send's row change (its `label`); `None` for a label that names
+/// no send result.
+fn send_outcome(label: &str) -> Option<SendOutcome> {
+    SendOutcome::ALL.into_iter().find(|o| o.as_str() == label)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_send_outcome_is_counted_under_its_own_word() {
+        for o in SendOutcome::ALL {
+            assert_eq!(send_outcome(o.as_str()), Some(o));
+        }
+        assert_eq!(send_outcome("found"), None, "a settle result is no send");
+    }
 }

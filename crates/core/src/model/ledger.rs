@@ -5,6 +5,41 @@
 use crate::model::ids::{ChatId, GroupJid, MailingId, ProfileId, UserId};
 use serde::{Deserialize, Serialize};
 
+/// How one send attempt to a group ended, as the engine counts it (the `outcome` of its
+/// `send` log events and the label of a runtime's send counter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SendOutcome {
+    Sent,
+    Failed,
+    Retried,
+    InDoubt,
+    RateLimited,
+    Paused,
+}
+
+impl SendOutcome {
+    pub const ALL: [SendOutcome; 6] = [
+        SendOutcome::Sent,
+        SendOutcome::Failed,
+        SendOutcome::Retried,
+        SendOutcome::InDoubt,
+        SendOutcome::RateLimited,
+        SendOutcome::Paused,
+    ];
+
+    /// Its word in logs and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SendOutcome::Sent => "sent",
+            SendOutcome::Failed => "failed",
+            SendOutcome::Retried => "retried",
+            SendOutcome::InDoubt => "in_doubt",
+            SendOutcome::RateLimited => "rate_limited",
+            SendOutcome::Paused => "paused",
+        }
+    }
+}
+
 /// The state of one delivery row: `pending → sending → sent | failed | in_doubt`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

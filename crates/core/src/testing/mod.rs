@@ -142,6 +142,7 @@ pub fn services(settings: CoreSettings) -> (Services, Fakes) {
         image_work: Arc::new(crate::ports::InlineImageWork),
         broadcaster: None,
         deferrer: None,
+        figures: None,
     };
     let svc = Services::new(ports, fakes.state.clone());
     (svc, fakes)
