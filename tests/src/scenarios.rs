@@ -337,6 +337,44 @@ pub fn many_fields_form(inv: i64, fields: usize) -> String {
     form
 }
 
+/// The short calls no real Robokassa makes, refused by either runtime before any decoding:
+/// more fields than any Robokassa call has (as a POST body at the result URL and as a query at
+/// the fail page), an over-long query (a GET at the result URL, a POST body at the success
+/// page); and a notification as Robokassa sends it (signed with `password2`, for an invoice
+/// that does not exist) still reaches the signature check and the ledger. Returns the
+/// too-many-fields form.
+pub async fn overlong_calls_are_refused<S: Bot>(
+    w: &World<S>,
+    base: &str,
+    password2: &str,
+) -> String {
+    let result = format!("{base}/robokassa/result");
+    let many = many_fields_form(1, 65);
+    assert!(many.len() < 2048);
+    assert_eq!(
+        post_form(result.clone(), many.clone()).await,
+        (400, "too many fields".to_string())
+    );
+    let long_query = oversized_form(1, 20_000);
+    assert_eq!(
+        get_text(format!("{result}?{long_query}")).await,
+        (413, "too large".to_string())
+    );
+    assert_eq!(
+        post_raw(base, "/robokassa/success", long_query, None).await,
+        (413, "too large".to_string())
+    );
+    assert_eq!(
+        get_text(format!("{base}/robokassa/fail?{many}")).await,
+        (400, "too many fields".to_string())
+    );
+    assert_eq!(
+        notify(w, &live_form(424_242, "490.000000", "30", password2)).await,
+        (404, "unknown invoice".to_string())
+    );
+    many
+}
+
 /// POSTs `body` as a form to `url`: (status, body). A transport error or no answer within a
 /// minute fails the test.
 pub async fn post_form(url: String, body: String) -> (u16, String) {
