@@ -136,6 +136,10 @@ struct Inner {
     violations: Vec<Violation>,
     strict: bool,
     required_token: Option<String>,
+    /// While set, file downloads wait (a slow download holding an update's handling).
+    files_held: bool,
+    /// File downloads begun, held ones included.
+    file_downloads: usize,
 }
 
 #[derive(Default)]
@@ -332,6 +336,23 @@ impl FakeTelegram {
     /// Telegram when the user never wrote to the bot).
     pub fn add_chat(&self, chat_id: i64) {
         self.lock().chat(chat_id).known = true;
+    }
+
+    /// Holds every file download (begun ones and new ones) until [`FakeTelegram::release_files`]:
+    /// an update whose handling downloads a photo then takes as long as the test wants.
+    pub fn hold_files(&self) {
+        self.lock().files_held = true;
+    }
+
+    /// Lets held and later file downloads go through.
+    pub fn release_files(&self) {
+        self.lock().files_held = false;
+        self.shared.changed.notify_waiters();
+    }
+
+    /// How many file downloads have begun (held ones included).
+    pub fn file_downloads(&self) -> usize {
+        self.lock().file_downloads
     }
 
     /// Registers a file that `getFile` and `/file/bot<token>/<path>` serve.
@@ -1187,6 +1208,15 @@ async fn handle(
 async fn answer(shared: &Shared, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Reply {
     let path = uri.path().trim_start_matches('/');
     if let Some(rest) = path.strip_prefix("file/") {
+        shared.lock().file_downloads += 1;
+        shared.changed.notify_waiters();
+        loop {
+            let released = shared.changed.notified();
+            if !shared.lock().files_held {
+                break;
+            }
+            released.await;
+        }
         return serve_file(shared, rest);
     }
     let Some((bot, method)) = path.split_once('/') else {

@@ -237,3 +237,38 @@ async fn whatsapp_logged_out_pauses_and_resume_continues() {
     let counts = w.wappi.delivery_count_by_recipient();
     assert!(jids.iter().all(|j| counts.get(j) == Some(&1)), "{counts:?}");
 }
+
+/// Issue 12 item 11: the progress edits and the report go through Telegram's limits on their
+/// own; a Telegram that answers 429 for a long while never holds a post to WhatsApp back.
+#[tokio::test]
+async fn telegram_rate_limits_never_slow_the_posts() {
+    let w = World::start_with(|env| {
+        env.insert("PROFILE_RATE_PER_SEC".into(), "4".into());
+        env.insert("PROGRESS_INTERVAL_SECS".into(), "1".into());
+    })
+    .await;
+    let (p, _, jids) = w.ready(7201, 81, 12, "Пост без задержек").await;
+    let (id, _) = p.starts_mailing_msg().await;
+    w.wappi
+        .wait_for_deliveries(1, Duration::from_secs(20))
+        .await
+        .unwrap();
+    // From now on the user's chat is refused three times over, 5 s each: 15 s in all.
+    w.tg.fail_next_with_429(p.id, 5, 3);
+    let started = groupcast_e2e::harness::unix_ms();
+    w.wappi
+        .wait_for_deliveries(12, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let took = groupcast_e2e::harness::unix_ms() - started;
+    let arrivals: Vec<i64> = w.wappi.deliveries().iter().map(|r| r.at_ms).collect();
+    let widest = arrivals.windows(2).map(|g| g[1] - g[0]).max().unwrap();
+    assert!(
+        widest < 1_500,
+        "a post waited {widest} ms behind Telegram (11 posts took {took} ms)"
+    );
+    w.assert_each_delivered_once(&jids);
+    // The report still comes, once Telegram lets it through.
+    let report = p.hears(&format!("Рассылка #{id}")).await;
+    assert!(report.text.starts_with('✅'), "{}", report.text);
+}

@@ -176,8 +176,32 @@ pub trait MailingStore: MaybeSendSync {
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
 pub trait UpdateLog: MaybeSendSync {
-    /// `true` the first time an `update_id` is seen (a unique row, never a high-water mark).
-    async fn first_seen(&self, update_id: i64, now: i64) -> Result<bool, DbError>;
+    /// Takes update `update_id` for handling (a unique row, never a high-water mark), storing
+    /// its `payload` (the update as JSON) so that it can be taken again if the handling is cut
+    /// off. A taken update that never finished is taken anew once its claim is older than
+    /// `stale_before` (its handler died: a crash, a deploy, a shutdown that handed it back).
+    async fn claim_update(
+        &self,
+        update_id: i64,
+        payload: &str,
+        now: i64,
+        stale_before: i64,
+    ) -> Result<UpdateClaim, DbError>;
+    /// Records that the handling of a taken update ended (whatever its outcome): from now on
+    /// a redelivery of it is a duplicate.
+    async fn finish_update(&self, update_id: i64, now: i64) -> Result<(), DbError>;
+}
+
+/// The answer of [`UpdateLog::claim_update`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateClaim {
+    /// Ours to handle: new, or taken before and never finished by a handler now gone.
+    Taken,
+    /// Already handled: a redelivery, dropped.
+    Handled,
+    /// Taken recently and not finished: a handler is on it (or died moments ago; the claim
+    /// goes stale at `stale_before` and the update is taken again then).
+    InHand,
 }
 
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]

@@ -3,6 +3,7 @@
 //! the bot, [`EngineServices`] for the runner) and an [`App`], which `serve` runs.
 
 use crate::db::SqliteDb;
+use crate::notices::DetachedTelegram;
 use crate::redis_state::RedisState;
 use crate::settings::Settings;
 use crate::state::{self, StateHandles, StateHealth};
@@ -86,6 +87,8 @@ pub struct App {
     pub state: StateHandles,
     pub db: Arc<SqliteDb>,
     pub telegram: Arc<HttpTelegram>,
+    /// The engine's Telegram: its notices, delivered in the background.
+    pub notices: Arc<DetachedTelegram>,
     pub dispatcher: Arc<Dispatcher>,
 }
 
@@ -200,11 +203,18 @@ impl App {
             deferrer: None,
             figures: Some(Arc::new(crate::metrics::EngineFigures)),
         };
-        let Wiring { svc, engine, state } = match redis {
+        let Wiring {
+            svc,
+            mut engine,
+            state,
+        } = match redis {
             Some(redis) => Wiring::of(ports, Arc::new(redis)),
             None => Wiring::of(ports, Arc::new(state::embedded(Arc::new(OsEntropy)))),
         };
-        let dispatcher = Dispatcher::new(svc.clone());
+        // The engine's messages to users never hold up a post (see `notices`).
+        let notices = DetachedTelegram::new(telegram.clone());
+        engine.telegram = notices.clone();
+        let dispatcher = Dispatcher::new(svc.clone(), db.clone());
         Ok(Arc::new(App {
             bot_url: Arc::new(OnceLock::new()),
             settings,
@@ -213,6 +223,7 @@ impl App {
             state,
             db,
             telegram,
+            notices,
             dispatcher,
         }))
     }

@@ -23,7 +23,7 @@ use groupcast_core::model::ledger::{
 };
 use groupcast_core::ports::{
     async_trait, BillingStore, CollageChoice, ContentStore, DbError, GroupEntry, ImageMeta,
-    ImageStore, MailingStore, NewImage, StoredImage, UpdateLog, UserRecord, UserStore,
+    ImageStore, MailingStore, NewImage, StoredImage, UpdateClaim, UpdateLog, UserRecord, UserStore,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
@@ -49,6 +49,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0005_preview.sql",
         include_str!("../../../migrations/0005_preview.sql"),
+    ),
+    (
+        "0006_update_claims.sql",
+        include_str!("../../../migrations/0006_update_claims.sql"),
     ),
 ];
 
@@ -229,6 +233,56 @@ impl SqliteDb {
                 [older_than],
             )
             .map_err(|e| backend("prune_updates", e))
+        })
+        .await
+    }
+
+    /// Hands taken, unfinished updates back (a shutdown cut their handling off): any process
+    /// takes them at its next [`SqliteDb::take_unfinished_updates`].
+    pub async fn release_updates(&self, update_ids: Vec<i64>) -> Result<(), DbError> {
+        self.with_conn(move |c| {
+            for id in update_ids {
+                c.execute(
+                    "UPDATE telegram_updates SET claimed_at = 0
+                      WHERE update_id = ?1 AND done_at IS NULL",
+                    [id],
+                )
+                .map_err(|e| backend("release_updates", e))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Takes (claims anew at `now`) up to `limit` unfinished updates whose claim is older than
+    /// `stale_before`, lowest id first, with their payloads: the updates a dead or stopped
+    /// handler left. One statement, so two processes never take the same one.
+    pub async fn take_unfinished_updates(
+        &self,
+        stale_before: i64,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, String)>, DbError> {
+        self.with_conn(move |c| {
+            let mut stmt = c
+                .prepare(
+                    "UPDATE telegram_updates SET claimed_at = ?2
+                      WHERE update_id IN (
+                            SELECT update_id FROM telegram_updates
+                             WHERE done_at IS NULL AND claimed_at < ?1 AND payload <> ''
+                             ORDER BY update_id LIMIT ?3)
+                     RETURNING update_id, payload",
+                )
+                .map_err(|e| backend("take_unfinished_updates", e))?;
+            let mut taken = stmt
+                .query_map(params![stale_before, now, limit as i64], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                })
+                .map_err(|e| backend("take_unfinished_updates", e))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| backend("take_unfinished_updates", e))?;
+            taken.sort_by_key(|(id, _)| *id);
+            Ok(taken)
         })
         .await
     }
@@ -1037,15 +1091,51 @@ impl MailingStore for SqliteDb {
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
 impl UpdateLog for SqliteDb {
-    async fn first_seen(&self, update_id: i64, now: i64) -> Result<bool, DbError> {
+    async fn claim_update(
+        &self,
+        update_id: i64,
+        payload: &str,
+        now: i64,
+        stale_before: i64,
+    ) -> Result<UpdateClaim, DbError> {
+        let payload = payload.to_string();
         self.with_conn(move |c| {
-            let n = c
+            let taken = c
                 .execute(
-                    "INSERT OR IGNORE INTO telegram_updates (update_id, received_at) VALUES (?1, ?2)",
-                    params![update_id, now],
+                    "INSERT INTO telegram_updates (update_id, received_at, payload, claimed_at)
+                     VALUES (?1, ?2, ?3, ?2)
+                     ON CONFLICT (update_id) DO UPDATE SET claimed_at = excluded.claimed_at
+                      WHERE telegram_updates.done_at IS NULL
+                        AND telegram_updates.claimed_at < ?4",
+                    params![update_id, now, payload, stale_before],
                 )
-                .map_err(|e| backend("first_seen", e))?;
-            Ok(n > 0)
+                .map_err(|e| backend("claim_update", e))?;
+            if taken > 0 {
+                return Ok(UpdateClaim::Taken);
+            }
+            let done: Option<i64> = c
+                .query_row(
+                    "SELECT done_at FROM telegram_updates WHERE update_id = ?1",
+                    [update_id],
+                    |r| r.get(0),
+                )
+                .map_err(|e| backend("claim_update", e))?;
+            Ok(match done {
+                Some(_) => UpdateClaim::Handled,
+                None => UpdateClaim::InHand,
+            })
+        })
+        .await
+    }
+
+    async fn finish_update(&self, update_id: i64, now: i64) -> Result<(), DbError> {
+        self.with_conn(move |c| {
+            c.execute(
+                "UPDATE telegram_updates SET done_at = ?2 WHERE update_id = ?1 AND done_at IS NULL",
+                params![update_id, now],
+            )
+            .map_err(|e| backend("finish_update", e))?;
+            Ok(())
         })
         .await
     }
@@ -1950,20 +2040,68 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn update_ids_are_a_set() {
+    async fn pruned_update_ids_are_forgotten() {
         let db = memory();
-        assert!(db.first_seen(100, T0).await.unwrap());
-        assert!(!db.first_seen(100, T0 + 1).await.unwrap());
-        // A lower id arriving later is still new: no high-water mark.
-        assert!(db.first_seen(99, T0 + 2).await.unwrap());
-        assert!(!db.first_seen(99, T0 + 3).await.unwrap());
-
+        let stale = T0 - 60_000;
+        assert_eq!(
+            db.claim_update(100, "{}", T0, stale).await.unwrap(),
+            UpdateClaim::Taken
+        );
+        db.finish_update(100, T0).await.unwrap();
+        assert_eq!(
+            db.claim_update(99, "{}", T0 + 2, stale).await.unwrap(),
+            UpdateClaim::Taken
+        );
+        db.finish_update(99, T0 + 2).await.unwrap();
         assert_eq!(db.prune_updates(T0 + 1).await.unwrap(), 1);
-        assert!(
-            db.first_seen(100, T0 + 4).await.unwrap(),
+        assert_eq!(
+            db.claim_update(100, "{}", T0 + 4, stale).await.unwrap(),
+            UpdateClaim::Taken,
             "pruned ids are forgotten"
         );
-        assert!(!db.first_seen(99, T0 + 5).await.unwrap());
+        assert_eq!(
+            db.claim_update(99, "{}", T0 + 5, stale).await.unwrap(),
+            UpdateClaim::Handled
+        );
+    }
+
+    #[tokio::test]
+    async fn unfinished_updates_are_taken_once_stale_or_handed_back() {
+        let db = memory();
+        let long_ago = T0 - 60_000;
+        for id in [7, 5, 6] {
+            db.claim_update(id, &format!("{{\"update_id\":{id}}}"), T0, long_ago)
+                .await
+                .unwrap();
+        }
+        db.finish_update(6, T0 + 1).await.unwrap();
+        // Fresh claims are left alone; a handed-back one is taken at once.
+        assert!(db
+            .take_unfinished_updates(T0 - 1, T0 + 2, 10)
+            .await
+            .unwrap()
+            .is_empty());
+        db.release_updates(vec![7]).await.unwrap();
+        let taken = db
+            .take_unfinished_updates(T0 - 1, T0 + 3, 10)
+            .await
+            .unwrap();
+        assert_eq!(taken, vec![(7, "{\"update_id\":7}".to_string())]);
+        // Taken means claimed anew: a second sweep does not take it again.
+        assert!(db
+            .take_unfinished_updates(T0 - 1, T0 + 4, 10)
+            .await
+            .unwrap()
+            .is_empty());
+        // Once stale, every unfinished one comes back, lowest id first; finished ones never.
+        let ids: Vec<i64> = db
+            .take_unfinished_updates(T0 + 10, T0 + 11, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(ids, vec![5, 7]);
     }
 
     #[test]

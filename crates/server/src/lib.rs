@@ -4,7 +4,7 @@
 //!
 //! Imports point down only: `settings`, `metrics`, `export`, `serve_lock` and the storage and Telegram
 //! adapters (`db`, `state`, `redis_state`, `telegram`) at the bottom; `logging`, `wappi`,
-//! `updates`, `broadcast`, `runner` and `ops` above them; `http` (takes an `http::Surface`)
+//! `updates`, `broadcast`, `notices`, `runner` and `ops` above them; `http` (takes an `http::Surface`)
 //! above `updates`; `app` (start-up: ties the adapters into `Services`) above those; `serve`
 //! (the serve loop, over `app`, `http` and `runner`) at the top.
 
@@ -14,6 +14,7 @@ pub mod export;
 pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod notices;
 pub mod ops;
 pub mod runner;
 pub mod serve;

@@ -1,12 +1,14 @@
 //! The serve loop: `groupcast serve` runs the HTTP surface, the update intake (long polling
 //! when no `PUBLIC_URL` is set, else the webhook route), the mailing runner and the periodic
-//! chores, all until a shutdown signal; in-flight work finishes before it returns.
+//! chores, all until a shutdown signal; in-flight work finishes (or, for updates still in hand
+//! after a short grace, is handed back to the next process) before it returns.
 
 use crate::app::App;
 use crate::http::{self, Surface};
 use crate::runner::Runner;
 use crate::serve_lock::ServeLock;
 use crate::settings::Settings;
+use crate::updates::STALE_CLAIM_MS;
 use anyhow::Context;
 use groupcast_core::telegram::TelegramError;
 use std::sync::Arc;
@@ -57,6 +59,19 @@ pub async fn serve(app: Arc<App>, shutdown: watch::Receiver<bool>) -> anyhow::Re
     );
     let runner_task = tokio::spawn(runner.run(shutdown.clone(), Duration::from_secs(8)));
 
+    // Updates a previous process took and never finished. Without Redis this process is the
+    // database's only server (the serve lock), so every unfinished one is a dead process's;
+    // with Redis another live process may be handling some, so only stale or handed-back ones.
+    let now = app.svc.now_ms();
+    let left_over = match app.settings.redis_url {
+        None => now + 1,
+        Some(_) => now - STALE_CLAIM_MS,
+    };
+    if let Err(e) = app.dispatcher.take_back(left_over).await {
+        tracing::warn!(error = %e, "could not read updates left unfinished");
+    }
+    let take_back = tokio::spawn(take_back(Arc::clone(&app), shutdown.clone()));
+
     let polling = if app.settings.public_url.is_none() {
         Some(tokio::spawn(poll(Arc::clone(&app), shutdown.clone())))
     } else {
@@ -79,10 +94,37 @@ pub async fn serve(app: Arc<App>, shutdown: watch::Receiver<bool>) -> anyhow::Re
     if let Some(p) = polling {
         let _ = p.await;
     }
+    let _ = take_back.await;
+    app.dispatcher.shut_down(UPDATES_GRACE).await;
     let _ = runner_task.await;
+    if !app.notices.flush(UPDATES_GRACE).await {
+        tracing::warn!("some mailing notices were not delivered before the shutdown");
+    }
     let _ = housekeeping.await;
     tracing::info!("groupcast stopped");
     Ok(())
+}
+
+/// How long a shutdown waits for updates in hand before handing the rest back.
+const UPDATES_GRACE: Duration = Duration::from_secs(5);
+
+/// Every few seconds, takes the updates other processes handed back at their shutdown or left
+/// when they died (claims gone stale).
+async fn take_back(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
+    const EVERY: Duration = Duration::from_secs(5);
+    while !*shutdown.borrow() {
+        tokio::select! {
+            _ = tokio::time::sleep(EVERY) => {}
+            _ = shutdown.changed() => break,
+        }
+        if let Err(e) = app
+            .dispatcher
+            .take_back(app.svc.now_ms() - STALE_CLAIM_MS)
+            .await
+        {
+            tracing::warn!(error = %e, "could not read updates left unfinished");
+        }
+    }
 }
 
 /// Periodic chores: subscription reminders every `REMINDER_INTERVAL_SECS`, and once an

@@ -13,7 +13,7 @@ use crate::test_hooks;
 use crate::wire::{MailingTask, QueueTask, RunnerCommand};
 use groupcast_core::model::ids::{MailingId, ProfileId};
 use groupcast_core::model::ledger::MailingStatus;
-use groupcast_core::ports::{async_trait, Cancels, Intake, MailingStore, StateError};
+use groupcast_core::ports::{async_trait, Cancels, Intake, MailingStore, StateError, UpdateClaim};
 use groupcast_core::services::Services;
 use groupcast_core::telegram::Update;
 use groupcast_core::{bot, payments};
@@ -24,6 +24,9 @@ use worker::{Env, Headers, MessageExt, Method, Request, RequestInit, Response};
 const MAX_UPDATE_BYTES: usize = 1 << 20;
 /// Update ids older than this are forgotten by the Cron job (Telegram redelivers for far less).
 const KEEP_UPDATES_MS: i64 = 7 * 86_400_000;
+/// An update taken this long ago and never finished was cut off with its request: Telegram's
+/// next redelivery of it is handled. Longer than any request here runs.
+const STALE_CLAIM_MS: i64 = 120_000;
 
 // ---------------------------------------------------------------------------------------------
 // The coordination capabilities outside the runner
@@ -177,9 +180,19 @@ async fn webhook(
             return text(400, "bad update");
         }
     };
-    match svc.db.first_seen(update.update_id, svc.now_ms()).await {
-        Ok(true) => {}
-        Ok(false) => return text(200, "duplicate"),
+    // Taken, handled, then recorded finished: a request cut off in between (a deploy, an
+    // isolate reset) leaves the update unfinished, and Telegram's redelivery (it got no 200)
+    // is handled once the claim is stale instead of being dropped as a duplicate.
+    let now = svc.now_ms();
+    match svc
+        .db
+        .claim_update(update.update_id, "", now, now - STALE_CLAIM_MS)
+        .await
+    {
+        Ok(UpdateClaim::Taken) => {}
+        Ok(UpdateClaim::Handled) => return text(200, "duplicate"),
+        // Another request is on it (or died moments ago): Telegram tries again later.
+        Ok(UpdateClaim::InHand) => return text(503, "in hand"),
         Err(e) => {
             // Not recorded: let Telegram deliver it again.
             worker::console_error!("could not record update: {e}");
@@ -188,6 +201,9 @@ async fn webhook(
     }
     if let Err(e) = bot::handle_update(svc, &update).await {
         worker::console_warn!("update {} handling failed: {e}", update.update_id);
+    }
+    if let Err(e) = svc.db.finish_update(update.update_id, svc.now_ms()).await {
+        worker::console_warn!("update {} not recorded as handled: {e}", update.update_id);
     }
     text(200, "ok")
 }

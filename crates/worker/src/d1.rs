@@ -19,7 +19,7 @@ use groupcast_core::model::lang::Lang;
 use groupcast_core::model::ledger::{Delivery, Mailing, MailingStatus, NewMailing};
 use groupcast_core::ports::{
     async_trait, BillingStore, CollageChoice, ContentStore, DbError, GroupEntry, ImageMeta,
-    ImageStore, MailingStore, NewImage, StoredImage, UpdateLog, UserRecord, UserStore,
+    ImageStore, MailingStore, NewImage, StoredImage, UpdateClaim, UpdateLog, UserRecord, UserStore,
 };
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -710,15 +710,53 @@ impl MailingStore for D1Db {
 
 #[async_trait(?Send)]
 impl UpdateLog for D1Db {
-    async fn first_seen(&self, update_id: i64, now: i64) -> Result<bool, DbError> {
-        let n = self
+    async fn claim_update(
+        &self,
+        update_id: i64,
+        payload: &str,
+        now: i64,
+        stale_before: i64,
+    ) -> Result<UpdateClaim, DbError> {
+        let taken = self
             .run(
-                "first_seen",
-                "INSERT OR IGNORE INTO telegram_updates (update_id, received_at) VALUES (?1, ?2)",
-                &[V::I(update_id), V::I(now)],
+                "claim_update",
+                "INSERT INTO telegram_updates (update_id, received_at, payload, claimed_at)
+                 VALUES (?1, ?2, ?3, ?2)
+                 ON CONFLICT (update_id) DO UPDATE SET claimed_at = excluded.claimed_at
+                  WHERE telegram_updates.done_at IS NULL
+                    AND telegram_updates.claimed_at < ?4",
+                &[
+                    V::I(update_id),
+                    V::I(now),
+                    V::S(payload),
+                    V::I(stale_before),
+                ],
             )
             .await?;
-        Ok(n > 0)
+        if taken > 0 {
+            return Ok(UpdateClaim::Taken);
+        }
+        let done: Option<Option<i64>> = self
+            .value(
+                "claim_update",
+                "SELECT done_at AS v FROM telegram_updates WHERE update_id = ?1",
+                &[V::I(update_id)],
+            )
+            .await?;
+        Ok(match done.flatten() {
+            Some(_) => UpdateClaim::Handled,
+            None => UpdateClaim::InHand,
+        })
+    }
+
+    async fn finish_update(&self, update_id: i64, now: i64) -> Result<(), DbError> {
+        self.run(
+            "finish_update",
+            "UPDATE telegram_updates SET done_at = ?2 WHERE update_id = ?1 AND done_at IS NULL",
+            &[V::I(update_id), V::I(now)],
+        )
+        .await
+        .map(drop)
     }
 }
 

@@ -16,7 +16,7 @@ use crate::model::ids::ImageId;
 use crate::model::ids::{ChatId, UserId};
 use crate::model::ledger::Content;
 use crate::ports::CollageJob;
-use crate::ports::{NewImage, PhotoInput};
+use crate::ports::{NewImage, PhotoInput, UpdateClaim};
 use crate::services::Services;
 use crate::telegram::callback::Callback;
 use crate::telegram::{InlineKeyboardMarkup, MessageId, PhotoSize, ReplyMarkup};
@@ -414,10 +414,13 @@ pub async fn run_collage_job(svc: &Services, job: &CollageJob) -> Result<Collage
             return Ok(CollageOutcome::AlreadyDone);
         }
     }
-    if !svc
+    let key = collage_job_key(job);
+    let now = svc.now_ms();
+    if svc
         .db
-        .first_seen(collage_job_key(job), svc.now_ms())
+        .claim_update(key, "", now, now - COLLAGE_JOB_STALE_MS)
         .await?
+        != UpdateClaim::Taken
     {
         return Ok(CollageOutcome::AlreadyDone);
     }
@@ -427,12 +430,18 @@ pub async fn run_collage_job(svc: &Services, job: &CollageJob) -> Result<Collage
         chat: ChatId(job.chat_id),
         callback_message: None,
     };
-    if let Err(e) = ctx.build_collage_preview().await {
+    let built = ctx.build_collage_preview().await;
+    if built.is_err() {
         let _ = ctx.say(&texts::collage_failed(ctx.lang())).await;
-        return Err(e);
     }
-    Ok(CollageOutcome::Built)
+    // A failure was told to the user (who can press 🌅 again): the job is over either way.
+    svc.db.finish_update(key, svc.now_ms()).await?;
+    built.map(|()| CollageOutcome::Built)
 }
+
+/// A collage job taken and not finished this long ago was cut off (its worker died): a
+/// redelivery of it builds the collage.
+const COLLAGE_JOB_STALE_MS: i64 = 120_000;
 
 /// The job's key in the update log: negative (Telegram's update ids are positive) and within
 /// ±2^53 (D1 carries numbers as JavaScript doubles), derived from the user and the moment 🌅

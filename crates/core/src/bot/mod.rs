@@ -1,5 +1,6 @@
 //! The bot: carries out the dialogue's routes through the ports. One call handles one update;
-//! the runtime guarantees updates of one user are handled one at a time, in order.
+//! the runtime guarantees updates of one user are handled one at a time, in order, except the
+//! urgent ones ([`is_urgent`]), which it carries out the moment they arrive.
 //!
 //! This file reads the update, routes it (`dialogue`) and dispatches the route to the part
 //! that carries it out, each one `impl Ctx` of its own: `registration` (Wappi credentials,
@@ -45,6 +46,22 @@ pub fn sender(update: &Update) -> Option<UserId> {
         .as_ref()
         .and_then(|m| m.from.as_ref().map(|u| u.id))
         .or_else(|| update.callback_query.as_ref().map(|q| q.from.id))
+}
+
+/// Whether an update must be carried out the moment it arrives, ahead of the same user's
+/// earlier updates still being handled (an album being downloaded, an import paging through
+/// Wappi): ⛔ on a progress message, the ⛔ menu button and `/cancel`. A cancel reads and writes
+/// no dialogue state, so it may run beside those updates.
+pub fn is_urgent(update: &Update) -> bool {
+    let intent = match (&update.message, &update.callback_query) {
+        (Some(msg), _) => Intent::from_message(msg),
+        (None, Some(q)) => Intent::from_callback(q),
+        (None, None) => return false,
+    };
+    matches!(
+        intent,
+        Intent::Cancel | Intent::Callback(Callback::CancelMailing(_))
+    )
 }
 
 /// Handles one update end to end.

@@ -505,3 +505,23 @@ async fn a_preview_is_void_once_what_it_showed_changed() {
     let m = f.db.mailing(MailingId(1));
     assert_eq!(m.content.text, "Another flat");
 }
+
+#[test]
+fn only_a_cancel_is_urgent() {
+    use crate::bot::is_urgent;
+    let data = Callback::CancelMailing(7).data();
+    for (update, urgent) in [
+        (text(ANNA, "/cancel"), true),
+        (text(ANNA, "/cancel@groupcast_bot"), true),
+        (text(ANNA, "⛔ Остановить рассылку"), true),
+        (press(ANNA, MessageId(3), &data), true),
+        (text(ANNA, "/status"), false),
+        (text(ANNA, "отмена? нет, это пост"), false),
+        (
+            press(ANNA, MessageId(3), &Callback::ImportAll.data()),
+            false,
+        ),
+    ] {
+        assert_eq!(is_urgent(&update), urgent, "{update:?}");
+    }
+}

@@ -671,12 +671,40 @@ mod store {
             Some(next)
         );
 
-        // Update ids are a set, not a high-water mark.
-        assert!(db.first_seen(5, T0).await.unwrap());
-        assert!(db.first_seen(3, T0).await.unwrap());
-        assert!(!db.first_seen(5, T0).await.unwrap());
+        update_log(db).await;
 
         image_contract(db, tag).await;
+    }
+
+    /// The `UpdateLog` part of [`db_contract_suite`]: update ids are a set (never a high-water
+    /// mark); an update is a duplicate once finished, in hand while its claim is fresh, and
+    /// taken again once the claim is stale.
+    async fn update_log(db: &dyn crate::ports::Db) {
+        use crate::ports::UpdateClaim::{Handled, InHand, Taken};
+        let stale = T0 - 60_000;
+        assert_eq!(db.claim_update(5, "{}", T0, stale).await.unwrap(), Taken);
+        assert_eq!(db.claim_update(3, "{}", T0, stale).await.unwrap(), Taken);
+        assert_eq!(db.claim_update(5, "{}", T0, stale).await.unwrap(), InHand);
+        db.finish_update(5, T0 + 1).await.unwrap();
+        assert_eq!(
+            db.claim_update(5, "{}", T0 + 2, T0 + 2).await.unwrap(),
+            Handled
+        );
+        // 3 was never finished: once its claim is older than the stale mark it is taken anew,
+        // and that new claim is fresh again.
+        assert_eq!(
+            db.claim_update(3, "{}", T0 + 10, T0 + 5).await.unwrap(),
+            Taken
+        );
+        assert_eq!(
+            db.claim_update(3, "{}", T0 + 11, T0 + 5).await.unwrap(),
+            InHand
+        );
+        db.finish_update(3, T0 + 12).await.unwrap();
+        assert_eq!(
+            db.claim_update(3, "{}", T0 + 99, T0 + 99).await.unwrap(),
+            Handled
+        );
     }
 
     /// The `ImageStore` part of [`db_contract_suite`]: immutable rows with their bytes, an

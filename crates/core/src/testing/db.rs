@@ -25,6 +25,12 @@ pub struct InMemDb {
     inner: Mutex<DbInner>,
 }
 
+/// A Telegram update taken for handling.
+struct UpdateRow {
+    claimed_at: i64,
+    done: bool,
+}
+
 #[derive(Default)]
 struct DbInner {
     users: BTreeMap<UserId, UserRecord>,
@@ -33,7 +39,7 @@ struct DbInner {
     mailings: BTreeMap<MailingId, Mailing>,
     rows: BTreeMap<MailingId, Vec<Delivery>>,
     last_mailing: i64,
-    updates: HashSet<i64>,
+    updates: HashMap<i64, UpdateRow>,
     invoices: BTreeMap<i64, (Invoice, Option<i64>)>,
     last_invoice: i64,
     reminders: HashSet<(UserId, String, i64)>,
@@ -552,8 +558,39 @@ impl MailingStore for InMemDb {
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
 impl UpdateLog for InMemDb {
-    async fn first_seen(&self, update_id: i64, _now: i64) -> Result<bool, DbError> {
-        Ok(self.lock().updates.insert(update_id))
+    async fn claim_update(
+        &self,
+        update_id: i64,
+        _payload: &str,
+        now: i64,
+        stale_before: i64,
+    ) -> Result<UpdateClaim, DbError> {
+        let mut inner = self.lock();
+        Ok(match inner.updates.get_mut(&update_id) {
+            None => {
+                inner.updates.insert(
+                    update_id,
+                    UpdateRow {
+                        claimed_at: now,
+                        done: false,
+                    },
+                );
+                UpdateClaim::Taken
+            }
+            Some(row) if row.done => UpdateClaim::Handled,
+            Some(row) if row.claimed_at < stale_before => {
+                row.claimed_at = now;
+                UpdateClaim::Taken
+            }
+            Some(_) => UpdateClaim::InHand,
+        })
+    }
+
+    async fn finish_update(&self, update_id: i64, _now: i64) -> Result<(), DbError> {
+        if let Some(row) = self.lock().updates.get_mut(&update_id) {
+            row.done = true;
+        }
+        Ok(())
     }
 }
 

@@ -41,7 +41,7 @@ use crate::model::secret::Secret;
 use crate::ports::{
     async_trait, BillingStore, Clock, CollageChoice, ContentStore, DbError, Entropy, GroupEntry,
     ImageMeta, ImageStore, Lease, MailingStore, NewImage, PhotoInput, SentPhoto, StoredImage,
-    TelegramApi, TgFile, UpdateLog, UserRecord, UserStore, WappiApi,
+    TelegramApi, TgFile, UpdateClaim, UpdateLog, UserRecord, UserStore, WappiApi,
 };
 use crate::services::{EngineServices, Ports, Services};
 use crate::telegram::{InlineKeyboardMarkup, MessageId, ReplyMarkup, TelegramError};
