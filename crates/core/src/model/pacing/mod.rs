@@ -8,12 +8,18 @@
 //! - [`decide`]: the answer of the pacer for one send on one profile, combining the profile
 //!   backoff, the profile rate and the per-chat burst; used by every `State` backend.
 //!
+//! - [`pace`]: the user's pace (presets, `/pace` values); [`plan`]: when an account's next
+//!   post may go out under it (gaps, batch pauses, window, caps), the same on every runtime.
+//!
 //! Clock steps: a step backwards never lets more through (stored times then lie in the
 //! future and simply have to be waited for). A step forwards looks exactly like idle time and
 //! cannot be told apart here; backends should feed server time (Redis `TIME`, the Durable
 //! Object) or a monotonic-derived clock.
 
 use serde::{Deserialize, Serialize};
+
+pub mod pace;
+pub mod plan;
 use std::collections::HashMap;
 
 /// The largest emission interval, in µs (about 3 years): keeps all the sums far from overflow
