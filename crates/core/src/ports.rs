@@ -69,6 +69,10 @@ pub struct UserRecord {
     /// The dialogue state, serialised (see `dialogue::DialogueState`).
     pub dialogue: String,
     pub created_at: i64,
+    /// The account's pace as stored (JSON of `PaceSettings`); `None` = `DEFAULT_PACE`.
+    pub pace: Option<String>,
+    /// The user's time zone (IANA name); `None` = `DEFAULT_TZ`.
+    pub tz: Option<String>,
 }
 
 impl UserRecord {
@@ -105,6 +109,10 @@ pub trait UserStore: MaybeSendSync {
     async fn set_lang(&self, id: UserId, lang: Lang) -> Result<(), DbError>;
     async fn set_dialogue(&self, id: UserId, dialogue: &str) -> Result<(), DbError>;
     async fn set_subscription_until(&self, id: UserId, until: i64) -> Result<(), DbError>;
+    /// Stores the account's pace (JSON of `PaceSettings`).
+    async fn set_pace(&self, id: UserId, pace: &str) -> Result<(), DbError>;
+    /// Stores the user's time zone (an IANA name).
+    async fn set_tz(&self, id: UserId, tz: &str) -> Result<(), DbError>;
     /// Records a new preview showing what `digest` sums up, and returns its number (the
     /// user's previous previews are void from now on).
     async fn begin_preview(&self, id: UserId, digest: &str) -> Result<u64, DbError>;
@@ -165,6 +173,12 @@ pub trait MailingStore: MaybeSendSync {
     }
     /// Resumes a paused mailing (status back to running, cancel flag untouched).
     async fn resume_mailing(&self, id: MailingId) -> Result<bool, DbError>;
+    /// Pauses a running mailing at the user's request, with the reason shown; `false` when it
+    /// was not running. The runner sees it before its next post and stops driving it.
+    async fn pause_mailing(&self, id: MailingId, reason: &str) -> Result<bool, DbError>;
+    /// When each post of the profile's mailings since `since` began (a post: everything one
+    /// group gets from one mailing, timed by its first attempt), oldest first.
+    async fn recent_posts(&self, profile: &ProfileId, since: i64) -> Result<Vec<i64>, DbError>;
     async fn set_progress(
         &self,
         id: MailingId,

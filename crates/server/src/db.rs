@@ -54,6 +54,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0006_update_claims.sql",
         include_str!("../../../migrations/0006_update_claims.sql"),
     ),
+    (
+        "0007_pace.sql",
+        include_str!("../../../migrations/0007_pace.sql"),
+    ),
 ];
 
 /// How long a statement waits for another process's write lock before failing.
@@ -432,8 +436,16 @@ fn to_u32(v: i64, what: &str) -> Result<u32, DbError> {
     u32::try_from(v).map_err(|_| DbError::Backend(format!("{what} out of range")))
 }
 
+/// The start of each post (group × mailing) of a profile since a time, oldest first (the same
+/// query as D1's).
+const RECENT_POSTS: &str = "SELECT MIN(d.first_attempt_at) AS v
+       FROM deliveries d JOIN mailings m ON m.id = d.mailing_id
+      WHERE m.profile_id = ?1 AND d.first_attempt_at >= ?2
+      GROUP BY d.mailing_id, d.group_jid
+      ORDER BY v";
+
 const USER_COLUMNS: &str =
-    "id, lang, wappi_token_enc, profile_id, subscription_until, dialogue, created_at";
+    "id, lang, wappi_token_enc, profile_id, subscription_until, dialogue, created_at, pace, tz";
 
 fn read_user(r: &Row<'_>) -> rusqlite::Result<UserRecord> {
     let lang: String = r.get(1)?;
@@ -447,6 +459,8 @@ fn read_user(r: &Row<'_>) -> rusqlite::Result<UserRecord> {
         subscription_until: r.get(4)?,
         dialogue: r.get(5)?,
         created_at: r.get(6)?,
+        pace: r.get(7)?,
+        tz: r.get(8)?,
     })
 }
 
@@ -709,6 +723,17 @@ impl UserStore for SqliteDb {
             lang.code().to_string(),
         )
         .await
+    }
+
+    async fn set_pace(&self, id: UserId, pace: &str) -> Result<(), DbError> {
+        let sql = "UPDATE users SET pace = ?2 WHERE id = ?1";
+        self.update_user(id, "set_pace", sql, pace.to_string())
+            .await
+    }
+
+    async fn set_tz(&self, id: UserId, tz: &str) -> Result<(), DbError> {
+        let sql = "UPDATE users SET tz = ?2 WHERE id = ?1";
+        self.update_user(id, "set_tz", sql, tz.to_string()).await
     }
 
     async fn set_dialogue(&self, id: UserId, dialogue: &str) -> Result<(), DbError> {
@@ -1063,6 +1088,37 @@ impl MailingStore for SqliteDb {
                 )
                 .map_err(|e| mailing_write_error("resume_mailing", e))?;
             Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn pause_mailing(&self, id: MailingId, reason: &str) -> Result<bool, DbError> {
+        let reason = reason.to_string();
+        self.with_conn(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE mailings SET status = 'paused', pause_reason = ?2
+                      WHERE id = ?1 AND status = 'running'",
+                    params![id.0, reason],
+                )
+                .map_err(|e| mailing_write_error("pause_mailing", e))?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn recent_posts(&self, profile: &ProfileId, since: i64) -> Result<Vec<i64>, DbError> {
+        let profile = profile.as_str().to_string();
+        self.with_conn(move |c| {
+            let mut stmt = c
+                .prepare_cached(RECENT_POSTS)
+                .map_err(|e| backend("recent_posts", e))?;
+            let posts = stmt
+                .query_map(params![profile, since], |r| r.get::<_, i64>(0))
+                .map_err(|e| backend("recent_posts", e))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| backend("recent_posts", e))?;
+            Ok(posts)
         })
         .await
     }
@@ -1640,6 +1696,8 @@ mod tests {
             subscription_until: 1_700_086_400,
             dialogue: String::new(),
             created_at: T0,
+            pace: None,
+            tz: None,
         };
         assert_eq!(u, want);
         assert!(!u.is_registered());

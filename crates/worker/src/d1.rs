@@ -332,6 +332,28 @@ impl UserStore for D1Db {
         )
     }
 
+    async fn set_pace(&self, id: UserId, pace: &str) -> Result<(), DbError> {
+        found(
+            self.run(
+                "set_pace",
+                "UPDATE users SET pace = ?2 WHERE id = ?1",
+                &[V::I(id.0), V::S(pace)],
+            )
+            .await?,
+        )
+    }
+
+    async fn set_tz(&self, id: UserId, tz: &str) -> Result<(), DbError> {
+        found(
+            self.run(
+                "set_tz",
+                "UPDATE users SET tz = ?2 WHERE id = ?1",
+                &[V::I(id.0), V::S(tz)],
+            )
+            .await?,
+        )
+    }
+
     async fn set_lang(&self, id: UserId, lang: Lang) -> Result<(), DbError> {
         found(
             self.run(
@@ -674,6 +696,34 @@ impl MailingStore for D1Db {
             )
             .await?;
         Ok(flag.is_none_or(|f| f != 0))
+    }
+
+    async fn pause_mailing(&self, id: MailingId, reason: &str) -> Result<bool, DbError> {
+        let n = self
+            .run(
+                "pause_mailing",
+                "UPDATE mailings SET status = 'paused', pause_reason = ?2
+                  WHERE id = ?1 AND status = 'running'",
+                &[V::I(id.0), V::S(reason)],
+            )
+            .await
+            .map_err(mailing_write_error)?;
+        Ok(n > 0)
+    }
+
+    async fn recent_posts(&self, profile: &ProfileId, since: i64) -> Result<Vec<i64>, DbError> {
+        let rows: Vec<One<i64>> = self
+            .all(
+                "recent_posts",
+                "SELECT MIN(d.first_attempt_at) AS v
+                   FROM deliveries d JOIN mailings m ON m.id = d.mailing_id
+                  WHERE m.profile_id = ?1 AND d.first_attempt_at >= ?2
+                  GROUP BY d.mailing_id, d.group_jid
+                  ORDER BY v",
+                &[V::S(profile.as_str()), V::I(since)],
+            )
+            .await?;
+        Ok(rows.into_iter().map(|o| o.v).collect())
     }
 
     async fn resume_mailing(&self, id: MailingId) -> Result<bool, DbError> {

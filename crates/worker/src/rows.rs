@@ -10,7 +10,7 @@ use groupcast_core::ports::{DbError, UserRecord};
 use serde::Deserialize;
 
 pub const USER_COLUMNS: &str =
-    "id, lang, wappi_token_enc, profile_id, subscription_until, dialogue, created_at";
+    "id, lang, wappi_token_enc, profile_id, subscription_until, dialogue, created_at, pace, tz";
 
 #[derive(Debug, Deserialize)]
 pub struct UserRow {
@@ -21,6 +21,10 @@ pub struct UserRow {
     pub subscription_until: i64,
     pub dialogue: String,
     pub created_at: i64,
+    #[serde(default)]
+    pub pace: Option<String>,
+    #[serde(default)]
+    pub tz: Option<String>,
 }
 
 impl From<UserRow> for UserRecord {
@@ -34,6 +38,8 @@ impl From<UserRow> for UserRecord {
             subscription_until: r.subscription_until,
             dialogue: r.dialogue,
             created_at: r.created_at,
+            pace: r.pace,
+            tz: r.tz,
         }
     }
 }

@@ -639,6 +639,28 @@ mod store {
         );
         let m = db.get_mailing(id).await.unwrap().unwrap();
         assert_eq!((m.status, m.pause_reason), (MailingStatus::Running, None));
+        // The user's pause: only a running mailing, unfenced; resumed like any pause.
+        assert!(db.pause_mailing(id, "by you").await.unwrap());
+        assert!(!db.pause_mailing(id, "again").await.unwrap());
+        let m = db.get_mailing(id).await.unwrap().unwrap();
+        assert_eq!(
+            (m.status, m.pause_reason.as_deref()),
+            (MailingStatus::Paused, Some("by you"))
+        );
+        assert!(db.resume_mailing(id).await.unwrap());
+
+        // The profile's posts: one per group of a mailing, timed by its first attempt; other
+        // profiles' and older posts are not counted.
+        let mut second = row.clone();
+        second.first_attempt_at = T0 + 7;
+        db.update_delivery(&second, 6).await.unwrap();
+        assert_eq!(db.recent_posts(&prof_a, T0).await.unwrap(), vec![T0 + 7]);
+        assert!(db.recent_posts(&prof_a, T0 + 8).await.unwrap().is_empty());
+        assert!(!db
+            .recent_posts(&prof_b, 0)
+            .await
+            .unwrap()
+            .contains(&(T0 + 7)));
 
         // Cancel request and progress.
         db.request_cancel(id).await.expect("cancel");
@@ -672,6 +694,15 @@ mod store {
         );
 
         update_log(db).await;
+
+        // The account's pace and the user's time zone, as stored.
+        db.set_pace(user, "{\"p\":1}").await.unwrap();
+        db.set_tz(user, "Asia/Novosibirsk").await.unwrap();
+        let u = db.get_user(user).await.unwrap().unwrap();
+        assert_eq!(
+            (u.pace.as_deref(), u.tz.as_deref()),
+            (Some("{\"p\":1}"), Some("Asia/Novosibirsk"))
+        );
 
         image_contract(db, tag).await;
     }

@@ -274,6 +274,8 @@ impl UserStore for InMemDb {
             subscription_until,
             dialogue: String::new(),
             created_at: now,
+            pace: None,
+            tz: None,
         });
         Ok(user.clone())
     }
@@ -303,6 +305,16 @@ impl UserStore for InMemDb {
 
     async fn set_subscription_until(&self, id: UserId, until: i64) -> Result<(), DbError> {
         self.lock().user_mut(id)?.subscription_until = until;
+        Ok(())
+    }
+
+    async fn set_pace(&self, id: UserId, pace: &str) -> Result<(), DbError> {
+        self.lock().user_mut(id)?.pace = Some(pace.to_string());
+        Ok(())
+    }
+
+    async fn set_tz(&self, id: UserId, tz: &str) -> Result<(), DbError> {
+        self.lock().user_mut(id)?.tz = Some(tz.to_string());
         Ok(())
     }
 
@@ -537,6 +549,37 @@ impl MailingStore for InMemDb {
         m.status = MailingStatus::Running;
         m.pause_reason = None;
         Ok(true)
+    }
+
+    async fn pause_mailing(&self, id: MailingId, reason: &str) -> Result<bool, DbError> {
+        let mut inner = self.lock();
+        match inner.mailings.get_mut(&id) {
+            Some(m) if m.status == MailingStatus::Running => {
+                m.status = MailingStatus::Paused;
+                m.pause_reason = Some(reason.to_string());
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn recent_posts(&self, profile: &ProfileId, since: i64) -> Result<Vec<i64>, DbError> {
+        let inner = self.lock();
+        let mut firsts: HashMap<(MailingId, &str), i64> = HashMap::new();
+        for (id, m) in &inner.mailings {
+            if &m.profile_id != profile {
+                continue;
+            }
+            for r in inner.rows.get(id).into_iter().flatten() {
+                if r.first_attempt_at > 0 {
+                    let t = firsts.entry((*id, r.group.as_str())).or_insert(i64::MAX);
+                    *t = (*t).min(r.first_attempt_at);
+                }
+            }
+        }
+        let mut posts: Vec<i64> = firsts.into_values().filter(|&t| t >= since).collect();
+        posts.sort_unstable();
+        Ok(posts)
     }
 
     async fn set_progress(

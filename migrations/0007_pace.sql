@@ -1,0 +1,13 @@
+-- groupcast schema, version 7: the user's pace and time zone. Same rules as 0001: SQLite
+-- dialect valid for D1, no PRAGMA, no BEGIN/COMMIT.
+
+-- The account's pace as JSON of `pacing::pace::PaceSettings`; NULL = the operator's
+-- DEFAULT_PACE preset.
+ALTER TABLE users ADD COLUMN pace TEXT;
+-- The user's time zone (an IANA name such as 'Europe/Moscow' or 'Etc/GMT-7'); NULL = DEFAULT_TZ.
+ALTER TABLE users ADD COLUMN tz TEXT;
+
+-- The account's recent posts (caps and gaps count all its mailings) are read by the time of
+-- their first attempt.
+CREATE INDEX IF NOT EXISTS deliveries_by_first_attempt
+    ON deliveries (first_attempt_at) WHERE first_attempt_at > 0;
