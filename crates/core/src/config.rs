@@ -8,9 +8,11 @@
 //! stops start-up. Secret values are never quoted in it.
 
 use crate::model::billing;
+use crate::model::pacing::pace::Preset;
 use crate::model::pacing::PacingConfig;
 use crate::model::secret::Secret;
 use crate::robokassa::{HashAlg, Merchant};
+use chrono_tz::Tz;
 use std::collections::HashMap;
 use std::net::IpAddr;
 
@@ -154,6 +156,10 @@ pub struct CoreSettings {
     /// The Robokassa shop; `None` when payments are not configured.
     pub payments: Option<Payments>,
     pub engine: EngineConfig,
+    /// The pace a new account starts with (`DEFAULT_PACE`).
+    pub default_pace: Preset,
+    /// The time zone a new user starts with (`DEFAULT_TZ`).
+    pub default_tz: Tz,
 }
 
 impl Default for CoreSettings {
@@ -169,6 +175,8 @@ impl Default for CoreSettings {
             }],
             payments: None,
             engine: EngineConfig::default(),
+            default_pace: Preset::Careful,
+            default_tz: chrono_tz::Europe::Moscow,
         }
     }
 }
@@ -332,6 +340,20 @@ impl CoreSettings {
                 progress_interval_ms: (progress_secs * 1000.0) as i64,
                 ..EngineConfig::default()
             },
+            default_pace: match src.get("DEFAULT_PACE") {
+                None => Preset::Careful,
+                Some(word) => Preset::parse(&word)
+                    .ok_or_else(|| bad("DEFAULT_PACE", "must be careful, normal or fast"))?,
+            },
+            default_tz: match src.get("DEFAULT_TZ") {
+                None => chrono_tz::Europe::Moscow,
+                Some(name) => crate::model::zone::parse(&name).ok_or_else(|| {
+                    bad(
+                        "DEFAULT_TZ",
+                        "must be a time zone name such as Europe/Moscow",
+                    )
+                })?,
+            },
         })
     }
 }
@@ -454,6 +476,8 @@ mod tests {
             ),
             (&[("PUBLIC_URL", "x.example")], "PUBLIC_URL"),
             (&[("PROFILE_RATE_PER_SEC", "fast")], "PROFILE_RATE_PER_SEC"),
+            (&[("DEFAULT_PACE", "slow")], "DEFAULT_PACE"),
+            (&[("DEFAULT_TZ", "Mars/Olympus")], "DEFAULT_TZ"),
             (&[("PROFILE_RATE_PER_SEC", "0")], "PROFILE_RATE_PER_SEC"),
             (&[("CHAT_BURST", "x")], "CHAT_BURST"),
             (&[("CHAT_BURST", "0")], "CHAT_BURST"),
@@ -580,6 +604,11 @@ mod tests {
         assert_eq!(s.core.engine.max_attempts, 1);
         assert_eq!(s.core.engine.backoff_base_ms, 20);
         assert_eq!((s.core.trial_days, s.core.max_groups), (3, 7));
+        assert_eq!(s.core.default_pace, Preset::Careful, "careful by default");
+        assert_eq!(s.core.default_tz, chrono_tz::Europe::Moscow);
+        let s = load(&[("DEFAULT_PACE", "fast"), ("DEFAULT_TZ", "Asia/Omsk")]).unwrap();
+        assert_eq!(s.core.default_pace, Preset::Fast);
+        assert_eq!(s.core.default_tz, chrono_tz::Asia::Omsk);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use crate::model::billing::{Invoice, Settlement, Stats};
 use crate::model::ids::{ChatId, GroupJid, ImageId, MailingId, ProfileId, UserId};
 use crate::model::lang::Lang;
 use crate::model::ledger::{Delivery, Mailing, NewMailing, SendOutcome};
+use crate::model::pacing::pace::{PaceSettings, Preset};
 use crate::model::pacing::{Pace, PacingConfig};
 use crate::telegram::{InlineKeyboardMarkup, MessageId, ReplyMarkup, TelegramError};
 use crate::wappi::{Dialog, MessagesPage, ProfileStatus, Sent, WappiCreds, WappiError};
@@ -78,6 +79,23 @@ pub struct UserRecord {
 impl UserRecord {
     pub fn is_registered(&self) -> bool {
         self.wappi_token_enc.is_some() && self.profile_id.is_some()
+    }
+
+    /// The account's pace: as stored, or the `default` preset's when none is (or what is
+    /// stored no longer reads).
+    pub fn pace(&self, default: Preset) -> PaceSettings {
+        self.pace
+            .as_deref()
+            .and_then(|json| serde_json::from_str(json).ok())
+            .unwrap_or_else(|| default.settings())
+    }
+
+    /// The user's time zone, or `default` when none is stored (or it no longer reads).
+    pub fn zone(&self, default: chrono_tz::Tz) -> chrono_tz::Tz {
+        self.tz
+            .as_deref()
+            .and_then(crate::model::zone::parse)
+            .unwrap_or(default)
     }
 }
 

@@ -4,7 +4,9 @@
 
 use crate::model::lang::Lang;
 use crate::model::ledger::Tally;
-use chrono::DateTime;
+use crate::model::pacing::plan::Hold;
+use chrono::{DateTime, TimeZone};
+use chrono_tz::Tz;
 
 /// Reply-keyboard buttons. Each has a slash-command twin (see `dialogue::Intent`).
 pub mod button {
@@ -465,6 +467,29 @@ pub fn progress(l: Lang, id: i64, t: &Tally, eta_secs: u64, waiting_until: Optio
     s
 }
 
+/// The progress message while the pace holds the mailing back: it starts with ⏸ and says why
+/// and when it goes on (by itself).
+pub fn held(l: Lang, id: i64, t: &Tally, hold: Hold, until: &str, eta_secs: u64) -> String {
+    let eta = duration(l, eta_secs);
+    let why = match hold {
+        Hold::BatchPause => l.pick("перерыв между пачками", "a break between batches"),
+        Hold::Window => l.pick("вне окна отправки", "outside the sending window"),
+        Hold::HourCap => l.pick("достигнут лимит постов в час", "the hourly cap is reached"),
+        Hold::DayCap => l.pick("достигнут лимит постов в день", "the daily cap is reached"),
+        Hold::Gap | Hold::None => l.pick("пауза между постами", "the gap between posts"),
+    };
+    l.pick(
+        format!(
+            "⏸ Рассылка #{id}: {why}, продолжится {until}\n{}\nОтправлено: {} · Ошибок: {} · Осталось: {}\nОсталось примерно: {eta}",
+            bar(t), t.sent, t.failed, t.left + t.in_doubt
+        ),
+        format!(
+            "⏸ Mailing #{id}: {why}, goes on {until}\n{}\nSent: {} · Failed: {} · Left: {}\nTime left: about {eta}",
+            bar(t), t.sent, t.failed, t.left + t.in_doubt
+        ),
+    )
+}
+
 pub fn progress_final(l: Lang, id: i64, t: &Tally) -> String {
     l.pick(
         format!(
@@ -651,6 +676,27 @@ pub fn date(secs: i64) -> String {
     match DateTime::from_timestamp(secs, 0) {
         Some(t) => t.format("%d.%m.%Y").to_string(),
         None => String::from("?"),
+    }
+}
+
+/// A coming moment as the user reads it, in their zone: `в 11:40` today, `завтра в 11:40`,
+/// else `06.12 в 11:40` (`at 11:40`, `tomorrow at 11:40`, `06.12 at 11:40`).
+pub fn when(l: Lang, tz: Tz, at_ms: i64, now_ms: i64) -> String {
+    let (Some(at), Some(now)) = (
+        tz.timestamp_millis_opt(at_ms).single(),
+        tz.timestamp_millis_opt(now_ms).single(),
+    ) else {
+        return String::from("?");
+    };
+    let time = at.format("%H:%M");
+    let days = (at.date_naive() - now.date_naive()).num_days();
+    match days {
+        0 => l.pick(format!("в {time}"), format!("at {time}")),
+        1 => l.pick(format!("завтра в {time}"), format!("tomorrow at {time}")),
+        _ => {
+            let date = at.format("%d.%m");
+            l.pick(format!("{date} в {time}"), format!("{date} at {time}"))
+        }
     }
 }
 

@@ -3,12 +3,11 @@
 //! its pacing slot, send, record. The rules the order keeps are in the module above.
 
 use super::outcome::{self, Event};
-use super::report::{finish, pause, progress};
+use super::report::{finish, pause, progress, show_progress};
 use super::settle;
 use super::slot::{self, Slot};
 use crate::model::ids::ImageId;
 use crate::model::ids::MailingId;
-use crate::model::lang::Lang;
 use crate::model::ledger::{
     part_order, Delivery, DeliveryState, Mailing, MailingStatus, SendOutcome,
 };
@@ -21,7 +20,7 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 // The paths drivers and the bot use today.
-use super::{Cursor, EngineError, Step, VOUCH_MS};
+use super::{Cursor, EngineError, Look, Step, VOUCH_MS};
 
 /// Runs one step of a mailing for the holder of `lease`. `cursor` belongs to this holder:
 /// start each drive (each lease) with a fresh one.
@@ -55,22 +54,27 @@ async fn run_step(
     let fence = lease.fence;
     let now = svc.now_ms();
     load(svc, &m, cursor, fence, now).await?;
-    let lang = cursor.account.as_ref().expect("loaded above").1;
     let vouched = cursor.vouched_at.is_some_and(|t| now - t <= VOUCH_MS) && cursor.armed.is_some();
     let creds = match guards(svc, &m, cursor, fence, vouched).await? {
         ControlFlow::Continue(creds) => creds,
         ControlFlow::Break(step) => return Ok(step),
     };
     if cursor.armed.is_none() {
+        let look = cursor.look();
         let rows = cursor.rows_mut();
         if let Some(step) = settle::settle_due(svc, &m, &creds, rows, fence, now).await? {
-            progress(svc, &m, rows, lang, now).await?;
+            progress(svc, &m, rows, look, now).await?;
             return Ok(step);
         }
     }
     let Some(i) = cursor.armed.or_else(|| slot::next_due(cursor.rows(), now)) else {
-        return idle(svc, &m, cursor.rows(), lang, fence, now).await;
+        return idle(svc, &m, cursor.rows(), cursor.look(), fence, now).await;
     };
+    if cursor.armed.is_none() {
+        if let Some(step) = hold_for_pace(svc, &m, cursor, i, now).await? {
+            return Ok(step);
+        }
+    }
     let image = match image_of(svc, &m, cursor, i, fence, now).await? {
         ControlFlow::Continue(image) => image,
         ControlFlow::Break(step) => return Ok(step),
@@ -78,13 +82,46 @@ async fn run_step(
     match slot::wait_and_take(svc, &m, lease, cursor, i, now, vouched).await? {
         Slot::Open => {}
         Slot::Paused(t) => {
-            progress(svc, &m, cursor.rows(), lang, now).await?;
+            progress(svc, &m, cursor.rows(), cursor.look(), now).await?;
             return Ok(Step::SleepUntil(t));
         }
         Slot::Wait(step) => return Ok(step),
     }
     let result = send(svc, &m, &creds, &cursor.rows()[i], image.as_deref()).await;
-    record(svc, &m, cursor.rows_mut(), i, result, lang, fence).await
+    let look = cursor.look();
+    record(svc, &m, cursor.rows_mut(), i, result, look, fence).await
+}
+
+/// Holds row `i` back while the account's pace says its post may not go yet (the gap after
+/// the last post, a batch pause, the window, a cap): the step ends with a sleep until then,
+/// after showing the hold when it is more than the ordinary gap.
+async fn hold_for_pace(
+    svc: &EngineServices,
+    m: &Mailing,
+    cursor: &mut Cursor,
+    i: usize,
+    now: i64,
+) -> Result<Option<Step>, EngineError> {
+    let Some(forecast) = slot::planned(svc, m, cursor, i, now).await? else {
+        return Ok(None);
+    };
+    let newly_shown =
+        forecast.next.hold.is_shown() && cursor.forecast.is_none_or(|f| f.next != forecast.next);
+    cursor.forecast = Some(forecast);
+    if forecast.next.at <= now {
+        return Ok(None);
+    }
+    if newly_shown {
+        tracing::info!(
+            event = "mailing_held",
+            mailing = m.id.0,
+            hold = ?forecast.next.hold,
+            until = forecast.next.at,
+            "mailing held by its pace"
+        );
+    }
+    show_progress(svc, m, cursor.rows(), cursor.look(), now, newly_shown).await?;
+    Ok(Some(Step::SleepUntil(forecast.next.at)))
 }
 
 /// The mailing: as remembered while a row is armed (it goes out at its slot without reading
@@ -152,6 +189,11 @@ async fn load(
         let user = svc.db.get_user(m.user_id).await?;
         let lang = user.as_ref().map(|u| u.lang).unwrap_or_default();
         cursor.account = Some((user.as_ref().and_then(|u| svc.creds_of(u)), lang));
+        let s = &svc.settings;
+        cursor.pace = Some(match &user {
+            Some(u) => (u.pace(s.default_pace), u.zone(s.default_tz)),
+            None => (s.default_pace.settings(), s.default_tz),
+        });
     }
     Ok(())
 }
@@ -183,16 +225,16 @@ async fn idle(
     svc: &EngineServices,
     m: &Mailing,
     rows: &[Delivery],
-    lang: Lang,
+    look: Look,
     fence: u64,
     now: i64,
 ) -> Result<Step, EngineError> {
     match slot::next_wake(rows) {
         Some(t) => {
-            progress(svc, m, rows, lang, now).await?;
+            progress(svc, m, rows, look, now).await?;
             Ok(Step::SleepUntil(t))
         }
-        None => finish(svc, m, rows, lang, fence, MailingStatus::Done).await,
+        None => finish(svc, m, rows, look.lang, fence, MailingStatus::Done).await,
     }
 }
 
@@ -264,9 +306,10 @@ async fn record(
     rows: &mut [Delivery],
     i: usize,
     result: Result<Sent, WappiError>,
-    lang: Lang,
+    look: Look,
     fence: u64,
 ) -> Result<Step, EngineError> {
+    let lang = look.lang;
     let cfg = &svc.settings.engine;
     let now = svc.now_ms();
     let row = &mut rows[i];
@@ -295,7 +338,7 @@ async fn record(
         let reason = texts::account_problem(lang, e);
         return pause(svc, m, lang, fence, &reason).await;
     }
-    progress(svc, m, rows, lang, now).await?;
+    progress(svc, m, rows, look, now).await?;
     Ok(Step::Continue)
 }
 

@@ -18,8 +18,10 @@
 use crate::model::ids::ImageId;
 use crate::model::lang::Lang;
 use crate::model::ledger::{Delivery, Mailing};
+use crate::model::pacing::pace::PaceSettings;
 use crate::ports::{DbError, StateError};
 use crate::wappi::WappiCreds;
+use chrono_tz::Tz;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -89,6 +91,18 @@ pub struct Cursor {
     /// The base64 of each image part, read and encoded once per drive of the mailing (not
     /// once per group); `None` when the image is no longer stored.
     images: HashMap<ImageId, Option<Arc<str>>>,
+    /// The account's pace and the user's time zone, read once per drive.
+    pace: Option<(PaceSettings, Tz)>,
+    /// The plan's last answer for the next post (what holds it, when the mailing ends).
+    forecast: Option<slot::Forecast>,
+}
+
+/// How the user sees the mailing: their language and zone, and the plan's last forecast.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Look {
+    pub lang: Lang,
+    pub tz: Tz,
+    pub forecast: Option<slot::Forecast>,
 }
 
 impl Cursor {
@@ -103,6 +117,17 @@ impl Cursor {
     /// were made just before (so the call leaves at the slot, not a round trip later).
     pub fn holds_slot(&self) -> bool {
         self.slot.is_some()
+    }
+
+    /// How the user sees the mailing now (a step loads the account before anything reads it).
+    fn look(&self) -> Look {
+        let lang = self.account.as_ref().map(|a| a.1).unwrap_or_default();
+        let tz = self.pace.as_ref().map_or(chrono_tz::UTC, |p| p.1);
+        Look {
+            lang,
+            tz,
+            forecast: self.forecast,
+        }
     }
 
     /// The ledger as remembered (a step loads it before anything reads it).

@@ -1,7 +1,7 @@
 //! What the user sees of a mailing: the progress message (with its cancel button), the
 //! pause notice, the end of a mailing and its report.
 
-use super::{EngineError, Step};
+use super::{EngineError, Look, Step};
 use crate::model::ids::MailingId;
 use crate::model::lang::Lang;
 use crate::model::ledger::{Delivery, DeliveryState, Mailing, MailingStatus, Tally};
@@ -14,10 +14,24 @@ pub(super) async fn progress(
     svc: &EngineServices,
     m: &Mailing,
     rows: &[Delivery],
-    lang: Lang,
+    look: Look,
     now: i64,
 ) -> Result<(), EngineError> {
-    if m.progress_message_id.is_some()
+    show_progress(svc, m, rows, look, now, false).await
+}
+
+/// [`progress`], also within the interval when `now_or_never` (a hold of the pace begins: the
+/// mailing may sleep for hours, and the user must see why now).
+pub(super) async fn show_progress(
+    svc: &EngineServices,
+    m: &Mailing,
+    rows: &[Delivery],
+    look: Look,
+    now: i64,
+    now_or_never: bool,
+) -> Result<(), EngineError> {
+    if !now_or_never
+        && m.progress_message_id.is_some()
         && now - m.progress_at < svc.settings.engine.progress_interval_ms
     {
         return Ok(());
@@ -25,7 +39,8 @@ pub(super) async fn progress(
     if !svc.telegram.can_send_now(m.chat_id) {
         return Ok(()); // shed: the next step tries again
     }
-    let text = progress_text(svc, m, rows, lang, now);
+    let lang = look.lang;
+    let text = progress_text(svc, m, rows, look, now);
     let keyboard = cancel_keyboard(lang, m.id);
     let message_id = match m.progress_message_id {
         Some(mid) => {
@@ -59,9 +74,20 @@ pub(super) async fn progress(
 
 /// The progress message: the tally, the time left and, when nothing is due now, until when
 /// the pause (Retry-After or backoff) before the next due row lasts.
-fn progress_text(svc: &Ports, m: &Mailing, rows: &[Delivery], lang: Lang, now: i64) -> String {
+fn progress_text(svc: &Ports, m: &Mailing, rows: &[Delivery], look: Look, now: i64) -> String {
+    let lang = look.lang;
     let tally = Tally::of(rows);
-    let eta = svc.eta_secs(crate::model::ledger::sends_left(rows));
+    let eta = match look.forecast {
+        Some(f) => ((f.finish_at - now).max(0) as u64).div_ceil(1000),
+        None => svc.eta_secs(crate::model::ledger::sends_left(rows)),
+    };
+    if let Some(f) = look
+        .forecast
+        .filter(|f| f.next.hold.is_shown() && f.next.at > now)
+    {
+        let until = texts::when(lang, look.tz, f.next.at, now);
+        return texts::held(lang, m.id.0, &tally, f.next.hold, &until, eta);
+    }
     let due_now = rows
         .iter()
         .any(|r| r.state == DeliveryState::Pending && r.next_attempt_at <= now);

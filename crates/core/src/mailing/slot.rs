@@ -6,6 +6,8 @@ use super::outcome::{self, Event};
 use super::{Cursor, EngineError, Step, ARM_LEAD_MS, PRE_PACE_MS, UNSETTLED};
 use crate::model::ids::GroupJid;
 use crate::model::ledger::{Delivery, DeliveryState, Mailing};
+use crate::model::pacing::pace::Preset;
+use crate::model::pacing::plan::{finish_at, Next, Plan};
 use crate::model::pacing::{Pace, PacingConfig};
 use crate::ports::Lease;
 use crate::services::EngineServices;
@@ -198,4 +200,80 @@ fn group_heads(rows: &[Delivery]) -> impl Iterator<Item = usize> + '_ {
         last_group = Some(&r.group);
         Some(i)
     })
+}
+
+/// How far back the account's posts are read for the plan: a local day and an hour.
+const PLAN_HISTORY_MS: i64 = 25 * 3_600_000;
+
+/// When row `i` may go under the account's pace, if it starts a new post (the first part a
+/// group gets from this mailing) and the pace plans at all (`fast` leaves it to the pacer):
+/// the plan's next post time, what holds it back, and when the whole mailing would end at
+/// that pace. `None`: nothing to plan, the row goes as the pacer allows.
+pub(super) async fn planned(
+    svc: &EngineServices,
+    m: &Mailing,
+    cursor: &Cursor,
+    i: usize,
+    now: i64,
+) -> Result<Option<Forecast>, EngineError> {
+    let Some((pace, tz)) = &cursor.pace else {
+        return Ok(None);
+    };
+    let rows = cursor.rows();
+    if pace.preset() == Some(Preset::Fast) || post_started(rows, i) {
+        return Ok(None);
+    }
+    let plan = Plan {
+        pace,
+        floor_ms: min_gap_ms(&svc.settings.pacing),
+        warmup_day: None,
+        tz: *tz,
+        seed: seed_of(m),
+    };
+    let recent = svc
+        .db
+        .recent_posts(&m.profile_id, now - PLAN_HISTORY_MS)
+        .await?;
+    let (done, left) = posts_done_and_left(rows);
+    let next = plan.next(done, &recent, now);
+    let finish_at = finish_at(&plan, done, &recent, left, now);
+    Ok(Some(Forecast { next, finish_at }))
+}
+
+/// The plan's answer for the next post of a mailing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forecast {
+    pub next: Next,
+    /// When the last post of the mailing would go out at this pace.
+    pub finish_at: i64,
+}
+
+/// The seed of a mailing's plan: derived from what never changes in it, so every runner and
+/// every restart draws the same gaps, batches and pauses.
+fn seed_of(m: &Mailing) -> u64 {
+    (m.id.0 as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (m.created_at as u64)
+}
+
+/// Whether the group of row `i` got any part of this mailing already (its post has begun).
+/// `rows` are in sending order, each group's rows together.
+fn post_started(rows: &[Delivery], i: usize) -> bool {
+    let group = &rows[i].group;
+    let before = rows[..i].iter().rev().take_while(|r| &r.group == group);
+    let after = rows[i..].iter().take_while(|r| &r.group == group);
+    before.chain(after).any(|r| r.first_attempt_at > 0)
+}
+
+/// Posts this mailing began, and posts it has still to begin (groups with nothing attempted
+/// and something left to send).
+fn posts_done_and_left(rows: &[Delivery]) -> (u64, u64) {
+    rows.chunk_by(|a, b| a.group == b.group)
+        .fold((0, 0), |(done, left), group| {
+            if group.iter().any(|r| r.first_attempt_at > 0) {
+                (done + 1, left)
+            } else if group.iter().any(|r| r.state == DeliveryState::Pending) {
+                (done, left + 1)
+            } else {
+                (done, left)
+            }
+        })
 }

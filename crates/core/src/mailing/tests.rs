@@ -1477,3 +1477,94 @@ async fn without_a_start_message_the_engine_sends_one_progress_message() {
         "the first message id"
     );
 }
+
+// --- the user's pace ------------------------------------------------------------------------
+
+/// A custom pace: gaps of 1-2 s, a 10-12 s pause after every 3rd post.
+async fn set_pace(w: &World, args: &str) {
+    let pace = crate::model::pacing::pace::Preset::Fast
+        .settings()
+        .apply(args, 0)
+        .expect("a valid pace");
+    w.svc
+        .db
+        .set_pace(USER, &serde_json::to_string(&pace).unwrap())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_users_pace_spaces_posts_with_gaps_and_batch_pauses() {
+    let w = world(settings(10.0)).await;
+    set_pace(&w, "gap=1-2s batch=3 pause=10-12s").await;
+    let groups = jids(8);
+    let id = w.mailing(&groups).await;
+    assert_eq!(w.run(id).await, Step::Finished);
+    assert_eq!(w.recipients(), groups);
+    let times = w.send_times();
+    assert_eq!(times[0], 0, "the first post goes at once");
+    for (i, gap) in times.windows(2).map(|p| p[1] - p[0]).enumerate() {
+        let range = if (i + 1) % 3 == 0 {
+            10_000..=12_000
+        } else {
+            1_000..=2_000
+        };
+        assert!(range.contains(&gap), "after post {}: {gap} ms", i + 1);
+    }
+}
+
+#[tokio::test]
+async fn a_restart_mid_mailing_keeps_the_same_plan() {
+    let plan_of = |restart_after: Option<usize>| async move {
+        let w = world(settings(10.0)).await;
+        set_pace(&w, "gap=1-5s batch=2-3 pause=8-20s").await;
+        let groups = jids(9);
+        let id = w.mailing(&groups).await;
+        if let Some(n) = restart_after {
+            let lease = w.lease(id).await;
+            let sent = |w: &World| w.f.wappi.sends().len();
+            drive_until(
+                &w.svc,
+                &w.f.clock,
+                id,
+                &lease,
+                &mut Cursor::default(),
+                MAX_STEPS,
+                || sent(&w) >= n,
+            )
+            .await
+            .unwrap();
+            w.svc.leases.release_lease(&lease).await.unwrap();
+        }
+        // A new driver with a fresh cursor (a restart, another runner) finishes it.
+        assert_eq!(w.run(id).await, Step::Finished);
+        w.send_times()
+    };
+    let whole = plan_of(None).await;
+    for cut in [1, 4, 7] {
+        assert_eq!(plan_of(Some(cut)).await, whole, "restart after {cut} posts");
+    }
+}
+
+#[tokio::test]
+async fn a_window_that_excludes_now_holds_the_mailing_and_says_when_it_goes_on() {
+    let w = world(settings(10.0)).await;
+    // T0 is 01:13:20 in Moscow: outside 09:00-21:00, which opens 7 h 46 min 40 s later.
+    set_pace(&w, "gap=1s window=09:00-21:00").await;
+    let groups = jids(2);
+    let id = w.mailing(&groups).await;
+    assert_eq!(w.run(id).await, Step::Finished);
+    assert_eq!(
+        w.send_times(),
+        vec![28_000_000, 28_001_000],
+        "from 09:00 Moscow time"
+    );
+    let held =
+        w.f.telegram
+            .calls()
+            .iter()
+            .filter_map(|c| c.text().map(str::to_string))
+            .find(|t| t.starts_with('⏸'))
+            .expect("a ⏸ progress message");
+    assert!(held.contains("at 09:00"), "{held}");
+}

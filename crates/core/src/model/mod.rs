@@ -1,5 +1,5 @@
-//! Pure data and rules: ids, languages, the ledger's rows, group lists, secrets, billing and
-//! pacing maths. Nothing here does I/O or imports anything above this wing.
+//! Pure data and rules: ids, languages, the ledger's rows, group lists, secrets, billing,
+//! pacing maths and the user's pace, time zones. Nothing here does I/O or imports anything above this wing.
 
 pub mod billing;
 pub mod groups;
@@ -8,3 +8,4 @@ pub mod lang;
 pub mod ledger;
 pub mod pacing;
 pub mod secret;
+pub mod zone;

@@ -37,6 +37,7 @@ use crate::model::ids::ImageId;
 use crate::model::ids::{ChatId, GroupJid, MailingId, ProfileId, UserId};
 use crate::model::lang::Lang;
 use crate::model::ledger::{Delivery, DeliveryState, Mailing, MailingStatus, NewMailing};
+use crate::model::pacing::pace::Preset;
 use crate::model::secret::Secret;
 use crate::ports::{
     async_trait, BillingStore, Clock, CollageChoice, ContentStore, DbError, Entropy, GroupEntry,
@@ -171,7 +172,8 @@ pub fn profile(s: &str) -> ProfileId {
 }
 
 /// Creates a registered user (Wappi token [`TEST_WAPPI_TOKEN`] encrypted, `profile`) with a
-/// subscription running 30 days from now.
+/// subscription running 30 days from now, at the `fast` pace (the operator's cadence, which
+/// the engine tests time; a test of the user's pace sets its own).
 pub async fn register_user(
     svc: &Ports,
     user: UserId,
@@ -188,6 +190,8 @@ pub async fn register_user(
         .save_credentials(user, &enc, profile)
         .await
         .expect("save_credentials");
+    let fast = serde_json::to_string(&Preset::Fast.settings()).expect("a pace serialises");
+    svc.db.set_pace(user, &fast).await.expect("set_pace");
     svc.db
         .get_user(user)
         .await
@@ -278,7 +282,20 @@ pub async fn drive_until(
         match step {
             Step::Finished | Step::LostLease => return Ok(step),
             _ if stop() => return Ok(step),
-            Step::SleepUntil(t) => clock.advance_to(t),
+            Step::SleepUntil(t) => {
+                // A long sleep (a window, a cap) renews the lease on the way, as drivers do.
+                while clock.now() + DRIVER_LEASE_TTL_MS as i64 / 3 < t {
+                    clock.advance_to(clock.now() + DRIVER_LEASE_TTL_MS as i64 / 3);
+                    if !svc
+                        .leases
+                        .renew_lease(lease, DRIVER_LEASE_TTL_MS, clock.now())
+                        .await?
+                    {
+                        return Ok(Step::LostLease);
+                    }
+                }
+                clock.advance_to(t)
+            }
             Step::Continue => {}
         }
     }
