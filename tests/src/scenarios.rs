@@ -164,7 +164,7 @@ pub async fn a_notification_extends_once_despite_replays<S: Bot>(
         "until {until}"
     );
     assert!(
-        paid.text.contains(&groupcast_core::texts::date(until)),
+        paid.text.contains(&groupcast_core::texts::date(until, moscow())),
         "{}",
         paid.text
     );
@@ -217,7 +217,7 @@ pub async fn a_notification_extends_once_despite_replays<S: Bot>(
     assert!(
         state
             .text
-            .contains(&format!("до {}", groupcast_core::texts::date(until))),
+            .contains(&format!("до {}", groupcast_core::texts::date(until, moscow()))),
         "{}",
         state.text
     );
@@ -804,4 +804,9 @@ pub fn assert_retry_after_honoured<'a, S: Bot>(
         "{violations:?}"
     );
     held
+}
+
+/// The default time zone (`DEFAULT_TZ`), in which a user who set none reads every date.
+fn moscow() -> chrono_tz::Tz {
+    groupcast_core::model::zone::parse("Europe/Moscow").expect("a known zone")
 }

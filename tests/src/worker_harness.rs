@@ -123,6 +123,8 @@ impl Worker {
             ("PUBLIC_URL", "https://bot.example.test".to_string()),
             ("TRIAL_DAYS", "30".to_string()),
             ("PROFILE_RATE_PER_SEC", "10".to_string()),
+            // The operator's cadence, which the scenarios time; pace tests set their own.
+            ("DEFAULT_PACE", "fast".to_string()),
             ("PROGRESS_INTERVAL_SECS", "3".to_string()),
             ("RETRY_BASE_MS", "200".to_string()),
             ("WAPPI_TIMEOUT_SECS", "3".to_string()),

@@ -112,19 +112,14 @@ async fn settle(svc: &Services, notice: robokassa::ResultNotice) -> Reply {
     {
         Ok(Settlement::Applied { until }) => {
             tracing::info!(inv_id, user = invoice.user_id.0, until, "payment accepted");
-            let lang = svc
-                .db
-                .get_user(invoice.user_id)
-                .await
-                .ok()
-                .flatten()
-                .map(|u| u.lang)
-                .unwrap_or_default();
+            let user = svc.db.get_user(invoice.user_id).await.ok().flatten();
+            let lang = user.as_ref().map(|u| u.lang).unwrap_or_default();
+            let tz = svc.user_zone(user.as_ref());
             if let Err(e) = svc
                 .telegram
                 .send_message(
                     ChatId(invoice.user_id.0),
-                    &texts::billing::paid(lang, until),
+                    &texts::billing::paid(lang, until, tz),
                     None,
                 )
                 .await
@@ -322,11 +317,12 @@ pub async fn send_due_reminders(svc: &Services) -> Result<usize, DbError> {
         {
             continue;
         }
+        let tz = svc.user_zone(svc.db.get_user(user).await?.as_ref());
         match svc
             .telegram
             .send_message(
                 ChatId(user.0),
-                &texts::billing::reminder(lang, kind, until),
+                &texts::billing::reminder(lang, kind, until, tz),
                 None,
             )
             .await

@@ -123,6 +123,18 @@ impl Ports {
         1.0 / self.settings.pacing.profile_rate_per_sec.max(0.001)
     }
 
+    /// A user's time zone (`DEFAULT_TZ` for a user unknown or without one).
+    pub fn user_zone(&self, user: Option<&crate::ports::UserRecord>) -> chrono_tz::Tz {
+        let default = self.settings.default_tz;
+        user.map_or(default, |u| u.zone(default))
+    }
+
+    /// The operator's least time between two posts of an account, ms (`PROFILE_RATE_PER_SEC`):
+    /// the floor under every pace.
+    pub fn post_floor_ms(&self) -> u64 {
+        (self.send_interval_secs() * 1000.0).ceil() as u64
+    }
+
     /// ETA in seconds for `sends` messages at the profile's pace.
     pub fn eta_secs(&self, sends: usize) -> u64 {
         (sends as f64 * self.send_interval_secs()).ceil() as u64

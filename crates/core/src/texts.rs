@@ -4,6 +4,7 @@
 
 use crate::model::lang::Lang;
 use crate::model::ledger::Tally;
+use crate::model::pacing::pace::{PaceError, PaceSettings, Preset};
 use crate::model::pacing::plan::Hold;
 use chrono::{DateTime, TimeZone};
 use chrono_tz::Tz;
@@ -329,12 +330,216 @@ pub fn duration(l: Lang, secs: u64) -> String {
     }
 }
 
-pub fn preview(l: Lang, text: &str, groups: usize, eta_secs: u64) -> String {
-    let eta = duration(l, eta_secs);
+/// What a preview says of the time a mailing takes: its length, when it ends (in the user's
+/// zone) and the pace it goes at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Estimate {
+    pub secs: u64,
+    /// `завтра в 11:40`, when the pace plans the posts (see [`when`]).
+    pub finish: Option<String>,
+    /// The pace in force (see [`pace_summary`]).
+    pub pace: String,
+}
+
+/// The time and pace lines of a preview.
+fn estimate_lines(l: Lang, e: &Estimate) -> String {
+    let eta = duration(l, e.secs);
+    let finish = e
+        .finish
+        .as_deref()
+        .map(|w| l.pick(format!(", завершится {w}"), format!(", ends {w}")))
+        .unwrap_or_default();
     l.pick(
-        format!("👀 Предпросмотр. Это сообщение получит каждая группа:\n\n{text}\n\n———\n👥 Групп: {groups}\n⏱ Примерное время: {eta}\n\nНачать рассылку?"),
-        format!("👀 Preview. Every group gets this message:\n\n{text}\n\n———\n👥 Groups: {groups}\n⏱ Estimated time: {eta}\n\nStart the mailing?"),
+        format!("⏱ Примерное время: {eta}{finish}\n{}", e.pace),
+        format!("⏱ Estimated time: {eta}{finish}\n{}", e.pace),
     )
+}
+
+pub fn preview(l: Lang, text: &str, groups: usize, e: &Estimate) -> String {
+    let time = estimate_lines(l, e);
+    l.pick(
+        format!("👀 Предпросмотр. Это сообщение получит каждая группа:\n\n{text}\n\n———\n👥 Групп: {groups}\n{time}\n\nНачать рассылку?"),
+        format!("👀 Preview. Every group gets this message:\n\n{text}\n\n———\n👥 Groups: {groups}\n{time}\n\nStart the mailing?"),
+    )
+}
+
+/// The pace in one line: its preset (or "custom") and every rule in force.
+pub fn pace_summary(l: Lang, pace: &PaceSettings, floor_ms: u64) -> String {
+    let name = match pace.preset() {
+        Some(Preset::Careful) => l.pick("🐢 бережный", "🐢 careful"),
+        Some(Preset::Normal) => l.pick("🚶 обычный", "🚶 normal"),
+        Some(Preset::Fast) => l.pick("⚡ быстрый", "⚡ fast"),
+        None => l.pick("⚙️ свой", "⚙️ custom"),
+    };
+    let mut rules = Vec::new();
+    if pace.gap.hi == 0 {
+        rules.push(l.pick(
+            format!("пост раз в {} (потолок сервиса)", seconds(l, floor_ms)),
+            format!(
+                "a post every {} (the service's ceiling)",
+                seconds(l, floor_ms)
+            ),
+        ));
+    } else {
+        let gap = span_of(l, pace.gap.lo, pace.gap.hi);
+        rules.push(l.pick(format!("пауза {gap}"), format!("gap {gap}")));
+    }
+    if let Some(b) = pace.batch {
+        let n = if b.lo == b.hi {
+            b.lo.to_string()
+        } else {
+            format!("{}–{}", b.lo, b.hi)
+        };
+        let pause = span_of(l, pace.pause.lo, pace.pause.hi);
+        rules.push(l.pick(
+            format!("перерыв {pause} после {n} постов"),
+            format!("a {pause} break after {n} posts"),
+        ));
+    }
+    if let Some(w) = pace.window {
+        let hm = |m: u32| format!("{:02}:{:02}", m / 60, m % 60);
+        let (a, b) = (hm(w.start_min), hm(w.end_min));
+        rules.push(l.pick(format!("окно {a}–{b}"), format!("window {a}-{b}")));
+    }
+    if let Some(h) = pace.hour {
+        rules.push(l.pick(format!("до {h} в час"), format!("at most {h} an hour")));
+    }
+    if let Some(d) = pace.day {
+        rules.push(l.pick(format!("до {d} в день"), format!("at most {d} a day")));
+    }
+    let head = l.pick("Темп", "Pace");
+    format!("{head}: {name} — {}", rules.join(", "))
+}
+
+/// `20–60 с`, `5–15 мин`, `0.3–0.8 с`: a span of ms in the largest unit that reads whole.
+fn span_of(l: Lang, lo: u64, hi: u64) -> String {
+    let (h, min, s) = l.pick(("ч", "мин", "с"), ("h", "min", "s"));
+    // The unit that reads the smaller value whole; both values in it.
+    let base = if lo > 0 { lo } else { hi };
+    let (scale, unit) = if base >= 3_600_000 && base % 3_600_000 == 0 {
+        (3_600_000.0, h)
+    } else if base >= 60_000 && base % 60_000 == 0 {
+        (60_000.0, min)
+    } else {
+        (1000.0, s)
+    };
+    let num = |ms: u64| {
+        let x = ms as f64 / scale;
+        if x.fract() == 0.0 {
+            format!("{x:.0}")
+        } else {
+            format!("{x}")
+        }
+    };
+    if lo == hi {
+        format!("{} {unit}", num(lo))
+    } else {
+        format!("{}–{} {unit}", num(lo), num(hi))
+    }
+}
+
+/// `1 s`, `0.5 s`.
+fn seconds(l: Lang, ms: u64) -> String {
+    span_of(l, ms, ms)
+}
+
+/// `/pace`: the pace in force, how to change it.
+pub fn pace_shown(l: Lang, summary: &str) -> String {
+    l.pick(
+        format!("{summary}\n\nВыберите готовый темп кнопкой или задайте свой, например:\n/pace gap=20-60s batch=15-25 pause=5-15m window=09:00-21:00 hour=60 day=150\n(off выключает batch, window, hour, day)"),
+        format!("{summary}\n\nPick a preset with a button or set your own, for example:\n/pace gap=20-60s batch=15-25 pause=5-15m window=09:00-21:00 hour=60 day=150\n(off turns batch, window, hour, day off)"),
+    )
+}
+
+/// `/pace` with values the bot cannot use: what is wrong, and that nothing changed.
+pub fn pace_refused(l: Lang, e: &PaceError, summary: &str) -> String {
+    let why = match e {
+        PaceError::Unreadable(v) => {
+            l.pick(format!("не понимаю «{v}»"), format!("cannot read «{v}»"))
+        }
+        PaceError::UnknownKey(k) => l.pick(
+            format!("нет настройки «{k}» (есть gap, batch, pause, window, hour, day)"),
+            format!("there is no setting «{k}» (there are gap, batch, pause, window, hour, day)"),
+        ),
+        PaceError::Reversed { key } => l.pick(
+            format!("в {key} первое значение больше второго"),
+            format!("in {key} the first value is above the second"),
+        ),
+        PaceError::BelowFloor { floor_ms } => l.pick(
+            format!(
+                "пауза короче {} не разрешена этим сервисом",
+                seconds(l, *floor_ms)
+            ),
+            format!(
+                "a gap below {} is not allowed on this service",
+                seconds(l, *floor_ms)
+            ),
+        ),
+        PaceError::NoPause => l.pick(
+            "для пачек нужен перерыв (pause=…)".to_string(),
+            "batches need a break (pause=…)".to_string(),
+        ),
+    };
+    l.pick(
+        format!("⚠️ Темп не изменён: {why}.\n{summary}"),
+        format!("⚠️ The pace is unchanged: {why}.\n{summary}"),
+    )
+}
+
+pub fn pace_set(l: Lang, summary: &str) -> String {
+    l.pick(format!("✅ {summary}"), format!("✅ {summary}"))
+}
+
+pub fn preset_button(l: Lang, p: Preset) -> &'static str {
+    match p {
+        Preset::Careful => l.pick("🐢 Бережно", "🐢 Careful"),
+        Preset::Normal => l.pick("🚶 Обычно", "🚶 Normal"),
+        Preset::Fast => l.pick("⚡ Быстро", "⚡ Fast"),
+    }
+}
+
+/// `/tz`: the zone in force and how to change it.
+pub fn tz_shown(l: Lang, zone: &str) -> String {
+    l.pick(
+        format!("🕒 Часовой пояс: {zone}\nВыберите кнопкой или напишите, например: /tz Asia/Novosibirsk или /tz UTC+7"),
+        format!("🕒 Time zone: {zone}\nPick one with a button or write, for example: /tz Asia/Novosibirsk or /tz UTC+7"),
+    )
+}
+
+pub fn tz_set(l: Lang, zone: &str) -> String {
+    l.pick(
+        format!("✅ Часовой пояс: {zone}. Все времена показываются в нём."),
+        format!("✅ Time zone: {zone}. Every time is shown in it."),
+    )
+}
+
+pub fn tz_refused(l: Lang, typed: &str, zone: &str) -> String {
+    l.pick(
+        format!("⚠️ Не знаю часовой пояс «{typed}». Напишите название вроде Europe/Moscow или смещение UTC+7. Пояс не изменён: {zone}."),
+        format!("⚠️ Unknown time zone «{typed}». Write a name such as Europe/Moscow or an offset such as UTC+7. The zone is unchanged: {zone}."),
+    )
+}
+
+pub fn pause_button(l: Lang) -> &'static str {
+    l.pick("⏸ Пауза", "⏸ Pause")
+}
+
+/// The reason of a pause the user asked for.
+pub fn paused_by_user(l: Lang) -> String {
+    l.pick("по вашей просьбе", "at your request").into()
+}
+
+pub fn nothing_to_pause(l: Lang) -> String {
+    l.pick(
+        "Сейчас нет идущей рассылки, которую можно приостановить.",
+        "There is no running mailing to pause.",
+    )
+    .into()
+}
+
+pub fn nothing_to_resume(l: Lang) -> String {
+    l.pick("Нет рассылки на паузе.", "There is no paused mailing.")
+        .into()
 }
 
 /// The frame of a preview whose post, sent just before it as its own message(s), is too long
@@ -343,15 +548,15 @@ pub fn preview_frame(
     l: Lang,
     content: &crate::model::ledger::Content,
     groups: usize,
-    eta_secs: u64,
+    e: &Estimate,
 ) -> String {
-    let eta = duration(l, eta_secs);
+    let time = estimate_lines(l, e);
     let images = post_images(l, content)
         .map(|i| format!("{i}\n"))
         .unwrap_or_default();
     l.pick(
-        format!("👀 Предпросмотр. Каждая группа получит сообщение выше, в точности как оно показано.\n{images}———\n👥 Групп: {groups}\n⏱ Примерное время: {eta}\n\nНачать рассылку?"),
-        format!("👀 Preview. Every group gets the message above, exactly as shown.\n{images}———\n👥 Groups: {groups}\n⏱ Estimated time: {eta}\n\nStart the mailing?"),
+        format!("👀 Предпросмотр. Каждая группа получит сообщение выше, в точности как оно показано.\n{images}———\n👥 Групп: {groups}\n{time}\n\nНачать рассылку?"),
+        format!("👀 Preview. Every group gets the message above, exactly as shown.\n{images}———\n👥 Groups: {groups}\n{time}\n\nStart the mailing?"),
     )
 }
 
@@ -671,9 +876,9 @@ pub fn no_mailings(l: Lang) -> String {
     l.pick("Рассылок ещё не было.", "No mailings yet.").into()
 }
 
-/// `dd.mm.yyyy` of a unix-seconds instant, in UTC.
-pub fn date(secs: i64) -> String {
-    match DateTime::from_timestamp(secs, 0) {
+/// `dd.mm.yyyy` of a unix-seconds instant, in the user's zone.
+pub fn date(secs: i64, tz: Tz) -> String {
+    match tz.timestamp_opt(secs, 0).single() {
         Some(t) => t.format("%d.%m.%Y").to_string(),
         None => String::from("?"),
     }
@@ -708,11 +913,11 @@ pub fn clock_time(ms: i64) -> String {
     }
 }
 
-pub fn subscription(l: Lang, until: i64, now: i64) -> String {
+pub fn subscription(l: Lang, until: i64, now: i64, tz: Tz) -> String {
     if until > now {
         l.pick(
-            format!("💎 Подписка активна до {}.", date(until)),
-            format!("💎 Subscription active until {}.", date(until)),
+            format!("💎 Подписка активна до {}.", date(until, tz)),
+            format!("💎 Subscription active until {}.", date(until, tz)),
         )
     } else {
         l.pick("💎 Подписка не активна.", "💎 Subscription is not active.")
@@ -965,16 +1170,11 @@ pub fn preview_post(
     l: Lang,
     content: &crate::model::ledger::Content,
     groups: usize,
-    eta_secs: u64,
+    e: &Estimate,
 ) -> String {
     match post_images(l, content) {
-        None => preview(l, &content.text, groups, eta_secs),
-        Some(images) => preview(
-            l,
-            &format!("{}\n\n{images}", content.text),
-            groups,
-            eta_secs,
-        ),
+        None => preview(l, &content.text, groups, e),
+        Some(images) => preview(l, &format!("{}\n\n{images}", content.text), groups, e),
     }
 }
 
@@ -1042,18 +1242,33 @@ mod tests {
     #[test]
     fn a_long_post_gets_a_frame_that_fits() {
         let content = crate::model::ledger::Content::text_only("д".repeat(4096));
-        let framed = preview_post(Lang::Ru, &content, 3, 60);
+        let eta = Estimate {
+            secs: 60,
+            finish: Some("завтра в 11:40".into()),
+            pace: pace_summary(Lang::Ru, &Preset::Careful.settings(), 1000),
+        };
+        let framed = preview_post(Lang::Ru, &content, 3, &eta);
         assert!(units(&framed) > 4096);
-        let frame = preview_frame(Lang::Ru, &content, 3, 60);
+        let frame = preview_frame(Lang::Ru, &content, 3, &eta);
+        assert!(frame.contains("завершится завтра в 11:40"), "{frame}");
+        assert!(
+            frame.contains("Темп: 🐢 бережный — пауза 20–60 с"),
+            "{frame}"
+        );
         assert!(frame.contains("Предпросмотр") && frame.contains("Групп: 3"));
         assert!(units(&frame) < 4096);
     }
 
     #[test]
     fn dates() {
-        assert_eq!(date(0), "01.01.1970");
-        assert_eq!(date(1_798_243_200), "26.12.2026");
-        assert_eq!(date(951_782_400), "29.02.2000");
+        let utc = chrono_tz::UTC;
+        assert_eq!(date(0, utc), "01.01.1970");
+        assert_eq!(date(1_798_243_200, utc), "26.12.2026");
+        assert_eq!(date(951_782_400, utc), "29.02.2000");
+        // 26.12.2026 22:00 UTC is already the 27th in Moscow and Novosibirsk.
+        let late = 1_798_243_200 + 22 * 3600;
+        assert_eq!(date(late, utc), "26.12.2026");
+        assert_eq!(date(late, chrono_tz::Europe::Moscow), "27.12.2026");
     }
 
     #[test]
@@ -1087,6 +1302,7 @@ pub mod billing {
     use super::date;
     use crate::model::billing::{rub, Plan, Reminder};
     use crate::model::lang::Lang;
+    use chrono_tz::Tz;
 
     pub fn plans_header(l: Lang) -> String {
         l.pick("Выберите срок подписки:", "Choose a subscription period:")
@@ -1118,39 +1334,39 @@ pub mod billing {
         )
     }
 
-    pub fn paid(l: Lang, until: i64) -> String {
+    pub fn paid(l: Lang, until: i64, tz: Tz) -> String {
         l.pick(
             format!(
                 "💎 Оплата получена, спасибо! Подписка активна до {}.",
-                date(until)
+                date(until, tz)
             ),
             format!(
                 "💎 Payment received, thank you! Subscription active until {}.",
-                date(until)
+                date(until, tz)
             ),
         )
     }
 
-    pub fn reminder(l: Lang, kind: Reminder, until: i64) -> String {
+    pub fn reminder(l: Lang, kind: Reminder, until: i64, tz: Tz) -> String {
         match kind {
             Reminder::ThreeDays => l.pick(
                 format!(
                     "🔔 Подписка заканчивается через 3 дня ({}). Продлить: /subscribe",
-                    date(until)
+                    date(until, tz)
                 ),
                 format!(
                     "🔔 Your subscription ends in 3 days ({}). Renew: /subscribe",
-                    date(until)
+                    date(until, tz)
                 ),
             ),
             Reminder::OneDay => l.pick(
                 format!(
                     "🔔 Подписка заканчивается завтра ({}). Продлить: /subscribe",
-                    date(until)
+                    date(until, tz)
                 ),
                 format!(
                     "🔔 Your subscription ends tomorrow ({}). Renew: /subscribe",
-                    date(until)
+                    date(until, tz)
                 ),
             ),
             Reminder::Expired => l.pick(
@@ -1191,15 +1407,15 @@ pub mod billing {
         .into()
     }
 
-    pub fn granted(l: Lang, user: i64, days: u32, until: i64) -> String {
+    pub fn granted(l: Lang, user: i64, days: u32, until: i64, tz: Tz) -> String {
         l.pick(
             format!(
                 "✔️ Пользователю {user} добавлено {days} дн.: подписка до {}.",
-                date(until)
+                date(until, tz)
             ),
             format!(
                 "✔️ User {user} got {days} days: subscription until {}.",
-                date(until)
+                date(until, tz)
             ),
         )
     }
@@ -1211,15 +1427,15 @@ pub mod billing {
         )
     }
 
-    pub fn gift(l: Lang, days: u32, until: i64) -> String {
+    pub fn gift(l: Lang, days: u32, until: i64, tz: Tz) -> String {
         l.pick(
             format!(
                 "🎁 Оператор добавил вам {days} дн. подписки: активна до {}.",
-                date(until)
+                date(until, tz)
             ),
             format!(
                 "🎁 The operator added {days} days to your subscription: active until {}.",
-                date(until)
+                date(until, tz)
             ),
         )
     }

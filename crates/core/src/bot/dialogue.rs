@@ -93,6 +93,14 @@ pub enum Intent {
     Subscribe,
     Lang,
     Help,
+    /// `/pace [args]` (the raw arguments, possibly empty).
+    Pace(String),
+    /// `/tz [zone]`.
+    Tz(String),
+    /// `/pause`: pause the running mailing.
+    Pause,
+    /// `/resume`: resume the paused mailing.
+    Resume,
     /// Operator: figures.
     Stats,
     /// Operator: `/grant <user_id> <days>` (the raw arguments).
@@ -133,6 +141,11 @@ impl Intent {
         if let Some(cmd) = trimmed.strip_prefix('/') {
             let word = cmd.split_whitespace().next().unwrap_or("");
             let word = word.split('@').next().unwrap_or("");
+            let args = || {
+                cmd.split_once(char::is_whitespace)
+                    .map_or("", |(_, args)| args.trim())
+                    .to_string()
+            };
             let intent = match word {
                 "start" => Some(Intent::Start),
                 "menu" => Some(Intent::Menu),
@@ -146,16 +159,12 @@ impl Intent {
                 "lang" => Some(Intent::Lang),
                 "help" => Some(Intent::Help),
                 "stats" => Some(Intent::Stats),
-                "grant" => Some(Intent::Grant(
-                    cmd.split_once(char::is_whitespace)
-                        .map_or("", |(_, args)| args.trim())
-                        .to_string(),
-                )),
-                "broadcast" => Some(Intent::Broadcast(
-                    cmd.split_once(char::is_whitespace)
-                        .map_or("", |(_, args)| args.trim())
-                        .to_string(),
-                )),
+                "grant" => Some(Intent::Grant(args())),
+                "broadcast" => Some(Intent::Broadcast(args())),
+                "pace" => Some(Intent::Pace(args())),
+                "tz" => Some(Intent::Tz(args())),
+                "pause" => Some(Intent::Pause),
+                "resume" => Some(Intent::Resume),
                 _ => None,
             };
             if let Some(i) = intent {
@@ -220,6 +229,14 @@ pub enum Route {
     Subscribe,
     ChooseLang,
     Help,
+    /// `/pace [args]`.
+    Pace(String),
+    /// `/tz [zone]`.
+    Tz(String),
+    /// `/pause`.
+    Pause,
+    /// `/resume`.
+    Resume,
     /// 🖼️: show the photo set and wait for photos.
     Images,
     /// A photo to add to the set (`album`: the answer of the album it belongs to, if that
@@ -273,6 +290,10 @@ pub fn route(state: &DialogueState, registered: bool, intent: &Intent) -> Route 
         (_, I::EditImages) => Route::Images,
         (_, I::StartMailing) => Route::Preview,
         (_, I::Cancel) => Route::Cancel,
+        (_, I::Pause) => Route::Pause,
+        (_, I::Resume) => Route::Resume,
+        (_, I::Pace(args)) => Route::Pace(args.clone()),
+        (_, I::Tz(args)) => Route::Tz(args.clone()),
         (_, I::Status) => Route::Status,
         (_, I::Subscribe) => Route::Subscribe,
         (DialogueState::AwaitText, I::Text { text, entities }) => Route::TakeText {
@@ -360,6 +381,14 @@ mod tests {
             ("/unknown", text("/unknown")),
             ("/stats", Intent::Stats),
             ("/grant 42 30", Intent::Grant("42 30".into())),
+            ("/pace", Intent::Pace(String::new())),
+            (
+                "/pace gap=1-2s  day=off",
+                Intent::Pace("gap=1-2s  day=off".into()),
+            ),
+            ("/tz UTC+7", Intent::Tz("UTC+7".into())),
+            ("/pause", Intent::Pause),
+            ("/resume@groupcast_bot", Intent::Resume),
             ("hello", text("hello")),
         ];
         for (input, want) in cases {

@@ -54,10 +54,8 @@ impl Ctx<'_> {
             (texts::confirm_no(l), Callback::DeclineStart.data()),
         ]]);
         self.preview_images(&content).await?;
-        // Every part is a send: the ETA counts them all.
-        let sends = groups.len() * content.parts().len();
-        let eta = self.svc.eta_secs(sends);
-        let preview = texts::preview_post(l, &content, groups.len(), eta);
+        let eta = self.estimate(groups.len(), content.parts().len()).await?;
+        let preview = texts::preview_post(l, &content, groups.len(), &eta);
         if utf16_len(&preview) <= MAX_TEXT_UTF16 {
             self.say_with(&preview, ReplyMarkup::Inline(kb)).await?;
             return Ok(());
@@ -66,9 +64,30 @@ impl Ctx<'_> {
         for part in texts::split_utf16(&content.text, MAX_TEXT_UTF16) {
             self.say(part).await?;
         }
-        let frame = texts::preview_frame(l, &content, groups.len(), eta);
+        let frame = texts::preview_frame(l, &content, groups.len(), &eta);
         self.say_with(&frame, ReplyMarkup::Inline(kb)).await?;
         Ok(())
+    }
+
+    /// How long a mailing to `groups` groups of `parts` messages each would take at the
+    /// account's pace, when it would end, and the pace.
+    async fn estimate(&self, groups: usize, parts: usize) -> Result<texts::Estimate, BotError> {
+        let pace = self.current_pace();
+        let tz = self.zone();
+        let now = self.svc.now_ms();
+        let (secs, end) = match &self.user.profile_id {
+            Some(profile) => {
+                let posts = groups as u64;
+                crate::mailing::estimate(self.svc, profile, &pace, tz, posts, groups * parts, now)
+                    .await?
+            }
+            None => (self.svc.eta_secs(groups * parts), None),
+        };
+        Ok(texts::Estimate {
+            secs,
+            finish: end.map(|t| texts::when(self.lang(), tz, t, now)),
+            pace: texts::pace_summary(self.lang(), &pace, self.svc.post_floor_ms()),
+        })
     }
 
     /// What a mailing started now would send, and to which groups.
@@ -139,7 +158,10 @@ impl Ctx<'_> {
             groups = groups.len(),
             "mailing started"
         );
-        self.send_start_message(id, groups.len(), sends).await?;
+        let eta = self
+            .estimate(groups.len(), sends / groups.len().max(1))
+            .await?;
+        self.send_start_message(id, groups.len(), eta.secs).await?;
         self.svc.intake.enqueue(id).await?;
         Ok(())
     }
@@ -150,11 +172,11 @@ impl Ctx<'_> {
         &self,
         id: MailingId,
         groups: usize,
-        sends: usize,
+        eta_secs: u64,
     ) -> Result<(), BotError> {
         let l = self.lang();
-        let text = texts::started(l, id.0, groups, self.svc.eta_secs(sends));
-        let keyboard = crate::mailing::cancel_keyboard(l, id);
+        let text = texts::started(l, id.0, groups, eta_secs);
+        let keyboard = crate::mailing::progress_keyboard(l, id);
         match self
             .svc
             .telegram
@@ -190,6 +212,50 @@ impl Ctx<'_> {
         tracing::info!(mailing = m.id.0, "cancel requested");
         self.say(&texts::cancelling(l, m.id.0)).await?;
         Ok(())
+    }
+
+    /// ⏸ or `/pause`: the running mailing stops before its next post (at most the one already
+    /// on its way goes out) and waits for ▶️ / `/resume`.
+    pub(super) async fn pause(&mut self, id: Option<MailingId>) -> Result<(), BotError> {
+        let l = self.lang();
+        let Some(m) = self.active_mailing(id).await? else {
+            self.say(&texts::nothing_to_pause(l)).await?;
+            return Ok(());
+        };
+        let reason = texts::paused_by_user(l);
+        if !self.svc.db.pause_mailing(m.id, &reason).await? {
+            self.say(&texts::nothing_to_pause(l)).await?;
+            return Ok(());
+        }
+        tracing::info!(
+            event = "mailing_paused",
+            mailing = m.id.0,
+            "paused by the user"
+        );
+        let kb = InlineKeyboardMarkup::rows(vec![vec![
+            (
+                texts::resume_button(l),
+                Callback::ResumeMailing(m.id.0).data(),
+            ),
+            (
+                texts::cancel_button(l),
+                Callback::CancelMailing(m.id.0).data(),
+            ),
+        ]]);
+        self.say_with(&texts::paused(l, m.id.0, &reason), ReplyMarkup::Inline(kb))
+            .await?;
+        Ok(())
+    }
+
+    /// `/resume`: the user's paused mailing, back to a runner.
+    pub(super) async fn resume_latest(&mut self) -> Result<(), BotError> {
+        match self.active_mailing(None).await? {
+            Some(m) if m.status == MailingStatus::Paused => self.resume(m.id).await,
+            _ => {
+                self.say(&texts::nothing_to_resume(self.lang())).await?;
+                Ok(())
+            }
+        }
     }
 
     /// The resume button of a paused mailing: back to a runner.
@@ -234,7 +300,7 @@ impl Ctx<'_> {
             }
         };
         if m.status == MailingStatus::Running {
-            let kb = crate::mailing::cancel_keyboard(l, m.id);
+            let kb = crate::mailing::progress_keyboard(l, m.id);
             self.say_with(&text, ReplyMarkup::Inline(kb)).await?;
         } else {
             self.say(&text).await?;

@@ -29,6 +29,7 @@ mod import;
 mod long_work_tests;
 mod mailing;
 pub mod operator;
+mod pace;
 mod registration;
 mod subscription;
 #[cfg(test)]
@@ -50,8 +51,8 @@ pub fn sender(update: &Update) -> Option<UserId> {
 
 /// Whether an update must be carried out the moment it arrives, ahead of the same user's
 /// earlier updates still being handled (an album being downloaded, an import paging through
-/// Wappi): ⛔ on a progress message, the ⛔ menu button and `/cancel`. A cancel reads and writes
-/// no dialogue state, so it may run beside those updates.
+/// Wappi): ⛔ on a progress message, the ⛔ menu button and `/cancel`, and ⏸ / `/pause`. These
+/// read and write no dialogue state, so they may run beside those updates.
 pub fn is_urgent(update: &Update) -> bool {
     let intent = match (&update.message, &update.callback_query) {
         (Some(msg), _) => Intent::from_message(msg),
@@ -60,7 +61,9 @@ pub fn is_urgent(update: &Update) -> bool {
     };
     matches!(
         intent,
-        Intent::Cancel | Intent::Callback(Callback::CancelMailing(_))
+        Intent::Cancel
+            | Intent::Pause
+            | Intent::Callback(Callback::CancelMailing(_) | Callback::PauseMailing(_))
     )
 }
 
@@ -154,6 +157,10 @@ impl Ctx<'_> {
             Route::TakeGroups(text) => self.take_groups(&text).await?,
             Route::Preview => self.preview().await?,
             Route::Cancel => self.cancel(None).await?,
+            Route::Pause => self.pause(None).await?,
+            Route::Resume => self.resume_latest().await?,
+            Route::Pace(args) => self.pace(&args).await?,
+            Route::Tz(args) => self.tz(&args).await?,
             Route::Status => self.status().await?,
             Route::Subscribe => self.subscribe().await?,
             Route::Stats => self.stats().await?,
@@ -192,6 +199,9 @@ impl Ctx<'_> {
             Callback::DeclineStart => self.decline_start().await?,
             Callback::CancelMailing(id) => self.cancel(Some(MailingId(id))).await?,
             Callback::ResumeMailing(id) => self.resume(MailingId(id)).await?,
+            Callback::PauseMailing(id) => self.pause(Some(MailingId(id))).await?,
+            Callback::SetPace(p) => self.set_preset(p).await?,
+            Callback::SetTz(i) => self.set_tz(i).await?,
             Callback::SetLang(lang) => self.set_lang(lang).await?,
             Callback::Pay(days) => self.pay(days).await?,
             Callback::MakeCollage => self.make_collage().await?,

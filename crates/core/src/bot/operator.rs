@@ -67,7 +67,7 @@ impl Ctx<'_> {
                     days,
                     "subscription granted"
                 );
-                self.say(&texts::billing::granted(l, user, days, until))
+                self.say(&texts::billing::granted(l, user, days, until, self.zone()))
                     .await?;
                 self.tell_granted(user, days, until).await?;
             }
@@ -81,19 +81,15 @@ impl Ctx<'_> {
 
     /// The gift message to the user granted the days, in their language (best effort).
     async fn tell_granted(&self, user: i64, days: u32, until: i64) -> Result<(), BotError> {
-        let their_lang = self
-            .svc
-            .db
-            .get_user(UserId(user))
-            .await?
-            .map(|u| u.lang)
-            .unwrap_or_default();
+        let them = self.svc.db.get_user(UserId(user)).await?;
+        let their_lang = them.as_ref().map(|u| u.lang).unwrap_or_default();
+        let their_zone = self.svc.user_zone(them.as_ref());
         let _ = self
             .svc
             .telegram
             .send_message(
                 ChatId(user),
-                &texts::billing::gift(their_lang, days, until),
+                &texts::billing::gift(their_lang, days, until, their_zone),
                 None,
             )
             .await;

@@ -18,7 +18,7 @@ impl Ctx<'_> {
     pub(super) async fn subscribe(&mut self) -> Result<(), BotError> {
         let l = self.lang();
         let now = self.svc.now_ms() / 1000;
-        let mut text = texts::subscription(l, self.user.subscription_until, now);
+        let mut text = texts::subscription(l, self.user.subscription_until, now, self.zone());
         let plans = &self.svc.settings.plans;
         if self.svc.settings.payments.is_none() || plans.is_empty() {
             text.push_str("\n\n");

@@ -258,7 +258,11 @@ async fn a_mailing_is_refused_without_a_subscription() {
 
 #[tokio::test]
 async fn start_confirm_drive_and_report() {
-    let (svc, f) = services(CoreSettings::default());
+    // The operator's cadence (as `DEFAULT_PACE=fast`), which this test times.
+    let (svc, f) = services(CoreSettings {
+        default_pace: crate::model::pacing::pace::Preset::Fast,
+        ..CoreSettings::default()
+    });
     let prof = profile(PROFILE);
     let until = T0 / 1000 + 86_400;
     ready_user(&svc, ANNA, &prof, until, 0).await;
@@ -279,7 +283,16 @@ async fn start_confirm_drive_and_report() {
     say(&svc, text(ANNA, "/mailing")).await;
     assert_eq!(
         last(&f, ANNA),
-        texts::preview(Lang::En, "Flat for sale", 2, 2)
+        texts::preview(
+            Lang::En,
+            "Flat for sale",
+            2,
+            &texts::Estimate {
+                secs: 2,
+                finish: None,
+                pace: "Pace: ⚡ fast — a post every 1 s (the service's ceiling)".into(),
+            }
+        )
     );
     let (preview, buttons) = last_buttons(&f, ANNA);
     assert_eq!(buttons, vec!["go:1", "no"]);
@@ -288,7 +301,10 @@ async fn start_confirm_drive_and_report() {
     let id = MailingId(1);
     assert_eq!(last(&f, ANNA), texts::started(Lang::En, id.0, 2, 2));
     let (started, buttons) = last_buttons(&f, ANNA);
-    assert_eq!(buttons, vec![format!("cancel:{}", id.0)]);
+    assert_eq!(
+        buttons,
+        vec![format!("pause:{}", id.0), format!("cancel:{}", id.0)]
+    );
     assert!(f
         .telegram
         .message(ChatId(ANNA), preview)
@@ -516,6 +532,12 @@ fn only_a_cancel_is_urgent() {
         (text(ANNA, "⛔ Остановить рассылку"), true),
         (press(ANNA, MessageId(3), &data), true),
         (text(ANNA, "/status"), false),
+        (text(ANNA, "/pause"), true),
+        (
+            press(ANNA, MessageId(3), &Callback::PauseMailing(7).data()),
+            true,
+        ),
+        (text(ANNA, "/resume"), false),
         (text(ANNA, "отмена? нет, это пост"), false),
         (
             press(ANNA, MessageId(3), &Callback::ImportAll.data()),
@@ -524,4 +546,122 @@ fn only_a_cancel_is_urgent() {
     ] {
         assert_eq!(is_urgent(&update), urgent, "{update:?}");
     }
+}
+
+#[tokio::test]
+async fn pace_presets_custom_values_and_refusals() {
+    use crate::model::pacing::pace::{PaceSettings, Preset, Span};
+    let mut settings = CoreSettings::default();
+    settings.pacing.profile_rate_per_sec = 10.0;
+    let (svc, f) = services(settings);
+    let prof = profile(PROFILE);
+    ready_user(&svc, ANNA, &prof, T0 / 1000 + 86_400, 3).await;
+    let stored =
+        |f: &Fakes| -> PaceSettings { f.db.user(UserId(ANNA)).unwrap().pace(Preset::Careful) };
+
+    say(&svc, text(ANNA, "/pace")).await;
+    let (shown, buttons) = last_buttons(&f, ANNA);
+    assert_eq!(buttons, vec!["pace:careful", "pace:normal", "pace:fast"]);
+    assert!(
+        last(&f, ANNA).starts_with("Pace: ⚡ fast"),
+        "{}",
+        last(&f, ANNA)
+    );
+
+    say(&svc, press(ANNA, shown, "pace:careful")).await;
+    assert_eq!(stored(&f), Preset::Careful.settings());
+    assert!(last(&f, ANNA).contains("🐢 careful"), "{}", last(&f, ANNA));
+
+    say(
+        &svc,
+        text(ANNA, "/pace gap=0.3-0.8s batch=5 pause=3-4s hour=60"),
+    )
+    .await;
+    let p = stored(&f);
+    assert_eq!(
+        (p.gap, p.batch, p.pause),
+        (
+            Span::new(300, 800),
+            Some(Span::new(5, 5)),
+            Span::new(3000, 4000)
+        )
+    );
+    assert_eq!(p.hour, Some(60));
+    assert_eq!(
+        p.window,
+        Preset::Careful.settings().window,
+        "the rest is kept"
+    );
+    assert!(
+        last(&f, ANNA).contains("gap 0.3–0.8 s"),
+        "{}",
+        last(&f, ANNA)
+    );
+
+    // The operator's ceiling is 10/s here: a faster gap is refused and nothing changes.
+    for bad in [
+        "/pace gap=0.05s",
+        "/pace gap=60-20s",
+        "/pace window=9-21",
+        "/pace speed=2",
+    ] {
+        say(&svc, text(ANNA, bad)).await;
+        assert!(
+            last(&f, ANNA).starts_with("⚠️ The pace is unchanged"),
+            "{bad}: {}",
+            last(&f, ANNA)
+        );
+        assert_eq!(stored(&f), p, "{bad}");
+    }
+    say(&svc, text(ANNA, "/pace обычно")).await;
+    assert_eq!(stored(&f), Preset::Normal.settings());
+}
+
+#[tokio::test]
+async fn the_time_zone_is_set_by_name_offset_or_button_and_dates_follow_it() {
+    let (svc, f) = services(CoreSettings::default());
+    let prof = profile(PROFILE);
+    // The subscription ends at 22:00 UTC: the next day east of Moscow's midnight.
+    let until = 1_798_243_200 + 22 * 3600;
+    ready_user(&svc, ANNA, &prof, until, 1).await;
+    say(&svc, text(ANNA, "/subscribe")).await;
+    assert!(f
+        .telegram
+        .sent_texts(ChatId(ANNA))
+        .iter()
+        .any(|t| t.contains("until 27.12.2026")));
+
+    say(&svc, text(ANNA, "/tz UTC-5")).await;
+    assert!(last(&f, ANNA).contains("UTC-5"), "{}", last(&f, ANNA));
+    say(&svc, text(ANNA, "/subscribe")).await;
+    assert!(f
+        .telegram
+        .sent_texts(ChatId(ANNA))
+        .iter()
+        .any(|t| t.contains("until 26.12.2026")));
+
+    say(&svc, text(ANNA, "/tz Mars/Olympus")).await;
+    assert!(
+        last(&f, ANNA).starts_with("⚠️ Unknown time zone"),
+        "{}",
+        last(&f, ANNA)
+    );
+    assert_eq!(
+        f.db.user(UserId(ANNA)).unwrap().tz.as_deref(),
+        Some("Etc/GMT+5"),
+        "unchanged"
+    );
+
+    say(&svc, text(ANNA, "/tz")).await;
+    let (shown, buttons) = last_buttons(&f, ANNA);
+    let novosibirsk = crate::model::zone::USUAL
+        .iter()
+        .position(|z| *z == "Asia/Novosibirsk")
+        .unwrap();
+    assert!(buttons.contains(&format!("tz:{novosibirsk}")));
+    say(&svc, press(ANNA, shown, &format!("tz:{novosibirsk}"))).await;
+    assert_eq!(
+        f.db.user(UserId(ANNA)).unwrap().tz.as_deref(),
+        Some("Asia/Novosibirsk")
+    );
 }

@@ -32,7 +32,8 @@ mod settle;
 mod slot;
 
 pub use engine::step;
-pub use report::{cancel_keyboard, report_text};
+pub use report::{progress_keyboard, report_text};
+pub use slot::estimate;
 
 /// What the driver does after a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

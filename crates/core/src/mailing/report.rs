@@ -41,7 +41,7 @@ pub(super) async fn show_progress(
     }
     let lang = look.lang;
     let text = progress_text(svc, m, rows, look, now);
-    let keyboard = cancel_keyboard(lang, m.id);
+    let keyboard = progress_keyboard(lang, m.id);
     let message_id = match m.progress_message_id {
         Some(mid) => {
             if let Err(e) = svc
@@ -109,12 +109,19 @@ fn progress_text(svc: &Ports, m: &Mailing, rows: &[Delivery], look: Look, now: i
     )
 }
 
-/// The cancel button under a progress message.
-pub fn cancel_keyboard(lang: Lang, id: MailingId) -> InlineKeyboardMarkup {
-    InlineKeyboardMarkup::rows(vec![vec![(
-        texts::cancel_button(lang),
-        crate::telegram::callback::Callback::CancelMailing(id.0).data(),
-    )]])
+/// The ⏸ and ⛔ buttons under a progress message.
+pub fn progress_keyboard(lang: Lang, id: MailingId) -> InlineKeyboardMarkup {
+    use crate::telegram::callback::Callback;
+    InlineKeyboardMarkup::rows(vec![vec![
+        (
+            texts::pause_button(lang),
+            Callback::PauseMailing(id.0).data(),
+        ),
+        (
+            texts::cancel_button(lang),
+            Callback::CancelMailing(id.0).data(),
+        ),
+    ]])
 }
 
 /// Ends a mailing: final status (fenced), final progress, one report message.

@@ -6,11 +6,13 @@ use super::outcome::{self, Event};
 use super::{Cursor, EngineError, Step, ARM_LEAD_MS, PRE_PACE_MS, UNSETTLED};
 use crate::model::ids::GroupJid;
 use crate::model::ledger::{Delivery, DeliveryState, Mailing};
+use crate::model::pacing::pace::PaceSettings;
 use crate::model::pacing::pace::Preset;
 use crate::model::pacing::plan::{finish_at, Next, Plan};
 use crate::model::pacing::{Pace, PacingConfig};
 use crate::ports::Lease;
-use crate::services::EngineServices;
+use crate::services::{EngineServices, Ports};
+use chrono_tz::Tz;
 use std::ops::ControlFlow;
 
 /// Where waiting for a row's slot got to.
@@ -246,6 +248,37 @@ pub struct Forecast {
     pub next: Next,
     /// When the last post of the mailing would go out at this pace.
     pub finish_at: i64,
+}
+
+/// When a mailing of `posts` posts (`sends` messages in all) started now would end, and how
+/// long it would take, at the account's pace: the engine's own plan run forward, from the
+/// account's recent posts. `None` for the end when the pace plans nothing (`fast`: the ETA is
+/// the operator's cadence).
+pub async fn estimate(
+    svc: &Ports,
+    profile: &crate::model::ids::ProfileId,
+    pace: &PaceSettings,
+    tz: Tz,
+    posts: u64,
+    sends: usize,
+    now: i64,
+) -> Result<(u64, Option<i64>), crate::ports::DbError> {
+    if pace.preset() == Some(Preset::Fast) || posts == 0 {
+        return Ok((svc.eta_secs(sends), None));
+    }
+    let plan = Plan {
+        pace,
+        floor_ms: min_gap_ms(&svc.settings.pacing),
+        warmup_day: None,
+        tz,
+        seed: 0,
+    };
+    let recent = svc.db.recent_posts(profile, now - PLAN_HISTORY_MS).await?;
+    let end = finish_at(&plan, 0, &recent, posts, now);
+    // The later parts of each post follow its first at the operator's cadence.
+    let extra = svc.eta_secs(sends.saturating_sub(posts as usize));
+    let end = end + extra as i64 * 1000;
+    Ok((((end - now).max(0) as u64).div_ceil(1000), Some(end)))
 }
 
 /// The seed of a mailing's plan: derived from what never changes in it, so every runner and

@@ -1393,7 +1393,7 @@ async fn missing_credentials_pause_the_mailing_without_calling_wappi() {
 
 /// What the bot does on start: the start message becomes the progress message.
 async fn start_message(w: &World, id: MailingId) -> MessageId {
-    let kb = mailing::cancel_keyboard(Lang::En, id);
+    let kb = mailing::progress_keyboard(Lang::En, id);
     let mid = w
         .svc
         .telegram

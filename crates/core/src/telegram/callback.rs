@@ -3,6 +3,7 @@
 //! reads one back. Both the dialogue and the mailing engine's progress keyboards use it.
 
 use crate::model::lang::Lang;
+use crate::model::pacing::pace::Preset;
 
 /// Inline button payloads (`callback_data`), each under 64 bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +38,12 @@ pub enum Callback {
     DiscardCollage(i64),
     /// 🚀 under the notice that a preview is void: show a fresh one.
     FreshPreview,
+    /// ⏸ on a progress message.
+    PauseMailing(i64),
+    /// A preset button under `/pace`.
+    SetPace(Preset),
+    /// A zone button under `/tz` (its index in `zone::USUAL`).
+    SetTz(usize),
     Unknown,
 }
 
@@ -54,6 +61,9 @@ impl Callback {
             ("no", _) => Callback::DeclineStart,
             ("cancel", _) => num().map_or(Callback::Unknown, Callback::CancelMailing),
             ("resume", _) => num().map_or(Callback::Unknown, Callback::ResumeMailing),
+            ("pause", _) => num().map_or(Callback::Unknown, Callback::PauseMailing),
+            ("pace", p) => Preset::parse(p).map_or(Callback::Unknown, Callback::SetPace),
+            ("tz", _) => idx().map_or(Callback::Unknown, Callback::SetTz),
             ("imp", "start") => Callback::ImportStart,
             ("imp", "all") => Callback::ImportAll,
             ("imp", "none") => Callback::ImportNone,
@@ -80,6 +90,9 @@ impl Callback {
             Callback::DeclineStart => "no".into(),
             Callback::CancelMailing(id) => format!("cancel:{id}"),
             Callback::ResumeMailing(id) => format!("resume:{id}"),
+            Callback::PauseMailing(id) => format!("pause:{id}"),
+            Callback::SetPace(p) => format!("pace:{}", p.word()),
+            Callback::SetTz(i) => format!("tz:{i}"),
             Callback::ImportStart => "imp:start".into(),
             Callback::ImportToggle(i) => format!("impt:{i}"),
             Callback::ImportPage(p) => format!("impp:{p}"),
@@ -113,6 +126,10 @@ mod tests {
             Callback::DeclineStart,
             Callback::CancelMailing(42),
             Callback::ResumeMailing(7),
+            Callback::PauseMailing(8),
+            Callback::SetPace(Preset::Careful),
+            Callback::SetPace(Preset::Fast),
+            Callback::SetTz(5),
             Callback::ImportStart,
             Callback::ImportToggle(13),
             Callback::ImportPage(2),
