@@ -164,7 +164,8 @@ pub async fn a_notification_extends_once_despite_replays<S: Bot>(
         "until {until}"
     );
     assert!(
-        paid.text.contains(&groupcast_core::texts::date(until, moscow())),
+        paid.text
+            .contains(&groupcast_core::texts::date(until, moscow())),
         "{}",
         paid.text
     );
@@ -215,9 +216,10 @@ pub async fn a_notification_extends_once_despite_replays<S: Bot>(
     p.says("/subscribe");
     let state = p.hears("Подписка активна до").await;
     assert!(
-        state
-            .text
-            .contains(&format!("до {}", groupcast_core::texts::date(until, moscow()))),
+        state.text.contains(&format!(
+            "до {}",
+            groupcast_core::texts::date(until, moscow())
+        )),
         "{}",
         state.text
     );
