@@ -812,3 +812,122 @@ pub fn assert_retry_after_honoured<'a, S: Bot>(
 fn moscow() -> chrono_tz::Tz {
     groupcast_core::model::zone::parse("Europe/Moscow").expect("a known zone")
 }
+
+// --- the user's pace (issue 13) --------------------------------------------------------------
+
+/// Arrival jitter at the fake for paced posts (loopback, scheduling, the arming write before
+/// each post, workerd's fetch scheduling).
+pub const PACE_SLACK_MS: i64 = 80;
+
+/// Gaps between consecutive deliveries at the fake Wappi, ms.
+pub fn gaps_between<S: Bot>(w: &World<S>) -> Vec<i64> {
+    let at: Vec<i64> = w.wappi.deliveries().iter().map(|r| r.at_ms).collect();
+    at.windows(2).map(|p| p[1] - p[0]).collect()
+}
+
+/// `gap` is inside `[lo, hi]` ms, give or take [`PACE_SLACK_MS`].
+pub fn within_pace(gap: i64, lo: i64, hi: i64) -> bool {
+    gap >= lo - PACE_SLACK_MS && gap <= hi + PACE_SLACK_MS
+}
+
+/// `/pace <args>`, answered with the pace in force.
+pub async fn sets_pace<S: Bot>(p: &Person<'_, S>, args: &str) {
+    p.says(&format!("/pace {args}"));
+    p.hears("✅ Темп").await;
+}
+
+/// A custom seconds-scale pace (issue 13): every gap inside its range and varied, a pause
+/// after each 5th post, shown as ⏸ on the progress message.
+pub async fn a_custom_pace_varies_the_gaps_and_pauses_after_each_batch<S: Bot>(
+    w: &World<S>,
+    user: i64,
+) {
+    let (p, _, jids) = w.ready(user, 91, 12, "Пост в своём темпе").await;
+    sets_pace(&p, "gap=0.3-0.8s batch=5 pause=3-4s window=off day=off").await;
+    p.says("/mailing");
+    let preview = p.hears("Предпросмотр").await;
+    assert!(preview.text.contains("Темп: ⚙️ свой"), "{}", preview.text);
+    p.presses(
+        preview.message_id,
+        &Person::<Server>::button(&preview, "✅"),
+    );
+    let (started_id, _) = (p.hears("🚀 Рассылка #").await.message_id, ());
+    w.wappi
+        .wait_for_deliveries(12, Duration::from_secs(40))
+        .await
+        .unwrap();
+    w.assert_each_delivered_once(&jids);
+    let gaps = gaps_between(w);
+    for (i, gap) in gaps.iter().enumerate() {
+        let post = i + 1;
+        if post % 5 == 0 {
+            assert!(
+                within_pace(*gap, 3000, 4000),
+                "pause after post {post}: {gap} ms"
+            );
+        } else {
+            assert!(
+                within_pace(*gap, 300, 800),
+                "gap after post {post}: {gap} ms"
+            );
+        }
+    }
+    let short: Vec<i64> = gaps
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| (i + 1) % 5 != 0)
+        .map(|(_, g)| *g)
+        .collect();
+    let spread = short.iter().max().unwrap() - short.iter().min().unwrap();
+    assert!(spread > 150, "the gaps vary: {short:?}");
+    // A batch pause showed on the progress message as ⏸.
+    let held =
+        w.tg.edits_of(p.id)
+            .into_iter()
+            .filter(|m| m.message_id == started_id)
+            .any(|m| m.text.starts_with("⏸") && m.text.contains("перерыв между пачками"));
+    assert!(held, "a ⏸ batch pause on the progress message");
+    p.hears("✅ Рассылка").await;
+}
+
+/// ⏸ on the progress message and `/pause` stop the mailing before its next post; `/resume`
+/// and ▶️ go on; every group gets the post once.
+pub async fn pause_and_resume_from_the_progress_message_and_by_command<S: Bot>(
+    w: &World<S>,
+    user: i64,
+) {
+    let (p, _, jids) = w.ready(user, 94, 10, "Пост с паузой").await;
+    sets_pace(&p, "gap=0.5s batch=off window=off day=off").await;
+    let (id, started) = p.starts_mailing_msg().await;
+    w.wappi
+        .wait_for_deliveries(2, Duration::from_secs(20))
+        .await
+        .unwrap();
+    p.presses(started.message_id, &Person::<Server>::button(&started, "⏸"));
+    let paused = p.hears(&format!("⏸ Рассылка #{id} приостановлена")).await;
+    let at_pause = w.wappi.deliveries().len();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let held = w.wappi.deliveries().len();
+    assert!(
+        held <= at_pause + 1,
+        "{at_pause} at the press, {held} two seconds later"
+    );
+    assert!(held < 10);
+    // /resume goes on; then ⏸ again and the ▶️ button.
+    p.says("/resume");
+    p.hears(&format!("▶️ Рассылка #{id} продолжается")).await;
+    let more = held + 2;
+    w.wappi
+        .wait_for_deliveries(more, Duration::from_secs(20))
+        .await
+        .unwrap();
+    p.says("/pause");
+    let paused_again = p.hears(&format!("⏸ Рассылка #{id} приостановлена")).await;
+    assert_ne!(paused_again.message_id, paused.message_id);
+    p.presses(
+        paused_again.message_id,
+        &Person::<Server>::button(&paused_again, "▶️"),
+    );
+    p.hears("✅ Рассылка").await;
+    w.assert_each_delivered_once(&jids);
+}

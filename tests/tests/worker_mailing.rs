@@ -141,3 +141,18 @@ async fn two_users_mail_at_once_each_on_its_own_runner() {
     // Two Durable Objects, each pacing its own profile.
     scenarios::two_users_mail_at_once(&w, 10, WORKER_JITTER_MS).await;
 }
+
+/// Issue 13 on the Worker: the Durable Object keeps the user's pace (varied gaps, a pause
+/// after each batch, ⏸ on the progress message).
+#[tokio::test]
+async fn a_custom_pace_varies_the_gaps_and_pauses_after_each_batch() {
+    let w = worker_world().await;
+    scenarios::a_custom_pace_varies_the_gaps_and_pauses_after_each_batch(&w, 3301).await;
+}
+
+/// Issue 13 on the Worker: ⏸ / `/pause`, `/resume` / ▶️.
+#[tokio::test]
+async fn pause_and_resume_from_the_progress_message_and_by_command() {
+    let w = worker_world().await;
+    scenarios::pause_and_resume_from_the_progress_message_and_by_command(&w, 3304).await;
+}
