@@ -6,6 +6,10 @@
 ALTER TABLE users ADD COLUMN pace TEXT;
 -- The user's time zone (an IANA name such as 'Europe/Moscow' or 'Etc/GMT-7'); NULL = DEFAULT_TZ.
 ALTER TABLE users ADD COLUMN tz TEXT;
+-- When WhatsApp was linked to the account's Wappi profile (unix ms, from get/status
+-- `authorized_at`, read at registration and at every preview); NULL = unknown. A young number
+-- gets the warm-up cap.
+ALTER TABLE users ADD COLUMN number_since INTEGER;
 
 -- The account's recent posts (caps and gaps count all its mailings) are read by the time of
 -- their first attempt.

@@ -178,6 +178,8 @@ struct RandomFaults {
 struct Profile {
     token: String,
     authorized: bool,
+    /// `get/status` `authorized_at` (the spec's production sample unless a test sets it).
+    authorized_at: String,
     name: String,
     phone: String,
     groups: Vec<(String, String)>,
@@ -261,12 +263,20 @@ impl FakeWappi {
             .or_insert_with(|| Profile {
                 token: token.to_string(),
                 authorized: true,
+                authorized_at: "2026-08-07T02:40:35.189138+03:00".into(),
                 name: format!("Fake {profile_id}"),
                 phone: format!("7900{:07}", 1_000_000 + n),
                 groups: Vec::new(),
                 messages: HashMap::new(),
                 last_delivery: None,
             });
+    }
+
+    /// What `get/status` says of when WhatsApp was linked to the profile (RFC 3339).
+    pub fn set_authorized_at(&self, profile_id: &str, at: &str) {
+        if let Some(p) = self.state().profiles.get_mut(profile_id) {
+            p.authorized_at = at.to_string();
+        }
     }
 
     /// Whether WhatsApp is connected on the profile. When not, sends answer
@@ -755,7 +765,7 @@ impl Inner {
                 json!({
                     "app_status": if profile.authorized { "open" } else { "close" },
                     "authorized": profile.authorized,
-                    "authorized_at": "2026-08-07T02:40:35.189138+03:00",
+                    "authorized_at": profile.authorized_at,
                     "logouted_at": "2026-08-03T09:06:44.904385+03:00",
                     "payment_expired_at": "2026-12-20T00:00:00Z",
                     "name": profile.name,

@@ -136,3 +136,81 @@ async fn a_kill_9_and_restart_continue_the_same_plan() {
 fn p_id() -> i64 {
     7305
 }
+
+#[tokio::test]
+async fn a_young_number_gets_the_warm_up_cap_and_the_preview_says_so() {
+    let w = World::start().await;
+    let (p, acc, _) = w.ready(7306, 96, 40, "Пост с молодого номера").await;
+    // Linked to WhatsApp 30 hours ago: day 2 of the warm-up, 30 posts a day.
+    let linked = chrono::Utc
+        .timestamp_millis_opt(groupcast_e2e::harness::unix_ms() - 30 * 3_600_000)
+        .unwrap();
+    w.wappi
+        .set_authorized_at(&acc.profile, &linked.to_rfc3339());
+    sets_pace(&p, "gap=0.1s batch=off window=off day=off").await;
+    p.says("/mailing");
+    let preview = p.hears("Предпросмотр").await;
+    assert!(
+        preview.text.contains("(день 2): до 30 постов в день"),
+        "{}",
+        preview.text
+    );
+    assert!(
+        preview.text.contains("Риск блокировки: высокий"),
+        "{}",
+        preview.text
+    );
+    p.presses(preview.message_id, &Person::button(&preview, "✅"));
+    let started = p.hears("🚀 Рассылка #").await;
+    w.wappi
+        .wait_for_deliveries(30, Duration::from_secs(30))
+        .await
+        .unwrap();
+    w.shows(p.id, started.message_id, "лимит постов в день")
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        w.wappi.deliveries().len(),
+        30,
+        "the day's warm-up cap holds"
+    );
+}
+
+#[tokio::test]
+async fn a_run_of_refused_sends_trips_the_breaker_and_resume_goes_on() {
+    let w = World::start().await;
+    let (p, _, mut jids) = w.ready(7307, 97, 3, "Пост и отказы").await;
+    // Six groups the account is not in come first: every send to them is refused.
+    w.wappi.set_strict_recipients(true);
+    let strangers: Vec<String> = (0..6)
+        .map(|i| format!("12036399999999{i:04}@g.us"))
+        .collect();
+    jids.splice(0..0, strangers.iter().cloned());
+    p.sets_groups(&jids).await;
+    let id = p.starts_mailing().await;
+    let paused = p.hears(&format!("⏸ Рассылка #{id} приостановлена")).await;
+    assert!(
+        paused.text.contains("5 групп подряд не получили пост"),
+        "{}",
+        paused.text
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let tried: Vec<String> = w
+        .wappi
+        .requests()
+        .into_iter()
+        .filter(|r| r.is_send())
+        .filter_map(|r| r.recipient)
+        .collect();
+    assert_eq!(
+        tried,
+        strangers[..5].to_vec(),
+        "nothing after the fifth refusal"
+    );
+    p.presses(paused.message_id, &Person::button(&paused, "▶️"));
+    let report = p.hears("⚠️ Рассылка").await;
+    assert!(report.text.contains("Ошибок: 6"), "{}", report.text);
+    for j in &jids[6..] {
+        assert_eq!(w.wappi.deliveries_to(j).len(), 1, "{j}");
+    }
+}

@@ -52,8 +52,12 @@ async fn the_webhook_needs_the_secret_and_processes_each_update_once() {
             tokio::spawn(async move { tg.deliver_webhook(&url, Some(WEBHOOK_SECRET), u).await })
         })
         .collect();
+    // While the first of them is being handled the others are answered 503 ("in hand"):
+    // Telegram delivers such an update again later and then hears "duplicate", and if the
+    // first handler died meanwhile the update is not lost. Handled once either way (below).
     for t in tasks {
-        assert_eq!(t.await.unwrap().0, 200);
+        let code = t.await.unwrap().0;
+        assert!(code == 200 || code == 503, "{code}");
     }
     // A lower id than one seen before is still processed (a set, not a high-water mark).
     let (code, _) =

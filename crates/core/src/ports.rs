@@ -74,6 +74,8 @@ pub struct UserRecord {
     pub pace: Option<String>,
     /// The user's time zone (IANA name); `None` = `DEFAULT_TZ`.
     pub tz: Option<String>,
+    /// When WhatsApp was linked to the account's profile (unix ms); `None` = unknown.
+    pub number_since: Option<i64>,
 }
 
 impl UserRecord {
@@ -131,6 +133,8 @@ pub trait UserStore: MaybeSendSync {
     async fn set_pace(&self, id: UserId, pace: &str) -> Result<(), DbError>;
     /// Stores the user's time zone (an IANA name).
     async fn set_tz(&self, id: UserId, tz: &str) -> Result<(), DbError>;
+    /// Stores when WhatsApp was linked to the account's profile (unix ms).
+    async fn set_number_since(&self, id: UserId, at: i64) -> Result<(), DbError>;
     /// Records a new preview showing what `digest` sums up, and returns its number (the
     /// user's previous previews are void from now on).
     async fn begin_preview(&self, id: UserId, digest: &str) -> Result<u64, DbError>;

@@ -4,7 +4,7 @@
 
 use crate::model::lang::Lang;
 use crate::model::ledger::Tally;
-use crate::model::pacing::pace::{PaceError, PaceSettings, Preset};
+use crate::model::pacing::pace::{PaceError, PaceSettings, Preset, Risk};
 use crate::model::pacing::plan::Hold;
 use chrono::{DateTime, TimeZone};
 use chrono_tz::Tz;
@@ -35,6 +35,9 @@ pub mod button {
     }
     pub fn images(l: Lang) -> &'static str {
         l.pick("🖼️ Фото", "🖼️ Photos")
+    }
+    pub fn pace(l: Lang) -> &'static str {
+        l.pick("🐢 Темп", "🐢 Pace")
     }
 }
 
@@ -339,6 +342,9 @@ pub struct Estimate {
     pub finish: Option<String>,
     /// The pace in force (see [`pace_summary`]).
     pub pace: String,
+    /// Further lines: the warm-up of a young number, the risk (see [`warmup_note`],
+    /// [`risk_note`]).
+    pub notes: Vec<String>,
 }
 
 /// The time and pace lines of a preview.
@@ -349,10 +355,48 @@ fn estimate_lines(l: Lang, e: &Estimate) -> String {
         .as_deref()
         .map(|w| l.pick(format!(", завершится {w}"), format!(", ends {w}")))
         .unwrap_or_default();
-    l.pick(
+    let mut lines = l.pick(
         format!("⏱ Примерное время: {eta}{finish}\n{}", e.pace),
         format!("⏱ Estimated time: {eta}{finish}\n{}", e.pace),
+    );
+    for note in &e.notes {
+        lines.push('\n');
+        lines.push_str(note);
+    }
+    lines
+}
+
+/// A young number's warm-up cap, in the preview.
+pub fn warmup_note(l: Lang, cap: u32, day: i64) -> String {
+    l.pick(
+        format!("🌱 Номер подключён недавно (день {day}): до {cap} постов в день, лимит растёт каждый день."),
+        format!("🌱 The number was linked recently (day {day}): at most {cap} posts a day, growing every day."),
     )
+}
+
+/// The risk line of a preview, with a suggestion when it is high.
+pub fn risk_note(l: Lang, risk: Risk, young: bool) -> String {
+    match risk {
+        Risk::Low => l.pick("🟢 Риск блокировки: низкий.", "🟢 Ban risk: low.").into(),
+        Risk::Medium => l
+            .pick(
+                "🟡 Риск блокировки: средний (много групп, один и тот же текст, быстрый темп).",
+                "🟡 Ban risk: medium (many groups, one identical text, a fast pace).",
+            )
+            .into(),
+        Risk::High if young => l
+            .pick(
+                "🔴 Риск блокировки: высокий. Номер молодой: разбейте рассылку на несколько дней и выберите /pace careful.",
+                "🔴 Ban risk: high. The number is young: split the mailing over several days and choose /pace careful.",
+            )
+            .into(),
+        Risk::High => l
+            .pick(
+                "🔴 Риск блокировки: высокий. Выберите бережный темп (/pace careful) или меньше групп за раз.",
+                "🔴 Ban risk: high. Choose the careful pace (/pace careful) or fewer groups at a time.",
+            )
+            .into(),
+    }
 }
 
 pub fn preview(l: Lang, text: &str, groups: usize, e: &Estimate) -> String {
@@ -522,6 +566,14 @@ pub fn tz_refused(l: Lang, typed: &str, zone: &str) -> String {
 
 pub fn pause_button(l: Lang) -> &'static str {
     l.pick("⏸ Пауза", "⏸ Pause")
+}
+
+/// The reason of a pause by the ban-signal breaker.
+pub fn breaker(l: Lang, failures: u32) -> String {
+    l.pick(
+        format!("{failures} групп подряд не получили пост. Так бывает перед блокировкой номера: проверьте WhatsApp на телефоне и список групп, прежде чем продолжать"),
+        format!("{failures} groups in a row did not get the post. This is how a number looks before a ban: check WhatsApp on the phone and the group list before going on"),
+    )
 }
 
 /// The reason of a pause the user asked for.
@@ -1246,6 +1298,7 @@ mod tests {
             secs: 60,
             finish: Some("завтра в 11:40".into()),
             pace: pace_summary(Lang::Ru, &Preset::Careful.settings(), 1000),
+            notes: vec![risk_note(Lang::Ru, Risk::Low, false)],
         };
         let framed = preview_post(Lang::Ru, &content, 3, &eta);
         assert!(units(&framed) > 4096);

@@ -445,7 +445,8 @@ const RECENT_POSTS: &str = "SELECT MIN(d.first_attempt_at) AS v
       ORDER BY v";
 
 const USER_COLUMNS: &str =
-    "id, lang, wappi_token_enc, profile_id, subscription_until, dialogue, created_at, pace, tz";
+    "id, lang, wappi_token_enc, profile_id, subscription_until, dialogue, created_at, pace, tz, \
+     number_since";
 
 fn read_user(r: &Row<'_>) -> rusqlite::Result<UserRecord> {
     let lang: String = r.get(1)?;
@@ -461,6 +462,7 @@ fn read_user(r: &Row<'_>) -> rusqlite::Result<UserRecord> {
         created_at: r.get(6)?,
         pace: r.get(7)?,
         tz: r.get(8)?,
+        number_since: r.get(9)?,
     })
 }
 
@@ -734,6 +736,11 @@ impl UserStore for SqliteDb {
     async fn set_tz(&self, id: UserId, tz: &str) -> Result<(), DbError> {
         let sql = "UPDATE users SET tz = ?2 WHERE id = ?1";
         self.update_user(id, "set_tz", sql, tz.to_string()).await
+    }
+
+    async fn set_number_since(&self, id: UserId, at: i64) -> Result<(), DbError> {
+        let sql = "UPDATE users SET number_since = ?2 WHERE id = ?1";
+        self.update_user(id, "set_number_since", sql, at).await
     }
 
     async fn set_dialogue(&self, id: UserId, dialogue: &str) -> Result<(), DbError> {
@@ -1187,7 +1194,9 @@ impl UpdateLog for SqliteDb {
     async fn finish_update(&self, update_id: i64, now: i64) -> Result<(), DbError> {
         self.with_conn(move |c| {
             c.execute(
-                "UPDATE telegram_updates SET done_at = ?2 WHERE update_id = ?1 AND done_at IS NULL",
+                // The payload is only needed to take the update again: gone once handled.
+                "UPDATE telegram_updates SET done_at = ?2, payload = ''
+                  WHERE update_id = ?1 AND done_at IS NULL",
                 params![update_id, now],
             )
             .map_err(|e| backend("finish_update", e))?;
@@ -1698,6 +1707,7 @@ mod tests {
             created_at: T0,
             pace: None,
             tz: None,
+            number_since: None,
         };
         assert_eq!(u, want);
         assert!(!u.is_registered());

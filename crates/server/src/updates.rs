@@ -15,6 +15,7 @@ use groupcast_core::model::ids::UserId;
 use groupcast_core::ports::{DbError, UpdateClaim};
 use groupcast_core::services::Services;
 use groupcast_core::telegram::Update;
+use groupcast_core::Secret;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,6 +29,12 @@ pub const STALE_CLAIM_MS: i64 = 10 * 60_000;
 
 /// How many left-over updates one sweep takes.
 const TAKE_BACK_BATCH: usize = 100;
+
+/// What binds a stored update payload to its update id, so a payload copied to another row
+/// does not decrypt.
+fn payload_aad(update_id: i64) -> Vec<u8> {
+    format!("groupcast:update:{update_id}").into_bytes()
+}
 
 pub struct Dispatcher {
     svc: Services,
@@ -57,8 +64,15 @@ impl Dispatcher {
     /// Takes the update for handling; `Ok(false)` when it was handled already or is in a
     /// handler's hands (a redelivery), and it is dropped.
     pub async fn accept(self: &Arc<Self>, update: Update) -> Result<bool, DbError> {
-        let payload = serde_json::to_string(&update)
+        // Encrypted at rest: the update may be a message holding a Wappi token being
+        // registered, which must never sit in the database in clear.
+        let json = serde_json::to_string(&update)
             .map_err(|e| DbError::Backend(format!("update {}: {e}", update.update_id)))?;
+        let payload = self.svc.cipher.encrypt(
+            &Secret::new(json),
+            &payload_aad(update.update_id),
+            self.svc.nonce(),
+        );
         let now = self.svc.now_ms();
         let claim = self
             .svc
@@ -92,7 +106,14 @@ impl Dispatcher {
             if self.in_hand.lock().expect("in_hand lock").contains(&id) {
                 continue; // our own, still being handled
             }
-            match serde_json::from_str::<Update>(&payload) {
+            let json = self
+                .svc
+                .cipher
+                .decrypt(&payload, &payload_aad(id))
+                .map_err(|e| e.to_string());
+            match json
+                .and_then(|j| serde_json::from_str::<Update>(j.expose()).map_err(|e| e.to_string()))
+            {
                 Ok(update) => {
                     self.dispatch(update);
                     taken += 1;

@@ -354,6 +354,17 @@ impl UserStore for D1Db {
         )
     }
 
+    async fn set_number_since(&self, id: UserId, at: i64) -> Result<(), DbError> {
+        found(
+            self.run(
+                "set_number_since",
+                "UPDATE users SET number_since = ?2 WHERE id = ?1",
+                &[V::I(id.0), V::I(at)],
+            )
+            .await?,
+        )
+    }
+
     async fn set_lang(&self, id: UserId, lang: Lang) -> Result<(), DbError> {
         found(
             self.run(

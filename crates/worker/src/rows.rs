@@ -10,7 +10,8 @@ use groupcast_core::ports::{DbError, UserRecord};
 use serde::Deserialize;
 
 pub const USER_COLUMNS: &str =
-    "id, lang, wappi_token_enc, profile_id, subscription_until, dialogue, created_at, pace, tz";
+    "id, lang, wappi_token_enc, profile_id, subscription_until, dialogue, created_at, pace, tz, \
+     number_since";
 
 #[derive(Debug, Deserialize)]
 pub struct UserRow {
@@ -25,6 +26,8 @@ pub struct UserRow {
     pub pace: Option<String>,
     #[serde(default)]
     pub tz: Option<String>,
+    #[serde(default)]
+    pub number_since: Option<i64>,
 }
 
 impl From<UserRow> for UserRecord {
@@ -40,6 +43,7 @@ impl From<UserRow> for UserRecord {
             created_at: r.created_at,
             pace: r.pace,
             tz: r.tz,
+            number_since: r.number_since,
         }
     }
 }

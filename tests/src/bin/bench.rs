@@ -3,13 +3,15 @@
 //! - pacing efficiency of one 400-group mailing at 50 sends/s (ideal time / actual);
 //! - 200 profiles × 20 groups at 5/s each, all at once (actual vs the ideal 4 s), and the
 //!   server's peak RSS during that run;
-//! - webhook acknowledgement latency p50/p99 at 500 updates/s.
+//! - webhook acknowledgement latency p50/p99 at 500 updates/s;
+//! - the engine's cost of planning a careful-paced post: one decision (the next post's time)
+//!   and one with the mailing's forecast (the ETA run forward over the posts left), in µs.
 //!
 //! Mailings are seeded straight into the database (users, groups, a running mailing) so the
 //! figures measure the engine, not the dialogue; the server resumes them at start-up exactly as
 //! after a restart. The pacing figures are taken on the embedded state (one process) and on
 //! Redis with one and with two processes sharing the Redis and the database.
-//! Usage: `groupcast-bench [pacing] [profiles] [webhook] [redis]` (default: all).
+//! Usage: `groupcast-bench [pacing] [profiles] [webhook] [redis] [plan]` (default: all).
 
 use groupcast_core::crypto::TokenCipher;
 use groupcast_core::services::Ports;
@@ -54,7 +56,44 @@ async fn main() -> anyhow::Result<()> {
     if want("webhook") {
         webhook_latency().await?;
     }
+    if want("plan") {
+        plan_cost();
+    }
     Ok(())
+}
+
+/// µs per planning decision at the `careful` pace, with a full day of the account's posts
+/// behind (its daily cap, 150) and 200 posts of the mailing left to forecast.
+fn plan_cost() {
+    use groupcast_core::model::pacing::pace::Preset;
+    use groupcast_core::model::pacing::plan::{finish_at, Plan};
+    let pace = Preset::Careful.settings();
+    let plan = Plan {
+        pace: &pace,
+        floor_ms: 1000,
+        warmup_day: None,
+        tz: chrono_tz::Europe::Moscow,
+        seed: 42,
+    };
+    // 2026-12-05 12:00 in Moscow, after 150 posts since the morning.
+    let now = 1_764_925_200_000 + 365 * 86_400_000;
+    let recent: Vec<i64> = (0..150).map(|i| now - 150 * 60_000 + i * 60_000).collect();
+    let time = |rounds: u32, f: &dyn Fn(u64) -> i64| {
+        let started = Instant::now();
+        let mut sink = 0i64;
+        for i in 0..rounds {
+            sink = sink.wrapping_add(f(u64::from(i)));
+        }
+        std::hint::black_box(sink);
+        started.elapsed().as_secs_f64() * 1e6 / f64::from(rounds)
+    };
+    let next = time(20_000, &|i| plan.next(i % 1000, &recent, now).at);
+    let forecast = time(200, &|i| {
+        plan.next(i, &recent, now).at + finish_at(&plan, i, &recent, 200, now)
+    });
+    println!(
+        "plan (careful, 150 posts today): next post {next:.2} µs per decision; with the forecast of 200 posts left {forecast:.0} µs"
+    );
 }
 
 struct Seed {

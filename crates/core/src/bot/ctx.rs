@@ -87,7 +87,8 @@ impl Ctx<'_> {
         let l = self.lang();
         ReplyMarkup::Keyboard(ReplyKeyboardMarkup::rows(vec![
             vec![button::text(l), button::groups(l)],
-            vec![button::images(l), button::back(l)],
+            vec![button::images(l), button::pace(l)],
+            vec![button::back(l)],
         ]))
     }
 

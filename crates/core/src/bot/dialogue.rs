@@ -172,7 +172,7 @@ impl Intent {
             }
         }
         for lang in [Lang::Ru, Lang::En] {
-            let pairs: [(&str, Intent); 8] = [
+            let pairs: [(&str, Intent); 9] = [
                 (button::mailing_data(lang), Intent::MailingData),
                 (button::start(lang), Intent::StartMailing),
                 (button::subscription(lang), Intent::Subscribe),
@@ -181,6 +181,7 @@ impl Intent {
                 (button::groups(lang), Intent::EditGroups),
                 (button::images(lang), Intent::EditImages),
                 (button::back(lang), Intent::Menu),
+                (button::pace(lang), Intent::Pace(String::new())),
             ];
             for (label, intent) in pairs {
                 if trimmed == label {
@@ -382,6 +383,7 @@ mod tests {
             ("/stats", Intent::Stats),
             ("/grant 42 30", Intent::Grant("42 30".into())),
             ("/pace", Intent::Pace(String::new())),
+            ("🐢 Темп", Intent::Pace(String::new())),
             (
                 "/pace gap=1-2s  day=off",
                 Intent::Pace("gap=1-2s  day=off".into()),

@@ -5,8 +5,10 @@
 use crate::bot::content::MAX_TEXT_UTF16;
 use crate::bot::ctx::{BotError, Ctx};
 use crate::bot::dialogue::DialogueState;
+use crate::mailing::AccountPace;
 use crate::model::ids::{GroupJid, MailingId};
 use crate::model::ledger::{Content, MailingStatus, NewMailing, Tally};
+use crate::model::pacing::pace::{risk, warmup_cap};
 use crate::ports::DbError;
 use crate::telegram::callback::Callback;
 use crate::telegram::{InlineKeyboardMarkup, ReplyMarkup};
@@ -54,6 +56,7 @@ impl Ctx<'_> {
             (texts::confirm_no(l), Callback::DeclineStart.data()),
         ]]);
         self.preview_images(&content).await?;
+        self.refresh_number_age().await?;
         let eta = self.estimate(groups.len(), content.parts().len()).await?;
         let preview = texts::preview_post(l, &content, groups.len(), &eta);
         if utf16_len(&preview) <= MAX_TEXT_UTF16 {
@@ -72,22 +75,57 @@ impl Ctx<'_> {
     /// How long a mailing to `groups` groups of `parts` messages each would take at the
     /// account's pace, when it would end, and the pace.
     async fn estimate(&self, groups: usize, parts: usize) -> Result<texts::Estimate, BotError> {
-        let pace = self.current_pace();
-        let tz = self.zone();
+        let l = self.lang();
+        let account = AccountPace {
+            pace: self.current_pace(),
+            tz: self.zone(),
+            number_since: self.user.number_since,
+        };
         let now = self.svc.now_ms();
         let (secs, end) = match &self.user.profile_id {
             Some(profile) => {
                 let posts = groups as u64;
-                crate::mailing::estimate(self.svc, profile, &pace, tz, posts, groups * parts, now)
+                crate::mailing::estimate(self.svc, profile, &account, posts, groups * parts, now)
                     .await?
             }
             None => (self.svc.eta_secs(groups * parts), None),
         };
+        let age = self.user.number_since.map(|t| now - t);
+        let warmup = warmup_cap(age);
+        let floor = self.svc.post_floor_ms();
+        let mut notes = Vec::new();
+        if let (Some(cap), Some(age)) = (warmup, age) {
+            notes.push(texts::warmup_note(l, cap, age.max(0) / 86_400_000 + 1));
+        }
+        let risk = risk(&account.pace, groups, warmup, floor);
+        notes.push(texts::risk_note(l, risk, warmup.is_some()));
         Ok(texts::Estimate {
             secs,
-            finish: end.map(|t| texts::when(self.lang(), tz, t, now)),
-            pace: texts::pace_summary(self.lang(), &pace, self.svc.post_floor_ms()),
+            finish: end.map(|t| texts::when(l, account.tz, t, now)),
+            pace: texts::pace_summary(l, &account.pace, floor),
+            notes,
         })
+    }
+
+    /// Reads how long ago WhatsApp was linked to the account's number (for the warm-up cap),
+    /// best effort: a Wappi that does not answer keeps what was known.
+    async fn refresh_number_age(&mut self) -> Result<(), BotError> {
+        let Some(creds) = self.svc.creds_of(&self.user) else {
+            return Ok(());
+        };
+        if let Ok(Some(at)) = self
+            .svc
+            .wappi
+            .get_status(&creds)
+            .await
+            .map(|s| s.authorized_at_ms())
+        {
+            if self.user.number_since != Some(at) {
+                self.svc.db.set_number_since(self.user.id, at).await?;
+                self.user.number_since = Some(at);
+            }
+        }
+        Ok(())
     }
 
     /// What a mailing started now would send, and to which groups.

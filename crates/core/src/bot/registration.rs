@@ -83,6 +83,11 @@ impl Ctx<'_> {
                     .await?;
                 self.user.wappi_token_enc = Some(token_enc.to_string());
                 self.user.profile_id = Some(profile_id);
+                if let Some(at) = status.authorized_at_ms() {
+                    // How young the number is: the warm-up cap of the pace reads it.
+                    self.svc.db.set_number_since(self.user.id, at).await?;
+                    self.user.number_since = Some(at);
+                }
                 self.set_state(&DialogueState::Idle).await?;
                 self.say_with(
                     &texts::registered(l, status.phone.as_deref()),

@@ -20,7 +20,7 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 // The paths drivers and the bot use today.
-use super::{Cursor, EngineError, Look, Step, VOUCH_MS};
+use super::{AccountPace, Cursor, EngineError, Look, Step, VOUCH_MS};
 
 /// Runs one step of a mailing for the holder of `lease`. `cursor` belongs to this holder:
 /// start each drive (each lease) with a fresh one.
@@ -89,8 +89,31 @@ async fn run_step(
     }
     let result = send(svc, &m, &creds, &cursor.rows()[i], image.as_deref()).await;
     let look = cursor.look();
-    record(svc, &m, cursor.rows_mut(), i, result, look, fence).await
+    let step = record(svc, &m, cursor.rows_mut(), i, result, look, fence).await?;
+    match cursor.rows()[i].state {
+        DeliveryState::Failed => cursor.failed_in_a_row += 1,
+        DeliveryState::Sent => cursor.failed_in_a_row = 0,
+        // To be tried again later (an error, a doubt, a rate limit): neither yet.
+        _ => {}
+    }
+    if step == Step::Continue && cursor.failed_in_a_row >= BREAKER_RUN {
+        // A run of refusals or errors is how a number looks just before (or just after) a ban:
+        // stop the account's mailing and let the user look before anything more goes out.
+        tracing::warn!(
+            event = "breaker",
+            mailing = m.id.0,
+            failures = cursor.failed_in_a_row,
+            "a run of failed posts paused the mailing"
+        );
+        let reason = texts::breaker(look.lang, cursor.failed_in_a_row);
+        return pause(svc, &m, look.lang, fence, &reason).await;
+    }
+    Ok(step)
 }
+
+/// Posts in a row that failed for good (refused, or errors until the attempts ran out) before
+/// the account's mailing is paused as a ban signal. A post to be tried again counts neither way.
+pub(super) const BREAKER_RUN: u32 = 5;
 
 /// Holds row `i` back while the account's pace says its post may not go yet (the gap after
 /// the last post, a batch pause, the window, a cap): the step ends with a sleep until then,
@@ -191,8 +214,16 @@ async fn load(
         cursor.account = Some((user.as_ref().and_then(|u| svc.creds_of(u)), lang));
         let s = &svc.settings;
         cursor.pace = Some(match &user {
-            Some(u) => (u.pace(s.default_pace), u.zone(s.default_tz)),
-            None => (s.default_pace.settings(), s.default_tz),
+            Some(u) => AccountPace {
+                pace: u.pace(s.default_pace),
+                tz: u.zone(s.default_tz),
+                number_since: u.number_since,
+            },
+            None => AccountPace {
+                pace: s.default_pace.settings(),
+                tz: s.default_tz,
+                number_since: None,
+            },
         });
     }
     Ok(())

@@ -93,9 +93,20 @@ pub struct Cursor {
     /// once per group); `None` when the image is no longer stored.
     images: HashMap<ImageId, Option<Arc<str>>>,
     /// The account's pace and the user's time zone, read once per drive.
-    pace: Option<(PaceSettings, Tz)>,
+    pace: Option<AccountPace>,
     /// The plan's last answer for the next post (what holds it, when the mailing ends).
     forecast: Option<slot::Forecast>,
+    /// Posts of this drive that failed for good one after another (see `engine::BREAKER_RUN`).
+    failed_in_a_row: u32,
+}
+
+/// What the plan of an account's posts reads of the account, once per drive.
+#[derive(Debug, Clone)]
+pub struct AccountPace {
+    pub pace: PaceSettings,
+    pub tz: Tz,
+    /// When WhatsApp was linked to the number (for the warm-up cap); `None` = unknown.
+    pub number_since: Option<i64>,
 }
 
 /// How the user sees the mailing: their language and zone, and the plan's last forecast.
@@ -123,7 +134,7 @@ impl Cursor {
     /// How the user sees the mailing now (a step loads the account before anything reads it).
     fn look(&self) -> Look {
         let lang = self.account.as_ref().map(|a| a.1).unwrap_or_default();
-        let tz = self.pace.as_ref().map_or(chrono_tz::UTC, |p| p.1);
+        let tz = self.pace.as_ref().map_or(chrono_tz::UTC, |p| p.tz);
         Look {
             lang,
             tz,

@@ -3,16 +3,14 @@
 //! ahead of the call.
 
 use super::outcome::{self, Event};
-use super::{Cursor, EngineError, Step, ARM_LEAD_MS, PRE_PACE_MS, UNSETTLED};
+use super::{AccountPace, Cursor, EngineError, Step, ARM_LEAD_MS, PRE_PACE_MS, UNSETTLED};
 use crate::model::ids::GroupJid;
 use crate::model::ledger::{Delivery, DeliveryState, Mailing};
-use crate::model::pacing::pace::PaceSettings;
-use crate::model::pacing::pace::Preset;
+use crate::model::pacing::pace::{warmup_cap, Preset};
 use crate::model::pacing::plan::{finish_at, Next, Plan};
 use crate::model::pacing::{Pace, PacingConfig};
 use crate::ports::Lease;
 use crate::services::{EngineServices, Ports};
-use chrono_tz::Tz;
 use std::ops::ControlFlow;
 
 /// Where waiting for a row's slot got to.
@@ -218,18 +216,20 @@ pub(super) async fn planned(
     i: usize,
     now: i64,
 ) -> Result<Option<Forecast>, EngineError> {
-    let Some((pace, tz)) = &cursor.pace else {
+    let Some(account) = &cursor.pace else {
         return Ok(None);
     };
+    let pace = &account.pace;
     let rows = cursor.rows();
-    if pace.preset() == Some(Preset::Fast) || post_started(rows, i) {
+    let young = warmup_cap(account.number_since.map(|t| now - t)).is_some();
+    if (pace.preset() == Some(Preset::Fast) && !young) || post_started(rows, i) {
         return Ok(None);
     }
     let plan = Plan {
         pace,
         floor_ms: min_gap_ms(&svc.settings.pacing),
-        warmup_day: None,
-        tz: *tz,
+        warmup_day: warmup_cap(account.number_since.map(|t| now - t)),
+        tz: account.tz,
         seed: seed_of(m),
     };
     let recent = svc
@@ -257,20 +257,20 @@ pub struct Forecast {
 pub async fn estimate(
     svc: &Ports,
     profile: &crate::model::ids::ProfileId,
-    pace: &PaceSettings,
-    tz: Tz,
+    account: &AccountPace,
     posts: u64,
     sends: usize,
     now: i64,
 ) -> Result<(u64, Option<i64>), crate::ports::DbError> {
-    if pace.preset() == Some(Preset::Fast) || posts == 0 {
+    let warmup_day = warmup_cap(account.number_since.map(|t| now - t));
+    if (account.pace.preset() == Some(Preset::Fast) && warmup_day.is_none()) || posts == 0 {
         return Ok((svc.eta_secs(sends), None));
     }
     let plan = Plan {
-        pace,
+        pace: &account.pace,
         floor_ms: min_gap_ms(&svc.settings.pacing),
-        warmup_day: None,
-        tz,
+        warmup_day,
+        tz: account.tz,
         seed: 0,
     };
     let recent = svc.db.recent_posts(profile, now - PLAN_HISTORY_MS).await?;

@@ -1568,3 +1568,29 @@ async fn a_window_that_excludes_now_holds_the_mailing_and_says_when_it_goes_on()
             .expect("a ⏸ progress message");
     assert!(held.contains("at 09:00"), "{held}");
 }
+
+#[tokio::test]
+async fn a_run_of_refused_posts_pauses_the_mailing_before_the_next() {
+    let w = world(settings(10.0)).await;
+    let groups = jids(8);
+    for g in &groups[..6] {
+        w.f.wappi.script_send_to(
+            g,
+            SendScript::Fail(WappiError::Rejected("not a member".into())),
+        );
+    }
+    let id = w.mailing(&groups).await;
+    assert_eq!(w.run(id).await, Step::Finished);
+    assert_eq!(
+        w.recipients(),
+        groups[..5].to_vec(),
+        "nothing after the fifth"
+    );
+    let m = w.f.db.mailing(id);
+    assert_eq!(m.status, MailingStatus::Paused);
+    assert!(
+        w.last_text().contains("5 groups in a row"),
+        "{}",
+        w.last_text()
+    );
+}

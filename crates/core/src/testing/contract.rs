@@ -698,10 +698,15 @@ mod store {
         // The account's pace and the user's time zone, as stored.
         db.set_pace(user, "{\"p\":1}").await.unwrap();
         db.set_tz(user, "Asia/Novosibirsk").await.unwrap();
+        db.set_number_since(user, T0 - 86_400_000).await.unwrap();
         let u = db.get_user(user).await.unwrap().unwrap();
         assert_eq!(
-            (u.pace.as_deref(), u.tz.as_deref()),
-            (Some("{\"p\":1}"), Some("Asia/Novosibirsk"))
+            (u.pace.as_deref(), u.tz.as_deref(), u.number_since),
+            (
+                Some("{\"p\":1}"),
+                Some("Asia/Novosibirsk"),
+                Some(T0 - 86_400_000)
+            )
         );
 
         image_contract(db, tag).await;

@@ -276,6 +276,7 @@ impl UserStore for InMemDb {
             created_at: now,
             pace: None,
             tz: None,
+            number_since: None,
         });
         Ok(user.clone())
     }
@@ -315,6 +316,11 @@ impl UserStore for InMemDb {
 
     async fn set_tz(&self, id: UserId, tz: &str) -> Result<(), DbError> {
         self.lock().user_mut(id)?.tz = Some(tz.to_string());
+        Ok(())
+    }
+
+    async fn set_number_since(&self, id: UserId, at: i64) -> Result<(), DbError> {
+        self.lock().user_mut(id)?.number_since = Some(at);
         Ok(())
     }
 

@@ -324,6 +324,7 @@ impl WappiApi for ScriptedWappi {
                 name: Some("Test".into()),
                 phone: Some("79990001122".into()),
                 profile_id: Some(creds.profile_id.to_string()),
+                authorized_at: None,
             })
         });
         self.record(WappiCall {

@@ -29,9 +29,21 @@ pub struct ProfileStatus {
     pub phone: Option<String>,
     #[serde(default)]
     pub profile_id: Option<String>,
+    /// When WhatsApp was last linked to the profile (RFC 3339, e.g.
+    /// `2026-08-07T02:40:35.189138+03:00`): how young the number is on this gateway.
+    #[serde(default)]
+    pub authorized_at: Option<String>,
 }
 
 impl ProfileStatus {
+    /// [`ProfileStatus::authorized_at`] as unix ms; `None` when missing or unreadable.
+    pub fn authorized_at_ms(&self) -> Option<i64> {
+        let s = self.authorized_at.as_deref()?;
+        chrono::DateTime::parse_from_rfc3339(s.trim())
+            .ok()
+            .map(|t| t.timestamp_millis())
+    }
+
     /// Healthy = authorized and the app is open (how production health checks read it).
     pub fn is_ready(&self) -> bool {
         self.authorized && self.app_status.as_deref().unwrap_or("open") == "open"

@@ -171,6 +171,57 @@ impl PaceSettings {
     }
 }
 
+/// The daily cap of a young number, by whole days since WhatsApp was linked to it: 20 posts on
+/// the first day, then 30, 45, 70, 100, 150, 220; none from the eighth day on. The pace's own
+/// daily cap applies too (the lower one counts).
+pub const WARMUP_RAMP: [u32; 7] = [20, 30, 45, 70, 100, 150, 220];
+
+/// The warm-up cap for a number linked `age_ms` ago (`None`: not young, or unknown).
+pub fn warmup_cap(age_ms: Option<i64>) -> Option<u32> {
+    let days = age_ms?.max(0) / 86_400_000;
+    WARMUP_RAMP.get(usize::try_from(days).ok()?).copied()
+}
+
+/// How likely a mailing is to get the number banned, as the preview says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Risk {
+    Low,
+    Medium,
+    High,
+}
+
+/// The risk of sending one identical post to `groups` groups at `pace` from a number whose
+/// warm-up cap is `warmup` (young) or `None`, with `floor_ms` under the gaps. Points: many
+/// groups (over 100, over 300), short gaps (a mean under 20 s, under 10 s), no batch pauses, a
+/// young number (more groups than today's warm-up cap counts double), and one identical text
+/// in over 50 groups. 0-2 low, 3-4 medium, 5 and up high.
+pub fn risk(pace: &PaceSettings, groups: usize, warmup: Option<u32>, floor_ms: u64) -> Risk {
+    let mean_gap = ((pace.gap.lo + pace.gap.hi) / 2).max(floor_ms);
+    let mut points = 0;
+    points += match groups {
+        0..=100 => 0,
+        101..=300 => 1,
+        _ => 2,
+    };
+    points += match mean_gap {
+        0..10_000 => 2,
+        10_000..20_000 => 1,
+        _ => 0,
+    };
+    points += u32::from(pace.batch.is_none());
+    points += match warmup {
+        Some(cap) if groups > cap as usize => 2,
+        Some(_) => 1,
+        None => 0,
+    };
+    points += u32::from(groups > 50);
+    match points {
+        0..=2 => Risk::Low,
+        3..=4 => Risk::Medium,
+        _ => Risk::High,
+    }
+}
+
 /// Why `/pace` arguments were refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PaceError {
@@ -321,6 +372,38 @@ mod tests {
         ] {
             assert_eq!(careful.apply(args, 1000), Err(want), "{args}");
         }
+    }
+
+    #[test]
+    fn the_warm_up_ramp_grows_day_by_day_and_ends_on_the_eighth() {
+        let day = 86_400_000;
+        assert_eq!(warmup_cap(None), None);
+        assert_eq!(warmup_cap(Some(0)), Some(20));
+        assert_eq!(warmup_cap(Some(day - 1)), Some(20));
+        assert_eq!(warmup_cap(Some(day)), Some(30));
+        assert_eq!(warmup_cap(Some(6 * day + 5)), Some(220));
+        assert_eq!(warmup_cap(Some(7 * day)), None);
+        assert_eq!(
+            warmup_cap(Some(-5)),
+            Some(20),
+            "a clock ahead counts as day one"
+        );
+    }
+
+    #[test]
+    fn risk_grows_with_groups_speed_and_a_young_number() {
+        let careful = Preset::Careful.settings();
+        let fast = Preset::Fast.settings();
+        assert_eq!(risk(&careful, 40, None, 1000), Risk::Low);
+        assert_eq!(risk(&careful, 200, None, 1000), Risk::Low);
+        assert_eq!(risk(&careful, 200, Some(30), 1000), Risk::Medium);
+        assert_eq!(
+            risk(&Preset::Normal.settings(), 400, None, 1000),
+            Risk::Medium
+        );
+        assert_eq!(risk(&fast, 20, None, 1000), Risk::Medium);
+        assert_eq!(risk(&fast, 200, None, 1000), Risk::High);
+        assert_eq!(risk(&careful, 400, Some(20), 1000), Risk::High);
     }
 
     #[test]
