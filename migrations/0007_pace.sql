@@ -11,6 +11,10 @@ ALTER TABLE users ADD COLUMN tz TEXT;
 -- gets the warm-up cap.
 ALTER TABLE users ADD COLUMN number_since INTEGER;
 
+-- When the mailing was last resumed after a pause (unix ms; 0 = never): its first posts
+-- afterwards go at half pace.
+ALTER TABLE mailings ADD COLUMN resumed_at INTEGER NOT NULL DEFAULT 0;
+
 -- The account's recent posts (caps and gaps count all its mailings) are read by the time of
 -- their first attempt.
 CREATE INDEX IF NOT EXISTS deliveries_by_first_attempt

@@ -180,6 +180,9 @@ struct Profile {
     authorized: bool,
     /// `get/status` `authorized_at` (the spec's production sample unless a test sets it).
     authorized_at: String,
+    /// The `delivery_status` our posts show in the history from now on (`sent` unless a test
+    /// sets another, such as `temporary ban`).
+    delivery_status: String,
     name: String,
     phone: String,
     groups: Vec<(String, String)>,
@@ -264,12 +267,21 @@ impl FakeWappi {
                 token: token.to_string(),
                 authorized: true,
                 authorized_at: "2026-08-07T02:40:35.189138+03:00".into(),
+                delivery_status: "sent".into(),
                 name: format!("Fake {profile_id}"),
                 phone: format!("7900{:07}", 1_000_000 + n),
                 groups: Vec::new(),
                 messages: HashMap::new(),
                 last_delivery: None,
             });
+    }
+
+    /// The `delivery_status` the history shows for our posts sent from now on (the spec's value
+    /// set: `pending`, `delivered`, `read`, `undelivered`, `temporary ban`, `error`).
+    pub fn set_delivery_status(&self, profile_id: &str, status: &str) {
+        if let Some(p) = self.state().profiles.get_mut(profile_id) {
+            p.delivery_status = status.to_string();
+        }
     }
 
     /// What `get/status` says of when WhatsApp was linked to the profile (RFC 3339).
@@ -943,7 +955,7 @@ fn our_message(
         "isReply": false,
         "caption": if image { text("caption") } else { String::new() },
         "isRead": false,
-        "delivery_status": "sent",
+        "delivery_status": profile.delivery_status,
         "s3Info": {},
         "poll_votes": null,
         "poll_options": null,

@@ -194,7 +194,7 @@ pub trait MailingStore: MaybeSendSync {
             .is_none_or(|m| m.cancel_requested))
     }
     /// Resumes a paused mailing (status back to running, cancel flag untouched).
-    async fn resume_mailing(&self, id: MailingId) -> Result<bool, DbError>;
+    async fn resume_mailing(&self, id: MailingId, now: i64) -> Result<bool, DbError>;
     /// Pauses a running mailing at the user's request, with the reason shown; `false` when it
     /// was not running. The runner sees it before its next post and stops driving it.
     async fn pause_mailing(&self, id: MailingId, reason: &str) -> Result<bool, DbError>;

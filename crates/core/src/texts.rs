@@ -576,6 +576,15 @@ pub fn breaker(l: Lang, failures: u32) -> String {
     )
 }
 
+/// The reason of a pause for WhatsApp's `temporary ban` delivery status.
+pub fn temporary_ban(l: Lang) -> String {
+    l.pick(
+        "WhatsApp временно ограничил отправку с этого номера (статус доставки «temporary ban»). Подождите, пока ограничение снимется (обычно от нескольких часов до суток), не перепривязывайте номер, затем продолжите: первые посты пойдут в половинном темпе",
+        "WhatsApp has restricted sending from this number for a while (delivery status «temporary ban»). Wait until it lifts (usually hours to a day), do not re-link the number, then resume: the first posts go at half pace",
+    )
+    .into()
+}
+
 /// The reason of a pause the user asked for.
 pub fn paused_by_user(l: Lang) -> String {
     l.pick("по вашей просьбе", "at your request").into()

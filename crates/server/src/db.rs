@@ -467,7 +467,8 @@ fn read_user(r: &Row<'_>) -> rusqlite::Result<UserRecord> {
 }
 
 const MAILING_COLUMNS: &str = "id, user_id, chat_id, profile_id, status, content, created_at, \
-     finished_at, fence, cancel_requested, progress_message_id, progress_at, pause_reason";
+     finished_at, fence, cancel_requested, progress_message_id, progress_at, pause_reason, \
+     resumed_at";
 
 /// A mailings row, before the text columns are validated.
 struct RawMailing {
@@ -484,6 +485,7 @@ struct RawMailing {
     progress_message_id: Option<i64>,
     progress_at: i64,
     pause_reason: Option<String>,
+    resumed_at: i64,
 }
 
 fn read_raw_mailing(r: &Row<'_>) -> rusqlite::Result<RawMailing> {
@@ -501,6 +503,7 @@ fn read_raw_mailing(r: &Row<'_>) -> rusqlite::Result<RawMailing> {
         progress_message_id: r.get(10)?,
         progress_at: r.get(11)?,
         pause_reason: r.get(12)?,
+        resumed_at: r.get(13)?,
     })
 }
 
@@ -530,6 +533,7 @@ impl RawMailing {
             progress_message_id: self.progress_message_id,
             progress_at: self.progress_at,
             pause_reason: self.pause_reason,
+            resumed_at: self.resumed_at,
         })
     }
 }
@@ -1083,15 +1087,15 @@ impl MailingStore for SqliteDb {
         .await
     }
 
-    async fn resume_mailing(&self, id: MailingId) -> Result<bool, DbError> {
+    async fn resume_mailing(&self, id: MailingId, now: i64) -> Result<bool, DbError> {
         self.with_conn(move |c| {
             // A paused mailing already holds its profile's slot in the unique index, so this
             // cannot collide; a collision would still be reported as `AlreadyActive`.
             let n = c
                 .execute(
-                    "UPDATE mailings SET status = 'running', pause_reason = NULL
+                    "UPDATE mailings SET status = 'running', pause_reason = NULL, resumed_at = ?2
                       WHERE id = ?1 AND status = 'paused'",
-                    [id.0],
+                    params![id.0, now],
                 )
                 .map_err(|e| mailing_write_error("resume_mailing", e))?;
             Ok(n > 0)
@@ -1840,6 +1844,7 @@ mod tests {
                 progress_message_id: None,
                 progress_at: 0,
                 pause_reason: None,
+                resumed_at: 0,
             }
         );
         let rows = db.deliveries(id).await.unwrap();
@@ -2053,7 +2058,7 @@ mod tests {
             .unwrap();
 
         assert!(
-            !db.resume_mailing(id).await.unwrap(),
+            !db.resume_mailing(id, T0).await.unwrap(),
             "running is not paused"
         );
         db.set_mailing_status(
@@ -2074,7 +2079,7 @@ mod tests {
                 None
             )
         );
-        assert!(db.resume_mailing(id).await.unwrap());
+        assert!(db.resume_mailing(id, T0).await.unwrap());
         let m = db.get_mailing(id).await.unwrap().unwrap();
         assert_eq!((m.status, m.pause_reason), (MailingStatus::Running, None));
 
@@ -2095,7 +2100,7 @@ mod tests {
             .await
             .unwrap();
         db.request_cancel(id).await.unwrap(); // any status
-        assert!(!db.resume_mailing(id).await.unwrap());
+        assert!(!db.resume_mailing(id, T0).await.unwrap());
 
         assert_eq!(
             db.request_cancel(MailingId(999)).await,

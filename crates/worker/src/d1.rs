@@ -737,13 +737,13 @@ impl MailingStore for D1Db {
         Ok(rows.into_iter().map(|o| o.v).collect())
     }
 
-    async fn resume_mailing(&self, id: MailingId) -> Result<bool, DbError> {
+    async fn resume_mailing(&self, id: MailingId, now: i64) -> Result<bool, DbError> {
         let n = self
             .run(
                 "resume_mailing",
-                "UPDATE mailings SET status = 'running', pause_reason = NULL
+                "UPDATE mailings SET status = 'running', pause_reason = NULL, resumed_at = ?2
                   WHERE id = ?1 AND status = 'paused'",
-                &[V::I(id.0)],
+                &[V::I(id.0), V::I(now)],
             )
             .await
             .map_err(mailing_write_error)?;

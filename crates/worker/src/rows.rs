@@ -49,7 +49,8 @@ impl From<UserRow> for UserRecord {
 }
 
 pub const MAILING_COLUMNS: &str = "id, user_id, chat_id, profile_id, status, content, created_at, \
-     finished_at, fence, cancel_requested, progress_message_id, progress_at, pause_reason";
+     finished_at, fence, cancel_requested, progress_message_id, progress_at, pause_reason, \
+     resumed_at";
 
 #[derive(Debug, Deserialize)]
 pub struct MailingRow {
@@ -66,6 +67,8 @@ pub struct MailingRow {
     pub progress_message_id: Option<i64>,
     pub progress_at: i64,
     pub pause_reason: Option<String>,
+    #[serde(default)]
+    pub resumed_at: i64,
 }
 
 impl TryFrom<MailingRow> for Mailing {
@@ -90,6 +93,7 @@ impl TryFrom<MailingRow> for Mailing {
             progress_message_id: r.progress_message_id,
             progress_at: r.progress_at,
             pause_reason: r.pause_reason,
+            resumed_at: r.resumed_at,
         })
     }
 }

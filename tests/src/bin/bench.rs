@@ -74,6 +74,7 @@ fn plan_cost() {
         warmup_day: None,
         tz: chrono_tz::Europe::Moscow,
         seed: 42,
+        slow: false,
     };
     // 2026-12-05 12:00 in Moscow, after 150 posts since the morning.
     let now = 1_764_925_200_000 + 365 * 86_400_000;

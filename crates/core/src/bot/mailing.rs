@@ -244,7 +244,7 @@ impl Ctx<'_> {
         if m.status == MailingStatus::Paused {
             // Nobody drives a paused mailing: hand it back to a runner, which ends it at once
             // (the cancel flag is checked before anything else) and sends the report.
-            self.svc.db.resume_mailing(m.id).await?;
+            self.svc.db.resume_mailing(m.id, self.svc.now_ms()).await?;
             self.svc.intake.enqueue(m.id).await?;
         }
         tracing::info!(mailing = m.id.0, "cancel requested");
@@ -300,7 +300,9 @@ impl Ctx<'_> {
     pub(super) async fn resume(&mut self, id: MailingId) -> Result<(), BotError> {
         let l = self.lang();
         if let Some(m) = self.active_mailing(Some(id)).await? {
-            if m.status == MailingStatus::Paused && self.svc.db.resume_mailing(m.id).await? {
+            if m.status == MailingStatus::Paused
+                && self.svc.db.resume_mailing(m.id, self.svc.now_ms()).await?
+            {
                 self.close_buttons().await;
                 self.svc.intake.enqueue(m.id).await?;
                 self.say(&texts::resumed(l, m.id.0)).await?;

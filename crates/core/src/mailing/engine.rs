@@ -2,6 +2,7 @@
 //! the guards (cancel, account, lease), settle one `in_doubt` row, pick the next due row, take
 //! its pacing slot, send, record. The rules the order keeps are in the module above.
 
+use super::breaker;
 use super::outcome::{self, Event};
 use super::report::{finish, pause, progress, show_progress};
 use super::settle;
@@ -90,30 +91,20 @@ async fn run_step(
     let result = send(svc, &m, &creds, &cursor.rows()[i], image.as_deref()).await;
     let look = cursor.look();
     let step = record(svc, &m, cursor.rows_mut(), i, result, look, fence).await?;
-    match cursor.rows()[i].state {
-        DeliveryState::Failed => cursor.failed_in_a_row += 1,
-        DeliveryState::Sent => cursor.failed_in_a_row = 0,
-        // To be tried again later (an error, a doubt, a rate limit): neither yet.
-        _ => {}
+    if step != Step::Continue {
+        return Ok(step);
     }
-    if step == Step::Continue && cursor.failed_in_a_row >= BREAKER_RUN {
-        // A run of refusals or errors is how a number looks just before (or just after) a ban:
-        // stop the account's mailing and let the user look before anything more goes out.
+    if let Some(reason) = breaker::signal(svc, &creds, cursor, i, look.lang).await? {
         tracing::warn!(
             event = "breaker",
             mailing = m.id.0,
-            failures = cursor.failed_in_a_row,
-            "a run of failed posts paused the mailing"
+            reason,
+            "a ban signal paused the mailing"
         );
-        let reason = texts::breaker(look.lang, cursor.failed_in_a_row);
         return pause(svc, &m, look.lang, fence, &reason).await;
     }
     Ok(step)
 }
-
-/// Posts in a row that failed for good (refused, or errors until the attempts ran out) before
-/// the account's mailing is paused as a ban signal. A post to be tried again counts neither way.
-pub(super) const BREAKER_RUN: u32 = 5;
 
 /// Holds row `i` back while the account's pace says its post may not go yet (the gap after
 /// the last post, a batch pause, the window, a cap): the step ends with a sleep until then,

@@ -13,7 +13,8 @@
 //!
 //! The wing: `engine` orders a step; `slot` waits for and takes the pacing slot; `outcome`
 //! holds every change of a delivery row (pure); `settle` reconciles `in_doubt` rows through
-//! the chat history; `report` tells the user (progress, pause, the final report).
+//! the chat history; `breaker` pauses at a ban signal; `report` tells the user (progress,
+//! pause, the final report).
 
 use crate::model::ids::ImageId;
 use crate::model::lang::Lang;
@@ -25,6 +26,7 @@ use chrono_tz::Tz;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+mod breaker;
 pub mod engine;
 mod outcome;
 mod report;
@@ -96,7 +98,7 @@ pub struct Cursor {
     pace: Option<AccountPace>,
     /// The plan's last answer for the next post (what holds it, when the mailing ends).
     forecast: Option<slot::Forecast>,
-    /// Posts of this drive that failed for good one after another (see `engine::BREAKER_RUN`).
+    /// Posts of this drive that failed for good one after another (see `breaker`).
     failed_in_a_row: u32,
 }
 

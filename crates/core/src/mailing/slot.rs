@@ -222,7 +222,8 @@ pub(super) async fn planned(
     let pace = &account.pace;
     let rows = cursor.rows();
     let young = warmup_cap(account.number_since.map(|t| now - t)).is_some();
-    if (pace.preset() == Some(Preset::Fast) && !young) || post_started(rows, i) {
+    let slow = just_resumed(m, rows);
+    if (pace.preset() == Some(Preset::Fast) && !young && !slow) || post_started(rows, i) {
         return Ok(None);
     }
     let plan = Plan {
@@ -231,6 +232,7 @@ pub(super) async fn planned(
         warmup_day: warmup_cap(account.number_since.map(|t| now - t)),
         tz: account.tz,
         seed: seed_of(m),
+        slow,
     };
     let recent = svc
         .db
@@ -272,6 +274,7 @@ pub async fn estimate(
         warmup_day,
         tz: account.tz,
         seed: 0,
+        slow: false,
     };
     let recent = svc.db.recent_posts(profile, now - PLAN_HISTORY_MS).await?;
     let end = finish_at(&plan, 0, &recent, posts, now);
@@ -279,6 +282,22 @@ pub async fn estimate(
     let extra = svc.eta_secs(sends.saturating_sub(posts as usize));
     let end = end + extra as i64 * 1000;
     Ok((((end - now).max(0) as u64).div_ceil(1000), Some(end)))
+}
+
+/// Posts after a resume that go at half pace (a number that just came back from a pause, a
+/// ban signal or a re-login, is watched most closely).
+pub const HALF_PACE_POSTS: usize = 10;
+
+/// Whether the mailing was resumed and has made fewer than [`HALF_PACE_POSTS`] posts since.
+fn just_resumed(m: &Mailing, rows: &[Delivery]) -> bool {
+    if m.resumed_at == 0 {
+        return false;
+    }
+    let since = rows
+        .chunk_by(|a, b| a.group == b.group)
+        .filter(|g| g.iter().any(|r| r.first_attempt_at >= m.resumed_at))
+        .count();
+    since < HALF_PACE_POSTS
 }
 
 /// The seed of a mailing's plan: derived from what never changes in it, so every runner and
@@ -298,7 +317,7 @@ fn post_started(rows: &[Delivery], i: usize) -> bool {
 
 /// Posts this mailing began, and posts it has still to begin (groups with nothing attempted
 /// and something left to send).
-fn posts_done_and_left(rows: &[Delivery]) -> (u64, u64) {
+pub(super) fn posts_done_and_left(rows: &[Delivery]) -> (u64, u64) {
     rows.chunk_by(|a, b| a.group == b.group)
         .fold((0, 0), |(done, left), group| {
             if group.iter().any(|r| r.first_attempt_at > 0) {

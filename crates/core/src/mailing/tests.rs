@@ -1352,7 +1352,7 @@ async fn not_authorized_pauses_and_a_resume_continues_without_resending() {
     assert_eq!(w.f.wappi.sends().len(), 3);
     w.svc.leases.release_lease(&later).await.unwrap();
 
-    assert!(w.svc.db.resume_mailing(id).await.unwrap());
+    assert!(w.svc.db.resume_mailing(id, w.f.clock.now()).await.unwrap());
     assert_eq!(w.run(id).await, Step::Finished);
 
     let want: Vec<GroupJid> = [0, 1, 2, 2, 3, 4]

@@ -264,6 +264,9 @@ pub struct Mailing {
     pub progress_at: i64,
     /// Why the mailing is paused, for the user.
     pub pause_reason: Option<String>,
+    /// Unix ms of the last resume after a pause (0 = never): the first posts afterwards go at
+    /// half pace.
+    pub resumed_at: i64,
 }
 
 /// What a new mailing is made of.

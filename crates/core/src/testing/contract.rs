@@ -632,13 +632,14 @@ mod store {
             db.create_mailing(&new(&prof_a, vec![jid(9)])).await,
             Err(DbError::AlreadyActive)
         );
-        assert!(db.resume_mailing(id).await.unwrap());
+        assert!(db.resume_mailing(id, T0 + 11).await.unwrap());
         assert!(
-            !db.resume_mailing(id).await.unwrap(),
+            !db.resume_mailing(id, T0 + 11).await.unwrap(),
             "only a paused mailing resumes"
         );
         let m = db.get_mailing(id).await.unwrap().unwrap();
         assert_eq!((m.status, m.pause_reason), (MailingStatus::Running, None));
+        assert_eq!(m.resumed_at, T0 + 11, "a resume is dated");
         // The user's pause: only a running mailing, unfenced; resumed like any pause.
         assert!(db.pause_mailing(id, "by you").await.unwrap());
         assert!(!db.pause_mailing(id, "again").await.unwrap());
@@ -647,7 +648,7 @@ mod store {
             (m.status, m.pause_reason.as_deref()),
             (MailingStatus::Paused, Some("by you"))
         );
-        assert!(db.resume_mailing(id).await.unwrap());
+        assert!(db.resume_mailing(id, T0 + 11).await.unwrap());
 
         // The profile's posts: one per group of a mailing, timed by its first attempt; other
         // profiles' and older posts are not counted.

@@ -398,6 +398,7 @@ impl MailingStore for InMemDb {
                 cancel_requested: false,
                 progress_message_id: None,
                 progress_at: 0,
+                resumed_at: 0,
                 pause_reason: None,
             },
         );
@@ -539,7 +540,7 @@ impl MailingStore for InMemDb {
         Ok(())
     }
 
-    async fn resume_mailing(&self, id: MailingId) -> Result<bool, DbError> {
+    async fn resume_mailing(&self, id: MailingId, now: i64) -> Result<bool, DbError> {
         let mut inner = self.lock();
         let Some(m) = inner.mailings.get(&id) else {
             return Ok(false);
@@ -554,6 +555,7 @@ impl MailingStore for InMemDb {
         let m = inner.mailings.get_mut(&id).expect("checked above");
         m.status = MailingStatus::Running;
         m.pause_reason = None;
+        m.resumed_at = now;
         Ok(true)
     }
 

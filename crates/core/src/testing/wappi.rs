@@ -191,6 +191,7 @@ impl ScriptedWappi {
                     body: body.to_string(),
                     caption: String::new(),
                     kind: "chat".into(),
+                    delivery_status: "delivered".into(),
                 },
             });
     }

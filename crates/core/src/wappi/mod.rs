@@ -127,6 +127,18 @@ pub struct ChatMessage {
     pub caption: String,
     #[serde(rename = "type")]
     pub kind: String,
+    /// `pending`, `delivered`, `read`, `undelivered`, `temporary ban`, `error` (Wappi's values);
+    /// empty when the answer has none.
+    pub delivery_status: String,
+}
+
+impl ChatMessage {
+    /// WhatsApp has suspended the number's sending for a while (a ban signal).
+    pub fn is_temporary_ban(&self) -> bool {
+        self.delivery_status
+            .trim()
+            .eq_ignore_ascii_case("temporary ban")
+    }
 }
 
 impl ChatMessage {
@@ -152,6 +164,7 @@ impl ChatMessage {
             body: text("body"),
             caption: text("caption"),
             kind: text("type"),
+            delivery_status: text("delivery_status"),
         })
     }
 }

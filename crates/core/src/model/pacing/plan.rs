@@ -57,6 +57,8 @@ pub struct Plan<'a> {
     pub warmup_day: Option<u32>,
     pub tz: Tz,
     pub seed: u64,
+    /// Half pace: every wait doubled (the first posts after a resume, see the engine).
+    pub slow: bool,
 }
 
 impl Plan<'_> {
@@ -105,7 +107,8 @@ impl Plan<'_> {
             (self.pace.gap, Hold::Gap, 1)
         };
         let wait = draw(self.seed, kind, done, span) as i64;
-        (wait.max(self.floor_ms), hold)
+        let wait = wait.max(self.floor_ms);
+        (if self.slow { wait * 2 } else { wait }, hold)
     }
 
     /// Whether a batch ends after `done` posts (batch sizes drawn per batch from the seed).
@@ -237,6 +240,7 @@ mod tests {
             warmup_day: None,
             tz: MOSCOW,
             seed: 42,
+            slow: false,
         }
     }
 
@@ -384,6 +388,20 @@ mod tests {
                 resumed.push(t);
             }
             prop_assert_eq!(whole, resumed);
+        }
+    }
+
+    #[test]
+    fn half_pace_doubles_every_wait() {
+        let pace = Preset::Careful.settings();
+        let mut p = plan(&pace);
+        let full = run(&p, 30, T0);
+        p.slow = true;
+        let half = run(&p, 30, T0);
+        for (a, b) in full.windows(2).zip(half.windows(2)) {
+            let (gap, slow_gap) = (a[1] - a[0], b[1] - b[0]);
+            // Windows and caps aside (none within these 30 posts of 10:00), exactly twice.
+            assert_eq!(slow_gap, 2 * gap);
         }
     }
 
