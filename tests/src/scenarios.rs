@@ -931,3 +931,75 @@ pub async fn pause_and_resume_from_the_progress_message_and_by_command<S: Bot>(
     p.hears("✅ Рассылка").await;
     w.assert_each_delivered_once(&jids);
 }
+
+/// The breaker (issue 13): five groups in a row refusing the post pause the mailing with the
+/// reason and ▶️; nothing more goes out until the resume, then the rest is sent.
+pub async fn a_run_of_refused_posts_trips_the_breaker_and_resume_goes_on<S: Bot>(
+    w: &World<S>,
+    user: i64,
+) {
+    let (p, _, mut jids) = w.ready(user, 97, 3, "Пост и отказы").await;
+    // Six groups the account is not in come first: every send to them is refused.
+    w.wappi.set_strict_recipients(true);
+    let strangers: Vec<String> = (0..6)
+        .map(|i| format!("12036399999999{i:04}@g.us"))
+        .collect();
+    jids.splice(0..0, strangers.iter().cloned());
+    p.sets_groups(&jids).await;
+    let id = p.starts_mailing().await;
+    let paused = p.hears(&format!("⏸ Рассылка #{id} приостановлена")).await;
+    assert!(
+        paused.text.contains("5 групп подряд не получили пост"),
+        "{}",
+        paused.text
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let tried: Vec<String> = w
+        .wappi
+        .requests()
+        .into_iter()
+        .filter(|r| r.is_send())
+        .filter_map(|r| r.recipient)
+        .collect();
+    assert_eq!(
+        tried,
+        strangers[..5].to_vec(),
+        "nothing after the fifth refusal"
+    );
+    p.presses(paused.message_id, &Person::<Server>::button(&paused, "▶️"));
+    let report = p.hears("⚠️ Рассылка").await;
+    assert!(report.text.contains("Ошибок: 6"), "{}", report.text);
+    for j in &jids[6..] {
+        assert_eq!(w.wappi.deliveries_to(j).len(), 1, "{j}");
+    }
+}
+
+/// The breaker (issue 13): WhatsApp's `temporary ban` delivery status on our posts, read back
+/// after the tenth, pauses the mailing with the reason; after ▶️ the next posts go at half pace.
+pub async fn a_temporary_ban_pauses_the_mailing_and_it_goes_on_at_half_pace<S: Bot>(
+    w: &World<S>,
+    user: i64,
+) {
+    let (p, acc, jids) = w.ready(user, 98, 14, "Пост и бан").await;
+    sets_pace(&p, "gap=0.2s batch=off window=off day=off").await;
+    w.wappi.set_delivery_status(&acc.profile, "temporary ban");
+    let id = p.starts_mailing().await;
+    let paused = p.hears(&format!("⏸ Рассылка #{id} приостановлена")).await;
+    assert!(paused.text.contains("temporary ban"), "{}", paused.text);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        w.wappi.deliveries().len(),
+        10,
+        "paused after the tenth post's check"
+    );
+    w.wappi.set_delivery_status(&acc.profile, "delivered");
+    p.presses(paused.message_id, &Person::<Server>::button(&paused, "▶️"));
+    p.hears("✅ Рассылка").await;
+    w.assert_each_delivered_once(&jids);
+    // Half pace after the resume: gaps of 0.4 s instead of 0.2 s.
+    let after: Vec<i64> = gaps_between(w)[10..].to_vec();
+    assert!(
+        after.iter().all(|g| *g >= 400 - PACE_SLACK_MS),
+        "half pace after the resume: {after:?}"
+    );
+}

@@ -179,38 +179,11 @@ async fn a_young_number_gets_the_warm_up_cap_and_the_preview_says_so() {
 #[tokio::test]
 async fn a_run_of_refused_sends_trips_the_breaker_and_resume_goes_on() {
     let w = World::start().await;
-    let (p, _, mut jids) = w.ready(7307, 97, 3, "Пост и отказы").await;
-    // Six groups the account is not in come first: every send to them is refused.
-    w.wappi.set_strict_recipients(true);
-    let strangers: Vec<String> = (0..6)
-        .map(|i| format!("12036399999999{i:04}@g.us"))
-        .collect();
-    jids.splice(0..0, strangers.iter().cloned());
-    p.sets_groups(&jids).await;
-    let id = p.starts_mailing().await;
-    let paused = p.hears(&format!("⏸ Рассылка #{id} приостановлена")).await;
-    assert!(
-        paused.text.contains("5 групп подряд не получили пост"),
-        "{}",
-        paused.text
-    );
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let tried: Vec<String> = w
-        .wappi
-        .requests()
-        .into_iter()
-        .filter(|r| r.is_send())
-        .filter_map(|r| r.recipient)
-        .collect();
-    assert_eq!(
-        tried,
-        strangers[..5].to_vec(),
-        "nothing after the fifth refusal"
-    );
-    p.presses(paused.message_id, &Person::button(&paused, "▶️"));
-    let report = p.hears("⚠️ Рассылка").await;
-    assert!(report.text.contains("Ошибок: 6"), "{}", report.text);
-    for j in &jids[6..] {
-        assert_eq!(w.wappi.deliveries_to(j).len(), 1, "{j}");
-    }
+    scenarios::a_run_of_refused_posts_trips_the_breaker_and_resume_goes_on(&w, 7307).await;
+}
+
+#[tokio::test]
+async fn a_temporary_ban_pauses_the_mailing_and_it_goes_on_at_half_pace() {
+    let w = World::start().await;
+    scenarios::a_temporary_ban_pauses_the_mailing_and_it_goes_on_at_half_pace(&w, 7308).await;
 }

@@ -156,3 +156,16 @@ async fn pause_and_resume_from_the_progress_message_and_by_command() {
     let w = worker_world().await;
     scenarios::pause_and_resume_from_the_progress_message_and_by_command(&w, 3304).await;
 }
+
+/// Issue 13 on the Worker: the breaker on a run of refusals, and on `temporary ban`.
+#[tokio::test]
+async fn a_run_of_refused_posts_trips_the_breaker_and_resume_goes_on() {
+    let w = worker_world().await;
+    scenarios::a_run_of_refused_posts_trips_the_breaker_and_resume_goes_on(&w, 3307).await;
+}
+
+#[tokio::test]
+async fn a_temporary_ban_pauses_the_mailing_and_it_goes_on_at_half_pace() {
+    let w = worker_world().await;
+    scenarios::a_temporary_ban_pauses_the_mailing_and_it_goes_on_at_half_pace(&w, 3308).await;
+}
