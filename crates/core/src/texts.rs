@@ -6,7 +6,7 @@ use crate::model::lang::Lang;
 use crate::model::ledger::Tally;
 use crate::model::pacing::pace::{PaceError, PaceSettings, Preset, Risk};
 use crate::model::pacing::plan::Hold;
-use chrono::{DateTime, TimeZone};
+use chrono::TimeZone;
 use chrono_tz::Tz;
 
 /// Reply-keyboard buttons. Each has a slash-command twin (see `dialogue::Intent`).
@@ -966,10 +966,10 @@ pub fn when(l: Lang, tz: Tz, at_ms: i64, now_ms: i64) -> String {
     }
 }
 
-/// `HH:MM:SS UTC` of a unix-ms instant.
-pub fn clock_time(ms: i64) -> String {
-    match DateTime::from_timestamp_millis(ms) {
-        Some(t) => t.format("%H:%M:%S UTC").to_string(),
+/// `HH:MM:SS` of a unix-ms instant in the user's zone.
+pub fn clock_time(ms: i64, tz: Tz) -> String {
+    match tz.timestamp_millis_opt(ms).single() {
+        Some(t) => t.format("%H:%M:%S").to_string(),
         None => String::from("?"),
     }
 }

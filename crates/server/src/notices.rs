@@ -6,8 +6,10 @@
 //! A chat's notices go out in the order they were given; an edit of a message that is still
 //! waiting for its turn is replaced by the newer one (only the latest progress matters).
 //! A `sendMessage` waits briefly for its answer, since the engine records the id of a
-//! progress message it had to send itself; past that the message is still delivered, in the
-//! background, and the caller is told it has no id yet.
+//! progress message it had to send itself (once per mailing at most: the start message is
+//! the progress message); past that the message is still delivered, in the background, and the
+//! caller is told it has no id yet. While a chat has notices waiting, [`TelegramApi::can_send_now`]
+//! says no, and the engine sheds its progress update instead of queueing it.
 
 use crate::telegram::HttpTelegram;
 use groupcast_core::ports::{async_trait, PhotoInput, SentPhoto, TelegramApi, TgFile};
@@ -267,8 +269,11 @@ impl TelegramApi for DetachedTelegram {
         self.inner.send_photo(chat, photo, caption, markup).await
     }
 
-    /// Always: a notice never waits in the engine, only in its chat's queue.
-    fn can_send_now(&self, _chat: ChatId) -> bool {
-        true
+    /// Whether a notice to `chat` would go out at once: nothing of the chat's is waiting or on
+    /// its way, and Telegram's limits let it through. The engine sheds a progress update
+    /// otherwise (the next one says the same, later), so notices never pile up behind a slow
+    /// or rate-limited chat, and a `sendMessage` never waits behind others.
+    fn can_send_now(&self, chat: ChatId) -> bool {
+        !self.lock().busy.contains(&chat.0) && self.inner.can_send_now(chat)
     }
 }

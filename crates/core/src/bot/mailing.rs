@@ -322,8 +322,11 @@ impl Ctx<'_> {
         let tally = Tally::of(&rows);
         let text = match m.status {
             MailingStatus::Running => {
-                let eta = self.svc.eta_secs(crate::model::ledger::sends_left(&rows));
-                texts::progress(l, m.id.0, &tally, eta, None)
+                // What is left, at the account's pace (the plan the engine follows).
+                let posts = crate::mailing::posts_left(&rows);
+                let sends = crate::model::ledger::sends_left(&rows);
+                let eta = self.estimate(posts, sends.div_ceil(posts.max(1))).await?;
+                texts::progress(l, m.id.0, &tally, eta.secs, None)
             }
             MailingStatus::Paused => {
                 texts::paused(l, m.id.0, m.pause_reason.as_deref().unwrap_or(""))

@@ -37,6 +37,11 @@ pub use engine::step;
 pub use report::{progress_keyboard, report_text};
 pub use slot::estimate;
 
+/// Posts a mailing has still to begin (one per group); `rows` in sending order.
+pub fn posts_left(rows: &[Delivery]) -> usize {
+    slot::posts_done_and_left(rows).1 as usize
+}
+
 /// What the driver does after a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {

@@ -36,8 +36,11 @@ pub(super) async fn show_progress(
     {
         return Ok(());
     }
-    if !svc.telegram.can_send_now(m.chat_id) {
-        return Ok(()); // shed: the next step tries again
+    // Shed while Telegram is busy with the chat (the next step tries again), except the edit
+    // that shows a hold: the mailing may sleep for hours after it.
+    let must_show = now_or_never && m.progress_message_id.is_some();
+    if !must_show && !svc.telegram.can_send_now(m.chat_id) {
+        return Ok(());
     }
     let lang = look.lang;
     let text = progress_text(svc, m, rows, look, now);
@@ -105,7 +108,7 @@ fn progress_text(svc: &Ports, m: &Mailing, rows: &[Delivery], look: Look, now: i
         m.id.0,
         &tally,
         eta,
-        backoff.map(texts::clock_time).as_deref(),
+        backoff.map(|t| texts::clock_time(t, look.tz)).as_deref(),
     )
 }
 
