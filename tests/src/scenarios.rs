@@ -1003,3 +1003,30 @@ pub async fn a_temporary_ban_pauses_the_mailing_and_it_goes_on_at_half_pace<S: B
         "half pace after the resume: {after:?}"
     );
 }
+
+/// A ban signal (issue 13): WhatsApp logged out mid-mailing pauses it with the reason and ▶️;
+/// after the resume every group has the post once.
+pub async fn whatsapp_logged_out_pauses_and_resume_continues<S: Bot>(w: &World<S>, user: i64) {
+    let (p, acc, jids) = w.ready(user, 12, 8, "Пауза").await;
+    // Three sends go through, then WhatsApp turns out to be logged out.
+    for _ in 0..3 {
+        w.wappi
+            .push_fault(crate::fake_wappi::Fault::Delay(Duration::ZERO));
+    }
+    w.wappi.push_fault(crate::fake_wappi::Fault::NotAuthorized);
+    p.starts_mailing().await;
+    let paused = p.hears("⏸").await;
+    assert!(
+        paused.text.contains("WhatsApp не подключён"),
+        "{}",
+        paused.text
+    );
+    w.wappi.set_authorized(&acc.profile, true);
+    p.presses(
+        paused.message_id,
+        &Person::<Server>::button(&paused, "Продолжить"),
+    );
+    p.hears("✅").await;
+    let counts = w.wappi.delivery_count_by_recipient();
+    assert!(jids.iter().all(|j| counts.get(j) == Some(&1)), "{counts:?}");
+}

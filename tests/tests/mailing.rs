@@ -218,24 +218,7 @@ async fn two_users_mail_at_once_on_their_own_numbers() {
 #[tokio::test]
 async fn whatsapp_logged_out_pauses_and_resume_continues() {
     let w = World::start().await;
-    let (p, acc, jids) = w.ready(3012, 12, 8, "Пауза").await;
-    // Three sends go through, then WhatsApp turns out to be logged out.
-    for _ in 0..3 {
-        w.wappi.push_fault(Fault::Delay(Duration::ZERO));
-    }
-    w.wappi.push_fault(Fault::NotAuthorized);
-    p.starts_mailing().await;
-    let paused = p.hears("⏸").await;
-    assert!(
-        paused.text.contains("WhatsApp не подключён"),
-        "{}",
-        paused.text
-    );
-    w.wappi.set_authorized(&acc.profile, true);
-    p.presses(paused.message_id, &Person::button(&paused, "Продолжить"));
-    p.hears("✅").await;
-    let counts = w.wappi.delivery_count_by_recipient();
-    assert!(jids.iter().all(|j| counts.get(j) == Some(&1)), "{counts:?}");
+    scenarios::whatsapp_logged_out_pauses_and_resume_continues(&w, 3012).await;
 }
 
 /// Issue 12 item 11: the progress edits and the report go through Telegram's limits on their

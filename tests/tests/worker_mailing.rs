@@ -169,3 +169,10 @@ async fn a_temporary_ban_pauses_the_mailing_and_it_goes_on_at_half_pace() {
     let w = worker_world().await;
     scenarios::a_temporary_ban_pauses_the_mailing_and_it_goes_on_at_half_pace(&w, 3308).await;
 }
+
+/// Issue 13 on the Worker: the breaker on "not authorized".
+#[tokio::test]
+async fn whatsapp_logged_out_pauses_and_resume_continues() {
+    let w = worker_world().await;
+    scenarios::whatsapp_logged_out_pauses_and_resume_continues(&w, 3312).await;
+}
