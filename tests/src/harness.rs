@@ -114,26 +114,40 @@ impl Server {
     }
 
     async fn spawn(&mut self) {
-        self.runs += 1;
-        let log = std::fs::File::create(self.log_path(self.runs)).expect("log file");
-        let child = Command::new(binary())
-            .arg("serve")
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(&self.env)
-            .env("LISTEN_ADDR", format!("127.0.0.1:{}", self.port))
-            .current_dir(&self.data)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("start groupcast");
-        self.child = Some(child);
-        let url = format!("{}/healthz", self.url());
-        let child = self.child.as_mut().expect("just started");
-        wait_healthy(&url, child, Duration::from_secs(20))
-            .await
-            .unwrap_or_else(|e| panic!("groupcast {e}:\n{}", self.logs()));
+        // A port picked free can be taken by another test's listener before the server binds
+        // it: then the server says so at once and is started again on another free port.
+        for attempt in 1..=3 {
+            self.runs += 1;
+            let log = std::fs::File::create(self.log_path(self.runs)).expect("log file");
+            let child = Command::new(binary())
+                .arg("serve")
+                .env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .envs(&self.env)
+                .env("LISTEN_ADDR", format!("127.0.0.1:{}", self.port))
+                .current_dir(&self.data)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("log"))
+                .stderr(log)
+                .spawn()
+                .expect("start groupcast");
+            self.child = Some(child);
+            let url = format!("{}/healthz", self.url());
+            let child = self.child.as_mut().expect("just started");
+            match wait_healthy(&url, child, Duration::from_secs(20)).await {
+                Ok(()) => return,
+                Err(e) => {
+                    let run_log =
+                        std::fs::read_to_string(self.log_path(self.runs)).unwrap_or_default();
+                    if attempt < 3 && run_log.contains("Address already in use") {
+                        self.child = None;
+                        self.port = free_port();
+                        continue;
+                    }
+                    panic!("groupcast {e}:\n{}", self.logs());
+                }
+            }
+        }
     }
 
     pub fn url(&self) -> String {
