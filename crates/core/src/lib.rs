@@ -8,11 +8,12 @@
 //! Every import points down this list; nothing imports a module above it.
 //!
 //! - [`bot`]: a Telegram update becomes actions: [`bot::dialogue`] is the pure routing table,
-//!   one file per concern (registration, content, import, mailing, subscription, operator,
-//!   images) holds the `impl Ctx` that carries it out.
-//! - [`mailing`]: the engine's `step` (load, guards, settle, pick, slot, send, record);
-//!   `slot.rs` is where pacing is waited for, `outcome.rs` the one place a delivery row's state
-//!   changes, `settle.rs` the history reconciliation, `report.rs` progress and the report.
+//!   one file per concern (registration, content, import, mailing, pace, subscription,
+//!   operator, images) holds the `impl Ctx` that carries it out.
+//! - [`mailing`]: the engine's `step` (load, guards, settle, pick, the pace's hold, slot, send,
+//!   record); `slot.rs` is where pacing is waited for (the operator's pacer and the user's pace
+//!   plan), `outcome.rs` the one place a delivery row's state changes, `settle.rs` the history
+//!   reconciliation, `breaker.rs` the ban signals, `report.rs` progress and the report.
 //! - [`payments`]: a Robokassa notification is verified and an invoice settled; [`robokassa`]
 //!   is the protocol (signatures, links).
 //! - [`config`]: every settings type and its parsing; [`services`]: the bundle of ports a
@@ -23,7 +24,7 @@
 //! - [`texts`]: every word the bot says, Russian first; [`collage`] and [`crypto`]: pure
 //!   image and token-encryption work.
 //! - [`model`]: pure data and rules (ids, language, ledger rows, groups, secrets, billing,
-//!   pacing maths); imports nothing above it.
+//!   pacing maths with the user's pace and its plan, time zones); imports nothing above it.
 //! - `testing` (feature `testing`): fakes of every port and the contract suites every backend
 //!   runs.
 
