@@ -64,3 +64,48 @@ async fn worker_a_restart_during_a_slow_send_waits_before_settling() {
     assert_eq!(texts(&w, &jids[0]), vec![text.to_string()], "posted once");
     w.assert_each_delivered_once(&jids);
 }
+
+/// Issue 12 item 12 on the Worker: history reads answered 429 pause the profile and use up
+/// neither the sends nor the checks: the post that never arrived is sent again once.
+#[tokio::test]
+async fn worker_rate_limited_history_reads_never_use_up_the_sends() {
+    let w = worker_world_with(|vars| {
+        vars.insert("MAX_SEND_ATTEMPTS".into(), "3".into());
+    })
+    .await;
+    let text = "Воркер: история под 429";
+    let (p, _acc, jids) = w.ready(5204, 64, 3, text).await;
+    // The first send never reaches the chat, and its answer is lost.
+    w.wappi.push_fault(Fault::DropBeforeAccept);
+    let id = p.starts_mailing().await;
+    for _ in 0..4 {
+        w.wappi.push_read_fault(Fault::RateLimit {
+            retry_after_secs: 1,
+        });
+    }
+    w.server.wait_status(id, "done", MAILING).await;
+    assert_eq!(texts(&w, &jids[0]), vec![text.to_string()], "resent once");
+    w.assert_each_delivered_once(&jids);
+    let report = p.hears("Рассылка #").await;
+    assert!(report.text.starts_with('✅'), "{}", report.text);
+}
+
+/// Issue 12 item 12 on the Worker: a `null` in a history page does not break settling.
+#[tokio::test]
+async fn worker_a_null_field_in_the_history_does_not_break_settling() {
+    let w = worker_world().await;
+    let text = "Воркер: пустые поля в истории";
+    let (p, _acc, jids) = w.ready(5205, 65, 3, text).await;
+    w.wappi.set_null_fields_in_history(true);
+    w.wappi.set_chatter_after_post(&jids[0], 3);
+    w.wappi.push_fault(Fault::DropAfterAccept);
+    let id = p.starts_mailing().await;
+    w.server.wait_status(id, "done", MAILING).await;
+    assert_eq!(texts(&w, &jids[0]), vec![text.to_string()], "posted once");
+    assert_eq!(
+        w.server.delivery_states(id),
+        HashMap::from([("sent".to_string(), 3)])
+    );
+    let report = p.hears("Рассылка #").await;
+    assert!(report.text.starts_with('✅'), "{}", report.text);
+}
