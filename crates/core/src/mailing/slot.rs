@@ -219,20 +219,12 @@ pub(super) async fn planned(
     let Some(account) = &cursor.pace else {
         return Ok(None);
     };
-    let pace = &account.pace;
     let rows = cursor.rows();
-    let young = warmup_cap(account.number_since.map(|t| now - t)).is_some();
-    let slow = just_resumed(m, rows);
-    if (pace.preset() == Some(Preset::Fast) && !young && !slow) || post_started(rows, i) {
+    if post_started(rows, i) {
         return Ok(None);
     }
-    let plan = Plan {
-        pace,
-        floor_ms: min_gap_ms(&svc.settings.pacing),
-        warmup_day: warmup_cap(account.number_since.map(|t| now - t)),
-        tz: account.tz,
-        seed: seed_of(m),
-        slow,
+    let Some(plan) = plan_of(svc, account, seed_of(m), just_resumed(m, rows), now) else {
+        return Ok(None);
     };
     let recent = svc
         .db
@@ -264,17 +256,11 @@ pub async fn estimate(
     sends: usize,
     now: i64,
 ) -> Result<(u64, Option<i64>), crate::ports::DbError> {
-    let warmup_day = warmup_cap(account.number_since.map(|t| now - t));
-    if (account.pace.preset() == Some(Preset::Fast) && warmup_day.is_none()) || posts == 0 {
-        return Ok((svc.eta_secs(sends), None));
-    }
-    let plan = Plan {
-        pace: &account.pace,
-        floor_ms: min_gap_ms(&svc.settings.pacing),
-        warmup_day,
-        tz: account.tz,
-        seed: 0,
-        slow: false,
+    // The preview's plan draws with seed 0: the same gaps' ranges, not the very draws of the
+    // mailing its ✅ creates.
+    let plan = match plan_of(svc, account, 0, false, now) {
+        Some(plan) if posts > 0 => plan,
+        _ => return Ok((svc.eta_secs(sends), None)),
     };
     let recent = svc.db.recent_posts(profile, now - PLAN_HISTORY_MS).await?;
     let end = finish_at(&plan, 0, &recent, posts, now);
@@ -282,6 +268,30 @@ pub async fn estimate(
     let extra = svc.eta_secs(sends.saturating_sub(posts as usize));
     let end = end + extra as i64 * 1000;
     Ok((((end - now).max(0) as u64).div_ceil(1000), Some(end)))
+}
+
+/// The plan of the account's posts at `now`, or `None` when the pace plans nothing: `fast`
+/// for a number that is neither young (warm-up) nor just resumed (half pace), which the
+/// operator's pacer alone spaces.
+fn plan_of<'a>(
+    svc: &Ports,
+    account: &'a AccountPace,
+    seed: u64,
+    slow: bool,
+    now: i64,
+) -> Option<Plan<'a>> {
+    let warmup_day = warmup_cap(account.number_since.map(|t| now - t));
+    if account.pace.preset() == Some(Preset::Fast) && warmup_day.is_none() && !slow {
+        return None;
+    }
+    Some(Plan {
+        pace: &account.pace,
+        floor_ms: min_gap_ms(&svc.settings.pacing),
+        warmup_day,
+        tz: account.tz,
+        seed,
+        slow,
+    })
 }
 
 /// Posts after a resume that go at half pace (a number that just came back from a pause, a
