@@ -23,6 +23,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -108,6 +110,8 @@ pub struct Worker {
     runs: u32,
     /// Updates on their way to the webhook, POSTed one after another in order.
     updates: mpsc::UnboundedSender<Value>,
+    /// The port the delivery task posts to: `port`, also after a start moved it.
+    webhook_port: Arc<AtomicU16>,
     delivery: tokio::task::JoinHandle<()>,
 }
 
@@ -144,15 +148,13 @@ impl Worker {
             .await
             .expect("migrations task");
         let port = free_port();
+        let webhook_port = Arc::new(AtomicU16::new(port));
         let (updates, rx) = mpsc::unbounded_channel();
-        let delivery = tokio::spawn(deliver_in_order(
-            tg.clone(),
-            format!("http://127.0.0.1:{port}/telegram/webhook"),
-            rx,
-        ));
+        let delivery = tokio::spawn(deliver_in_order(tg.clone(), webhook_port.clone(), rx));
         let mut w = Worker {
             child: None,
             port,
+            webhook_port,
             dir: dir.to_path_buf(),
             state,
             vars,
@@ -176,7 +178,36 @@ impl Worker {
         self.dir.join(format!("wrangler-{run}.log"))
     }
 
+    /// Starts `wrangler dev`. A port picked free can be taken by another test's listener before
+    /// workerd binds it: then it says so at once and is started again on another free port (at
+    /// most three tries).
     async fn spawn(&mut self) {
+        for attempt in 1..=3 {
+            self.spawn_once();
+            let url = format!("{}/healthz", self.url());
+            let child = self.child.as_mut().expect("just started");
+            match wait_healthy(&url, child, Duration::from_secs(60)).await {
+                Ok(()) => return,
+                Err(e) => {
+                    let run_log =
+                        std::fs::read_to_string(self.log_path(self.runs)).unwrap_or_default();
+                    if attempt < 3 && run_log.contains("Address already in use") {
+                        if let Some(mut child) = self.child.take() {
+                            signal_group(child.id(), "KILL");
+                            let _ = child.kill();
+                            let _ = child.wait();
+                        }
+                        self.port = free_port();
+                        self.webhook_port.store(self.port, Ordering::SeqCst);
+                        continue;
+                    }
+                    panic!("wrangler dev {e}:\n{}", self.logs());
+                }
+            }
+        }
+    }
+
+    fn spawn_once(&mut self) {
         self.runs += 1;
         // Secrets go in a file, not on the command line, and wrangler does not print them.
         let env_file = self.dir.join("worker.env");
@@ -217,15 +248,6 @@ impl Worker {
         .spawn()
         .expect("start wrangler dev");
         self.child = Some(child);
-        self.wait_healthy().await;
-    }
-
-    async fn wait_healthy(&mut self) {
-        let url = format!("{}/healthz", self.url());
-        let child = self.child.as_mut().expect("just started");
-        wait_healthy(&url, child, Duration::from_secs(60))
-            .await
-            .unwrap_or_else(|e| panic!("wrangler dev {e}:\n{}", self.logs()));
     }
 
     /// SIGTERM to the process group (wrangler, workerd and all), then waits for the exit (KILL
@@ -454,7 +476,11 @@ fn env_quote(v: &str) -> String {
 /// POSTs updates to the webhook one after another, as Telegram does for one bot: with the
 /// secret header, retrying (for up to a minute) while the Worker is down or answers 5xx, as
 /// Telegram retries a failed delivery.
-async fn deliver_in_order(tg: FakeTelegram, url: String, mut rx: mpsc::UnboundedReceiver<Value>) {
+async fn deliver_in_order(
+    tg: FakeTelegram,
+    port: Arc<AtomicU16>,
+    mut rx: mpsc::UnboundedReceiver<Value>,
+) {
     let mut next_id = 1;
     while let Some(mut update) = rx.recv().await {
         // Numbered here, so that a retry repeats the same update_id.
@@ -464,6 +490,10 @@ async fn deliver_in_order(tg: FakeTelegram, url: String, mut rx: mpsc::Unbounded
         next_id = next_id.max(update["update_id"].as_i64().unwrap_or(0) + 1);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
+            let url = format!(
+                "http://127.0.0.1:{}/telegram/webhook",
+                port.load(Ordering::SeqCst)
+            );
             let (code, _) = tg
                 .deliver_webhook(&url, Some(WEBHOOK_SECRET), update.clone())
                 .await;
