@@ -36,9 +36,7 @@ pub(super) async fn signal(
     i: usize,
     lang: Lang,
 ) -> Result<Option<String>, EngineError> {
-    let rows = cursor.rows();
-    let row = &rows[i];
-    match row.state {
+    match cursor.rows()[i].state {
         DeliveryState::Failed => cursor.failed_in_a_row += 1,
         DeliveryState::Sent => cursor.failed_in_a_row = 0,
         _ => {}
