@@ -1030,3 +1030,154 @@ pub async fn whatsapp_logged_out_pauses_and_resume_continues<S: Bot>(w: &World<S
     let counts = w.wappi.delivery_count_by_recipient();
     assert!(jids.iter().all(|j| counts.get(j) == Some(&1)), "{counts:?}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Scheduled and repeating mailings (issue 14)
+
+/// What [`schedules_for_the_next_minute`] set up, for [`scheduled_runs_went_as_said`].
+pub struct Scheduled {
+    /// When the schedules were given (unix ms): every run is due a minute later.
+    pub at_ms: i64,
+    /// The groups of each user, by role.
+    pub once: Vec<String>,
+    pub daily: Vec<String>,
+    pub skipped: Vec<String>,
+    pub paused: Vec<String>,
+    pub waiting: Vec<String>,
+    users: [i64; 5],
+}
+
+/// The run's moment as the bot shows it: `DD.MM.YYYY HH:MM` in Moscow time, `days` later.
+fn moscow_moment(at_ms: i64, days: i64) -> String {
+    use chrono::TimeZone;
+    chrono_tz::Europe::Moscow
+        .timestamp_millis_opt(at_ms + days * 86_400_000)
+        .unwrap()
+        .format("%d.%m.%Y %H:%M")
+        .to_string()
+}
+
+/// Five users each schedule a post for a minute from now (`/schedule +1m`): a one-off; a
+/// daily series; a daily series whose next run is skipped (⏭ in `/schedules`); a one-off
+/// paused (⏸); and a one-off of a user whose earlier mailing is still active (held by its
+/// pace's window). `users` are five consecutive Telegram ids from `first_user`.
+pub async fn schedules_for_the_next_minute<S: Bot>(w: &World<S>, first_user: i64) -> Scheduled {
+    let u = |i: i64| first_user + i;
+    let (once, _, once_groups) = w.ready(u(0), 141, 3, "Разовый пост по расписанию").await;
+    let (daily, _, daily_groups) = w.ready(u(1), 142, 2, "Ежедневный пост").await;
+    let (skip, _, skip_groups) = w.ready(u(2), 143, 2, "Пост, который пропустят").await;
+    let (pause, _, pause_groups) = w.ready(u(3), 144, 2, "Пост на паузе").await;
+    let (wait, _, wait_groups) = w.ready(u(4), 145, 2, "Пост после текущей").await;
+    // The waiting user's earlier mailing: active, held by a window that opens in two hours.
+    let now = {
+        use chrono::{TimeZone, Timelike};
+        chrono_tz::Europe::Moscow
+            .timestamp_millis_opt(crate::harness::unix_ms())
+            .unwrap()
+            .hour()
+    };
+    let (start, end) = ((now + 2) % 24, (now + 3) % 24);
+    sets_pace(&wait, &format!("gap=0.2s window={start:02}:00-{end:02}:00")).await;
+    let (_, held) = wait.starts_mailing_msg().await;
+    w.shows(wait.id, held.message_id, "вне окна отправки").await;
+
+    let at_ms = crate::harness::unix_ms();
+    for p in [&once, &skip, &pause, &wait] {
+        let repeat = if p.id == skip.id { " repeat daily" } else { "" };
+        p.says(&format!("/schedule +1m{repeat}"));
+    }
+    daily.says("/schedule +1m повтор ежедневно");
+    let due = moscow_moment(at_ms + 60_000, 0);
+    for p in [&once, &daily, &skip, &pause, &wait] {
+        let answer = p.hears("🕒").await;
+        assert!(answer.text.contains(&due), "names {due}: {}", answer.text);
+    }
+    let answer = w.tg.sent_to(daily.id).last().unwrap().text.clone();
+    assert!(
+        answer.contains(&moscow_moment(at_ms + 60_000, 1)),
+        "a series names its next three runs: {answer}"
+    );
+
+    skip.says("/schedules");
+    let card = skip.hears("🕒 #").await;
+    skip.presses(card.message_id, &Person::<Server>::button(&card, "⏭"));
+    skip.hears("будет пропущен").await;
+    pause.says("/schedules");
+    let card = pause.hears("🕒 #").await;
+    pause.presses(card.message_id, &Person::<Server>::button(&card, "⏸"));
+    pause.hears("на паузе").await;
+    Scheduled {
+        at_ms,
+        once: once_groups,
+        daily: daily_groups,
+        skipped: skip_groups,
+        paused: pause_groups,
+        waiting: wait_groups,
+        users: [u(0), u(1), u(2), u(3), u(4)],
+    }
+}
+
+/// After the minute: the one-off and the daily series ran once each at their time (every group
+/// once, nothing before the due time) and the series shows its next run tomorrow; the skipped
+/// and the paused runs sent nothing; the waiting run was told it waits and started once the
+/// user's earlier mailing was cancelled.
+pub async fn scheduled_runs_went_as_said<S: Bot>(w: &World<S>, s: &Scheduled) {
+    let [once, daily, skip, pause, wait] = s.users.map(|id| w.person(id));
+    let long = Duration::from_secs(120);
+    for (p, groups) in [(&once, &s.once), (&daily, &s.daily)] {
+        w.tg.wait_for_message(p.id, |t| t.starts_with("🚀 Рассылка #") && t.contains("по расписанию"), long)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", w.server.logs()));
+        p.hears("✅ Рассылка #").await;
+        for g in groups {
+            let got = w.wappi.deliveries_to(g);
+            assert_eq!(got.len(), 1, "{g} once");
+            assert!(
+                got[0].at_ms >= s.at_ms + 59_000,
+                "not before its time: {} ms after scheduling",
+                got[0].at_ms - s.at_ms
+            );
+        }
+    }
+    daily.says("/schedules");
+    let card = daily.hears("🕒 #").await;
+    let tomorrow = moscow_moment(s.at_ms + 60_000, 1);
+    assert!(card.text.contains(&tomorrow), "next run {tomorrow}: {}", card.text);
+
+    // The waiting run: told, then started after the earlier mailing ends.
+    wait.hears("ждёт окончания текущей рассылки").await;
+    sets_pace(&wait, "fast").await;
+    wait.says("/cancel");
+    wait.hears("⚠️ Рассылка #").await;
+    w.tg.wait_for_message(wait.id, |t| t.contains("по расписанию запущена"), STEP)
+        .await
+        .unwrap();
+    wait.hears("✅ Рассылка #").await;
+
+    // Nothing for the skipped and the paused run, and each run decided once.
+    for g in s.skipped.iter().chain(&s.paused) {
+        assert!(w.wappi.deliveries_to(g).is_empty(), "{g} got a post");
+    }
+    for g in &s.waiting {
+        assert_eq!(w.wappi.deliveries_to(g).len(), 1, "{g} once");
+    }
+    skip.says("/schedules");
+    let card = skip.hears("🕒 #").await;
+    assert!(card.text.contains(&tomorrow), "after the skipped run, tomorrow's: {}", card.text);
+    pause.says("/schedules");
+    let card = pause.hears("🕒 #").await;
+    assert!(card.text.contains("на паузе"), "{}", card.text);
+    let db = w.server.db();
+    let runs: Vec<(String, i64)> = db
+        .prepare("SELECT outcome, COUNT(*) FROM series_runs GROUP BY outcome ORDER BY outcome")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        runs,
+        vec![("skipped".to_string(), 1), ("started".to_string(), 3)],
+        "one record per run"
+    );
+}

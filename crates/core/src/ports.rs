@@ -8,11 +8,13 @@
 //! `#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]`.
 
 use crate::model::billing::{Invoice, Settlement, Stats};
-use crate::model::ids::{ChatId, GroupJid, ImageId, MailingId, ProfileId, UserId};
+use crate::model::ids::{ChatId, GroupJid, ImageId, MailingId, ProfileId, SeriesId, UserId};
 use crate::model::lang::Lang;
-use crate::model::ledger::{Delivery, Mailing, NewMailing, SendOutcome};
+use crate::model::ledger::{Content, Delivery, Mailing, NewMailing, SendOutcome};
 use crate::model::pacing::pace::{PaceSettings, Preset};
 use crate::model::pacing::{Pace, PacingConfig};
+use crate::model::schedule::Schedule;
+use chrono::NaiveDate;
 use crate::telegram::{InlineKeyboardMarkup, MessageId, ReplyMarkup, TelegramError};
 use crate::wappi::{Dialog, MessagesPage, ProfileStatus, Sent, WappiCreds, WappiError};
 
@@ -51,6 +53,9 @@ pub enum DbError {
     /// The write carried a fencing number older than the mailing's: another runner owns it.
     #[error("stale fencing token: the lease was lost")]
     StaleFence,
+    /// The series' run for that date was already started, skipped or missed.
+    #[error("this run of the series was already decided")]
+    RunTaken,
     #[error("not found")]
     NotFound,
     #[error("storage: {0}")]
@@ -207,6 +212,136 @@ pub trait MailingStore: MaybeSendSync {
         message_id: Option<i64>,
         at: i64,
     ) -> Result<(), DbError>;
+}
+
+/// A scheduled series as stored: the post and groups as they were when it was scheduled (a
+/// snapshot), the schedule, and where it stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Series {
+    pub id: SeriesId,
+    pub user_id: UserId,
+    /// Where its runs report.
+    pub chat_id: ChatId,
+    pub profile_id: ProfileId,
+    pub content: Content,
+    pub groups: Vec<GroupJid>,
+    pub schedule: Schedule,
+    pub paused: bool,
+    /// Runs due before this (unix ms) are never run: the time it was scheduled, and every
+    /// resume after a pause.
+    pub not_before: i64,
+    /// The newest local date with a run decided (started, skipped or missed); the next run
+    /// comes after it.
+    pub last_date: Option<NaiveDate>,
+    /// A due run the user was told waits for the account's active mailing (its local date).
+    pub waiting_date: Option<NaiveDate>,
+    /// When the next run is due as last computed (unix ms); `None`: no more runs. A hint for
+    /// finding due series: the run itself is computed again when due.
+    pub next_due_at: Option<i64>,
+    pub created_at: i64,
+}
+
+/// A new series.
+#[derive(Debug, Clone)]
+pub struct NewSeries {
+    pub user_id: UserId,
+    pub chat_id: ChatId,
+    pub profile_id: ProfileId,
+    pub content: Content,
+    pub groups: Vec<GroupJid>,
+    pub schedule: Schedule,
+    pub next_due_at: Option<i64>,
+    pub now: i64,
+}
+
+/// How a series' run for one local date was decided. The pair (series, date) is unique in
+/// the database: a run is decided once, whatever restarts, redelivered alarms or second
+/// processes happen around it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunOutcome {
+    /// It became a mailing.
+    Started,
+    /// The user skipped it (⏭).
+    Skipped,
+    /// Its time passed while the service was down (beyond the grace), or while the previous
+    /// mailing still ran when the next run came due.
+    Missed,
+    /// The user had no active subscription when it came due.
+    NoSubscription,
+}
+
+impl RunOutcome {
+    pub fn code(self) -> &'static str {
+        match self {
+            RunOutcome::Started => "started",
+            RunOutcome::Skipped => "skipped",
+            RunOutcome::Missed => "missed",
+            RunOutcome::NoSubscription => "no_subscription",
+        }
+    }
+}
+
+/// Scheduled series and the record of their runs.
+///
+/// Backends must keep these semantics (`db_contract_suite` checks them):
+/// - `start_run` creates the run's record and its mailing in one transaction: `RunTaken` when
+///   the run was already decided (nothing written), `AlreadyActive` when the profile has an
+///   active mailing (nothing written);
+/// - `record_run` decides a run without a mailing, `true` only the first time for the pair;
+/// - `last_date` is the newest date of the series' decided runs;
+/// - `due_series` lists series neither paused nor deleted whose `next_due_at` is at or before
+///   the given time, soonest first; `user_series` lists a user's series that are not deleted
+///   and have a next run (paused ones included), oldest first.
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+pub trait ScheduleStore: MaybeSendSync {
+    async fn create_series(&self, new: &NewSeries) -> Result<SeriesId, DbError>;
+    /// The series, unless it was deleted.
+    async fn get_series(&self, id: SeriesId) -> Result<Option<Series>, DbError>;
+    async fn user_series(&self, user: UserId) -> Result<Vec<Series>, DbError>;
+    async fn due_series(&self, before: i64, limit: u32) -> Result<Vec<Series>, DbError>;
+    /// The soonest `next_due_at` of the series neither paused nor deleted.
+    async fn earliest_due(&self) -> Result<Option<i64>, DbError>;
+    async fn set_series_next(&self, id: SeriesId, next_due_at: Option<i64>)
+        -> Result<(), DbError>;
+    /// Pauses or resumes the user's series (a resume sets `not_before` to `now`); `false` when
+    /// it is not the user's, deleted, or already so.
+    async fn set_series_paused(
+        &self,
+        id: SeriesId,
+        user: UserId,
+        paused: bool,
+        now: i64,
+    ) -> Result<bool, DbError>;
+    /// Deletes the user's series (its runs' records stay); `false` when there was none.
+    async fn delete_series(&self, id: SeriesId, user: UserId) -> Result<bool, DbError>;
+    /// Marks the run of `date` as waiting for the account's active mailing; `true` only the
+    /// first time for that date (the user is told once).
+    async fn set_series_waiting(&self, id: SeriesId, date: NaiveDate) -> Result<bool, DbError>;
+    /// Decides the run of (`series`, `date`) without a mailing.
+    async fn record_run(
+        &self,
+        series: SeriesId,
+        date: NaiveDate,
+        due_at: i64,
+        outcome: RunOutcome,
+        now: i64,
+    ) -> Result<bool, DbError>;
+    /// Starts the run of (`series`, `date`): its record and its mailing (as `create_mailing`
+    /// makes one) in one transaction.
+    async fn start_run(
+        &self,
+        series: SeriesId,
+        date: NaiveDate,
+        due_at: i64,
+        mailing: &NewMailing,
+    ) -> Result<MailingId, DbError>;
+    /// How the run of (`series`, `date`) was decided, and its mailing if it started.
+    async fn run_of(
+        &self,
+        series: SeriesId,
+        date: NaiveDate,
+    ) -> Result<Option<(RunOutcome, Option<MailingId>)>, DbError>;
 }
 
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
@@ -373,11 +508,18 @@ pub trait ImageStore: MaybeSendSync {
 
 /// The system of record: D1 or SQLite.
 pub trait Db:
-    UserStore + ContentStore + MailingStore + UpdateLog + BillingStore + ImageStore
+    UserStore + ContentStore + MailingStore + ScheduleStore + UpdateLog + BillingStore + ImageStore
 {
 }
 impl<
-        T: UserStore + ContentStore + MailingStore + UpdateLog + BillingStore + ImageStore + ?Sized,
+        T: UserStore
+            + ContentStore
+            + MailingStore
+            + ScheduleStore
+            + UpdateLog
+            + BillingStore
+            + ImageStore
+            + ?Sized,
     > Db for T
 {
 }
@@ -725,6 +867,15 @@ pub struct CollageJob {
 #[derive(Debug, thiserror::Error)]
 #[error("handing off long work failed: {0}")]
 pub struct DeferError(pub String);
+
+/// The runtime's timer of scheduled runs: told when a run is due, so that it looks then (the
+/// server's scheduler loop, the Worker's scheduler alarm). Being told late or never only delays
+/// a run until the timer's next regular look.
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+pub trait RunTimer: MaybeSendSync {
+    async fn wake_at(&self, at_ms: i64) -> Result<(), StateError>;
+}
 
 /// The runtime's side of long work (the collage): accepts a job durably (the call returns once it is queued) and runs it
 /// later, away from the update that asked for it.

@@ -34,6 +34,9 @@ pub struct Ports {
     pub broadcaster: Option<Arc<dyn crate::ports::Broadcaster>>,
     /// Where long work (building a collage) goes; `None` runs it inline while answering.
     pub deferrer: Option<Arc<dyn crate::ports::Deferrer>>,
+    /// Told when a scheduled run is due; `None` where the runtime's timer only looks
+    /// regularly.
+    pub run_timer: Option<Arc<dyn crate::ports::RunTimer>>,
     /// Where the engine's figures go (the server's `/metrics`); `None` keeps none.
     pub figures: Option<Arc<dyn crate::ports::Figures>>,
 }

@@ -9,6 +9,8 @@ use crate::model::pacing::plan::Hold;
 use chrono::TimeZone;
 use chrono_tz::Tz;
 
+pub mod schedule;
+
 /// Reply-keyboard buttons. Each has a slash-command twin (see `dialogue::Intent`).
 pub mod button {
     use crate::model::lang::Lang;
@@ -1009,7 +1011,9 @@ pub fn help(l: Lang) -> String {
          2. /text — текст рассылки\n\
          3. /groups — список групп (вставкой или импортом из WhatsApp)\n\
          4. /mailing — предпросмотр и запуск\n\
-         /status — ход рассылки, /cancel — остановить\n\
+         /status — ход рассылки, /pause и /resume — пауза, /cancel — остановить\n\
+         /schedule — запланировать пост (в том числе ежедневно), /schedules — расписания\n\
+         /pace — темп, /tz — часовой пояс\n\
          /subscribe — подписка, /lang — язык\n\n\
          Сообщения уходят с безопасной паузой между ними, каждая группа получает пост ровно один раз — даже после сбоя.",
         "groupcast posts one message into many WhatsApp groups through your Wappi profile.\n\n\
@@ -1017,7 +1021,9 @@ pub fn help(l: Lang) -> String {
          2. /text — the mailing text\n\
          3. /groups — the group list (paste it or import it from WhatsApp)\n\
          4. /mailing — preview and start\n\
-         /status — progress, /cancel — stop\n\
+         /status — progress, /pause and /resume — pause, /cancel — stop\n\
+         /schedule — schedule the post (daily too), /schedules — schedules\n\
+         /pace — pace, /tz — time zone\n\
          /subscribe — subscription, /lang — language\n\n\
          Messages go out with a safe pause between them, and every group gets the post exactly once, even after a crash.",
     )

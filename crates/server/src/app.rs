@@ -201,6 +201,8 @@ impl App {
             )),
             // Collages are built inline, on the blocking pool (BlockingImageWork).
             deferrer: None,
+            // The scheduler loop looks every few seconds (see `serve::scheduler`).
+            run_timer: None,
             figures: Some(Arc::new(crate::metrics::EngineFigures)),
         };
         let Wiring {

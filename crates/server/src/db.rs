@@ -1,6 +1,6 @@
 //! `SqliteDb`: the self-hosted system of record. Implements the core's storage ports
-//! (`UserStore`, `ContentStore`, `MailingStore`, `UpdateLog`) on one SQLite file, using the same
-//! `migrations/` folder that Cloudflare D1 applies.
+//! (`UserStore`, `ContentStore`, `MailingStore`, `ScheduleStore`, `UpdateLog`, …) on one SQLite
+//! file, using the same `migrations/` folder that Cloudflare D1 applies.
 //!
 //! The file runs in WAL mode with `synchronous=FULL`: every commit is fsynced, so a ledger row
 //! marked `sending` is on disk before the Wappi call that follows it, even across a power loss.
@@ -13,17 +13,20 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use chrono::{NaiveDate, NaiveTime};
 use groupcast_core::model::billing;
 use groupcast_core::model::billing::{Invoice, Settlement, Stats};
 use groupcast_core::model::ids::ImageId;
-use groupcast_core::model::ids::{ChatId, GroupJid, MailingId, ProfileId, UserId};
+use groupcast_core::model::ids::{ChatId, GroupJid, MailingId, ProfileId, SeriesId, UserId};
 use groupcast_core::model::lang::Lang;
 use groupcast_core::model::ledger::{
     Content, Delivery, DeliveryState, Mailing, MailingStatus, NewMailing,
 };
+use groupcast_core::model::schedule::{Rule, Schedule};
 use groupcast_core::ports::{
     async_trait, BillingStore, CollageChoice, ContentStore, DbError, GroupEntry, ImageMeta,
-    ImageStore, MailingStore, NewImage, StoredImage, UpdateClaim, UpdateLog, UserRecord, UserStore,
+    ImageStore, MailingStore, NewImage, NewSeries, RunOutcome, ScheduleStore, Series, StoredImage,
+    UpdateClaim, UpdateLog, UserRecord, UserStore,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
@@ -57,6 +60,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0007_pace.sql",
         include_str!("../../../migrations/0007_pace.sql"),
+    ),
+    (
+        "0008_schedules.sql",
+        include_str!("../../../migrations/0008_schedules.sql"),
     ),
 ];
 
@@ -428,6 +435,32 @@ fn mailing_write_error(context: &str, e: rusqlite::Error) -> DbError {
     }
 }
 
+/// True when `e` is the primary-key violation of `series_runs`: the run of that (series,
+/// date) was already decided.
+fn is_run_taken(e: &rusqlite::Error) -> bool {
+    match e {
+        rusqlite::Error::SqliteFailure(err, msg) => {
+            matches!(
+                err.extended_code,
+                rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+                    | rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+            ) && msg
+                .as_deref()
+                .is_some_and(|m| m.contains("series_runs.series_id"))
+        }
+        _ => false,
+    }
+}
+
+/// Like `backend`, but a run already decided becomes `RunTaken`.
+fn run_write_error(context: &str, e: rusqlite::Error) -> DbError {
+    if is_run_taken(&e) {
+        DbError::RunTaken
+    } else {
+        backend(context, e)
+    }
+}
+
 fn fence_param(fence: u64) -> Result<i64, DbError> {
     i64::try_from(fence).map_err(|_| DbError::Backend("fencing number out of range".into()))
 }
@@ -610,6 +643,58 @@ impl RawDelivery {
             updated_at: self.updated_at,
         })
     }
+}
+
+/// A mailing's content snapshot, as stored (JSON of `Content`).
+fn mailing_content(context: &str, new: &NewMailing) -> Result<String, DbError> {
+    serde_json::to_string(&new.content)
+        .map_err(|_| DbError::Backend(format!("{context}: content cannot be serialised")))
+}
+
+/// What `create_mailing` writes, inside the caller's transaction: the mailing row, then one
+/// `pending` row per group and part of the post. `AlreadyActive` when the profile already
+/// has an active mailing (the caller's transaction then rolls back when dropped).
+fn insert_mailing(
+    tx: &rusqlite::Transaction<'_>,
+    context: &str,
+    new: &NewMailing,
+    content: &str,
+) -> Result<MailingId, DbError> {
+    tx.execute(
+        "INSERT INTO mailings (user_id, chat_id, profile_id, status, content, created_at)
+         VALUES (?1, ?2, ?3, 'running', ?4, ?5)",
+        params![
+            new.user_id.0,
+            new.chat_id.0,
+            new.profile_id.as_str(),
+            content,
+            new.now
+        ],
+    )
+    .map_err(|e| mailing_write_error(context, e))?;
+    let id = tx.last_insert_rowid();
+    // A group listed twice still gets one set of rows: every group receives the post once.
+    // One row per part of the post (images, then the text).
+    let parts = new.content.part_numbers();
+    let mut stmt = tx
+        .prepare_cached(
+            "INSERT INTO deliveries (mailing_id, group_jid, part, position, state, attempts,
+                                     next_attempt_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, 'pending', 0, 0, ?5)
+             ON CONFLICT (mailing_id, group_jid, part) DO NOTHING",
+        )
+        .map_err(|e| backend(context, e))?;
+    let mut position: i64 = 0;
+    for g in &new.groups {
+        let mut n = 0;
+        for part in &parts {
+            n += stmt
+                .execute(params![id, g.as_str(), part, position, new.now])
+                .map_err(|e| backend(context, e))?;
+        }
+        position += i64::from(n > 0);
+    }
+    Ok(MailingId(id))
 }
 
 /// Explains why a fenced write of `mailing` changed nothing: the mailing is gone (`NotFound`),
@@ -878,44 +963,15 @@ impl ContentStore for SqliteDb {
 impl MailingStore for SqliteDb {
     async fn create_mailing(&self, new: &NewMailing) -> Result<MailingId, DbError> {
         let new = new.clone();
-        let content = serde_json::to_string(&new.content)
-            .map_err(|_| DbError::Backend("create_mailing: content cannot be serialised".into()))?;
+        let content = mailing_content("create_mailing", &new)?;
         self.with_conn(move |c| {
             let tx = c
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(|e| backend("create_mailing", e))?;
-            tx.execute(
-                "INSERT INTO mailings (user_id, chat_id, profile_id, status, content, created_at)
-                 VALUES (?1, ?2, ?3, 'running', ?4, ?5)",
-                params![new.user_id.0, new.chat_id.0, new.profile_id.as_str(), content, new.now],
-            )
-            .map_err(|e| mailing_write_error("create_mailing", e))?;
-            let id = tx.last_insert_rowid();
-            {
-                // A group listed twice still gets one set of rows: every group receives the
-                // post once. One row per part of the post (images, then the text).
-                let parts = new.content.part_numbers();
-                let mut stmt = tx
-                    .prepare_cached(
-                        "INSERT INTO deliveries (mailing_id, group_jid, part, position, state, attempts,
-                                                 next_attempt_at, updated_at)
-                         VALUES (?1, ?2, ?3, ?4, 'pending', 0, 0, ?5)
-                         ON CONFLICT (mailing_id, group_jid, part) DO NOTHING",
-                    )
-                    .map_err(|e| backend("create_mailing", e))?;
-                let mut position: i64 = 0;
-                for g in &new.groups {
-                    let mut n = 0;
-                    for part in &parts {
-                        n += stmt
-                            .execute(params![id, g.as_str(), part, position, new.now])
-                            .map_err(|e| backend("create_mailing", e))?;
-                    }
-                    position += i64::from(n > 0);
-                }
-            }
-            tx.commit().map_err(|e| mailing_write_error("create_mailing", e))?;
-            Ok(MailingId(id))
+            let id = insert_mailing(&tx, "create_mailing", &new, &content)?;
+            tx.commit()
+                .map_err(|e| mailing_write_error("create_mailing", e))?;
+            Ok(id)
         })
         .await
     }
@@ -1150,6 +1206,394 @@ impl MailingStore for SqliteDb {
                 )
                 .map_err(|e| backend("set_progress", e))?;
             found(n)
+        })
+        .await
+    }
+}
+
+/// Dates are stored as 'YYYY-MM-DD' (so that they sort as text), times as 'HH:MM:SS'.
+const DATE_FORMAT: &str = "%Y-%m-%d";
+const TIME_FORMAT: &str = "%H:%M:%S";
+
+/// The outcome whose `code()` is `code`.
+fn run_outcome(code: &str) -> Option<RunOutcome> {
+    [
+        RunOutcome::Started,
+        RunOutcome::Skipped,
+        RunOutcome::Missed,
+        RunOutcome::NoSubscription,
+    ]
+    .into_iter()
+    .find(|o| o.code() == code)
+}
+
+fn date_text(date: NaiveDate) -> String {
+    date.format(DATE_FORMAT).to_string()
+}
+
+/// A series row with its derived `last_date` (the newest decided run). The same list as D1's
+/// `rows::SERIES_COLUMNS`.
+const SERIES_COLUMNS: &str = "s.id AS id, s.user_id AS user_id, s.chat_id AS chat_id, \
+     s.profile_id AS profile_id, s.content AS content, s.groups AS groups, \
+     s.first_date AS first_date, s.at_time AS at_time, s.rule AS rule, \
+     s.until_date AS until_date, s.paused AS paused, s.not_before AS not_before, \
+     (SELECT MAX(r.run_date) FROM series_runs AS r WHERE r.series_id = s.id) AS last_date, \
+     s.waiting_date AS waiting_date, s.next_due_at AS next_due_at, s.created_at AS created_at";
+
+/// A series row, before the text columns are validated.
+struct RawSeries {
+    id: i64,
+    user_id: i64,
+    chat_id: i64,
+    profile_id: String,
+    content: String,
+    groups: String,
+    first_date: String,
+    at_time: String,
+    rule: String,
+    until_date: Option<String>,
+    paused: i64,
+    not_before: i64,
+    last_date: Option<String>,
+    waiting_date: Option<String>,
+    next_due_at: Option<i64>,
+    created_at: i64,
+}
+
+fn read_raw_series(r: &Row<'_>) -> rusqlite::Result<RawSeries> {
+    Ok(RawSeries {
+        id: r.get(0)?,
+        user_id: r.get(1)?,
+        chat_id: r.get(2)?,
+        profile_id: r.get(3)?,
+        content: r.get(4)?,
+        groups: r.get(5)?,
+        first_date: r.get(6)?,
+        at_time: r.get(7)?,
+        rule: r.get(8)?,
+        until_date: r.get(9)?,
+        paused: r.get(10)?,
+        not_before: r.get(11)?,
+        last_date: r.get(12)?,
+        waiting_date: r.get(13)?,
+        next_due_at: r.get(14)?,
+        created_at: r.get(15)?,
+    })
+}
+
+impl RawSeries {
+    /// The series, or `Backend` naming the series and the column that no longer reads.
+    fn into_series(self) -> Result<Series, DbError> {
+        let id = self.id;
+        let bad = |what: &str| DbError::Backend(format!("series {id}: {what}"));
+        let date = |column: &str, text: &str| {
+            NaiveDate::parse_from_str(text, DATE_FORMAT)
+                .map_err(|_| bad(&format!("invalid {column}")))
+        };
+        let opt_date = |column: &str, text: Option<&str>| text.map(|t| date(column, t)).transpose();
+        let content: Content = serde_json::from_str(&self.content).map_err(|e| {
+            bad(&format!(
+                "unreadable content snapshot (line {}, column {})",
+                e.line(),
+                e.column()
+            ))
+        })?;
+        let groups: Vec<String> =
+            serde_json::from_str(&self.groups).map_err(|_| bad("unreadable group list"))?;
+        let groups = groups
+            .iter()
+            .map(|g| GroupJid::parse(g).ok_or_else(|| bad("invalid group id")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let schedule = Schedule {
+            first: date("first_date", &self.first_date)?,
+            time: NaiveTime::parse_from_str(&self.at_time, TIME_FORMAT)
+                .map_err(|_| bad("invalid at_time"))?,
+            rule: Rule::from_code(&self.rule).ok_or_else(|| bad("unknown rule"))?,
+            until: opt_date("until_date", self.until_date.as_deref())?,
+        };
+        Ok(Series {
+            id: SeriesId(id),
+            user_id: UserId(self.user_id),
+            chat_id: ChatId(self.chat_id),
+            profile_id: ProfileId::parse(&self.profile_id)
+                .ok_or_else(|| bad("invalid profile id"))?,
+            content,
+            groups,
+            schedule,
+            paused: self.paused != 0,
+            not_before: self.not_before,
+            last_date: opt_date("last run date", self.last_date.as_deref())?,
+            waiting_date: opt_date("waiting_date", self.waiting_date.as_deref())?,
+            next_due_at: self.next_due_at,
+            created_at: self.created_at,
+        })
+    }
+}
+
+fn query_series(
+    c: &Connection,
+    context: &str,
+    filter: &str,
+    params: &[&dyn rusqlite::ToSql],
+) -> Result<Vec<Series>, DbError> {
+    let sql = format!("SELECT {SERIES_COLUMNS} FROM series AS s {filter}");
+    let mut stmt = c.prepare_cached(&sql).map_err(|e| backend(context, e))?;
+    let rows = stmt
+        .query_map(params, read_raw_series)
+        .map_err(|e| backend(context, e))?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(row.map_err(|e| backend(context, e))?.into_series()?);
+    }
+    Ok(out)
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+impl ScheduleStore for SqliteDb {
+    async fn create_series(&self, new: &NewSeries) -> Result<SeriesId, DbError> {
+        let content = serde_json::to_string(&new.content)
+            .map_err(|_| DbError::Backend("create_series: content cannot be serialised".into()))?;
+        let groups = serde_json::to_string(&new.groups)
+            .map_err(|_| DbError::Backend("create_series: groups cannot be serialised".into()))?;
+        let (user, chat, profile) = (new.user_id.0, new.chat_id.0, new.profile_id.clone());
+        let schedule = &new.schedule;
+        let first = date_text(schedule.first);
+        let time = schedule.time.format(TIME_FORMAT).to_string();
+        let rule = schedule.rule.code();
+        let until = schedule.until.map(date_text);
+        let (next_due_at, now) = (new.next_due_at, new.now);
+        self.with_conn(move |c| {
+            let id: i64 = c
+                .query_row(
+                    "INSERT INTO series (user_id, chat_id, profile_id, content, groups, first_date,
+                                         at_time, rule, until_date, paused, deleted, not_before,
+                                         waiting_date, next_due_at, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, 0, ?10, NULL, ?11, ?10)
+                     RETURNING id",
+                    params![
+                        user,
+                        chat,
+                        profile.as_str(),
+                        content,
+                        groups,
+                        first,
+                        time,
+                        rule,
+                        until,
+                        now,
+                        next_due_at
+                    ],
+                    |r| r.get(0),
+                )
+                .map_err(|e| backend("create_series", e))?;
+            Ok(SeriesId(id))
+        })
+        .await
+    }
+
+    async fn get_series(&self, id: SeriesId) -> Result<Option<Series>, DbError> {
+        self.with_conn(move |c| {
+            Ok(query_series(
+                c,
+                "get_series",
+                "WHERE s.id = ?1 AND s.deleted = 0",
+                &[&id.0],
+            )?
+            .into_iter()
+            .next())
+        })
+        .await
+    }
+
+    async fn user_series(&self, user: UserId) -> Result<Vec<Series>, DbError> {
+        self.with_conn(move |c| {
+            query_series(
+                c,
+                "user_series",
+                "WHERE s.user_id = ?1 AND s.deleted = 0 AND s.next_due_at IS NOT NULL
+                 ORDER BY s.id",
+                &[&user.0],
+            )
+        })
+        .await
+    }
+
+    async fn due_series(&self, before: i64, limit: u32) -> Result<Vec<Series>, DbError> {
+        self.with_conn(move |c| {
+            query_series(
+                c,
+                "due_series",
+                "WHERE s.paused = 0 AND s.deleted = 0 AND s.next_due_at IS NOT NULL
+                   AND s.next_due_at <= ?1
+                 ORDER BY s.next_due_at, s.id LIMIT ?2",
+                &[&before, &limit],
+            )
+        })
+        .await
+    }
+
+    async fn earliest_due(&self) -> Result<Option<i64>, DbError> {
+        self.with_conn(|c| {
+            c.query_row(
+                "SELECT MIN(next_due_at) FROM series
+                  WHERE paused = 0 AND deleted = 0 AND next_due_at IS NOT NULL",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| backend("earliest_due", e))
+        })
+        .await
+    }
+
+    async fn set_series_next(&self, id: SeriesId, next_due_at: Option<i64>) -> Result<(), DbError> {
+        self.with_conn(move |c| {
+            c.execute(
+                "UPDATE series SET next_due_at = ?2 WHERE id = ?1",
+                params![id.0, next_due_at],
+            )
+            .map_err(|e| backend("set_series_next", e))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn set_series_paused(
+        &self,
+        id: SeriesId,
+        user: UserId,
+        paused: bool,
+        now: i64,
+    ) -> Result<bool, DbError> {
+        self.with_conn(move |c| {
+            let n = if paused {
+                c.execute(
+                    "UPDATE series SET paused = 1
+                      WHERE id = ?1 AND user_id = ?2 AND deleted = 0 AND paused = 0",
+                    params![id.0, user.0],
+                )
+            } else {
+                c.execute(
+                    "UPDATE series SET paused = 0, not_before = ?3
+                      WHERE id = ?1 AND user_id = ?2 AND deleted = 0 AND paused = 1",
+                    params![id.0, user.0, now],
+                )
+            }
+            .map_err(|e| backend("set_series_paused", e))?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn delete_series(&self, id: SeriesId, user: UserId) -> Result<bool, DbError> {
+        self.with_conn(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE series SET deleted = 1 WHERE id = ?1 AND user_id = ?2 AND deleted = 0",
+                    params![id.0, user.0],
+                )
+                .map_err(|e| backend("delete_series", e))?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn set_series_waiting(&self, id: SeriesId, date: NaiveDate) -> Result<bool, DbError> {
+        let date = date_text(date);
+        self.with_conn(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE series SET waiting_date = ?2 WHERE id = ?1 AND waiting_date IS NOT ?2",
+                    params![id.0, date],
+                )
+                .map_err(|e| backend("set_series_waiting", e))?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn record_run(
+        &self,
+        series: SeriesId,
+        date: NaiveDate,
+        due_at: i64,
+        outcome: RunOutcome,
+        now: i64,
+    ) -> Result<bool, DbError> {
+        let date = date_text(date);
+        self.with_conn(move |c| {
+            let n = c
+                .execute(
+                    "INSERT OR IGNORE INTO series_runs
+                            (series_id, run_date, due_at, outcome, mailing_id, created_at)
+                     VALUES (?1, ?2, ?3, ?4, NULL, ?5)",
+                    params![series.0, date, due_at, outcome.code(), now],
+                )
+                .map_err(|e| backend("record_run", e))?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn start_run(
+        &self,
+        series: SeriesId,
+        date: NaiveDate,
+        due_at: i64,
+        mailing: &NewMailing,
+    ) -> Result<MailingId, DbError> {
+        let new = mailing.clone();
+        let content = mailing_content("start_run", &new)?;
+        let date = date_text(date);
+        self.with_conn(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| backend("start_run", e))?;
+            // The run first: a run already decided refuses the whole start. Every early
+            // return below drops `tx`, which rolls everything back.
+            tx.execute(
+                "INSERT INTO series_runs
+                        (series_id, run_date, due_at, outcome, mailing_id, created_at)
+                 VALUES (?1, ?2, ?3, 'started', NULL, ?4)",
+                params![series.0, date, due_at, new.now],
+            )
+            .map_err(|e| run_write_error("start_run", e))?;
+            let id = insert_mailing(&tx, "start_run", &new, &content)?;
+            tx.execute(
+                "UPDATE series_runs SET mailing_id = ?3 WHERE series_id = ?1 AND run_date = ?2",
+                params![series.0, date, id.0],
+            )
+            .map_err(|e| backend("start_run", e))?;
+            tx.commit()
+                .map_err(|e| mailing_write_error("start_run", e))?;
+            Ok(id)
+        })
+        .await
+    }
+
+    async fn run_of(
+        &self,
+        series: SeriesId,
+        date: NaiveDate,
+    ) -> Result<Option<(RunOutcome, Option<MailingId>)>, DbError> {
+        let date = date_text(date);
+        self.with_conn(move |c| {
+            let row: Option<(String, Option<i64>)> = c
+                .query_row(
+                    "SELECT outcome, mailing_id FROM series_runs
+                      WHERE series_id = ?1 AND run_date = ?2",
+                    params![series.0, date],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(|e| backend("run_of", e))?;
+            row.map(|(outcome, mailing)| {
+                let outcome = run_outcome(&outcome).ok_or_else(|| {
+                    DbError::Backend(format!("series {}: unknown run outcome", series.0))
+                })?;
+                Ok((outcome, mailing.map(MailingId)))
+            })
+            .transpose()
         })
         .await
     }
@@ -2272,6 +2716,343 @@ mod tests {
             .record_reminder(user, "1d", ending[0].2, T0)
             .await
             .unwrap());
+    }
+
+    fn new_series(user: i64, prof: &str, schedule: Schedule) -> NewSeries {
+        NewSeries {
+            user_id: UserId(user),
+            chat_id: ChatId(user),
+            profile_id: profile(prof),
+            content: Content::text_only("*Sale* every day"),
+            groups: vec![jid(3), jid(1), jid(2)],
+            schedule,
+            next_due_at: Some(T0 + 60_000),
+            now: T0,
+        }
+    }
+
+    fn date(d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 3, d).unwrap()
+    }
+
+    /// Rows of `series_runs`, `mailings` and `deliveries`.
+    fn table_counts(db: &SqliteDb) -> (i64, i64, i64) {
+        let c = db.lock();
+        let count = |table: &str| -> i64 {
+            c.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+                .unwrap()
+        };
+        (count("series_runs"), count("mailings"), count("deliveries"))
+    }
+
+    #[tokio::test]
+    async fn series_round_trip_with_every_rule() {
+        use chrono::Weekday;
+        let db = memory();
+        let rules = [
+            Rule::Once,
+            Rule::Daily,
+            Rule::Weekdays,
+            Rule::Weekly,
+            Rule::Days(vec![Weekday::Mon]),
+            Rule::Days(vec![Weekday::Tue, Weekday::Thu, Weekday::Sun]),
+            Rule::EveryDays(2),
+            Rule::EveryDays(366),
+        ];
+        for (n, rule) in rules.into_iter().enumerate() {
+            let until = (n % 2 == 0).then(|| date(28));
+            let schedule = Schedule {
+                first: date(2),
+                time: NaiveTime::from_hms_opt(23, 59, 7).unwrap(),
+                rule,
+                until,
+            };
+            let new = new_series(7, "prof-s", schedule.clone());
+            let id = db.create_series(&new).await.unwrap();
+            let expected = Series {
+                id,
+                user_id: UserId(7),
+                chat_id: ChatId(7),
+                profile_id: profile("prof-s"),
+                content: new.content.clone(),
+                groups: new.groups.clone(),
+                schedule,
+                paused: false,
+                not_before: T0,
+                last_date: None,
+                waiting_date: None,
+                next_due_at: Some(T0 + 60_000),
+                created_at: T0,
+            };
+            assert_eq!(db.get_series(id).await.unwrap(), Some(expected));
+        }
+        // Stored as documented in the migration.
+        let (first, time, until, rule): (String, String, Option<String>, String) = db
+            .lock()
+            .query_row(
+                "SELECT first_date, at_time, until_date, rule FROM series WHERE id = 6",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            (first.as_str(), time.as_str(), until, rule.as_str()),
+            ("2026-03-02", "23:59:07", None, "days:tue,thu,sun")
+        );
+        assert_eq!(db.user_series(UserId(7)).await.unwrap().len(), 8);
+    }
+
+    #[tokio::test]
+    async fn a_series_row_that_no_longer_reads_is_a_backend_error() {
+        let db = memory();
+        let schedule = Schedule {
+            first: date(2),
+            time: NaiveTime::from_hms_opt(10, 0, 0).unwrap(),
+            rule: Rule::Daily,
+            until: None,
+        };
+        let id = db
+            .create_series(&new_series(7, "prof-s", schedule))
+            .await
+            .unwrap();
+        for (column, bad) in [
+            ("rule", "fortnightly"),
+            ("first_date", "02.03.2026"),
+            ("at_time", "25:00:00"),
+            ("waiting_date", "yesterday"),
+        ] {
+            let good = db.get_series(id).await.unwrap().unwrap();
+            db.lock()
+                .execute(
+                    &format!("UPDATE series SET {column} = ?1 WHERE id = ?2"),
+                    params![bad, id.0],
+                )
+                .unwrap();
+            match db.get_series(id).await {
+                Err(DbError::Backend(msg)) => {
+                    assert!(msg.contains(&format!("series {}", id.0)), "{msg}");
+                    assert!(!msg.contains(bad), "never echoes the value: {msg}");
+                }
+                other => panic!("{column}: {other:?}"),
+            }
+            assert!(matches!(
+                db.user_series(UserId(7)).await,
+                Err(DbError::Backend(_))
+            ));
+            // Put it back for the next column.
+            let restore = match column {
+                "rule" => good.schedule.rule.code(),
+                "first_date" => date_text(good.schedule.first),
+                "at_time" => "10:00:00".to_string(),
+                _ => "2026-03-02".to_string(),
+            };
+            db.lock()
+                .execute(
+                    &format!("UPDATE series SET {column} = ?1 WHERE id = ?2"),
+                    params![restore, id.0],
+                )
+                .unwrap();
+            assert!(db.get_series(id).await.unwrap().is_some());
+        }
+        db.lock()
+            .execute("INSERT INTO series_runs (series_id, run_date, due_at, outcome, created_at) VALUES (?1, 'soon', 0, 'missed', 0)", [id.0])
+            .unwrap();
+        assert!(matches!(db.get_series(id).await, Err(DbError::Backend(_))));
+    }
+
+    #[tokio::test]
+    async fn start_run_leaves_nothing_behind_on_a_conflict() {
+        let db = memory();
+        let schedule = Schedule {
+            first: date(2),
+            time: NaiveTime::from_hms_opt(10, 0, 0).unwrap(),
+            rule: Rule::Daily,
+            until: None,
+        };
+        let series = db
+            .create_series(&new_series(1, "prof-a", schedule))
+            .await
+            .unwrap();
+        let groups = vec![jid(1), jid(2), jid(1)];
+        let first = db
+            .start_run(
+                series,
+                date(2),
+                T0,
+                &new_mailing(1, "prof-a", groups.clone()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(table_counts(&db), (1, 1, 2));
+        assert_eq!(
+            db.run_of(series, date(2)).await.unwrap(),
+            Some((RunOutcome::Started, Some(first)))
+        );
+
+        // The run already decided: refused before the mailing, whatever the profile.
+        assert_eq!(
+            db.start_run(
+                series,
+                date(2),
+                T0,
+                &new_mailing(1, "prof-b", groups.clone())
+            )
+            .await,
+            Err(DbError::RunTaken)
+        );
+        assert_eq!(table_counts(&db), (1, 1, 2));
+        assert_eq!(
+            db.start_run(
+                series,
+                date(2),
+                T0,
+                &new_mailing(1, "prof-a", groups.clone())
+            )
+            .await,
+            Err(DbError::RunTaken),
+            "both conflicts: the run's is found first"
+        );
+        assert_eq!(table_counts(&db), (1, 1, 2));
+        assert!(db
+            .record_run(series, date(3), T0, RunOutcome::Skipped, T0)
+            .await
+            .unwrap());
+        assert_eq!(
+            db.start_run(
+                series,
+                date(3),
+                T0,
+                &new_mailing(1, "prof-b", groups.clone())
+            )
+            .await,
+            Err(DbError::RunTaken)
+        );
+        assert_eq!(table_counts(&db), (2, 1, 2));
+
+        // The account's mailing still active: refused, and not even the run's record stays.
+        assert_eq!(
+            db.start_run(
+                series,
+                date(4),
+                T0,
+                &new_mailing(1, "prof-a", groups.clone())
+            )
+            .await,
+            Err(DbError::AlreadyActive)
+        );
+        assert_eq!(table_counts(&db), (2, 1, 2));
+        assert_eq!(db.run_of(series, date(4)).await.unwrap(), None);
+        assert_eq!(
+            db.get_series(series).await.unwrap().unwrap().last_date,
+            Some(date(3))
+        );
+
+        // Once it is done, the same run starts, exactly as `create_mailing` would make it.
+        db.set_mailing_status(first, MailingStatus::Done, None, 0, T0 + 1)
+            .await
+            .unwrap();
+        let second = db
+            .start_run(
+                series,
+                date(4),
+                T0 + 5,
+                &new_mailing(1, "prof-a", groups.clone()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(table_counts(&db), (3, 2, 4));
+        assert_eq!(
+            db.run_of(series, date(4)).await.unwrap(),
+            Some((RunOutcome::Started, Some(second)))
+        );
+        let made = db
+            .create_mailing(&new_mailing(1, "prof-c", groups))
+            .await
+            .unwrap();
+        let shape = |rows: Vec<Delivery>| -> Vec<(GroupJid, u32, u32, DeliveryState)> {
+            rows.into_iter()
+                .map(|d| (d.group, d.part, d.position, d.state))
+                .collect()
+        };
+        assert_eq!(
+            shape(db.deliveries(second).await.unwrap()),
+            shape(db.deliveries(made).await.unwrap())
+        );
+        let due_at: i64 = db
+            .lock()
+            .query_row(
+                "SELECT due_at FROM series_runs WHERE series_id = ?1 AND run_date = '2026-03-04'",
+                [series.0],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(due_at, T0 + 5);
+        assert_eq!(
+            db.get_series(series).await.unwrap().unwrap().last_date,
+            Some(date(4))
+        );
+    }
+
+    #[test]
+    fn run_conflicts_are_told_apart() {
+        let db = memory();
+        let c = db.lock();
+        c.execute_batch(
+            "INSERT INTO series (user_id, chat_id, profile_id, content, groups, first_date, at_time,
+                                 rule, not_before, created_at)
+             VALUES (1, 1, 'prof-a', '{}', '[]', '2026-03-02', '10:00:00', 'daily', 0, 0);
+             INSERT INTO series_runs (series_id, run_date, due_at, outcome, created_at)
+             VALUES (1, '2026-03-02', 0, 'missed', 0);
+             INSERT INTO mailings (user_id, chat_id, profile_id, status, content, created_at)
+             VALUES (1, 1, 'prof-a', 'running', '{}', 0);",
+        )
+        .unwrap();
+        let run = c
+            .execute(
+                "INSERT INTO series_runs (series_id, run_date, due_at, outcome, created_at)
+                 VALUES (1, '2026-03-02', 0, 'started', 0)",
+                [],
+            )
+            .unwrap_err();
+        assert!(is_run_taken(&run) && !is_active_conflict(&run), "{run:?}");
+        let active = c
+            .execute(
+                "INSERT INTO mailings (user_id, chat_id, profile_id, status, content, created_at)
+                 VALUES (1, 1, 'prof-a', 'running', '{}', 0)",
+                [],
+            )
+            .unwrap_err();
+        assert!(
+            is_active_conflict(&active) && !is_run_taken(&active),
+            "{active:?}"
+        );
+        let orphan = c
+            .execute(
+                "INSERT INTO series_runs (series_id, run_date, due_at, outcome, created_at)
+                 VALUES (99, '2026-03-02', 0, 'started', 0)",
+                [],
+            )
+            .unwrap_err();
+        assert!(!is_run_taken(&orphan), "{orphan:?}");
+    }
+
+    #[test]
+    fn due_series_uses_the_partial_index() {
+        let db = memory();
+        let c = db.lock();
+        let plan: Vec<String> = c
+            .prepare(&format!(
+                "EXPLAIN QUERY PLAN SELECT {SERIES_COLUMNS} FROM series AS s
+                  WHERE s.paused = 0 AND s.deleted = 0 AND s.next_due_at IS NOT NULL
+                    AND s.next_due_at <= ?1
+                  ORDER BY s.next_due_at, s.id LIMIT ?2"
+            ))
+            .unwrap()
+            .query_map(params![T0, 10], |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert!(plan.iter().any(|p| p.contains("series_due")), "{plan:?}");
     }
 
     /// The storage contract every `Db` backend passes (the in-memory one in core included).

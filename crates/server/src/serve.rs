@@ -79,6 +79,7 @@ pub async fn serve(app: Arc<App>, shutdown: watch::Receiver<bool>) -> anyhow::Re
     };
 
     let housekeeping = tokio::spawn(housekeeping(Arc::clone(&app), shutdown.clone()));
+    let scheduler = tokio::spawn(scheduler(Arc::clone(&app), shutdown.clone()));
 
     let mut http_shutdown = shutdown.clone();
     axum::serve(
@@ -101,6 +102,7 @@ pub async fn serve(app: Arc<App>, shutdown: watch::Receiver<bool>) -> anyhow::Re
         tracing::warn!("some mailing notices were not delivered before the shutdown");
     }
     let _ = housekeeping.await;
+    let _ = scheduler.await;
     tracing::info!("groupcast stopped");
     Ok(())
 }
@@ -127,8 +129,40 @@ async fn take_back(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-/// Periodic chores: subscription reminders every `REMINDER_INTERVAL_SECS`, and once an
-/// hour forgetting update ids older than a week (Telegram redelivers for far less).
+/// Scheduled runs: decides every due run, then sleeps until the soonest next one (looking at
+/// least every [`SCHEDULER_LOOK`], which also finds a run scheduled meanwhile, possibly by
+/// another process). Every process sharing the database may run this: a run is decided once
+/// in the database, so a second pass over the same run starts nothing.
+async fn scheduler(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
+    use groupcast_core::mailing::scheduled;
+    while !*shutdown.borrow() {
+        match scheduled::fire_due(&app.svc).await {
+            Ok(f) if !f.started.is_empty() || f.skipped > 0 => tracing::info!(
+                started = f.started.len(),
+                skipped = f.skipped,
+                waiting = f.waiting,
+                "scheduled runs decided"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "scheduled runs not read"),
+        }
+        let now = app.svc.now_ms();
+        let wait = match app.svc.db.earliest_due().await {
+            Ok(Some(at)) if at > now => Duration::from_millis((at - now) as u64).min(SCHEDULER_LOOK),
+            _ => SCHEDULER_LOOK,
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+/// The longest the scheduler sleeps between two looks.
+const SCHEDULER_LOOK: Duration = Duration::from_secs(5);
+
+/// Periodic chores: subscription reminders (and warnings that one ends before a scheduled
+/// run) every `REMINDER_INTERVAL_SECS`, and once an hour forgetting update ids older than a week (Telegram redelivers for far less).
 async fn housekeeping(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
     const PRUNE_EVERY_MS: i64 = 3_600_000;
     const KEEP_MS: i64 = 7 * 86_400_000;
@@ -139,6 +173,11 @@ async fn housekeeping(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
             Ok(n) if n > 0 => tracing::info!(sent = n, "subscription reminders sent"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "subscription reminders failed"),
+        }
+        match groupcast_core::mailing::scheduled::warn_before_runs(&app.svc).await {
+            Ok(n) if n > 0 => tracing::info!(warned = n, "warned of subscriptions ending before a run"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "warnings before scheduled runs failed"),
         }
         let now = app.svc.now_ms();
         if pruned_at.is_none_or(|t| now - t >= PRUNE_EVERY_MS) {

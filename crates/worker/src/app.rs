@@ -1,24 +1,24 @@
 //! The Worker's entry points: the handlers of `fetch` (webhook, Robokassa, health, and the test
-//! routes of [`crate::test_hooks`] when they are on), `queue` and `scheduled`, and the
-//! coordination capabilities of the stateless side ([`EdgeState`]: intake through the Queue,
-//! cancel through the profile's runner). The top of the crate: only `lib.rs` uses it.
+//! routes of [`crate::test_hooks`] when they are on), `queue` and `scheduled`, on the stateless
+//! side's services (`crate::edge`). The top of the crate: only `lib.rs` uses it.
 
 use crate::d1::D1Db;
-use crate::env::{self, env_vars};
+use crate::env;
 use crate::http::{has_webhook_secret, text};
 use crate::services;
-use crate::settings::{SettingError, WorkerSettings};
+use crate::settings::WorkerSettings;
 use crate::telegram::FetchTelegram;
 use crate::test_hooks;
-use crate::wire::{MailingTask, QueueTask, RunnerCommand};
-use groupcast_core::model::ids::{MailingId, ProfileId};
-use groupcast_core::model::ledger::MailingStatus;
-use groupcast_core::ports::{async_trait, Cancels, Intake, MailingStore, StateError, UpdateClaim};
+use crate::wire::QueueTask;
+use crate::edge::{edge, poke};
+use crate::scheduler;
+use groupcast_core::mailing::scheduled;
+use groupcast_core::model::ids::MailingId;
+use groupcast_core::ports::UpdateClaim;
 use groupcast_core::services::Services;
 use groupcast_core::telegram::Update;
 use groupcast_core::{bot, payments};
-use std::sync::Arc;
-use worker::{Env, Headers, MessageExt, Method, Request, RequestInit, Response};
+use worker::{Env, Headers, MessageExt, Method, Request, Response};
 
 /// Updates are small; anything bigger is refused before parsing.
 const MAX_UPDATE_BYTES: usize = 1 << 20;
@@ -29,107 +29,7 @@ const KEEP_UPDATES_MS: i64 = 7 * 86_400_000;
 const STALE_CLAIM_MS: i64 = 120_000;
 
 // ---------------------------------------------------------------------------------------------
-// The coordination capabilities outside the runner
-
-/// What the bot needs on the stateless side, and all it has: the intake queue's producer end
-/// is the Cloudflare Queue (the send is awaited, never left to `waitUntil`; its consumer is
-/// [`queue`], pushed to), cancel goes to the profile's runner at once. Leases, pacing and
-/// heartbeats belong to the runner alone; `/healthz` reads the runners' sign of life from D1.
-pub struct EdgeState {
-    env: Env,
-}
-
-#[async_trait(?Send)]
-impl Cancels for EdgeState {
-    async fn set_cancel(&self, mailing: MailingId) -> Result<(), StateError> {
-        let db = D1Db::new(env::d1(&self.env).map_err(backend)?, None);
-        let m = db
-            .get_mailing(mailing)
-            .await
-            .map_err(|e| StateError::Backend(e.to_string()))?
-            .ok_or_else(|| StateError::Backend("cancel: no such mailing".into()))?;
-        runner_call(&self.env, &m.profile_id, "cancel", mailing).await
-    }
-
-    async fn is_cancelled(&self, mailing: MailingId) -> Result<bool, StateError> {
-        let db = D1Db::new(env::d1(&self.env).map_err(backend)?, None);
-        Ok(db
-            .get_mailing(mailing)
-            .await
-            .map_err(|e| StateError::Backend(e.to_string()))?
-            .is_some_and(|m| m.cancel_requested))
-    }
-}
-
-#[async_trait(?Send)]
-impl Intake for EdgeState {
-    async fn enqueue(&self, mailing: MailingId) -> Result<(), StateError> {
-        env::mailing_queue(&self.env)
-            .map_err(backend)?
-            .send(MailingTask {
-                mailing_id: mailing.0,
-            })
-            .await
-            .map_err(backend)
-    }
-}
-
-fn backend(e: worker::Error) -> StateError {
-    StateError::Backend(e.to_string())
-}
-
-/// `POST https://runner/{what}` `{"mailing_id"}` to the profile's runner.
-async fn runner_call(
-    env: &Env,
-    profile: &ProfileId,
-    what: &str,
-    mailing: MailingId,
-) -> Result<(), StateError> {
-    let stub = env::profile_runner(env, profile.as_str()).map_err(backend)?;
-    let body = serde_json::to_string(&RunnerCommand {
-        mailing_id: mailing.0,
-    })
-    .map_err(|e| StateError::Backend(e.to_string()))?;
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_body(Some(wasm_bindgen::JsValue::from_str(&body)));
-    let req = Request::new_with_init(&format!("https://runner/{what}"), &init).map_err(backend)?;
-    let resp = stub.fetch_with_request(req).await.map_err(backend)?;
-    if resp.status_code() == 200 {
-        Ok(())
-    } else {
-        Err(StateError::Backend(format!(
-            "runner answered {} to {what}",
-            resp.status_code()
-        )))
-    }
-}
-
-/// Hands a running mailing to its profile's runner; a mailing that is not running is done.
-async fn poke(env: &Env, db: &D1Db, id: MailingId) -> Result<(), StateError> {
-    let Some(m) = db
-        .get_mailing(id)
-        .await
-        .map_err(|e| StateError::Backend(e.to_string()))?
-    else {
-        return Ok(());
-    };
-    if m.status != MailingStatus::Running {
-        return Ok(());
-    }
-    runner_call(env, &m.profile_id, "start", id).await
-}
-
-// ---------------------------------------------------------------------------------------------
 // Handlers
-
-/// The settings and services of a stateless invocation.
-fn edge(env: &Env) -> Result<(WorkerSettings, Services), SettingError> {
-    let settings = WorkerSettings::load(&env_vars(env))?;
-    let ports = services::ports(env, &settings, None)?;
-    let svc = Services::new(ports, Arc::new(EdgeState { env: env.clone() }));
-    Ok((settings, svc))
-}
 
 pub async fn fetch(mut req: Request, env: Env) -> worker::Result<Response> {
     let path = req.path();
@@ -400,9 +300,10 @@ pub async fn queue(batch: worker::MessageBatch<serde_json::Value>, env: Env) -> 
     Ok(())
 }
 
-/// The Cron job: subscription reminders, forgetting old update ids, and recovery: every
-/// running mailing is handed to its runner again (a runner already driving it only checks
-/// that its alarm is set).
+/// The Cron job: subscription reminders (and warnings that one ends before a scheduled run),
+/// forgetting old update ids, recovery (every running mailing is handed to its runner again; a
+/// runner already driving it only checks that its alarm is set), and a pass over the due
+/// scheduled runs that re-arms the scheduler's alarm (in case it was lost).
 pub async fn scheduled(env: Env) {
     let (_, svc) = match edge(&env) {
         Ok(x) => x,
@@ -415,6 +316,20 @@ pub async fn scheduled(env: Env) {
         Ok(n) if n > 0 => worker::console_log!("cron: {n} subscription reminders sent"),
         Ok(_) => {}
         Err(e) => worker::console_error!("cron: reminders failed: {e}"),
+    }
+    match scheduled::warn_before_runs(&svc).await {
+        Ok(n) if n > 0 => worker::console_log!("cron: {n} warnings before scheduled runs"),
+        Ok(_) => {}
+        Err(e) => worker::console_error!("cron: warnings before scheduled runs failed: {e}"),
+    }
+    match scheduler::fire(&env).await {
+        Ok(Some(at)) => {
+            if let Err(e) = services::wake(&env, at).await {
+                worker::console_error!("cron: the scheduler's alarm not armed: {e}");
+            }
+        }
+        Ok(None) => {}
+        Err(e) => worker::console_error!("cron: {e}"),
     }
     let Ok(d1) = env::d1(&env) else { return };
     let db = D1Db::new(d1, None);

@@ -13,6 +13,8 @@ pub const DB: &str = "DB";
 pub const RUNNER: &str = "RUNNER";
 /// The Durable Object namespace of the `BroadcastRunner`s: `[[durable_objects.bindings]] name`.
 pub const BROADCAST: &str = "BROADCAST";
+/// The Durable Object namespace of the `Scheduler` (scheduled runs): `[[durable_objects.bindings]] name`.
+pub const SCHEDULER: &str = "SCHEDULER";
 /// The Queue of long work (producer and consumer in this Worker): `[[queues.producers]] binding`.
 pub const MAILING_QUEUE: &str = "MAILING_QUEUE";
 /// KV for caches only (declared, not used yet): `[[kv_namespaces]] binding`.
@@ -51,7 +53,7 @@ mod tests {
             assert!(bindings.contains(&name), "{name} not in {bindings:?}");
         }
         let namespaces = values_of("name");
-        for name in [RUNNER, BROADCAST] {
+        for name in [RUNNER, BROADCAST, SCHEDULER] {
             assert!(namespaces.contains(&name), "{name} not in {namespaces:?}");
         }
     }

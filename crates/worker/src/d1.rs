@@ -9,17 +9,19 @@
 //! Errors become `DbError::Backend` texts built from D1's own messages, which name tables and
 //! constraints, never bound values.
 
-use crate::rows::{self, DeliveryRow, InvoiceRow, MailingRow, UserRow};
+use crate::rows::{self, DeliveryRow, InvoiceRow, MailingRow, SeriesRow, UserRow};
 use crate::test_hooks::{self, Hooks};
+use chrono::NaiveDate;
 use groupcast_core::model::billing::{self, DAY_SECS};
 use groupcast_core::model::billing::{Invoice, Settlement, Stats};
 use groupcast_core::model::ids::ImageId;
-use groupcast_core::model::ids::{MailingId, ProfileId, UserId};
+use groupcast_core::model::ids::{MailingId, ProfileId, SeriesId, UserId};
 use groupcast_core::model::lang::Lang;
 use groupcast_core::model::ledger::{Delivery, Mailing, MailingStatus, NewMailing};
 use groupcast_core::ports::{
     async_trait, BillingStore, CollageChoice, ContentStore, DbError, GroupEntry, ImageMeta,
-    ImageStore, MailingStore, NewImage, StoredImage, UpdateClaim, UpdateLog, UserRecord, UserStore,
+    ImageStore, MailingStore, NewImage, NewSeries, RunOutcome, ScheduleStore, Series, StoredImage,
+    UpdateClaim, UpdateLog, UserRecord, UserStore,
 };
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -201,6 +203,79 @@ impl D1Db {
         })
     }
 
+    /// What `create_mailing` writes, as statements of one batch (one transaction): the
+    /// mailing row, then one `pending` row per group and part of the post. The deliveries find
+    /// their mailing through the profile's one active mailing (unique index), which is the row
+    /// just inserted. A profile with an active mailing fails the batch on the first statement
+    /// (see `mailing_write_error`).
+    fn mailing_statements(
+        &self,
+        context: &str,
+        new: &NewMailing,
+    ) -> Result<Vec<D1PreparedStatement>, DbError> {
+        let content = serde_json::to_string(&new.content)
+            .map_err(|_| DbError::Backend(format!("{context}: content cannot be serialised")))?;
+        let groups = rows::first_occurrences(&new.groups, |g| g.clone());
+        let profile = new.profile_id.as_str();
+        let mut statements = vec![self.stmt(
+            context,
+            "INSERT INTO mailings (user_id, chat_id, profile_id, status, content, created_at)
+             VALUES (?1, ?2, ?3, 'running', ?4, ?5)",
+            &[
+                V::I(new.user_id.0),
+                V::I(new.chat_id.0),
+                V::S(profile),
+                V::S(&content),
+                V::I(new.now),
+            ],
+        )?];
+        let parts = new.content.part_numbers();
+        let rows: Vec<(usize, &groupcast_core::GroupJid, u32)> = groups
+            .iter()
+            .enumerate()
+            .flat_map(|(pos, g)| parts.iter().map(move |p| (pos, g, *p)))
+            .collect();
+        statements.extend(chunked_inserts(
+            self,
+            context,
+            "INSERT INTO deliveries (mailing_id, group_jid, part, position, state, attempts,
+                                     next_attempt_at, updated_at)
+             SELECT m.id, v.column1, v.column2, v.column3, 'pending', 0, 0, ?2 FROM (",
+            ") AS v, mailings AS m WHERE m.profile_id = ?1 AND m.status = 'running'",
+            &[V::S(profile), V::I(new.now)],
+            &rows,
+            |_, (pos, g, part)| vec![V::S(g.as_str()), V::I(*part as i64), V::I(*pos as i64)],
+        )?);
+        Ok(statements)
+    }
+
+    /// The last statement of a batch that made a mailing: its id (the profile's running one).
+    fn new_mailing_id_statement(
+        &self,
+        context: &str,
+        new: &NewMailing,
+    ) -> Result<D1PreparedStatement, DbError> {
+        self.stmt(
+            context,
+            "SELECT id AS v FROM mailings WHERE profile_id = ?1 AND status = 'running'",
+            &[V::S(new.profile_id.as_str())],
+        )
+    }
+
+    async fn series(
+        &self,
+        context: &str,
+        filter: &str,
+        params: &[V<'_>],
+    ) -> Result<Vec<Series>, DbError> {
+        let sql = format!("SELECT {} FROM series AS s {filter}", rows::SERIES_COLUMNS);
+        self.all::<SeriesRow>(context, &sql, params)
+            .await?
+            .into_iter()
+            .map(Series::try_from)
+            .collect()
+    }
+
     async fn mailings(
         &self,
         context: &str,
@@ -240,6 +315,27 @@ fn mailing_write_error(e: DbError) -> DbError {
     match e {
         DbError::Backend(msg) if rows::is_active_conflict(&msg) => DbError::AlreadyActive,
         other => other,
+    }
+}
+
+/// The new mailing's id: what the batch's last statement (`new_mailing_id_statement`) read.
+fn new_mailing_id(context: &str, results: &[D1Result]) -> Result<MailingId, DbError> {
+    let last = results
+        .last()
+        .ok_or_else(|| DbError::Backend(format!("{context}: empty batch result")))?;
+    let ids: Vec<One<i64>> = last.results().map_err(|e| backend(context, e))?;
+    ids.first()
+        .map(|o| MailingId(o.v))
+        .ok_or_else(|| DbError::Backend(format!("{context}: the new mailing is missing")))
+}
+
+/// Why a `start_run` batch failed: its first statement (the run's record) violated the
+/// primary key of `series_runs` (`RunTaken`), or the mailing's insert the one active mailing
+/// per profile (`AlreadyActive`). Either way the batch rolled back entirely.
+fn start_run_error(e: DbError) -> DbError {
+    match e {
+        DbError::Backend(msg) if rows::is_run_taken(&msg) => DbError::RunTaken,
+        other => mailing_write_error(other),
     }
 }
 
@@ -498,57 +594,13 @@ impl ContentStore for D1Db {
 #[async_trait(?Send)]
 impl MailingStore for D1Db {
     async fn create_mailing(&self, new: &NewMailing) -> Result<MailingId, DbError> {
-        let content = serde_json::to_string(&new.content)
-            .map_err(|_| DbError::Backend("create_mailing: content cannot be serialised".into()))?;
-        let groups = rows::first_occurrences(&new.groups, |g| g.clone());
-        let profile = new.profile_id.as_str();
-        // One batch = one transaction. The deliveries find their mailing through the profile's
-        // one active mailing (unique index), which is the row just inserted.
-        let mut statements = vec![self.stmt(
-            "create_mailing",
-            "INSERT INTO mailings (user_id, chat_id, profile_id, status, content, created_at)
-             VALUES (?1, ?2, ?3, 'running', ?4, ?5)",
-            &[
-                V::I(new.user_id.0),
-                V::I(new.chat_id.0),
-                V::S(profile),
-                V::S(&content),
-                V::I(new.now),
-            ],
-        )?];
-        let parts = new.content.part_numbers();
-        let rows: Vec<(usize, &groupcast_core::GroupJid, u32)> = groups
-            .iter()
-            .enumerate()
-            .flat_map(|(pos, g)| parts.iter().map(move |p| (pos, g, *p)))
-            .collect();
-        statements.extend(chunked_inserts(
-            self,
-            "create_mailing",
-            "INSERT INTO deliveries (mailing_id, group_jid, part, position, state, attempts,
-                                     next_attempt_at, updated_at)
-             SELECT m.id, v.column1, v.column2, v.column3, 'pending', 0, 0, ?2 FROM (",
-            ") AS v, mailings AS m WHERE m.profile_id = ?1 AND m.status = 'running'",
-            &[V::S(profile), V::I(new.now)],
-            &rows,
-            |_, (pos, g, part)| vec![V::S(g.as_str()), V::I(*part as i64), V::I(*pos as i64)],
-        )?);
-        statements.push(self.stmt(
-            "create_mailing",
-            "SELECT id AS v FROM mailings WHERE profile_id = ?1 AND status = 'running'",
-            &[V::S(profile)],
-        )?);
+        let mut statements = self.mailing_statements("create_mailing", new)?;
+        statements.push(self.new_mailing_id_statement("create_mailing", new)?);
         let results = self
             .batch("create_mailing", statements)
             .await
             .map_err(mailing_write_error)?;
-        let last = results
-            .last()
-            .ok_or_else(|| DbError::Backend("create_mailing: empty batch result".into()))?;
-        let ids: Vec<One<i64>> = last.results().map_err(|e| backend("create_mailing", e))?;
-        ids.first()
-            .map(|o| MailingId(o.v))
-            .ok_or_else(|| DbError::Backend("create_mailing: the new mailing is missing".into()))
+        new_mailing_id("create_mailing", &results)
     }
 
     async fn get_mailing(&self, id: MailingId) -> Result<Option<Mailing>, DbError> {
@@ -766,6 +818,249 @@ impl MailingStore for D1Db {
             )
             .await?,
         )
+    }
+}
+
+/// A date as stored ('YYYY-MM-DD', see `rows::DATE_FORMAT`).
+fn date_text(date: NaiveDate) -> String {
+    date.format(rows::DATE_FORMAT).to_string()
+}
+
+/// The same SQL as the server's `ScheduleStore`, statement for statement; `start_run` is one
+/// batch (one transaction) where the server opens one.
+#[async_trait(?Send)]
+impl ScheduleStore for D1Db {
+    async fn create_series(&self, new: &NewSeries) -> Result<SeriesId, DbError> {
+        let content = serde_json::to_string(&new.content)
+            .map_err(|_| DbError::Backend("create_series: content cannot be serialised".into()))?;
+        let groups = serde_json::to_string(&new.groups)
+            .map_err(|_| DbError::Backend("create_series: groups cannot be serialised".into()))?;
+        let schedule = &new.schedule;
+        let first = date_text(schedule.first);
+        let time = schedule.time.format(rows::TIME_FORMAT).to_string();
+        let rule = schedule.rule.code();
+        let until = schedule.until.map(date_text);
+        let id: Option<i64> = self
+            .value(
+                "create_series",
+                "INSERT INTO series (user_id, chat_id, profile_id, content, groups, first_date,
+                                     at_time, rule, until_date, paused, deleted, not_before,
+                                     waiting_date, next_due_at, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, 0, ?10, NULL, ?11, ?10)
+                 RETURNING id AS v",
+                &[
+                    V::I(new.user_id.0),
+                    V::I(new.chat_id.0),
+                    V::S(new.profile_id.as_str()),
+                    V::S(&content),
+                    V::S(&groups),
+                    V::S(&first),
+                    V::S(&time),
+                    V::S(&rule),
+                    V::OptS(until.as_deref()),
+                    V::I(new.now),
+                    V::OptI(new.next_due_at),
+                ],
+            )
+            .await?;
+        id.map(SeriesId)
+            .ok_or_else(|| DbError::Backend("create_series: no id returned".into()))
+    }
+
+    async fn get_series(&self, id: SeriesId) -> Result<Option<Series>, DbError> {
+        Ok(self
+            .series(
+                "get_series",
+                "WHERE s.id = ?1 AND s.deleted = 0",
+                &[V::I(id.0)],
+            )
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    async fn user_series(&self, user: UserId) -> Result<Vec<Series>, DbError> {
+        self.series(
+            "user_series",
+            "WHERE s.user_id = ?1 AND s.deleted = 0 AND s.next_due_at IS NOT NULL
+             ORDER BY s.id",
+            &[V::I(user.0)],
+        )
+        .await
+    }
+
+    async fn due_series(&self, before: i64, limit: u32) -> Result<Vec<Series>, DbError> {
+        self.series(
+            "due_series",
+            "WHERE s.paused = 0 AND s.deleted = 0 AND s.next_due_at IS NOT NULL
+               AND s.next_due_at <= ?1
+             ORDER BY s.next_due_at, s.id LIMIT ?2",
+            &[V::I(before), V::I(i64::from(limit))],
+        )
+        .await
+    }
+
+    async fn earliest_due(&self) -> Result<Option<i64>, DbError> {
+        self.value::<Option<i64>>(
+            "earliest_due",
+            "SELECT MIN(next_due_at) AS v FROM series
+              WHERE paused = 0 AND deleted = 0 AND next_due_at IS NOT NULL",
+            &[],
+        )
+        .await
+        .map(Option::flatten)
+    }
+
+    async fn set_series_next(&self, id: SeriesId, next_due_at: Option<i64>) -> Result<(), DbError> {
+        self.run(
+            "set_series_next",
+            "UPDATE series SET next_due_at = ?2 WHERE id = ?1",
+            &[V::I(id.0), V::OptI(next_due_at)],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn set_series_paused(
+        &self,
+        id: SeriesId,
+        user: UserId,
+        paused: bool,
+        now: i64,
+    ) -> Result<bool, DbError> {
+        let n = if paused {
+            self.run(
+                "set_series_paused",
+                "UPDATE series SET paused = 1
+                  WHERE id = ?1 AND user_id = ?2 AND deleted = 0 AND paused = 0",
+                &[V::I(id.0), V::I(user.0)],
+            )
+            .await?
+        } else {
+            self.run(
+                "set_series_paused",
+                "UPDATE series SET paused = 0, not_before = ?3
+                  WHERE id = ?1 AND user_id = ?2 AND deleted = 0 AND paused = 1",
+                &[V::I(id.0), V::I(user.0), V::I(now)],
+            )
+            .await?
+        };
+        Ok(n > 0)
+    }
+
+    async fn delete_series(&self, id: SeriesId, user: UserId) -> Result<bool, DbError> {
+        let n = self
+            .run(
+                "delete_series",
+                "UPDATE series SET deleted = 1 WHERE id = ?1 AND user_id = ?2 AND deleted = 0",
+                &[V::I(id.0), V::I(user.0)],
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn set_series_waiting(&self, id: SeriesId, date: NaiveDate) -> Result<bool, DbError> {
+        let date = date_text(date);
+        let n = self
+            .run(
+                "set_series_waiting",
+                "UPDATE series SET waiting_date = ?2 WHERE id = ?1 AND waiting_date IS NOT ?2",
+                &[V::I(id.0), V::S(&date)],
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn record_run(
+        &self,
+        series: SeriesId,
+        date: NaiveDate,
+        due_at: i64,
+        outcome: RunOutcome,
+        now: i64,
+    ) -> Result<bool, DbError> {
+        let date = date_text(date);
+        let n = self
+            .run(
+                "record_run",
+                "INSERT OR IGNORE INTO series_runs
+                        (series_id, run_date, due_at, outcome, mailing_id, created_at)
+                 VALUES (?1, ?2, ?3, ?4, NULL, ?5)",
+                &[
+                    V::I(series.0),
+                    V::S(&date),
+                    V::I(due_at),
+                    V::S(outcome.code()),
+                    V::I(now),
+                ],
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn start_run(
+        &self,
+        series: SeriesId,
+        date: NaiveDate,
+        due_at: i64,
+        mailing: &NewMailing,
+    ) -> Result<MailingId, DbError> {
+        let date = date_text(date);
+        // One batch = one transaction, rolled back entirely when any statement fails: the
+        // run's record first (a plain INSERT: a run already decided fails it), then exactly
+        // `create_mailing`'s statements, then the run points at the mailing just made.
+        let mut statements = vec![self.stmt(
+            "start_run",
+            "INSERT INTO series_runs
+                    (series_id, run_date, due_at, outcome, mailing_id, created_at)
+             VALUES (?1, ?2, ?3, 'started', NULL, ?4)",
+            &[V::I(series.0), V::S(&date), V::I(due_at), V::I(mailing.now)],
+        )?];
+        statements.extend(self.mailing_statements("start_run", mailing)?);
+        statements.push(self.stmt(
+            "start_run",
+            "UPDATE series_runs
+                SET mailing_id = (SELECT id FROM mailings WHERE profile_id = ?1 AND status = 'running')
+              WHERE series_id = ?2 AND run_date = ?3",
+            &[
+                V::S(mailing.profile_id.as_str()),
+                V::I(series.0),
+                V::S(&date),
+            ],
+        )?);
+        statements.push(self.new_mailing_id_statement("start_run", mailing)?);
+        let results = self
+            .batch("start_run", statements)
+            .await
+            .map_err(start_run_error)?;
+        new_mailing_id("start_run", &results)
+    }
+
+    async fn run_of(
+        &self,
+        series: SeriesId,
+        date: NaiveDate,
+    ) -> Result<Option<(RunOutcome, Option<MailingId>)>, DbError> {
+        #[derive(Deserialize)]
+        struct Row {
+            outcome: String,
+            mailing_id: Option<i64>,
+        }
+        let date = date_text(date);
+        let row: Option<Row> = self
+            .first(
+                "run_of",
+                "SELECT outcome, mailing_id FROM series_runs WHERE series_id = ?1 AND run_date = ?2",
+                &[V::I(series.0), V::S(&date)],
+            )
+            .await?;
+        row.map(|r| {
+            let outcome = rows::run_outcome(&r.outcome).ok_or_else(|| {
+                DbError::Backend(format!("series {}: unknown run outcome", series.0))
+            })?;
+            Ok((outcome, r.mailing_id.map(MailingId)))
+        })
+        .transpose()
     }
 }
 

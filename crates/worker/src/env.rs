@@ -36,3 +36,9 @@ pub fn broadcast_runner(env: &Env, job: &str) -> worker::Result<Stub> {
     env.durable_object(bindings::BROADCAST)
         .and_then(|ns| ns.id_from_name(job)?.get_stub())
 }
+
+/// The `Scheduler` (`SCHEDULER.idFromName(name)`; there is one, see `scheduler`).
+pub fn scheduler(env: &Env, name: &str) -> worker::Result<Stub> {
+    env.durable_object(bindings::SCHEDULER)
+        .and_then(|ns| ns.id_from_name(name)?.get_stub())
+}

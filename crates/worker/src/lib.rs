@@ -11,8 +11,10 @@
 //!   from its alarm at 25 messages a second and reporting "sent N, failed M".
 //! - `ProfileRunner` (`runner`): one Durable Object per Wappi profile drives the mailing
 //!   engine from its alarm, one send per alarm at the exact pacing slot.
+//! - `Scheduler` (`scheduler`): one Durable Object whose alarm fires scheduled and repeating
+//!   mailings at their time (`groupcast_core::mailing::scheduled`).
 //! - `scheduled` (`app::scheduled`): reminders, pruning of update ids, recovery of running
-//!   mailings.
+//!   mailings, a look at due scheduled runs (and re-arming the scheduler's alarm).
 //!
 //! Only the pure helpers ([`bindings`], [`settings`], [`rows`], [`wire`] and the pure half of
 //! [`test_hooks`]) build natively; everything that touches workerd is compiled for `wasm32`
@@ -20,8 +22,9 @@
 //! uses are the constants of [`bindings`].
 //!
 //! Modules only ever use modules of a lower layer (no import circle). From the top:
-//! `app` (the handlers), `runner` (`ProfileRunner`) | `services` (the core's `Ports` built
-//! from the `Env`) | `broadcast` | `d1`, `telegram`, `wappi`, `settings` | `rows`, `fetch`,
+//! `app` (the handlers), `runner` (`ProfileRunner`), `scheduler` (`Scheduler`) | `edge` (the
+//! stateless side's `Services`) | `services` (the core's `Ports` built from the `Env`) |
+//! `broadcast` | `d1`, `telegram`, `wappi`, `settings` | `rows`, `fetch`,
 //! `test_hooks` | `env`, `http`, `wire` | `bindings`.
 
 // The core's bundles hold their ports in `Arc`s; on wasm32 (one thread) they are not
@@ -41,6 +44,8 @@ mod broadcast;
 #[cfg(target_arch = "wasm32")]
 mod d1;
 #[cfg(target_arch = "wasm32")]
+mod edge;
+#[cfg(target_arch = "wasm32")]
 mod env;
 #[cfg(target_arch = "wasm32")]
 mod fetch;
@@ -48,6 +53,8 @@ mod fetch;
 mod http;
 #[cfg(target_arch = "wasm32")]
 mod runner;
+#[cfg(target_arch = "wasm32")]
+mod scheduler;
 #[cfg(target_arch = "wasm32")]
 mod services;
 #[cfg(target_arch = "wasm32")]
@@ -59,6 +66,8 @@ mod wappi;
 pub use broadcast::BroadcastRunner;
 #[cfg(target_arch = "wasm32")]
 pub use runner::ProfileRunner;
+#[cfg(target_arch = "wasm32")]
+pub use scheduler::Scheduler;
 
 #[cfg(target_arch = "wasm32")]
 mod entry {

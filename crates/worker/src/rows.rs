@@ -3,10 +3,11 @@
 //! queries themselves are in `d1.rs`. Column lists here and there must agree.
 
 use groupcast_core::model::billing::Invoice;
-use groupcast_core::model::ids::{ChatId, GroupJid, MailingId, ProfileId, UserId};
+use groupcast_core::model::ids::{ChatId, GroupJid, MailingId, ProfileId, SeriesId, UserId};
 use groupcast_core::model::lang::Lang;
 use groupcast_core::model::ledger::{Content, Delivery, DeliveryState, Mailing, MailingStatus};
-use groupcast_core::ports::{DbError, UserRecord};
+use groupcast_core::model::schedule::{Rule, Schedule};
+use groupcast_core::ports::{DbError, RunOutcome, Series, UserRecord};
 use serde::Deserialize;
 
 pub const USER_COLUMNS: &str =
@@ -174,6 +175,117 @@ impl TryFrom<InvoiceRow> for Invoice {
     }
 }
 
+/// Dates are stored as 'YYYY-MM-DD' (so that they sort as text), times as 'HH:MM:SS' (the
+/// server's formats).
+pub const DATE_FORMAT: &str = "%Y-%m-%d";
+pub const TIME_FORMAT: &str = "%H:%M:%S";
+
+/// A series row with its derived `last_date` (the newest decided run). The same list as the
+/// server's `SERIES_COLUMNS`; every column is named with `AS` so D1's keys are fixed.
+pub const SERIES_COLUMNS: &str = "s.id AS id, s.user_id AS user_id, s.chat_id AS chat_id, \
+     s.profile_id AS profile_id, s.content AS content, s.groups AS groups, \
+     s.first_date AS first_date, s.at_time AS at_time, s.rule AS rule, \
+     s.until_date AS until_date, s.paused AS paused, s.not_before AS not_before, \
+     (SELECT MAX(r.run_date) FROM series_runs AS r WHERE r.series_id = s.id) AS last_date, \
+     s.waiting_date AS waiting_date, s.next_due_at AS next_due_at, s.created_at AS created_at";
+
+#[derive(Debug, Deserialize)]
+pub struct SeriesRow {
+    pub id: i64,
+    pub user_id: i64,
+    pub chat_id: i64,
+    pub profile_id: String,
+    pub content: String,
+    pub groups: String,
+    pub first_date: String,
+    pub at_time: String,
+    pub rule: String,
+    #[serde(default)]
+    pub until_date: Option<String>,
+    pub paused: i64,
+    pub not_before: i64,
+    #[serde(default)]
+    pub last_date: Option<String>,
+    #[serde(default)]
+    pub waiting_date: Option<String>,
+    #[serde(default)]
+    pub next_due_at: Option<i64>,
+    pub created_at: i64,
+}
+
+/// A stored date or time column (`FromStr` of chrono's `NaiveDate` reads exactly
+/// 'YYYY-MM-DD', of `NaiveTime` 'HH:MM:SS'), or `Backend` naming the series and the column.
+fn parse_column<T: std::str::FromStr>(series: i64, column: &str, text: &str) -> Result<T, DbError> {
+    text.parse()
+        .map_err(|_| DbError::Backend(format!("series {series}: invalid {column}")))
+}
+
+fn parse_opt_column<T: std::str::FromStr>(
+    series: i64,
+    column: &str,
+    text: Option<&str>,
+) -> Result<Option<T>, DbError> {
+    text.map(|t| parse_column(series, column, t)).transpose()
+}
+
+impl TryFrom<SeriesRow> for Series {
+    type Error = DbError;
+
+    fn try_from(r: SeriesRow) -> Result<Series, DbError> {
+        let id = r.id;
+        let bad = |what: &str| DbError::Backend(format!("series {id}: {what}"));
+        let content: Content =
+            serde_json::from_str(&r.content).map_err(|_| bad("unreadable content snapshot"))?;
+        let groups: Vec<String> =
+            serde_json::from_str(&r.groups).map_err(|_| bad("unreadable group list"))?;
+        let groups = groups
+            .iter()
+            .map(|g| GroupJid::parse(g).ok_or_else(|| bad("invalid group id")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let schedule = Schedule {
+            first: parse_column(id, "first_date", &r.first_date)?,
+            time: parse_column(id, "at_time", &r.at_time)?,
+            rule: Rule::from_code(&r.rule).ok_or_else(|| bad("unknown rule"))?,
+            until: parse_opt_column(id, "until_date", r.until_date.as_deref())?,
+        };
+        Ok(Series {
+            id: SeriesId(id),
+            user_id: UserId(r.user_id),
+            chat_id: ChatId(r.chat_id),
+            profile_id: ProfileId::parse(&r.profile_id).ok_or_else(|| bad("invalid profile id"))?,
+            content,
+            groups,
+            schedule,
+            paused: r.paused != 0,
+            not_before: r.not_before,
+            last_date: parse_opt_column(id, "last run date", r.last_date.as_deref())?,
+            waiting_date: parse_opt_column(id, "waiting_date", r.waiting_date.as_deref())?,
+            next_due_at: r.next_due_at,
+            created_at: r.created_at,
+        })
+    }
+}
+
+/// The outcome whose `code()` is `code`.
+pub fn run_outcome(code: &str) -> Option<RunOutcome> {
+    [
+        RunOutcome::Started,
+        RunOutcome::Skipped,
+        RunOutcome::Missed,
+        RunOutcome::NoSubscription,
+    ]
+    .into_iter()
+    .find(|o| o.code() == code)
+}
+
+/// True when a D1 error text is the primary-key violation of `series_runs` (SQLite reports
+/// it as `UNIQUE constraint failed: series_runs.series_id, series_runs.run_date`): the run of
+/// that (series, date) was already decided.
+pub fn is_run_taken(message: &str) -> bool {
+    message.contains("series_runs.series_id")
+        && (message.contains("UNIQUE constraint failed") || message.contains("PRIMARY KEY"))
+}
+
 /// Keeps the first occurrence of every item, in order (a group listed twice still gets one
 /// row, and positions stay dense: the same rule as the server's `ON CONFLICT DO NOTHING`).
 pub fn first_occurrences<T: Clone, K: Eq + std::hash::Hash>(
@@ -292,6 +404,96 @@ mod tests {
             "D1_ERROR: UNIQUE constraint failed: mailings.profile_id: SQLITE_CONSTRAINT"
         ));
         assert!(!is_active_conflict("UNIQUE constraint failed: groups.jid"));
+    }
+
+    fn series_json() -> serde_json::Value {
+        json!({
+            "id": 4, "user_id": 1, "chat_id": 2, "profile_id": "prof-1",
+            "content": "{\"text\":\"hi\"}",
+            "groups": "[\"120363000000000002@g.us\",\"120363000000000001@g.us\"]",
+            "first_date": "2026-03-02", "at_time": "10:00:30", "rule": "days:mon,fri",
+            "until_date": null, "paused": 1, "not_before": 5, "last_date": "2026-03-06",
+            "waiting_date": null, "next_due_at": null, "created_at": 5
+        })
+    }
+
+    #[test]
+    fn series_row_maps() {
+        use groupcast_core::model::schedule::Rule;
+        let row: SeriesRow = serde_json::from_value(series_json()).unwrap();
+        let s = Series::try_from(row).unwrap();
+        assert_eq!(s.id, SeriesId(4));
+        assert_eq!(s.chat_id, ChatId(2));
+        assert_eq!(s.content.text, "hi");
+        assert_eq!(
+            s.groups,
+            vec![
+                GroupJid::parse("120363000000000002@g.us").unwrap(),
+                GroupJid::parse("120363000000000001@g.us").unwrap()
+            ]
+        );
+        assert_eq!(s.schedule.first.to_string(), "2026-03-02");
+        assert_eq!(s.schedule.time.to_string(), "10:00:30");
+        assert_eq!(s.schedule.rule.code(), "days:mon,fri");
+        assert!(matches!(s.schedule.rule, Rule::Days(_)));
+        assert_eq!(s.schedule.until, None);
+        assert!(s.paused);
+        assert_eq!(
+            s.last_date.map(|d| d.to_string()).as_deref(),
+            Some("2026-03-06")
+        );
+        assert_eq!((s.waiting_date, s.next_due_at), (None, None));
+        let mut until = series_json();
+        until["until_date"] = json!("2026-12-31");
+        let s = Series::try_from(serde_json::from_value::<SeriesRow>(until).unwrap()).unwrap();
+        assert_eq!(
+            s.schedule.until.map(|d| d.to_string()).as_deref(),
+            Some("2026-12-31")
+        );
+    }
+
+    #[test]
+    fn series_rows_that_no_longer_read_are_backend_errors() {
+        for (column, bad) in [
+            ("rule", json!("fortnightly")),
+            ("first_date", json!("02.03.2026")),
+            ("at_time", json!("25:00:00")),
+            ("until_date", json!("never")),
+            ("last_date", json!("soon")),
+            ("groups", json!("[\"not a jid\"]")),
+            ("content", json!("{")),
+        ] {
+            let mut v = series_json();
+            v[column] = bad;
+            let row: SeriesRow = serde_json::from_value(v).unwrap();
+            match Series::try_from(row) {
+                Err(DbError::Backend(msg)) => assert!(msg.starts_with("series 4: "), "{msg}"),
+                other => panic!("{column}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn run_outcomes_and_run_conflicts() {
+        for o in [
+            RunOutcome::Started,
+            RunOutcome::Skipped,
+            RunOutcome::Missed,
+            RunOutcome::NoSubscription,
+        ] {
+            assert_eq!(run_outcome(o.code()), Some(o));
+        }
+        assert_eq!(run_outcome("done"), None);
+        let taken = "D1_ERROR: UNIQUE constraint failed: series_runs.series_id, \
+                     series_runs.run_date: SQLITE_CONSTRAINT";
+        assert!(is_run_taken(taken));
+        assert!(!is_active_conflict(taken));
+        let active = "D1_ERROR: UNIQUE constraint failed: mailings.profile_id: SQLITE_CONSTRAINT";
+        assert!(is_active_conflict(active));
+        assert!(!is_run_taken(active));
+        assert!(!is_run_taken(
+            "D1_ERROR: FOREIGN KEY constraint failed: SQLITE_CONSTRAINT"
+        ));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The core's shared [`Ports`] on the Worker ([`ports`]): D1, Telegram and Wappi over `fetch`,
 //! the broadcaster, and the small adapters plugged in beside them: the clock ([`JsClock`]), the
-//! random source ([`JsEntropy`]) and long work handed to the Queue ([`QueueDeferrer`]). The
+//! random source ([`JsEntropy`]), long work handed to the Queue ([`QueueDeferrer`]) and the
+//! scheduler's alarm ([`SchedulerTimer`]). The
 //! coordination capabilities are the caller's: the stateless side wraps the ports into the
 //! bot's `Services` with its own, each profile runner into the engine's `EngineServices`.
 
@@ -15,11 +16,11 @@ use crate::wappi::FetchWappi;
 use crate::wire::QueueTask;
 use groupcast_core::crypto::TokenCipher;
 use groupcast_core::ports::{async_trait, Clock, Entropy};
-use groupcast_core::ports::{CollageJob, DeferError, Deferrer};
+use groupcast_core::ports::{CollageJob, DeferError, Deferrer, RunTimer, StateError};
 use groupcast_core::services::Ports;
 use std::sync::Arc;
 use std::time::Duration;
-use worker::Env;
+use worker::{Env, Method, Request, RequestInit};
 
 /// `Date.now()`.
 pub struct JsClock;
@@ -75,6 +76,8 @@ pub fn ports(
         broadcaster: Some(Arc::new(WorkerBroadcaster::new(env.clone()))),
         // 🌅 goes to the queue; its consumer builds the collage.
         deferrer: Some(Arc::new(QueueDeferrer { env: env.clone() })),
+        // A new or changed schedule arms the scheduler's alarm.
+        run_timer: Some(Arc::new(SchedulerTimer::new(env.clone()))),
         // No metrics endpoint on Workers (Cloudflare's own analytics count requests).
         figures: None,
     };
@@ -96,5 +99,51 @@ impl Deferrer for QueueDeferrer {
             .send(task)
             .await
             .map_err(|e| DeferError(e.to_string()))
+    }
+}
+
+/// The name of the one scheduler object.
+pub const SCHEDULER_NAME: &str = "scheduler";
+
+/// `POST https://scheduler/wake`: the alarm is to fire at `at` (unix ms) at the latest.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+pub struct Wake {
+    pub at: i64,
+}
+
+/// The `RunTimer` port: asks the `Scheduler` (`crate::scheduler`) to fire at a time.
+pub struct SchedulerTimer {
+    env: Env,
+}
+
+impl SchedulerTimer {
+    pub fn new(env: Env) -> SchedulerTimer {
+        SchedulerTimer { env }
+    }
+}
+
+#[async_trait(?Send)]
+impl RunTimer for SchedulerTimer {
+    async fn wake_at(&self, at_ms: i64) -> std::result::Result<(), StateError> {
+        wake(&self.env, at_ms)
+            .await
+            .map_err(|e| StateError::Backend(e.to_string()))
+    }
+}
+
+/// Asks the scheduler to fire at `at_ms` at the latest.
+pub async fn wake(env: &Env, at_ms: i64) -> worker::Result<()> {
+    let stub = env::scheduler(env, SCHEDULER_NAME)?;
+    let body = serde_json::to_string(&Wake { at: at_ms })?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post)
+        .with_body(Some(wasm_bindgen::JsValue::from_str(&body)));
+    let req = Request::new_with_init("https://scheduler/wake", &init)?;
+    let resp = stub.fetch_with_request(req).await?;
+    match resp.status_code() {
+        200 => Ok(()),
+        code => Err(worker::Error::RustError(format!(
+            "the scheduler answered {code}"
+        ))),
     }
 }

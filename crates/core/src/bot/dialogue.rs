@@ -29,6 +29,8 @@ pub enum DialogueState {
     ConfirmBroadcast { text: String },
     /// Picking groups imported from the WhatsApp account.
     Import(ImportState),
+    /// 🕒 was pressed: the next message says when (`/schedule`'s words).
+    AwaitSchedule,
     /// Taking photos for the mailing (🖼️ / `/images`).
     AwaitImages {
         /// The album being received and the message that answers for all of it (edited as
@@ -101,6 +103,10 @@ pub enum Intent {
     Pause,
     /// `/resume`: resume the paused mailing.
     Resume,
+    /// `/schedule [args]` (the raw arguments, possibly empty).
+    Schedule(String),
+    /// `/schedules`: the scheduled series.
+    Schedules,
     /// Operator: figures.
     Stats,
     /// Operator: `/grant <user_id> <days>` (the raw arguments).
@@ -165,6 +171,8 @@ impl Intent {
                 "tz" => Some(Intent::Tz(args())),
                 "pause" => Some(Intent::Pause),
                 "resume" => Some(Intent::Resume),
+                "schedule" => Some(Intent::Schedule(args())),
+                "schedules" => Some(Intent::Schedules),
                 _ => None,
             };
             if let Some(i) = intent {
@@ -238,6 +246,10 @@ pub enum Route {
     Pause,
     /// `/resume`.
     Resume,
+    /// `/schedule [args]`, or the answer to 🕒.
+    Schedule(String),
+    /// `/schedules`.
+    Schedules,
     /// 🖼️: show the photo set and wait for photos.
     Images,
     /// A photo to add to the set (`album`: the answer of the album it belongs to, if that
@@ -293,6 +305,9 @@ pub fn route(state: &DialogueState, registered: bool, intent: &Intent) -> Route 
         (_, I::Cancel) => Route::Cancel,
         (_, I::Pause) => Route::Pause,
         (_, I::Resume) => Route::Resume,
+        (_, I::Schedule(args)) => Route::Schedule(args.clone()),
+        (_, I::Schedules) => Route::Schedules,
+        (DialogueState::AwaitSchedule, I::Text { text, .. }) => Route::Schedule(text.clone()),
         (_, I::Pace(args)) => Route::Pace(args.clone()),
         (_, I::Tz(args)) => Route::Tz(args.clone()),
         (_, I::Status) => Route::Status,
@@ -391,6 +406,12 @@ mod tests {
             ("/tz UTC+7", Intent::Tz("UTC+7".into())),
             ("/pause", Intent::Pause),
             ("/resume@groupcast_bot", Intent::Resume),
+            (
+                "/schedule 10:00 repeat daily",
+                Intent::Schedule("10:00 repeat daily".into()),
+            ),
+            ("/schedule", Intent::Schedule(String::new())),
+            ("/schedules", Intent::Schedules),
             ("hello", text("hello")),
         ];
         for (input, want) in cases {
@@ -450,6 +471,20 @@ mod tests {
                 Route::TakeGroups("1203630001@g.us".into()),
             ),
             (S::Idle, true, text("random"), Route::Unknown),
+            (
+                S::AwaitSchedule,
+                true,
+                text("завтра 10:00 повтор ежедневно"),
+                Route::Schedule("завтра 10:00 повтор ежедневно".into()),
+            ),
+            (S::AwaitSchedule, true, Intent::Menu, Route::ShowMenu),
+            (
+                S::Idle,
+                true,
+                Intent::Schedule("+1m".into()),
+                Route::Schedule("+1m".into()),
+            ),
+            (S::Idle, false, Intent::Schedules, Route::FinishRegistrationFirst),
             (
                 S::Idle,
                 true,

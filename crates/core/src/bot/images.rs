@@ -212,14 +212,18 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    /// Deletes the user's image rows that neither the photo set, the collage nor the active
-    /// mailing (which keeps the images it started with) uses any more.
+    /// Deletes the user's image rows that neither the photo set, the collage, the active
+    /// mailing (which keeps the images it started with) nor a scheduled series (its snapshot)
+    /// uses any more.
     async fn prune_images(&self) -> Result<(), BotError> {
-        let keep: Vec<ImageId> = self
+        let mut keep: Vec<ImageId> = self
             .active_mailing(None)
             .await?
             .map(|m| m.content.images)
             .unwrap_or_default();
+        for series in self.svc.db.user_series(self.user.id).await? {
+            keep.extend(series.content.images);
+        }
         let deleted = self
             .svc
             .db

@@ -51,10 +51,16 @@ impl Ctx<'_> {
             .db
             .begin_preview(self.user.id, &preview_digest(&content, &groups))
             .await?;
-        let kb = InlineKeyboardMarkup::rows(vec![vec![
-            (texts::confirm_yes(l), Callback::ConfirmStart(seq).data()),
-            (texts::confirm_no(l), Callback::DeclineStart.data()),
-        ]]);
+        let kb = InlineKeyboardMarkup::rows(vec![
+            vec![
+                (texts::confirm_yes(l), Callback::ConfirmStart(seq).data()),
+                (texts::confirm_no(l), Callback::DeclineStart.data()),
+            ],
+            vec![(
+                texts::schedule::schedule_button(l),
+                Callback::SchedulePrompt.data(),
+            )],
+        ]);
         self.preview_images(&content).await?;
         self.refresh_number_age().await?;
         let eta = self.estimate(groups.len(), content.parts().len()).await?;
@@ -129,7 +135,7 @@ impl Ctx<'_> {
     }
 
     /// What a mailing started now would send, and to which groups.
-    async fn prepared(&self) -> Result<(Content, Vec<GroupJid>), BotError> {
+    pub(super) async fn prepared(&self) -> Result<(Content, Vec<GroupJid>), BotError> {
         let text = self.svc.db.get_text(self.user.id).await?;
         let content = self.current_content(text.unwrap_or_default()).await?;
         let groups = self.svc.db.get_groups(self.user.id).await?;
@@ -214,21 +220,7 @@ impl Ctx<'_> {
     ) -> Result<(), BotError> {
         let l = self.lang();
         let text = texts::started(l, id.0, groups, eta_secs);
-        let keyboard = crate::mailing::progress_keyboard(l, id);
-        match self
-            .svc
-            .telegram
-            .send_message(self.chat, &text, Some(&ReplyMarkup::Inline(keyboard)))
-            .await
-        {
-            Ok(mid) => {
-                self.svc
-                    .db
-                    .set_progress(id, Some(mid.0), self.svc.now_ms())
-                    .await?
-            }
-            Err(e) => tracing::warn!(mailing = id.0, error = %e, "start message failed"),
-        }
+        crate::mailing::scheduled::announce_start(self.svc, id, self.chat, l, &text).await?;
         Ok(())
     }
 

@@ -6,12 +6,12 @@
 //! that carries it out, each one `impl Ctx` of its own: `registration` (Wappi credentials,
 //! `/start`, language), `content` (the post's text and what a mailing would send), `images`
 //! (photos and the collage), `import` (the group list), `mailing` (start, cancel, progress),
-//! `subscription` (plans, invoices, access) and `operator` (operator commands, `/broadcast`).
+//! `schedule` (`/schedule`, `/schedules`), `subscription` (plans, invoices, access) and `operator` (operator commands, `/broadcast`).
 //! What they all share, the context and the error, is in `ctx`, below all of them.
 
 use crate::bot::ctx::Ctx;
 use crate::bot::dialogue::{route, DialogueState, Intent, Route};
-use crate::model::ids::{ChatId, MailingId, UserId};
+use crate::model::ids::{ChatId, MailingId, SeriesId, UserId};
 use crate::model::lang::Lang;
 use crate::services::Services;
 use crate::telegram::callback::Callback;
@@ -31,6 +31,9 @@ mod mailing;
 pub mod operator;
 mod pace;
 mod registration;
+mod schedule;
+#[cfg(test)]
+mod schedule_tests;
 mod subscription;
 #[cfg(test)]
 mod tests;
@@ -161,6 +164,8 @@ impl Ctx<'_> {
             Route::Resume => self.resume_latest().await?,
             Route::Pace(args) => self.pace(&args).await?,
             Route::Tz(args) => self.tz(&args).await?,
+            Route::Schedule(args) => self.schedule(&args).await?,
+            Route::Schedules => self.list_schedules().await?,
             Route::Status => self.status().await?,
             Route::Subscribe => self.subscribe().await?,
             Route::Stats => self.stats().await?,
@@ -202,6 +207,12 @@ impl Ctx<'_> {
             Callback::PauseMailing(id) => self.pause(Some(MailingId(id))).await?,
             Callback::SetPace(p) => self.set_preset(p).await?,
             Callback::SetTz(i) => self.set_tz(i).await?,
+            Callback::SchedulePrompt => self.ask_schedule().await?,
+            Callback::SkipRun(id) => self.skip_next(SeriesId(id)).await?,
+            Callback::PauseSeries(id) => self.pause_series(SeriesId(id), true).await?,
+            Callback::ResumeSeries(id) => self.pause_series(SeriesId(id), false).await?,
+            Callback::DeleteSeries(id) => self.delete_series(SeriesId(id)).await?,
+            Callback::Subscribe => self.subscribe().await?,
             Callback::SetLang(lang) => self.set_lang(lang).await?,
             Callback::Pay(days) => self.pay(days).await?,
             Callback::MakeCollage => self.make_collage().await?,

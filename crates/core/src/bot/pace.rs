@@ -104,6 +104,7 @@ impl Ctx<'_> {
     async fn store_tz(&mut self, tz: Tz) -> Result<(), BotError> {
         self.svc.db.set_tz(self.user.id, tz.name()).await?;
         self.user.tz = Some(tz.name().to_string());
+        self.reschedule_for_zone().await?;
         self.say(&texts::tz_set(self.lang(), &zone::label(tz)))
             .await?;
         Ok(())

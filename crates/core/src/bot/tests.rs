@@ -37,7 +37,7 @@ fn user_json(user: i64) -> serde_json::Value {
 }
 
 /// A private text message from `user`.
-fn text(user: i64, body: &str) -> Update {
+pub(super) fn text(user: i64, body: &str) -> Update {
     let id = next_update_id();
     serde_json::from_value(json!({
         "update_id": id,
@@ -48,7 +48,7 @@ fn text(user: i64, body: &str) -> Update {
 }
 
 /// A press of an inline button with `data` under the bot's message `message`.
-fn press(user: i64, message: MessageId, data: &str) -> Update {
+pub(super) fn press(user: i64, message: MessageId, data: &str) -> Update {
     let id = next_update_id();
     serde_json::from_value(json!({
         "update_id": id,
@@ -58,23 +58,23 @@ fn press(user: i64, message: MessageId, data: &str) -> Update {
     .unwrap()
 }
 
-async fn say(svc: &Services, update: Update) {
+pub(super) async fn say(svc: &Services, update: Update) {
     handle_update(svc, &update).await.expect("handle_update");
 }
 
-fn last(f: &Fakes, user: i64) -> String {
+pub(super) fn last(f: &Fakes, user: i64) -> String {
     f.telegram
         .last_sent(ChatId(user))
         .map(|(_, t, _)| t)
         .unwrap_or_default()
 }
 
-fn dialogue(f: &Fakes, user: i64) -> DialogueState {
+pub(super) fn dialogue(f: &Fakes, user: i64) -> DialogueState {
     DialogueState::load(&f.db.user(UserId(user)).unwrap().dialogue)
 }
 
 /// The callback data of the inline buttons of the last message to `user`.
-fn last_buttons(f: &Fakes, user: i64) -> (MessageId, Vec<String>) {
+pub(super) fn last_buttons(f: &Fakes, user: i64) -> (MessageId, Vec<String>) {
     let (id, _, markup) = f.telegram.last_sent(ChatId(user)).unwrap();
     let Some(ReplyMarkup::Inline(kb)) = markup else {
         panic!("inline buttons expected")
@@ -300,7 +300,7 @@ async fn start_confirm_drive_and_report() {
         )
     );
     let (preview, buttons) = last_buttons(&f, ANNA);
-    assert_eq!(buttons, vec!["go:1", "no"]);
+    assert_eq!(buttons, vec!["go:1", "no", "sch"]);
 
     say(&svc, press(ANNA, preview, "go:1")).await;
     let id = MailingId(1);

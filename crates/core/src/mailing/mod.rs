@@ -14,7 +14,7 @@
 //! The wing: `engine` orders a step; `slot` waits for and takes the pacing slot; `outcome`
 //! holds every change of a delivery row (pure); `settle` reconciles `in_doubt` rows through
 //! the chat history; `breaker` pauses at a ban signal; `report` tells the user (progress,
-//! pause, the final report).
+//! pause, the final report); `scheduled` turns a series' due run into a mailing.
 
 use crate::model::ids::ImageId;
 use crate::model::lang::Lang;
@@ -30,6 +30,7 @@ mod breaker;
 pub mod engine;
 mod outcome;
 mod report;
+pub mod scheduled;
 mod settle;
 mod slot;
 

@@ -25,6 +25,11 @@ impl From<UserId> for ChatId {
 #[serde(transparent)]
 pub struct MailingId(pub i64);
 
+/// A scheduled series: one post snapshot run on a rule's dates (a one-off is a series of one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SeriesId(pub i64);
+
 impl fmt::Display for UserId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0)

@@ -1,5 +1,5 @@
 //! Pure data and rules: ids, languages, the ledger's rows, group lists, secrets, billing,
-//! pacing maths and the user's pace, time zones. Nothing here does I/O or imports anything above this wing.
+//! pacing maths and the user's pace, schedules, time zones. Nothing here does I/O or imports anything above this wing.
 
 pub mod billing;
 pub mod groups;
@@ -7,5 +7,6 @@ pub mod ids;
 pub mod lang;
 pub mod ledger;
 pub mod pacing;
+pub mod schedule;
 pub mod secret;
 pub mod zone;

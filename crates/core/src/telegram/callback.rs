@@ -44,6 +44,18 @@ pub enum Callback {
     SetPace(Preset),
     /// A zone button under `/tz` (its index in `zone::USUAL`).
     SetTz(usize),
+    /// 🕒 on the preview: schedule the post.
+    SchedulePrompt,
+    /// ⏭ under a series in `/schedules`: skip its next run.
+    SkipRun(i64),
+    /// ⏸ under a series.
+    PauseSeries(i64),
+    /// ▶️ under a paused series.
+    ResumeSeries(i64),
+    /// 🗑 under a series.
+    DeleteSeries(i64),
+    /// 💎 under a notice: the subscription and its plans.
+    Subscribe,
     Unknown,
 }
 
@@ -64,6 +76,12 @@ impl Callback {
             ("pause", _) => num().map_or(Callback::Unknown, Callback::PauseMailing),
             ("pace", p) => Preset::parse(p).map_or(Callback::Unknown, Callback::SetPace),
             ("tz", _) => idx().map_or(Callback::Unknown, Callback::SetTz),
+            ("sch", "") => Callback::SchedulePrompt,
+            ("sskip", _) => num().map_or(Callback::Unknown, Callback::SkipRun),
+            ("spause", _) => num().map_or(Callback::Unknown, Callback::PauseSeries),
+            ("sresume", _) => num().map_or(Callback::Unknown, Callback::ResumeSeries),
+            ("sdel", _) => num().map_or(Callback::Unknown, Callback::DeleteSeries),
+            ("sub", "") => Callback::Subscribe,
             ("imp", "start") => Callback::ImportStart,
             ("imp", "all") => Callback::ImportAll,
             ("imp", "none") => Callback::ImportNone,
@@ -93,6 +111,12 @@ impl Callback {
             Callback::PauseMailing(id) => format!("pause:{id}"),
             Callback::SetPace(p) => format!("pace:{}", p.word()),
             Callback::SetTz(i) => format!("tz:{i}"),
+            Callback::SchedulePrompt => "sch".into(),
+            Callback::SkipRun(id) => format!("sskip:{id}"),
+            Callback::PauseSeries(id) => format!("spause:{id}"),
+            Callback::ResumeSeries(id) => format!("sresume:{id}"),
+            Callback::DeleteSeries(id) => format!("sdel:{id}"),
+            Callback::Subscribe => "sub".into(),
             Callback::ImportStart => "imp:start".into(),
             Callback::ImportToggle(i) => format!("impt:{i}"),
             Callback::ImportPage(p) => format!("impp:{p}"),
@@ -130,6 +154,12 @@ mod tests {
             Callback::SetPace(Preset::Careful),
             Callback::SetPace(Preset::Fast),
             Callback::SetTz(5),
+            Callback::SchedulePrompt,
+            Callback::SkipRun(4),
+            Callback::PauseSeries(5),
+            Callback::ResumeSeries(6),
+            Callback::DeleteSeries(i64::MAX),
+            Callback::Subscribe,
             Callback::ImportStart,
             Callback::ImportToggle(13),
             Callback::ImportPage(2),

@@ -711,6 +711,155 @@ mod store {
         );
 
         image_contract(db, tag).await;
+        schedule_contract(db, tag).await;
+    }
+
+    /// The `ScheduleStore` part of [`db_contract_suite`]: series round-trip; due, paused,
+    /// deleted and finished series are listed as documented; a run of (series, date) is
+    /// decided once, and `start_run` writes its record and its mailing together or not at all.
+    async fn schedule_contract(db: &dyn crate::ports::Db, tag: &str) {
+        use crate::model::ledger::Content;
+        use crate::model::schedule::{Rule, Schedule};
+        use crate::ports::{NewSeries, RunOutcome};
+        use chrono::{NaiveDate, NaiveTime, Weekday};
+        let user = UserId(910_000_001);
+        let stranger = UserId(910_000_009);
+        let prof = profile(&format!("contract-s-{tag}"));
+        let day = |d: u32| NaiveDate::from_ymd_opt(2026, 12, d).expect("a date");
+        let schedule = |rule: Rule, until: Option<NaiveDate>| Schedule {
+            first: day(7),
+            time: NaiveTime::from_hms_opt(10, 0, 30).expect("a time"),
+            rule,
+            until,
+        };
+        let new = |schedule: Schedule, next: Option<i64>| NewSeries {
+            user_id: user,
+            chat_id: ChatId::from(user),
+            profile_id: prof.clone(),
+            content: Content::text_only("*Daily* offer"),
+            groups: vec![jid(2), jid(1)],
+            schedule,
+            next_due_at: next,
+            now: T0,
+        };
+        let mailing = |groups: Vec<GroupJid>| NewMailing {
+            user_id: user,
+            chat_id: ChatId::from(user),
+            profile_id: prof.clone(),
+            content: Content::text_only("*Daily* offer"),
+            groups,
+            now: T0,
+        };
+        let ours = |list: Vec<crate::ports::Series>, ids: &[SeriesId]| -> Vec<SeriesId> {
+            list.into_iter()
+                .map(|s| s.id)
+                .filter(|id| ids.contains(id))
+                .collect()
+        };
+
+        // Round trip, every rule.
+        let daily = schedule(Rule::Daily, None);
+        let a = db
+            .create_series(&new(daily.clone(), Some(T0 + 1_000)))
+            .await
+            .expect("create");
+        let s = db.get_series(a).await.unwrap().expect("stored");
+        assert_eq!(
+            (s.user_id, s.chat_id, &s.profile_id, &s.schedule),
+            (user, ChatId::from(user), &prof, &daily)
+        );
+        assert_eq!((s.content.text.as_str(), &s.groups), ("*Daily* offer", &vec![jid(2), jid(1)]));
+        assert_eq!(
+            (s.paused, s.not_before, s.last_date, s.waiting_date, s.next_due_at, s.created_at),
+            (false, T0, None, None, Some(T0 + 1_000), T0)
+        );
+        let days = schedule(Rule::Days(vec![Weekday::Mon, Weekday::Fri]), Some(day(31)));
+        let b = db.create_series(&new(days.clone(), Some(T0 + 500))).await.unwrap();
+        assert_eq!(db.get_series(b).await.unwrap().unwrap().schedule, days);
+        for rule in [Rule::Once, Rule::Weekdays, Rule::Weekly, Rule::EveryDays(3)] {
+            let sch = schedule(rule, Some(day(20)));
+            let id = db.create_series(&new(sch.clone(), None)).await.unwrap();
+            assert_eq!(db.get_series(id).await.unwrap().unwrap().schedule, sch);
+        }
+        assert_eq!(db.get_series(SeriesId(i64::MAX)).await.unwrap(), None);
+
+        // Listings: a user's series with a next run; due ones soonest first.
+        let both = [a, b];
+        assert_eq!(ours(db.user_series(user).await.unwrap(), &both), vec![a, b]);
+        assert_eq!(ours(db.due_series(T0 + 600, 1000).await.unwrap(), &both), vec![b]);
+        assert_eq!(ours(db.due_series(T0 + 2_000, 1000).await.unwrap(), &both), vec![b, a]);
+        assert!(db.earliest_due().await.unwrap().is_some_and(|t| t <= T0 + 500));
+
+        // Pause and resume: only the owner, only once each; a resume moves `not_before`.
+        assert!(!db.set_series_paused(a, stranger, true, T0).await.unwrap());
+        assert!(db.set_series_paused(a, user, true, T0 + 10).await.unwrap());
+        assert!(!db.set_series_paused(a, user, true, T0 + 20).await.unwrap(), "already paused");
+        assert_eq!(ours(db.due_series(T0 + 2_000, 1000).await.unwrap(), &both), vec![b]);
+        assert_eq!(ours(db.user_series(user).await.unwrap(), &both), vec![a, b]);
+        let paused = db.get_series(a).await.unwrap().unwrap();
+        assert_eq!((paused.paused, paused.not_before), (true, T0));
+        assert!(db.set_series_paused(a, user, false, T0 + 50).await.unwrap());
+        let resumed = db.get_series(a).await.unwrap().unwrap();
+        assert_eq!((resumed.paused, resumed.not_before), (false, T0 + 50));
+
+        // The waiting notice is once per date.
+        assert!(db.set_series_waiting(a, day(7)).await.unwrap());
+        assert!(!db.set_series_waiting(a, day(7)).await.unwrap());
+        assert!(db.set_series_waiting(a, day(8)).await.unwrap());
+        assert_eq!(db.get_series(a).await.unwrap().unwrap().waiting_date, Some(day(8)));
+
+        // A run is decided once; the newest decided date is `last_date`.
+        assert!(db.record_run(a, day(7), T0, RunOutcome::Skipped, T0).await.unwrap());
+        assert!(!db.record_run(a, day(7), T0, RunOutcome::Missed, T0).await.unwrap());
+        assert_eq!(db.run_of(a, day(7)).await.unwrap(), Some((RunOutcome::Skipped, None)));
+        assert_eq!(db.get_series(a).await.unwrap().unwrap().last_date, Some(day(7)));
+        let m = db
+            .start_run(a, day(8), T0, &mailing(vec![jid(2), jid(1)]))
+            .await
+            .expect("the run starts");
+        assert_eq!(db.run_of(a, day(8)).await.unwrap(), Some((RunOutcome::Started, Some(m))));
+        assert_eq!(db.get_series(a).await.unwrap().unwrap().last_date, Some(day(8)));
+        let started = db.get_mailing(m).await.unwrap().expect("its mailing");
+        assert_eq!((started.status, started.profile_id.clone()), (MailingStatus::Running, prof.clone()));
+        assert_eq!(db.deliveries(m).await.unwrap().len(), 2);
+
+        // A decided run is never started again (whatever else is true); a run refused for the
+        // account's active mailing leaves no record.
+        assert_eq!(
+            db.start_run(a, day(8), T0, &mailing(vec![jid(3)])).await,
+            Err(DbError::RunTaken)
+        );
+        assert_eq!(
+            db.start_run(a, day(7), T0, &mailing(vec![jid(3)])).await,
+            Err(DbError::RunTaken)
+        );
+        assert!(!db.record_run(a, day(8), T0, RunOutcome::Missed, T0).await.unwrap());
+        assert_eq!(
+            db.start_run(a, day(9), T0, &mailing(vec![jid(3)])).await,
+            Err(DbError::AlreadyActive)
+        );
+        assert_eq!(db.run_of(a, day(9)).await.unwrap(), None);
+        db.set_mailing_status(m, MailingStatus::Done, None, 0, T0 + 60)
+            .await
+            .expect("done");
+        let m9 = db.start_run(a, day(9), T0, &mailing(vec![jid(3)])).await.expect("free again");
+        assert_ne!(m9, m);
+        db.set_mailing_status(m9, MailingStatus::Done, None, 0, T0 + 70)
+            .await
+            .expect("done");
+
+        // Finished and deleted series leave the listings; a deleted one reads as gone.
+        db.set_series_next(a, None).await.unwrap();
+        assert_eq!(ours(db.user_series(user).await.unwrap(), &both), vec![b]);
+        assert_eq!(ours(db.due_series(i64::MAX, 1000).await.unwrap(), &both), vec![b]);
+        assert_eq!(db.get_series(a).await.unwrap().unwrap().next_due_at, None);
+        assert!(!db.delete_series(b, stranger).await.unwrap());
+        assert!(db.delete_series(b, user).await.unwrap());
+        assert!(!db.delete_series(b, user).await.unwrap(), "deleted once");
+        assert_eq!(ours(db.user_series(user).await.unwrap(), &both), Vec::<SeriesId>::new());
+        assert_eq!(ours(db.due_series(i64::MAX, 1000).await.unwrap(), &both), Vec::<SeriesId>::new());
+        assert_eq!(db.get_series(b).await.unwrap(), None);
+        assert!(!db.set_series_paused(b, user, true, T0).await.unwrap());
     }
 
     /// The `UpdateLog` part of [`db_contract_suite`]: update ids are a set (never a high-water

@@ -54,6 +54,11 @@ struct DbInner {
     fail_update_delivery: usize,
     writes: Vec<DeliveryWrite>,
     refused_writes: Vec<DeliveryWrite>,
+    /// Scheduled series (`last_date` is derived from `runs` when read) and their deleted flag.
+    series: BTreeMap<SeriesId, (Series, bool)>,
+    last_series: i64,
+    /// Every decided run: (series, local date) → (outcome, mailing).
+    runs: BTreeMap<(SeriesId, NaiveDate), (RunOutcome, Option<MailingId>)>,
 }
 
 impl DbInner {
@@ -69,6 +74,80 @@ impl DbInner {
             None => Err(DbError::NotFound),
             Some(m) if m.fence != fence => Err(DbError::StaleFence),
             Some(_) => Ok(()),
+        }
+    }
+
+    /// `create_mailing` under the lock already held.
+    fn new_mailing(&mut self, new: &NewMailing) -> Result<MailingId, DbError> {
+        let inner = self;
+        if inner.other_active(&new.profile_id, None) {
+            return Err(DbError::AlreadyActive);
+        }
+        inner.last_mailing += 1;
+        let id = MailingId(inner.last_mailing);
+        inner.mailings.insert(
+            id,
+            Mailing {
+                id,
+                user_id: new.user_id,
+                chat_id: new.chat_id,
+                profile_id: new.profile_id.clone(),
+                status: MailingStatus::Running,
+                content: new.content.clone(),
+                created_at: new.now,
+                finished_at: None,
+                fence: 0,
+                cancel_requested: false,
+                progress_message_id: None,
+                progress_at: 0,
+                resumed_at: 0,
+                pause_reason: None,
+            },
+        );
+        let mut seen = HashSet::new();
+        let parts = new.content.part_numbers();
+        let rows = new
+            .groups
+            .iter()
+            .filter(|g| seen.insert((*g).clone()))
+            .enumerate()
+            .flat_map(|(position, g)| {
+                parts.iter().map(move |part| Delivery {
+                    mailing_id: id,
+                    group: g.clone(),
+                    part: *part,
+                    position: position as u32,
+                    state: DeliveryState::Pending,
+                    attempts: 0,
+                    checks: 0,
+                    first_attempt_at: 0,
+                    next_attempt_at: 0,
+                    message_id: None,
+                    error: None,
+                    updated_at: new.now,
+                })
+            })
+            .collect();
+        inner.rows.insert(id, rows);
+        Ok(id)
+    }
+
+    /// A series as read: `last_date` from its runs.
+    fn series_view(&self, series: &Series) -> Series {
+        let mut s = series.clone();
+        s.last_date = self
+            .runs
+            .range((series.id, NaiveDate::MIN)..=(series.id, NaiveDate::MAX))
+            .map(|((_, d), _)| *d)
+            .next_back();
+        s
+    }
+
+    /// The live (not deleted) series `id` of `user`.
+    fn users_series_mut(&mut self, id: SeriesId, user: UserId) -> Option<&mut Series> {
+        match self.series.get_mut(&id) {
+            Some((s, false)) if s.user_id == user => Some(s),
+            _ => None,
         }
     }
 
@@ -377,57 +456,7 @@ impl ContentStore for InMemDb {
 #[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
 impl MailingStore for InMemDb {
     async fn create_mailing(&self, new: &NewMailing) -> Result<MailingId, DbError> {
-        let mut inner = self.lock();
-        if inner.other_active(&new.profile_id, None) {
-            return Err(DbError::AlreadyActive);
-        }
-        inner.last_mailing += 1;
-        let id = MailingId(inner.last_mailing);
-        inner.mailings.insert(
-            id,
-            Mailing {
-                id,
-                user_id: new.user_id,
-                chat_id: new.chat_id,
-                profile_id: new.profile_id.clone(),
-                status: MailingStatus::Running,
-                content: new.content.clone(),
-                created_at: new.now,
-                finished_at: None,
-                fence: 0,
-                cancel_requested: false,
-                progress_message_id: None,
-                progress_at: 0,
-                resumed_at: 0,
-                pause_reason: None,
-            },
-        );
-        let mut seen = HashSet::new();
-        let parts = new.content.part_numbers();
-        let rows = new
-            .groups
-            .iter()
-            .filter(|g| seen.insert((*g).clone()))
-            .enumerate()
-            .flat_map(|(position, g)| {
-                parts.iter().map(move |part| Delivery {
-                    mailing_id: id,
-                    group: g.clone(),
-                    part: *part,
-                    position: position as u32,
-                    state: DeliveryState::Pending,
-                    attempts: 0,
-                    checks: 0,
-                    first_attempt_at: 0,
-                    next_attempt_at: 0,
-                    message_id: None,
-                    error: None,
-                    updated_at: new.now,
-                })
-            })
-            .collect();
-        inner.rows.insert(id, rows);
-        Ok(id)
+        self.lock().new_mailing(new)
     }
 
     async fn get_mailing(&self, id: MailingId) -> Result<Option<Mailing>, DbError> {
@@ -603,6 +632,169 @@ impl MailingStore for InMemDb {
         }
         m.progress_at = at;
         Ok(())
+    }
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+impl ScheduleStore for InMemDb {
+    async fn create_series(&self, new: &NewSeries) -> Result<SeriesId, DbError> {
+        let mut inner = self.lock();
+        inner.last_series += 1;
+        let id = SeriesId(inner.last_series);
+        let series = Series {
+            id,
+            user_id: new.user_id,
+            chat_id: new.chat_id,
+            profile_id: new.profile_id.clone(),
+            content: new.content.clone(),
+            groups: new.groups.clone(),
+            schedule: new.schedule.clone(),
+            paused: false,
+            not_before: new.now,
+            last_date: None,
+            waiting_date: None,
+            next_due_at: new.next_due_at,
+            created_at: new.now,
+        };
+        inner.series.insert(id, (series, false));
+        Ok(id)
+    }
+
+    async fn get_series(&self, id: SeriesId) -> Result<Option<Series>, DbError> {
+        let inner = self.lock();
+        Ok(match inner.series.get(&id) {
+            Some((s, false)) => Some(inner.series_view(s)),
+            _ => None,
+        })
+    }
+
+    async fn user_series(&self, user: UserId) -> Result<Vec<Series>, DbError> {
+        let inner = self.lock();
+        Ok(inner
+            .series
+            .values()
+            .filter(|(s, deleted)| !deleted && s.user_id == user && s.next_due_at.is_some())
+            .map(|(s, _)| inner.series_view(s))
+            .collect())
+    }
+
+    async fn due_series(&self, before: i64, limit: u32) -> Result<Vec<Series>, DbError> {
+        let inner = self.lock();
+        let mut due: Vec<Series> = inner
+            .series
+            .values()
+            .filter(|(s, deleted)| !deleted && !s.paused)
+            .filter(|(s, _)| s.next_due_at.is_some_and(|t| t <= before))
+            .map(|(s, _)| inner.series_view(s))
+            .collect();
+        due.sort_by_key(|s| (s.next_due_at, s.id));
+        due.truncate(limit as usize);
+        Ok(due)
+    }
+
+    async fn earliest_due(&self) -> Result<Option<i64>, DbError> {
+        Ok(self
+            .lock()
+            .series
+            .values()
+            .filter(|(s, deleted)| !deleted && !s.paused)
+            .filter_map(|(s, _)| s.next_due_at)
+            .min())
+    }
+
+    async fn set_series_next(
+        &self,
+        id: SeriesId,
+        next_due_at: Option<i64>,
+    ) -> Result<(), DbError> {
+        if let Some((s, _)) = self.lock().series.get_mut(&id) {
+            s.next_due_at = next_due_at;
+        }
+        Ok(())
+    }
+
+    async fn set_series_paused(
+        &self,
+        id: SeriesId,
+        user: UserId,
+        paused: bool,
+        now: i64,
+    ) -> Result<bool, DbError> {
+        let mut inner = self.lock();
+        match inner.users_series_mut(id, user) {
+            Some(s) if s.paused != paused => {
+                s.paused = paused;
+                if !paused {
+                    s.not_before = now;
+                }
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn delete_series(&self, id: SeriesId, user: UserId) -> Result<bool, DbError> {
+        let mut inner = self.lock();
+        match inner.series.get_mut(&id) {
+            Some((s, deleted)) if !*deleted && s.user_id == user => {
+                *deleted = true;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn set_series_waiting(&self, id: SeriesId, date: NaiveDate) -> Result<bool, DbError> {
+        match self.lock().series.get_mut(&id) {
+            Some((s, _)) if s.waiting_date != Some(date) => {
+                s.waiting_date = Some(date);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn record_run(
+        &self,
+        series: SeriesId,
+        date: NaiveDate,
+        _due_at: i64,
+        outcome: RunOutcome,
+        _now: i64,
+    ) -> Result<bool, DbError> {
+        let mut inner = self.lock();
+        if inner.runs.contains_key(&(series, date)) {
+            return Ok(false);
+        }
+        inner.runs.insert((series, date), (outcome, None));
+        Ok(true)
+    }
+
+    async fn start_run(
+        &self,
+        series: SeriesId,
+        date: NaiveDate,
+        _due_at: i64,
+        mailing: &NewMailing,
+    ) -> Result<MailingId, DbError> {
+        let mut inner = self.lock();
+        if inner.runs.contains_key(&(series, date)) {
+            return Err(DbError::RunTaken);
+        }
+        let id = inner.new_mailing(mailing)?;
+        inner
+            .runs
+            .insert((series, date), (RunOutcome::Started, Some(id)));
+        Ok(id)
+    }
+
+    async fn run_of(
+        &self,
+        series: SeriesId,
+        date: NaiveDate,
+    ) -> Result<Option<(RunOutcome, Option<MailingId>)>, DbError> {
+        Ok(self.lock().runs.get(&(series, date)).copied())
     }
 }
 

@@ -34,16 +34,18 @@ use crate::mailing::{self, Cursor, EngineError, Step};
 use crate::model::billing;
 use crate::model::billing::{Invoice, Settlement, Stats};
 use crate::model::ids::ImageId;
-use crate::model::ids::{ChatId, GroupJid, MailingId, ProfileId, UserId};
+use crate::model::ids::{ChatId, GroupJid, MailingId, ProfileId, SeriesId, UserId};
 use crate::model::lang::Lang;
 use crate::model::ledger::{Delivery, DeliveryState, Mailing, MailingStatus, NewMailing};
 use crate::model::pacing::pace::Preset;
 use crate::model::secret::Secret;
 use crate::ports::{
     async_trait, BillingStore, Clock, CollageChoice, ContentStore, DbError, Entropy, GroupEntry,
-    ImageMeta, ImageStore, Lease, MailingStore, NewImage, PhotoInput, SentPhoto, StoredImage,
-    TelegramApi, TgFile, UpdateClaim, UpdateLog, UserRecord, UserStore, WappiApi,
+    ImageMeta, ImageStore, Lease, MailingStore, NewImage, NewSeries, PhotoInput, RunOutcome,
+    ScheduleStore, SentPhoto, Series, StoredImage, TelegramApi, TgFile, UpdateClaim, UpdateLog,
+    UserRecord, UserStore, WappiApi,
 };
+use chrono::NaiveDate;
 use crate::services::{EngineServices, Ports, Services};
 use crate::telegram::{InlineKeyboardMarkup, MessageId, ReplyMarkup, TelegramError};
 use crate::wappi::{
@@ -143,6 +145,7 @@ pub fn services(settings: CoreSettings) -> (Services, Fakes) {
         image_work: Arc::new(crate::ports::InlineImageWork),
         broadcaster: None,
         deferrer: None,
+        run_timer: None,
         figures: None,
     };
     let svc = Services::new(ports, fakes.state.clone());
