@@ -271,6 +271,19 @@ pub enum RunOutcome {
 }
 
 impl RunOutcome {
+    /// The outcome whose [`code`](RunOutcome::code) is `code`.
+    pub fn parse(code: &str) -> Option<RunOutcome> {
+        [
+            RunOutcome::Started,
+            RunOutcome::Skipped,
+            RunOutcome::Missed,
+            RunOutcome::NoSubscription,
+        ]
+        .into_iter()
+        .find(|o| o.code() == code)
+    }
+
+    /// How the outcome is stored.
     pub fn code(self) -> &'static str {
         match self {
             RunOutcome::Started => "started",

@@ -1215,17 +1215,6 @@ impl MailingStore for SqliteDb {
 const DATE_FORMAT: &str = "%Y-%m-%d";
 const TIME_FORMAT: &str = "%H:%M:%S";
 
-/// The outcome whose `code()` is `code`.
-fn run_outcome(code: &str) -> Option<RunOutcome> {
-    [
-        RunOutcome::Started,
-        RunOutcome::Skipped,
-        RunOutcome::Missed,
-        RunOutcome::NoSubscription,
-    ]
-    .into_iter()
-    .find(|o| o.code() == code)
-}
 
 fn date_text(date: NaiveDate) -> String {
     date.format(DATE_FORMAT).to_string()
@@ -1588,7 +1577,7 @@ impl ScheduleStore for SqliteDb {
                 .optional()
                 .map_err(|e| backend("run_of", e))?;
             row.map(|(outcome, mailing)| {
-                let outcome = run_outcome(&outcome).ok_or_else(|| {
+                let outcome = RunOutcome::parse(&outcome).ok_or_else(|| {
                     DbError::Backend(format!("series {}: unknown run outcome", series.0))
                 })?;
                 Ok((outcome, mailing.map(MailingId)))

@@ -1055,7 +1055,7 @@ impl ScheduleStore for D1Db {
             )
             .await?;
         row.map(|r| {
-            let outcome = rows::run_outcome(&r.outcome).ok_or_else(|| {
+            let outcome = RunOutcome::parse(&r.outcome).ok_or_else(|| {
                 DbError::Backend(format!("series {}: unknown run outcome", series.0))
             })?;
             Ok((outcome, r.mailing_id.map(MailingId)))

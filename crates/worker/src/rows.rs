@@ -7,7 +7,7 @@ use groupcast_core::model::ids::{ChatId, GroupJid, MailingId, ProfileId, SeriesI
 use groupcast_core::model::lang::Lang;
 use groupcast_core::model::ledger::{Content, Delivery, DeliveryState, Mailing, MailingStatus};
 use groupcast_core::model::schedule::{Rule, Schedule};
-use groupcast_core::ports::{DbError, RunOutcome, Series, UserRecord};
+use groupcast_core::ports::{DbError, Series, UserRecord};
 use serde::Deserialize;
 
 pub const USER_COLUMNS: &str =
@@ -266,17 +266,6 @@ impl TryFrom<SeriesRow> for Series {
     }
 }
 
-/// The outcome whose `code()` is `code`.
-pub fn run_outcome(code: &str) -> Option<RunOutcome> {
-    [
-        RunOutcome::Started,
-        RunOutcome::Skipped,
-        RunOutcome::Missed,
-        RunOutcome::NoSubscription,
-    ]
-    .into_iter()
-    .find(|o| o.code() == code)
-}
 
 /// True when a D1 error text is the primary-key violation of `series_runs` (SQLite reports
 /// it as `UNIQUE constraint failed: series_runs.series_id, series_runs.run_date`): the run of
@@ -475,15 +464,16 @@ mod tests {
 
     #[test]
     fn run_outcomes_and_run_conflicts() {
+        use groupcast_core::ports::RunOutcome;
         for o in [
             RunOutcome::Started,
             RunOutcome::Skipped,
             RunOutcome::Missed,
             RunOutcome::NoSubscription,
         ] {
-            assert_eq!(run_outcome(o.code()), Some(o));
+            assert_eq!(RunOutcome::parse(o.code()), Some(o));
         }
-        assert_eq!(run_outcome("done"), None);
+        assert_eq!(RunOutcome::parse("done"), None);
         let taken = "D1_ERROR: UNIQUE constraint failed: series_runs.series_id, \
                      series_runs.run_date: SQLITE_CONSTRAINT";
         assert!(is_run_taken(taken));

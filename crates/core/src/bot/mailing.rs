@@ -15,8 +15,9 @@ use crate::telegram::{InlineKeyboardMarkup, ReplyMarkup};
 use crate::texts;
 
 impl Ctx<'_> {
-    /// Why a mailing cannot start now, as a message; `None` when it can.
-    async fn start_blocker(&self) -> Result<Option<String>, BotError> {
+    /// Why the prepared post cannot go out (now or scheduled), as a message: no text, no
+    /// groups, no subscription. `None` when it can.
+    pub(super) async fn post_blocker(&self) -> Result<Option<String>, BotError> {
         let l = self.lang();
         let text = self.svc.db.get_text(self.user.id).await?;
         if text.as_deref().is_none_or(|t| t.trim().is_empty()) {
@@ -28,9 +29,17 @@ impl Ctx<'_> {
         if !self.has_access() {
             return Ok(Some(texts::need_subscription(l)));
         }
+        Ok(None)
+    }
+
+    /// Why a mailing cannot start now, as a message; `None` when it can.
+    async fn start_blocker(&self) -> Result<Option<String>, BotError> {
+        if let Some(why) = self.post_blocker().await? {
+            return Ok(Some(why));
+        }
         if let Some(m) = self.svc.db.latest_mailing(self.user.id).await? {
             if m.status.is_active() {
-                return Ok(Some(texts::already_running(l)));
+                return Ok(Some(texts::already_running(self.lang())));
             }
         }
         Ok(None)

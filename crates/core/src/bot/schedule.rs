@@ -32,7 +32,7 @@ impl Ctx<'_> {
         if args.trim().is_empty() {
             return self.ask_schedule().await;
         }
-        if let Some(why) = self.schedule_blocker().await? {
+        if let Some(why) = self.post_blocker().await? {
             self.set_state(&DialogueState::Idle).await?;
             self.say(&why).await?;
             return Ok(());
@@ -86,22 +86,6 @@ impl Ctx<'_> {
         );
         self.say(&text).await?;
         Ok(())
-    }
-
-    /// Why the prepared post cannot be scheduled, as a message; `None` when it can.
-    async fn schedule_blocker(&self) -> Result<Option<String>, BotError> {
-        let l = self.lang();
-        let text = self.svc.db.get_text(self.user.id).await?;
-        if text.as_deref().is_none_or(|t| t.trim().is_empty()) {
-            return Ok(Some(texts::need_text(l)));
-        }
-        if self.svc.db.get_groups(self.user.id).await?.is_empty() {
-            return Ok(Some(texts::need_groups(l)));
-        }
-        if !self.has_access() {
-            return Ok(Some(texts::need_subscription(l)));
-        }
-        Ok(None)
     }
 
     /// `/schedules`: one message per series (the oldest first), each with its buttons.

@@ -860,6 +860,12 @@ mod store {
         assert_eq!(ours(db.due_series(i64::MAX, 1000).await.unwrap(), &both), Vec::<SeriesId>::new());
         assert_eq!(db.get_series(b).await.unwrap(), None);
         assert!(!db.set_series_paused(b, user, true, T0).await.unwrap());
+        assert!(
+            db.record_run(SeriesId(i64::MAX), day(7), T0, RunOutcome::Skipped, T0)
+                .await
+                .is_err(),
+            "a run belongs to a series"
+        );
     }
 
     /// The `UpdateLog` part of [`db_contract_suite`]: update ids are a set (never a high-water

@@ -143,6 +143,14 @@ impl DbInner {
         s
     }
 
+    /// A run refers to its series (a foreign key in SQL backends).
+    fn series_exists(&self, id: SeriesId) -> Result<(), DbError> {
+        match self.series.contains_key(&id) {
+            true => Ok(()),
+            false => Err(DbError::Backend(format!("series {}: no such series", id.0))),
+        }
+    }
+
     /// The live (not deleted) series `id` of `user`.
     fn users_series_mut(&mut self, id: SeriesId, user: UserId) -> Option<&mut Series> {
         match self.series.get_mut(&id) {
@@ -764,6 +772,7 @@ impl ScheduleStore for InMemDb {
         _now: i64,
     ) -> Result<bool, DbError> {
         let mut inner = self.lock();
+        inner.series_exists(series)?;
         if inner.runs.contains_key(&(series, date)) {
             return Ok(false);
         }
@@ -779,6 +788,7 @@ impl ScheduleStore for InMemDb {
         mailing: &NewMailing,
     ) -> Result<MailingId, DbError> {
         let mut inner = self.lock();
+        inner.series_exists(series)?;
         if inner.runs.contains_key(&(series, date)) {
             return Err(DbError::RunTaken);
         }
