@@ -8,12 +8,14 @@
 //! Every import points down this list; nothing imports a module above it.
 //!
 //! - [`bot`]: a Telegram update becomes actions: [`bot::dialogue`] is the pure routing table,
-//!   one file per concern (registration, content, import, mailing, pace, subscription,
-//!   operator, images) holds the `impl Ctx` that carries it out.
+//!   one file per concern (registration, content, import, mailing, pace, schedule,
+//!   subscription, operator, images) holds the `impl Ctx` that carries it out.
 //! - [`mailing`]: the engine's `step` (load, guards, settle, pick, the pace's hold, slot, send,
 //!   record); `slot.rs` is where pacing is waited for (the operator's pacer and the user's pace
 //!   plan), `outcome.rs` the one place a delivery row's state changes, `settle.rs` the history
-//!   reconciliation, `breaker.rs` the ban signals, `report.rs` progress and the report.
+//!   reconciliation, `breaker.rs` the ban signals, `report.rs` progress and the report;
+//!   `scheduled.rs` turns a series' due run into a mailing (or a ⏭ skip), for the runtimes'
+//!   timers.
 //! - [`payments`]: a Robokassa notification is verified and an invoice settled; [`robokassa`]
 //!   is the protocol (signatures, links).
 //! - [`config`]: every settings type and its parsing; [`services`]: the bundle of ports a
@@ -24,7 +26,8 @@
 //! - [`texts`]: every word the bot says, Russian first; [`collage`] and [`crypto`]: pure
 //!   image and token-encryption work.
 //! - [`model`]: pure data and rules (ids, language, ledger rows, groups, secrets, billing,
-//!   pacing maths with the user's pace and its plan, time zones); imports nothing above it.
+//!   pacing maths with the user's pace and its plan, time zones, the `/schedule` parser and
+//!   due times); imports nothing above it.
 //! - `testing` (feature `testing`): fakes of every port and the contract suites every backend
 //!   runs.
 

@@ -808,6 +808,14 @@ mod tests {
     const MOSCOW: Tz = chrono_tz::Europe::Moscow;
     const BERLIN: Tz = chrono_tz::Europe::Berlin;
     const NOVOSIBIRSK: Tz = chrono_tz::Asia::Novosibirsk;
+    /// Zones for the fuzzing, Samoa with its skipped day (2011-12-30) among them.
+    const ZONES: [Tz; 5] = [
+        MOSCOW,
+        BERLIN,
+        NOVOSIBIRSK,
+        Tz::UTC,
+        chrono_tz::Pacific::Apia,
+    ];
 
     /// `"2026-12-05 06:45"` read as UTC → unix ms.
     fn utc(s: &str) -> i64 {
@@ -1424,7 +1432,7 @@ mod tests {
         fn parse_never_panics(
             args in prop_oneof![any::<String>(), arb_args()],
             now in prop_oneof![-4_000_000_000_000i64..4_000_000_000_000, any::<i64>()],
-            zone in proptest::sample::select(vec![MOSCOW, BERLIN, NOVOSIBIRSK, Tz::UTC, chrono_tz::Pacific::Apia]),
+            zone in proptest::sample::select(ZONES.to_vec()),
         ) {
             if let Ok(s) = parse(&args, now, zone) {
                 let first = s.next_run(zone, None, now.saturating_add(1));
