@@ -623,6 +623,68 @@ pub fn preview_frame(
     )
 }
 
+/// Why the pre-flight check leaves a group out, as the preview and the report say it.
+pub fn doubt_reason(l: Lang, why: crate::model::groups::Doubt) -> String {
+    use crate::model::groups::Doubt;
+    match why {
+        Doubt::Left => l.pick("номер больше не участник группы", "the number is no longer in the group"),
+        Doubt::AdminsOnly => l.pick(
+            "писать могут только админы, а номер не админ",
+            "only admins may post and the number is not one",
+        ),
+        Doubt::Unresolved => l.pick("группа с таким id не найдена", "no group has this id"),
+    }
+    .into()
+}
+
+/// The pre-flight lines of a preview: the doubtful groups with their reasons (left out, or
+/// `included` after ➕), and how many could not be checked.
+pub fn preflight_note(
+    l: Lang,
+    doubtful: &[(String, crate::model::groups::Doubt)],
+    unknown: usize,
+    included: bool,
+) -> String {
+    let mut out = String::new();
+    if !doubtful.is_empty() {
+        let n = doubtful.len();
+        out.push_str(&match included {
+            false => l.pick(
+                format!("⚠️ Проверка групп: {n} не получат пост и будут пропущены:"),
+                format!("⚠️ Group check: {n} would not get the post and are left out:"),
+            ),
+            true => l.pick(
+                format!("⚠️ Проверка групп: {n} вряд ли получат пост, но включены:"),
+                format!("⚠️ Group check: {n} will hardly get the post but are included:"),
+            ),
+        });
+        for (group, why) in doubtful.iter().take(10) {
+            out.push_str(&format!("\n• {group} — {}", doubt_reason(l, *why)));
+        }
+        if n > 10 {
+            out.push_str(&l.pick(format!("\n… и ещё {}", n - 10), format!("\n… and {} more", n - 10)));
+        }
+    }
+    if unknown > 0 {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(&l.pick(
+            format!("❔ Не удалось проверить групп: {unknown} (они в рассылке)."),
+            format!("❔ Groups that could not be checked: {unknown} (they are in the mailing)."),
+        ));
+    }
+    out
+}
+
+pub fn include_doubtful_button(l: Lang) -> &'static str {
+    l.pick("➕ Включить их всё равно", "➕ Include them anyway")
+}
+
+pub fn leave_out_doubtful_button(l: Lang) -> &'static str {
+    l.pick("➖ Пропустить их", "➖ Leave them out")
+}
+
 /// ✅ of a preview that no longer holds (a newer one was shown, the post or the groups
 /// changed, or it was used already).
 pub fn preview_void(l: Lang) -> String {

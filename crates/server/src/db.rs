@@ -65,6 +65,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0008_schedules.sql",
         include_str!("../../../migrations/0008_schedules.sql"),
     ),
+    (
+        "0009_preflight.sql",
+        include_str!("../../../migrations/0009_preflight.sql"),
+    ),
 ];
 
 /// How long a statement waits for another process's write lock before failing.
@@ -694,6 +698,14 @@ fn insert_mailing(
         }
         position += i64::from(n > 0);
     }
+    for (g, reason) in &new.skipped {
+        tx.execute(
+            "UPDATE deliveries SET state = 'failed', error = ?3
+             WHERE mailing_id = ?1 AND group_jid = ?2",
+            params![id, g.as_str(), reason],
+        )
+        .map_err(|e| backend(context, e))?;
+    }
     Ok(MailingId(id))
 }
 
@@ -844,13 +856,14 @@ impl UserStore for SqliteDb {
             .await
     }
 
-    async fn begin_preview(&self, id: UserId, digest: &str) -> Result<u64, DbError> {
-        let digest = digest.to_string();
+    async fn begin_preview(&self, id: UserId, digest: &str, skip: &str) -> Result<u64, DbError> {
+        let (digest, skip) = (digest.to_string(), skip.to_string());
         self.with_conn(move |c| {
             c.query_row(
-                "UPDATE users SET preview_seq = preview_seq + 1, preview_digest = ?2
+                "UPDATE users SET preview_seq = preview_seq + 1, preview_digest = ?2,
+                                  preview_skip = ?3
                  WHERE id = ?1 RETURNING preview_seq",
-                params![id.0, digest],
+                params![id.0, digest, skip],
                 |r| r.get::<_, i64>(0),
             )
             .optional()
@@ -861,15 +874,22 @@ impl UserStore for SqliteDb {
         .await
     }
 
-    async fn take_preview(&self, id: UserId, seq: u64, digest: &str) -> Result<bool, DbError> {
+    async fn take_preview(
+        &self,
+        id: UserId,
+        seq: u64,
+        digest: &str,
+    ) -> Result<Option<String>, DbError> {
         let digest = digest.to_string();
         self.with_conn(move |c| {
-            c.execute(
+            c.query_row(
                 "UPDATE users SET preview_digest = NULL
-                 WHERE id = ?1 AND preview_seq = ?2 AND preview_digest = ?3",
+                 WHERE id = ?1 AND preview_seq = ?2 AND preview_digest = ?3
+                 RETURNING COALESCE(preview_skip, '')",
                 params![id.0, seq as i64, digest],
+                |r| r.get::<_, String>(0),
             )
-            .map(|n| n == 1)
+            .optional()
             .map_err(|e| backend("take_preview", e))
         })
         .await
@@ -2056,6 +2076,7 @@ mod tests {
             profile_id: profile(prof),
             content: Content::text_only("*Sale* today"),
             groups,
+            skipped: vec![],
             now: T0,
         }
     }

@@ -246,6 +246,16 @@ impl D1Db {
             &rows,
             |_, (pos, g, part)| vec![V::S(g.as_str()), V::I(*part as i64), V::I(*pos as i64)],
         )?);
+        // Groups the pre-flight check left out: born failed, with the reason.
+        for (g, reason) in &new.skipped {
+            statements.push(self.stmt(
+                context,
+                "UPDATE deliveries SET state = 'failed', error = ?3
+                 WHERE group_jid = ?2 AND mailing_id =
+                       (SELECT id FROM mailings WHERE profile_id = ?1 AND status = 'running')",
+                &[V::S(profile), V::S(g.as_str()), V::S(reason)],
+            )?);
+        }
         Ok(statements)
     }
 
@@ -494,28 +504,32 @@ impl UserStore for D1Db {
         )
     }
 
-    async fn begin_preview(&self, id: UserId, digest: &str) -> Result<u64, DbError> {
+    async fn begin_preview(&self, id: UserId, digest: &str, skip: &str) -> Result<u64, DbError> {
         self.value::<i64>(
             "begin_preview",
-            "UPDATE users SET preview_seq = preview_seq + 1, preview_digest = ?2
+            "UPDATE users SET preview_seq = preview_seq + 1, preview_digest = ?2, preview_skip = ?3
              WHERE id = ?1 RETURNING preview_seq AS v",
-            &[V::I(id.0), V::S(digest)],
+            &[V::I(id.0), V::S(digest), V::S(skip)],
         )
         .await?
         .map(|n| n as u64)
         .ok_or(DbError::NotFound)
     }
 
-    async fn take_preview(&self, id: UserId, seq: u64, digest: &str) -> Result<bool, DbError> {
-        let n = self
-            .run(
-                "take_preview",
-                "UPDATE users SET preview_digest = NULL
-                 WHERE id = ?1 AND preview_seq = ?2 AND preview_digest = ?3",
-                &[V::I(id.0), V::I(seq as i64), V::S(digest)],
-            )
-            .await?;
-        Ok(n == 1)
+    async fn take_preview(
+        &self,
+        id: UserId,
+        seq: u64,
+        digest: &str,
+    ) -> Result<Option<String>, DbError> {
+        self.value::<String>(
+            "take_preview",
+            "UPDATE users SET preview_digest = NULL
+             WHERE id = ?1 AND preview_seq = ?2 AND preview_digest = ?3
+             RETURNING COALESCE(preview_skip, '') AS v",
+            &[V::I(id.0), V::I(seq as i64), V::S(digest)],
+        )
+        .await
     }
 }
 

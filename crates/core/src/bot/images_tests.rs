@@ -393,6 +393,7 @@ async fn run(content: impl FnOnce(Vec<i64>) -> Content) -> (Run, MailingId) {
             profile_id: prof,
             content: content(images.clone()),
             groups: groups.clone(),
+            skipped: vec![],
             now: T0,
         })
         .await

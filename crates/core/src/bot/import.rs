@@ -10,12 +10,7 @@ use crate::ports::GroupEntry;
 use crate::telegram::callback::Callback;
 use crate::telegram::{InlineKeyboardMarkup, MessageId, ReplyMarkup};
 use crate::texts::{self};
-use crate::wappi::{WappiCreds, WappiError};
-
-/// Chats asked from Wappi per page while importing …
-const CHATS_PAGE: u32 = 100;
-/// … and at most this many pages.
-const CHATS_PAGES: u32 = 50;
+use crate::wappi::WappiError;
 
 impl Ctx<'_> {
     /// 👥: wait for the list, or the import button.
@@ -49,12 +44,14 @@ impl Ctx<'_> {
                 .await?;
             return Ok(());
         }
+        // Each id with its name from the account's chat list, when it has one (best effort).
+        let names = self.group_names().await;
         let entries: Vec<GroupEntry> = parsed
             .groups
             .iter()
             .map(|jid| GroupEntry {
                 jid: jid.clone(),
-                name: None,
+                name: names.get(jid).cloned(),
             })
             .collect();
         self.svc.db.set_groups(self.user.id, &entries).await?;
@@ -64,6 +61,24 @@ impl Ctx<'_> {
         Ok(())
     }
 
+    /// The names of the account's groups from its chat list; empty when Wappi cannot say.
+    async fn group_names(&self) -> std::collections::HashMap<GroupJid, String> {
+        let Some(creds) = self.svc.creds_of(&self.user) else {
+            return Default::default();
+        };
+        match self.account_groups(&creds).await {
+            Ok(list) => list
+                .into_iter()
+                .filter(|g| g.name != g.jid.as_str())
+                .map(|g| (g.jid, g.name))
+                .collect(),
+            Err(e) => {
+                tracing::info!(user = self.user.id.0, error = %e, "group names not read");
+                Default::default()
+            }
+        }
+    }
+
     /// The import button: the account's groups in the picker, the stored ones ticked.
     pub(super) async fn import_start(&mut self) -> Result<(), BotError> {
         let l = self.lang();
@@ -71,8 +86,11 @@ impl Ctx<'_> {
             self.say(&texts::finish_registration_first(l)).await?;
             return Ok(());
         };
-        let groups = match self.account_groups(&creds).await {
-            Ok(groups) => groups,
+        let groups: Vec<(String, String)> = match self.account_groups(&creds).await {
+            Ok(groups) => groups
+                .into_iter()
+                .map(|g| (g.jid.as_str().to_string(), g.name))
+                .collect(),
             Err(e) => {
                 let reason = match &e {
                     WappiError::NotAuthorized
@@ -105,33 +123,6 @@ impl Ctx<'_> {
         imp.message_id = mid.0;
         self.set_state(&DialogueState::Import(imp)).await?;
         Ok(())
-    }
-
-    /// (jid, name) of every group among the account's chats, each once, page by page.
-    async fn account_groups(
-        &self,
-        creds: &WappiCreds,
-    ) -> Result<Vec<(String, String)>, WappiError> {
-        let mut groups: Vec<(String, String)> = Vec::new();
-        for page in 0..CHATS_PAGES {
-            let dialogs = self
-                .svc
-                .wappi
-                .list_chats(creds, CHATS_PAGE, page * CHATS_PAGE)
-                .await?;
-            let n = dialogs.len();
-            for d in dialogs {
-                if let Some(jid) = d.group() {
-                    if !groups.iter().any(|(j, _)| j == jid.as_str()) {
-                        groups.push((jid.as_str().to_string(), d.display_name()));
-                    }
-                }
-            }
-            if n < CHATS_PAGE as usize {
-                break;
-            }
-        }
-        Ok(groups)
     }
 
     /// A button of the picker; a stale picker (no import under way) only loses its buttons.

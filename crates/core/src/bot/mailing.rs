@@ -5,6 +5,8 @@
 use crate::bot::content::MAX_TEXT_UTF16;
 use crate::bot::ctx::{BotError, Ctx};
 use crate::bot::dialogue::DialogueState;
+use crate::bot::preflight::{skip_from_store, skip_to_store};
+use crate::model::groups::Doubt;
 use crate::mailing::AccountPace;
 use crate::model::ids::{GroupJid, MailingId};
 use crate::model::ledger::{Content, MailingStatus, NewMailing, Tally};
@@ -45,9 +47,11 @@ impl Ctx<'_> {
         Ok(None)
     }
 
-    /// 🚀: the post as the groups will get it, with ✅ / ❌ (or why it cannot start). The
-    /// preview gets the next number of the user, carried by its ✅ (see `start_mailing`).
-    pub(super) async fn preview(&mut self) -> Result<(), BotError> {
+    /// 🚀: the post as the groups will get it, with ✅ / ❌ (or why it cannot start), after
+    /// the pre-flight check of the groups (`preflight`): doubtful groups are named and left
+    /// out unless `include_doubtful` (➕ on the preview). The preview gets the next number of
+    /// the user, carried by its ✅, and is stored with what it leaves out (see `start_mailing`).
+    pub(super) async fn preview(&mut self, include_doubtful: bool) -> Result<(), BotError> {
         let l = self.lang();
         self.set_state(&DialogueState::Idle).await?;
         if let Some(why) = self.start_blocker().await? {
@@ -55,12 +59,22 @@ impl Ctx<'_> {
             return Ok(());
         }
         let (content, groups) = self.prepared().await?;
+        let phone = self.refresh_account().await?;
+        let (check, names) = self.preflight(&groups, phone.as_deref()).await;
+        let left_out = match include_doubtful {
+            true => Vec::new(),
+            false => check.doubtful.clone(),
+        };
         let seq = self
             .svc
             .db
-            .begin_preview(self.user.id, &preview_digest(&content, &groups))
+            .begin_preview(
+                self.user.id,
+                &preview_digest(&content, &groups),
+                &skip_to_store(&left_out),
+            )
             .await?;
-        let kb = InlineKeyboardMarkup::rows(vec![
+        let mut rows = vec![
             vec![
                 (texts::confirm_yes(l), Callback::ConfirmStart(seq).data()),
                 (texts::confirm_no(l), Callback::DeclineStart.data()),
@@ -69,11 +83,27 @@ impl Ctx<'_> {
                 texts::schedule::schedule_button(l),
                 Callback::SchedulePrompt.data(),
             )],
-        ]);
+        ];
+        if !check.doubtful.is_empty() {
+            rows.push(vec![match include_doubtful {
+                false => (texts::include_doubtful_button(l), Callback::PreviewAll.data()),
+                true => (texts::leave_out_doubtful_button(l), Callback::FreshPreview.data()),
+            }]);
+        }
+        let kb = InlineKeyboardMarkup::rows(rows);
         self.preview_images(&content).await?;
-        self.refresh_number_age().await?;
-        let eta = self.estimate(groups.len(), content.parts().len()).await?;
-        let preview = texts::preview_post(l, &content, groups.len(), &eta);
+        let sending = groups.len() - left_out.len();
+        let mut eta = self.estimate(sending, content.parts().len()).await?;
+        if !check.doubtful.is_empty() || check.unknown > 0 {
+            let named: Vec<(String, Doubt)> = check
+                .doubtful
+                .iter()
+                .map(|(jid, why)| (group_label(jid, names.get(jid)), *why))
+                .collect();
+            eta.notes
+                .push(texts::preflight_note(l, &named, check.unknown, include_doubtful));
+        }
+        let preview = texts::preview_post(l, &content, sending, &eta);
         if utf16_len(&preview) <= MAX_TEXT_UTF16 {
             self.say_with(&preview, ReplyMarkup::Inline(kb)).await?;
             return Ok(());
@@ -82,7 +112,7 @@ impl Ctx<'_> {
         for part in texts::split_utf16(&content.text, MAX_TEXT_UTF16) {
             self.say(part).await?;
         }
-        let frame = texts::preview_frame(l, &content, groups.len(), &eta);
+        let frame = texts::preview_frame(l, &content, sending, &eta);
         self.say_with(&frame, ReplyMarkup::Inline(kb)).await?;
         Ok(())
     }
@@ -122,25 +152,27 @@ impl Ctx<'_> {
         })
     }
 
-    /// Reads how long ago WhatsApp was linked to the account's number (for the warm-up cap),
-    /// best effort: a Wappi that does not answer keeps what was known.
-    async fn refresh_number_age(&mut self) -> Result<(), BotError> {
+    /// Reads the account's state from Wappi, best effort (a Wappi that does not answer keeps
+    /// what was known): how long ago WhatsApp was linked to the number (for the warm-up cap),
+    /// stored; and the number itself (digits), returned for the pre-flight check.
+    async fn refresh_account(&mut self) -> Result<Option<String>, BotError> {
         let Some(creds) = self.svc.creds_of(&self.user) else {
-            return Ok(());
+            return Ok(None);
         };
-        if let Ok(Some(at)) = self
-            .svc
-            .wappi
-            .get_status(&creds)
-            .await
-            .map(|s| s.authorized_at_ms())
-        {
+        let Ok(status) = self.svc.wappi.get_status(&creds).await else {
+            return Ok(None);
+        };
+        if let Some(at) = status.authorized_at_ms() {
             if self.user.number_since != Some(at) {
                 self.svc.db.set_number_since(self.user.id, at).await?;
                 self.user.number_since = Some(at);
             }
         }
-        Ok(())
+        let phone = status
+            .phone
+            .map(|p| p.chars().filter(char::is_ascii_digit).collect::<String>())
+            .filter(|p| !p.is_empty());
+        Ok(phone)
     }
 
     /// What a mailing started now would send, and to which groups.
@@ -177,7 +209,7 @@ impl Ctx<'_> {
         // The snapshot: image rows never change, so later edits of the set do not reach it.
         let (content, groups) = self.prepared().await?;
         let digest = preview_digest(&content, &groups);
-        if !self.svc.db.take_preview(self.user.id, seq, &digest).await? {
+        let Some(skip) = self.svc.db.take_preview(self.user.id, seq, &digest).await? else {
             tracing::info!(user = self.user.id.0, seq, "void preview pressed");
             let kb = InlineKeyboardMarkup::rows(vec![vec![(
                 texts::fresh_preview_button(l),
@@ -186,14 +218,19 @@ impl Ctx<'_> {
             self.say_with(&texts::preview_void(l), ReplyMarkup::Inline(kb))
                 .await?;
             return Ok(());
-        }
-        let sends = groups.len() * content.parts().len();
+        };
+        let skipped: Vec<(GroupJid, String)> = skip_from_store(&skip)
+            .into_iter()
+            .map(|(jid, why)| (jid, texts::doubt_reason(l, why)))
+            .collect();
+        let sending = groups.len() - skipped.len();
         let new = NewMailing {
             user_id: self.user.id,
             chat_id: self.chat,
             profile_id,
             content,
             groups: groups.clone(),
+            skipped,
             now: self.svc.now_ms(),
         };
         let id = match self.svc.db.create_mailing(&new).await {
@@ -208,13 +245,12 @@ impl Ctx<'_> {
             event = "mailing_started",
             mailing = id.0,
             user = self.user.id.0,
-            groups = groups.len(),
+            groups = sending,
             "mailing started"
         );
-        let eta = self
-            .estimate(groups.len(), sends / groups.len().max(1))
-            .await?;
-        self.send_start_message(id, groups.len(), eta.secs).await?;
+        let parts = new.content.parts().len();
+        let eta = self.estimate(sending, parts).await?;
+        self.send_start_message(id, sending, eta.secs).await?;
         self.svc.intake.enqueue(id).await?;
         Ok(())
     }
@@ -360,6 +396,14 @@ fn preview_digest(content: &Content, groups: &[GroupJid]) -> String {
     let groups: Vec<&str> = groups.iter().map(|g| g.as_str()).collect();
     let json = serde_json::json!({ "content": content, "groups": groups });
     hex::encode(Sha256::digest(json.to_string().as_bytes()))
+}
+
+/// A group as the user reads it: its name and id, or the id alone.
+fn group_label(jid: &GroupJid, name: Option<&String>) -> String {
+    match name {
+        Some(name) => format!("{name} ({})", jid.as_str()),
+        None => jid.as_str().to_string(),
+    }
 }
 
 /// A text's length as Telegram counts it.

@@ -291,11 +291,11 @@ async fn start_confirm_drive_and_report() {
                 secs: 2,
                 finish: None,
                 pace: "Pace: ⚡ fast — a post every 1 s (the service's ceiling)".into(),
-                notes: vec![texts::risk_note(
-                    Lang::En,
-                    crate::model::pacing::pace::Risk::Medium,
-                    false
-                )],
+                notes: vec![
+                    texts::risk_note(Lang::En, crate::model::pacing::pace::Risk::Medium, false),
+                    // The scripted Wappi tells nothing of these groups.
+                    texts::preflight_note(Lang::En, &[], 2, false),
+                ],
             }
         )
     );

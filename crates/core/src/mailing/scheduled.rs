@@ -169,6 +169,7 @@ async fn start(
             .unwrap_or_else(|| series.profile_id.clone()),
         content: series.content.clone(),
         groups: series.groups.clone(),
+        skipped: vec![],
         now: svc.now_ms(),
     };
     let id = svc

@@ -1,9 +1,22 @@
 //! Parsing a group list pasted by a user: one WhatsApp group id per line (also several on a
-//! line, separated by `,` `;` or spaces), in any of the shapes `GroupJid::parse` accepts.
-//! Pure: the dialogue turns the result into a reply and the stored list.
+//! line, separated by `,` `;` or spaces), in any of the shapes `GroupJid::parse` accepts; and
+//! why the pre-flight check would leave a group out ([`Doubt`]). Pure: the dialogue turns the
+//! result into a reply and the stored list.
 
 use crate::model::ids::GroupJid;
 use std::collections::HashSet;
+
+/// Why a group would not get the post.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Doubt {
+    /// The number is not (any more) a participant.
+    Left,
+    /// Only admins may post, and the number is not one.
+    AdminsOnly,
+    /// The id does not resolve to a group.
+    Unresolved,
+}
 
 /// How much of a bad line is quoted back to the user.
 const QUOTE_CHARS: usize = 60;

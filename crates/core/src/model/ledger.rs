@@ -277,6 +277,9 @@ pub struct NewMailing {
     pub profile_id: ProfileId,
     pub content: Content,
     pub groups: Vec<GroupJid>,
+    /// Groups of `groups` left out before the start (the pre-flight check), with the reason the
+    /// report shows: their rows are born `failed` and are never sent.
+    pub skipped: Vec<(GroupJid, String)>,
     pub now: i64,
 }
 

@@ -44,6 +44,8 @@ pub enum Callback {
     SetPace(Preset),
     /// A zone button under `/tz` (its index in `zone::USUAL`).
     SetTz(usize),
+    /// ➕ on a preview that leaves doubtful groups out: a fresh preview with them in.
+    PreviewAll,
     /// 🕒 on the preview: schedule the post.
     SchedulePrompt,
     /// ⏭ under a series in `/schedules`: skip its next run.
@@ -77,6 +79,7 @@ impl Callback {
             ("pace", p) => Preset::parse(p).map_or(Callback::Unknown, Callback::SetPace),
             ("tz", _) => idx().map_or(Callback::Unknown, Callback::SetTz),
             ("sch", "") => Callback::SchedulePrompt,
+            ("previewall", "") => Callback::PreviewAll,
             ("sskip", _) => num().map_or(Callback::Unknown, Callback::SkipRun),
             ("spause", _) => num().map_or(Callback::Unknown, Callback::PauseSeries),
             ("sresume", _) => num().map_or(Callback::Unknown, Callback::ResumeSeries),
@@ -112,6 +115,7 @@ impl Callback {
             Callback::SetPace(p) => format!("pace:{}", p.word()),
             Callback::SetTz(i) => format!("tz:{i}"),
             Callback::SchedulePrompt => "sch".into(),
+            Callback::PreviewAll => "previewall".into(),
             Callback::SkipRun(id) => format!("sskip:{id}"),
             Callback::PauseSeries(id) => format!("spause:{id}"),
             Callback::ResumeSeries(id) => format!("sresume:{id}"),
@@ -155,6 +159,7 @@ mod tests {
             Callback::SetPace(Preset::Fast),
             Callback::SetTz(5),
             Callback::SchedulePrompt,
+            Callback::PreviewAll,
             Callback::SkipRun(4),
             Callback::PauseSeries(5),
             Callback::ResumeSeries(6),

@@ -462,21 +462,23 @@ mod store {
     async fn preview_contract(db: &dyn crate::ports::Db) {
         let user = UserId(910_000_002);
         db.ensure_user(user, Lang::En, 0, T0).await.unwrap();
+        let taken = |r: Result<Option<String>, DbError>| r.unwrap();
         // Nothing shown yet: not even number 0 (an unnumbered old button) is taken.
-        assert!(!db.take_preview(user, 0, "a").await.unwrap());
-        assert_eq!(db.begin_preview(user, "a").await.unwrap(), 1);
-        assert_eq!(db.begin_preview(user, "b").await.unwrap(), 2);
-        assert!(!db.take_preview(user, 1, "a").await.unwrap(), "superseded");
-        assert!(
-            !db.take_preview(user, 2, "a").await.unwrap(),
-            "changed since"
-        );
-        assert!(db.take_preview(user, 2, "b").await.unwrap());
-        assert!(!db.take_preview(user, 2, "b").await.unwrap(), "taken once");
-        assert_eq!(db.begin_preview(user, "b").await.unwrap(), 3);
-        assert!(db.take_preview(user, 3, "b").await.unwrap());
+        assert_eq!(taken(db.take_preview(user, 0, "a").await), None);
+        assert_eq!(db.begin_preview(user, "a", "").await.unwrap(), 1);
+        assert_eq!(db.begin_preview(user, "b", "[[\"1@g.us\",\"left\"]]").await.unwrap(), 2);
+        assert_eq!(taken(db.take_preview(user, 1, "a").await), None, "superseded");
+        assert_eq!(taken(db.take_preview(user, 2, "a").await), None, "changed since");
         assert_eq!(
-            db.begin_preview(UserId(910_000_003), "a").await,
+            taken(db.take_preview(user, 2, "b").await).as_deref(),
+            Some("[[\"1@g.us\",\"left\"]]"),
+            "taken with what it leaves out"
+        );
+        assert_eq!(taken(db.take_preview(user, 2, "b").await), None, "taken once");
+        assert_eq!(db.begin_preview(user, "b", "").await.unwrap(), 3);
+        assert_eq!(taken(db.take_preview(user, 3, "b").await).as_deref(), Some(""));
+        assert_eq!(
+            db.begin_preview(UserId(910_000_003), "a", "").await,
             Err(DbError::NotFound)
         );
     }
@@ -502,6 +504,7 @@ mod store {
             profile_id: prof.clone(),
             content: Content::text_only("*Sale* today"),
             groups,
+            skipped: vec![],
             now: T0,
         };
 
@@ -748,6 +751,7 @@ mod store {
             profile_id: prof.clone(),
             content: Content::text_only("*Daily* offer"),
             groups,
+            skipped: vec![],
             now: T0,
         };
         let ours = |list: Vec<crate::ports::Series>, ids: &[SeriesId]| -> Vec<SeriesId> {
@@ -978,6 +982,7 @@ mod store {
                 profile_id: profile(&format!("contract-img-{tag}")),
                 content: content.clone(),
                 groups: vec![jid(7), jid(5), jid(7)],
+                skipped: vec![],
                 now: T0,
             })
             .await

@@ -46,8 +46,8 @@ struct DbInner {
     images: BTreeMap<ImageId, StoredImage>,
     photo_sets: HashMap<UserId, Vec<ImageId>>,
     collages: HashMap<UserId, (ImageId, bool)>,
-    /// Per user: the newest preview's number and its digest (`None` once taken).
-    previews: HashMap<UserId, (u64, Option<String>)>,
+    /// Per user: the newest preview's number, its digest and skip (`None` once taken).
+    previews: HashMap<UserId, (u64, Option<(String, String)>)>,
     /// How many times `get_image` was called (the engine reads each image once per drive).
     image_reads: usize,
     /// How many of the next `update_delivery` calls fail with a backend error.
@@ -128,6 +128,13 @@ impl DbInner {
                 })
             })
             .collect();
+        let mut rows: Vec<Delivery> = rows;
+        for row in &mut rows {
+            if let Some((_, reason)) = new.skipped.iter().find(|(g, _)| *g == row.group) {
+                row.state = DeliveryState::Failed;
+                row.error = Some(reason.clone());
+            }
+        }
         inner.rows.insert(id, rows);
         Ok(id)
     }
@@ -411,22 +418,26 @@ impl UserStore for InMemDb {
         Ok(())
     }
 
-    async fn begin_preview(&self, id: UserId, digest: &str) -> Result<u64, DbError> {
+    async fn begin_preview(&self, id: UserId, digest: &str, skip: &str) -> Result<u64, DbError> {
         let mut inner = self.lock();
         inner.user_mut(id)?;
         let p = inner.previews.entry(id).or_insert((0, None));
-        *p = (p.0 + 1, Some(digest.to_string()));
+        *p = (p.0 + 1, Some((digest.to_string(), skip.to_string())));
         Ok(p.0)
     }
 
-    async fn take_preview(&self, id: UserId, seq: u64, digest: &str) -> Result<bool, DbError> {
+    async fn take_preview(
+        &self,
+        id: UserId,
+        seq: u64,
+        digest: &str,
+    ) -> Result<Option<String>, DbError> {
         let mut inner = self.lock();
         match inner.previews.get_mut(&id) {
-            Some((n, d)) if *n == seq && d.as_deref() == Some(digest) => {
-                *d = None;
-                Ok(true)
+            Some((n, d)) if *n == seq && d.as_ref().is_some_and(|(d, _)| d == digest) => {
+                Ok(d.take().map(|(_, skip)| skip))
             }
-            _ => Ok(false),
+            _ => Ok(None),
         }
     }
 }

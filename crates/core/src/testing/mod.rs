@@ -217,6 +217,7 @@ pub async fn create_mailing(
             profile_id: profile.clone(),
             content: crate::model::ledger::Content::text_only(text),
             groups: groups.to_vec(),
+            skipped: vec![],
             now: svc.now_ms(),
         })
         .await
