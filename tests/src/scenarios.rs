@@ -1181,3 +1181,55 @@ pub async fn scheduled_runs_went_as_said<S: Bot>(w: &World<S>, s: &Scheduled) {
         "one record per run"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Groups that really get the post (issue 15)
+
+/// A list of four groups of the account: two fine, one the number left, one announcement-only
+/// where the number is not an admin. The preview names the two doubtful ones with the reason
+/// and counts two groups; ✅ sends to the two fine ones only, and the report lists the two
+/// left out with why. Pasted ids are shown with their names from the chat list.
+pub async fn the_preflight_check_leaves_out_groups_that_would_not_get_the_post<S: Bot>(
+    w: &World<S>,
+    user: i64,
+) {
+    let (p, acc, jids) = w.ready(user, 161, 4, "Пост для проверенных групп").await;
+    w.wappi.leave_group(&acc.profile, &jids[1]);
+    w.wappi.set_announce(&acc.profile, &jids[2], true, false);
+    p.says("/mailing");
+    let preview = p.hears("Предпросмотр").await;
+    let t = &preview.text;
+    assert!(t.contains("Групп: 2"), "{t}");
+    assert!(t.contains("Проверка групп: 2 не получат пост"), "{t}");
+    assert!(
+        t.contains(&format!("Группа 161-1 ({}) — номер больше не участник группы", jids[1])),
+        "{t}"
+    );
+    assert!(
+        t.contains(&format!("Группа 161-2 ({}) — писать могут только админы", jids[2])),
+        "{t}"
+    );
+    p.presses(preview.message_id, &Person::<Server>::button(&preview, "✅"));
+    let report = p.hears("Рассылка #").await;
+    let report = if report.text.starts_with('🚀') {
+        p.hears("Рассылка #").await
+    } else {
+        report
+    };
+    assert!(report.text.starts_with("⚠️"), "{}", report.text);
+    assert!(report.text.contains("Группа 161-1"), "{}", report.text);
+    assert!(report.text.contains("номер больше не участник группы"), "{}", report.text);
+    assert!(report.text.contains("Группа 161-2"), "{}", report.text);
+    for (i, jid) in jids.iter().enumerate() {
+        let want = usize::from(i == 0 || i == 3);
+        assert_eq!(w.wappi.deliveries_to(jid).len(), want, "group {i}");
+    }
+
+    // ➕ includes them: the next preview counts all four.
+    p.says("/mailing");
+    let preview = p.hears("Предпросмотр").await;
+    p.presses(preview.message_id, &Person::<Server>::button(&preview, "➕"));
+    let all = p.hears("Предпросмотр").await;
+    assert!(all.text.contains("Групп: 4"), "{}", all.text);
+    assert!(all.text.contains("вряд ли получат пост, но включены"), "{}", all.text);
+}

@@ -116,3 +116,67 @@ async fn groups_are_imported_from_the_whatsapp_account() {
     assert_eq!(jids, vec![groups[0].clone(), groups[10].clone()]);
     assert_eq!(names, vec!["Группа 7-0", "Группа 7-10"]);
 }
+
+/// Issue 15: typing a word while the picker is open shows only the groups whose name holds
+/// it; ticking and saving from the search keeps the right group.
+#[tokio::test]
+async fn the_import_picker_searches_by_name() {
+    let w = World::start().await;
+    let (p, acc) = registered(&w, 2006, 6).await;
+    let groups = w.groups(&acc, 11, 8);
+    w.wappi.add_group(&acc.profile, "120363999000000001@g.us", "Аренда Химки");
+    p.says("/groups");
+    let ask = p.hears("👥").await;
+    p.presses(ask.message_id, &Person::button(&ask, "Импорт"));
+    p.hears("Группы аккаунта: 12").await;
+    p.says("химки");
+    let found = p.hears("«химки»: найдено 1").await;
+    let markup = found.reply_markup.clone().unwrap().to_string();
+    assert!(markup.contains("Аренда Химки") && !markup.contains("Группа 8-"), "{markup}");
+    p.presses(found.message_id, &Person::button(&found, "Аренда Химки"));
+    p.says("8-1");
+    let second = p.hears("«8-1»: найдено 2").await;
+    p.presses(second.message_id, &Person::button(&second, "Группа 8-10"));
+    w.tg.wait_until(
+        |tg| {
+            tg.current_text(2006, second.message_id)
+                .is_some_and(|t| t.contains("Выбрано: 2"))
+        },
+        groupcast_e2e::world::STEP,
+    )
+    .await
+    .unwrap();
+    p.presses(second.message_id, "imp:save");
+    p.hears("Сохранено групп: 2").await;
+    let db = w.server.db();
+    let mut st = db
+        .prepare("SELECT jid FROM groups WHERE user_id = 2006 ORDER BY position")
+        .unwrap();
+    let jids: Vec<String> = st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+    assert_eq!(jids, vec![groups[10].clone(), "120363999000000001@g.us".to_string()]);
+}
+
+/// Issue 15: a pasted id is stored (and shown) with its name from the account's chat list.
+#[tokio::test]
+async fn pasted_groups_get_their_names_from_the_chat_list() {
+    let w = World::start().await;
+    let (p, acc) = registered(&w, 2007, 7).await;
+    let groups = w.groups(&acc, 2, 9);
+    p.sets_groups(&[groups[1].clone(), "120363777000000001@g.us".to_string()]).await;
+    let db = w.server.db();
+    let mut st = db
+        .prepare("SELECT jid, name FROM groups WHERE user_id = 2007 ORDER BY position")
+        .unwrap();
+    let rows: Vec<(String, Option<String>)> = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            (groups[1].clone(), Some("Группа 9-1".to_string())),
+            ("120363777000000001@g.us".to_string(), None)
+        ]
+    );
+}

@@ -274,6 +274,22 @@ pub fn import_header(l: Lang, total: usize, selected: usize, page: usize, pages:
     )
 }
 
+/// The search line of the import picker: how to search, or what the search found.
+pub fn import_search(l: Lang, filter: &str, found: usize) -> String {
+    if filter.is_empty() {
+        l.pick(
+            "🔎 Напишите слово, чтобы найти группу по названию.",
+            "🔎 Write a word to find a group by name.",
+        )
+        .into()
+    } else {
+        l.pick(
+            format!("🔎 «{filter}»: найдено {found}. Другое слово — новый поиск, * — все группы."),
+            format!("🔎 “{filter}”: {found} found. Another word searches again, * shows all."),
+        )
+    }
+}
+
 pub fn import_save(l: Lang, n: usize) -> String {
     l.pick(format!("💾 Сохранить ({n})"), format!("💾 Save ({n})"))
 }

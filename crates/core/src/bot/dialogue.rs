@@ -56,13 +56,31 @@ pub struct ImportState {
     pub page: usize,
     /// The message holding the picker keyboard.
     pub message_id: i64,
+    /// The words typed to search the groups by name or id (empty: all are shown).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub filter: String,
 }
 
 pub const IMPORT_PAGE_SIZE: usize = 8;
 
 impl ImportState {
+    /// The indices of the groups shown: those whose name or id holds the filter (any case).
+    pub fn shown(&self) -> Vec<usize> {
+        let needle = self.filter.to_lowercase();
+        self.groups
+            .iter()
+            .enumerate()
+            .filter(|(_, (jid, name))| {
+                needle.is_empty()
+                    || name.to_lowercase().contains(&needle)
+                    || jid.contains(&needle)
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+
     pub fn pages(&self) -> usize {
-        self.groups.len().div_ceil(IMPORT_PAGE_SIZE).max(1)
+        self.shown().len().div_ceil(IMPORT_PAGE_SIZE).max(1)
     }
     pub fn selected_count(&self) -> usize {
         self.selected.iter().filter(|s| **s).count()
@@ -267,6 +285,8 @@ pub enum Route {
     Broadcast(String),
     /// Operator: the broadcast text arrived.
     TakeBroadcast(String),
+    /// Words typed while the import picker is open: search the groups.
+    ImportSearch(String),
     Callback(Callback),
     Unknown,
 }
@@ -338,6 +358,7 @@ pub fn route(state: &DialogueState, registered: bool, intent: &Intent) -> Route 
         }
         (DialogueState::AwaitImages { .. }, I::NonText) => Route::NotAPhoto,
         (DialogueState::AwaitGroups, I::Text { text, .. }) => Route::TakeGroups(text.clone()),
+        (DialogueState::Import(_), I::Text { text, .. }) => Route::ImportSearch(text.clone()),
         (_, I::Callback(cb)) => Route::Callback(cb.clone()),
         _ => Route::Unknown,
     }

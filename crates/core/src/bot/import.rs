@@ -117,6 +117,7 @@ impl Ctx<'_> {
             selected,
             page: 0,
             message_id: 0,
+            filter: String::new(),
         };
         let (text, kb) = import_view(l, &imp);
         let mid = self.say_with(&text, ReplyMarkup::Inline(kb)).await?;
@@ -144,13 +145,40 @@ impl Ctx<'_> {
                 imp.selected[i] = !imp.selected[i]
             }
             Callback::ImportPage(p) => imp.page = p.min(imp.pages() - 1),
-            Callback::ImportAll => imp.selected.iter_mut().for_each(|s| *s = true),
-            Callback::ImportNone => imp.selected.iter_mut().for_each(|s| *s = false),
+            Callback::ImportAll => imp.shown().into_iter().for_each(|i| imp.selected[i] = true),
+            Callback::ImportNone => imp.shown().into_iter().for_each(|i| imp.selected[i] = false),
             Callback::ImportClose => return self.import_close(&imp).await,
             Callback::ImportSave => return self.import_save(&imp).await,
             _ => {}
         }
         self.redraw_import(imp).await
+    }
+
+    /// Words typed while the picker is open: it shows the groups whose name or id holds them
+    /// (`*` shows all again), as a fresh picker under the words; the old one loses its buttons.
+    pub(super) async fn import_search(&mut self, words: &str, state: DialogueState) -> Result<(), BotError> {
+        let DialogueState::Import(mut imp) = state else {
+            return Ok(());
+        };
+        let words = words.trim();
+        imp.filter = match words {
+            "*" => String::new(),
+            _ => words.chars().take(60).collect(),
+        };
+        imp.page = 0;
+        let _ = self
+            .svc
+            .telegram
+            .edit_message_reply_markup(
+                self.chat,
+                MessageId(imp.message_id),
+                &InlineKeyboardMarkup::default(),
+            )
+            .await;
+        let (text, kb) = import_view(self.lang(), &imp);
+        imp.message_id = self.say_with(&text, ReplyMarkup::Inline(kb)).await?.0;
+        self.set_state(&DialogueState::Import(imp)).await?;
+        Ok(())
     }
 
     /// ✖️: the picker is closed, nothing stored.
@@ -236,13 +264,13 @@ pub fn import_view(l: Lang, imp: &ImportState) -> (String, InlineKeyboardMarkup)
     let pages = imp.pages();
     let page = imp.page.min(pages - 1);
     let start = page * IMPORT_PAGE_SIZE;
-    let mut rows: Vec<Vec<(String, String)>> = imp
-        .groups
+    let shown = imp.shown();
+    let mut rows: Vec<Vec<(String, String)>> = shown
         .iter()
-        .enumerate()
         .skip(start)
         .take(IMPORT_PAGE_SIZE)
-        .map(|(i, (_, name))| {
+        .map(|&i| (i, &imp.groups[i].1))
+        .map(|(i, name)| {
             let mark = if imp.selected[i] { "✅" } else { "▫️" };
             let name: String = name.chars().take(40).collect();
             vec![(format!("{mark} {name}"), Callback::ImportToggle(i).data())]
@@ -274,6 +302,9 @@ pub fn import_view(l: Lang, imp: &ImportState) -> (String, InlineKeyboardMarkup)
         ),
         ("✖️".to_string(), Callback::ImportClose.data()),
     ]);
-    let text = texts::import_header(l, imp.groups.len(), imp.selected_count(), page + 1, pages);
+    let mut text =
+        texts::import_header(l, imp.groups.len(), imp.selected_count(), page + 1, pages);
+    text.push('\n');
+    text.push_str(&texts::import_search(l, &imp.filter, shown.len()));
     (text, InlineKeyboardMarkup::rows(rows))
 }

@@ -95,6 +95,14 @@ impl Ctx<'_> {
         let sending = groups.len() - left_out.len();
         let mut eta = self.estimate(sending, content.parts().len()).await?;
         if !check.doubtful.is_empty() || check.unknown > 0 {
+            // Names from the chat list, else as stored (a group the number left is no longer
+            // in the chat list).
+            let mut names = names;
+            for g in self.svc.db.get_groups(self.user.id).await? {
+                if let Some(name) = g.name {
+                    names.entry(g.jid).or_insert(name);
+                }
+            }
             let named: Vec<(String, Doubt)> = check
                 .doubtful
                 .iter()

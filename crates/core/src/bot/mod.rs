@@ -173,6 +173,7 @@ impl Ctx<'_> {
             Route::Grant(args) => self.grant(&args).await?,
             Route::Broadcast(args) => self.broadcast(&args).await?,
             Route::TakeBroadcast(text) => self.take_broadcast(&text).await?,
+            Route::ImportSearch(words) => self.import_search(&words, state).await?,
             Route::ChooseLang => self.choose_lang().await?,
             Route::Help => {
                 self.say(&texts::help(l)).await?;
