@@ -1,15 +1,23 @@
 //! A local fake of Wappi (`specs/wappi.md`) for end-to-end tests: an axum server on
-//! `127.0.0.1:0` that answers the five calls groupcast makes (`get/status`, `message/send`,
-//! `message/img/send`, `chats/get`, `messages/get`) with the shapes of the spec, records every
-//! request it receives, stores every accepted send in the chat so that `messages/get` shows it,
-//! and injects faults on demand (5xx, 429 with `Retry-After`, delays, "not authorized", and a
-//! connection dropped before or after the message was delivered).
+//! `127.0.0.1:0` that answers the six calls groupcast makes (`get/status`, `message/send`,
+//! `message/img/send`, `chats/get`, `messages/get`, `contact/info`) with the shapes of the
+//! spec, records every request it receives, stores every accepted send in the chat so that
+//! `messages/get` shows it, and injects faults on demand (5xx, 429 with `Retry-After`, delays,
+//! "not authorized", and a connection dropped before or after the message was delivered).
+//!
+//! Groups are modelled per profile: a group the account is in (listed by `chats/get` with a
+//! whatsmeow-`GroupInfo`-shaped `group` object), a group it has left (unlisted, still resolved
+//! by `contact/info`, without the account among the participants), and announcement-only
+//! groups where the account may or may not post. Our posts carry a `delivery_status` that
+//! moves over time along a [`DeliveryPlan`] (`pending` → `delivered` → `read`, or an end in
+//! `undelivered` / `error`), per profile or per group.
 //!
 //! Where the spec is silent the fake makes a choice and says so in the item's doc comment;
 //! assumptions are marked "assumption", and behaviours the spec does not describe at all (made
 //! up so a test can stage a scenario: a 5xx after the message went out, a send whose message
-//! shows up late, chatter that buries our post, history without paging, `null` fields) are
-//! marked "invented".
+//! shows up late, chatter that buries our post, history without paging, `null` fields, what
+//! happens to a post into a group the account cannot post in, the timings of delivery states)
+//! are marked "invented" (`INVENTED:` where a whole behaviour is made up).
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -57,6 +65,8 @@ pub struct Request {
     pub b64: Option<String>,
     /// The `chat_id` query parameter (`messages/get`).
     pub chat_id: Option<String>,
+    /// The `user_id` query parameter (`contact/info`).
+    pub user_id: Option<String>,
     /// The id given to the stored message, for delivered sends.
     pub message_id: Option<String>,
     /// When the request arrived.
@@ -72,7 +82,9 @@ impl Request {
         is_send_path(&self.path)
     }
 
-    /// The message was stored in the chat (whether or not the answer reached the client).
+    /// The message was stored in the chat (whether or not the answer reached the client) and
+    /// reaches its members: not a send accepted into a group the account cannot post in
+    /// ([`Outcome::AcceptedNotDelivered`]).
     pub fn is_delivered(&self) -> bool {
         matches!(
             self.outcome,
@@ -93,6 +105,13 @@ pub enum Outcome {
     DeliveredThenRefused(u16),
     /// The connection was dropped without an answer and nothing was stored.
     Dropped,
+    /// INVENTED (Wappi's real answer is unknown): a send into a group the account has left
+    /// ([`FakeWappi::leave_group`]) or may not post in ([`FakeWappi::set_announce`]). It is
+    /// answered like a delivered one (`status: done`, a `message_id`; or whatever fault was
+    /// queued for it) and shows in the chat's `messages/get` with the
+    /// [undeliverable plan](FakeWappi::set_undeliverable_plan) (`error` by default), but it
+    /// never reaches the group: not counted by [`FakeWappi::deliveries`].
+    AcceptedNotDelivered,
     /// A read answered normally (`get/status` also when the profile is not authorized).
     Answered,
     /// An error answer (HTTP status, and the `detail` or raw body); nothing was stored.
@@ -160,6 +179,12 @@ struct Inner {
     no_history_paging: bool,
     /// Invented: other members' messages carry `null` in `caption`, `senderName` and `isRead`.
     null_fields: bool,
+    /// Chat id → the delivery plan of our posts sent there from now on (wins over the
+    /// profile's plan).
+    group_delivery: HashMap<String, DeliveryPlan>,
+    /// The delivery plan of a post into a group the account cannot post in (`None`: the
+    /// default, [`DeliveryPlan::undeliverable`]).
+    undeliverable: Option<DeliveryPlan>,
 }
 
 /// A message in a chat, and when it becomes visible in the history (unix ms).
@@ -167,6 +192,79 @@ struct Inner {
 struct Stored {
     visible_at_ms: i64,
     msg: Value,
+    /// Our posts: how `delivery_status` moves from `visible_at_ms` on (others' messages keep
+    /// the one in `msg`).
+    plan: Option<DeliveryPlan>,
+}
+
+/// How the `delivery_status` of one of our posts moves after the send. The value set is the
+/// spec's (`pending`, `delivered`, `read`, `undelivered`, `temporary ban`, `error`: wappi.md §4,
+/// next-capabilities.md §2 row 9); INVENTED: the timings, and that `messages/get` shows the
+/// status of the moment it is asked (Wappi documents no timeline).
+///
+/// A plan is a list of steps `(after, status)`: from `after` past the moment the message
+/// entered the chat on, the post shows `status`; before the first step it shows `pending`.
+/// The plan of a post is fixed when it is sent: changing a plan changes the posts sent after.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryPlan {
+    steps: Vec<(Duration, String)>,
+}
+
+impl Default for DeliveryPlan {
+    /// `delivered` at once, never `read`: what an ordinary post shows.
+    fn default() -> Self {
+        DeliveryPlan::delivered_after(Duration::ZERO)
+    }
+}
+
+impl DeliveryPlan {
+    /// `pending`, then `delivered` from `after` on.
+    pub fn delivered_after(after: Duration) -> Self {
+        DeliveryPlan::pending_forever().step(after, "delivered")
+    }
+
+    /// `pending` for ever (a post WhatsApp never hands over: the silent drop of
+    /// next-capabilities.md §1 row 3).
+    pub fn pending_forever() -> Self {
+        DeliveryPlan { steps: Vec::new() }
+    }
+
+    /// `status` from the start, with no `pending` phase (what
+    /// [`FakeWappi::set_delivery_status`] sets).
+    pub fn fixed(status: &str) -> Self {
+        DeliveryPlan::pending_forever().step(Duration::ZERO, status)
+    }
+
+    /// `pending`, then `status` from `after` on: an end such as `undelivered` or `error`.
+    pub fn ends_in(status: &str, after: Duration) -> Self {
+        DeliveryPlan::pending_forever().step(after, status)
+    }
+
+    /// INVENTED default for a post into a group the account cannot post in: `error` at once.
+    pub fn undeliverable() -> Self {
+        DeliveryPlan::fixed("error")
+    }
+
+    /// Adds `read` from `after` (measured from the send, like every step) on.
+    pub fn read_after(self, after: Duration) -> Self {
+        self.step(after, "read")
+    }
+
+    /// Adds a step: `status` from `after` past the send on (a later step wins).
+    pub fn step(mut self, after: Duration, status: &str) -> Self {
+        self.steps.push((after, status.to_string()));
+        self.steps.sort_by_key(|(at, _)| *at);
+        self
+    }
+
+    /// The status shown `elapsed` after the message entered the chat.
+    pub fn status_at(&self, elapsed: Duration) -> &str {
+        self.steps
+            .iter()
+            .rev()
+            .find(|(at, _)| *at <= elapsed)
+            .map_or("pending", |(_, s)| s.as_str())
+    }
 }
 
 struct RandomFaults {
@@ -180,15 +278,34 @@ struct Profile {
     authorized: bool,
     /// `get/status` `authorized_at` (the spec's production sample unless a test sets it).
     authorized_at: String,
-    /// The `delivery_status` our posts show in the history from now on (`sent` unless a test
-    /// sets another, such as `temporary ban`).
-    delivery_status: String,
+    /// How the `delivery_status` of our posts sent from now on moves (`delivered` at once
+    /// unless a test sets another plan or a fixed status such as `temporary ban`).
+    delivery: DeliveryPlan,
     name: String,
     phone: String,
-    groups: Vec<(String, String)>,
+    groups: Vec<Group>,
     /// Chat id → messages, oldest first (by the time they became visible).
     messages: HashMap<String, Vec<Stored>>,
     last_delivery: Option<Instant>,
+}
+
+/// A group a profile is or was in.
+struct Group {
+    jid: String,
+    name: String,
+    /// The account left the group (or was removed): not listed, not among the participants.
+    left: bool,
+    /// `IsAnnounce`: only admins may post.
+    announce: bool,
+    /// The account is an admin of the group.
+    admin: bool,
+}
+
+impl Group {
+    /// Whether a post of the account reaches the group.
+    fn postable(&self) -> bool {
+        !self.left && (!self.announce || self.admin)
+    }
 }
 
 /// The answer to give, and what to do after recording the request.
@@ -267,7 +384,7 @@ impl FakeWappi {
                 token: token.to_string(),
                 authorized: true,
                 authorized_at: "2026-08-07T02:40:35.189138+03:00".into(),
-                delivery_status: "sent".into(),
+                delivery: DeliveryPlan::default(),
                 name: format!("Fake {profile_id}"),
                 phone: format!("7900{:07}", 1_000_000 + n),
                 groups: Vec::new(),
@@ -276,12 +393,43 @@ impl FakeWappi {
             });
     }
 
-    /// The `delivery_status` the history shows for our posts sent from now on (the spec's value
-    /// set: `pending`, `delivered`, `read`, `undelivered`, `temporary ban`, `error`).
+    /// The `delivery_status` the history shows for our posts sent from now on, from the start
+    /// and for ever (the spec's value set: `pending`, `delivered`, `read`, `undelivered`,
+    /// `temporary ban`, `error`): [`DeliveryPlan::fixed`] as the profile's plan.
     pub fn set_delivery_status(&self, profile_id: &str, status: &str) {
+        self.set_delivery_plan(profile_id, DeliveryPlan::fixed(status));
+    }
+
+    /// How the `delivery_status` of the profile's posts sent from now on moves over time
+    /// (default: [`DeliveryPlan::default`], `delivered` at once). A group's own plan
+    /// ([`set_group_delivery`](Self::set_group_delivery)) wins over it.
+    pub fn set_delivery_plan(&self, profile_id: &str, plan: DeliveryPlan) {
         if let Some(p) = self.state().profiles.get_mut(profile_id) {
-            p.delivery_status = status.to_string();
+            p.delivery = plan;
         }
+    }
+
+    /// How the `delivery_status` of posts sent to `jid` from now on (any profile) moves over
+    /// time, in place of the profile's plan: e.g. [`DeliveryPlan::pending_forever`], or
+    /// [`DeliveryPlan::ends_in`] `undelivered` / `error`. A post the account cannot make there
+    /// follows the [undeliverable plan](Self::set_undeliverable_plan) instead.
+    pub fn set_group_delivery(&self, jid: &str, plan: DeliveryPlan) {
+        self.state()
+            .group_delivery
+            .insert(normalize_chat(jid), plan);
+    }
+
+    /// Drops the plan of [`set_group_delivery`](Self::set_group_delivery): posts sent to `jid`
+    /// from now on follow their profile's plan again.
+    pub fn clear_group_delivery(&self, jid: &str) {
+        self.state().group_delivery.remove(&normalize_chat(jid));
+    }
+
+    /// INVENTED: the delivery plan of a post into a group the account has left or may not post
+    /// in (see [`Outcome::AcceptedNotDelivered`]). Default [`DeliveryPlan::undeliverable`]:
+    /// `error` at once; [`DeliveryPlan::pending_forever`] stages the silent drop instead.
+    pub fn set_undeliverable_plan(&self, plan: DeliveryPlan) {
+        self.state().undeliverable = Some(plan);
     }
 
     /// What `get/status` says of when WhatsApp was linked to the profile (RFC 3339).
@@ -301,13 +449,93 @@ impl FakeWappi {
         }
     }
 
-    /// Adds a group the profile is a member of (listed by `chats/get`).
+    /// Adds a group the profile is a member of (listed by `chats/get`), or renames one it
+    /// has; a group it had left it is in again. A new group is not announcement-only and the
+    /// account is no admin there. Besides the account, the group has two other members
+    /// (INVENTED numbers `7998…` and `7997…` derived from the jid, the first its creator and
+    /// super admin): see [`group_phones`](Self::group_phones).
     pub fn add_group(&self, profile_id: &str, jid: &str, name: &str) {
         if let Some(p) = self.state().profiles.get_mut(profile_id) {
-            match p.groups.iter_mut().find(|(j, _)| j == jid) {
-                Some(g) => g.1 = name.to_string(),
-                None => p.groups.push((jid.to_string(), name.to_string())),
+            match p.groups.iter_mut().find(|g| g.jid == jid) {
+                Some(g) => {
+                    g.name = name.to_string();
+                    g.left = false;
+                }
+                None => p.groups.push(Group {
+                    jid: jid.to_string(),
+                    name: name.to_string(),
+                    left: false,
+                    announce: false,
+                    admin: false,
+                }),
             }
+        }
+    }
+
+    /// The account has left the group `jid` (or was removed): `chats/get` no longer lists it,
+    /// `contact/info` still resolves it with the account's phone not among the participants,
+    /// and sends to it are accepted but never delivered (INVENTED, see
+    /// [`Outcome::AcceptedNotDelivered`]). [`add_group`](Self::add_group) joins it again.
+    /// Nothing happens for a group the profile never had.
+    pub fn leave_group(&self, profile_id: &str, jid: &str) {
+        self.with_group(profile_id, jid, |g| g.left = true);
+    }
+
+    /// Makes the group `jid` announcement-only (`only_admins`, the `IsAnnounce` flag) or not,
+    /// and the account an admin of it or not (`IsAdmin` of its participant entry). A send the
+    /// account may not make (announcement-only, not an admin) is accepted but never delivered
+    /// (INVENTED, see [`Outcome::AcceptedNotDelivered`]). Nothing happens for a group the
+    /// profile does not have.
+    pub fn set_announce(
+        &self,
+        profile_id: &str,
+        jid: &str,
+        only_admins: bool,
+        account_is_admin: bool,
+    ) {
+        self.with_group(profile_id, jid, |g| {
+            g.announce = only_admins;
+            g.admin = account_is_admin;
+        });
+    }
+
+    /// The phone numbers the participant list of group `jid` holds for `profile_id`, in order
+    /// (the creator, the account unless it left, one more member); empty for a group the
+    /// profile does not have.
+    pub fn group_phones(&self, profile_id: &str, jid: &str) -> Vec<String> {
+        let st = self.state();
+        let Some(p) = st.profiles.get(profile_id) else {
+            return Vec::new();
+        };
+        p.groups
+            .iter()
+            .find(|g| g.jid == jid)
+            .map(|g| {
+                p.participants(g)
+                    .into_iter()
+                    .map(|(phone, ..)| phone)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The phone of a profile as `get/status` reports it.
+    pub fn phone(&self, profile_id: &str) -> Option<String> {
+        self.state()
+            .profiles
+            .get(profile_id)
+            .map(|p| p.phone.clone())
+    }
+
+    /// Changes the group `jid` of a profile, if it has it.
+    fn with_group(&self, profile_id: &str, jid: &str, change: impl FnOnce(&mut Group)) {
+        let mut st = self.state();
+        let group = st
+            .profiles
+            .get_mut(profile_id)
+            .and_then(|p| p.groups.iter_mut().find(|g| g.jid == jid));
+        if let Some(g) = group {
+            change(g);
         }
     }
 
@@ -327,7 +555,8 @@ impl FakeWappi {
         self.state().send_faults.push_back(fault);
     }
 
-    /// Queues a fault for the next read (`get/status`, `chats/get`, `messages/get`).
+    /// Queues a fault for the next read (`get/status`, `chats/get`, `messages/get`,
+    /// `contact/info`).
     pub fn push_read_fault(&self, fault: Fault) {
         self.state().read_faults.push_back(fault);
     }
@@ -579,6 +808,7 @@ async fn handle(
         b64_len: b64.as_ref().map(String::len),
         b64,
         chat_id: query.get("chat_id").cloned(),
+        user_id: query.get("user_id").cloned(),
         message_id: None,
         at,
         at_ms: unix_ms(),
@@ -621,6 +851,7 @@ impl Inner {
             "/api/sync/get/status",
             "/api/sync/chats/get",
             "/api/sync/messages/get",
+            "/api/sync/contact/info",
         ];
         if !is_send_path(&path) && !known.contains(&path.as_str()) {
             return refuse(req, 404, "Not Found");
@@ -675,6 +906,11 @@ impl Inner {
         let null_fields = self.null_fields;
         let strict = self.strict_recipients;
         let min_gap = self.min_gaps.get(&pid).copied();
+        let group_delivery = self.group_delivery.clone();
+        let undeliverable = self
+            .undeliverable
+            .clone()
+            .unwrap_or_else(DeliveryPlan::undeliverable);
         let profile = self.profiles.get_mut(&pid).expect("checked by process");
         if let (Some(gap), Some(last)) = (min_gap, profile.last_delivery) {
             let since = req.at.saturating_duration_since(last);
@@ -703,6 +939,21 @@ impl Inner {
             return refuse(req, 400, "chat not found");
         }
 
+        // INVENTED: a post into a group the account left or may not post in is taken like any
+        // other, but never reaches the group (see `Outcome::AcceptedNotDelivered`).
+        let reaches = profile
+            .groups
+            .iter()
+            .find(|g| g.jid == chat)
+            .is_none_or(Group::postable);
+        let plan = match reaches {
+            false => undeliverable,
+            true => group_delivery
+                .get(&chat)
+                .cloned()
+                .unwrap_or_else(|| profile.delivery.clone()),
+        };
+
         let visible_at_ms = req.at_ms + visible_after_ms;
         let now = visible_at_ms / 1000;
         let message_id = message_id();
@@ -711,27 +962,34 @@ impl Inner {
         chat_log.push(Stored {
             visible_at_ms,
             msg: message,
+            plan: Some(plan),
         });
-        for k in 0..chatter {
+        // Nobody answers a post that never arrived.
+        for k in 0..chatter * usize::from(reaches) {
             chat_log.push(Stored {
                 visible_at_ms,
                 msg: member_message(&chat, k, now, null_fields),
+                plan: None,
             });
         }
         profile.last_delivery = Some(req.at);
         req.message_id = Some(message_id.clone());
+        if let Then::Status(code) = then {
+            req.outcome = match reaches {
+                true => Outcome::DeliveredThenRefused(code),
+                false => Outcome::AcceptedNotDelivered,
+            };
+            let body = json!({"detail": "Bad Gateway", "status": "error"});
+            return Reply {
+                status: code,
+                body: body.to_string(),
+                retry_after: None,
+                then: Then::Answer,
+            };
+        }
         req.outcome = match then {
+            _ if !reaches => Outcome::AcceptedNotDelivered,
             Then::Drop => Outcome::DeliveredThenDropped,
-            Then::Status(code) => {
-                req.outcome = Outcome::DeliveredThenRefused(code);
-                let body = json!({"detail": "Bad Gateway", "status": "error"});
-                return Reply {
-                    status: code,
-                    body: body.to_string(),
-                    retry_after: None,
-                    then: Then::Answer,
-                };
-            }
             _ => Outcome::Delivered,
         };
         let body = json!({
@@ -749,7 +1007,7 @@ impl Inner {
         }
     }
 
-    /// `get/status`, `chats/get`, `messages/get`.
+    /// `get/status`, `chats/get`, `messages/get`, `contact/info`.
     fn read(&mut self, req: &mut Request, query: &HashMap<String, String>) -> Reply {
         let mut then = Then::Answer;
         match self.read_faults.pop_front() {
@@ -795,6 +1053,41 @@ impl Inner {
                 let page: Vec<Value> = all.into_iter().skip(offset).take(limit).collect();
                 json!({"status": "done", "timestamp": now, "time": moscow_time(now), "dialogs": page})
             }
+            "/api/sync/contact/info" => {
+                let Some(user) = query.get("user_id").filter(|c| !c.trim().is_empty()) else {
+                    return refuse(req, 400, "user_id is required");
+                };
+                let id = normalize_chat(user);
+                match profile.groups.iter().find(|g| g.jid == id) {
+                    // OBSERVED shape (spec §2.8): `profile.is_group`, `profile.group.Name`,
+                    // `profile.picture`, `profile.id`; the rest of `group` as in `chats/get`.
+                    Some(g) => json!({
+                        "status": "done", "timestamp": now, "time": moscow_time(now),
+                        "profile": {
+                            "id": id, "is_group": true, "picture": "",
+                            "group": profile.group_object(g),
+                        },
+                        "uuid": req.profile_id,
+                    }),
+                    // INVENTED: the answer for an unknown group id (detail text and 400).
+                    None if id.ends_with("@g.us") => return refuse(req, 400, "Contact not found"),
+                    // INVENTED: a person is found, with a `contact` like `chats/get`'s.
+                    None => {
+                        let person = PERSONAL.iter().find(|p| p.0 == id);
+                        let full = person.map_or("", |p| p.1);
+                        json!({
+                            "status": "done", "timestamp": now, "time": moscow_time(now),
+                            "profile": {
+                                "id": id, "is_group": false, "picture": "",
+                                "contact": {"Found": person.is_some(), "FirstName": full,
+                                            "FullName": full, "PushName": person.map_or("", |p| p.2),
+                                            "BusinessName": ""},
+                            },
+                            "uuid": req.profile_id,
+                        })
+                    }
+                }
+            }
             _ => {
                 let Some(chat) = query.get("chat_id").filter(|c| !c.trim().is_empty()) else {
                     return refuse(req, 400, "chat_id is required");
@@ -806,7 +1099,7 @@ impl Inner {
                     .map(|m| m.iter().filter(|s| s.visible_at_ms <= visible))
                     .into_iter()
                     .flatten()
-                    .map(|s| s.msg.clone())
+                    .map(|s| s.as_of(visible))
                     .collect();
                 let total = list.len();
                 if query.get("order").map(String::as_str) != Some("asc") {
@@ -869,13 +1162,65 @@ impl Inner {
 }
 
 impl Profile {
+    /// A chat the profile has or had (a group it left included: sends to it are accepted).
     fn has_chat(&self, chat: &str) -> bool {
-        self.groups.iter().any(|(j, _)| j == chat) || PERSONAL.iter().any(|p| p.0 == chat)
+        self.groups.iter().any(|g| g.jid == chat) || PERSONAL.iter().any(|p| p.0 == chat)
     }
 
-    /// `chats/get` dialogs: the first personal chat, the groups in the order added, the other
-    /// personal chat. Only `id`, `contact` and `chat` are confirmed by the spec; `name` is
-    /// added for groups and people alike (assumption).
+    /// The participants of a group: `(phone, is admin, is super admin)` for its creator, the
+    /// account (unless it left) and one more member. INVENTED numbers for the others.
+    fn participants(&self, g: &Group) -> Vec<(String, bool, bool)> {
+        let [creator, member] = others_in(&g.jid);
+        let mut out = vec![(creator, true, true)];
+        if !g.left {
+            out.push((self.phone.clone(), g.admin, false));
+        }
+        out.push((member, false, false));
+        out
+    }
+
+    /// A group as Wappi's `group` object (of a `chats/get` dialog and of `contact/info`).
+    /// `Name` and `Participants[].JID` / `IsAdmin` are OBSERVED in one client
+    /// (next-capabilities.md §2 row 3); the other keys are whatsmeow's `GroupInfo`, which the
+    /// object is INFERRED to be (row 3a), with INVENTED values.
+    fn group_object(&self, g: &Group) -> Value {
+        let participants: Vec<Value> = self
+            .participants(g)
+            .into_iter()
+            .map(|(phone, admin, superadmin)| {
+                json!({
+                    "JID": format!("{phone}@s.whatsapp.net"),
+                    "LID": "",
+                    "IsAdmin": admin || superadmin,
+                    "IsSuperAdmin": superadmin,
+                    "DisplayName": "",
+                    "Error": 0,
+                    "AddRequest": null,
+                })
+            })
+            .collect();
+        let [creator, _] = others_in(&g.jid);
+        json!({
+            "JID": g.jid,
+            "OwnerJID": format!("{creator}@s.whatsapp.net"),
+            "Name": g.name,
+            "NameSetAt": "2024-03-01T10:00:00+03:00",
+            "Topic": "",
+            "IsLocked": false,
+            "IsAnnounce": g.announce,
+            "IsEphemeral": false,
+            "IsParent": false,
+            "IsDefaultSubGroup": false,
+            "IsJoinApprovalRequired": false,
+            "GroupCreated": "2024-03-01T10:00:00+03:00",
+            "Participants": participants,
+        })
+    }
+
+    /// `chats/get` dialogs: the first personal chat, the groups the account is in (not those
+    /// it left) in the order added, the other personal chat. Only `id`, `contact` and `chat`
+    /// are confirmed by the spec; `name` is added for groups and people alike (assumption);
+    /// a group's dialog carries its `group` object (see [`Profile::group_object`]).
     fn dialogs(&self) -> Vec<Value> {
         let person = |(id, full, push, status): (&str, &str, &str, &str)| {
             json!({
@@ -887,18 +1232,44 @@ impl Profile {
             })
         };
         let mut out = vec![person(PERSONAL[0])];
-        out.extend(self.groups.iter().map(|(jid, name)| {
+        out.extend(self.groups.iter().filter(|g| !g.left).map(|g| {
             json!({
-                "id": jid,
-                "name": name,
-                "contact": {"Found": false, "FirstName": "", "FullName": name,
+                "id": g.jid,
+                "name": g.name,
+                "contact": {"Found": false, "FirstName": "", "FullName": g.name,
                             "PushName": "", "BusinessName": ""},
                 "chat": {"VerifiedName": null, "Status": ""},
+                "group": self.group_object(g),
             })
         }));
         out.push(person(PERSONAL[1]));
         out
     }
+}
+
+impl Stored {
+    /// The message as `messages/get` shows it at `now_ms`: our post with the status its plan
+    /// has reached by then.
+    fn as_of(&self, now_ms: i64) -> Value {
+        let mut msg = self.msg.clone();
+        if let Some(plan) = &self.plan {
+            let elapsed = Duration::from_millis((now_ms - self.visible_at_ms).max(0) as u64);
+            msg["delivery_status"] = Value::from(plan.status_at(elapsed));
+        }
+        msg
+    }
+}
+
+/// The creator (super admin) and one more member of a group besides the account: INVENTED
+/// numbers `7998…` and `7997…` made of the last seven digits of the jid.
+fn others_in(jid: &str) -> [String; 2] {
+    let digits: Vec<u8> = jid.bytes().filter(u8::is_ascii_digit).collect();
+    let tail = &digits[digits.len().saturating_sub(7)..];
+    let n: u64 = std::str::from_utf8(tail)
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0);
+    [format!("7998{n:07}"), format!("7997{n:07}")]
 }
 
 /// The body of a send is what the call needs: a text, or raw base64 (assumption: malformed
@@ -955,7 +1326,8 @@ fn our_message(
         "isReply": false,
         "caption": if image { text("caption") } else { String::new() },
         "isRead": false,
-        "delivery_status": profile.delivery_status,
+        // Replaced by the plan's status of the moment when read (`Stored::as_of`).
+        "delivery_status": "pending",
         "s3Info": {},
         "poll_votes": null,
         "poll_options": null,

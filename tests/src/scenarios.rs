@@ -1233,3 +1233,30 @@ pub async fn the_preflight_check_leaves_out_groups_that_would_not_get_the_post<S
     assert!(all.text.contains("Групп: 4"), "{}", all.text);
     assert!(all.text.contains("вряд ли получат пост, но включены"), "{}", all.text);
 }
+
+/// A canary start (issue 15, switched on with 🐤 for a short list): the first three groups get
+/// the post; one of them never shows it delivered, so after the wait the mailing pauses with
+/// what was seen and the other groups get nothing; ▶️ sends them the post anyway.
+pub async fn a_canary_whose_first_posts_stay_undelivered_stops_the_rest<S: Bot>(
+    w: &World<S>,
+    user: i64,
+) {
+    use crate::fake_wappi::DeliveryPlan;
+    let (p, _, jids) = w.ready(user, 162, 6, "Пост с канарейкой").await;
+    w.wappi.set_group_delivery(&jids[1], DeliveryPlan::pending_forever());
+    p.says("/mailing");
+    let preview = p.hears("Предпросмотр").await;
+    p.presses(preview.message_id, &Person::<Server>::button(&preview, "🐤"));
+    let canary = p.hears("Предпросмотр").await;
+    assert!(canary.text.contains("Сначала 3 группы, проверка доставки"), "{}", canary.text);
+    p.presses(canary.message_id, &Person::<Server>::button(&canary, "✅"));
+    let paused = p.hears("Проверка первых групп: доставлено 2 из 3").await;
+    assert!(paused.text.contains(&format!("{}): pending", jids[1])), "{}", paused.text);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for (i, jid) in jids.iter().enumerate() {
+        assert_eq!(w.wappi.deliveries_to(jid).len(), usize::from(i < 3), "group {i}");
+    }
+    p.presses(paused.message_id, &Person::<Server>::button(&paused, "▶️"));
+    p.hears("✅ Рассылка #").await;
+    w.assert_each_delivered_once(&jids);
+}

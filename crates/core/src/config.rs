@@ -207,6 +207,9 @@ pub struct EngineConfig {
     /// The profile lease's time-to-live; the lease is renewed right before every send, so a
     /// runner that was paused past it sends nothing more (`LEASE_TTL_SECS`).
     pub lease_ttl_ms: u64,
+    /// How long after its last canary post a canary start reads their delivery back
+    /// (`CANARY_WAIT_SECS`).
+    pub canary_wait_ms: i64,
 }
 
 impl Default for EngineConfig {
@@ -222,6 +225,7 @@ impl Default for EngineConfig {
             history_page: 100,
             history_max_pages: 20,
             lease_ttl_ms: 15_000,
+            canary_wait_ms: 60_000,
         }
     }
 }
@@ -319,6 +323,7 @@ impl CoreSettings {
     pub fn from_vars(src: &Lookup<'_>) -> Result<CoreSettings, SettingError> {
         let progress_secs: f64 = src.parse("PROGRESS_INTERVAL_SECS", 3.0, "a number of seconds")?;
         let max_attempts: u32 = src.parse("MAX_SEND_ATTEMPTS", 5, "a whole number")?;
+        let canary_secs: f64 = src.parse("CANARY_WAIT_SECS", 60.0, "a number of seconds")?;
         Ok(CoreSettings {
             pacing: pacing(src)?,
             trial_days: src.parse("TRIAL_DAYS", 0, "a whole number of days")?,
@@ -338,6 +343,7 @@ impl CoreSettings {
                 max_attempts: max_attempts.max(1),
                 backoff_base_ms: src.parse("RETRY_BASE_MS", 1000, "milliseconds")?,
                 progress_interval_ms: (progress_secs * 1000.0) as i64,
+                canary_wait_ms: (canary_secs.max(0.0) * 1000.0) as i64,
                 ..EngineConfig::default()
             },
             default_pace: match src.get("DEFAULT_PACE") {

@@ -16,7 +16,9 @@ use crate::model::pacing::{Pace, PacingConfig};
 use crate::model::schedule::Schedule;
 use chrono::NaiveDate;
 use crate::telegram::{InlineKeyboardMarkup, MessageId, ReplyMarkup, TelegramError};
-use crate::wappi::{Dialog, MessagesPage, ProfileStatus, Sent, WappiCreds, WappiError};
+use crate::wappi::{
+    Dialog, GroupFacts, MessagesPage, ProfileStatus, Sent, WappiCreds, WappiError,
+};
 
 pub use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -140,13 +142,19 @@ pub trait UserStore: MaybeSendSync {
     async fn set_tz(&self, id: UserId, tz: &str) -> Result<(), DbError>;
     /// Stores when WhatsApp was linked to the account's profile (unix ms).
     async fn set_number_since(&self, id: UserId, at: i64) -> Result<(), DbError>;
-    /// Records a new preview showing what `digest` sums up, and returns its number (the
-    /// user's previous previews are void from now on).
-    async fn begin_preview(&self, id: UserId, digest: &str) -> Result<u64, DbError>;
+    /// Records a new preview showing what `digest` sums up, with `skip` (what the preview
+    /// leaves out, opaque here), and returns its number (the user's previous previews are void
+    /// from now on).
+    async fn begin_preview(&self, id: UserId, digest: &str, skip: &str) -> Result<u64, DbError>;
     /// Takes preview `seq` if it is the user's newest, not yet taken, and `digest` (what a
-    /// mailing started now would send) is what it showed. `true` exactly once per preview:
-    /// the check and the taking are one conditional write.
-    async fn take_preview(&self, id: UserId, seq: u64, digest: &str) -> Result<bool, DbError>;
+    /// mailing started now would send) is what it showed, and returns its `skip`. `Some`
+    /// exactly once per preview: the check and the taking are one conditional write.
+    async fn take_preview(
+        &self,
+        id: UserId,
+        seq: u64,
+        digest: &str,
+    ) -> Result<Option<String>, DbError>;
 }
 
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
@@ -788,6 +796,13 @@ pub trait WappiApi: MaybeSendSync {
         limit: u32,
         offset: u32,
     ) -> Result<Vec<Dialog>, WappiError>;
+    /// `GET /api/sync/contact/info?user_id=<group>`: what Wappi tells of one group;
+    /// `Ok(None)` when the id does not resolve to a group.
+    async fn group_info(
+        &self,
+        creds: &WappiCreds,
+        group: &GroupJid,
+    ) -> Result<Option<GroupFacts>, WappiError>;
     /// `GET /api/sync/messages/get`: one page of the chat's history, newest first, `offset`
     /// messages back from the newest (0 = the newest page).
     async fn chat_messages(

@@ -693,6 +693,45 @@ pub fn preflight_note(
     out
 }
 
+/// The pause of a canary start whose first groups did not all show the post delivered:
+/// `lines` are (group, status) of those that did not.
+pub fn canary_failed(l: Lang, delivered: usize, checked: usize, lines: &[(String, String)]) -> String {
+    let mut out = l.pick(
+        format!("🐤 Проверка первых групп: доставлено {delivered} из {checked}. Остальные группы пока не получили пост."),
+        format!("🐤 Check of the first groups: {delivered} of {checked} delivered. The other groups have not got the post yet."),
+    );
+    for (group, status) in lines {
+        out.push_str(&format!("\n• {group}: {status}"));
+    }
+    out.push_str(l.pick(
+        "\n▶️ — отправить остальным всё равно, ⛔ — остановить.",
+        "\n▶️ sends to the others anyway, ⛔ stops.",
+    ));
+    out
+}
+
+/// The preview's line about the canary start.
+pub fn canary_note(l: Lang, on: bool, first: u32) -> String {
+    match on {
+        true => l.pick(
+            format!("🐤 Сначала {first} группы, проверка доставки, затем остальные."),
+            format!("🐤 First {first} groups, a delivery check, then the others."),
+        ),
+        false => l.pick(
+            "🐤 Проверка первых групп выключена: пост уйдёт всем сразу по темпу.".to_string(),
+            "🐤 The check of the first groups is off: the post goes to all at the pace.".to_string(),
+        ),
+    }
+}
+
+pub fn canary_off_button(l: Lang) -> &'static str {
+    l.pick("🐤 Без проверки первых групп", "🐤 No check of the first groups")
+}
+
+pub fn canary_on_button(l: Lang) -> &'static str {
+    l.pick("🐤 С проверкой первых групп", "🐤 Check the first groups")
+}
+
 pub fn include_doubtful_button(l: Lang) -> &'static str {
     l.pick("➕ Включить их всё равно", "➕ Include them anyway")
 }

@@ -103,7 +103,7 @@ mod fault {
     use groupcast_core::model::ids::GroupJid;
     use groupcast_core::ports::{async_trait, DbError, WappiApi};
     use groupcast_core::wappi::{
-        Dialog, MessagesPage, ProfileStatus, Sent, WappiCreds, WappiError,
+        Dialog, GroupFacts, MessagesPage, ProfileStatus, Sent, WappiCreds, WappiError,
     };
     use std::cell::Cell;
     use std::rc::Rc;
@@ -239,6 +239,14 @@ mod fault {
             offset: u32,
         ) -> Result<Vec<Dialog>, WappiError> {
             self.inner.list_chats(creds, limit, offset).await
+        }
+
+        async fn group_info(
+            &self,
+            creds: &WappiCreds,
+            group: &GroupJid,
+        ) -> Result<Option<GroupFacts>, WappiError> {
+            self.inner.group_info(creds, group).await
         }
 
         async fn chat_messages(

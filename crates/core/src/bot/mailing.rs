@@ -5,11 +5,13 @@
 use crate::bot::content::MAX_TEXT_UTF16;
 use crate::bot::ctx::{BotError, Ctx};
 use crate::bot::dialogue::DialogueState;
-use crate::bot::preflight::{skip_from_store, skip_to_store};
+use crate::bot::preflight::PreviewChoice;
 use crate::model::groups::Doubt;
 use crate::mailing::AccountPace;
 use crate::model::ids::{GroupJid, MailingId};
-use crate::model::ledger::{Content, MailingStatus, NewMailing, Tally};
+use crate::model::ledger::{
+    Content, MailingStatus, NewMailing, Tally, CANARY_MIN_GROUPS, CANARY_POSTS,
+};
 use crate::model::pacing::pace::{risk, warmup_cap};
 use crate::ports::DbError;
 use crate::telegram::callback::Callback;
@@ -49,9 +51,11 @@ impl Ctx<'_> {
 
     /// 🚀: the post as the groups will get it, with ✅ / ❌ (or why it cannot start), after
     /// the pre-flight check of the groups (`preflight`): doubtful groups are named and left
-    /// out unless `include_doubtful` (➕ on the preview). The preview gets the next number of
-    /// the user, carried by its ✅, and is stored with what it leaves out (see `start_mailing`).
-    pub(super) async fn preview(&mut self, include_doubtful: bool) -> Result<(), BotError> {
+    /// out unless included (➕), and a canary start is on for more than
+    /// [`CANARY_MIN_GROUPS`] groups unless switched off (🐤); `choice` is (include doubtful,
+    /// canary) from those buttons, `None` for the defaults. The preview gets the next number of
+    /// the user, carried by its ✅, and is stored with its choices (see `start_mailing`).
+    pub(super) async fn preview(&mut self, choice: Option<(bool, bool)>) -> Result<(), BotError> {
         let l = self.lang();
         self.set_state(&DialogueState::Idle).await?;
         if let Some(why) = self.start_blocker().await? {
@@ -61,9 +65,16 @@ impl Ctx<'_> {
         let (content, groups) = self.prepared().await?;
         let phone = self.refresh_account().await?;
         let (check, names) = self.preflight(&groups, phone.as_deref()).await;
+        let include_doubtful = choice.is_some_and(|c| c.0);
         let left_out = match include_doubtful {
             true => Vec::new(),
             false => check.doubtful.clone(),
+        };
+        let sending = groups.len() - left_out.len();
+        let canary = choice.map_or(sending > CANARY_MIN_GROUPS, |c| c.1);
+        let stored = PreviewChoice {
+            skip: left_out,
+            canary,
         };
         let seq = self
             .svc
@@ -71,7 +82,7 @@ impl Ctx<'_> {
             .begin_preview(
                 self.user.id,
                 &preview_digest(&content, &groups),
-                &skip_to_store(&left_out),
+                &stored.store(),
             )
             .await?;
         let mut rows = vec![
@@ -84,16 +95,27 @@ impl Ctx<'_> {
                 Callback::SchedulePrompt.data(),
             )],
         ];
+        let with = |all: bool, canary: bool| Callback::PreviewWith { all, canary }.data();
+        let mut toggles = Vec::new();
         if !check.doubtful.is_empty() {
-            rows.push(vec![match include_doubtful {
-                false => (texts::include_doubtful_button(l), Callback::PreviewAll.data()),
-                true => (texts::leave_out_doubtful_button(l), Callback::FreshPreview.data()),
-            }]);
+            toggles.push(match include_doubtful {
+                false => (texts::include_doubtful_button(l), with(true, canary)),
+                true => (texts::leave_out_doubtful_button(l), with(false, canary)),
+            });
         }
+        if sending > CANARY_POSTS as usize {
+            toggles.push(match canary {
+                true => (texts::canary_off_button(l), with(include_doubtful, false)),
+                false => (texts::canary_on_button(l), with(include_doubtful, true)),
+            });
+        }
+        rows.extend(toggles.into_iter().map(|b| vec![b]));
         let kb = InlineKeyboardMarkup::rows(rows);
         self.preview_images(&content).await?;
-        let sending = groups.len() - left_out.len();
         let mut eta = self.estimate(sending, content.parts().len()).await?;
+        if canary || sending > CANARY_MIN_GROUPS {
+            eta.notes.push(texts::canary_note(l, canary, CANARY_POSTS));
+        }
         if !check.doubtful.is_empty() || check.unknown > 0 {
             // Names from the chat list, else as stored (a group the number left is no longer
             // in the chat list).
@@ -217,7 +239,7 @@ impl Ctx<'_> {
         // The snapshot: image rows never change, so later edits of the set do not reach it.
         let (content, groups) = self.prepared().await?;
         let digest = preview_digest(&content, &groups);
-        let Some(skip) = self.svc.db.take_preview(self.user.id, seq, &digest).await? else {
+        let Some(choice) = self.svc.db.take_preview(self.user.id, seq, &digest).await? else {
             tracing::info!(user = self.user.id.0, seq, "void preview pressed");
             let kb = InlineKeyboardMarkup::rows(vec![vec![(
                 texts::fresh_preview_button(l),
@@ -227,7 +249,11 @@ impl Ctx<'_> {
                 .await?;
             return Ok(());
         };
-        let skipped: Vec<(GroupJid, String)> = skip_from_store(&skip)
+        let choice = PreviewChoice::load(&choice);
+        let mut content = content;
+        content.canary = choice.canary;
+        let skipped: Vec<(GroupJid, String)> = choice
+            .skip
             .into_iter()
             .map(|(jid, why)| (jid, texts::doubt_reason(l, why)))
             .collect();

@@ -159,7 +159,7 @@ impl Ctx<'_> {
             }
             Route::AskGroups => self.ask_groups().await?,
             Route::TakeGroups(text) => self.take_groups(&text).await?,
-            Route::Preview => self.preview(false).await?,
+            Route::Preview => self.preview(None).await?,
             Route::Cancel => self.cancel(None).await?,
             Route::Pause => self.pause(None).await?,
             Route::Resume => self.resume_latest().await?,
@@ -202,8 +202,8 @@ impl Ctx<'_> {
     async fn callback(&mut self, cb: Callback, state: DialogueState) -> Result<(), BotError> {
         match cb {
             Callback::ConfirmStart(seq) => self.start_mailing(seq).await?,
-            Callback::FreshPreview => self.preview(false).await?,
-            Callback::PreviewAll => self.preview(true).await?,
+            Callback::FreshPreview => self.preview(None).await?,
+            Callback::PreviewWith { all, canary } => self.preview(Some((all, canary))).await?,
             Callback::DeclineStart => self.decline_start().await?,
             Callback::CancelMailing(id) => self.cancel(Some(MailingId(id))).await?,
             Callback::ResumeMailing(id) => self.resume(MailingId(id)).await?,

@@ -43,14 +43,25 @@ pub struct Preflight {
     pub unknown: usize,
 }
 
-/// The groups a preview leaves out, as stored with it (`[["<jid>", "left"], …]`).
-pub(super) fn skip_to_store(left_out: &[(GroupJid, Doubt)]) -> String {
-    serde_json::to_string(left_out).unwrap_or_default()
+/// What a preview's ✅ starts beyond the post and the groups: the groups it leaves out and
+/// whether it is a canary start. Stored with the preview as JSON.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(super) struct PreviewChoice {
+    #[serde(default)]
+    pub skip: Vec<(GroupJid, Doubt)>,
+    #[serde(default)]
+    pub canary: bool,
 }
 
-/// The inverse of [`skip_to_store`]; what does not read leaves nothing out.
-pub(super) fn skip_from_store(stored: &str) -> Vec<(GroupJid, Doubt)> {
-    serde_json::from_str(stored).unwrap_or_default()
+impl PreviewChoice {
+    pub fn store(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The inverse of [`PreviewChoice::store`]; what does not read leaves nothing out.
+    pub fn load(stored: &str) -> PreviewChoice {
+        serde_json::from_str(stored).unwrap_or_default()
+    }
 }
 
 /// The verdict on one group from what is known of it. `listed`: the group is among the
@@ -174,14 +185,20 @@ mod tests {
     }
 
     #[test]
-    fn the_left_out_groups_are_stored_and_read_back() {
+    fn a_preview_choice_is_stored_and_read_back() {
         let jid = GroupJid::parse("120363000000000001@g.us").unwrap();
-        let left_out = vec![(jid.clone(), Doubt::Left), (jid, Doubt::AdminsOnly)];
-        let stored = skip_to_store(&left_out);
-        assert_eq!(stored, r#"[["120363000000000001@g.us","left"],["120363000000000001@g.us","admins_only"]]"#);
-        assert_eq!(skip_from_store(&stored), left_out);
-        assert_eq!(skip_from_store(""), vec![]);
-        assert_eq!(skip_from_store("[[1]]"), vec![]);
+        let choice = PreviewChoice {
+            skip: vec![(jid.clone(), Doubt::Left), (jid, Doubt::AdminsOnly)],
+            canary: true,
+        };
+        let stored = choice.store();
+        assert_eq!(
+            stored,
+            r#"{"skip":[["120363000000000001@g.us","left"],["120363000000000001@g.us","admins_only"]],"canary":true}"#
+        );
+        assert_eq!(PreviewChoice::load(&stored), choice);
+        assert_eq!(PreviewChoice::load(""), PreviewChoice::default());
+        assert_eq!(PreviewChoice::load("[[1]]"), PreviewChoice::default());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! its pacing slot, send, record. The rules the order keeps are in the module above.
 
 use super::breaker;
+use super::canary;
 use super::outcome::{self, Event};
 use super::report::{finish, pause, progress, show_progress};
 use super::settle;
@@ -72,6 +73,9 @@ async fn run_step(
         return idle(svc, &m, cursor.rows(), cursor.look(), fence, now).await;
     };
     if cursor.armed.is_none() {
+        if let Some(step) = canary::gate(svc, &m, &creds, cursor, i, fence, now).await? {
+            return Ok(step);
+        }
         if let Some(step) = hold_for_pace(svc, &m, cursor, i, now).await? {
             return Ok(step);
         }

@@ -13,7 +13,8 @@
 //!
 //! The wing: `engine` orders a step; `slot` waits for and takes the pacing slot; `outcome`
 //! holds every change of a delivery row (pure); `settle` reconciles `in_doubt` rows through
-//! the chat history; `breaker` pauses at a ban signal; `report` tells the user (progress,
+//! the chat history; `breaker` pauses at a ban signal; `canary` holds a canary start until the
+//! first groups' delivery is seen; `report` tells the user (progress,
 //! pause, the final report); `scheduled` turns a series' due run into a mailing.
 
 use crate::model::ids::ImageId;
@@ -27,6 +28,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 mod breaker;
+mod canary;
 pub mod engine;
 mod outcome;
 mod report;
@@ -106,6 +108,8 @@ pub struct Cursor {
     forecast: Option<slot::Forecast>,
     /// Posts of this drive that failed for good one after another (see `breaker`).
     failed_in_a_row: u32,
+    /// The canary start's check passed (or was waived by a resume) in this drive.
+    canary_passed: bool,
 }
 
 /// What the plan of an account's posts reads of the account, once per drive.

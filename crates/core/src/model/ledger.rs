@@ -159,7 +159,17 @@ pub struct Content {
     /// The text travels as the caption of the last image instead of as its own message.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub caption: bool,
+    /// A canary start: the first [`CANARY_POSTS`] groups get the post, their delivery is
+    /// read back after a short wait, and only then do the others (see `mailing::canary`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub canary: bool,
 }
+
+/// How many groups a canary start posts to before it checks their delivery.
+pub const CANARY_POSTS: u32 = 3;
+
+/// A canary start is on by default for more groups than this.
+pub const CANARY_MIN_GROUPS: usize = 20;
 
 /// One message of a post, as sent to every group: a ledger row per (group, part).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,6 +204,7 @@ impl Content {
             text,
             images,
             caption,
+            canary: false,
         }
     }
 

@@ -44,8 +44,9 @@ pub enum Callback {
     SetPace(Preset),
     /// A zone button under `/tz` (its index in `zone::USUAL`).
     SetTz(usize),
-    /// ➕ on a preview that leaves doubtful groups out: a fresh preview with them in.
-    PreviewAll,
+    /// A preview's ➕ / ➖ (doubtful groups in or out) or 🐤 (canary start on or off): a fresh
+    /// preview with these choices.
+    PreviewWith { all: bool, canary: bool },
     /// 🕒 on the preview: schedule the post.
     SchedulePrompt,
     /// ⏭ under a series in `/schedules`: skip its next run.
@@ -79,7 +80,13 @@ impl Callback {
             ("pace", p) => Preset::parse(p).map_or(Callback::Unknown, Callback::SetPace),
             ("tz", _) => idx().map_or(Callback::Unknown, Callback::SetTz),
             ("sch", "") => Callback::SchedulePrompt,
-            ("previewall", "") => Callback::PreviewAll,
+            ("pv", flags) => match flags.as_bytes() {
+                [a @ (b'0' | b'1'), c @ (b'0' | b'1')] => Callback::PreviewWith {
+                    all: *a == b'1',
+                    canary: *c == b'1',
+                },
+                _ => Callback::Unknown,
+            },
             ("sskip", _) => num().map_or(Callback::Unknown, Callback::SkipRun),
             ("spause", _) => num().map_or(Callback::Unknown, Callback::PauseSeries),
             ("sresume", _) => num().map_or(Callback::Unknown, Callback::ResumeSeries),
@@ -115,7 +122,7 @@ impl Callback {
             Callback::SetPace(p) => format!("pace:{}", p.word()),
             Callback::SetTz(i) => format!("tz:{i}"),
             Callback::SchedulePrompt => "sch".into(),
-            Callback::PreviewAll => "previewall".into(),
+            Callback::PreviewWith { all, canary } => format!("pv:{}{}", u8::from(*all), u8::from(*canary)),
             Callback::SkipRun(id) => format!("sskip:{id}"),
             Callback::PauseSeries(id) => format!("spause:{id}"),
             Callback::ResumeSeries(id) => format!("sresume:{id}"),
@@ -159,7 +166,14 @@ mod tests {
             Callback::SetPace(Preset::Fast),
             Callback::SetTz(5),
             Callback::SchedulePrompt,
-            Callback::PreviewAll,
+            Callback::PreviewWith {
+                all: true,
+                canary: false,
+            },
+            Callback::PreviewWith {
+                all: false,
+                canary: true,
+            },
             Callback::SkipRun(4),
             Callback::PauseSeries(5),
             Callback::ResumeSeries(6),

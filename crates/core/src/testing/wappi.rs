@@ -2,6 +2,7 @@
 //! chat (so `chat_messages` answers from it) and plays queued outcomes.
 
 use super::*;
+use crate::wappi::GroupFacts;
 
 /// Which Wappi endpoint a call went to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -11,6 +12,7 @@ pub enum WappiMethod {
     SendImage,
     ListChats,
     ChatMessages,
+    GroupInfo,
 }
 
 /// One recorded Wappi call.
@@ -20,7 +22,7 @@ pub struct WappiCall {
     pub at: i64,
     pub method: WappiMethod,
     pub profile: ProfileId,
-    /// The recipient or the chat read (sends and `chat_messages`).
+    /// The recipient or the chat read (sends, `chat_messages` and `group_info`).
     pub to: Option<GroupJid>,
     /// The text or caption sent.
     pub text: Option<String>,
@@ -79,6 +81,9 @@ struct WappiInner {
     statuses: VecDeque<Result<ProfileStatus, WappiError>>,
     reads: VecDeque<WappiError>,
     list_errors: VecDeque<WappiError>,
+    group_info_errors: VecDeque<WappiError>,
+    /// Scripted `group_info` answers; `None` = the id does not resolve to a group.
+    group_facts: HashMap<GroupJid, Option<GroupFacts>>,
     chats: Vec<Dialog>,
     history: HashMap<GroupJid, Vec<StoredMessage>>,
     last_message: u64,
@@ -148,6 +153,21 @@ impl ScriptedWappi {
     /// The dialogs `list_chats` pages through.
     pub fn set_chats(&self, chats: Vec<Dialog>) {
         self.lock().chats = chats;
+    }
+
+    /// What `group_info` answers for `group` from now on: `Some(facts)`, or `None` for an id
+    /// that does not resolve to a group. An unscripted group answers
+    /// `Ok(Some(GroupFacts::default()))` (a group whose facts are all unknown). A dialog of
+    /// `list_chats` whose id is a group with `Some(facts)` also carries them as its `group`
+    /// object (whatsmeow's keys, as [`GroupFacts::from_json`] reads them), in place of any
+    /// `group` the dialog was given.
+    pub fn set_group_facts(&self, group: &GroupJid, facts: Option<GroupFacts>) {
+        self.lock().group_facts.insert(group.clone(), facts);
+    }
+
+    /// Makes the next `group_info` call fail with `e`.
+    pub fn fail_next_group_info(&self, e: WappiError) {
+        self.lock().group_info_errors.push_back(e);
     }
 
     /// Every call advances the fake clock by this much (the time a request takes).
@@ -384,7 +404,14 @@ impl WappiApi for ScriptedWappi {
                     .iter()
                     .skip(offset as usize)
                     .take(limit as usize)
-                    .cloned()
+                    .map(|d| {
+                        let mut d = d.clone();
+                        let facts = d.group().and_then(|g| inner.group_facts.get(&g).cloned());
+                        if let Some(Some(facts)) = facts {
+                            d.group = Some(group_facts_json(&facts));
+                        }
+                        d
+                    })
                     .collect()),
             }
         };
@@ -393,6 +420,36 @@ impl WappiApi for ScriptedWappi {
             method: WappiMethod::ListChats,
             profile: creds.profile_id.clone(),
             to: None,
+            text: None,
+            image: None,
+            delivered: false,
+            error: answer.as_ref().err().cloned(),
+        });
+        answer
+    }
+
+    async fn group_info(
+        &self,
+        creds: &WappiCreds,
+        group: &GroupJid,
+    ) -> Result<Option<GroupFacts>, WappiError> {
+        let at = self.clock.now();
+        let answer = {
+            let mut inner = self.lock();
+            match inner.group_info_errors.pop_front() {
+                Some(e) => Err(e),
+                None => Ok(inner
+                    .group_facts
+                    .get(group)
+                    .cloned()
+                    .unwrap_or_else(|| Some(GroupFacts::default()))),
+            }
+        };
+        self.record(WappiCall {
+            at,
+            method: WappiMethod::GroupInfo,
+            profile: creds.profile_id.clone(),
+            to: Some(group.clone()),
             text: None,
             image: None,
             delivered: false,
@@ -444,5 +501,145 @@ impl WappiApi for ScriptedWappi {
             error: answer.as_ref().err().cloned(),
         });
         answer
+    }
+}
+
+/// `facts` as a `group` object with whatsmeow's `GroupInfo` keys: `Name`, `IsAnnounce` and
+/// `Participants` (`JID` `<digits>@s.whatsapp.net`, `IsAdmin`, `IsSuperAdmin`), each only when
+/// known, so that [`GroupFacts::from_json`] reads back the same facts. An admin missing from
+/// the participants is listed too (it is one).
+pub fn group_facts_json(facts: &GroupFacts) -> serde_json::Value {
+    let mut o = serde_json::Map::new();
+    if let Some(name) = &facts.name {
+        o.insert("Name".into(), name.clone().into());
+    }
+    if let Some(announce) = facts.announce {
+        o.insert("IsAnnounce".into(), announce.into());
+    }
+    let admins = facts.admins.clone().unwrap_or_default();
+    if facts.participants.is_some() || !admins.is_empty() {
+        let mut members = facts.participants.clone().unwrap_or_default();
+        members.extend(
+            admins
+                .iter()
+                .filter(|a| !members.contains(a))
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
+        let list: Vec<serde_json::Value> = members
+            .iter()
+            .map(|m| {
+                let admin = admins.contains(m);
+                serde_json::json!({
+                    "JID": format!("{m}@s.whatsapp.net"),
+                    "IsAdmin": admin,
+                    "IsSuperAdmin": false,
+                })
+            })
+            .collect();
+        o.insert("Participants".into(), list.into());
+    }
+    serde_json::Value::Object(o)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn creds() -> WappiCreds {
+        WappiCreds {
+            token: Secret::new("0123456789abcdef0123456789abcdef01234567"),
+            profile_id: ProfileId::parse("2f099bc3-478d").unwrap(),
+        }
+    }
+
+    fn jid(n: u64) -> GroupJid {
+        GroupJid::parse(&format!("12036300000000{n:04}@g.us")).unwrap()
+    }
+
+    fn strings(v: &[&str]) -> Option<Vec<String>> {
+        Some(v.iter().map(|s| s.to_string()).collect())
+    }
+
+    #[tokio::test]
+    async fn scripted_wappi_group_info_and_chats_carry_the_scripted_facts() {
+        let w = ScriptedWappi::new(FakeClock::new(T0));
+        let c = creds();
+        let facts = GroupFacts {
+            name: Some("Квартиры СПб".into()),
+            announce: Some(true),
+            participants: strings(&["79990001122", "79115576367"]),
+            admins: strings(&["79115576367"]),
+        };
+        w.set_group_facts(&jid(1), Some(facts.clone()));
+        w.set_group_facts(&jid(2), None);
+        assert_eq!(w.group_info(&c, &jid(1)).await, Ok(Some(facts.clone())));
+        assert_eq!(w.group_info(&c, &jid(2)).await, Ok(None));
+        assert_eq!(
+            w.group_info(&c, &jid(3)).await,
+            Ok(Some(GroupFacts::default())),
+            "unscripted: a group, facts unknown"
+        );
+        w.fail_next_group_info(WappiError::RateLimited(1000));
+        assert_eq!(
+            w.group_info(&c, &jid(1)).await,
+            Err(WappiError::RateLimited(1000))
+        );
+        let calls = w.calls_of(WappiMethod::GroupInfo);
+        assert_eq!(calls.len(), 4);
+        assert_eq!(calls[0].to, Some(jid(1)));
+        assert_eq!(calls[0].at, T0);
+        assert_eq!(calls[3].error, Some(WappiError::RateLimited(1000)));
+        assert!(!calls[0].is_send());
+
+        w.set_chats(
+            [jid(1), jid(2), jid(3)]
+                .iter()
+                .map(|g| Dialog {
+                    id: g.to_string(),
+                    ..Default::default()
+                })
+                .chain([Dialog {
+                    id: "79115576367@c.us".into(),
+                    ..Default::default()
+                }])
+                .collect(),
+        );
+        let dialogs = w.list_chats(&c, 10, 0).await.unwrap();
+        let read: Vec<Option<GroupFacts>> = dialogs.iter().map(Dialog::group_facts).collect();
+        assert_eq!(read, [Some(facts), None, None, None]);
+    }
+
+    #[test]
+    fn group_facts_json_reads_back() {
+        let cases = [
+            GroupFacts::default(),
+            GroupFacts {
+                name: Some("G".into()),
+                announce: Some(false),
+                participants: strings(&["79990001122"]),
+                admins: Some(vec![]),
+            },
+            GroupFacts {
+                name: None,
+                announce: Some(true),
+                participants: strings(&["79990001122", "79115576367"]),
+                admins: strings(&["79990001122"]),
+            },
+        ];
+        for f in cases {
+            assert_eq!(GroupFacts::from_json(&group_facts_json(&f)), f, "{f:?}");
+        }
+        let v = group_facts_json(&GroupFacts {
+            participants: strings(&["79990001122"]),
+            admins: strings(&["79990001122"]),
+            ..Default::default()
+        });
+        assert_eq!(
+            v,
+            serde_json::json!({"Participants": [
+                {"JID": "79990001122@s.whatsapp.net", "IsAdmin": true, "IsSuperAdmin": false}
+            ]})
+        );
     }
 }

@@ -15,7 +15,9 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
-use super::{ChatsPage, Dialog, MessagesPage, ProfileStatus, Sent, WappiCreds, WappiError};
+use super::{
+    ChatsPage, Dialog, GroupFacts, MessagesPage, ProfileStatus, Sent, WappiCreds, WappiError,
+};
 use crate::model::ids::GroupJid;
 use crate::ports::{async_trait, MaybeSendSync, WappiApi};
 
@@ -419,6 +421,22 @@ impl<T: HttpTransport> WappiApi for WappiClient<T> {
         Ok(page.dialogs)
     }
 
+    async fn group_info(
+        &self,
+        creds: &WappiCreds,
+        group: &GroupJid,
+    ) -> Result<Option<GroupFacts>, WappiError> {
+        let query = [("user_id", group.as_str().to_string())];
+        match self
+            .read::<Value>(creds, "/api/sync/contact/info", &query)
+            .await
+        {
+            Ok(v) => Ok(group_of_contact(&v)),
+            Err(WappiError::Rejected(detail)) if unresolved(&detail) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn chat_messages(
         &self,
         creds: &WappiCreds,
@@ -434,6 +452,55 @@ impl<T: HttpTransport> WappiApi for WappiClient<T> {
         ];
         self.read(creds, "/api/sync/messages/get", &query).await
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// contact/info
+
+/// The group in a `contact/info` answer (`{"status":"done","profile":{"id","is_group","group":
+/// {…}}}`, spec §2.8, OBSERVED in one app). `None` only when the answer says it is no group:
+/// no `profile` object, `is_group: false`, or neither an `is_group` flag nor a `group` object.
+/// `is_group: true` without a readable `group` is a group whose facts are all unknown (the
+/// answer did say it is a group, and "not a group" would make a caller give it up).
+fn group_of_contact(v: &Value) -> Option<GroupFacts> {
+    let profile = v.get("profile").filter(|p| p.is_object())?;
+    let group = profile.get("group").filter(|g| g.is_object());
+    match profile.get("is_group").and_then(Value::as_bool) {
+        Some(false) => None,
+        Some(true) => Some(group.map(GroupFacts::from_json).unwrap_or_default()),
+        None => group.map(GroupFacts::from_json),
+    }
+}
+
+/// Whether a refusal of `contact/info` says the id resolves to no group for this account: the
+/// contact or group does not exist, the id is invalid, or the account is not in the group.
+/// Wappi's wording is unknown (spec §7.8); whatsmeow says "that group does not exist" and
+/// "you're not participating in that group", Wappi's Telegram side "error: not found
+/// contact". Both a "what is missing" word and a "which thing" word are required, so that a
+/// bare `Not Found` (a path the service lacks) or a refusal naming the profile or the token
+/// stays an error: an unsure answer must not pass for "no such group".
+fn unresolved(detail: &str) -> bool {
+    let d = detail.to_lowercase();
+    let has = |words: &[&str]| words.iter().any(|w| d.contains(w));
+    has(&[
+        "not found",
+        "no such",
+        "not exist",
+        "doesn't exist",
+        "invalid",
+        "not participating",
+        "not a participant",
+        "not a member",
+    ]) && has(&[
+        "contact",
+        "chat",
+        "group",
+        "user",
+        "jid",
+        "recipient",
+        "participa",
+        "member",
+    ]) && !has(&["profile", "token"])
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -370,3 +370,217 @@ fn http_dates() {
     assert_eq!(parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT"), None);
     assert_eq!(parse_http_date("Sun, 06 Nov 1994 25:49:37 GMT"), None);
 }
+
+/// `contact/info` of a group, as the one app that uses it sees it (spec §2.8) with a whatsmeow
+/// `GroupInfo` in `group`.
+const GROUP_CONTACT: &str = r#"{"status":"done","timestamp":1720788635,"time":"2024-07-12T15:50:35+03:00",
+    "profile":{"id":"120363025246125486@g.us","is_group":true,"picture":null,
+    "group":{"JID":"120363025246125486@g.us","Name":"Квартиры СПб","IsAnnounce":false,
+        "Participants":[
+            {"JID":"79990001122@s.whatsapp.net","IsAdmin":true,"IsSuperAdmin":true},
+            {"JID":"79115576367:3@s.whatsapp.net","IsAdmin":false,"IsSuperAdmin":false}]}},
+    "uuid":"2f099bc3-478d"}"#;
+
+#[tokio::test]
+async fn group_info_reads_contact_info_of_the_group() {
+    let c = client();
+    reply(&c, 200, GROUP_CONTACT);
+    let facts = c.group_info(&creds(), &group()).await.unwrap().unwrap();
+    assert_eq!(facts.name.as_deref(), Some("Квартиры СПб"));
+    assert_eq!(facts.announce, Some(false));
+    assert_eq!(
+        facts.participants,
+        Some(vec!["79990001122".to_string(), "79115576367".into()])
+    );
+    assert_eq!(facts.admins, Some(vec!["79990001122".to_string()]));
+    let seen = last(&c);
+    assert_eq!((seen.method, seen.body), (HttpMethod::Get, None));
+    assert_eq!(
+        seen.url,
+        "http://127.0.0.1:9/api/sync/contact/info?profile_id=2f099bc3-478d&user_id=120363025246125486%40g.us"
+    );
+    assert_eq!(seen.headers, vec![("authorization", TOKEN.to_string())]);
+}
+
+#[tokio::test]
+async fn group_info_is_none_when_the_id_is_no_group() {
+    let c = client();
+    let none = [
+        // Answers that say it is no group.
+        (
+            200,
+            r#"{"status":"done","profile":{"id":"120363025246125486@g.us","is_group":false}}"#,
+        ),
+        (200, r#"{"status":"done","profile":null}"#),
+        (200, r#"{"status":"done"}"#),
+        (
+            200,
+            r#"{"status":"done","profile":{"id":"120363025246125486@g.us"}}"#,
+        ),
+        // Refusals that say the id resolves to nothing (the wording is unknown: spec §7.8).
+        (400, r#"{"status":"error","detail":"Contact not found"}"#),
+        (404, r#"{"status":"error","detail":"contact not found"}"#),
+        (
+            200,
+            r#"{"status":"error","detail":"error: not found contact"}"#,
+        ),
+        (
+            400,
+            r#"{"status":"error","detail":"failed to get group info: that group does not exist"}"#,
+        ),
+        (
+            400,
+            r#"{"status":"error","detail":"you're not participating in that group"}"#,
+        ),
+        (400, r#"{"status":"error","detail":"invalid JID"}"#),
+        (400, r#"{"status":"error","detail":"No such chat"}"#),
+        (422, r#"{"error":"user not found"}"#),
+    ];
+    for (status, body) in none {
+        reply(&c, status, body);
+        assert_eq!(
+            c.group_info(&creds(), &group()).await,
+            Ok(None),
+            "{status} {body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn group_info_of_a_group_with_unknown_facts_is_some() {
+    let c = client();
+    for body in [
+        // Said to be a group, nothing more: the facts are unknown, not "no group".
+        r#"{"status":"done","profile":{"id":"120363025246125486@g.us","is_group":true}}"#,
+        r#"{"status":"done","profile":{"is_group":true,"group":null}}"#,
+        r#"{"status":"done","profile":{"is_group":true,"group":"odd"}}"#,
+        // No flag, but a group object.
+        r#"{"status":"done","profile":{"group":{}}}"#,
+    ] {
+        reply(&c, 200, body);
+        assert_eq!(
+            c.group_info(&creds(), &group()).await,
+            Ok(Some(GroupFacts::default())),
+            "{body}"
+        );
+    }
+    // A flag that is not a bool does not decide; the group object does.
+    reply(
+        &c,
+        200,
+        r#"{"status":"done","profile":{"is_group":"yes","group":{"Name":"G"}}}"#,
+    );
+    let facts = c.group_info(&creds(), &group()).await.unwrap().unwrap();
+    assert_eq!(facts.name.as_deref(), Some("G"));
+}
+
+#[tokio::test]
+async fn group_info_failures_are_classified_as_the_other_reads() {
+    let c = client();
+    answer(&c, Ok(response(429, Some(7), "")));
+    assert_eq!(
+        c.group_info(&creds(), &group()).await,
+        Err(WappiError::RateLimited(7000))
+    );
+    reply(&c, 502, "bad gateway");
+    assert_eq!(
+        c.group_info(&creds(), &group()).await,
+        Err(WappiError::Temporary("HTTP 502: bad gateway".into()))
+    );
+    answer(&c, Err(failure(TransportErrorKind::Connect, "refused")));
+    assert_eq!(
+        c.group_info(&creds(), &group()).await,
+        Err(WappiError::Temporary("connection failed: refused".into()))
+    );
+    answer(&c, Err(failure(TransportErrorKind::Timeout, "")));
+    assert_eq!(
+        c.group_info(&creds(), &group()).await,
+        Err(WappiError::Temporary("timed out".into()))
+    );
+    reply(&c, 200, "<html>");
+    assert_eq!(
+        c.group_info(&creds(), &group()).await,
+        Err(WappiError::Temporary(
+            "HTTP 200 with an unreadable answer".into()
+        ))
+    );
+    reply(
+        &c,
+        200,
+        r#"{"detail":"Not authorized in whatsapp","status":"error"}"#,
+    );
+    assert_eq!(
+        c.group_info(&creds(), &group()).await,
+        Err(WappiError::NotAuthorized)
+    );
+    reply(
+        &c,
+        400,
+        r#"{"detail":"Profile not found","status":"error"}"#,
+    );
+    assert_eq!(
+        c.group_info(&creds(), &group()).await,
+        Err(WappiError::ProfileNotFound)
+    );
+    reply(&c, 401, r#"{"detail":"Unauthorized","status":"error"}"#);
+    assert_eq!(
+        c.group_info(&creds(), &group()).await,
+        Err(WappiError::BadToken)
+    );
+    reply(&c, 402, "");
+    assert_eq!(
+        c.group_info(&creds(), &group()).await,
+        Err(WappiError::NotPaid)
+    );
+    // Refusals that do not say "no such group" stay errors: a path the service lacks, a
+    // refusal about the token, a pending answer.
+    let errors = [
+        (404, "Not Found", "Not Found"),
+        (404, "404 page not found", "404 page not found"),
+        (
+            400,
+            r#"{"detail":"invalid token","status":"error"}"#,
+            "invalid token",
+        ),
+        (
+            400,
+            r#"{"detail":"user_id is required","status":"error"}"#,
+            "user_id is required",
+        ),
+        (200, r#"{"status":"pending","detail":"wait"}"#, "wait"),
+    ];
+    for (status, body, detail) in errors {
+        reply(&c, status, body);
+        assert_eq!(
+            c.group_info(&creds(), &group()).await,
+            Err(WappiError::Rejected(detail.into())),
+            "{status} {body}"
+        );
+    }
+}
+
+#[test]
+fn unresolved_details() {
+    for yes in [
+        "Contact not found",
+        "error: not found contact",
+        "that group does not exist",
+        "you're not participating in that group",
+        "Invalid JID",
+        "no such chat",
+        "user doesn't exist",
+    ] {
+        assert!(unresolved(yes), "{yes}");
+    }
+    for no in [
+        "Not Found",
+        "not found",
+        "Profile not found",
+        "invalid token",
+        "invalid profile_id",
+        "group is busy",
+        "",
+    ] {
+        assert!(!unresolved(no), "{no}");
+    }
+}

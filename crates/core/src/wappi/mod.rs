@@ -70,9 +70,17 @@ pub struct Dialog {
     pub contact: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chat: Option<serde_json::Value>,
+    /// A group's `group` object (see [`GroupFacts`]), when Wappi sends one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<serde_json::Value>,
 }
 
 impl Dialog {
+    /// The facts of the dialog's `group` object, if it has one.
+    pub fn group_facts(&self) -> Option<GroupFacts> {
+        self.group.as_ref().map(GroupFacts::from_json)
+    }
+
     /// The group's id, when this dialog is a group.
     pub fn group(&self) -> Option<GroupJid> {
         if self.id.ends_with("@g.us") {
@@ -106,6 +114,132 @@ impl Dialog {
             })
             .unwrap_or_else(|| self.id.clone())
     }
+}
+
+/// What Wappi tells of a WhatsApp group (the `group` object of a `chats/get` dialog, or of
+/// `contact/info`'s `profile`; whatsmeow's `GroupInfo` keys, INFERRED in `specs/wappi.md`
+/// §2 rows 3–5). Every fact a reply did not carry stays `None`: unknown, never guessed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupFacts {
+    /// `Name`.
+    pub name: Option<String>,
+    /// `IsAnnounce`: only admins may post.
+    pub announce: Option<bool>,
+    /// `Participants[].JID` (digits before the `@`), when the participants were listed.
+    pub participants: Option<Vec<String>>,
+    /// Those participants with `IsAdmin` or `IsSuperAdmin`.
+    pub admins: Option<Vec<String>>,
+}
+
+impl GroupFacts {
+    /// Reads a whatsmeow-`GroupInfo`-shaped object leniently (embedded Go structs flatten, so
+    /// the keys sit at the top: `Name`, `IsAnnounce`, `Participants`, …). Whatever is missing,
+    /// `null` or of another type stays `None`:
+    ///
+    /// - `name`: `Name`, else `name`, `Subject`, `subject`; a blank name is `None`.
+    /// - `announce`: `IsAnnounce` (else `isAnnounce`, `is_announce`, `announce`), a bool only.
+    /// - `participants`: the numbers of `Participants` (else `participants`), each the digits
+    ///   before the `@` and before any device (`:12`) or agent (`.0`) suffix of its `JID`
+    ///   (else `jid`, `id`), a bare JID string being read the same way. A participant whose
+    ///   `JID` is a `…@lid` and who carries a `PhoneNumber` is listed by that phone number
+    ///   (what the account's own phone is compared with). The list is `None` unless every
+    ///   entry could be read and there was at least one: a group always has a member, and a
+    ///   list read in part cannot tell that someone is missing from it.
+    /// - `admins`: the participants with `IsAdmin` or `IsSuperAdmin` true (also `isAdmin`,
+    ///   `isSuperAdmin`, `is_admin`, or an `admin` of `"admin"`/`"superadmin"`); `None`
+    ///   whenever `participants` is.
+    pub fn from_json(v: &serde_json::Value) -> GroupFacts {
+        let Some(o) = v.as_object() else {
+            return GroupFacts::default();
+        };
+        let name = ["Name", "name", "Subject", "subject"].iter().find_map(|k| {
+            o.get(*k)
+                .and_then(|n| n.as_str())
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(str::to_string)
+        });
+        let announce = ["IsAnnounce", "isAnnounce", "is_announce", "announce"]
+            .iter()
+            .find_map(|k| o.get(*k).and_then(|b| b.as_bool()));
+        let read: Option<Vec<(String, bool)>> = o
+            .get("Participants")
+            .or_else(|| o.get("participants"))
+            .and_then(|p| p.as_array())
+            .filter(|list| !list.is_empty())
+            .and_then(|list| list.iter().map(participant).collect());
+        GroupFacts {
+            name,
+            announce,
+            participants: read
+                .as_ref()
+                .map(|l| l.iter().map(|(p, _)| p.clone()).collect()),
+            admins: read.map(|l| l.into_iter().filter(|(_, a)| *a).map(|(p, _)| p).collect()),
+        }
+    }
+
+    /// Whether the number `phone` (digits) is listed among the participants; `None` when the
+    /// participants are unknown.
+    pub fn has_member(&self, phone: &str) -> Option<bool> {
+        self.participants
+            .as_ref()
+            .map(|p| p.iter().any(|j| j == phone))
+    }
+
+    /// Whether `phone` may post: `Some(false)` only when the group is announcement-only and the
+    /// admins are known and do not include it.
+    pub fn may_post(&self, phone: &str) -> Option<bool> {
+        match (self.announce, &self.admins) {
+            (Some(false), _) => Some(true),
+            (Some(true), Some(admins)) => Some(admins.iter().any(|a| a == phone)),
+            _ => None,
+        }
+    }
+}
+
+/// One entry of `Participants`: its number and whether it is an admin; `None` when no
+/// number can be read from it.
+fn participant(v: &serde_json::Value) -> Option<(String, bool)> {
+    if let Some(jid) = v.as_str() {
+        return jid_user(jid).map(|u| (u, false));
+    }
+    let o = v.as_object()?;
+    let text = |keys: &[&str]| {
+        keys.iter()
+            .find_map(|k| o.get(*k).and_then(|s| s.as_str()))
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+    };
+    let jid = text(&["JID", "jid", "id"]);
+    let phone = text(&["PhoneNumber", "phoneNumber", "phone_number"]);
+    let user = match (jid, phone) {
+        (Some(j), Some(p)) if j.ends_with("@lid") => jid_user(p).or_else(|| jid_user(j)),
+        (Some(j), _) => jid_user(j),
+        (None, Some(p)) => jid_user(p),
+        (None, None) => None,
+    }?;
+    let flag = |keys: &[&str]| {
+        keys.iter()
+            .any(|k| o.get(*k).and_then(|b| b.as_bool()) == Some(true))
+    };
+    let admin = flag(&["IsAdmin", "isAdmin", "is_admin"])
+        || flag(&["IsSuperAdmin", "isSuperAdmin", "is_super_admin"])
+        || matches!(
+            o.get("admin").and_then(|a| a.as_str()),
+            Some("admin" | "superadmin")
+        );
+    Some((user, admin))
+}
+
+/// The user part of a JID: `79990001122` of `79990001122@s.whatsapp.net`,
+/// `79990001122:12@s.whatsapp.net` (a device), `79990001122.0:3@s.whatsapp.net` (an agent and
+/// a device) or `+79990001122`; `None` when nothing is left.
+fn jid_user(jid: &str) -> Option<String> {
+    let user = jid.trim().split('@').next().unwrap_or_default();
+    let user = user.split(':').next().unwrap_or_default();
+    let user = user.split('.').next().unwrap_or_default();
+    let user = user.trim().trim_start_matches('+');
+    (!user.is_empty()).then(|| user.to_string())
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -391,6 +525,173 @@ mod tests {
         assert_eq!((m[2].time, m[2].body.as_str()), (0, ""));
         let empty: MessagesPage = serde_json::from_str(r#"{"status":"done"}"#).unwrap();
         assert!(empty.messages.is_empty() && empty.total_count.is_none());
+    }
+
+    /// A group as a whatsmeow-backed gateway writes it (`GroupInfo` flattened), with a device
+    /// suffix, LID participants (one with its phone number, one without) and `null`s.
+    const GROUP_INFO: &str = r#"{
+        "JID": "120363025246125486@g.us",
+        "OwnerJID": "79990001122@s.whatsapp.net",
+        "Name": "Квартиры СПб",
+        "NameSetAt": "2024-03-01T10:00:00Z",
+        "NameSetBy": "79990001122@s.whatsapp.net",
+        "Topic": "",
+        "TopicSetAt": "0001-01-01T00:00:00Z",
+        "IsLocked": false,
+        "IsAnnounce": true,
+        "AnnounceVersionID": "1710000000000000",
+        "IsEphemeral": false,
+        "DisappearingTimer": 0,
+        "IsParent": false,
+        "LinkedParentJID": "",
+        "IsDefaultSubGroup": false,
+        "IsJoinApprovalRequired": false,
+        "GroupCreated": "2024-03-01T10:00:00Z",
+        "ParticipantVersionID": "1710000000000001",
+        "Participants": [
+            {"JID": "79990001122@s.whatsapp.net", "LID": "", "IsAdmin": true,
+             "IsSuperAdmin": true, "DisplayName": "", "Error": 0, "AddRequest": null},
+            {"JID": "79115576367:12@s.whatsapp.net", "LID": "", "IsAdmin": false,
+             "IsSuperAdmin": false, "DisplayName": "", "Error": 0, "AddRequest": null},
+            {"JID": "225170393161752@lid", "PhoneNumber": "79602041980@s.whatsapp.net",
+             "IsAdmin": true, "IsSuperAdmin": false, "DisplayName": null},
+            {"JID": "188277150343215@lid", "PhoneNumber": null, "IsAdmin": null,
+             "IsSuperAdmin": null}
+        ]
+    }"#;
+
+    fn facts(s: &str) -> GroupFacts {
+        GroupFacts::from_json(&serde_json::from_str(s).unwrap())
+    }
+
+    fn strings(v: &[&str]) -> Option<Vec<String>> {
+        Some(v.iter().map(|s| s.to_string()).collect())
+    }
+
+    #[test]
+    fn group_facts_of_a_whole_group_info() {
+        let f = facts(GROUP_INFO);
+        assert_eq!(f.name.as_deref(), Some("Квартиры СПб"));
+        assert_eq!(f.announce, Some(true));
+        assert_eq!(
+            f.participants,
+            strings(&[
+                "79990001122",
+                "79115576367",
+                "79602041980",
+                "188277150343215"
+            ])
+        );
+        assert_eq!(f.admins, strings(&["79990001122", "79602041980"]));
+        assert_eq!(
+            f.has_member("79115576367"),
+            Some(true),
+            "device suffix dropped"
+        );
+        assert_eq!(f.has_member("79000000000"), Some(false));
+        assert_eq!(f.may_post("79990001122"), Some(true));
+        assert_eq!(f.may_post("79115576367"), Some(false));
+
+        // The same object inside a `chats/get` dialog.
+        let d: Dialog = serde_json::from_str(&format!(
+            r#"{{"id":"120363025246125486@g.us","group":{GROUP_INFO}}}"#
+        ))
+        .unwrap();
+        assert_eq!(d.group_facts(), Some(f));
+        let plain: Dialog = serde_json::from_str(r#"{"id":"120363025246125486@g.us"}"#).unwrap();
+        assert_eq!(plain.group_facts(), None);
+    }
+
+    #[test]
+    fn group_facts_missing_null_or_mistyped_stay_unknown() {
+        for unknown in [
+            "null",
+            r#""a group""#,
+            "[]",
+            "{}",
+            // A Go nil slice is `null`; a name of another type; a flag as a string.
+            r#"{"Name": 5, "IsAnnounce": "true", "Participants": null}"#,
+            r#"{"Name": null, "IsAnnounce": null, "Participants": {"JID": "7999@s.whatsapp.net"}}"#,
+        ] {
+            let f = facts(unknown);
+            assert_eq!(f, GroupFacts::default(), "{unknown}");
+            assert_eq!((f.has_member("7999"), f.may_post("7999")), (None, None));
+        }
+        // A blank name is no name (the next key is not consulted for it either way: it is
+        // unknown); an empty participant list is not "nobody".
+        let f = facts(r#"{"Name": "  ", "IsAnnounce": false, "Participants": []}"#);
+        assert_eq!(f.name, None);
+        assert_eq!(
+            (f.announce, &f.participants, &f.admins),
+            (Some(false), &None, &None)
+        );
+        assert_eq!(
+            f.may_post("79990001122"),
+            Some(true),
+            "not announcement-only"
+        );
+        // Announcement-only with the participants unknown: cannot tell.
+        let f = facts(r#"{"IsAnnounce": true}"#);
+        assert_eq!(f.may_post("79990001122"), None);
+    }
+
+    #[test]
+    fn group_facts_in_other_spellings() {
+        let f = facts(
+            r#"{"subject": "Дачи", "announce": true, "participants": [
+                "79990001122@s.whatsapp.net",
+                {"id": "79115576367.0:3@s.whatsapp.net", "admin": "superadmin"},
+                {"jid": "+79602041980@c.us", "isAdmin": true},
+                {"PhoneNumber": "79001234567@s.whatsapp.net", "IsSuperAdmin": true}
+            ]}"#,
+        );
+        assert_eq!(f.name.as_deref(), Some("Дачи"));
+        assert_eq!(f.announce, Some(true));
+        assert_eq!(
+            f.participants,
+            strings(&["79990001122", "79115576367", "79602041980", "79001234567"])
+        );
+        assert_eq!(
+            f.admins,
+            strings(&["79115576367", "79602041980", "79001234567"])
+        );
+        assert_eq!(f.may_post("79990001122"), Some(false));
+        assert_eq!(
+            facts(r#"{"name": "n", "Subject": "s"}"#).name.as_deref(),
+            Some("n")
+        );
+    }
+
+    #[test]
+    fn a_participant_list_read_in_part_is_unknown() {
+        for list in [
+            r#"[{"JID": "79990001122@s.whatsapp.net"}, null]"#,
+            r#"[{"JID": "79990001122@s.whatsapp.net"}, {"JID": null}]"#,
+            r#"[{"JID": "79990001122@s.whatsapp.net"}, {"JID": "@s.whatsapp.net"}]"#,
+            r#"[{"JID": "79990001122@s.whatsapp.net"}, 7]"#,
+        ] {
+            let f = facts(&format!(r#"{{"Name": "G", "Participants": {list}}}"#));
+            assert_eq!((&f.participants, &f.admins), (&None, &None), "{list}");
+            assert_eq!(f.name.as_deref(), Some("G"));
+        }
+        let f = facts(r#"{"Participants": [{"JID": "79990001122@s.whatsapp.net"}]}"#);
+        assert_eq!(f.participants, strings(&["79990001122"]));
+        assert_eq!(f.admins, Some(vec![]), "listed, and nobody is an admin");
+    }
+
+    #[test]
+    fn jid_users() {
+        for (jid, user) in [
+            ("79990001122@s.whatsapp.net", Some("79990001122")),
+            ("79990001122:12@s.whatsapp.net", Some("79990001122")),
+            ("79990001122.0:1@s.whatsapp.net", Some("79990001122")),
+            ("225170393161752@lid", Some("225170393161752")),
+            (" +79990001122 ", Some("79990001122")),
+            ("@s.whatsapp.net", None),
+            ("", None),
+        ] {
+            assert_eq!(jid_user(jid).as_deref(), user, "{jid:?}");
+        }
     }
 
     #[test]

@@ -1,0 +1,106 @@
+//! The canary start: a mailing marked `canary` posts to its first [`CANARY_POSTS`] groups,
+//! waits `CANARY_WAIT_SECS` after the last of them, and reads their delivery back from each
+//! group's history (`delivery_status` of our message). Only if every one was delivered (or
+//! read) do the other groups get the post; otherwise the mailing pauses with what was seen,
+//! and ▶️ sends the rest anyway (a resume after the canary posts ends the check).
+
+use super::report::pause;
+use super::{Cursor, EngineError, Step};
+use crate::model::ledger::{Delivery, DeliveryState, Mailing, CANARY_POSTS};
+use crate::services::EngineServices;
+use crate::texts;
+use crate::wappi::WappiCreds;
+
+/// Messages read back per canary group (ours is among the newest).
+const HISTORY: u32 = 50;
+
+/// What the canary asks of the step about to begin row `i`: nothing (`None`), or to end with
+/// `Some(step)` (wait for the check, or the pause it ended in).
+pub(super) async fn gate(
+    svc: &EngineServices,
+    m: &Mailing,
+    creds: &WappiCreds,
+    cursor: &mut Cursor,
+    i: usize,
+    fence: u64,
+    now: i64,
+) -> Result<Option<Step>, EngineError> {
+    if !m.content.canary || cursor.canary_passed || cursor.rows()[i].position < CANARY_POSTS {
+        return Ok(None);
+    }
+    let canaries: Vec<&Delivery> = cursor
+        .rows()
+        .iter()
+        .filter(|r| r.position < CANARY_POSTS && r.part == 0)
+        .collect();
+    let last = canaries.iter().map(|r| r.first_attempt_at).max().unwrap_or(0);
+    if m.resumed_at > last {
+        // The user pressed ▶️ after the canary posts: go on.
+        cursor.canary_passed = true;
+        return Ok(None);
+    }
+    let due = last + svc.settings.engine.canary_wait_ms;
+    let settled = |r: &&Delivery| matches!(r.state, DeliveryState::Sent | DeliveryState::Failed);
+    if now < due || !canaries.iter().all(settled) {
+        return Ok(Some(Step::SleepUntil(due.max(now + 1000))));
+    }
+    let mut seen = Vec::new();
+    for row in &canaries {
+        let status = delivery_status(svc, creds, row).await;
+        seen.push((row.group.as_str().to_string(), status));
+    }
+    let undelivered: Vec<&(String, String)> = seen
+        .iter()
+        .filter(|(_, s)| !matches!(s.as_str(), "delivered" | "read"))
+        .collect();
+    tracing::info!(
+        event = "canary",
+        mailing = m.id.0,
+        delivered = seen.len() - undelivered.len(),
+        checked = seen.len(),
+        "canary checked"
+    );
+    if undelivered.is_empty() {
+        cursor.canary_passed = true;
+        return Ok(None);
+    }
+    let l = cursor.look().lang;
+    let names = svc.db.get_groups(m.user_id).await.unwrap_or_default();
+    let lines: Vec<(String, String)> = undelivered
+        .iter()
+        .map(|(jid, status)| {
+            let name = names
+                .iter()
+                .find(|g| g.jid.as_str() == jid)
+                .and_then(|g| g.name.clone());
+            let label = name.map_or(jid.clone(), |n| format!("{n} ({jid})"));
+            (label, status.clone())
+        })
+        .collect();
+    let reason = texts::canary_failed(l, seen.len() - undelivered.len(), seen.len(), &lines);
+    pause(svc, m, l, fence, &reason).await.map(Some)
+}
+
+/// Our message's `delivery_status` in the group's history: `failed` for a post that did not
+/// go out, `unknown` when the history cannot be read or does not show it.
+async fn delivery_status(svc: &EngineServices, creds: &WappiCreds, row: &Delivery) -> String {
+    if row.state != DeliveryState::Sent {
+        return "failed".into();
+    }
+    let Some(id) = row.message_id.as_deref() else {
+        return "unknown".into();
+    };
+    match svc.wappi.chat_messages(creds, &row.group, HISTORY, 0).await {
+        Ok(page) => page
+            .messages
+            .iter()
+            .find(|msg| msg.id == id)
+            .map(|msg| msg.delivery_status.trim().to_lowercase())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "unknown".into()),
+        Err(e) => {
+            tracing::info!(group = row.group.as_str(), error = %e, "canary: history not read");
+            "unknown".into()
+        }
+    }
+}
