@@ -946,7 +946,8 @@ pub async fn a_run_of_refused_posts_trips_the_breaker_and_resume_goes_on<S: Bot>
         .collect();
     jids.splice(0..0, strangers.iter().cloned());
     p.sets_groups(&jids).await;
-    let id = p.starts_mailing().await;
+    // The pre-flight check doubts them (the ids do not resolve): included on purpose.
+    let id = p.starts_mailing_including_doubtful().await;
     let paused = p.hears(&format!("⏸ Рассылка #{id} приостановлена")).await;
     assert!(
         paused.text.contains("5 групп подряд не получили пост"),
@@ -1125,9 +1126,13 @@ pub async fn scheduled_runs_went_as_said<S: Bot>(w: &World<S>, s: &Scheduled) {
     let [once, daily, skip, pause, wait] = s.users.map(|id| w.person(id));
     let long = Duration::from_secs(120);
     for (p, groups) in [(&once, &s.once), (&daily, &s.daily)] {
-        w.tg.wait_for_message(p.id, |t| t.starts_with("🚀 Рассылка #") && t.contains("по расписанию"), long)
-            .await
-            .unwrap_or_else(|e| panic!("{e}\n{}", w.server.logs()));
+        w.tg.wait_for_message(
+            p.id,
+            |t| t.starts_with("🚀 Рассылка #") && t.contains("по расписанию"),
+            long,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", w.server.logs()));
         p.hears("✅ Рассылка #").await;
         for g in groups {
             let got = w.wappi.deliveries_to(g);
@@ -1142,7 +1147,11 @@ pub async fn scheduled_runs_went_as_said<S: Bot>(w: &World<S>, s: &Scheduled) {
     daily.says("/schedules");
     let card = daily.hears("🕒 #").await;
     let tomorrow = moscow_moment(s.at_ms + 60_000, 1);
-    assert!(card.text.contains(&tomorrow), "next run {tomorrow}: {}", card.text);
+    assert!(
+        card.text.contains(&tomorrow),
+        "next run {tomorrow}: {}",
+        card.text
+    );
 
     // The waiting run: told, then started after the earlier mailing ends.
     wait.hears("ждёт окончания текущей рассылки").await;
@@ -1163,7 +1172,11 @@ pub async fn scheduled_runs_went_as_said<S: Bot>(w: &World<S>, s: &Scheduled) {
     }
     skip.says("/schedules");
     let card = skip.hears("🕒 #").await;
-    assert!(card.text.contains(&tomorrow), "after the skipped run, tomorrow's: {}", card.text);
+    assert!(
+        card.text.contains(&tomorrow),
+        "after the skipped run, tomorrow's: {}",
+        card.text
+    );
     pause.says("/schedules");
     let card = pause.hears("🕒 #").await;
     assert!(card.text.contains("на паузе"), "{}", card.text);
@@ -1202,14 +1215,23 @@ pub async fn the_preflight_check_leaves_out_groups_that_would_not_get_the_post<S
     assert!(t.contains("Групп: 2"), "{t}");
     assert!(t.contains("Проверка групп: 2 не получат пост"), "{t}");
     assert!(
-        t.contains(&format!("Группа 161-1 ({}) — номер больше не участник группы", jids[1])),
+        t.contains(&format!(
+            "Группа 161-1 ({}) — номер больше не участник группы",
+            jids[1]
+        )),
         "{t}"
     );
     assert!(
-        t.contains(&format!("Группа 161-2 ({}) — писать могут только админы", jids[2])),
+        t.contains(&format!(
+            "Группа 161-2 ({}) — писать могут только админы",
+            jids[2]
+        )),
         "{t}"
     );
-    p.presses(preview.message_id, &Person::<Server>::button(&preview, "✅"));
+    p.presses(
+        preview.message_id,
+        &Person::<Server>::button(&preview, "✅"),
+    );
     let report = p.hears("Рассылка #").await;
     let report = if report.text.starts_with('🚀') {
         p.hears("Рассылка #").await
@@ -1218,7 +1240,11 @@ pub async fn the_preflight_check_leaves_out_groups_that_would_not_get_the_post<S
     };
     assert!(report.text.starts_with("⚠️"), "{}", report.text);
     assert!(report.text.contains("Группа 161-1"), "{}", report.text);
-    assert!(report.text.contains("номер больше не участник группы"), "{}", report.text);
+    assert!(
+        report.text.contains("номер больше не участник группы"),
+        "{}",
+        report.text
+    );
     assert!(report.text.contains("Группа 161-2"), "{}", report.text);
     for (i, jid) in jids.iter().enumerate() {
         let want = usize::from(i == 0 || i == 3);
@@ -1228,10 +1254,17 @@ pub async fn the_preflight_check_leaves_out_groups_that_would_not_get_the_post<S
     // ➕ includes them: the next preview counts all four.
     p.says("/mailing");
     let preview = p.hears("Предпросмотр").await;
-    p.presses(preview.message_id, &Person::<Server>::button(&preview, "➕"));
+    p.presses(
+        preview.message_id,
+        &Person::<Server>::button(&preview, "➕"),
+    );
     let all = p.hears("Предпросмотр").await;
     assert!(all.text.contains("Групп: 4"), "{}", all.text);
-    assert!(all.text.contains("вряд ли получат пост, но включены"), "{}", all.text);
+    assert!(
+        all.text.contains("вряд ли получат пост, но включены"),
+        "{}",
+        all.text
+    );
 }
 
 /// A canary start (issue 15, switched on with 🐤 for a short list): the first three groups get
@@ -1243,18 +1276,34 @@ pub async fn a_canary_whose_first_posts_stay_undelivered_stops_the_rest<S: Bot>(
 ) {
     use crate::fake_wappi::DeliveryPlan;
     let (p, _, jids) = w.ready(user, 162, 6, "Пост с канарейкой").await;
-    w.wappi.set_group_delivery(&jids[1], DeliveryPlan::pending_forever());
+    w.wappi
+        .set_group_delivery(&jids[1], DeliveryPlan::pending_forever());
     p.says("/mailing");
     let preview = p.hears("Предпросмотр").await;
-    p.presses(preview.message_id, &Person::<Server>::button(&preview, "🐤"));
+    p.presses(
+        preview.message_id,
+        &Person::<Server>::button(&preview, "🐤"),
+    );
     let canary = p.hears("Предпросмотр").await;
-    assert!(canary.text.contains("Сначала 3 группы, проверка доставки"), "{}", canary.text);
+    assert!(
+        canary.text.contains("Сначала 3 группы, проверка доставки"),
+        "{}",
+        canary.text
+    );
     p.presses(canary.message_id, &Person::<Server>::button(&canary, "✅"));
     let paused = p.hears("Проверка первых групп: доставлено 2 из 3").await;
-    assert!(paused.text.contains(&format!("{}): pending", jids[1])), "{}", paused.text);
+    assert!(
+        paused.text.contains(&format!("{}): pending", jids[1])),
+        "{}",
+        paused.text
+    );
     tokio::time::sleep(Duration::from_secs(1)).await;
     for (i, jid) in jids.iter().enumerate() {
-        assert_eq!(w.wappi.deliveries_to(jid).len(), usize::from(i < 3), "group {i}");
+        assert_eq!(
+            w.wappi.deliveries_to(jid).len(),
+            usize::from(i < 3),
+            "group {i}"
+        );
     }
     p.presses(paused.message_id, &Person::<Server>::button(&paused, "▶️"));
     p.hears("✅ Рассылка #").await;

@@ -129,6 +129,9 @@ impl Worker {
             ("PROFILE_RATE_PER_SEC", "10".to_string()),
             // The operator's cadence, which the scenarios time; pace tests set their own.
             ("DEFAULT_PACE", "fast".to_string()),
+            // No canary start by default (the old flow the scenarios time); the canary tests
+            // switch it on with 🐤.
+            ("CANARY_MIN_GROUPS", "100000".to_string()),
             ("PROGRESS_INTERVAL_SECS", "3".to_string()),
             ("RETRY_BASE_MS", "200".to_string()),
             ("WAPPI_TIMEOUT_SECS", "3".to_string()),

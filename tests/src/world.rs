@@ -336,6 +336,25 @@ impl<S: Bot> Person<'_, S> {
         self.starts_mailing_msg().await.0
     }
 
+    /// /mailing, ➕ on the preview (the groups the pre-flight check doubts go in too), then ✅
+    /// on the fresh preview; returns the mailing id. For groups that exist only to be refused.
+    pub async fn starts_mailing_including_doubtful(&self) -> i64 {
+        self.says("/mailing");
+        let preview = self.hears("Предпросмотр").await;
+        self.presses(
+            preview.message_id,
+            &Person::<Server>::button(&preview, "➕"),
+        );
+        let all = self.hears("Предпросмотр").await;
+        self.presses(all.message_id, &Person::<Server>::button(&all, "✅"));
+        let started = self.hears("🚀 Рассылка #").await;
+        started.text["🚀 Рассылка #".len()..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .and_then(|n| n.parse().ok())
+            .expect("mailing id in the start message")
+    }
+
     /// Like `starts_mailing`, also returning the 🚀 message (which becomes the progress
     /// message, with ⛔).
     pub async fn starts_mailing_msg(&self) -> (i64, SentMessage) {

@@ -124,7 +124,8 @@ async fn the_import_picker_searches_by_name() {
     let w = World::start().await;
     let (p, acc) = registered(&w, 2006, 6).await;
     let groups = w.groups(&acc, 11, 8);
-    w.wappi.add_group(&acc.profile, "120363999000000001@g.us", "Аренда Химки");
+    w.wappi
+        .add_group(&acc.profile, "120363999000000001@g.us", "Аренда Химки");
     p.says("/groups");
     let ask = p.hears("👥").await;
     p.presses(ask.message_id, &Person::button(&ask, "Импорт"));
@@ -132,7 +133,10 @@ async fn the_import_picker_searches_by_name() {
     p.says("химки");
     let found = p.hears("«химки»: найдено 1").await;
     let markup = found.reply_markup.clone().unwrap().to_string();
-    assert!(markup.contains("Аренда Химки") && !markup.contains("Группа 8-"), "{markup}");
+    assert!(
+        markup.contains("Аренда Химки") && !markup.contains("Группа 8-"),
+        "{markup}"
+    );
     p.presses(found.message_id, &Person::button(&found, "Аренда Химки"));
     p.says("8-1");
     let second = p.hears("«8-1»: найдено 2").await;
@@ -152,8 +156,15 @@ async fn the_import_picker_searches_by_name() {
     let mut st = db
         .prepare("SELECT jid FROM groups WHERE user_id = 2006 ORDER BY position")
         .unwrap();
-    let jids: Vec<String> = st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
-    assert_eq!(jids, vec![groups[10].clone(), "120363999000000001@g.us".to_string()]);
+    let jids: Vec<String> = st
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        jids,
+        vec![groups[10].clone(), "120363999000000001@g.us".to_string()]
+    );
 }
 
 /// Issue 15: a pasted id is stored (and shown) with its name from the account's chat list.
@@ -162,7 +173,8 @@ async fn pasted_groups_get_their_names_from_the_chat_list() {
     let w = World::start().await;
     let (p, acc) = registered(&w, 2007, 7).await;
     let groups = w.groups(&acc, 2, 9);
-    p.sets_groups(&[groups[1].clone(), "120363777000000001@g.us".to_string()]).await;
+    p.sets_groups(&[groups[1].clone(), "120363777000000001@g.us".to_string()])
+        .await;
     let db = w.server.db();
     let mut st = db
         .prepare("SELECT jid, name FROM groups WHERE user_id = 2007 ORDER BY position")

@@ -20,3 +20,43 @@ async fn a_canary_whose_first_posts_stay_undelivered_stops_the_rest() {
     .await;
     scenarios::a_canary_whose_first_posts_stay_undelivered_stops_the_rest(&w, 7502).await;
 }
+
+/// Named group sets (issue 15): two lists saved under names, the second one picked for a
+/// schedule; the schedule snapshots that set's groups and the first set stays as it was.
+#[tokio::test]
+async fn a_second_group_set_is_used_by_a_schedule() {
+    use groupcast_e2e::world::Person;
+    let w = World::start().await;
+    let (p, _, jids) = w.ready(7503, 163, 4, "Пост для наборов").await;
+    p.says("/saveset Москва");
+    p.hears("Набор «Москва» сохранён: 4 групп").await;
+    p.sets_groups(&jids[2..]).await;
+    p.says("/saveset Новосибирск");
+    p.hears("Набор «Новосибирск» сохранён: 2 групп").await;
+    p.says("/sets");
+    let moscow = p.hears("«Москва»: 4 групп").await;
+    let nsk = p.hears("«Новосибирск»: 2 групп").await;
+    p.presses(moscow.message_id, &Person::button(&moscow, "📂"));
+    p.hears("набор «Москва» (4 групп)").await;
+    p.says("/schedule 23:59 repeat daily");
+    p.hears("🕒 Запланировано (#1)").await;
+    p.presses(nsk.message_id, &Person::button(&nsk, "📂"));
+    p.hears("набор «Новосибирск» (2 групп)").await;
+    p.says("/schedule 23:58 repeat daily");
+    let answer = p.hears("🕒 Запланировано (#2)").await;
+    assert!(answer.text.contains("2 групп"), "{}", answer.text);
+    let db = w.server.db();
+    let groups_of = |id: i64| -> Vec<String> {
+        let json: String = db
+            .query_row("SELECT groups FROM series WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        serde_json::from_str(&json).unwrap()
+    };
+    assert_eq!(groups_of(1), jids);
+    assert_eq!(groups_of(2), jids[2..].to_vec());
+    // The first set is untouched by the later paste.
+    p.says("/sets");
+    p.hears("«Москва»: 4 групп").await;
+}

@@ -32,9 +32,13 @@ async fn two_processes_start_a_scheduled_run_once() {
     let at = unix_ms();
     p.says("/schedule +1m");
     p.hears("🕒 Запланировано").await;
-    w.tg.wait_for_message(p.id, |t| t.contains("по расписанию запущена"), Duration::from_secs(90))
-        .await
-        .unwrap();
+    w.tg.wait_for_message(
+        p.id,
+        |t| t.contains("по расписанию запущена"),
+        Duration::from_secs(90),
+    )
+    .await
+    .unwrap();
     p.hears("✅ Рассылка #").await;
     w.assert_each_delivered_once(&jids);
     assert!(w.wappi.deliveries()[0].at_ms >= at + 59_000);

@@ -149,6 +149,9 @@ pub struct CoreSettings {
     pub trial_days: u32,
     /// Cap on groups per user (`MAX_GROUPS_PER_USER`).
     pub max_groups: usize,
+    /// A mailing to more groups than this is a canary start unless the user switches it off
+    /// (`CANARY_MIN_GROUPS`).
+    pub canary_min_groups: usize,
     /// Operators (`ADMIN_TELEGRAM_IDS`).
     pub admin_ids: Vec<i64>,
     /// Plans on sale (`SUBSCRIPTION_PLANS`).
@@ -168,6 +171,7 @@ impl Default for CoreSettings {
             pacing: PacingConfig::default(),
             trial_days: 0,
             max_groups: 500,
+            canary_min_groups: crate::model::ledger::CANARY_MIN_GROUPS,
             admin_ids: Vec::new(),
             plans: vec![crate::model::billing::Plan {
                 days: 30,
@@ -328,6 +332,11 @@ impl CoreSettings {
             pacing: pacing(src)?,
             trial_days: src.parse("TRIAL_DAYS", 0, "a whole number of days")?,
             max_groups: src.parse("MAX_GROUPS_PER_USER", 500, "a whole number")?,
+            canary_min_groups: src.parse(
+                "CANARY_MIN_GROUPS",
+                crate::model::ledger::CANARY_MIN_GROUPS,
+                "a whole number of groups",
+            )?,
             admin_ids: src.list(
                 "ADMIN_TELEGRAM_IDS",
                 |s| s.parse().ok(),

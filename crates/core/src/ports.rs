@@ -14,11 +14,9 @@ use crate::model::ledger::{Content, Delivery, Mailing, NewMailing, SendOutcome};
 use crate::model::pacing::pace::{PaceSettings, Preset};
 use crate::model::pacing::{Pace, PacingConfig};
 use crate::model::schedule::Schedule;
-use chrono::NaiveDate;
 use crate::telegram::{InlineKeyboardMarkup, MessageId, ReplyMarkup, TelegramError};
-use crate::wappi::{
-    Dialog, GroupFacts, MessagesPage, ProfileStatus, Sent, WappiCreds, WappiError,
-};
+use crate::wappi::{Dialog, GroupFacts, MessagesPage, ProfileStatus, Sent, WappiCreds, WappiError};
+use chrono::NaiveDate;
 
 pub use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -109,7 +107,7 @@ impl UserRecord {
 }
 
 /// A group saved in a user's list.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupEntry {
     pub jid: GroupJid,
     pub name: Option<String>,
@@ -166,6 +164,25 @@ pub trait ContentStore: MaybeSendSync {
     async fn get_groups(&self, user: UserId) -> Result<Vec<GroupEntry>, DbError>;
     /// Replaces the whole list, in this order.
     async fn set_groups(&self, user: UserId, groups: &[GroupEntry]) -> Result<(), DbError>;
+    /// Saves `groups` as the user's set `name` (replacing a set of that name).
+    async fn save_group_set(
+        &self,
+        user: UserId,
+        name: &str,
+        groups: &[GroupEntry],
+        now: i64,
+    ) -> Result<(), DbError>;
+    /// The user's sets, by name.
+    async fn group_sets(&self, user: UserId) -> Result<Vec<GroupSet>, DbError>;
+    /// Deletes the user's set `name`; `false` when there was none.
+    async fn delete_group_set(&self, user: UserId, name: &str) -> Result<bool, DbError>;
+}
+
+/// A named, saved group list of a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupSet {
+    pub name: String,
+    pub groups: Vec<GroupEntry>,
 }
 
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
@@ -323,8 +340,7 @@ pub trait ScheduleStore: MaybeSendSync {
     async fn due_series(&self, before: i64, limit: u32) -> Result<Vec<Series>, DbError>;
     /// The soonest `next_due_at` of the series neither paused nor deleted.
     async fn earliest_due(&self) -> Result<Option<i64>, DbError>;
-    async fn set_series_next(&self, id: SeriesId, next_due_at: Option<i64>)
-        -> Result<(), DbError>;
+    async fn set_series_next(&self, id: SeriesId, next_due_at: Option<i64>) -> Result<(), DbError>;
     /// Pauses or resumes the user's series (a resume sets `not_before` to `now`); `false` when
     /// it is not the user's, deleted, or already so.
     async fn set_series_paused(

@@ -11,6 +11,78 @@ use chrono_tz::Tz;
 
 pub mod schedule;
 
+/// Named group sets (`/sets`, `/saveset`).
+pub mod sets {
+    use crate::model::lang::Lang;
+
+    pub fn none(l: Lang) -> String {
+        l.pick(
+            "📚 Наборов групп пока нет. Вставьте список групп (/groups) и сохраните его: /saveset Москва",
+            "📚 No group sets yet. Paste a group list (/groups) and save it: /saveset Moscow",
+        )
+        .into()
+    }
+
+    pub fn card(l: Lang, name: &str, groups: &[String]) -> String {
+        let n = groups.len();
+        let mut list: Vec<&str> = groups.iter().take(5).map(String::as_str).collect();
+        if n > 5 {
+            list.push("…");
+        }
+        let list = list.join(", ");
+        l.pick(
+            format!("📚 «{name}»: {n} групп — {list}"),
+            format!("📚 “{name}”: {n} groups — {list}"),
+        )
+    }
+
+    pub fn name_needed(l: Lang, max: usize) -> String {
+        l.pick(
+            format!("Напишите имя набора после команды, до {max} символов: /saveset Москва"),
+            format!(
+                "Write the set's name after the command, up to {max} characters: /saveset Moscow"
+            ),
+        )
+    }
+
+    pub fn saved(l: Lang, name: &str, n: usize) -> String {
+        l.pick(
+            format!("📚 Набор «{name}» сохранён: {n} групп. Все наборы: /sets"),
+            format!("📚 Set “{name}” saved: {n} groups. All sets: /sets"),
+        )
+    }
+
+    pub fn used(l: Lang, name: &str, n: usize) -> String {
+        l.pick(
+            format!("📂 Теперь список групп — набор «{name}» ({n} групп): его получат следующая рассылка и расписание."),
+            format!("📂 The group list is now set “{name}” ({n} groups): the next mailing and schedule take it."),
+        )
+    }
+
+    pub fn deleted(l: Lang, name: &str) -> String {
+        l.pick(
+            format!("🗑 Набор «{name}» удалён."),
+            format!("🗑 Set “{name}” deleted."),
+        )
+    }
+
+    pub fn gone(l: Lang) -> String {
+        l.pick(
+            "Этого набора уже нет. Список: /sets",
+            "This set no longer exists. The list: /sets",
+        )
+        .into()
+    }
+
+    pub fn use_button(l: Lang) -> &'static str {
+        l.pick("📂 Использовать", "📂 Use")
+    }
+
+    pub fn delete_button(l: Lang) -> &'static str {
+        l.pick("🗑 Удалить", "🗑 Delete")
+    }
+}
+
 /// Reply-keyboard buttons. Each has a slash-command twin (see `dialogue::Intent`).
 pub mod button {
     use crate::model::lang::Lang;
@@ -643,7 +715,10 @@ pub fn preview_frame(
 pub fn doubt_reason(l: Lang, why: crate::model::groups::Doubt) -> String {
     use crate::model::groups::Doubt;
     match why {
-        Doubt::Left => l.pick("номер больше не участник группы", "the number is no longer in the group"),
+        Doubt::Left => l.pick(
+            "номер больше не участник группы",
+            "the number is no longer in the group",
+        ),
         Doubt::AdminsOnly => l.pick(
             "писать могут только админы, а номер не админ",
             "only admins may post and the number is not one",
@@ -678,7 +753,10 @@ pub fn preflight_note(
             out.push_str(&format!("\n• {group} — {}", doubt_reason(l, *why)));
         }
         if n > 10 {
-            out.push_str(&l.pick(format!("\n… и ещё {}", n - 10), format!("\n… and {} more", n - 10)));
+            out.push_str(&l.pick(
+                format!("\n… и ещё {}", n - 10),
+                format!("\n… and {} more", n - 10),
+            ));
         }
     }
     if unknown > 0 {
@@ -695,7 +773,12 @@ pub fn preflight_note(
 
 /// The pause of a canary start whose first groups did not all show the post delivered:
 /// `lines` are (group, status) of those that did not.
-pub fn canary_failed(l: Lang, delivered: usize, checked: usize, lines: &[(String, String)]) -> String {
+pub fn canary_failed(
+    l: Lang,
+    delivered: usize,
+    checked: usize,
+    lines: &[(String, String)],
+) -> String {
     let mut out = l.pick(
         format!("🐤 Проверка первых групп: доставлено {delivered} из {checked}. Остальные группы пока не получили пост."),
         format!("🐤 Check of the first groups: {delivered} of {checked} delivered. The other groups have not got the post yet."),
@@ -719,13 +802,17 @@ pub fn canary_note(l: Lang, on: bool, first: u32) -> String {
         ),
         false => l.pick(
             "🐤 Проверка первых групп выключена: пост уйдёт всем сразу по темпу.".to_string(),
-            "🐤 The check of the first groups is off: the post goes to all at the pace.".to_string(),
+            "🐤 The check of the first groups is off: the post goes to all at the pace."
+                .to_string(),
         ),
     }
 }
 
 pub fn canary_off_button(l: Lang) -> &'static str {
-    l.pick("🐤 Без проверки первых групп", "🐤 No check of the first groups")
+    l.pick(
+        "🐤 Без проверки первых групп",
+        "🐤 No check of the first groups",
+    )
 }
 
 pub fn canary_on_button(l: Lang) -> &'static str {
@@ -1130,7 +1217,7 @@ pub fn help(l: Lang) -> String {
          4. /mailing — предпросмотр и запуск\n\
          /status — ход рассылки, /pause и /resume — пауза, /cancel — остановить\n\
          /schedule — запланировать пост (в том числе ежедневно), /schedules — расписания\n\
-         /pace — темп, /tz — часовой пояс\n\
+         /pace — темп, /tz — часовой пояс, /sets и /saveset — наборы групп\n\
          /subscribe — подписка, /lang — язык\n\n\
          Сообщения уходят с безопасной паузой между ними, каждая группа получает пост ровно один раз — даже после сбоя.",
         "groupcast posts one message into many WhatsApp groups through your Wappi profile.\n\n\
@@ -1140,7 +1227,7 @@ pub fn help(l: Lang) -> String {
          4. /mailing — preview and start\n\
          /status — progress, /pause and /resume — pause, /cancel — stop\n\
          /schedule — schedule the post (daily too), /schedules — schedules\n\
-         /pace — pace, /tz — time zone\n\
+         /pace — pace, /tz — time zone, /sets and /saveset — group sets\n\
          /subscribe — subscription, /lang — language\n\n\
          Messages go out with a safe pause between them, and every group gets the post exactly once, even after a crash.",
     )

@@ -24,9 +24,9 @@ use groupcast_core::model::ledger::{
 };
 use groupcast_core::model::schedule::{Rule, Schedule};
 use groupcast_core::ports::{
-    async_trait, BillingStore, CollageChoice, ContentStore, DbError, GroupEntry, ImageMeta,
-    ImageStore, MailingStore, NewImage, NewSeries, RunOutcome, ScheduleStore, Series, StoredImage,
-    UpdateClaim, UpdateLog, UserRecord, UserStore,
+    async_trait, BillingStore, CollageChoice, ContentStore, DbError, GroupEntry, GroupSet,
+    ImageMeta, ImageStore, MailingStore, NewImage, NewSeries, RunOutcome, ScheduleStore, Series,
+    StoredImage, UpdateClaim, UpdateLog, UserRecord, UserStore,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
@@ -68,6 +68,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0009_preflight.sql",
         include_str!("../../../migrations/0009_preflight.sql"),
+    ),
+    (
+        "0010_group_sets.sql",
+        include_str!("../../../migrations/0010_group_sets.sql"),
     ),
 ];
 
@@ -976,6 +980,65 @@ impl ContentStore for SqliteDb {
         })
         .await
     }
+
+    async fn save_group_set(
+        &self,
+        user: UserId,
+        name: &str,
+        groups: &[GroupEntry],
+        now: i64,
+    ) -> Result<(), DbError> {
+        let name = name.to_string();
+        let groups = serde_json::to_string(groups)
+            .map_err(|_| DbError::Backend("save_group_set: groups cannot be serialised".into()))?;
+        self.with_conn(move |c| {
+            c.execute(
+                "INSERT INTO group_sets (user_id, name, groups, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (user_id, name) DO UPDATE SET groups = ?3, updated_at = ?4",
+                params![user.0, name, groups, now],
+            )
+            .map(drop)
+            .map_err(|e| backend("save_group_set", e))
+        })
+        .await
+    }
+
+    async fn group_sets(&self, user: UserId) -> Result<Vec<GroupSet>, DbError> {
+        self.with_conn(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT name, groups FROM group_sets WHERE user_id = ?1 ORDER BY name",
+                )
+                .map_err(|e| backend("group_sets", e))?;
+            let rows = stmt
+                .query_map([user.0], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })
+                .map_err(|e| backend("group_sets", e))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (name, groups) = row.map_err(|e| backend("group_sets", e))?;
+                let groups = serde_json::from_str(&groups)
+                    .map_err(|_| DbError::Backend("group_sets: a set no longer reads".into()))?;
+                out.push(GroupSet { name, groups });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn delete_group_set(&self, user: UserId, name: &str) -> Result<bool, DbError> {
+        let name = name.to_string();
+        self.with_conn(move |c| {
+            c.execute(
+                "DELETE FROM group_sets WHERE user_id = ?1 AND name = ?2",
+                params![user.0, name],
+            )
+            .map(|n| n == 1)
+            .map_err(|e| backend("delete_group_set", e))
+        })
+        .await
+    }
 }
 
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
@@ -1234,7 +1297,6 @@ impl MailingStore for SqliteDb {
 /// Dates are stored as 'YYYY-MM-DD' (so that they sort as text), times as 'HH:MM:SS'.
 const DATE_FORMAT: &str = "%Y-%m-%d";
 const TIME_FORMAT: &str = "%H:%M:%S";
-
 
 fn date_text(date: NaiveDate) -> String {
     date.format(DATE_FORMAT).to_string()

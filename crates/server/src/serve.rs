@@ -148,7 +148,9 @@ async fn scheduler(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
         }
         let now = app.svc.now_ms();
         let wait = match app.svc.db.earliest_due().await {
-            Ok(Some(at)) if at > now => Duration::from_millis((at - now) as u64).min(SCHEDULER_LOOK),
+            Ok(Some(at)) if at > now => {
+                Duration::from_millis((at - now) as u64).min(SCHEDULER_LOOK)
+            }
             _ => SCHEDULER_LOOK,
         };
         tokio::select! {
@@ -175,7 +177,9 @@ async fn housekeeping(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
             Err(e) => tracing::warn!(error = %e, "subscription reminders failed"),
         }
         match groupcast_core::mailing::scheduled::warn_before_runs(&app.svc).await {
-            Ok(n) if n > 0 => tracing::info!(warned = n, "warned of subscriptions ending before a run"),
+            Ok(n) if n > 0 => {
+                tracing::info!(warned = n, "warned of subscriptions ending before a run")
+            }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "warnings before scheduled runs failed"),
         }

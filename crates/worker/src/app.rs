@@ -3,15 +3,15 @@
 //! side's services (`crate::edge`). The top of the crate: only `lib.rs` uses it.
 
 use crate::d1::D1Db;
+use crate::edge::{edge, poke};
 use crate::env;
 use crate::http::{has_webhook_secret, text};
+use crate::scheduler;
 use crate::services;
 use crate::settings::WorkerSettings;
 use crate::telegram::FetchTelegram;
 use crate::test_hooks;
 use crate::wire::QueueTask;
-use crate::edge::{edge, poke};
-use crate::scheduler;
 use groupcast_core::mailing::scheduled;
 use groupcast_core::model::ids::MailingId;
 use groupcast_core::ports::UpdateClaim;

@@ -19,9 +19,9 @@ use groupcast_core::model::ids::{MailingId, ProfileId, SeriesId, UserId};
 use groupcast_core::model::lang::Lang;
 use groupcast_core::model::ledger::{Delivery, Mailing, MailingStatus, NewMailing};
 use groupcast_core::ports::{
-    async_trait, BillingStore, CollageChoice, ContentStore, DbError, GroupEntry, ImageMeta,
-    ImageStore, MailingStore, NewImage, NewSeries, RunOutcome, ScheduleStore, Series, StoredImage,
-    UpdateClaim, UpdateLog, UserRecord, UserStore,
+    async_trait, BillingStore, CollageChoice, ContentStore, DbError, GroupEntry, GroupSet,
+    ImageMeta, ImageStore, MailingStore, NewImage, NewSeries, RunOutcome, ScheduleStore, Series,
+    StoredImage, UpdateClaim, UpdateLog, UserRecord, UserStore,
 };
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -602,6 +602,61 @@ impl ContentStore for D1Db {
             },
         )?);
         self.batch("set_groups", statements).await.map(drop)
+    }
+
+    async fn save_group_set(
+        &self,
+        user: UserId,
+        name: &str,
+        groups: &[GroupEntry],
+        now: i64,
+    ) -> Result<(), DbError> {
+        let groups = serde_json::to_string(groups)
+            .map_err(|_| DbError::Backend("save_group_set: groups cannot be serialised".into()))?;
+        self.run(
+            "save_group_set",
+            "INSERT INTO group_sets (user_id, name, groups, updated_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (user_id, name) DO UPDATE SET groups = ?3, updated_at = ?4",
+            &[V::I(user.0), V::S(name), V::S(&groups), V::I(now)],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn group_sets(&self, user: UserId) -> Result<Vec<GroupSet>, DbError> {
+        #[derive(Deserialize)]
+        struct Row {
+            name: String,
+            groups: String,
+        }
+        let rows: Vec<Row> = self
+            .all(
+                "group_sets",
+                "SELECT name, groups FROM group_sets WHERE user_id = ?1 ORDER BY name",
+                &[V::I(user.0)],
+            )
+            .await?;
+        rows.into_iter()
+            .map(|r| {
+                let groups = serde_json::from_str(&r.groups)
+                    .map_err(|_| DbError::Backend("group_sets: a set no longer reads".into()))?;
+                Ok(GroupSet {
+                    name: r.name,
+                    groups,
+                })
+            })
+            .collect()
+    }
+
+    async fn delete_group_set(&self, user: UserId, name: &str) -> Result<bool, DbError> {
+        let n = self
+            .run(
+                "delete_group_set",
+                "DELETE FROM group_sets WHERE user_id = ?1 AND name = ?2",
+                &[V::I(user.0), V::S(name)],
+            )
+            .await?;
+        Ok(n == 1)
     }
 }
 

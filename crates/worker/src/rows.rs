@@ -266,7 +266,6 @@ impl TryFrom<SeriesRow> for Series {
     }
 }
 
-
 /// True when a D1 error text is the primary-key violation of `series_runs` (SQLite reports
 /// it as `UNIQUE constraint failed: series_runs.series_id, series_runs.run_date`): the run of
 /// that (series, date) was already decided.

@@ -69,7 +69,8 @@ impl Scheduler {
 
 /// One pass over the due runs; returns when the next pass is due (`None`: no series left).
 pub async fn fire(env: &Env) -> Result<Option<i64>> {
-    let (_, svc) = edge::edge(env).map_err(|e| worker::Error::RustError(format!("configuration: {e}")))?;
+    let (_, svc) =
+        edge::edge(env).map_err(|e| worker::Error::RustError(format!("configuration: {e}")))?;
     match scheduled::fire_due(&svc).await {
         Ok(f) if !f.started.is_empty() || f.skipped > 0 => worker::console_log!(
             "scheduler: {} runs started, {} skipped, {} waiting",

@@ -71,9 +71,7 @@ impl ImportState {
             .iter()
             .enumerate()
             .filter(|(_, (jid, name))| {
-                needle.is_empty()
-                    || name.to_lowercase().contains(&needle)
-                    || jid.contains(&needle)
+                needle.is_empty() || name.to_lowercase().contains(&needle) || jid.contains(&needle)
             })
             .map(|(i, _)| i)
             .collect()
@@ -125,6 +123,10 @@ pub enum Intent {
     Schedule(String),
     /// `/schedules`: the scheduled series.
     Schedules,
+    /// `/sets`: the saved group sets.
+    Sets,
+    /// `/saveset <name>` (the raw arguments).
+    SaveSet(String),
     /// Operator: figures.
     Stats,
     /// Operator: `/grant <user_id> <days>` (the raw arguments).
@@ -191,6 +193,8 @@ impl Intent {
                 "resume" => Some(Intent::Resume),
                 "schedule" => Some(Intent::Schedule(args())),
                 "schedules" => Some(Intent::Schedules),
+                "sets" => Some(Intent::Sets),
+                "saveset" => Some(Intent::SaveSet(args())),
                 _ => None,
             };
             if let Some(i) = intent {
@@ -268,6 +272,10 @@ pub enum Route {
     Schedule(String),
     /// `/schedules`.
     Schedules,
+    /// `/sets`.
+    Sets,
+    /// `/saveset <name>`.
+    SaveSet(String),
     /// 🖼️: show the photo set and wait for photos.
     Images,
     /// A photo to add to the set (`album`: the answer of the album it belongs to, if that
@@ -327,6 +335,8 @@ pub fn route(state: &DialogueState, registered: bool, intent: &Intent) -> Route 
         (_, I::Resume) => Route::Resume,
         (_, I::Schedule(args)) => Route::Schedule(args.clone()),
         (_, I::Schedules) => Route::Schedules,
+        (_, I::Sets) => Route::Sets,
+        (_, I::SaveSet(name)) => Route::SaveSet(name.clone()),
         (DialogueState::AwaitSchedule, I::Text { text, .. }) => Route::Schedule(text.clone()),
         (_, I::Pace(args)) => Route::Pace(args.clone()),
         (_, I::Tz(args)) => Route::Tz(args.clone()),
@@ -433,6 +443,11 @@ mod tests {
             ),
             ("/schedule", Intent::Schedule(String::new())),
             ("/schedules", Intent::Schedules),
+            ("/sets", Intent::Sets),
+            (
+                "/saveset Москва центр",
+                Intent::SaveSet("Москва центр".into()),
+            ),
             ("hello", text("hello")),
         ];
         for (input, want) in cases {
@@ -505,7 +520,12 @@ mod tests {
                 Intent::Schedule("+1m".into()),
                 Route::Schedule("+1m".into()),
             ),
-            (S::Idle, false, Intent::Schedules, Route::FinishRegistrationFirst),
+            (
+                S::Idle,
+                false,
+                Intent::Schedules,
+                Route::FinishRegistrationFirst,
+            ),
             (
                 S::Idle,
                 true,

@@ -146,7 +146,10 @@ impl Ctx<'_> {
             }
             Callback::ImportPage(p) => imp.page = p.min(imp.pages() - 1),
             Callback::ImportAll => imp.shown().into_iter().for_each(|i| imp.selected[i] = true),
-            Callback::ImportNone => imp.shown().into_iter().for_each(|i| imp.selected[i] = false),
+            Callback::ImportNone => imp
+                .shown()
+                .into_iter()
+                .for_each(|i| imp.selected[i] = false),
             Callback::ImportClose => return self.import_close(&imp).await,
             Callback::ImportSave => return self.import_save(&imp).await,
             _ => {}
@@ -156,7 +159,11 @@ impl Ctx<'_> {
 
     /// Words typed while the picker is open: it shows the groups whose name or id holds them
     /// (`*` shows all again), as a fresh picker under the words; the old one loses its buttons.
-    pub(super) async fn import_search(&mut self, words: &str, state: DialogueState) -> Result<(), BotError> {
+    pub(super) async fn import_search(
+        &mut self,
+        words: &str,
+        state: DialogueState,
+    ) -> Result<(), BotError> {
         let DialogueState::Import(mut imp) = state else {
             return Ok(());
         };
@@ -302,8 +309,7 @@ pub fn import_view(l: Lang, imp: &ImportState) -> (String, InlineKeyboardMarkup)
         ),
         ("✖️".to_string(), Callback::ImportClose.data()),
     ]);
-    let mut text =
-        texts::import_header(l, imp.groups.len(), imp.selected_count(), page + 1, pages);
+    let mut text = texts::import_header(l, imp.groups.len(), imp.selected_count(), page + 1, pages);
     text.push('\n');
     text.push_str(&texts::import_search(l, &imp.filter, shown.len()));
     (text, InlineKeyboardMarkup::rows(rows))

@@ -6,12 +6,10 @@ use crate::bot::content::MAX_TEXT_UTF16;
 use crate::bot::ctx::{BotError, Ctx};
 use crate::bot::dialogue::DialogueState;
 use crate::bot::preflight::PreviewChoice;
-use crate::model::groups::Doubt;
 use crate::mailing::AccountPace;
+use crate::model::groups::Doubt;
 use crate::model::ids::{GroupJid, MailingId};
-use crate::model::ledger::{
-    Content, MailingStatus, NewMailing, Tally, CANARY_MIN_GROUPS, CANARY_POSTS,
-};
+use crate::model::ledger::{Content, MailingStatus, NewMailing, Tally, CANARY_POSTS};
 use crate::model::pacing::pace::{risk, warmup_cap};
 use crate::ports::DbError;
 use crate::telegram::callback::Callback;
@@ -51,8 +49,8 @@ impl Ctx<'_> {
 
     /// 🚀: the post as the groups will get it, with ✅ / ❌ (or why it cannot start), after
     /// the pre-flight check of the groups (`preflight`): doubtful groups are named and left
-    /// out unless included (➕), and a canary start is on for more than
-    /// [`CANARY_MIN_GROUPS`] groups unless switched off (🐤); `choice` is (include doubtful,
+    /// out unless included (➕), and a canary start is on for more than `CANARY_MIN_GROUPS`
+    /// groups unless switched off (🐤); `choice` is (include doubtful,
     /// canary) from those buttons, `None` for the defaults. The preview gets the next number of
     /// the user, carried by its ✅, and is stored with its choices (see `start_mailing`).
     pub(super) async fn preview(&mut self, choice: Option<(bool, bool)>) -> Result<(), BotError> {
@@ -71,7 +69,8 @@ impl Ctx<'_> {
             false => check.doubtful.clone(),
         };
         let sending = groups.len() - left_out.len();
-        let canary = choice.map_or(sending > CANARY_MIN_GROUPS, |c| c.1);
+        let canary_min = self.svc.settings.canary_min_groups;
+        let canary = choice.map_or(sending > canary_min, |c| c.1);
         let stored = PreviewChoice {
             skip: left_out,
             canary,
@@ -113,7 +112,7 @@ impl Ctx<'_> {
         let kb = InlineKeyboardMarkup::rows(rows);
         self.preview_images(&content).await?;
         let mut eta = self.estimate(sending, content.parts().len()).await?;
-        if canary || sending > CANARY_MIN_GROUPS {
+        if canary || sending > canary_min {
             eta.notes.push(texts::canary_note(l, canary, CANARY_POSTS));
         }
         if !check.doubtful.is_empty() || check.unknown > 0 {
@@ -130,8 +129,12 @@ impl Ctx<'_> {
                 .iter()
                 .map(|(jid, why)| (group_label(jid, names.get(jid)), *why))
                 .collect();
-            eta.notes
-                .push(texts::preflight_note(l, &named, check.unknown, include_doubtful));
+            eta.notes.push(texts::preflight_note(
+                l,
+                &named,
+                check.unknown,
+                include_doubtful,
+            ));
         }
         let preview = texts::preview_post(l, &content, sending, &eta);
         if utf16_len(&preview) <= MAX_TEXT_UTF16 {

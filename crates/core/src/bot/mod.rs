@@ -35,6 +35,7 @@ mod registration;
 mod schedule;
 #[cfg(test)]
 mod schedule_tests;
+mod sets;
 mod subscription;
 #[cfg(test)]
 mod tests;
@@ -167,6 +168,8 @@ impl Ctx<'_> {
             Route::Tz(args) => self.tz(&args).await?,
             Route::Schedule(args) => self.schedule(&args).await?,
             Route::Schedules => self.list_schedules().await?,
+            Route::Sets => self.list_sets().await?,
+            Route::SaveSet(name) => self.save_set(&name).await?,
             Route::Status => self.status().await?,
             Route::Subscribe => self.subscribe().await?,
             Route::Stats => self.stats().await?,
@@ -216,6 +219,8 @@ impl Ctx<'_> {
             Callback::ResumeSeries(id) => self.pause_series(SeriesId(id), false).await?,
             Callback::DeleteSeries(id) => self.delete_series(SeriesId(id)).await?,
             Callback::Subscribe => self.subscribe().await?,
+            Callback::UseSet(key) => self.use_set(&key).await?,
+            Callback::DeleteSet(key) => self.delete_set(&key).await?,
             Callback::SetLang(lang) => self.set_lang(lang).await?,
             Callback::Pay(days) => self.pay(days).await?,
             Callback::MakeCollage => self.make_collage().await?,

@@ -223,11 +223,19 @@ mod tests {
             (None, Some(Ok(Some(announce.clone()))), Doubtful(AdminsOnly)),
             (None, Some(Ok(Some(member.clone()))), Fine),
             (None, Some(Ok(Some(unknown.clone()))), Unknown),
-            (None, Some(Err(WappiError::Temporary("502".into()))), Unknown),
+            (
+                None,
+                Some(Err(WappiError::Temporary("502".into()))),
+                Unknown,
+            ),
             (None, None, Unknown),
         ];
         for (listed, looked_up, want) in cases {
-            assert_eq!(verdict(Some(ME), listed, looked_up.as_ref()), want, "{listed:?} {looked_up:?}");
+            assert_eq!(
+                verdict(Some(ME), listed, looked_up.as_ref()),
+                want,
+                "{listed:?} {looked_up:?}"
+            );
         }
         // Without the number's phone nothing about membership or rights can be told.
         assert_eq!(verdict(None, Some(Some(&left)), None), Fine);

@@ -255,7 +255,10 @@ fn series_keyboard(l: crate::model::lang::Lang, s: &Series) -> InlineKeyboardMar
         ),
     };
     InlineKeyboardMarkup::rows(vec![
-        vec![(texts::schedule::skip_button(l), Callback::SkipRun(id).data())],
+        vec![(
+            texts::schedule::skip_button(l),
+            Callback::SkipRun(id).data(),
+        )],
         vec![
             toggle,
             (

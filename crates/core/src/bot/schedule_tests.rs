@@ -83,18 +83,32 @@ async fn a_one_off_runs_once_at_its_time_with_the_post_as_it_was_scheduled() {
     assert_eq!(fired.started.len(), 1);
     let id = fired.started[0];
     assert_eq!(mailing_of(&f, id), (vec![jid(1), jid(2)], POST.to_string()));
-    assert_eq!(f.state.dequeue().await.unwrap(), Some(id), "handed to the runners");
+    assert_eq!(
+        f.state.dequeue().await.unwrap(),
+        Some(id),
+        "handed to the runners"
+    );
     let start = sent_since(&f, told);
     assert_eq!(start.len(), 1);
-    assert!(start[0].starts_with(&format!("🚀 Scheduled mailing #{}", id.0)), "{start:?}");
-    assert!(f.db.mailing(id).progress_message_id.is_some(), "the start message is the progress message");
+    assert!(
+        start[0].starts_with(&format!("🚀 Scheduled mailing #{}", id.0)),
+        "{start:?}"
+    );
+    assert!(
+        f.db.mailing(id).progress_message_id.is_some(),
+        "the start message is the progress message"
+    );
 
     for _ in 0..3 {
         f.clock.advance(86_400_000);
         assert_eq!(fire(&svc).await, Fired::default(), "once only");
     }
     say(&svc, text(ANNA, "/schedules")).await;
-    assert_eq!(last(&f, ANNA), texts::schedule::none(Lang::En), "a one-off is over");
+    assert_eq!(
+        last(&f, ANNA),
+        texts::schedule::none(Lang::En),
+        "a one-off is over"
+    );
 }
 
 #[tokio::test]
@@ -124,7 +138,11 @@ async fn a_daily_series_skips_and_pauses_exactly_what_the_user_said() {
     assert_eq!(run16.len(), 1);
     finish(&svc, run16[0]).await;
     let s = svc.db.get_series(SeriesId(1)).await.unwrap().unwrap();
-    assert_eq!(s.next_due_at, Some(msk(17, 10, 0)), "the next run after the first");
+    assert_eq!(
+        s.next_due_at,
+        Some(msk(17, 10, 0)),
+        "the next run after the first"
+    );
 
     // ⏸: nothing on the 17th; ▶️ on the 17th after 10:00: the next is the 18th.
     say(&svc, press(ANNA, card, "spause:1")).await;
@@ -133,8 +151,16 @@ async fn a_daily_series_skips_and_pauses_exactly_what_the_user_said() {
     assert_eq!(fire(&svc).await, Fired::default());
     f.clock.set(msk(17, 11, 0));
     say(&svc, press(ANNA, card, "sresume:1")).await;
-    assert!(last(&f, ANNA).contains("Next run: 18.11.2023 10:00"), "{}", last(&f, ANNA));
-    assert_eq!(fire(&svc).await, Fired::default(), "the 17th is not run late");
+    assert!(
+        last(&f, ANNA).contains("Next run: 18.11.2023 10:00"),
+        "{}",
+        last(&f, ANNA)
+    );
+    assert_eq!(
+        fire(&svc).await,
+        Fired::default(),
+        "the 17th is not run late"
+    );
     f.clock.set(msk(18, 10, 0));
     let run18 = fire(&svc).await.started;
     assert_eq!(run18.len(), 1);
@@ -172,7 +198,10 @@ async fn a_run_due_during_an_active_mailing_waits_and_starts_after_it() {
     assert_eq!(fire(&svc).await.waiting, 1);
     let notices = sent_since(&f, told);
     assert_eq!(notices.len(), 1, "told once: {notices:?}");
-    assert!(notices[0].starts_with("🕒") && notices[0].contains("waits"), "{notices:?}");
+    assert!(
+        notices[0].starts_with("🕒") && notices[0].contains("waits"),
+        "{notices:?}"
+    );
 
     // Long past the grace: it was seen on time, so it still waits rather than being missed.
     f.clock.advance(3 * 3_600_000);
@@ -213,12 +242,22 @@ async fn a_run_still_waiting_when_the_next_comes_due_is_skipped() {
     let fired = fire(&svc).await;
     assert_eq!((fired.skipped, fired.waiting), (1, 1));
     let said = sent_since(&f, told);
-    assert_eq!(said[0], texts::schedule::missed(Lang::En, "15.11.2023 10:00", true));
-    assert!(said[1].contains("16.11.2023 10:00") && said[1].starts_with("🕒"), "{said:?}");
+    assert_eq!(
+        said[0],
+        texts::schedule::missed(Lang::En, "15.11.2023 10:00", true)
+    );
+    assert!(
+        said[1].contains("16.11.2023 10:00") && said[1].starts_with("🕒"),
+        "{said:?}"
+    );
     finish(&svc, active).await;
     assert_eq!(fire(&svc).await.started.len(), 1);
     assert_eq!(
-        svc.db.run_of(SeriesId(1), nov(16)).await.unwrap().map(|r| r.0),
+        svc.db
+            .run_of(SeriesId(1), nov(16))
+            .await
+            .unwrap()
+            .map(|r| r.0),
         Some(RunOutcome::Started)
     );
 }
@@ -229,16 +268,27 @@ async fn without_a_subscription_a_run_is_skipped_with_the_offer_and_warned_of_a_
     say(&svc, text(ANNA, "/schedule 16.11 10:00 repeat daily")).await;
     // The subscription ends at 08:00 on the 16th, two hours before the first run.
     let ends = msk(16, 8, 0) / 1000;
-    svc.db.set_subscription_until(UserId(ANNA), ends).await.unwrap();
+    svc.db
+        .set_subscription_until(UserId(ANNA), ends)
+        .await
+        .unwrap();
     f.clock.set(msk(15, 9, 0));
-    assert_eq!(scheduled::warn_before_runs(&svc).await.unwrap(), 0, "more than a day ahead");
+    assert_eq!(
+        scheduled::warn_before_runs(&svc).await.unwrap(),
+        0,
+        "more than a day ahead"
+    );
     f.clock.set(msk(15, 11, 0));
     let told = f.telegram.sent_texts(CHAT).len();
     assert_eq!(scheduled::warn_before_runs(&svc).await.unwrap(), 1);
     assert_eq!(scheduled::warn_before_runs(&svc).await.unwrap(), 0, "once");
     assert_eq!(
         sent_since(&f, told),
-        vec![texts::schedule::ends_before_run(Lang::En, "16.11.2023", "16.11.2023 10:00")]
+        vec![texts::schedule::ends_before_run(
+            Lang::En,
+            "16.11.2023",
+            "16.11.2023 10:00"
+        )]
     );
 
     f.clock.set(msk(16, 10, 0));
@@ -252,7 +302,10 @@ async fn without_a_subscription_a_run_is_skipped_with_the_offer_and_warned_of_a_
     assert_eq!(buttons, vec!["sub"]);
     say(&svc, press(ANNA, offer, "sub")).await;
     assert!(
-        f.telegram.sent_texts(CHAT).iter().any(|t| t.starts_with("💎 Subscription is not active")),
+        f.telegram
+            .sent_texts(CHAT)
+            .iter()
+            .any(|t| t.starts_with("💎 Subscription is not active")),
         "the 💎 button shows the subscription"
     );
 }
@@ -275,7 +328,11 @@ async fn a_changed_zone_moves_the_next_run_to_the_new_zones_clock() {
 async fn schedules_the_bot_cannot_read_are_refused_and_the_preview_offers_one() {
     let (svc, f, _) = world().await;
     say(&svc, text(ANNA, "/schedule 25:00")).await;
-    assert!(last(&f, ANNA).starts_with("Not scheduled: cannot read the time “25:00”"), "{}", last(&f, ANNA));
+    assert!(
+        last(&f, ANNA).starts_with("Not scheduled: cannot read the time “25:00”"),
+        "{}",
+        last(&f, ANNA)
+    );
     assert!(svc.db.user_series(UserId(ANNA)).await.unwrap().is_empty());
 
     // 🕒 on the preview asks, and the answer is read as /schedule's words.

@@ -33,7 +33,11 @@ pub(super) async fn gate(
         .iter()
         .filter(|r| r.position < CANARY_POSTS && r.part == 0)
         .collect();
-    let last = canaries.iter().map(|r| r.first_attempt_at).max().unwrap_or(0);
+    let last = canaries
+        .iter()
+        .map(|r| r.first_attempt_at)
+        .max()
+        .unwrap_or(0);
     if m.resumed_at > last {
         // The user pressed ▶️ after the canary posts: go on.
         cursor.canary_passed = true;

@@ -80,11 +80,22 @@ async fn fire(svc: &Services, series: Series, now: i64, fired: &mut Fired) -> Re
         if run.at_ms > now {
             return svc.db.set_series_next(series.id, Some(run.at_ms)).await;
         }
-        let following = series.schedule.next_run(tz, Some(run.date), series.not_before);
+        let following = series
+            .schedule
+            .next_run(tz, Some(run.date), series.not_before);
         let overtaken = following.is_some_and(|f| f.at_ms <= now);
         let seen_on_time = series.waiting_date == Some(run.date);
         if overtaken || (!seen_on_time && now - run.at_ms > GRACE_MS) {
-            skip(svc, &series, &user, tz, run, Skip::Missed { overtaken }, now).await?;
+            skip(
+                svc,
+                &series,
+                &user,
+                tz,
+                run,
+                Skip::Missed { overtaken },
+                now,
+            )
+            .await?;
             fired.skipped += 1;
         } else if user.subscription_until * 1000 <= now {
             skip(svc, &series, &user, tz, run, Skip::NoSubscription, now).await?;
@@ -113,7 +124,9 @@ async fn fire(svc: &Services, series: Series, now: i64, fired: &mut Fired) -> Re
 enum Skip {
     /// Too late: the service was down past the grace, or (`overtaken`) the next run came due
     /// while this one still waited.
-    Missed { overtaken: bool },
+    Missed {
+        overtaken: bool,
+    },
     NoSubscription,
 }
 
@@ -255,7 +268,13 @@ pub async fn warn_before_runs(svc: &Services) -> Result<usize, DbError> {
             &texts::date(until, tz),
             &texts::schedule::moment(due, tz),
         );
-        tell(svc, series.chat_id, &text, Some(subscribe_keyboard(user.lang))).await;
+        tell(
+            svc,
+            series.chat_id,
+            &text,
+            Some(subscribe_keyboard(user.lang)),
+        )
+        .await;
         warned += 1;
     }
     Ok(warned)
@@ -266,9 +285,7 @@ pub async fn refresh_user(svc: &Ports, user: &UserRecord) -> Result<(), DbError>
     let tz = svc.user_zone(Some(user));
     for s in svc.db.user_series(user.id).await? {
         let next = s.schedule.next_run(tz, s.last_date, s.not_before);
-        svc.db
-            .set_series_next(s.id, next.map(|r| r.at_ms))
-            .await?;
+        svc.db.set_series_next(s.id, next.map(|r| r.at_ms)).await?;
     }
     Ok(())
 }

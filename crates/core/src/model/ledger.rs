@@ -168,7 +168,7 @@ pub struct Content {
 /// How many groups a canary start posts to before it checks their delivery.
 pub const CANARY_POSTS: u32 = 3;
 
-/// A canary start is on by default for more groups than this.
+/// A canary start is on by default for more groups than this (`CANARY_MIN_GROUPS`).
 pub const CANARY_MIN_GROUPS: usize = 20;
 
 /// One message of a post, as sent to every group: a ledger row per (group, part).

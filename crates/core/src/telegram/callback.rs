@@ -46,7 +46,10 @@ pub enum Callback {
     SetTz(usize),
     /// A preview's ➕ / ➖ (doubtful groups in or out) or 🐤 (canary start on or off): a fresh
     /// preview with these choices.
-    PreviewWith { all: bool, canary: bool },
+    PreviewWith {
+        all: bool,
+        canary: bool,
+    },
     /// 🕒 on the preview: schedule the post.
     SchedulePrompt,
     /// ⏭ under a series in `/schedules`: skip its next run.
@@ -59,6 +62,10 @@ pub enum Callback {
     DeleteSeries(i64),
     /// 💎 under a notice: the subscription and its plans.
     Subscribe,
+    /// 📂 under a group set (its short key).
+    UseSet(String),
+    /// 🗑 under a group set (its short key).
+    DeleteSet(String),
     Unknown,
 }
 
@@ -92,6 +99,8 @@ impl Callback {
             ("sresume", _) => num().map_or(Callback::Unknown, Callback::ResumeSeries),
             ("sdel", _) => num().map_or(Callback::Unknown, Callback::DeleteSeries),
             ("sub", "") => Callback::Subscribe,
+            ("setu", k) if is_key(k) => Callback::UseSet(k.to_string()),
+            ("setd", k) if is_key(k) => Callback::DeleteSet(k.to_string()),
             ("imp", "start") => Callback::ImportStart,
             ("imp", "all") => Callback::ImportAll,
             ("imp", "none") => Callback::ImportNone,
@@ -122,12 +131,16 @@ impl Callback {
             Callback::SetPace(p) => format!("pace:{}", p.word()),
             Callback::SetTz(i) => format!("tz:{i}"),
             Callback::SchedulePrompt => "sch".into(),
-            Callback::PreviewWith { all, canary } => format!("pv:{}{}", u8::from(*all), u8::from(*canary)),
+            Callback::PreviewWith { all, canary } => {
+                format!("pv:{}{}", u8::from(*all), u8::from(*canary))
+            }
             Callback::SkipRun(id) => format!("sskip:{id}"),
             Callback::PauseSeries(id) => format!("spause:{id}"),
             Callback::ResumeSeries(id) => format!("sresume:{id}"),
             Callback::DeleteSeries(id) => format!("sdel:{id}"),
             Callback::Subscribe => "sub".into(),
+            Callback::UseSet(k) => format!("setu:{k}"),
+            Callback::DeleteSet(k) => format!("setd:{k}"),
             Callback::ImportStart => "imp:start".into(),
             Callback::ImportToggle(i) => format!("impt:{i}"),
             Callback::ImportPage(p) => format!("impp:{p}"),
@@ -146,6 +159,11 @@ impl Callback {
             Callback::Unknown => "?".into(),
         }
     }
+}
+
+/// A group set's key: 1 to 16 hex digits.
+fn is_key(k: &str) -> bool {
+    (1..=16).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 #[cfg(test)]
@@ -179,6 +197,8 @@ mod tests {
             Callback::ResumeSeries(6),
             Callback::DeleteSeries(i64::MAX),
             Callback::Subscribe,
+            Callback::UseSet("0a1b2c3d4e5f".into()),
+            Callback::DeleteSet("0a1b2c3d4e5f".into()),
             Callback::ImportStart,
             Callback::ImportToggle(13),
             Callback::ImportPage(2),

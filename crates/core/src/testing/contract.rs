@@ -466,17 +466,37 @@ mod store {
         // Nothing shown yet: not even number 0 (an unnumbered old button) is taken.
         assert_eq!(taken(db.take_preview(user, 0, "a").await), None);
         assert_eq!(db.begin_preview(user, "a", "").await.unwrap(), 1);
-        assert_eq!(db.begin_preview(user, "b", "[[\"1@g.us\",\"left\"]]").await.unwrap(), 2);
-        assert_eq!(taken(db.take_preview(user, 1, "a").await), None, "superseded");
-        assert_eq!(taken(db.take_preview(user, 2, "a").await), None, "changed since");
+        assert_eq!(
+            db.begin_preview(user, "b", "[[\"1@g.us\",\"left\"]]")
+                .await
+                .unwrap(),
+            2
+        );
+        assert_eq!(
+            taken(db.take_preview(user, 1, "a").await),
+            None,
+            "superseded"
+        );
+        assert_eq!(
+            taken(db.take_preview(user, 2, "a").await),
+            None,
+            "changed since"
+        );
         assert_eq!(
             taken(db.take_preview(user, 2, "b").await).as_deref(),
             Some("[[\"1@g.us\",\"left\"]]"),
             "taken with what it leaves out"
         );
-        assert_eq!(taken(db.take_preview(user, 2, "b").await), None, "taken once");
+        assert_eq!(
+            taken(db.take_preview(user, 2, "b").await),
+            None,
+            "taken once"
+        );
         assert_eq!(db.begin_preview(user, "b", "").await.unwrap(), 3);
-        assert_eq!(taken(db.take_preview(user, 3, "b").await).as_deref(), Some(""));
+        assert_eq!(
+            taken(db.take_preview(user, 3, "b").await).as_deref(),
+            Some("")
+        );
         assert_eq!(
             db.begin_preview(UserId(910_000_003), "a", "").await,
             Err(DbError::NotFound)
@@ -715,6 +735,48 @@ mod store {
 
         image_contract(db, tag).await;
         schedule_contract(db, tag).await;
+        group_sets_contract(db).await;
+    }
+
+    /// Named group sets: saved by name (a second save replaces), listed by name, deleted once.
+    async fn group_sets_contract(db: &dyn crate::ports::Db) {
+        use crate::ports::{GroupEntry, GroupSet};
+        let user = UserId(910_000_004);
+        db.ensure_user(user, Lang::Ru, 0, T0).await.unwrap();
+        let entry = |n: u64, name: Option<&str>| GroupEntry {
+            jid: jid(n),
+            name: name.map(str::to_string),
+        };
+        let moscow = vec![entry(2, Some("Аренда Москва")), entry(1, None)];
+        db.save_group_set(user, "Москва", &moscow, T0)
+            .await
+            .unwrap();
+        db.save_group_set(user, "Новосибирск", &[entry(3, None)], T0)
+            .await
+            .unwrap();
+        db.save_group_set(user, "Новосибирск", &[entry(4, Some("НСК"))], T0 + 1)
+            .await
+            .unwrap();
+        assert_eq!(
+            db.group_sets(user).await.unwrap(),
+            vec![
+                GroupSet {
+                    name: "Москва".into(),
+                    groups: moscow
+                },
+                GroupSet {
+                    name: "Новосибирск".into(),
+                    groups: vec![entry(4, Some("НСК"))]
+                },
+            ]
+        );
+        assert!(db.delete_group_set(user, "Москва").await.unwrap());
+        assert!(
+            !db.delete_group_set(user, "Москва").await.unwrap(),
+            "deleted once"
+        );
+        assert_eq!(db.group_sets(user).await.unwrap().len(), 1);
+        assert!(db.group_sets(UserId(910_000_005)).await.unwrap().is_empty());
     }
 
     /// The `ScheduleStore` part of [`db_contract_suite`]: series round-trip; due, paused,
@@ -772,13 +834,26 @@ mod store {
             (s.user_id, s.chat_id, &s.profile_id, &s.schedule),
             (user, ChatId::from(user), &prof, &daily)
         );
-        assert_eq!((s.content.text.as_str(), &s.groups), ("*Daily* offer", &vec![jid(2), jid(1)]));
         assert_eq!(
-            (s.paused, s.not_before, s.last_date, s.waiting_date, s.next_due_at, s.created_at),
+            (s.content.text.as_str(), &s.groups),
+            ("*Daily* offer", &vec![jid(2), jid(1)])
+        );
+        assert_eq!(
+            (
+                s.paused,
+                s.not_before,
+                s.last_date,
+                s.waiting_date,
+                s.next_due_at,
+                s.created_at
+            ),
             (false, T0, None, None, Some(T0 + 1_000), T0)
         );
         let days = schedule(Rule::Days(vec![Weekday::Mon, Weekday::Fri]), Some(day(31)));
-        let b = db.create_series(&new(days.clone(), Some(T0 + 500))).await.unwrap();
+        let b = db
+            .create_series(&new(days.clone(), Some(T0 + 500)))
+            .await
+            .unwrap();
         assert_eq!(db.get_series(b).await.unwrap().unwrap().schedule, days);
         for rule in [Rule::Once, Rule::Weekdays, Rule::Weekly, Rule::EveryDays(3)] {
             let sch = schedule(rule, Some(day(20)));
@@ -790,15 +865,31 @@ mod store {
         // Listings: a user's series with a next run; due ones soonest first.
         let both = [a, b];
         assert_eq!(ours(db.user_series(user).await.unwrap(), &both), vec![a, b]);
-        assert_eq!(ours(db.due_series(T0 + 600, 1000).await.unwrap(), &both), vec![b]);
-        assert_eq!(ours(db.due_series(T0 + 2_000, 1000).await.unwrap(), &both), vec![b, a]);
-        assert!(db.earliest_due().await.unwrap().is_some_and(|t| t <= T0 + 500));
+        assert_eq!(
+            ours(db.due_series(T0 + 600, 1000).await.unwrap(), &both),
+            vec![b]
+        );
+        assert_eq!(
+            ours(db.due_series(T0 + 2_000, 1000).await.unwrap(), &both),
+            vec![b, a]
+        );
+        assert!(db
+            .earliest_due()
+            .await
+            .unwrap()
+            .is_some_and(|t| t <= T0 + 500));
 
         // Pause and resume: only the owner, only once each; a resume moves `not_before`.
         assert!(!db.set_series_paused(a, stranger, true, T0).await.unwrap());
         assert!(db.set_series_paused(a, user, true, T0 + 10).await.unwrap());
-        assert!(!db.set_series_paused(a, user, true, T0 + 20).await.unwrap(), "already paused");
-        assert_eq!(ours(db.due_series(T0 + 2_000, 1000).await.unwrap(), &both), vec![b]);
+        assert!(
+            !db.set_series_paused(a, user, true, T0 + 20).await.unwrap(),
+            "already paused"
+        );
+        assert_eq!(
+            ours(db.due_series(T0 + 2_000, 1000).await.unwrap(), &both),
+            vec![b]
+        );
         assert_eq!(ours(db.user_series(user).await.unwrap(), &both), vec![a, b]);
         let paused = db.get_series(a).await.unwrap().unwrap();
         assert_eq!((paused.paused, paused.not_before), (true, T0));
@@ -810,21 +901,45 @@ mod store {
         assert!(db.set_series_waiting(a, day(7)).await.unwrap());
         assert!(!db.set_series_waiting(a, day(7)).await.unwrap());
         assert!(db.set_series_waiting(a, day(8)).await.unwrap());
-        assert_eq!(db.get_series(a).await.unwrap().unwrap().waiting_date, Some(day(8)));
+        assert_eq!(
+            db.get_series(a).await.unwrap().unwrap().waiting_date,
+            Some(day(8))
+        );
 
         // A run is decided once; the newest decided date is `last_date`.
-        assert!(db.record_run(a, day(7), T0, RunOutcome::Skipped, T0).await.unwrap());
-        assert!(!db.record_run(a, day(7), T0, RunOutcome::Missed, T0).await.unwrap());
-        assert_eq!(db.run_of(a, day(7)).await.unwrap(), Some((RunOutcome::Skipped, None)));
-        assert_eq!(db.get_series(a).await.unwrap().unwrap().last_date, Some(day(7)));
+        assert!(db
+            .record_run(a, day(7), T0, RunOutcome::Skipped, T0)
+            .await
+            .unwrap());
+        assert!(!db
+            .record_run(a, day(7), T0, RunOutcome::Missed, T0)
+            .await
+            .unwrap());
+        assert_eq!(
+            db.run_of(a, day(7)).await.unwrap(),
+            Some((RunOutcome::Skipped, None))
+        );
+        assert_eq!(
+            db.get_series(a).await.unwrap().unwrap().last_date,
+            Some(day(7))
+        );
         let m = db
             .start_run(a, day(8), T0, &mailing(vec![jid(2), jid(1)]))
             .await
             .expect("the run starts");
-        assert_eq!(db.run_of(a, day(8)).await.unwrap(), Some((RunOutcome::Started, Some(m))));
-        assert_eq!(db.get_series(a).await.unwrap().unwrap().last_date, Some(day(8)));
+        assert_eq!(
+            db.run_of(a, day(8)).await.unwrap(),
+            Some((RunOutcome::Started, Some(m)))
+        );
+        assert_eq!(
+            db.get_series(a).await.unwrap().unwrap().last_date,
+            Some(day(8))
+        );
         let started = db.get_mailing(m).await.unwrap().expect("its mailing");
-        assert_eq!((started.status, started.profile_id.clone()), (MailingStatus::Running, prof.clone()));
+        assert_eq!(
+            (started.status, started.profile_id.clone()),
+            (MailingStatus::Running, prof.clone())
+        );
         assert_eq!(db.deliveries(m).await.unwrap().len(), 2);
 
         // A decided run is never started again (whatever else is true); a run refused for the
@@ -837,7 +952,10 @@ mod store {
             db.start_run(a, day(7), T0, &mailing(vec![jid(3)])).await,
             Err(DbError::RunTaken)
         );
-        assert!(!db.record_run(a, day(8), T0, RunOutcome::Missed, T0).await.unwrap());
+        assert!(!db
+            .record_run(a, day(8), T0, RunOutcome::Missed, T0)
+            .await
+            .unwrap());
         assert_eq!(
             db.start_run(a, day(9), T0, &mailing(vec![jid(3)])).await,
             Err(DbError::AlreadyActive)
@@ -846,7 +964,10 @@ mod store {
         db.set_mailing_status(m, MailingStatus::Done, None, 0, T0 + 60)
             .await
             .expect("done");
-        let m9 = db.start_run(a, day(9), T0, &mailing(vec![jid(3)])).await.expect("free again");
+        let m9 = db
+            .start_run(a, day(9), T0, &mailing(vec![jid(3)]))
+            .await
+            .expect("free again");
         assert_ne!(m9, m);
         db.set_mailing_status(m9, MailingStatus::Done, None, 0, T0 + 70)
             .await
@@ -855,13 +976,22 @@ mod store {
         // Finished and deleted series leave the listings; a deleted one reads as gone.
         db.set_series_next(a, None).await.unwrap();
         assert_eq!(ours(db.user_series(user).await.unwrap(), &both), vec![b]);
-        assert_eq!(ours(db.due_series(i64::MAX, 1000).await.unwrap(), &both), vec![b]);
+        assert_eq!(
+            ours(db.due_series(i64::MAX, 1000).await.unwrap(), &both),
+            vec![b]
+        );
         assert_eq!(db.get_series(a).await.unwrap().unwrap().next_due_at, None);
         assert!(!db.delete_series(b, stranger).await.unwrap());
         assert!(db.delete_series(b, user).await.unwrap());
         assert!(!db.delete_series(b, user).await.unwrap(), "deleted once");
-        assert_eq!(ours(db.user_series(user).await.unwrap(), &both), Vec::<SeriesId>::new());
-        assert_eq!(ours(db.due_series(i64::MAX, 1000).await.unwrap(), &both), Vec::<SeriesId>::new());
+        assert_eq!(
+            ours(db.user_series(user).await.unwrap(), &both),
+            Vec::<SeriesId>::new()
+        );
+        assert_eq!(
+            ours(db.due_series(i64::MAX, 1000).await.unwrap(), &both),
+            Vec::<SeriesId>::new()
+        );
         assert_eq!(db.get_series(b).await.unwrap(), None);
         assert!(!db.set_series_paused(b, user, true, T0).await.unwrap());
         assert!(

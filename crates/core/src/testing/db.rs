@@ -36,6 +36,8 @@ struct DbInner {
     users: BTreeMap<UserId, UserRecord>,
     texts: HashMap<UserId, String>,
     groups: HashMap<UserId, Vec<GroupEntry>>,
+    /// Named group sets, by (user, name): a BTreeMap lists them by name.
+    group_sets: BTreeMap<(UserId, String), Vec<GroupEntry>>,
     mailings: BTreeMap<MailingId, Mailing>,
     rows: BTreeMap<MailingId, Vec<Delivery>>,
     last_mailing: i64,
@@ -469,6 +471,40 @@ impl ContentStore for InMemDb {
         self.lock().groups.insert(user, list);
         Ok(())
     }
+
+    async fn save_group_set(
+        &self,
+        user: UserId,
+        name: &str,
+        groups: &[GroupEntry],
+        _now: i64,
+    ) -> Result<(), DbError> {
+        self.lock()
+            .group_sets
+            .insert((user, name.to_string()), groups.to_vec());
+        Ok(())
+    }
+
+    async fn group_sets(&self, user: UserId) -> Result<Vec<GroupSet>, DbError> {
+        Ok(self
+            .lock()
+            .group_sets
+            .iter()
+            .filter(|((u, _), _)| *u == user)
+            .map(|((_, name), groups)| GroupSet {
+                name: name.clone(),
+                groups: groups.clone(),
+            })
+            .collect())
+    }
+
+    async fn delete_group_set(&self, user: UserId, name: &str) -> Result<bool, DbError> {
+        Ok(self
+            .lock()
+            .group_sets
+            .remove(&(user, name.to_string()))
+            .is_some())
+    }
 }
 
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
@@ -722,11 +758,7 @@ impl ScheduleStore for InMemDb {
             .min())
     }
 
-    async fn set_series_next(
-        &self,
-        id: SeriesId,
-        next_due_at: Option<i64>,
-    ) -> Result<(), DbError> {
+    async fn set_series_next(&self, id: SeriesId, next_due_at: Option<i64>) -> Result<(), DbError> {
         if let Some((s, _)) = self.lock().series.get_mut(&id) {
             s.next_due_at = next_due_at;
         }

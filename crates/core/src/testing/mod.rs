@@ -41,16 +41,16 @@ use crate::model::pacing::pace::Preset;
 use crate::model::secret::Secret;
 use crate::ports::{
     async_trait, BillingStore, Clock, CollageChoice, ContentStore, DbError, Entropy, GroupEntry,
-    ImageMeta, ImageStore, Lease, MailingStore, NewImage, NewSeries, PhotoInput, RunOutcome,
-    ScheduleStore, SentPhoto, Series, StoredImage, TelegramApi, TgFile, UpdateClaim, UpdateLog,
-    UserRecord, UserStore, WappiApi,
+    GroupSet, ImageMeta, ImageStore, Lease, MailingStore, NewImage, NewSeries, PhotoInput,
+    RunOutcome, ScheduleStore, SentPhoto, Series, StoredImage, TelegramApi, TgFile, UpdateClaim,
+    UpdateLog, UserRecord, UserStore, WappiApi,
 };
-use chrono::NaiveDate;
 use crate::services::{EngineServices, Ports, Services};
 use crate::telegram::{InlineKeyboardMarkup, MessageId, ReplyMarkup, TelegramError};
 use crate::wappi::{
     ChatMessage, Dialog, MessagesPage, ProfileStatus, Sent, WappiCreds, WappiError,
 };
+use chrono::NaiveDate;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -37,7 +37,10 @@ pub fn rule(l: Lang, s: &Schedule) -> String {
         }
         Rule::Days(days) => {
             let list: Vec<&str> = days.iter().map(|d| day_name(l, *d)).collect();
-            l.pick(format!("по {}", list.join(", ")), format!("on {}", list.join(", ")))
+            l.pick(
+                format!("по {}", list.join(", ")),
+                format!("on {}", list.join(", ")),
+            )
         }
         Rule::EveryDays(n) => l.pick(format!("каждые {n} дн."), format!("every {n} days")),
     };
@@ -48,7 +51,10 @@ pub fn rule(l: Lang, s: &Schedule) -> String {
         }
         None => String::new(),
     };
-    l.pick(format!("{how} в {time}{until}"), format!("{how} at {time}{until}"))
+    l.pick(
+        format!("{how} в {time}{until}"),
+        format!("{how} at {time}{until}"),
+    )
 }
 
 /// The answer to a `/schedule` that was taken: 🕒, the series number, its rule, the groups and
@@ -88,7 +94,9 @@ pub fn refused(l: Lang, e: &ScheduleError) -> String {
             format!("не понял время «{s}»"),
             format!("cannot read the time “{s}”"),
         ),
-        ScheduleError::Past => l.pick("это время уже прошло", "that time has passed").to_string(),
+        ScheduleError::Past => l
+            .pick("это время уже прошло", "that time has passed")
+            .to_string(),
         ScheduleError::BadRule(s) => l.pick(
             format!("не понял повтор «{s}»"),
             format!("cannot read the repeat “{s}”"),
@@ -170,7 +178,14 @@ pub fn ends_before_run(l: Lang, until: &str, run: &str) -> String {
 }
 
 /// One series in `/schedules`.
-pub fn card(l: Lang, id: i64, rule_text: &str, groups: usize, runs: &[String], paused: bool) -> String {
+pub fn card(
+    l: Lang,
+    id: i64,
+    rule_text: &str,
+    groups: usize,
+    runs: &[String],
+    paused: bool,
+) -> String {
     let state = match paused {
         true => l.pick(" ⏸ на паузе", " ⏸ paused"),
         false => "",
@@ -213,7 +228,9 @@ pub fn schedule_button(l: Lang) -> &'static str {
 pub fn skipped_next(l: Lang, id: i64, at: &str, next: Option<&str>) -> String {
     let next = match next {
         Some(n) => l.pick(format!(" Следующий: {n}."), format!(" Next: {n}.")),
-        None => l.pick(" Больше запусков нет.", " No more runs.").to_string(),
+        None => l
+            .pick(" Больше запусков нет.", " No more runs.")
+            .to_string(),
     };
     l.pick(
         format!("⏭ #{id}: запуск {at} будет пропущен.{next}"),
