@@ -25,14 +25,16 @@ pub(super) async fn gate(
     fence: u64,
     now: i64,
 ) -> Result<Option<Step>, EngineError> {
-    if !m.content.canary || cursor.canary_passed || cursor.rows()[i].position < CANARY_POSTS {
+    if !m.content.canary || cursor.canary_passed {
         return Ok(None);
     }
-    let canaries: Vec<&Delivery> = cursor
-        .rows()
+    let canaries = canaries(cursor.rows());
+    if canaries
         .iter()
-        .filter(|r| r.position < CANARY_POSTS && r.part == 0)
-        .collect();
+        .any(|r| r.position >= cursor.rows()[i].position)
+    {
+        return Ok(None);
+    }
     let last = canaries
         .iter()
         .map(|r| r.first_attempt_at)
@@ -85,6 +87,19 @@ pub(super) async fn gate(
     pause(svc, m, l, fence, &reason).await.map(Some)
 }
 
+/// The canary posts: the text rows of the first [`CANARY_POSTS`] groups that are to get the
+/// post (a group the pre-flight check left out was never going to).
+fn canaries(rows: &[Delivery]) -> Vec<&Delivery> {
+    let born_failed = |r: &Delivery| r.state == DeliveryState::Failed && r.attempts == 0;
+    let mut out: Vec<&Delivery> = rows
+        .iter()
+        .filter(|r| r.part == 0 && !born_failed(r))
+        .collect();
+    out.sort_by_key(|r| r.position);
+    out.truncate(CANARY_POSTS as usize);
+    out
+}
+
 /// Our message's `delivery_status` in the group's history: `failed` for a post that did not
 /// go out, `unknown` when the history cannot be read or does not show it.
 async fn delivery_status(svc: &EngineServices, creds: &WappiCreds, row: &Delivery) -> String {
@@ -106,5 +121,46 @@ async fn delivery_status(svc: &EngineServices, creds: &WappiCreds, row: &Deliver
             tracing::info!(group = row.group.as_str(), error = %e, "canary: history not read");
             "unknown".into()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ids::{GroupJid, MailingId};
+
+    fn row(position: u32, part: u32, state: DeliveryState, attempts: u32) -> Delivery {
+        Delivery {
+            mailing_id: MailingId(1),
+            group: GroupJid::parse(&format!("12036300000000{position:04}@g.us")).unwrap(),
+            part,
+            position,
+            state,
+            attempts,
+            checks: 0,
+            first_attempt_at: 0,
+            next_attempt_at: 0,
+            message_id: None,
+            error: None,
+            updated_at: 0,
+        }
+    }
+
+    /// The canary posts are the text rows of the first three groups that were to get the
+    /// post: a group the pre-flight check left out (born failed) is passed over, a group Wappi
+    /// refused is not.
+    #[test]
+    fn the_canaries_are_the_first_three_groups_meant_to_get_the_post() {
+        use DeliveryState::*;
+        let rows = vec![
+            row(0, 1, Sent, 1),
+            row(0, 0, Sent, 1),
+            row(1, 0, Failed, 0),
+            row(2, 0, Failed, 2),
+            row(3, 0, Pending, 0),
+            row(4, 0, Pending, 0),
+        ];
+        let positions: Vec<u32> = canaries(&rows).iter().map(|r| r.position).collect();
+        assert_eq!(positions, vec![0, 2, 3]);
     }
 }
