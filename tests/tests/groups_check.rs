@@ -60,3 +60,51 @@ async fn a_second_group_set_is_used_by_a_schedule() {
     p.says("/sets");
     p.hears("«Москва»: 4 групп").await;
 }
+
+/// The delivery audit (issue 15): a second after the mailing the user gets the counts by
+/// `delivery_status` and the groups that did not deliver; the next preview leaves those out.
+#[tokio::test]
+async fn the_delivery_audit_counts_what_was_delivered_and_the_next_preview_skips_the_rest() {
+    use groupcast_e2e::fake_wappi::DeliveryPlan;
+    use std::time::Duration;
+    let w = World::start_with(|env| {
+        env.insert("DELIVERY_AUDIT_DELAY_SECS".into(), "1".into());
+    })
+    .await;
+    let (p, _, jids) = w.ready(7504, 164, 4, "Пост с проверкой доставки").await;
+    w.wappi.set_group_delivery(
+        &jids[0],
+        DeliveryPlan::delivered_after(Duration::ZERO).read_after(Duration::ZERO),
+    );
+    w.wappi
+        .set_group_delivery(&jids[2], DeliveryPlan::undeliverable());
+    w.wappi
+        .set_group_delivery(&jids[3], DeliveryPlan::pending_forever());
+    let id = p.starts_mailing().await;
+    p.hears(&format!("✅ Рассылка #{id}")).await;
+    let audit = p.hears("📬 Доставка рассылки").await;
+    assert!(
+        audit.text.starts_with(&format!(
+            "📬 Доставка рассылки #{id}: доставлено 1, прочитано 1, ожидают 1, не доставлено 1."
+        )),
+        "{}",
+        audit.text
+    );
+    assert!(
+        audit.text.contains(&format!("Группа 164-2 ({})", jids[2])),
+        "{}",
+        audit.text
+    );
+    p.says("/mailing");
+    let preview = p.hears("Предпросмотр").await;
+    assert!(preview.text.contains("Групп: 2"), "{}", preview.text);
+    for jid in &jids[2..] {
+        assert!(
+            preview.text.contains(&format!(
+                "({jid}) — в прошлый раз пост сюда не был доставлен"
+            )),
+            "{}",
+            preview.text
+        );
+    }
+}

@@ -214,6 +214,9 @@ pub struct EngineConfig {
     /// How long after its last canary post a canary start reads their delivery back
     /// (`CANARY_WAIT_SECS`).
     pub canary_wait_ms: i64,
+    /// How long after a mailing ends its delivery audit reads each post's delivery back
+    /// (`DELIVERY_AUDIT_DELAY_SECS`).
+    pub audit_delay_ms: i64,
 }
 
 impl Default for EngineConfig {
@@ -230,6 +233,7 @@ impl Default for EngineConfig {
             history_max_pages: 20,
             lease_ttl_ms: 15_000,
             canary_wait_ms: 60_000,
+            audit_delay_ms: 300_000,
         }
     }
 }
@@ -328,6 +332,8 @@ impl CoreSettings {
         let progress_secs: f64 = src.parse("PROGRESS_INTERVAL_SECS", 3.0, "a number of seconds")?;
         let max_attempts: u32 = src.parse("MAX_SEND_ATTEMPTS", 5, "a whole number")?;
         let canary_secs: f64 = src.parse("CANARY_WAIT_SECS", 60.0, "a number of seconds")?;
+        let audit_secs: f64 =
+            src.parse("DELIVERY_AUDIT_DELAY_SECS", 300.0, "a number of seconds")?;
         Ok(CoreSettings {
             pacing: pacing(src)?,
             trial_days: src.parse("TRIAL_DAYS", 0, "a whole number of days")?,
@@ -353,6 +359,7 @@ impl CoreSettings {
                 backoff_base_ms: src.parse("RETRY_BASE_MS", 1000, "milliseconds")?,
                 progress_interval_ms: (progress_secs * 1000.0) as i64,
                 canary_wait_ms: (canary_secs.max(0.0) * 1000.0) as i64,
+                audit_delay_ms: (audit_secs.max(0.0) * 1000.0) as i64,
                 ..EngineConfig::default()
             },
             default_pace: match src.get("DEFAULT_PACE") {

@@ -381,6 +381,34 @@ pub trait ScheduleStore: MaybeSendSync {
     ) -> Result<Option<(RunOutcome, Option<MailingId>)>, DbError>;
 }
 
+/// The delivery audit: which finished mailings are due one, taking one (once), and what the
+/// audits saw of each group.
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+pub trait AuditStore: MaybeSendSync {
+    /// Mailings done or cancelled in `[since, until]` and not audited yet, oldest first.
+    async fn mailings_to_audit(
+        &self,
+        since: i64,
+        until: i64,
+        limit: u32,
+    ) -> Result<Vec<MailingId>, DbError>;
+    /// Takes the audit of a mailing; `true` only the first time.
+    async fn claim_audit(&self, id: MailingId, now: i64) -> Result<bool, DbError>;
+    /// Records what an audit saw of a user's group: its `delivery_status`, and whether the
+    /// post was delivered (a miss counts up, a delivery starts the count again).
+    async fn record_group_delivery(
+        &self,
+        user: UserId,
+        group: &GroupJid,
+        status: &str,
+        delivered: bool,
+        now: i64,
+    ) -> Result<(), DbError>;
+    /// The user's groups whose latest audit found the post not delivered.
+    async fn undelivering_groups(&self, user: UserId) -> Result<Vec<GroupJid>, DbError>;
+}
+
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
 pub trait UpdateLog: MaybeSendSync {
@@ -545,7 +573,14 @@ pub trait ImageStore: MaybeSendSync {
 
 /// The system of record: D1 or SQLite.
 pub trait Db:
-    UserStore + ContentStore + MailingStore + ScheduleStore + UpdateLog + BillingStore + ImageStore
+    UserStore
+    + ContentStore
+    + MailingStore
+    + ScheduleStore
+    + AuditStore
+    + UpdateLog
+    + BillingStore
+    + ImageStore
 {
 }
 impl<
@@ -553,6 +588,7 @@ impl<
             + ContentStore
             + MailingStore
             + ScheduleStore
+            + AuditStore
             + UpdateLog
             + BillingStore
             + ImageStore

@@ -724,6 +724,10 @@ pub fn doubt_reason(l: Lang, why: crate::model::groups::Doubt) -> String {
             "only admins may post and the number is not one",
         ),
         Doubt::Unresolved => l.pick("группа с таким id не найдена", "no group has this id"),
+        Doubt::NotDelivered => l.pick(
+            "в прошлый раз пост сюда не был доставлен",
+            "the last post here was not delivered",
+        ),
     }
     .into()
 }
@@ -790,6 +794,37 @@ pub fn canary_failed(
         "\n▶️ — отправить остальным всё равно, ⛔ — остановить.",
         "\n▶️ sends to the others anyway, ⛔ stops.",
     ));
+    out
+}
+
+/// The delivery audit of mailing `id`: `counts` are (delivered, read, pending, not
+/// delivered, not read back); `undelivered` names the groups that did not deliver.
+pub fn audit(l: Lang, id: i64, counts: &[u32; 5], undelivered: &[String]) -> String {
+    let [delivered, read, pending, missed, unknown] = *counts;
+    let mut out = l.pick(
+        format!("📬 Доставка рассылки #{id}: доставлено {delivered}, прочитано {read}, ожидают {pending}, не доставлено {missed}."),
+        format!("📬 Delivery of mailing #{id}: delivered {delivered}, read {read}, pending {pending}, not delivered {missed}."),
+    );
+    if unknown > 0 {
+        out.push_str(&l.pick(
+            format!(" Не удалось проверить: {unknown}."),
+            format!(" Could not be checked: {unknown}."),
+        ));
+    }
+    if !undelivered.is_empty() {
+        out.push_str(l.pick("\nНе доставлено:", "\nNot delivered:"));
+        for g in undelivered.iter().take(20) {
+            out.push_str(&format!("\n• {g}"));
+        }
+        if undelivered.len() > 20 {
+            let more = undelivered.len() - 20;
+            out.push_str(&l.pick(format!("\n… и ещё {more}"), format!("\n… and {more} more")));
+        }
+        out.push_str(l.pick(
+            "\nСледующий предпросмотр предложит пропустить эти группы.",
+            "\nThe next preview offers to leave these groups out.",
+        ));
+    }
     out
 }
 

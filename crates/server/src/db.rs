@@ -24,9 +24,9 @@ use groupcast_core::model::ledger::{
 };
 use groupcast_core::model::schedule::{Rule, Schedule};
 use groupcast_core::ports::{
-    async_trait, BillingStore, CollageChoice, ContentStore, DbError, GroupEntry, GroupSet,
-    ImageMeta, ImageStore, MailingStore, NewImage, NewSeries, RunOutcome, ScheduleStore, Series,
-    StoredImage, UpdateClaim, UpdateLog, UserRecord, UserStore,
+    async_trait, AuditStore, BillingStore, CollageChoice, ContentStore, DbError, GroupEntry,
+    GroupSet, ImageMeta, ImageStore, MailingStore, NewImage, NewSeries, RunOutcome, ScheduleStore,
+    Series, StoredImage, UpdateClaim, UpdateLog, UserRecord, UserStore,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
@@ -72,6 +72,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0010_group_sets.sql",
         include_str!("../../../migrations/0010_group_sets.sql"),
+    ),
+    (
+        "0011_delivery_audit.sql",
+        include_str!("../../../migrations/0011_delivery_audit.sql"),
     ),
 ];
 
@@ -899,6 +903,96 @@ impl UserStore for SqliteDb {
         .await
     }
 }
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+impl AuditStore for SqliteDb {
+    async fn mailings_to_audit(
+        &self,
+        since: i64,
+        until: i64,
+        limit: u32,
+    ) -> Result<Vec<MailingId>, DbError> {
+        self.with_conn(move |c| {
+            let mut stmt = c
+                .prepare_cached(AUDIT_DUE)
+                .map_err(|e| backend("mailings_to_audit", e))?;
+            let rows = stmt
+                .query_map(params![since, until, limit], |r| r.get::<_, i64>(0))
+                .map_err(|e| backend("mailings_to_audit", e))?;
+            rows.map(|r| {
+                r.map(MailingId)
+                    .map_err(|e| backend("mailings_to_audit", e))
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn claim_audit(&self, id: MailingId, now: i64) -> Result<bool, DbError> {
+        self.with_conn(move |c| {
+            c.execute(
+                "UPDATE mailings SET audited_at = ?2 WHERE id = ?1 AND audited_at IS NULL",
+                params![id.0, now],
+            )
+            .map(|n| n == 1)
+            .map_err(|e| backend("claim_audit", e))
+        })
+        .await
+    }
+
+    async fn record_group_delivery(
+        &self,
+        user: UserId,
+        group: &GroupJid,
+        status: &str,
+        delivered: bool,
+        now: i64,
+    ) -> Result<(), DbError> {
+        let (group, status) = (group.as_str().to_string(), status.to_string());
+        self.with_conn(move |c| {
+            c.execute(
+                GROUP_DELIVERY,
+                params![user.0, group, status, !delivered, now],
+            )
+            .map(drop)
+            .map_err(|e| backend("record_group_delivery", e))
+        })
+        .await
+    }
+
+    async fn undelivering_groups(&self, user: UserId) -> Result<Vec<GroupJid>, DbError> {
+        self.with_conn(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT jid FROM group_delivery WHERE user_id = ?1 AND misses > 0 ORDER BY jid",
+                )
+                .map_err(|e| backend("undelivering_groups", e))?;
+            let rows = stmt
+                .query_map([user.0], |r| r.get::<_, String>(0))
+                .map_err(|e| backend("undelivering_groups", e))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let jid = row.map_err(|e| backend("undelivering_groups", e))?;
+                out.extend(GroupJid::parse(&jid));
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+/// Finished mailings not audited yet (the same query as D1's).
+const AUDIT_DUE: &str = "SELECT id FROM mailings
+      WHERE audited_at IS NULL AND status IN ('done', 'cancelled')
+        AND finished_at BETWEEN ?1 AND ?2
+      ORDER BY finished_at LIMIT ?3";
+
+/// What an audit saw of a group: a miss counts up, a delivery starts again (as D1's).
+const GROUP_DELIVERY: &str = "INSERT INTO group_delivery (user_id, jid, status, misses, updated_at)
+     VALUES (?1, ?2, ?3, ?4, ?5)
+     ON CONFLICT (user_id, jid) DO UPDATE SET status = ?3, updated_at = ?5,
+         misses = CASE WHEN ?4 THEN group_delivery.misses + 1 ELSE 0 END";
 
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait(?Send))]

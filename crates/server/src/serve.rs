@@ -80,6 +80,7 @@ pub async fn serve(app: Arc<App>, shutdown: watch::Receiver<bool>) -> anyhow::Re
 
     let housekeeping = tokio::spawn(housekeeping(Arc::clone(&app), shutdown.clone()));
     let scheduler = tokio::spawn(scheduler(Arc::clone(&app), shutdown.clone()));
+    let auditor = tokio::spawn(auditor(Arc::clone(&app), shutdown.clone()));
 
     let mut http_shutdown = shutdown.clone();
     axum::serve(
@@ -103,6 +104,7 @@ pub async fn serve(app: Arc<App>, shutdown: watch::Receiver<bool>) -> anyhow::Re
     }
     let _ = housekeeping.await;
     let _ = scheduler.await;
+    let _ = auditor.await;
     tracing::info!("groupcast stopped");
     Ok(())
 }
@@ -155,6 +157,24 @@ async fn scheduler(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
         };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+/// Delivery audits: every few seconds, the finished mailings whose audit is due are read back
+/// (`mailing::audit`), in a task of their own so that their reads never hold up a post or a
+/// scheduled run. An audit is taken once in the database, so several processes may run this.
+async fn auditor(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
+    const EVERY: Duration = Duration::from_secs(5);
+    while !*shutdown.borrow() {
+        match groupcast_core::mailing::audit::audit_due(&app.svc).await {
+            Ok(n) if n > 0 => tracing::info!(audited = n, "delivery audits done"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "delivery audits not read"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(EVERY) => {}
             _ = shutdown.changed() => {}
         }
     }

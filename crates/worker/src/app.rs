@@ -302,7 +302,8 @@ pub async fn queue(batch: worker::MessageBatch<serde_json::Value>, env: Env) -> 
 
 /// The Cron job: subscription reminders (and warnings that one ends before a scheduled run),
 /// forgetting old update ids, recovery (every running mailing is handed to its runner again; a
-/// runner already driving it only checks that its alarm is set), and a pass over the due
+/// runner already driving it only checks that its alarm is set), delivery audits of finished
+/// mailings (`mailing::audit`), and a pass over the due
 /// scheduled runs that re-arms the scheduler's alarm (in case it was lost).
 pub async fn scheduled(env: Env) {
     let (_, svc) = match edge(&env) {
@@ -321,6 +322,11 @@ pub async fn scheduled(env: Env) {
         Ok(n) if n > 0 => worker::console_log!("cron: {n} warnings before scheduled runs"),
         Ok(_) => {}
         Err(e) => worker::console_error!("cron: warnings before scheduled runs failed: {e}"),
+    }
+    match groupcast_core::mailing::audit::audit_due(&svc).await {
+        Ok(n) if n > 0 => worker::console_log!("cron: {n} delivery audits"),
+        Ok(_) => {}
+        Err(e) => worker::console_error!("cron: delivery audits failed: {e}"),
     }
     match scheduler::fire(&env).await {
         Ok(Some(at)) => {

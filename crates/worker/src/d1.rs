@@ -15,13 +15,13 @@ use chrono::NaiveDate;
 use groupcast_core::model::billing::{self, DAY_SECS};
 use groupcast_core::model::billing::{Invoice, Settlement, Stats};
 use groupcast_core::model::ids::ImageId;
-use groupcast_core::model::ids::{MailingId, ProfileId, SeriesId, UserId};
+use groupcast_core::model::ids::{GroupJid, MailingId, ProfileId, SeriesId, UserId};
 use groupcast_core::model::lang::Lang;
 use groupcast_core::model::ledger::{Delivery, Mailing, MailingStatus, NewMailing};
 use groupcast_core::ports::{
-    async_trait, BillingStore, CollageChoice, ContentStore, DbError, GroupEntry, GroupSet,
-    ImageMeta, ImageStore, MailingStore, NewImage, NewSeries, RunOutcome, ScheduleStore, Series,
-    StoredImage, UpdateClaim, UpdateLog, UserRecord, UserStore,
+    async_trait, AuditStore, BillingStore, CollageChoice, ContentStore, DbError, GroupEntry,
+    GroupSet, ImageMeta, ImageStore, MailingStore, NewImage, NewSeries, RunOutcome, ScheduleStore,
+    Series, StoredImage, UpdateClaim, UpdateLog, UserRecord, UserStore,
 };
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -530,6 +530,79 @@ impl UserStore for D1Db {
             &[V::I(id.0), V::I(seq as i64), V::S(digest)],
         )
         .await
+    }
+}
+
+#[async_trait(?Send)]
+impl AuditStore for D1Db {
+    async fn mailings_to_audit(
+        &self,
+        since: i64,
+        until: i64,
+        limit: u32,
+    ) -> Result<Vec<MailingId>, DbError> {
+        let rows: Vec<One<i64>> = self
+            .all(
+                "mailings_to_audit",
+                "SELECT id AS v FROM mailings
+                  WHERE audited_at IS NULL AND status IN ('done', 'cancelled')
+                    AND finished_at BETWEEN ?1 AND ?2
+                  ORDER BY finished_at LIMIT ?3",
+                &[V::I(since), V::I(until), V::I(i64::from(limit))],
+            )
+            .await?;
+        Ok(rows.into_iter().map(|r| MailingId(r.v)).collect())
+    }
+
+    async fn claim_audit(&self, id: MailingId, now: i64) -> Result<bool, DbError> {
+        let n = self
+            .run(
+                "claim_audit",
+                "UPDATE mailings SET audited_at = ?2 WHERE id = ?1 AND audited_at IS NULL",
+                &[V::I(id.0), V::I(now)],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn record_group_delivery(
+        &self,
+        user: UserId,
+        group: &GroupJid,
+        status: &str,
+        delivered: bool,
+        now: i64,
+    ) -> Result<(), DbError> {
+        self.run(
+            "record_group_delivery",
+            "INSERT INTO group_delivery (user_id, jid, status, misses, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (user_id, jid) DO UPDATE SET status = ?3, updated_at = ?5,
+                 misses = CASE WHEN ?4 THEN group_delivery.misses + 1 ELSE 0 END",
+            &[
+                V::I(user.0),
+                V::S(group.as_str()),
+                V::S(status),
+                V::I(i64::from(!delivered)),
+                V::I(now),
+            ],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn undelivering_groups(&self, user: UserId) -> Result<Vec<GroupJid>, DbError> {
+        let rows: Vec<One<String>> = self
+            .all(
+                "undelivering_groups",
+                "SELECT jid AS v FROM group_delivery WHERE user_id = ?1 AND misses > 0 ORDER BY jid",
+                &[V::I(user.0)],
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| GroupJid::parse(&r.v))
+            .collect())
     }
 }
 

@@ -126,6 +126,24 @@ impl Ctx<'_> {
         Ok(groups)
     }
 
+    /// Adds the groups whose last audited post was not delivered (best effort), in list order.
+    async fn add_not_delivered(&self, groups: &[GroupJid], out: &mut Preflight) {
+        let missed = match self.svc.db.undelivering_groups(self.user.id).await {
+            Ok(list) => list,
+            Err(e) => {
+                tracing::warn!(user = self.user.id.0, error = %e, "pre-flight: audits not read");
+                return;
+            }
+        };
+        for jid in groups {
+            if missed.contains(jid) && !out.doubtful.iter().any(|(j, _)| j == jid) {
+                out.doubtful.push((jid.clone(), Doubt::NotDelivered));
+            }
+        }
+        let order = |j: &GroupJid| groups.iter().position(|g| g == j);
+        out.doubtful.sort_by_key(|(j, _)| order(j));
+    }
+
     /// Checks `groups` against what Wappi tells; also returns the names the chat list gave.
     /// Never fails: a check that cannot run leaves every group in (counted unknown).
     pub(super) async fn preflight(
@@ -143,6 +161,7 @@ impl Ctx<'_> {
             Err(e) => {
                 tracing::info!(user = self.user.id.0, error = %e, "pre-flight: chat list not read");
                 out.unknown = groups.len();
+                self.add_not_delivered(groups, &mut out).await;
                 return (out, HashMap::new());
             }
         };
@@ -164,6 +183,7 @@ impl Ctx<'_> {
             }
         }
         let names = listed.into_iter().map(|(j, g)| (j, g.name)).collect();
+        self.add_not_delivered(groups, &mut out).await;
         (out, names)
     }
 }

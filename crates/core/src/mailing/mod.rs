@@ -15,7 +15,8 @@
 //! holds every change of a delivery row (pure); `settle` reconciles `in_doubt` rows through
 //! the chat history; `breaker` pauses at a ban signal; `canary` holds a canary start until the
 //! first groups' delivery is seen; `report` tells the user (progress,
-//! pause, the final report); `scheduled` turns a series' due run into a mailing.
+//! pause, the final report); `scheduled` turns a series' due run into a mailing; `audit` reads
+//! a finished mailing's delivery back.
 
 use crate::model::ids::ImageId;
 use crate::model::lang::Lang;
@@ -27,6 +28,7 @@ use chrono_tz::Tz;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+pub mod audit;
 mod breaker;
 mod canary;
 pub mod engine;

@@ -16,6 +16,8 @@ pub enum Doubt {
     AdminsOnly,
     /// The id does not resolve to a group.
     Unresolved,
+    /// The last delivery audit found our post there not delivered.
+    NotDelivered,
 }
 
 /// How much of a bad line is quoted back to the user.

@@ -736,6 +736,63 @@ mod store {
         image_contract(db, tag).await;
         schedule_contract(db, tag).await;
         group_sets_contract(db).await;
+        audit_contract(db, tag).await;
+    }
+
+    /// The delivery audit: finished mailings in a time range are due once taken; a group's
+    /// misses count up and start again at a delivery.
+    async fn audit_contract(db: &dyn crate::ports::Db, tag: &str) {
+        use crate::model::ledger::Content;
+        let user = UserId(910_000_006);
+        db.ensure_user(user, Lang::Ru, 0, T0).await.unwrap();
+        let prof = profile(&format!("contract-audit-{tag}"));
+        let new = NewMailing {
+            user_id: user,
+            chat_id: ChatId::from(user),
+            profile_id: prof,
+            content: Content::text_only("audit"),
+            groups: vec![jid(1)],
+            skipped: vec![],
+            now: T0,
+        };
+        let id = db.create_mailing(&new).await.unwrap();
+        let due = |since, until| db.mailings_to_audit(since, until, 1000);
+        let ours = |list: Vec<MailingId>| list.contains(&id);
+        assert!(!ours(due(T0, T0 + 100).await.unwrap()), "still running");
+        db.set_mailing_status(id, MailingStatus::Done, None, 0, T0 + 50)
+            .await
+            .unwrap();
+        assert!(ours(due(T0, T0 + 100).await.unwrap()));
+        assert!(
+            !ours(due(T0, T0 + 49).await.unwrap()),
+            "finished after the range"
+        );
+        assert!(
+            !ours(due(T0 + 51, T0 + 100).await.unwrap()),
+            "finished before it"
+        );
+        assert!(db.claim_audit(id, T0 + 60).await.unwrap());
+        assert!(!db.claim_audit(id, T0 + 61).await.unwrap(), "taken once");
+        assert!(!ours(due(T0, T0 + 100).await.unwrap()));
+
+        let never = jid(7);
+        db.record_group_delivery(user, &jid(6), "delivered", true, T0)
+            .await
+            .unwrap();
+        db.record_group_delivery(user, &never, "pending", false, T0)
+            .await
+            .unwrap();
+        db.record_group_delivery(user, &never, "error", false, T0)
+            .await
+            .unwrap();
+        assert_eq!(
+            db.undelivering_groups(user).await.unwrap(),
+            vec![never.clone()]
+        );
+        db.record_group_delivery(user, &never, "read", true, T0)
+            .await
+            .unwrap();
+        assert!(db.undelivering_groups(user).await.unwrap().is_empty());
     }
 
     /// Named group sets: saved by name (a second save replaces), listed by name, deleted once.

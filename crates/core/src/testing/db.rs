@@ -59,6 +59,10 @@ struct DbInner {
     /// Scheduled series (`last_date` is derived from `runs` when read) and their deleted flag.
     series: BTreeMap<SeriesId, (Series, bool)>,
     last_series: i64,
+    /// Mailings whose delivery audit was taken.
+    audited: HashSet<MailingId>,
+    /// What the audits saw of each group: (user, group) → (status, misses).
+    group_delivery: HashMap<(UserId, GroupJid), (String, u32)>,
     /// Every decided run: (series, local date) → (outcome, mailing).
     runs: BTreeMap<(SeriesId, NaiveDate), (RunOutcome, Option<MailingId>)>,
 }
@@ -848,6 +852,67 @@ impl ScheduleStore for InMemDb {
         date: NaiveDate,
     ) -> Result<Option<(RunOutcome, Option<MailingId>)>, DbError> {
         Ok(self.lock().runs.get(&(series, date)).copied())
+    }
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+impl AuditStore for InMemDb {
+    async fn mailings_to_audit(
+        &self,
+        since: i64,
+        until: i64,
+        limit: u32,
+    ) -> Result<Vec<MailingId>, DbError> {
+        let inner = self.lock();
+        let mut due: Vec<(i64, MailingId)> = inner
+            .mailings
+            .values()
+            .filter(|m| matches!(m.status, MailingStatus::Done | MailingStatus::Cancelled))
+            .filter(|m| !inner.audited.contains(&m.id))
+            .filter_map(|m| m.finished_at.map(|t| (t, m.id)))
+            .filter(|(t, _)| (since..=until).contains(t))
+            .collect();
+        due.sort();
+        Ok(due
+            .into_iter()
+            .take(limit as usize)
+            .map(|(_, id)| id)
+            .collect())
+    }
+
+    async fn claim_audit(&self, id: MailingId, _now: i64) -> Result<bool, DbError> {
+        Ok(self.lock().audited.insert(id))
+    }
+
+    async fn record_group_delivery(
+        &self,
+        user: UserId,
+        group: &GroupJid,
+        status: &str,
+        delivered: bool,
+        _now: i64,
+    ) -> Result<(), DbError> {
+        let mut inner = self.lock();
+        let entry = inner
+            .group_delivery
+            .entry((user, group.clone()))
+            .or_insert((String::new(), 0));
+        entry.0 = status.to_string();
+        entry.1 = if delivered { 0 } else { entry.1 + 1 };
+        Ok(())
+    }
+
+    async fn undelivering_groups(&self, user: UserId) -> Result<Vec<GroupJid>, DbError> {
+        let inner = self.lock();
+        let mut out: Vec<GroupJid> = inner
+            .group_delivery
+            .iter()
+            .filter(|((u, _), (_, misses))| *u == user && *misses > 0)
+            .map(|((_, g), _)| g.clone())
+            .collect();
+        out.sort();
+        Ok(out)
     }
 }
 
