@@ -173,19 +173,24 @@ impl Ctx<'_> {
             _ => words.chars().take(60).collect(),
         };
         imp.page = 0;
+        self.drop_picker_buttons(imp.message_id).await;
+        let (text, kb) = import_view(self.lang(), &imp);
+        imp.message_id = self.say_with(&text, ReplyMarkup::Inline(kb)).await?.0;
+        self.set_state(&DialogueState::Import(imp)).await?;
+        Ok(())
+    }
+
+    /// Removes the buttons of a picker message (best effort: it may be gone).
+    async fn drop_picker_buttons(&self, message_id: i64) {
         let _ = self
             .svc
             .telegram
             .edit_message_reply_markup(
                 self.chat,
-                MessageId(imp.message_id),
+                MessageId(message_id),
                 &InlineKeyboardMarkup::default(),
             )
             .await;
-        let (text, kb) = import_view(self.lang(), &imp);
-        imp.message_id = self.say_with(&text, ReplyMarkup::Inline(kb)).await?.0;
-        self.set_state(&DialogueState::Import(imp)).await?;
-        Ok(())
     }
 
     /// ✖️: the picker is closed, nothing stored.
@@ -231,15 +236,7 @@ impl Ctx<'_> {
         }
         self.svc.db.set_groups(self.user.id, &entries).await?;
         self.set_state(&DialogueState::Idle).await?;
-        let _ = self
-            .svc
-            .telegram
-            .edit_message_reply_markup(
-                self.chat,
-                MessageId(imp.message_id),
-                &InlineKeyboardMarkup::default(),
-            )
-            .await;
+        self.drop_picker_buttons(imp.message_id).await;
         self.say_with(
             &texts::groups_saved(l, entries.len(), 0, &[]),
             self.data_keyboard(),
