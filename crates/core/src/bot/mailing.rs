@@ -5,7 +5,7 @@
 use crate::bot::content::MAX_TEXT_UTF16;
 use crate::bot::ctx::{BotError, Ctx};
 use crate::bot::dialogue::DialogueState;
-use crate::bot::preflight::PreviewChoice;
+use crate::bot::preflight::{Preflight, PreviewChoice};
 use crate::mailing::AccountPace;
 use crate::model::groups::Doubt;
 use crate::model::ids::{GroupJid, MailingId};
@@ -15,6 +15,7 @@ use crate::ports::DbError;
 use crate::telegram::callback::Callback;
 use crate::telegram::{InlineKeyboardMarkup, ReplyMarkup};
 use crate::texts;
+use std::collections::HashMap;
 
 impl Ctx<'_> {
     /// Why the prepared post cannot go out (now or scheduled), as a message: no text, no
@@ -84,57 +85,22 @@ impl Ctx<'_> {
                 &stored.store(),
             )
             .await?;
-        let mut rows = vec![
-            vec![
-                (texts::confirm_yes(l), Callback::ConfirmStart(seq).data()),
-                (texts::confirm_no(l), Callback::DeclineStart.data()),
-            ],
-            vec![(
-                texts::schedule::schedule_button(l),
-                Callback::SchedulePrompt.data(),
-            )],
-        ];
-        let with = |all: bool, canary: bool| Callback::PreviewWith { all, canary }.data();
-        let mut toggles = Vec::new();
-        if !check.doubtful.is_empty() {
-            toggles.push(match include_doubtful {
-                false => (texts::include_doubtful_button(l), with(true, canary)),
-                true => (texts::leave_out_doubtful_button(l), with(false, canary)),
-            });
-        }
-        if sending > CANARY_POSTS as usize {
-            toggles.push(match canary {
-                true => (texts::canary_off_button(l), with(include_doubtful, false)),
-                false => (texts::canary_on_button(l), with(include_doubtful, true)),
-            });
-        }
-        rows.extend(toggles.into_iter().map(|b| vec![b]));
-        let kb = InlineKeyboardMarkup::rows(rows);
+        let kb = preview_keyboard(
+            l,
+            seq,
+            !check.doubtful.is_empty(),
+            include_doubtful,
+            canary,
+            sending,
+        );
         self.preview_images(&content).await?;
         let mut eta = self.estimate(sending, content.parts().len()).await?;
         if canary || sending > canary_min {
             eta.notes.push(texts::canary_note(l, canary, CANARY_POSTS));
         }
         if !check.doubtful.is_empty() || check.unknown > 0 {
-            // Names from the chat list, else as stored (a group the number left is no longer
-            // in the chat list).
-            let mut names = names;
-            for g in self.svc.db.get_groups(self.user.id).await? {
-                if let Some(name) = g.name {
-                    names.entry(g.jid).or_insert(name);
-                }
-            }
-            let named: Vec<(String, Doubt)> = check
-                .doubtful
-                .iter()
-                .map(|(jid, why)| (group_label(jid, names.get(jid)), *why))
-                .collect();
-            eta.notes.push(texts::preflight_note(
-                l,
-                &named,
-                check.unknown,
-                include_doubtful,
-            ));
+            let note = self.preflight_note(&check, names, include_doubtful).await?;
+            eta.notes.push(note);
         }
         let preview = texts::preview_post(l, &content, sending, &eta);
         if utf16_len(&preview) <= MAX_TEXT_UTF16 {
@@ -148,6 +114,32 @@ impl Ctx<'_> {
         let frame = texts::preview_frame(l, &content, sending, &eta);
         self.say_with(&frame, ReplyMarkup::Inline(kb)).await?;
         Ok(())
+    }
+
+    /// The preview's lines about the pre-flight check, the doubtful groups named from the chat
+    /// list, else as stored (a group the number left is no longer in the chat list).
+    async fn preflight_note(
+        &self,
+        check: &Preflight,
+        mut names: HashMap<GroupJid, String>,
+        included: bool,
+    ) -> Result<String, BotError> {
+        for g in self.svc.db.get_groups(self.user.id).await? {
+            if let Some(name) = g.name {
+                names.entry(g.jid).or_insert(name);
+            }
+        }
+        let named: Vec<(String, Doubt)> = check
+            .doubtful
+            .iter()
+            .map(|(jid, why)| (group_label(jid, names.get(jid)), *why))
+            .collect();
+        Ok(texts::preflight_note(
+            self.lang(),
+            &named,
+            check.unknown,
+            included,
+        ))
     }
 
     /// How long a mailing to `groups` groups of `parts` messages each would take at the
@@ -433,6 +425,42 @@ fn preview_digest(content: &Content, groups: &[GroupJid]) -> String {
     let groups: Vec<&str> = groups.iter().map(|g| g.as_str()).collect();
     let json = serde_json::json!({ "content": content, "groups": groups });
     hex::encode(Sha256::digest(json.to_string().as_bytes()))
+}
+
+/// ✅ / ❌, 🕒, and the toggles of the preview's choices: ➕ / ➖ when the check doubts some
+/// groups, 🐤 when there are more groups than the canary posts.
+fn preview_keyboard(
+    l: crate::model::lang::Lang,
+    seq: u64,
+    doubts: bool,
+    include_doubtful: bool,
+    canary: bool,
+    sending: usize,
+) -> InlineKeyboardMarkup {
+    let with = |all: bool, canary: bool| Callback::PreviewWith { all, canary }.data();
+    let mut rows = vec![
+        vec![
+            (texts::confirm_yes(l), Callback::ConfirmStart(seq).data()),
+            (texts::confirm_no(l), Callback::DeclineStart.data()),
+        ],
+        vec![(
+            texts::schedule::schedule_button(l),
+            Callback::SchedulePrompt.data(),
+        )],
+    ];
+    if doubts {
+        rows.push(vec![match include_doubtful {
+            false => (texts::include_doubtful_button(l), with(true, canary)),
+            true => (texts::leave_out_doubtful_button(l), with(false, canary)),
+        }]);
+    }
+    if sending > CANARY_POSTS as usize {
+        rows.push(vec![match canary {
+            true => (texts::canary_off_button(l), with(include_doubtful, false)),
+            false => (texts::canary_on_button(l), with(include_doubtful, true)),
+        }]);
+    }
+    InlineKeyboardMarkup::rows(rows)
 }
 
 /// A group as the user reads it: its name and id, or the id alone.
