@@ -711,6 +711,14 @@ pub fn preview_frame(
     )
 }
 
+/// A group as the user reads it: `Name (id)`, or the id alone when it has no name.
+pub fn group_label(jid: &str, name: Option<&str>) -> String {
+    match name {
+        Some(name) => format!("{name} ({jid})"),
+        None => jid.to_string(),
+    }
+}
+
 /// Why the pre-flight check leaves a group out, as the preview and the report say it.
 pub fn doubt_reason(l: Lang, why: crate::model::groups::Doubt) -> String {
     use crate::model::groups::Doubt;

@@ -132,7 +132,12 @@ impl Ctx<'_> {
         let named: Vec<(String, Doubt)> = check
             .doubtful
             .iter()
-            .map(|(jid, why)| (group_label(jid, names.get(jid)), *why))
+            .map(|(jid, why)| {
+                (
+                    texts::group_label(jid.as_str(), names.get(jid).map(String::as_str)),
+                    *why,
+                )
+            })
             .collect();
         Ok(texts::preflight_note(
             self.lang(),
@@ -461,14 +466,6 @@ fn preview_keyboard(
         }]);
     }
     InlineKeyboardMarkup::rows(rows)
-}
-
-/// A group as the user reads it: its name and id, or the id alone.
-fn group_label(jid: &GroupJid, name: Option<&String>) -> String {
-    match name {
-        Some(name) => format!("{name} ({})", jid.as_str()),
-        None => jid.as_str().to_string(),
-    }
 }
 
 /// A text's length as Telegram counts it.

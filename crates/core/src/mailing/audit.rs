@@ -15,6 +15,7 @@ use crate::model::ledger::{group_outcomes, DeliveryState};
 use crate::ports::DbError;
 use crate::services::Ports;
 use crate::texts;
+use crate::wappi::{WappiCreds, WappiError};
 
 /// Messages read back per group (our post is among the newest).
 const HISTORY: u32 = 50;
@@ -79,18 +80,8 @@ async fn audit(svc: &Ports, id: MailingId) -> Result<(), DbError> {
         else {
             continue;
         };
-        let status = match svc
-            .wappi
-            .chat_messages(&creds, &row.group, HISTORY, 0)
-            .await
-        {
-            Ok(page) => page
-                .messages
-                .iter()
-                .find(|msg| msg.id == message_id)
-                .map_or("undelivered".to_string(), |msg| {
-                    msg.delivery_status.trim().to_lowercase()
-                }),
+        let status = match read_status(svc, &creds, &row.group, message_id).await {
+            Ok(status) => status.unwrap_or_else(|| "undelivered".to_string()),
             Err(e) => {
                 tracing::info!(mailing = id.0, group = row.group.as_str(), error = %e, "audit: history not read");
                 seen.unknown += 1;
@@ -128,25 +119,34 @@ async fn audit(svc: &Ports, id: MailingId) -> Result<(), DbError> {
         undelivered = seen.undelivered.len(),
         "delivery audited"
     );
-    let names = svc.db.get_groups(m.user_id).await.unwrap_or_default();
-    let labels: Vec<String> = seen
-        .undelivered
-        .iter()
-        .map(|jid| {
-            let name = names
-                .iter()
-                .find(|g| &g.jid == jid)
-                .and_then(|g| g.name.as_deref());
-            name.map_or(jid.as_str().to_string(), |n| {
-                format!("{n} ({})", jid.as_str())
-            })
-        })
-        .collect();
+    let labels = super::report::group_labels(
+        svc,
+        m.user_id,
+        seen.undelivered.iter().map(GroupJid::as_str),
+    )
+    .await;
     let text = texts::audit(user.lang, id.0, &seen.counts(), &labels);
     if let Err(e) = svc.telegram.send_message(m.chat_id, &text, None).await {
         tracing::warn!(mailing = id.0, error = %e, "delivery audit not told");
     }
     Ok(())
+}
+
+/// Our message's `delivery_status` as the group's newest history shows it (trimmed, lower
+/// case; possibly empty), or `None` when the history does not show the message. What the
+/// canary and the audit both read.
+pub(super) async fn read_status(
+    svc: &Ports,
+    creds: &WappiCreds,
+    group: &GroupJid,
+    message_id: &str,
+) -> Result<Option<String>, WappiError> {
+    let page = svc.wappi.chat_messages(creds, group, HISTORY, 0).await?;
+    Ok(page
+        .messages
+        .iter()
+        .find(|msg| msg.id == message_id)
+        .map(|msg| msg.delivery_status.trim().to_lowercase()))
 }
 
 impl Seen {

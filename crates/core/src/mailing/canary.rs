@@ -4,15 +4,13 @@
 //! read) do the other groups get the post; otherwise the mailing pauses with what was seen,
 //! and ▶️ sends the rest anyway (a resume after the canary posts ends the check).
 
-use super::report::pause;
+use super::audit::read_status;
+use super::report::{group_labels, pause};
 use super::{Cursor, EngineError, Step};
 use crate::model::ledger::{Delivery, DeliveryState, Mailing, CANARY_POSTS};
 use crate::services::EngineServices;
 use crate::texts;
 use crate::wappi::WappiCreds;
-
-/// Messages read back per canary group (ours is among the newest).
-const HISTORY: u32 = 50;
 
 /// What the canary asks of the step about to begin row `i`: nothing (`None`), or to end with
 /// `Some(step)` (wait for the check, or the pause it ended in).
@@ -71,17 +69,15 @@ pub(super) async fn gate(
         return Ok(None);
     }
     let l = cursor.look().lang;
-    let names = svc.db.get_groups(m.user_id).await.unwrap_or_default();
-    let lines: Vec<(String, String)> = undelivered
-        .iter()
-        .map(|(jid, status)| {
-            let name = names
-                .iter()
-                .find(|g| g.jid.as_str() == jid)
-                .and_then(|g| g.name.clone());
-            let label = name.map_or(jid.clone(), |n| format!("{n} ({jid})"));
-            (label, status.clone())
-        })
+    let labels = group_labels(
+        svc,
+        m.user_id,
+        undelivered.iter().map(|(jid, _)| jid.as_str()),
+    )
+    .await;
+    let lines: Vec<(String, String)> = labels
+        .into_iter()
+        .zip(undelivered.iter().map(|(_, status)| status.clone()))
         .collect();
     let reason = texts::canary_failed(l, seen.len() - undelivered.len(), seen.len(), &lines);
     pause(svc, m, l, fence, &reason).await.map(Some)
@@ -109,12 +105,8 @@ async fn delivery_status(svc: &EngineServices, creds: &WappiCreds, row: &Deliver
     let Some(id) = row.message_id.as_deref() else {
         return "unknown".into();
     };
-    match svc.wappi.chat_messages(creds, &row.group, HISTORY, 0).await {
-        Ok(page) => page
-            .messages
-            .iter()
-            .find(|msg| msg.id == id)
-            .map(|msg| msg.delivery_status.trim().to_lowercase())
+    match read_status(svc, creds, &row.group, id).await {
+        Ok(status) => status
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| "unknown".into()),
         Err(e) => {

@@ -212,6 +212,25 @@ pub async fn report_text(
     )
 }
 
+/// The user's label of each group (`texts::group_label`, named as stored in the user's list).
+pub(super) async fn group_labels<'a>(
+    svc: &Ports,
+    user: crate::model::ids::UserId,
+    groups: impl IntoIterator<Item = &'a str>,
+) -> Vec<String> {
+    let names = svc.db.get_groups(user).await.unwrap_or_default();
+    groups
+        .into_iter()
+        .map(|jid| {
+            let name = names
+                .iter()
+                .find(|g| g.jid.as_str() == jid)
+                .and_then(|g| g.name.as_deref());
+            texts::group_label(jid, name)
+        })
+        .collect()
+}
+
 /// Pauses a mailing whose account needs attention, and tells the user how to resume.
 pub(super) async fn pause(
     svc: &EngineServices,

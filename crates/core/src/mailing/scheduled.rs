@@ -61,14 +61,9 @@ pub async fn fire_due(svc: &Services) -> Result<Fired, DbError> {
     Ok(fired)
 }
 
-/// The user's zone and language, or `None` when the user is gone.
-async fn owner(svc: &Ports, series: &Series) -> Result<Option<UserRecord>, DbError> {
-    svc.db.get_user(series.user_id).await
-}
-
 /// Decides the due runs of one series, oldest first, until one waits or none is due.
 async fn fire(svc: &Services, series: Series, now: i64, fired: &mut Fired) -> Result<(), DbError> {
-    let Some(user) = owner(svc, &series).await? else {
+    let Some(user) = svc.db.get_user(series.user_id).await? else {
         return svc.db.set_series_next(series.id, None).await;
     };
     let tz = svc.user_zone(Some(&user));
@@ -106,7 +101,10 @@ async fn fire(svc: &Services, series: Series, now: i64, fired: &mut Fired) -> Re
                 Err(DbError::RunTaken) => {}
                 Err(DbError::AlreadyActive) => {
                     if svc.db.set_series_waiting(series.id, run.date).await? {
-                        let text = texts::schedule::waits(user.lang, &at_text(run, tz));
+                        let text = texts::schedule::waits(
+                            user.lang,
+                            &texts::schedule::moment(run.at_ms, tz),
+                        );
                         tell(svc, series.chat_id, &text, None).await;
                     }
                     fired.waiting += 1;
@@ -141,7 +139,7 @@ async fn skip(
     now: i64,
 ) -> Result<(), DbError> {
     let l = user.lang;
-    let at = at_text(run, tz);
+    let at = texts::schedule::moment(run.at_ms, tz);
     let (outcome, text, markup) = match why {
         Skip::Missed { overtaken } => (
             RunOutcome::Missed,
@@ -255,7 +253,7 @@ pub async fn warn_before_runs(svc: &Services) -> Result<usize, DbError> {
         let Some(due) = series.next_due_at.filter(|t| *t > now) else {
             continue;
         };
-        let Some(user) = owner(svc, &series).await? else {
+        let Some(user) = svc.db.get_user(series.user_id).await? else {
             continue;
         };
         let until = user.subscription_until;
@@ -288,11 +286,6 @@ pub async fn refresh_user(svc: &Ports, user: &UserRecord) -> Result<(), DbError>
         svc.db.set_series_next(s.id, next.map(|r| r.at_ms)).await?;
     }
     Ok(())
-}
-
-/// `DD.MM.YYYY HH:MM` of a run in the user's zone.
-fn at_text(run: Run, tz: Tz) -> String {
-    texts::schedule::moment(run.at_ms, tz)
 }
 
 fn subscribe_keyboard(l: Lang) -> ReplyMarkup {
