@@ -1,5 +1,6 @@
 pub mod fake_telegram;
 pub mod fake_wappi;
+pub mod followup_scenarios;
 pub mod harness;
 pub mod scenarios;
 pub mod worker_harness;

@@ -841,6 +841,23 @@ pub trait WappiApi: MaybeSendSync {
         b64: &str,
         caption: Option<&str>,
     ) -> Result<Sent, WappiError>;
+    /// `POST /api/sync/message/edit {message_id, body}`: the new text of a message sent
+    /// before (of a text message, or the caption of an image); `group` is where it is.
+    async fn edit_message(
+        &self,
+        creds: &WappiCreds,
+        group: &GroupJid,
+        message_id: &str,
+        body: &str,
+    ) -> Result<Sent, WappiError>;
+    /// `POST /api/sync/message/delete {message_id}`: deletes a message sent before, for
+    /// everyone; `group` is where it is.
+    async fn delete_message(
+        &self,
+        creds: &WappiCreds,
+        group: &GroupJid,
+        message_id: &str,
+    ) -> Result<Sent, WappiError>;
     /// `GET /api/sync/chats/get` (one page)
     async fn list_chats(
         &self,

@@ -9,6 +9,7 @@ use crate::model::pacing::plan::Hold;
 use chrono::TimeZone;
 use chrono_tz::Tz;
 
+pub mod followup;
 pub mod schedule;
 
 /// Named group sets (`/sets`, `/saveset`).
@@ -1093,7 +1094,7 @@ pub fn report(
     in_doubt: &[ReportLine<'_>],
 ) -> String {
     let clean = !cancelled && t.failed == 0 && t.in_doubt == 0 && t.left == 0;
-    let mut s = if clean {
+    let s = if clean {
         l.pick(
             format!(
                 "✅ Рассылка #{id} завершена: отправлено {} из {}.",
@@ -1112,6 +1113,16 @@ pub fn report(
             format!("⚠️ Mailing #{id} finished with errors.\nSent: {} · Failed: {} · In doubt: {}", t.sent, t.failed, t.in_doubt),
         )
     };
+    with_report_lists(l, s, failed, in_doubt)
+}
+
+/// A report's headline `s` followed by its lists of the groups that failed and those in doubt.
+pub fn with_report_lists(
+    l: Lang,
+    mut s: String,
+    failed: &[ReportLine<'_>],
+    in_doubt: &[ReportLine<'_>],
+) -> String {
     // Each list gets half of what is left of Telegram's limit (the in-doubt one also what
     // the failed one left over), so the report always fits and both lists show.
     let failed_title = l.pick("Не доставлено:", "Not delivered:");

@@ -31,6 +31,9 @@ pub enum DialogueState {
     Import(ImportState),
     /// 🕒 was pressed: the next message says when (`/schedule`'s words).
     AwaitSchedule,
+    /// ✏️ under a report was pressed: the next message is the corrected text of that
+    /// mailing's post.
+    AwaitFix { of: i64 },
     /// Taking photos for the mailing (🖼️ / `/images`).
     AwaitImages {
         /// The album being received and the message that answers for all of it (edited as
@@ -244,6 +247,12 @@ pub enum Route {
     },
     /// A command other than /start, /lang, /help during registration.
     FinishRegistrationFirst,
+    /// The corrected text of mailing `of`'s post (after ✏️ under its report).
+    TakeFix {
+        of: i64,
+        text: String,
+        entities: Vec<MessageEntity>,
+    },
     ShowMenu,
     ShowMailingData,
     AskText,
@@ -338,6 +347,12 @@ pub fn route(state: &DialogueState, registered: bool, intent: &Intent) -> Route 
         (_, I::Sets) => Route::Sets,
         (_, I::SaveSet(name)) => Route::SaveSet(name.clone()),
         (DialogueState::AwaitSchedule, I::Text { text, .. }) => Route::Schedule(text.clone()),
+        (DialogueState::AwaitFix { of }, I::Text { text, entities }) => Route::TakeFix {
+            of: *of,
+            text: text.clone(),
+            entities: entities.clone(),
+        },
+        (DialogueState::AwaitFix { .. }, I::NonText | I::Photo { .. }) => Route::TextExpected,
         (_, I::Pace(args)) => Route::Pace(args.clone()),
         (_, I::Tz(args)) => Route::Tz(args.clone()),
         (_, I::Status) => Route::Status,
@@ -514,6 +529,23 @@ mod tests {
                 Route::Schedule("завтра 10:00 повтор ежедневно".into()),
             ),
             (S::AwaitSchedule, true, Intent::Menu, Route::ShowMenu),
+            (
+                S::AwaitFix { of: 4 },
+                true,
+                text("Цена 90"),
+                Route::TakeFix {
+                    of: 4,
+                    text: "Цена 90".into(),
+                    entities: vec![],
+                },
+            ),
+            (
+                S::AwaitFix { of: 4 },
+                true,
+                Intent::NonText,
+                Route::TextExpected,
+            ),
+            (S::AwaitFix { of: 4 }, true, Intent::Cancel, Route::Cancel),
             (
                 S::Idle,
                 true,

@@ -149,7 +149,11 @@ impl Ctx<'_> {
 
     /// How long a mailing to `groups` groups of `parts` messages each would take at the
     /// account's pace, when it would end, and the pace.
-    async fn estimate(&self, groups: usize, parts: usize) -> Result<texts::Estimate, BotError> {
+    pub(super) async fn estimate(
+        &self,
+        groups: usize,
+        parts: usize,
+    ) -> Result<texts::Estimate, BotError> {
         let l = self.lang();
         let account = AccountPace {
             pace: self.current_pace(),
@@ -413,12 +417,17 @@ impl Ctx<'_> {
                 .await
             }
         };
-        if m.status == MailingStatus::Running {
-            let kb = crate::mailing::progress_keyboard(l, m.id);
-            self.say_with(&text, ReplyMarkup::Inline(kb)).await?;
-        } else {
-            self.say(&text).await?;
-        }
+        let kb = match m.status {
+            MailingStatus::Running => Some(crate::mailing::progress_keyboard(l, m.id)),
+            MailingStatus::Paused => None,
+            MailingStatus::Done | MailingStatus::Cancelled => {
+                crate::mailing::report_keyboard(l, &m, &rows)
+            }
+        };
+        match kb {
+            Some(kb) => self.say_with(&text, ReplyMarkup::Inline(kb)).await?,
+            None => self.say(&text).await?,
+        };
         Ok(())
     }
 }

@@ -63,6 +63,10 @@ async fn audit(svc: &Ports, id: MailingId) -> Result<(), DbError> {
     let Some(m) = svc.db.get_mailing(id).await? else {
         return Ok(());
     };
+    if m.content.follow_up.is_some() {
+        // A fix or a delete posts nothing new: the post's own audit told its delivery.
+        return Ok(());
+    }
     let Some(user) = svc.db.get_user(m.user_id).await? else {
         return Ok(());
     };

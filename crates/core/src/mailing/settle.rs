@@ -12,18 +12,24 @@ use crate::services::EngineServices;
 use crate::wappi::{ChatMessage, WappiCreds, WappiError};
 use std::collections::HashSet;
 
+/// The messages a follow-up acts on (see `model::followup::targets`).
+pub(super) type Targets =
+    std::collections::HashMap<(GroupJid, u32), crate::model::followup::Target>;
+
 /// How far before a row's first attempt (by our clock) a message still counts as possibly
 /// ours: WhatsApp's timestamps and our clock may differ a little.
-const CLOCK_SKEW_MS: i64 = 60_000;
+pub(super) const CLOCK_SKEW_MS: i64 = 60_000;
 
 /// Settles the first due `in_doubt` row (before any new send). `None`: no row is due; else how
 /// the step ends: `Continue` once the row is settled, or a sleep while the profile's
-/// Retry-After pause lasts (reading the chat is a call from the profile too).
+/// Retry-After pause lasts (reading the chat is a call from the profile too). A follow-up's
+/// row is settled by its own rule (`followup::settle`), from the messages it acts on.
 pub(super) async fn settle_due(
     svc: &EngineServices,
     m: &Mailing,
     creds: &WappiCreds,
     rows: &mut [Delivery],
+    targets: Option<&Targets>,
     fence: u64,
     now: i64,
 ) -> Result<Option<Step>, EngineError> {
@@ -38,7 +44,14 @@ pub(super) async fn settle_due(
             return Ok(Some(Step::SleepUntil(t)));
         }
     }
-    settle(svc, m, creds, rows, i, fence, now).await?;
+    match m.content.follow_up {
+        Some(f) => {
+            let row = &mut rows[i];
+            let target = targets.and_then(|t| t.get(&(row.group.clone(), row.part)));
+            super::followup::settle(svc, m, f, creds, row, target, fence, now).await?
+        }
+        None => settle(svc, m, creds, rows, i, fence, now).await?,
+    }
     Ok(Some(Step::Continue))
 }
 
@@ -100,11 +113,11 @@ async fn settle(
 }
 
 /// What was read of a group's history, newest first.
-struct History {
-    messages: Vec<ChatMessage>,
+pub(super) struct History {
+    pub messages: Vec<ChatMessage>,
     /// Why the read did not reach back to `since` (`None`: it did, or it read it all).
-    partial: Option<String>,
-    pages: u32,
+    pub partial: Option<String>,
+    pub pages: u32,
 }
 
 /// Reads the group's history page by page, newest first, until it reaches before `since`
@@ -115,7 +128,7 @@ struct History {
 /// `total_count` reached; a later page with nothing new means `offset` is ignored, so the
 /// history cannot be paged, unless the first page already held less than a full page (then
 /// it was all there is). A message without a readable time does not count for reaching back.
-async fn read_back(
+pub(super) async fn read_back(
     svc: &EngineServices,
     creds: &WappiCreds,
     group: &GroupJid,

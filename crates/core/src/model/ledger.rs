@@ -163,6 +163,10 @@ pub struct Content {
     /// read back after a short wait, and only then do the others (see `mailing::canary`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub canary: bool,
+    /// Set on a follow-up: the mailing edits or deletes an earlier mailing's messages instead
+    /// of posting (see `model::followup`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follow_up: Option<crate::model::followup::FollowUp>,
 }
 
 /// How many groups a canary start posts to before it checks their delivery.
@@ -205,12 +209,15 @@ impl Content {
             images,
             caption,
             canary: false,
+            follow_up: None,
         }
     }
 
     /// The parts of the post in sending order. Numbering: part 0 always carries the text (a
     /// text message, or the captioned image) and goes last in its group; uncaptioned images are
     /// parts 1..=n in order, so a text-only mailing is exactly one part 0 per group as before.
+    /// A follow-up uploads no image: its parts only name the messages it acts on, and an edit
+    /// acts on the text part alone.
     pub fn parts(&self) -> Vec<Part<'_>> {
         let n = self.images.len();
         let uncaptioned = if self.caption { n.saturating_sub(1) } else { n };
@@ -232,6 +239,12 @@ impl Content {
             },
             text: Some(&self.text),
         });
+        if let Some(f) = self.follow_up {
+            parts.iter_mut().for_each(|p| p.image = None);
+            if f.action == crate::model::followup::Action::Edit {
+                parts.retain(|p| p.number == 0);
+            }
+        }
         parts
     }
 

@@ -66,6 +66,14 @@ pub enum Callback {
     UseSet(String),
     /// 🗑 under a group set (its short key).
     DeleteSet(String),
+    /// ✏️ under a report: fix the text of this mailing's post in every group.
+    FixPost(i64),
+    /// 🗑 under a report: delete this mailing's post in every group.
+    DeletePost(i64),
+    /// ✅ on the preview of a fix or a delete with this number (see `UserStore::begin_preview`).
+    ConfirmFollowUp(u64),
+    /// 🚀 under the report of a delete made to repost (that delete's mailing id).
+    Repost(i64),
     Unknown,
 }
 
@@ -99,6 +107,12 @@ impl Callback {
             ("sresume", _) => num().map_or(Callback::Unknown, Callback::ResumeSeries),
             ("sdel", _) => num().map_or(Callback::Unknown, Callback::DeleteSeries),
             ("sub", "") => Callback::Subscribe,
+            ("fix", _) => num().map_or(Callback::Unknown, Callback::FixPost),
+            ("rm", _) => num().map_or(Callback::Unknown, Callback::DeletePost),
+            ("fgo", _) => arg
+                .parse()
+                .map_or(Callback::Unknown, Callback::ConfirmFollowUp),
+            ("repost", _) => num().map_or(Callback::Unknown, Callback::Repost),
             ("setu", k) if is_key(k) => Callback::UseSet(k.to_string()),
             ("setd", k) if is_key(k) => Callback::DeleteSet(k.to_string()),
             ("imp", "start") => Callback::ImportStart,
@@ -139,6 +153,10 @@ impl Callback {
             Callback::ResumeSeries(id) => format!("sresume:{id}"),
             Callback::DeleteSeries(id) => format!("sdel:{id}"),
             Callback::Subscribe => "sub".into(),
+            Callback::FixPost(id) => format!("fix:{id}"),
+            Callback::DeletePost(id) => format!("rm:{id}"),
+            Callback::ConfirmFollowUp(seq) => format!("fgo:{seq}"),
+            Callback::Repost(id) => format!("repost:{id}"),
             Callback::UseSet(k) => format!("setu:{k}"),
             Callback::DeleteSet(k) => format!("setd:{k}"),
             Callback::ImportStart => "imp:start".into(),
@@ -197,6 +215,10 @@ mod tests {
             Callback::ResumeSeries(6),
             Callback::DeleteSeries(i64::MAX),
             Callback::Subscribe,
+            Callback::FixPost(12),
+            Callback::DeletePost(i64::MAX),
+            Callback::ConfirmFollowUp(u64::MAX),
+            Callback::Repost(3),
             Callback::UseSet("0a1b2c3d4e5f".into()),
             Callback::DeleteSet("0a1b2c3d4e5f".into()),
             Callback::ImportStart,
