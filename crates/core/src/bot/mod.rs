@@ -6,7 +6,7 @@
 //! that carries it out, each one `impl Ctx` of its own: `registration` (Wappi credentials,
 //! `/start`, language), `content` (the post's text and what a mailing would send), `images`
 //! (photos and the collage), `import` (the group list), `mailing` (start, cancel, progress),
-//! `schedule` (`/schedule`, `/schedules`), `subscription` (plans, invoices, access) and `operator` (operator commands, `/broadcast`).
+//! `schedule` (`/schedule`, `/schedules`), `history` (`/history` and its CSVs), `subscription` (plans, invoices, access) and `operator` (operator commands, `/broadcast`).
 //! What they all share, the context and the error, is in `ctx`, below all of them.
 
 use crate::bot::ctx::Ctx;
@@ -21,6 +21,9 @@ use crate::texts::{self};
 mod content;
 mod ctx;
 pub mod dialogue;
+mod history;
+#[cfg(test)]
+mod history_tests;
 mod images;
 #[cfg(test)]
 mod images_tests;
@@ -170,6 +173,7 @@ impl Ctx<'_> {
             Route::Schedules => self.list_schedules().await?,
             Route::Sets => self.list_sets().await?,
             Route::SaveSet(name) => self.save_set(&name).await?,
+            Route::History => self.history().await?,
             Route::Status => self.status().await?,
             Route::Subscribe => self.subscribe().await?,
             Route::Stats => self.stats().await?,
@@ -221,6 +225,7 @@ impl Ctx<'_> {
             Callback::Subscribe => self.subscribe().await?,
             Callback::UseSet(key) => self.use_set(&key).await?,
             Callback::DeleteSet(key) => self.delete_set(&key).await?,
+            Callback::HistoryCsv(id) => self.history_csv(MailingId(id)).await?,
             Callback::SetLang(lang) => self.set_lang(lang).await?,
             Callback::Pay(days) => self.pay(days).await?,
             Callback::MakeCollage => self.make_collage().await?,

@@ -66,6 +66,8 @@ pub enum Callback {
     UseSet(String),
     /// 🗑 under a group set (its short key).
     DeleteSet(String),
+    /// 📄 CSV under `/history`: the CSV of the user's mailing with this id.
+    HistoryCsv(i64),
     Unknown,
 }
 
@@ -99,6 +101,7 @@ impl Callback {
             ("sresume", _) => num().map_or(Callback::Unknown, Callback::ResumeSeries),
             ("sdel", _) => num().map_or(Callback::Unknown, Callback::DeleteSeries),
             ("sub", "") => Callback::Subscribe,
+            ("hcsv", _) => num().map_or(Callback::Unknown, Callback::HistoryCsv),
             ("setu", k) if is_key(k) => Callback::UseSet(k.to_string()),
             ("setd", k) if is_key(k) => Callback::DeleteSet(k.to_string()),
             ("imp", "start") => Callback::ImportStart,
@@ -141,6 +144,7 @@ impl Callback {
             Callback::Subscribe => "sub".into(),
             Callback::UseSet(k) => format!("setu:{k}"),
             Callback::DeleteSet(k) => format!("setd:{k}"),
+            Callback::HistoryCsv(id) => format!("hcsv:{id}"),
             Callback::ImportStart => "imp:start".into(),
             Callback::ImportToggle(i) => format!("impt:{i}"),
             Callback::ImportPage(p) => format!("impp:{p}"),
@@ -199,6 +203,8 @@ mod tests {
             Callback::Subscribe,
             Callback::UseSet("0a1b2c3d4e5f".into()),
             Callback::DeleteSet("0a1b2c3d4e5f".into()),
+            Callback::HistoryCsv(12),
+            Callback::HistoryCsv(i64::MAX),
             Callback::ImportStart,
             Callback::ImportToggle(13),
             Callback::ImportPage(2),
@@ -220,5 +226,8 @@ mod tests {
         // The ✅ of a preview sent before previews were numbered: number 0, always void.
         assert_eq!(Callback::parse("go"), Callback::ConfirmStart(0));
         assert_eq!(Callback::parse("go:x"), Callback::Unknown);
+        assert_eq!(Callback::parse("hcsv:12"), Callback::HistoryCsv(12));
+        assert_eq!(Callback::parse("hcsv:"), Callback::Unknown);
+        assert_eq!(Callback::parse("hcsv:1x"), Callback::Unknown);
     }
 }
