@@ -10,6 +10,7 @@ use chrono::TimeZone;
 use chrono_tz::Tz;
 
 pub mod followup;
+pub mod history;
 pub mod schedule;
 
 /// Named group sets (`/sets`, `/saveset`).
@@ -1270,6 +1271,7 @@ pub fn help(l: Lang) -> String {
          3. /groups — список групп (вставкой или импортом из WhatsApp)\n\
          4. /mailing — предпросмотр и запуск\n\
          /status — ход рассылки, /pause и /resume — пауза, /cancel — остановить\n\
+         /history — прошлые рассылки, у каждой 📄 CSV по группам\n\
          /schedule — запланировать пост (в том числе ежедневно), /schedules — расписания\n\
          /pace — темп, /tz — часовой пояс, /sets и /saveset — наборы групп\n\
          /subscribe — подписка, /lang — язык\n\n\
@@ -1280,6 +1282,7 @@ pub fn help(l: Lang) -> String {
          3. /groups — the group list (paste it or import it from WhatsApp)\n\
          4. /mailing — preview and start\n\
          /status — progress, /pause and /resume — pause, /cancel — stop\n\
+         /history — past mailings, each with a 📄 CSV by group\n\
          /schedule — schedule the post (daily too), /schedules — schedules\n\
          /pace — pace, /tz — time zone, /sets and /saveset — group sets\n\
          /subscribe — subscription, /lang — language\n\n\

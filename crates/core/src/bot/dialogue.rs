@@ -130,6 +130,8 @@ pub enum Intent {
     Sets,
     /// `/saveset <name>` (the raw arguments).
     SaveSet(String),
+    /// `/history`: the user's past mailings.
+    History,
     /// Operator: figures.
     Stats,
     /// Operator: `/grant <user_id> <days>` (the raw arguments).
@@ -198,6 +200,7 @@ impl Intent {
                 "schedules" => Some(Intent::Schedules),
                 "sets" => Some(Intent::Sets),
                 "saveset" => Some(Intent::SaveSet(args())),
+                "history" => Some(Intent::History),
                 _ => None,
             };
             if let Some(i) = intent {
@@ -285,6 +288,8 @@ pub enum Route {
     Sets,
     /// `/saveset <name>`.
     SaveSet(String),
+    /// `/history`.
+    History,
     /// 🖼️: show the photo set and wait for photos.
     Images,
     /// A photo to add to the set (`album`: the answer of the album it belongs to, if that
@@ -346,6 +351,7 @@ pub fn route(state: &DialogueState, registered: bool, intent: &Intent) -> Route 
         (_, I::Schedules) => Route::Schedules,
         (_, I::Sets) => Route::Sets,
         (_, I::SaveSet(name)) => Route::SaveSet(name.clone()),
+        (_, I::History) => Route::History,
         (DialogueState::AwaitSchedule, I::Text { text, .. }) => Route::Schedule(text.clone()),
         (DialogueState::AwaitFix { of }, I::Text { text, entities }) => Route::TakeFix {
             of: *of,
@@ -459,6 +465,8 @@ mod tests {
             ("/schedule", Intent::Schedule(String::new())),
             ("/schedules", Intent::Schedules),
             ("/sets", Intent::Sets),
+            ("/history", Intent::History),
+            ("/history@groupcast_bot", Intent::History),
             (
                 "/saveset Москва центр",
                 Intent::SaveSet("Москва центр".into()),
@@ -565,6 +573,20 @@ mod tests {
                 Route::Callback(Callback::ConfirmStart(1)),
             ),
             (S::Idle, true, Intent::Cancel, Route::Cancel),
+            (S::Idle, true, Intent::History, Route::History),
+            (S::AwaitText, true, Intent::History, Route::History),
+            (
+                S::Idle,
+                false,
+                Intent::History,
+                Route::FinishRegistrationFirst,
+            ),
+            (
+                S::Idle,
+                true,
+                Intent::Callback(Callback::HistoryCsv(3)),
+                Route::Callback(Callback::HistoryCsv(3)),
+            ),
             (S::Idle, false, Intent::Lang, Route::ChooseLang),
             (S::AwaitToken, false, Intent::Stats, Route::Stats),
         ];

@@ -7,7 +7,7 @@
 //! `/start`, language), `content` (the post's text and what a mailing would send), `images`
 //! (photos and the collage), `import` (the group list), `mailing` (start, cancel, progress),
 //! `schedule` (`/schedule`, `/schedules`), `followup` (✏️ / 🗑 under a report: fix or delete
-//! a post everywhere), `subscription` (plans, invoices, access) and `operator` (operator commands, `/broadcast`).
+//! a post everywhere), `history` (`/history` and its CSVs), `subscription` (plans, invoices, access) and `operator` (operator commands, `/broadcast`).
 //! What they all share, the context and the error, is in `ctx`, below all of them.
 
 use crate::bot::ctx::Ctx;
@@ -25,6 +25,9 @@ pub mod dialogue;
 mod followup;
 #[cfg(test)]
 mod followup_tests;
+mod history;
+#[cfg(test)]
+mod history_tests;
 mod images;
 #[cfg(test)]
 mod images_tests;
@@ -177,6 +180,7 @@ impl Ctx<'_> {
             Route::Schedules => self.list_schedules().await?,
             Route::Sets => self.list_sets().await?,
             Route::SaveSet(name) => self.save_set(&name).await?,
+            Route::History => self.history().await?,
             Route::Status => self.status().await?,
             Route::Subscribe => self.subscribe().await?,
             Route::Stats => self.stats().await?,
@@ -232,6 +236,7 @@ impl Ctx<'_> {
             Callback::Repost(id) => self.repost(MailingId(id)).await?,
             Callback::UseSet(key) => self.use_set(&key).await?,
             Callback::DeleteSet(key) => self.delete_set(&key).await?,
+            Callback::HistoryCsv(id) => self.history_csv(MailingId(id)).await?,
             Callback::SetLang(lang) => self.set_lang(lang).await?,
             Callback::Pay(days) => self.pay(days).await?,
             Callback::MakeCollage => self.make_collage().await?,

@@ -74,6 +74,8 @@ pub enum Callback {
     ConfirmFollowUp(u64),
     /// 🚀 under the report of a delete made to repost (that delete's mailing id).
     Repost(i64),
+    /// 📄 CSV under `/history`: the CSV of the user's mailing with this id.
+    HistoryCsv(i64),
     Unknown,
 }
 
@@ -113,6 +115,7 @@ impl Callback {
                 .parse()
                 .map_or(Callback::Unknown, Callback::ConfirmFollowUp),
             ("repost", _) => num().map_or(Callback::Unknown, Callback::Repost),
+            ("hcsv", _) => num().map_or(Callback::Unknown, Callback::HistoryCsv),
             ("setu", k) if is_key(k) => Callback::UseSet(k.to_string()),
             ("setd", k) if is_key(k) => Callback::DeleteSet(k.to_string()),
             ("imp", "start") => Callback::ImportStart,
@@ -159,6 +162,7 @@ impl Callback {
             Callback::Repost(id) => format!("repost:{id}"),
             Callback::UseSet(k) => format!("setu:{k}"),
             Callback::DeleteSet(k) => format!("setd:{k}"),
+            Callback::HistoryCsv(id) => format!("hcsv:{id}"),
             Callback::ImportStart => "imp:start".into(),
             Callback::ImportToggle(i) => format!("impt:{i}"),
             Callback::ImportPage(p) => format!("impp:{p}"),
@@ -221,6 +225,8 @@ mod tests {
             Callback::Repost(3),
             Callback::UseSet("0a1b2c3d4e5f".into()),
             Callback::DeleteSet("0a1b2c3d4e5f".into()),
+            Callback::HistoryCsv(12),
+            Callback::HistoryCsv(i64::MAX),
             Callback::ImportStart,
             Callback::ImportToggle(13),
             Callback::ImportPage(2),
@@ -242,5 +248,8 @@ mod tests {
         // The ✅ of a preview sent before previews were numbered: number 0, always void.
         assert_eq!(Callback::parse("go"), Callback::ConfirmStart(0));
         assert_eq!(Callback::parse("go:x"), Callback::Unknown);
+        assert_eq!(Callback::parse("hcsv:12"), Callback::HistoryCsv(12));
+        assert_eq!(Callback::parse("hcsv:"), Callback::Unknown);
+        assert_eq!(Callback::parse("hcsv:1x"), Callback::Unknown);
     }
 }
