@@ -39,6 +39,11 @@ async fn a_kill_9_in_the_middle_of_a_fix_edits_no_group_twice_and_skips_none() {
     w.server.restart().await;
     w.server.wait_done(fix, RUN).await;
     s::assert_each_edited_once(&w, &posted, fixed);
+    let settled = w.server.log_events("in-doubt follow-up checked");
+    assert!(
+        settled.iter().any(|e| e["outcome"] == "found"),
+        "the interrupted edit was found done in the history: {settled:?}"
+    );
 }
 
 #[tokio::test]
