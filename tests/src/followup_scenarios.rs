@@ -133,6 +133,18 @@ pub fn assert_each_edited_once<S: Bot>(w: &World<S>, posted: &Posted, text: &str
     assert_eq!(edits.len(), posted.messages.len(), "no other edit");
 }
 
+/// The group's history was read after its edit was cut off: the edit was settled there (found
+/// done), not guessed.
+pub fn assert_history_read<S: Bot>(w: &World<S>, group: &str) {
+    let reads = w
+        .wappi
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/api/sync/messages/get" && r.chat_id.as_deref() == Some(group))
+        .count();
+    assert!(reads > 0, "{group}'s history was read to settle its edit");
+}
+
 /// Every message of the post was deleted exactly once.
 pub fn assert_each_deleted_once<S: Bot>(w: &World<S>, posted: &Posted) {
     let deletes = w.wappi.deletes();

@@ -133,6 +133,8 @@ async fn an_edit_whose_answer_is_lost_is_settled_from_history_not_repeated() {
     let (svc, f, prof) = world().await;
     let groups = jids(2);
     let id = posted(&svc, &f, &prof, &groups).await;
+    // Minutes later (within the window): the message is older than the edit's own attempt.
+    f.clock.advance(5 * 60_000);
     press_button(&svc, &f, "fix:").await;
     say(&svc, text(ANNA, "Price 90")).await;
     press_button(&svc, &f, "fgo:").await;
