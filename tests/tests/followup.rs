@@ -34,7 +34,12 @@ async fn a_kill_9_in_the_middle_of_a_fix_edits_no_group_twice_and_skips_none() {
     });
     let carried = w.wappi.edits().len();
     wait_until("an edit hangs", RUN, || w.wappi.edits().len() > carried).await;
-    let hung = w.wappi.edits().last().and_then(|e| e.chat_id.clone()).unwrap();
+    let hung = w
+        .wappi
+        .edits()
+        .last()
+        .and_then(|e| e.chat_id.clone())
+        .unwrap();
     w.server.kill9();
     assert!(w.wappi.edits().len() < 10, "killed in the middle");
     w.server.restart().await;

@@ -52,6 +52,7 @@ impl Ctx<'_> {
                 text: &p.mailing.content.text,
                 tally: *tally,
                 series: p.series.map(|s| s.0),
+                follow_up: p.mailing.content.follow_up,
             })
             .collect();
         let buttons: Vec<(String, String)> = past

@@ -19,6 +19,8 @@ pub struct Entry<'a> {
     pub tally: Tally,
     /// The scheduled series it was a run of.
     pub series: Option<i64>,
+    /// A fix or a delete of an earlier mailing's post (see `model::followup`).
+    pub follow_up: Option<crate::model::followup::FollowUp>,
 }
 
 pub fn empty(l: Lang) -> String {
@@ -75,6 +77,20 @@ pub fn entry(l: Lang, e: &Entry<'_>) -> String {
             t.left
         ),
     );
+    if let Some(f) = e.follow_up {
+        use crate::model::followup::Action;
+        s.push('\n');
+        s.push_str(&match f.action {
+            Action::Edit => l.pick(
+                format!("✏️ Исправление поста рассылки #{}", f.of.0),
+                format!("✏️ A fix of mailing #{}'s post", f.of.0),
+            ),
+            Action::Delete => l.pick(
+                format!("🗑 Удаление поста рассылки #{}", f.of.0),
+                format!("🗑 A delete of mailing #{}'s post", f.of.0),
+            ),
+        });
+    }
     if let Some(series) = e.series {
         s.push('\n');
         s.push_str(&l.pick(
@@ -180,6 +196,7 @@ mod tests {
                 left: 0,
             },
             series: Some(3),
+            follow_up: None,
         };
         assert_eq!(
             entry(Lang::Ru, &e),
@@ -197,6 +214,23 @@ mod tests {
         assert_eq!(
             en,
             "#12 · 26.11.2026 14:03 · finished\n(no text)\nSent 3 · Failed 1 · In doubt 1 · Left 0"
+        );
+        let fix = crate::model::followup::FollowUp {
+            of: crate::model::ids::MailingId(11),
+            action: crate::model::followup::Action::Edit,
+            repost: false,
+        };
+        let fixed = entry(
+            Lang::En,
+            &Entry {
+                series: None,
+                follow_up: Some(fix),
+                ..e
+            },
+        );
+        assert!(
+            fixed.ends_with("Left 0\n✏️ A fix of mailing #11's post"),
+            "{fixed}"
         );
     }
 }
