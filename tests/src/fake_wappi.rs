@@ -940,27 +940,10 @@ impl Inner {
             .pop_front()
             .or_else(|| self.storm_fault(&pid))
             .or_else(|| self.random_fault());
-        let mut then = Then::Answer;
-        let mut visible_after_ms = 0;
-        match fault {
-            Some(Fault::Status(code, body)) => return raw_refusal(req, code, body),
-            Some(Fault::RateLimit { retry_after_secs }) => {
-                return rate_limited(req, retry_after_secs)
-            }
-            Some(Fault::NotAuthorized) => return refuse(req, 200, "Not authorized in whatsapp"),
-            Some(Fault::DropBeforeAccept) => return dropped(req),
-            Some(Fault::DropAfterAccept) => then = Then::Drop,
-            Some(Fault::Delay(d)) => then = Then::Delay(d),
-            Some(Fault::AcceptThenStatus(code)) => then = Then::Status(code),
-            Some(Fault::Slow {
-                visible_after,
-                answer_after,
-            }) => {
-                then = Then::Delay(answer_after);
-                visible_after_ms = visible_after.as_millis() as i64;
-            }
-            None => {}
-        }
+        let (then, visible_after_ms) = match carried_out(req, fault) {
+            Ok(effect) => effect,
+            Err(reply) => return reply,
+        };
         let chatter = self.chatter_after(json);
         let null_fields = self.null_fields;
         let strict = self.strict_recipients;
@@ -1072,24 +1055,14 @@ impl Inner {
     /// found`), that an edit of an image changes its caption, that a deleted message stays in
     /// `messages/get` with `isDeleted: true` and no text, and that edits are not held to
     /// WhatsApp's edit window (the client keeps to it). Faults apply as to sends; a `Slow` one
-    /// makes the change visible at once and holds the answer.
+    /// makes the change visible at once (whatever its `visible_after`) and holds the answer.
     fn change(&mut self, req: &mut Request, json: Option<&Value>) -> Reply {
         let pid = req.profile_id.clone();
         let fault = self.send_faults.pop_front();
-        let mut then = Then::Answer;
-        match fault {
-            Some(Fault::Status(code, body)) => return raw_refusal(req, code, body),
-            Some(Fault::RateLimit { retry_after_secs }) => {
-                return rate_limited(req, retry_after_secs)
-            }
-            Some(Fault::NotAuthorized) => return refuse(req, 200, "Not authorized in whatsapp"),
-            Some(Fault::DropBeforeAccept) => return dropped(req),
-            Some(Fault::DropAfterAccept) => then = Then::Drop,
-            Some(Fault::Delay(d)) => then = Then::Delay(d),
-            Some(Fault::AcceptThenStatus(code)) => then = Then::Status(code),
-            Some(Fault::Slow { answer_after, .. }) => then = Then::Delay(answer_after),
-            None => {}
-        }
+        let (then, _) = match carried_out(req, fault) {
+            Ok(effect) => effect,
+            Err(reply) => return reply,
+        };
         let profile = self.profiles.get_mut(&pid).expect("checked by process");
         if !profile.authorized {
             return refuse(req, 200, "Not authorized in whatsapp");
@@ -1529,6 +1502,28 @@ fn member_message(chat: &str, k: usize, time: i64, nulls: bool) -> Value {
         }
     }
     msg
+}
+
+/// What a queued fault does to a send or a change: refused before anything is carried out
+/// (`Err`: the answer), or carried out and then answered as `Then` says, the message showing
+/// this many ms after the request (a `Slow` send).
+fn carried_out(req: &mut Request, fault: Option<Fault>) -> Result<(Then, i64), Reply> {
+    Ok(match fault {
+        Some(Fault::Status(code, body)) => return Err(raw_refusal(req, code, body)),
+        Some(Fault::RateLimit { retry_after_secs }) => {
+            return Err(rate_limited(req, retry_after_secs))
+        }
+        Some(Fault::NotAuthorized) => return Err(refuse(req, 200, "Not authorized in whatsapp")),
+        Some(Fault::DropBeforeAccept) => return Err(dropped(req)),
+        Some(Fault::DropAfterAccept) => (Then::Drop, 0),
+        Some(Fault::Delay(d)) => (Then::Delay(d), 0),
+        Some(Fault::AcceptThenStatus(code)) => (Then::Status(code), 0),
+        Some(Fault::Slow {
+            visible_after,
+            answer_after,
+        }) => (Then::Delay(answer_after), visible_after.as_millis() as i64),
+        None => (Then::Answer, 0),
+    })
 }
 
 fn refuse(req: &mut Request, http: u16, detail: &str) -> Reply {

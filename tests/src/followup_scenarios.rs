@@ -4,6 +4,8 @@
 //! what text, how many times.
 
 use crate::fake_telegram::SentMessage;
+use crate::fake_wappi::Fault;
+use crate::harness::wait_until;
 use crate::world::{Account, Bot, Person, World};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -131,6 +133,55 @@ pub fn assert_each_edited_once<S: Bot>(w: &World<S>, posted: &Posted, text: &str
         assert_eq!(shown, Some((text.to_string(), true, false)), "{group}");
     }
     assert_eq!(edits.len(), posted.messages.len(), "no other edit");
+}
+
+/// A fix whose run is cut off in the middle (see [`a_fix_hangs_midway`]).
+pub struct CutFix {
+    pub posted: Posted,
+    pub fixed: String,
+    /// The fix's mailing id.
+    pub id: i64,
+    /// The group whose edit was carried out but not answered when the runtime stopped.
+    pub hung: String,
+}
+
+/// User `user` on account `n` posts to 10 groups and fixes the post; once three edits are
+/// carried out, the next one is carried out but its answer is held for 30 s. The test then
+/// stops the runtime (its row is `sending`) and starts it again.
+pub async fn a_fix_hangs_midway<S: Bot>(w: &World<S>, user: i64, n: u32, text: &str) -> CutFix {
+    let posted = posts(w, user, n, 10, text).await;
+    let fixed = format!("{text} (исправлено)");
+    let preview = asks_to_fix(w, user, &posted.report, &fixed).await;
+    let id = confirms(w, user, &preview).await;
+    wait_until("three edits carried out", RUN, || {
+        w.wappi.edits().len() >= 3
+    })
+    .await;
+    w.wappi.push_fault(Fault::Slow {
+        visible_after: Duration::ZERO,
+        answer_after: Duration::from_secs(30),
+    });
+    let carried = w.wappi.edits().len();
+    wait_until("an edit hangs", RUN, || w.wappi.edits().len() > carried).await;
+    let hung = w
+        .wappi
+        .edits()
+        .last()
+        .and_then(|e| e.chat_id.clone())
+        .unwrap();
+    CutFix {
+        posted,
+        fixed,
+        id,
+        hung,
+    }
+}
+
+/// After a fix cut off in the middle is over: no group edited twice, none skipped, and the
+/// cut-off edit settled from its group's history.
+pub fn assert_cut_fix_settled<S: Bot>(w: &World<S>, cut: &CutFix) {
+    assert_each_edited_once(w, &cut.posted, &cut.fixed);
+    assert_history_read(w, &cut.hung);
 }
 
 /// The group's history was read after its edit was cut off: the edit was settled there (found

@@ -2,11 +2,8 @@
 //! `kill -9` in the middle of a fix, and the edit window refused with delete-and-repost
 //! offered. Judged by what the fake Wappi carried out.
 
-use groupcast_e2e::fake_wappi::Fault;
 use groupcast_e2e::followup_scenarios::{self as s, RUN};
-use groupcast_e2e::harness::wait_until;
 use groupcast_e2e::world::World;
-use std::time::Duration;
 
 #[tokio::test]
 async fn a_post_is_fixed_then_deleted_in_every_group_once() {
@@ -17,35 +14,12 @@ async fn a_post_is_fixed_then_deleted_in_every_group_once() {
 #[tokio::test]
 async fn a_kill_9_in_the_middle_of_a_fix_edits_no_group_twice_and_skips_none() {
     let mut w = World::start().await; // WAPPI_TIMEOUT_SECS=3
-    let user = 5602;
-    let posted = s::posts(&w, user, 82, 10, "Гараж, 18 м². Цена 300 000 ₽").await;
-    let fixed = "Гараж, 18 м². Цена 280 000 ₽";
-    let preview = s::asks_to_fix(&w, user, &posted.report, fixed).await;
-    let fix = s::confirms(&w, user, &preview).await;
-    wait_until("three edits carried out", RUN, || {
-        w.wappi.edits().len() >= 3
-    })
-    .await;
-    // The next edit is carried out at once but its answer is held: the process dies with
-    // that row marked `sending`.
-    w.wappi.push_fault(Fault::Slow {
-        visible_after: Duration::ZERO,
-        answer_after: Duration::from_secs(30),
-    });
-    let carried = w.wappi.edits().len();
-    wait_until("an edit hangs", RUN, || w.wappi.edits().len() > carried).await;
-    let hung = w
-        .wappi
-        .edits()
-        .last()
-        .and_then(|e| e.chat_id.clone())
-        .unwrap();
+    let cut = s::a_fix_hangs_midway(&w, 5602, 82, "Гараж, 18 м². Цена 300 000 ₽").await;
     w.server.kill9();
     assert!(w.wappi.edits().len() < 10, "killed in the middle");
     w.server.restart().await;
-    w.server.wait_done(fix, RUN).await;
-    s::assert_each_edited_once(&w, &posted, fixed);
-    s::assert_history_read(&w, &hung);
+    w.server.wait_done(cut.id, RUN).await;
+    s::assert_cut_fix_settled(&w, &cut);
 }
 
 #[tokio::test]

@@ -1,12 +1,9 @@
 //! After the send (issue 16) on the Cloudflare Worker under `wrangler dev`: the scenarios of
-//! `followup.rs`, the crash being a restart of `wrangler dev` (the Durable Object reset) while
-//! an edit's answer is held.
+//! `followup.rs`, the crash being a stop and restart of `wrangler dev` (the Durable Object
+//! reset) while an edit's answer is held.
 
-use groupcast_e2e::fake_wappi::Fault;
 use groupcast_e2e::followup_scenarios::{self as s, RUN};
-use groupcast_e2e::harness::wait_until;
 use groupcast_e2e::worker_harness::{worker_world, worker_world_with};
-use std::time::Duration;
 
 #[tokio::test]
 async fn worker_a_post_is_fixed_then_deleted_in_every_group_once() {
@@ -20,33 +17,12 @@ async fn worker_a_restart_in_the_middle_of_a_fix_edits_no_group_twice_and_skips_
         vars.insert("WAPPI_TIMEOUT_SECS".into(), "10".into());
     })
     .await;
-    let user = 5612;
-    let posted = s::posts(&w, user, 92, 10, "Воркер: гараж. Цена 300 000 ₽").await;
-    let fixed = "Воркер: гараж. Цена 280 000 ₽";
-    let preview = s::asks_to_fix(&w, user, &posted.report, fixed).await;
-    let fix = s::confirms(&w, user, &preview).await;
-    wait_until("three edits carried out", RUN, || {
-        w.wappi.edits().len() >= 3
-    })
-    .await;
-    w.wappi.push_fault(Fault::Slow {
-        visible_after: Duration::ZERO,
-        answer_after: Duration::from_secs(30),
-    });
-    let carried = w.wappi.edits().len();
-    wait_until("an edit hangs", RUN, || w.wappi.edits().len() > carried).await;
-    let hung = w
-        .wappi
-        .edits()
-        .last()
-        .and_then(|e| e.chat_id.clone())
-        .unwrap();
+    let cut = s::a_fix_hangs_midway(&w, 5612, 92, "Воркер: гараж. Цена 300 000 ₽").await;
     w.server.stop().await;
     assert!(w.wappi.edits().len() < 10, "stopped in the middle");
     w.server.restart().await;
-    w.server.wait_status(fix, "done", RUN).await;
-    s::assert_each_edited_once(&w, &posted, fixed);
-    s::assert_history_read(&w, &hung);
+    w.server.wait_status(cut.id, "done", RUN).await;
+    s::assert_cut_fix_settled(&w, &cut);
 }
 
 #[tokio::test]

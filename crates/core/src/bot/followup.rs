@@ -12,9 +12,8 @@ use crate::model::followup::{self, Action, FollowUp};
 use crate::model::ids::MailingId;
 use crate::model::ledger::MAX_CAPTION_CHARS;
 use crate::model::ledger::{group_outcomes, Delivery, DeliveryState, Mailing, NewMailing};
-use crate::ports::{DbError, GroupEntry};
+use crate::ports::GroupEntry;
 use crate::telegram::callback::Callback;
-use crate::telegram::markup::to_whatsapp;
 use crate::telegram::{InlineKeyboardMarkup, MessageEntity, ReplyMarkup};
 use crate::texts;
 use serde::{Deserialize, Serialize};
@@ -67,17 +66,9 @@ impl Ctx<'_> {
         entities: &[MessageEntity],
     ) -> Result<(), BotError> {
         let l = self.lang();
-        let converted = to_whatsapp(text, entities);
-        if converted.trim().is_empty() {
-            self.say(&texts::text_empty(l)).await?;
+        let Some(converted) = self.post_text(text, entities).await? else {
             return Ok(());
-        }
-        let len = text.encode_utf16().count();
-        if len > MAX_TEXT_UTF16 {
-            self.say(&texts::text_too_long(l, len, MAX_TEXT_UTF16))
-                .await?;
-            return Ok(());
-        }
+        };
         let Some((m, rows)) = self.finished_post(of).await? else {
             self.set_state(&DialogueState::Idle).await?;
             return Ok(());
@@ -223,13 +214,8 @@ impl Ctx<'_> {
             skipped: Vec::new(),
             now: self.svc.now_ms(),
         };
-        let id = match self.svc.db.create_mailing(&new).await {
-            Ok(id) => id,
-            Err(DbError::AlreadyActive) => {
-                self.say(&texts::already_running(l)).await?;
-                return Ok(());
-            }
-            Err(e) => return Err(e.into()),
+        let Some(id) = self.create_mailing(&new).await? else {
+            return Ok(());
         };
         tracing::info!(
             event = "follow_up_started",
@@ -243,9 +229,7 @@ impl Ctx<'_> {
             .estimate(new.groups.len(), new.content.parts().len())
             .await?;
         let text = texts::followup::started(l, id.0, f.action, new.groups.len(), eta.secs);
-        crate::mailing::scheduled::announce_start(self.svc, id, self.chat, l, &text).await?;
-        self.svc.intake.enqueue(id).await?;
-        Ok(())
+        self.hand_over(id, &text).await
     }
 
     /// 🚀 under a repost's report: the corrected text and the groups the post was deleted from
