@@ -1272,6 +1272,7 @@ pub fn help(l: Lang) -> String {
          4. /mailing — предпросмотр и запуск\n\
          /status — ход рассылки, /pause и /resume — пауза, /cancel — остановить\n\
          /history — прошлые рассылки, у каждой 📄 CSV по группам\n\
+         ✏️ / 🗑 под отчётом — исправить текст или удалить пост во всех группах\n\
          /schedule — запланировать пост (в том числе ежедневно), /schedules — расписания\n\
          /pace — темп, /tz — часовой пояс, /sets и /saveset — наборы групп\n\
          /subscribe — подписка, /lang — язык\n\n\
@@ -1283,6 +1284,7 @@ pub fn help(l: Lang) -> String {
          4. /mailing — preview and start\n\
          /status — progress, /pause and /resume — pause, /cancel — stop\n\
          /history — past mailings, each with a 📄 CSV by group\n\
+         ✏️ / 🗑 under a report — fix the text or delete the post in every group\n\
          /schedule — schedule the post (daily too), /schedules — schedules\n\
          /pace — pace, /tz — time zone, /sets and /saveset — group sets\n\
          /subscribe — subscription, /lang — language\n\n\
