@@ -217,40 +217,36 @@ pub async fn report_text(
     }
 }
 
-/// The buttons under a report: ✏️ and 🗑 (acting on the post, also from a fix's report) while
-/// some group has a message of it; 🚀 under a repost's delete, to send the corrected post.
+/// The buttons under a report: ✏️ and 🗑 acting on the post (also under a fix's report) once
+/// some group got it; 🚀 under a repost's delete, to send the corrected post.
 pub fn report_keyboard(lang: Lang, m: &Mailing, rows: &[Delivery]) -> Option<InlineKeyboardMarkup> {
     use crate::model::followup::Action;
     use crate::telegram::callback::Callback;
-    let reached = rows.iter().any(|r| r.state == DeliveryState::Sent);
-    let buttons = match m.content.follow_up {
-        None => vec![
-            (
-                texts::followup::fix_button(lang),
-                Callback::FixPost(m.id.0).data(),
-            ),
-            (
-                texts::followup::delete_button(lang),
-                Callback::DeletePost(m.id.0).data(),
-            ),
-        ],
-        Some(f) if f.action == Action::Edit => vec![
-            (
-                texts::followup::fix_button(lang),
-                Callback::FixPost(f.of.0).data(),
-            ),
-            (
-                texts::followup::delete_button(lang),
-                Callback::DeletePost(f.of.0).data(),
-            ),
-        ],
-        Some(f) if f.repost => vec![(
-            texts::followup::repost_button(lang),
-            Callback::Repost(m.id.0).data(),
-        )],
+    if !rows.iter().any(|r| r.state == DeliveryState::Sent) {
+        return None;
+    }
+    let post = match m.content.follow_up {
+        None => m.id,
+        Some(f) if f.action == Action::Edit => f.of,
+        Some(f) if f.repost => {
+            let repost = (
+                texts::followup::repost_button(lang),
+                Callback::Repost(m.id.0).data(),
+            );
+            return Some(InlineKeyboardMarkup::rows(vec![vec![repost]]));
+        }
         Some(_) => return None,
     };
-    reached.then(|| InlineKeyboardMarkup::rows(vec![buttons]))
+    Some(InlineKeyboardMarkup::rows(vec![vec![
+        (
+            texts::followup::fix_button(lang),
+            Callback::FixPost(post.0).data(),
+        ),
+        (
+            texts::followup::delete_button(lang),
+            Callback::DeletePost(post.0).data(),
+        ),
+    ]]))
 }
 
 /// The user's label of each group (`texts::group_label`, named as stored in the user's list).
