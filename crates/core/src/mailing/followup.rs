@@ -4,8 +4,8 @@
 //! earlier mailing's row left in that group, and a row whose outcome is unknown is settled by
 //! finding that message in the group's history.
 
+use super::history::{read_back, CLOCK_SKEW_MS};
 use super::outcome::{self, Event};
-use super::settle::{read_back, CLOCK_SKEW_MS};
 use super::{Cursor, EngineError, Step};
 use crate::model::followup::{self, Action, FollowUp, Message, Seen, Target};
 use crate::model::ledger::{Delivery, Mailing};

@@ -17,7 +17,8 @@
 //! first groups' delivery is seen; `report` tells the user (progress,
 //! pause, the final report); `scheduled` turns a series' due run into a mailing; `audit` reads
 //! a finished mailing's delivery back; `followup` edits or deletes an earlier mailing's posts
-//! (a mailing whose rows aim at those messages).
+//! (a mailing whose rows aim at those messages); `history` reads a group's history back for
+//! `settle` and `followup`.
 
 use crate::model::ids::ImageId;
 use crate::model::lang::Lang;
@@ -34,6 +35,7 @@ mod breaker;
 mod canary;
 pub mod engine;
 mod followup;
+mod history;
 mod outcome;
 mod report;
 pub mod scheduled;

@@ -5,32 +5,10 @@
 //! groups it reaches, what each row aims at, the edit window, and how a group's history
 //! settles a row whose outcome is unknown.
 
-use crate::model::ids::{GroupJid, MailingId};
+use crate::model::ids::GroupJid;
+pub use crate::model::ledger::{Action, FollowUp};
 use crate::model::ledger::{Content, Delivery, DeliveryState};
-use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-
-/// What a follow-up does to each message of the earlier post.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    /// Replace the text (of the text message, or the caption of the captioned collage).
-    Edit,
-    /// Delete for everyone, every part (photos and text).
-    Delete,
-}
-
-/// The follow-up a mailing is, stored in its content snapshot (`Content::follow_up`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FollowUp {
-    /// The mailing whose posts it acts on.
-    pub of: MailingId,
-    pub action: Action,
-    /// A delete that makes room for a corrected post (the edit window had closed): its report
-    /// offers to send the corrected text, which the content carries, to the same groups.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub repost: bool,
-}
 
 /// How long WhatsApp lets a sent message be edited: 15 minutes (the limit documented for
 /// WhatsApp gateways' edit calls; `EDIT_WINDOW_SECS` changes it).
@@ -168,6 +146,7 @@ pub fn seen<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ids::MailingId;
 
     fn row(
         group: &str,

@@ -166,7 +166,30 @@ pub struct Content {
     /// Set on a follow-up: the mailing edits or deletes an earlier mailing's messages instead
     /// of posting (see `model::followup`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub follow_up: Option<crate::model::followup::FollowUp>,
+    pub follow_up: Option<FollowUp>,
+}
+
+/// What a follow-up does to each message of the earlier post.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Replace the text (of the text message, or the caption of the captioned collage).
+    Edit,
+    /// Delete for everyone, every part (photos and text).
+    Delete,
+}
+
+/// The follow-up a mailing is, stored in its content snapshot (`Content::follow_up`); its rules
+/// are in `model::followup`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FollowUp {
+    /// The mailing whose posts it acts on.
+    pub of: crate::model::ids::MailingId,
+    pub action: Action,
+    /// A delete that makes room for a corrected post (the edit window had closed): its report
+    /// offers to send the corrected text, which the content carries, to the same groups.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub repost: bool,
 }
 
 /// How many groups a canary start posts to before it checks their delivery.
@@ -241,7 +264,7 @@ impl Content {
         });
         if let Some(f) = self.follow_up {
             parts.iter_mut().for_each(|p| p.image = None);
-            if f.action == crate::model::followup::Action::Edit {
+            if f.action == Action::Edit {
                 parts.retain(|p| p.number == 0);
             }
         }
