@@ -40,11 +40,14 @@ pub(super) async fn wait_and_take(
     // The slot the pacer will give, as far as can be told without taking it; a post the
     // account's plan holds for later is armed ahead of its time like a pacer's slot, so its
     // durable write is done before the planned instant too.
-    let pace = match (peek(svc, m, cursor, i, now).await?, cursor.aim) {
-        (Pace::Go, Some(a)) if a > now && cursor.slot.is_none() => Pace::WaitUntil(a),
-        (Pace::WaitUntil(t), Some(a)) if a > t => Pace::WaitUntil(a),
-        (pace, _) => pace,
+    let (pace, planned) = match (peek(svc, m, cursor, i, now).await?, cursor.aim) {
+        (Pace::Go, Some(a)) if a > now && cursor.slot.is_none() => (Pace::WaitUntil(a), true),
+        (Pace::WaitUntil(t), Some(a)) if a > t => (Pace::WaitUntil(a), true),
+        (pace, _) => (pace, false),
     };
+    // Armed ahead of the plan's time, the row's first attempt is still that time: the plan
+    // times the next post from it (a pacer's wait keeps the arming moment, as always).
+    let armed_at = |opens_at: i64| if planned { opens_at.max(now) } else { now };
     let opens_at = match pace {
         Pace::Go => now,
         Pace::WaitUntil(t) if t - now > ARM_LEAD_MS => {
@@ -53,7 +56,7 @@ pub(super) async fn wait_and_take(
             return Ok(Slot::Paused(t - ARM_LEAD_MS));
         }
         Pace::WaitUntil(t) => {
-            arm(svc, cursor, i, fence, now).await?;
+            arm(svc, cursor, i, fence, armed_at(t)).await?;
             aim(cursor, t, now);
             if t - now > PRE_PACE_MS {
                 return Ok(Slot::Wait(Step::SleepUntil(t - PRE_PACE_MS)));
@@ -61,7 +64,7 @@ pub(super) async fn wait_and_take(
             t
         }
     };
-    arm(svc, cursor, i, fence, now).await?;
+    arm(svc, cursor, i, fence, armed_at(opens_at)).await?;
     aim(cursor, opens_at, now);
     // Still the holder? A runner paused past its lease (SIGSTOP, swap) must not send: the
     // armed row stays `sending` and the new holder settles it.
