@@ -91,6 +91,14 @@ async fn main() -> anyhow::Result<()> {
             scale::scale(accounts, groups, Backend::Redis { processes: 2 }).await?;
         }
     }
+    // Only the waiting half of `scale`.
+    if args.iter().any(|a| a == "waiting") {
+        let [accounts] = sizes(&args, "waiting", [10_000]);
+        scale::waiting(accounts, Backend::Embedded).await?;
+        if redis {
+            scale::waiting(accounts, Backend::Redis { processes: 2 }).await?;
+        }
+    }
     if want("burst") {
         let [accounts, groups] = sizes(&args, "burst", [1_000, 20]);
         scale::burst(accounts, groups, Backend::Embedded).await?;
@@ -170,7 +178,8 @@ fn seed(db_path: &Path, wappi: &FakeWappi, s: &Seed, now_ms: i64) -> anyhow::Res
         tx.execute(
             "INSERT INTO users (id, lang, wappi_token_enc, profile_id, subscription_until, dialogue, created_at, pace)
              VALUES (?1, 'ru', ?2, ?3, ?4, '', ?5, ?6)",
-            rusqlite::params![user, enc, profile, now_ms / 1000 + 86_400, now_ms, s.pace],
+            // A month of subscription: no reminder is due during a run.
+            rusqlite::params![user, enc, profile, now_ms / 1000 + 30 * 86_400, now_ms, s.pace],
         )?;
         let text = format!("Benchmark post of user {user}");
         tx.execute(

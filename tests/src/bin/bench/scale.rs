@@ -11,8 +11,9 @@
 //!   by a late wake-up); the fake Wappi stamps the request's arrival. Lateness = arrival −
 //!   planned, per post. A mailing's first post is left out (every mailing's first post is due
 //!   at start-up, all at once: that is the start-up figure);
-//! - fsyncs: `strace -f -c -e trace=fsync,fdatasync` attached to the server during the run,
-//!   divided by the posts that arrived meanwhile.
+//! - fsyncs: `perf stat -e syscalls:sys_enter_fsync,syscalls:sys_enter_fdatasync` attached to
+//!   the first server during the run (kernel tracepoints: the process is not slowed), divided
+//!   by the posts that arrived meanwhile (`BENCH_NO_FSYNCS=1` leaves it out).
 
 use super::{now_ms, seeded, Backend, Seed};
 use std::collections::HashMap;
@@ -81,8 +82,7 @@ fn pct(sorted: &[i64], p: f64) -> i64 {
     sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
 }
 
-/// `strace -c` of the server's fsyncs, attached for as long as it lives: call it before the
-/// work and read it after.
+/// `perf stat` of the server's fsync and fdatasync calls: attach before the work, read after.
 struct FsyncCount {
     child: std::process::Child,
     out: std::path::PathBuf,
@@ -90,9 +90,16 @@ struct FsyncCount {
 
 impl FsyncCount {
     fn attach(pid: u32, dir: &std::path::Path) -> Option<FsyncCount> {
-        let out = dir.join(format!("strace-{pid}.txt"));
-        let child = std::process::Command::new("strace")
-            .args(["-f", "-c", "-e", "trace=fsync,fdatasync", "-o"])
+        let out = dir.join(format!("fsyncs-{pid}.txt"));
+        let child = std::process::Command::new("perf")
+            .args([
+                "stat",
+                "-x",
+                ",",
+                "-e",
+                "syscalls:sys_enter_fsync,syscalls:sys_enter_fdatasync",
+                "-o",
+            ])
             .arg(&out)
             .args(["-p", &pid.to_string()])
             .stderr(std::process::Stdio::null())
@@ -111,12 +118,8 @@ impl FsyncCount {
         let text = std::fs::read_to_string(&self.out).ok()?;
         Some(
             text.lines()
-                .filter(|l| l.ends_with("fsync") || l.ends_with("fdatasync"))
-                .filter_map(|l| {
-                    let f: Vec<&str> = l.split_whitespace().collect();
-                    // % time, seconds, usecs/call, calls, [errors], syscall
-                    f.get(3).and_then(|c| c.parse::<u64>().ok())
-                })
+                .filter(|l| l.contains("sys_enter_f"))
+                .filter_map(|l| l.split(',').next()?.trim().parse::<u64>().ok())
                 .sum(),
         )
     }
@@ -143,7 +146,7 @@ pub async fn scale(accounts: u32, groups: u32, backend: Backend) -> anyhow::Resu
     )
     .await?;
     let pids: Vec<u32> = rig.servers.iter().filter_map(|s| s.pid()).collect();
-    let strace = std::env::var("BENCH_NO_STRACE")
+    let strace = std::env::var("BENCH_NO_FSYNCS")
         .is_err()
         .then(|| FsyncCount::attach(pids[0], rig._dirs[0].path()))
         .flatten();
@@ -240,7 +243,7 @@ pub async fn scale(accounts: u32, groups: u32, backend: Backend) -> anyhow::Resu
 
 /// `accounts` mailings all held by their pace (the window is closed): the CPU of the servers
 /// while every mailing waits, and their RSS.
-async fn waiting(accounts: u32, backend: Backend) -> anyhow::Result<()> {
+pub async fn waiting(accounts: u32, backend: Backend) -> anyhow::Result<()> {
     let mut rig = seeded(
         "5",
         Seed {
@@ -275,13 +278,15 @@ async fn waiting(accounts: u32, backend: Backend) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(10)).await;
     let window = Duration::from_secs(20);
     let cpu0 = cpu_secs(&pids);
+    let tg0 = rig._tg.calls().len();
     tokio::time::sleep(window).await;
     let cpu = cpu_secs(&pids) - cpu0;
+    let tg = rig._tg.calls().len() - tg0;
     let rss = rig.peak_rss_kib();
     let sends = rig.wappi.deliveries().len();
     rig.stop();
     println!(
-        "  waiting [{}]: {accounts} mailings all held by their pace, CPU {:.2} % of one core over {} s (target <= 5 %), peak RSS {:.1} MB, sends meanwhile {sends}",
+        "  waiting [{}]: {accounts} mailings all held by their pace, CPU {:.2} % of one core over {} s (target <= 5 %), peak RSS {:.1} MB; meanwhile {sends} sends and {tg} Telegram calls (the holds being shown, at the Bot API's 30/s)",
         backend.label(),
         100.0 * cpu / window.as_secs_f64(),
         window.as_secs(),
@@ -305,7 +310,7 @@ pub async fn burst(accounts: u32, groups: u32, backend: Backend) -> anyhow::Resu
     )
     .await?;
     let pids: Vec<u32> = rig.servers.iter().filter_map(|s| s.pid()).collect();
-    let strace = std::env::var("BENCH_NO_STRACE")
+    let strace = std::env::var("BENCH_NO_FSYNCS")
         .is_err()
         .then(|| FsyncCount::attach(pids[0], rig._dirs[0].path()))
         .flatten();
@@ -441,6 +446,19 @@ pub async fn press(groups: usize) -> anyhow::Result<()> {
     let sends = w.wappi.deliveries();
     let first = sends.iter().map(|r| r.at_ms).min().unwrap_or(0);
     let last = sends.iter().map(|r| r.at_ms).max().unwrap_or(0);
+    if std::env::var("BENCH_TRACE").is_ok() {
+        for r in w
+            .wappi
+            .requests()
+            .iter()
+            .filter(|r| r.at_ms >= pressed && r.at_ms <= first)
+        {
+            eprintln!("  +{} ms wappi {}", r.at_ms - pressed, r.path);
+        }
+        for c in w.tg.calls().iter() {
+            eprintln!("  tg {c:?}");
+        }
+    }
     println!(
         "press [server], {groups} groups at 5/s through the bot: press -> first post {} ms (target <= 300), posts span {:.2} s, last post -> report {} ms (target <= 1000), press -> report {:.2} s",
         first - pressed,
