@@ -5,7 +5,10 @@
 //! The file runs in WAL mode with `synchronous=FULL`: every commit is fsynced, so a ledger row
 //! marked `sending` is on disk before the Wappi call that follows it, even across a power loss.
 //! One connection sits behind a mutex; every async method runs its SQL on tokio's blocking pool
-//! so that a slow fsync never stalls the runtime. Errors become `DbError::Backend` texts built
+//! so that a slow fsync never stalls the runtime. The writes of the mailing engine's hot path
+//! (a ledger row's change, a claim, the progress stamp) are group-committed ([`GroupCommit`]):
+//! those waiting together share one transaction, so one fsync, and each caller is answered only
+//! after that commit, so a row marked `sending` is still on disk before its call. Errors become `DbError::Backend` texts built
 //! from SQLite's own messages, which never contain bound parameter values.
 
 use std::collections::HashMap;
@@ -81,6 +84,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0012_history.sql",
         include_str!("../../../migrations/0012_history.sql"),
     ),
+    (
+        "0013_mailings_by_profile.sql",
+        include_str!("../../../migrations/0013_mailings_by_profile.sql"),
+    ),
 ];
 
 /// How long a statement waits for another process's write lock before failing.
@@ -90,6 +97,84 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct SqliteDb {
     conn: Arc<Mutex<Connection>>,
+    writes: Arc<GroupCommit>,
+}
+
+/// One write waiting for its group commit: runs its statements (`true` when they succeeded)
+/// and gives back how to answer its caller once the commit is known.
+type WriteJob = Box<dyn FnOnce(&Connection) -> (bool, Answer) + Send>;
+/// Answers a write's caller: with the write's own result, or the commit's error.
+type Answer = Box<dyn FnOnce(Option<DbError>) + Send>;
+
+/// The most writes one commit takes.
+const GROUP_COMMIT_MAX: usize = 512;
+
+/// The group commit: one thread takes the writes waiting in its queue, runs each in a savepoint
+/// of one transaction (a failing write is rolled back alone), commits, and only then answers
+/// every caller. Under load many writes share an fsync; alone, a write is its own transaction
+/// as before.
+struct GroupCommit {
+    queue: Mutex<std::sync::mpsc::Sender<WriteJob>>,
+}
+
+impl GroupCommit {
+    fn start(conn: Arc<Mutex<Connection>>) -> GroupCommit {
+        let (tx, rx) = std::sync::mpsc::channel::<WriteJob>();
+        std::thread::Builder::new()
+            .name("sqlite-commit".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut jobs = vec![first];
+                    while jobs.len() < GROUP_COMMIT_MAX {
+                        match rx.try_recv() {
+                            Ok(job) => jobs.push(job),
+                            Err(_) => break,
+                        }
+                    }
+                    let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+                    commit_group(&conn, jobs);
+                }
+            })
+            .expect("the group commit thread starts");
+        GroupCommit {
+            queue: Mutex::new(tx),
+        }
+    }
+}
+
+/// Runs `jobs` in one transaction, each in its own savepoint, commits, then answers them.
+fn commit_group(c: &Connection, jobs: Vec<WriteJob>) {
+    if let Err(e) = c.execute_batch("BEGIN IMMEDIATE") {
+        // Not run: dropping the jobs answers their callers with an error (the engine's step
+        // fails and is tried again), as a lone write's failed statement would.
+        tracing::warn!(error = %backend("begin", e), writes = jobs.len(), "group commit could not begin");
+        return;
+    }
+    let mut answers = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let ran = c.execute_batch("SAVEPOINT w").map(|_| job(c));
+        match ran {
+            Ok((true, answer)) => {
+                let _ = c.execute_batch("RELEASE w");
+                answers.push(answer);
+            }
+            Ok((false, answer)) => {
+                let _ = c.execute_batch("ROLLBACK TO w; RELEASE w");
+                answers.push(answer);
+            }
+            Err(e) => {
+                // The job was not run (dropped): its caller sees the queue's error.
+                tracing::warn!(error = %backend("savepoint", e), "a write was not run");
+            }
+        }
+    }
+    let failed = c.execute_batch("COMMIT").err().map(|e| {
+        let _ = c.execute_batch("ROLLBACK");
+        backend("commit", e)
+    });
+    for answer in answers {
+        answer(failed.clone());
+    }
 }
 
 impl std::fmt::Debug for SqliteDb {
@@ -132,8 +217,10 @@ impl SqliteDb {
             .map_err(|e| backend("foreign_keys", e))?;
         conn.busy_timeout(BUSY_TIMEOUT)
             .map_err(|e| backend("busy_timeout", e))?;
+        let conn = Arc::new(Mutex::new(conn));
         Ok(SqliteDb {
-            conn: Arc::new(Mutex::new(conn)),
+            writes: Arc::new(GroupCommit::start(Arc::clone(&conn))),
+            conn,
         })
     }
 
@@ -160,6 +247,37 @@ impl SqliteDb {
         })
         .await
         .map_err(|e| DbError::Backend(format!("database task failed: {e}")))?
+    }
+
+    /// Runs the write `f` in the next group commit (see [`GroupCommit`]); its result once that
+    /// commit is on disk (or the commit's error).
+    async fn with_write<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, DbError> + Send + 'static,
+    ) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: WriteJob = Box::new(move |c| {
+            let result = f(c);
+            let ok = result.is_ok();
+            let answer: Answer = Box::new(move |failed| {
+                let _ = tx.send(match failed {
+                    Some(e) => Err(e),
+                    None => result,
+                });
+            });
+            (ok, answer)
+        });
+        self.writes
+            .queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(job)
+            .map_err(|_| DbError::Backend("the database writer stopped".into()))?;
+        rx.await
+            .map_err(|_| DbError::Backend("a write was dropped by the database writer".into()))?
     }
 
     /// Applies, in name order, every embedded migration not yet recorded in `_migrations`,
@@ -241,6 +359,24 @@ impl SqliteDb {
         self.lock()
             .pragma_query_value(None, "synchronous", |r| r.get(0))
             .map_err(|e| backend("synchronous", e))
+    }
+
+    /// The running mailings whose cancel was asked for (what wakes their drivers early).
+    pub async fn cancelled_running(&self) -> Result<Vec<MailingId>, DbError> {
+        self.with_conn(|c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT id FROM mailings WHERE status = 'running' AND cancel_requested = 1",
+                )
+                .map_err(|e| backend("cancelled_running", e))?;
+            let ids = stmt
+                .query_map([], |r| r.get::<_, i64>(0))
+                .map_err(|e| backend("cancelled_running", e))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| backend("cancelled_running", e))?;
+            Ok(ids.into_iter().map(MailingId).collect())
+        })
+        .await
     }
 
     /// A trivial query, for health checks.
@@ -1266,7 +1402,7 @@ impl MailingStore for SqliteDb {
 
     async fn claim_mailing(&self, id: MailingId, fence: u64) -> Result<(), DbError> {
         let fence = fence_param(fence)?;
-        self.with_conn(move |c| {
+        self.with_write(move |c| {
             let n = c
                 .execute(
                     "UPDATE mailings SET fence = ?2 WHERE id = ?1 AND fence <= ?2",
@@ -1309,7 +1445,7 @@ impl MailingStore for SqliteDb {
     async fn update_delivery(&self, row: &Delivery, fence: u64) -> Result<(), DbError> {
         let fence = fence_param(fence)?;
         let row = row.clone();
-        self.with_conn(move |c| {
+        self.with_write(move |c| {
             let n = c
                 .execute(
                     "UPDATE deliveries
@@ -1449,7 +1585,7 @@ impl MailingStore for SqliteDb {
         message_id: Option<i64>,
         at: i64,
     ) -> Result<(), DbError> {
-        self.with_conn(move |c| {
+        self.with_write(move |c| {
             let n = c
                 .execute(
                     "UPDATE mailings

@@ -28,8 +28,67 @@ pub const REDACTED: &str = "[redacted]";
 /// Shorter values are not treated as secrets (they would blank out ordinary words).
 const MIN_SECRET_LEN: usize = 6;
 
-/// The known secret values, longest first (so a secret containing another is replaced whole).
-static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
+/// The known secret values. A service knows thousands (a Wappi token per user), and every log
+/// line is scrubbed, so they are searched with one automaton (one pass over the line whatever
+/// their number), rebuilt once [`REBUILD_AFTER`] new ones are waiting; those few are searched
+/// one by one meanwhile.
+static SECRETS: RwLock<Known> = RwLock::new(Known {
+    all: Vec::new(),
+    set: std::collections::BTreeSet::new(),
+    matcher: None,
+    built: 0,
+});
+
+/// New secrets searched one by one before the automaton is rebuilt with them.
+const REBUILD_AFTER: usize = 32;
+
+struct Known {
+    /// Every secret, in the order registered.
+    all: Vec<String>,
+    /// The same, to tell a known one at once (the Wappi client registers its token per call).
+    set: std::collections::BTreeSet<String>,
+    /// Finds `all[..built]`, the longest at a place first (a secret containing another is
+    /// replaced whole).
+    matcher: Option<aho_corasick::AhoCorasick>,
+    built: usize,
+}
+
+impl Known {
+    fn contains(&self, secret: &str) -> bool {
+        self.set.contains(secret)
+    }
+
+    fn rebuild(&mut self) {
+        match aho_corasick::AhoCorasick::builder()
+            .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+            .build(&self.all)
+        {
+            Ok(m) => {
+                self.matcher = Some(m);
+                self.built = self.all.len();
+            }
+            // Too many to build (cannot happen at these sizes): the rest stay searched one by one.
+            Err(_) => {}
+        }
+    }
+
+    /// `text` with every known secret replaced: the waiting ones longest first, then the
+    /// automaton's.
+    fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        let mut waiting: Vec<&String> = self.all[self.built..].iter().collect();
+        waiting.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        for secret in waiting {
+            if out.contains(secret.as_str()) {
+                out = out.replace(secret.as_str(), REDACTED);
+            }
+        }
+        match &self.matcher {
+            Some(m) if m.is_match(&out) => m.replace_all(&out, &vec![REDACTED; m.patterns_len()]),
+            _ => out,
+        }
+    }
+}
 
 /// Values seen in requests (Robokassa signatures that verified): only the latest few are kept,
 /// so that the list stays short.
@@ -60,17 +119,16 @@ pub fn register(secret: &str) {
     if secret.len() < MIN_SECRET_LEN {
         return;
     }
-    if SECRETS
-        .read()
-        .map(|s| s.iter().any(|k| k == secret))
-        .unwrap_or(false)
-    {
+    if SECRETS.read().map(|s| s.contains(secret)).unwrap_or(false) {
         return;
     }
-    if let Ok(mut list) = SECRETS.write() {
-        if !list.iter().any(|k| k == secret) {
-            list.push(secret.to_string());
-            list.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    if let Ok(mut known) = SECRETS.write() {
+        if !known.contains(secret) {
+            known.all.push(secret.to_string());
+            known.set.insert(secret.to_string());
+            if known.all.len() - known.built >= REBUILD_AFTER {
+                known.rebuild();
+            }
         }
     }
 }
@@ -97,6 +155,9 @@ pub fn register_settings(settings: &Settings) {
         register(p.merchant.password1.expose());
         register(p.merchant.password2.expose());
     }
+    if let Ok(mut known) = SECRETS.write() {
+        known.rebuild();
+    }
 }
 
 /// The password of `scheme://user:password@host…`, if any.
@@ -109,14 +170,10 @@ fn url_password(url: &str) -> Option<String> {
 
 /// `text` with every known secret and every secret-shaped value replaced by [`REDACTED`].
 pub fn scrub(text: &str) -> String {
-    let mut out = text.to_string();
-    if let Ok(list) = SECRETS.read() {
-        for secret in list.iter() {
-            if out.contains(secret.as_str()) {
-                out = out.replace(secret.as_str(), REDACTED);
-            }
-        }
-    }
+    let mut out = match SECRETS.read() {
+        Ok(known) => known.scrub(text),
+        Err(_) => text.to_string(),
+    };
     if let Ok(list) = TRANSIENT.lock() {
         for secret in list.iter() {
             if out.contains(secret.as_str()) {

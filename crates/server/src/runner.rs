@@ -2,6 +2,12 @@
 //! intake queue (and, as a reconciler, from the database, so a mailing the queue lost is never
 //! forgotten) and drives each with a tokio task that holds the profile's lease and calls
 //! [`mailing::step`] until the mailing is over.
+//!
+//! A waiting driver costs nothing until it is due: it sleeps until its step's time or its
+//! lease's renewal, whichever comes first, and a cancel wakes it early. The cancels are found
+//! by the supervisor, with one query for every mailing it drives ([`CANCEL_LOOK`]), not by
+//! each driver polling its own flag, so thousands of mailings waiting out their pace cost one
+//! look four times a second.
 
 use groupcast_core::mailing::{self, Step};
 use groupcast_core::model::ids::MailingId;
@@ -9,9 +15,11 @@ use groupcast_core::model::ledger::MailingStatus;
 use groupcast_core::ports::{DbError, Heartbeats, IntakeConsumer, Lease};
 use groupcast_core::services::EngineServices;
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 /// Claims of a process silent this long go back to the intake queue (a backend shared by
@@ -27,8 +35,11 @@ const RESCAN: Duration = Duration::from_secs(5);
 const FRESH_MS: i64 = 10_000;
 /// How often this runner writes its heartbeat.
 const HEARTBEAT: Duration = Duration::from_secs(5);
-/// The longest a driver sleeps before re-checking cancel, shutdown and its lease.
-const NAP_MS: i64 = 200;
+/// Lease tries at the first pace before they space out (see `drive_once`).
+const QUICK_TRIES: u32 = 3;
+/// How often the supervisor looks for cancelled mailings among those it drives, and wakes
+/// their drivers (which then stop before their next send).
+const CANCEL_LOOK: Duration = Duration::from_millis(250);
 /// The last milliseconds before a send slot, which a driver yields through rather than sleeps.
 const SPIN_MS: i64 = 1;
 /// Sends per second above which drivers yield through the last millisecond before a slot.
@@ -44,7 +55,20 @@ pub struct Runner {
     heartbeats: Arc<dyn Heartbeats>,
     lease_ttl_ms: u64,
     id: String,
-    tasks: Mutex<HashMap<MailingId, JoinHandle<()>>>,
+    /// The mailings whose cancel was asked for, among the running ones.
+    cancelled: CancelLook,
+    tasks: Mutex<HashMap<MailingId, Driver>>,
+}
+
+/// One query for the running mailings whose cancel was asked for.
+pub type CancelLook = Box<
+    dyn Fn() -> Pin<Box<dyn Future<Output = Result<Vec<MailingId>, DbError>> + Send>> + Send + Sync,
+>;
+
+/// A driver task and what wakes it early (a cancel).
+struct Driver {
+    task: JoinHandle<()>,
+    wake: Arc<Notify>,
 }
 
 impl Runner {
@@ -53,6 +77,7 @@ impl Runner {
         queue: Arc<dyn IntakeConsumer>,
         heartbeats: Arc<dyn Heartbeats>,
         id: String,
+        cancelled: CancelLook,
     ) -> Arc<Runner> {
         let lease_ttl_ms = svc.settings.engine.lease_ttl_ms;
         Arc::new(Runner {
@@ -61,6 +86,7 @@ impl Runner {
             heartbeats,
             lease_ttl_ms,
             id,
+            cancelled,
             tasks: Mutex::new(HashMap::new()),
         })
     }
@@ -69,9 +95,18 @@ impl Runner {
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>, grace: Duration) {
         let mut last_scan = None::<tokio::time::Instant>;
         let mut last_beat = None::<tokio::time::Instant>;
+        let mut last_cancel_look = None::<tokio::time::Instant>;
         let rescan = RESCAN.min(Duration::from_millis(self.lease_ttl_ms / 2).max(POLL));
         while !*shutdown.borrow() {
             let now = tokio::time::Instant::now();
+            self.tasks
+                .lock()
+                .expect("tasks lock")
+                .retain(|_, d| !d.task.is_finished());
+            if last_cancel_look.is_none_or(|t| now - t >= CANCEL_LOOK) {
+                self.wake_cancelled().await;
+                last_cancel_look = Some(now);
+            }
             if last_beat.is_none_or(|t| now - t >= HEARTBEAT) {
                 if let Err(e) = self.heartbeats.heartbeat(&self.id, self.svc.now_ms()).await {
                     tracing::warn!(error = %e, "heartbeat failed");
@@ -132,7 +167,7 @@ impl Runner {
             .lock()
             .expect("tasks lock")
             .drain()
-            .map(|(_, h)| h)
+            .map(|(_, d)| d.task)
             .collect();
         let all = futures_join(handles);
         if tokio::time::timeout(grace, all).await.is_err() {
@@ -144,35 +179,55 @@ impl Runner {
         }
     }
 
+    /// Wakes the drivers of this process whose mailing's cancel was asked for.
+    async fn wake_cancelled(&self) {
+        match (self.cancelled)().await {
+            Ok(ids) if !ids.is_empty() => {
+                let tasks = self.tasks.lock().expect("tasks lock");
+                for id in ids {
+                    if let Some(d) = tasks.get(&id) {
+                        d.wake.notify_one();
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not look for cancelled mailings"),
+        }
+    }
+
     /// Starts a driver for the mailing unless one is already running in this process;
     /// `false` when one was.
     fn ensure_driver(self: &Arc<Self>, id: MailingId, shutdown: &watch::Receiver<bool>) -> bool {
         let mut tasks = self.tasks.lock().expect("tasks lock");
-        tasks.retain(|_, h| !h.is_finished());
-        if tasks.contains_key(&id) {
+        if tasks.get(&id).is_some_and(|d| !d.task.is_finished()) {
             return false;
         }
         let me = Arc::clone(self);
         let shutdown = shutdown.clone();
+        let wake = Arc::new(Notify::new());
+        let woken = Arc::clone(&wake);
         tasks.insert(
             id,
-            tokio::spawn(async move { me.drive(id, shutdown).await }),
+            Driver {
+                task: tokio::spawn(async move { me.drive(id, shutdown, woken).await }),
+                wake,
+            },
         );
         true
     }
 
     /// Drives a mailing until it ends or this process must stop, then drops it from this
     /// process's queue claims.
-    async fn drive(&self, id: MailingId, shutdown: watch::Receiver<bool>) {
+    async fn drive(&self, id: MailingId, shutdown: watch::Receiver<bool>, wake: Arc<Notify>) {
         let stopping = shutdown.clone();
-        self.drive_once(id, shutdown).await;
+        self.drive_once(id, shutdown, &wake).await;
         // On shutdown the claim stays, and is given back to the queue for another process.
         if !*stopping.borrow() {
             self.ack(id).await;
         }
     }
 
-    async fn drive_once(&self, id: MailingId, shutdown: watch::Receiver<bool>) {
+    async fn drive_once(&self, id: MailingId, mut shutdown: watch::Receiver<bool>, wake: &Notify) {
         let svc = &self.svc;
         let profile = match svc.db.get_mailing(id).await {
             Ok(Some(m)) if m.status == MailingStatus::Running => m.profile_id,
@@ -185,7 +240,11 @@ impl Runner {
         // Take the profile's lease; another runner may hold it (it will release or expire).
         // Another process may hold it: try again a few times a lease, so a dead holder is
         // replaced soon after its lease runs out, and look at the database only now and then.
-        let retry = Duration::from_millis((self.lease_ttl_ms / 4).clamp(100, 1000));
+        // A lease still held after the first tries is most likely a live runner's (with several
+        // processes, each also finds the others' thousands of mailings): the tries then space
+        // out, up to half a lease, so a takeover still comes within a lease and a half.
+        let mut retry = Duration::from_millis((self.lease_ttl_ms / 4).clamp(100, 1000));
+        let longest = Duration::from_millis(self.lease_ttl_ms / 2).max(retry);
         let mut tries = 0u32;
         let lease = loop {
             if *shutdown.borrow() {
@@ -202,6 +261,9 @@ impl Runner {
             }
             tokio::time::sleep(retry).await;
             tries += 1;
+            if tries >= QUICK_TRIES {
+                retry = (retry * 2).min(longest);
+            }
             if tries.is_multiple_of(10) {
                 match svc.db.get_mailing(id).await {
                     Ok(Some(m)) if m.status == MailingStatus::Running => {}
@@ -271,18 +333,28 @@ impl Runner {
                             tokio::task::yield_now().await;
                             continue;
                         }
-                        if !held {
-                            if svc.cancels.is_cancelled(id).await.unwrap_or(false) {
-                                break;
-                            }
-                            if !self.keep_lease(&lease, &mut renewed_at).await {
-                                break 'drive "lease lost";
+                        if !held && !self.keep_lease(&lease, &mut renewed_at).await {
+                            break 'drive "lease lost";
+                        }
+                        // Until the step is due or the lease wants renewing; a cancel (found
+                        // by the supervisor) or the shutdown wakes the driver at once.
+                        let renew_at = renewed_at + (self.lease_ttl_ms / 3) as i64;
+                        let until = if held {
+                            t - SPIN_MS
+                        } else {
+                            (t - SPIN_MS).min(renew_at)
+                        };
+                        let nap = Duration::from_millis((until - now).max(1) as u64);
+                        tokio::select! {
+                            _ = tokio::time::sleep(nap) => {}
+                            _ = wake.notified() => break,
+                            closed = shutdown.changed() => {
+                                if closed.is_err() {
+                                    // No one can signal a shutdown any more: just wait.
+                                    tokio::time::sleep(nap).await;
+                                }
                             }
                         }
-                        tokio::time::sleep(Duration::from_millis(
-                            (t - now - SPIN_MS).min(NAP_MS) as u64
-                        ))
-                        .await;
                     }
                     crate::metrics::global().pacing_wait(waited_from.elapsed());
                 }

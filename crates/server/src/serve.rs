@@ -51,11 +51,16 @@ pub async fn serve(app: Arc<App>, shutdown: watch::Receiver<bool>) -> anyhow::Re
         }
     }
     let runner_id = format!("{}-{}", hostname(), std::process::id());
+    let db = Arc::clone(&app.db);
     let runner = Runner::new(
         app.engine.clone(),
         app.state.queue.clone(),
         app.state.heartbeats.clone(),
         runner_id,
+        Box::new(move || {
+            let db = Arc::clone(&db);
+            Box::pin(async move { db.cancelled_running().await })
+        }),
     );
     let runner_task = tokio::spawn(runner.run(shutdown.clone(), Duration::from_secs(8)));
 

@@ -11,7 +11,14 @@
 //! figures measure the engine, not the dialogue; the server resumes them at start-up exactly as
 //! after a restart. The pacing figures are taken on the embedded state (one process) and on
 //! Redis with one and with two processes sharing the Redis and the database.
-//! Usage: `groupcast-bench [pacing] [profiles] [webhook] [redis] [plan]` (default: all).
+//!
+//! The figures of many long, sleeping mailings (`scale`, `burst`, `startup`, `press`; see
+//! `bench/scale.rs`) take their sizes as arguments after their name, e.g.
+//! `groupcast-bench scale 2000 4` or `groupcast-bench burst 100 20`. With `redis` among the
+//! arguments `scale` and `burst` also run on Redis (`REDIS_URL`) with 2 processes.
+//! Usage: `groupcast-bench [pacing] [profiles] [webhook] [redis] [plan] [scale [accounts]
+//! [groups]] [burst [accounts] [groups]] [startup [mailings]] [press [groups]]`
+//! (default: all, at the issue's sizes).
 
 use groupcast_core::crypto::TokenCipher;
 use groupcast_core::services::Ports;
@@ -23,10 +30,28 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+#[path = "bench/scale.rs"]
+mod scale;
+
+/// The numbers given after argument `name` (its sizes), or `defaults`.
+fn sizes<const N: usize>(args: &[String], name: &str, defaults: [u32; N]) -> [u32; N] {
+    let mut out = defaults;
+    if let Some(at) = args.iter().position(|a| a == name) {
+        for (slot, arg) in out.iter_mut().zip(&args[at + 1..]) {
+            match arg.parse() {
+                Ok(n) => *slot = n,
+                Err(_) => break,
+            }
+        }
+    }
+    out
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let want = |name: &str| args.is_empty() || args.iter().any(|a| a == name);
+    let redis = args.is_empty() || args.iter().any(|a| a == "redis");
     if std::env::var("GROUPCAST_BIN").is_err() {
         let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/groupcast");
         anyhow::ensure!(
@@ -58,6 +83,36 @@ async fn main() -> anyhow::Result<()> {
     }
     if want("plan") {
         plan_cost();
+    }
+    if want("scale") {
+        let [accounts, groups] = sizes(&args, "scale", [10_000, 4]);
+        scale::scale(accounts, groups, Backend::Embedded).await?;
+        if redis {
+            scale::scale(accounts, groups, Backend::Redis { processes: 2 }).await?;
+        }
+    }
+    // Only the waiting half of `scale`.
+    if args.iter().any(|a| a == "waiting") {
+        let [accounts] = sizes(&args, "waiting", [10_000]);
+        scale::waiting(accounts, Backend::Embedded).await?;
+        if redis {
+            scale::waiting(accounts, Backend::Redis { processes: 2 }).await?;
+        }
+    }
+    if want("burst") {
+        let [accounts, groups] = sizes(&args, "burst", [1_000, 20]);
+        scale::burst(accounts, groups, Backend::Embedded).await?;
+        if redis {
+            scale::burst(accounts, groups, Backend::Redis { processes: 2 }).await?;
+        }
+    }
+    if want("startup") {
+        let [mailings] = sizes(&args, "startup", [10_000]);
+        scale::startup(mailings).await?;
+    }
+    if want("press") {
+        let [groups] = sizes(&args, "press", [20]);
+        scale::press(groups as usize).await?;
     }
     Ok(())
 }
@@ -100,6 +155,8 @@ fn plan_cost() {
 struct Seed {
     users: u32,
     groups_per_user: u32,
+    /// The users' pace (JSON of `PaceSettings`); `None`: the operator's default.
+    pace: Option<String>,
 }
 
 /// Writes users with encrypted tokens, their groups and one running mailing each.
@@ -119,9 +176,10 @@ fn seed(db_path: &Path, wappi: &FakeWappi, s: &Seed, now_ms: i64) -> anyhow::Res
             [u as u8; 12],
         );
         tx.execute(
-            "INSERT INTO users (id, lang, wappi_token_enc, profile_id, subscription_until, dialogue, created_at)
-             VALUES (?1, 'ru', ?2, ?3, ?4, '', ?5)",
-            rusqlite::params![user, enc, profile, now_ms / 1000 + 86_400, now_ms],
+            "INSERT INTO users (id, lang, wappi_token_enc, profile_id, subscription_until, dialogue, created_at, pace)
+             VALUES (?1, 'ru', ?2, ?3, ?4, '', ?5, ?6)",
+            // A month of subscription: no reminder is due during a run.
+            rusqlite::params![user, enc, profile, now_ms / 1000 + 30 * 86_400, now_ms, s.pace],
         )?;
         let text = format!("Benchmark post of user {user}");
         tx.execute(
@@ -200,6 +258,8 @@ struct Rig {
     wappi: FakeWappi,
     servers: Vec<Server>,
     _dirs: Vec<tempfile::TempDir>,
+    /// When the first server was started (unix ms).
+    started_ms: i64,
 }
 
 impl Rig {
@@ -218,7 +278,12 @@ impl Rig {
     }
 }
 
-async fn seeded(rate: &str, s: Seed, backend: Backend) -> anyhow::Result<Rig> {
+async fn seeded(
+    rate: &str,
+    s: Seed,
+    backend: Backend,
+    tune: impl FnOnce(&mut HashMap<String, String>),
+) -> anyhow::Result<Rig> {
     let tg = FakeTelegram::start().await;
     let wappi = FakeWappi::start().await;
     let dir = tempfile::tempdir()?;
@@ -239,8 +304,10 @@ async fn seeded(rate: &str, s: Seed, backend: Backend) -> anyhow::Result<Rig> {
             processes
         }
     };
+    tune(&mut env);
     migrate(&env)?;
     seed(&dir.path().join("groupcast.db"), &wappi, &s, now_ms())?;
+    let started_ms = now_ms();
     let mut servers = vec![Server::start(env.clone(), dir.path()).await];
     let mut dirs = vec![dir];
     for _ in 1..processes {
@@ -254,6 +321,7 @@ async fn seeded(rate: &str, s: Seed, backend: Backend) -> anyhow::Result<Rig> {
         wappi,
         servers,
         _dirs: dirs,
+        started_ms,
     })
 }
 
@@ -264,8 +332,10 @@ async fn pacing_one_profile(backend: Backend) -> anyhow::Result<()> {
         Seed {
             users: 1,
             groups_per_user: n as u32,
+            pace: None,
         },
         backend,
+        |_| {},
     )
     .await?;
     let Pacing {
@@ -303,8 +373,10 @@ async fn many_profiles(backend: Backend) -> anyhow::Result<()> {
         Seed {
             users: profiles as u32,
             groups_per_user: per as u32,
+            pace: None,
         },
         backend,
+        |_| {},
     )
     .await?;
     let started = Instant::now();

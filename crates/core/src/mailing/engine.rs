@@ -23,7 +23,7 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 // The paths drivers and the bot use today.
-use super::{AccountPace, Cursor, EngineError, Look, Step, VOUCH_MS};
+use super::{AccountPace, Cursor, EngineError, Look, Step, ARM_LEAD_MS, VOUCH_MS};
 
 /// Runs one step of a mailing for the holder of `lease`. `cursor` belongs to this holder:
 /// start each drive (each lease) with a fresh one.
@@ -93,21 +93,26 @@ async fn run_step(
         ControlFlow::Continue(target) => target,
         ControlFlow::Break(step) => return Ok(step),
     };
-    match slot::wait_and_take(svc, &m, lease, cursor, i, now, vouched).await? {
-        Slot::Open => {}
+    let planned = match slot::wait_and_take(svc, &m, lease, cursor, i, now, vouched).await? {
+        Slot::Open(planned) => planned,
         Slot::Paused(t) => {
             progress(svc, &m, cursor.rows(), cursor.look(), now).await?;
             return Ok(Step::SleepUntil(t));
         }
         Slot::Wait(step) => return Ok(step),
-    }
+    };
     let row = &cursor.rows()[i];
     let result = match (m.content.follow_up, &target) {
         (Some(f), Some(target)) => followup::call(svc, &creds, &m, f, row, target).await,
         _ => send(svc, &m, &creds, row, image.as_deref()).await,
     };
     let look = cursor.look();
-    let step = record(svc, &m, cursor.rows_mut(), i, result, look, fence).await?;
+    let sent = Sending {
+        result,
+        planned,
+        look,
+    };
+    let step = record(svc, &m, cursor.rows_mut(), i, sent, fence).await?;
     if step != Step::Continue {
         return Ok(step);
     }
@@ -134,12 +139,15 @@ async fn hold_for_pace(
     now: i64,
 ) -> Result<Option<Step>, EngineError> {
     let Some(forecast) = slot::planned(svc, m, cursor, i, now).await? else {
+        cursor.aim = None;
         return Ok(None);
     };
+    cursor.aim = Some(forecast.next.at);
     let newly_shown =
         forecast.next.hold.is_shown() && cursor.forecast.is_none_or(|f| f.next != forecast.next);
     cursor.forecast = Some(forecast);
-    if forecast.next.at <= now {
+    // The last moments before the post are the slot's: it arms the row ahead of the time.
+    if forecast.next.at - now <= ARM_LEAD_MS {
         return Ok(None);
     }
     if newly_shown {
@@ -152,7 +160,7 @@ async fn hold_for_pace(
         );
     }
     show_progress(svc, m, cursor.rows(), cursor.look(), now, newly_shown).await?;
-    Ok(Some(Step::SleepUntil(forecast.next.at)))
+    Ok(Some(Step::SleepUntil(forecast.next.at - ARM_LEAD_MS)))
 }
 
 /// The mailing: as remembered while a row is armed (it goes out at its slot without reading
@@ -339,16 +347,28 @@ async fn send(
     }
 }
 
+/// A call just made: its result, the time it was planned for, and how the user sees the
+/// mailing.
+struct Sending {
+    result: Result<Sent, WappiError>,
+    planned: i64,
+    look: Look,
+}
+
 /// Records a send's result on row `i` (and pauses the profile or the mailing if it says so).
 async fn record(
     svc: &EngineServices,
     m: &Mailing,
     rows: &mut [Delivery],
     i: usize,
-    result: Result<Sent, WappiError>,
-    look: Look,
+    sent: Sending,
     fence: u64,
 ) -> Result<Step, EngineError> {
+    let Sending {
+        result,
+        planned,
+        look,
+    } = sent;
     let lang = look.lang;
     let cfg = &svc.settings.engine;
     let now = svc.now_ms();
@@ -364,10 +384,10 @@ async fn record(
     }
     match &result {
         Ok(_) => {
-            tracing::info!(event = "send", outcome, mailing = m.id.0, group = %row.group, part = row.part, attempt, "sent")
+            tracing::info!(event = "send", outcome, mailing = m.id.0, group = %row.group, part = row.part, attempt, planned_at = planned, "sent")
         }
         Err(e) => {
-            tracing::info!(event = "send", outcome, mailing = m.id.0, group = %row.group, part = row.part, attempt, error = %e, "send failed")
+            tracing::info!(event = "send", outcome, mailing = m.id.0, group = %row.group, part = row.part, attempt, planned_at = planned, error = %e, "send failed")
         }
     }
     if let Some(until) = change.backoff_until {

@@ -112,6 +112,9 @@ pub struct Cursor {
     pace: Option<AccountPace>,
     /// The plan's last answer for the next post (what holds it, when the mailing ends).
     forecast: Option<slot::Forecast>,
+    /// When the next call is planned to go (the plan's post time or the pacer's slot, as first
+    /// decided, never moved by a late wake-up); what the send's log line reports it against.
+    aim: Option<i64>,
     /// Posts of this drive that failed for good one after another (see `breaker`).
     failed_in_a_row: u32,
     /// The canary start's check passed (or was waived by a resume) in this drive.

@@ -15,8 +15,9 @@ use std::ops::ControlFlow;
 
 /// Where waiting for a row's slot got to.
 pub(super) enum Slot {
-    /// The slot is taken and open: send now.
-    Open,
+    /// The slot is taken and open: send now. The time the call was planned for (see
+    /// `Cursor::aim`), which the send's log line reports beside the call.
+    Open(i64),
     /// A long wait (a Retry-After pause): the row is `pending` again; step again at this time.
     Paused(i64),
     /// The step ends here: a sleep (the row stays armed, maybe with its slot held) or a lost
@@ -36,8 +37,18 @@ pub(super) async fn wait_and_take(
     vouched: bool,
 ) -> Result<Slot, EngineError> {
     let fence = lease.fence;
-    // The slot the pacer will give, as far as can be told without taking it.
-    let opens_at = match peek(svc, m, cursor, i, now).await? {
+    // The slot the pacer will give, as far as can be told without taking it; a post the
+    // account's plan holds for later is armed ahead of its time like a pacer's slot, so its
+    // durable write is done before the planned instant too.
+    let (pace, planned) = match (peek(svc, m, cursor, i, now).await?, cursor.aim) {
+        (Pace::Go, Some(a)) if a > now && cursor.slot.is_none() => (Pace::WaitUntil(a), true),
+        (Pace::WaitUntil(t), Some(a)) if a > t => (Pace::WaitUntil(a), true),
+        (pace, _) => (pace, false),
+    };
+    // Armed ahead of the plan's time, the row's first attempt is still that time: the plan
+    // times the next post from it (a pacer's wait keeps the arming moment, as always).
+    let armed_at = |opens_at: i64| if planned { opens_at.max(now) } else { now };
+    let opens_at = match pace {
         Pace::Go => now,
         Pace::WaitUntil(t) if t - now > ARM_LEAD_MS => {
             // Keep `sending` meaning "about to be sent".
@@ -45,14 +56,16 @@ pub(super) async fn wait_and_take(
             return Ok(Slot::Paused(t - ARM_LEAD_MS));
         }
         Pace::WaitUntil(t) => {
-            arm(svc, cursor, i, fence, now).await?;
+            arm(svc, cursor, i, fence, armed_at(t)).await?;
+            aim(cursor, t, now);
             if t - now > PRE_PACE_MS {
                 return Ok(Slot::Wait(Step::SleepUntil(t - PRE_PACE_MS)));
             }
             t
         }
     };
-    arm(svc, cursor, i, fence, now).await?;
+    arm(svc, cursor, i, fence, armed_at(opens_at)).await?;
+    aim(cursor, opens_at, now);
     // Still the holder? A runner paused past its lease (SIGSTOP, swap) must not send: the
     // armed row stays `sending` and the new holder settles it.
     let ttl = svc.settings.engine.lease_ttl_ms;
@@ -74,7 +87,17 @@ pub(super) async fn wait_and_take(
     cursor.armed = None;
     cursor.vouched_at = None;
     cursor.last_call_at = Some(svc.now_ms());
-    Ok(Slot::Open)
+    Ok(Slot::Open(cursor.aim.take().unwrap_or(slot)))
+}
+
+/// Notes what the armed row's call is planned for (`Cursor::aim`): decided once, when first
+/// known, so a late wake-up does not move it; only a later slot than planned does.
+fn aim(cursor: &mut Cursor, opens_at: i64, now: i64) {
+    cursor.aim = Some(match cursor.aim {
+        None => opens_at,
+        Some(a) if opens_at > now => a.max(opens_at),
+        Some(a) => a,
+    });
 }
 
 /// When row `i`'s slot opens, without taking it (at once when the slot is ours already).
