@@ -59,16 +59,13 @@ impl Known {
     }
 
     fn rebuild(&mut self) {
-        match aho_corasick::AhoCorasick::builder()
+        // Too many to build (cannot happen at these sizes): the rest stay searched one by one.
+        if let Ok(m) = aho_corasick::AhoCorasick::builder()
             .match_kind(aho_corasick::MatchKind::LeftmostLongest)
             .build(&self.all)
         {
-            Ok(m) => {
-                self.matcher = Some(m);
-                self.built = self.all.len();
-            }
-            // Too many to build (cannot happen at these sizes): the rest stay searched one by one.
-            Err(_) => {}
+            self.matcher = Some(m);
+            self.built = self.all.len();
         }
     }
 
