@@ -81,8 +81,8 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../../../migrations/0011_delivery_audit.sql"),
     ),
     (
-        "0012_mailings_by_profile.sql",
-        include_str!("../../../migrations/0012_mailings_by_profile.sql"),
+        "0013_mailings_by_profile.sql",
+        include_str!("../../../migrations/0013_mailings_by_profile.sql"),
     ),
 ];
 

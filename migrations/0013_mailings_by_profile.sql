@@ -1,4 +1,4 @@
--- groupcast schema, version 12: the account's mailings by profile. Same rules as 0001: SQLite
+-- groupcast schema, version 13: the account's mailings by profile. Same rules as 0001: SQLite
 -- dialect valid for D1, no PRAGMA, no BEGIN/COMMIT.
 
 -- The plan of every post reads the account's recent posts (all its mailings); without this
