@@ -46,6 +46,20 @@ pub struct SentMessage {
     pub photo: Option<String>,
 }
 
+/// A file the bot uploaded with `sendDocument`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SentDocument {
+    pub message_id: i64,
+    pub chat_id: i64,
+    /// The `filename` of the uploaded part.
+    pub file_name: String,
+    /// The `Content-Type` of the uploaded part, if it had one.
+    pub mime_type: Option<String>,
+    pub bytes: Vec<u8>,
+    pub caption: Option<String>,
+    pub at_ms: i64,
+}
+
 /// Which Telegram limit the bot overstepped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ViolationKind {
@@ -154,6 +168,8 @@ struct ChatState {
     messages: BTreeMap<i64, Value>,
     sent: Vec<SentMessage>,
     edits: Vec<SentMessage>,
+    /// Documents uploaded to the chat, in order.
+    documents: Vec<SentDocument>,
     /// How far `wait_for_message` has read `sent`.
     cursor: usize,
     fail_next: Option<(u64, u32)>,
@@ -497,6 +513,15 @@ impl FakeTelegram {
             .chats
             .get(&chat_id)
             .map(|c| c.sent.clone())
+            .unwrap_or_default()
+    }
+
+    /// The documents the bot uploaded to a chat (`sendDocument`), in order.
+    pub fn documents_to(&self, chat_id: i64) -> Vec<SentDocument> {
+        self.lock()
+            .chats
+            .get(&chat_id)
+            .map(|c| c.documents.clone())
             .unwrap_or_default()
     }
 
@@ -918,6 +943,83 @@ impl Inner {
         ok(message)
     }
 
+    /// `sendDocument` with an uploaded file (multipart/form-data): kept with its name, type,
+    /// bytes and caption; the chat shows the caption as the message's text.
+    fn send_document(
+        &mut self,
+        params: &Map<String, Value>,
+        uploads: &HashMap<String, Vec<u8>>,
+        now: i64,
+        at_ms: i64,
+        token: &str,
+    ) -> Reply {
+        let caption = string(params.get("caption"));
+        if caption
+            .as_ref()
+            .is_some_and(|c| c.chars().count() > CAPTION_LIMIT)
+        {
+            return Err(bad_request("Bad Request: message caption is too long"));
+        }
+        let markup = markup_param(params)?;
+        let chat_id = self.target_chat(params)?;
+        let Some(bytes) = uploads.get("document") else {
+            return Err(bad_request(
+                "Bad Request: there is no document in the request",
+            ));
+        };
+        if bytes.is_empty() {
+            return Err(bad_request("Bad Request: file must be non-empty"));
+        }
+        let (file_name, mime_type) = upload_meta(params, "document");
+        let file_name = file_name.unwrap_or_else(|| "document".into());
+        self.pace("sendDocument", chat_id, now, at_ms)?;
+        self.next_file += 1;
+        let file_id = format!("BQACAgIAAxkDAAupload{}", self.next_file);
+        let mut document = json!({
+            "file_id": file_id,
+            "file_unique_id": format!("AgADdoc{}", self.next_file),
+            "file_name": file_name,
+            "file_size": bytes.len(),
+        });
+        if let Some(mime) = &mime_type {
+            document["mime_type"] = json!(mime);
+        }
+        let mut message = json!({
+            "message_id": 0,
+            "from": bot_object(token),
+            "chat": self.chat_object(chat_id),
+            "date": at_ms / 1000,
+            "document": document,
+        });
+        if let Some(caption) = &caption {
+            message["caption"] = json!(caption);
+        }
+        if let Some(inline) = markup.as_ref().filter(|m| is_inline(m)) {
+            message["reply_markup"] = inline.clone();
+        }
+        let chat = self.chat(chat_id);
+        let message_id = chat.next_message_id();
+        message["message_id"] = json!(message_id);
+        chat.messages.insert(message_id, message.clone());
+        chat.sent.push(SentMessage {
+            message_id,
+            text: caption.clone().unwrap_or_default(),
+            reply_markup: markup,
+            at_ms,
+            photo: None,
+        });
+        chat.documents.push(SentDocument {
+            message_id,
+            chat_id,
+            file_name,
+            mime_type,
+            bytes: bytes.clone(),
+            caption,
+            at_ms,
+        });
+        ok(message)
+    }
+
     fn edit_message_text(&mut self, params: &Map<String, Value>, now: i64, at_ms: i64) -> Reply {
         if params.contains_key("inline_message_id") {
             return Err(bad_request("Bad Request: MESSAGE_ID_INVALID"));
@@ -1245,6 +1347,7 @@ async fn answer(shared: &Shared, uri: &Uri, headers: &HeaderMap, body: &[u8]) ->
                 "getme" => Some(ok(bot_object(token))),
                 "sendmessage" => Some(inner.send_message(&params, now, at_ms, token)),
                 "sendphoto" => Some(inner.send_photo(&params, &uploads, now, at_ms, token)),
+                "senddocument" => Some(inner.send_document(&params, &uploads, now, at_ms, token)),
                 "editmessagetext" => Some(inner.edit_message_text(&params, now, at_ms)),
                 "editmessagereplymarkup" => {
                     Some(inner.edit_message_reply_markup(&params, now, at_ms))
@@ -1329,6 +1432,17 @@ fn serve_file(shared: &Shared, rest: &str) -> Reply {
 
 type Params = (Map<String, Value>, HashMap<String, Vec<u8>>);
 
+/// The file name and type of an uploaded part, as `parse_params` records them.
+fn upload_meta(params: &Map<String, Value>, field: &str) -> (Option<String>, Option<String>) {
+    let meta = params.get(field);
+    let text = |key: &str| {
+        meta.and_then(|m| m.get(key))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    (text("file_name"), text("content_type"))
+}
+
 /// The parameters of a call from the query string and the body (JSON, form or multipart).
 fn parse_params(query: Option<&str>, headers: &HeaderMap, body: &[u8]) -> Result<Params, ApiError> {
     let mut params = Map::new();
@@ -1372,7 +1486,11 @@ fn parse_params(query: Option<&str>, headers: &HeaderMap, body: &[u8]) -> Result
                 if part.filename.is_some() {
                     params.insert(
                         part.name.clone(),
-                        json!({ "file_name": part.filename, "size": part.data.len() }),
+                        json!({
+                            "file_name": part.filename,
+                            "content_type": part.content_type,
+                            "size": part.data.len(),
+                        }),
                     );
                     uploads.insert(part.name, part.data);
                 } else {
@@ -1425,6 +1543,7 @@ fn percent_decode(s: &str) -> String {
 struct Part {
     name: String,
     filename: Option<String>,
+    content_type: Option<String>,
     data: Vec<u8>,
 }
 
@@ -1467,10 +1586,17 @@ fn parse_multipart(body: &[u8], boundary: &str) -> Vec<Part> {
                         .map(|v| v.trim_matches('"').to_string())
                 })
             };
+            let content_type = head.lines().find_map(|l| {
+                let (key, value) = l.split_once(':')?;
+                key.trim()
+                    .eq_ignore_ascii_case("content-type")
+                    .then(|| value.trim().to_string())
+            });
             if let Some(name) = attr("name") {
                 parts.push(Part {
                     name,
                     filename: attr("filename"),
+                    content_type,
                     data,
                 });
             }
@@ -2048,6 +2174,44 @@ mod tests {
                 .await
                 .0,
             401
+        );
+    }
+
+    /// `sendDocument` as the server's real client uploads it: the fake keeps the file's name,
+    /// type, bytes and caption, and refuses a call without a file.
+    #[tokio::test]
+    async fn a_document_upload_is_kept_with_its_name_type_bytes_and_caption() {
+        use groupcast_core::ports::TelegramApi;
+        use groupcast_core::{ChatId, Secret};
+        use groupcast_server::telegram::HttpTelegram;
+
+        let tg = FakeTelegram::start().await;
+        tg.add_chat(31);
+        let client = HttpTelegram::new(&tg.url(), Secret::new(TOKEN));
+        let csv = "a,b\r\n\"x\r\n--y\",2\r\n".as_bytes();
+        let id = client
+            .send_document(ChatId(31), "mailing-7.csv", csv, Some("📄 #7"))
+            .await
+            .unwrap();
+        let docs = tg.documents_to(31);
+        assert_eq!(docs.len(), 1);
+        let d = &docs[0];
+        assert_eq!(
+            (
+                d.message_id,
+                d.file_name.as_str(),
+                d.mime_type.as_deref(),
+                d.bytes.as_slice(),
+                d.caption.as_deref()
+            ),
+            (id.0, "mailing-7.csv", Some("text/csv"), csv, Some("📄 #7"))
+        );
+        assert_eq!(tg.sent_to(31)[0].text, "📄 #7");
+        let (status, answer) = call(&tg, "sendDocument", json!({ "chat_id": 31 })).await;
+        assert_eq!(status, 400);
+        assert_eq!(
+            answer["description"],
+            "Bad Request: there is no document in the request"
         );
     }
 

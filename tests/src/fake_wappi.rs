@@ -1,7 +1,7 @@
 //! A local fake of Wappi (`specs/wappi.md`) for end-to-end tests: an axum server on
-//! `127.0.0.1:0` that answers the six calls groupcast makes (`get/status`, `message/send`,
-//! `message/img/send`, `chats/get`, `messages/get`, `contact/info`) with the shapes of the
-//! spec, records every request it receives, stores every accepted send in the chat so that
+//! `127.0.0.1:0` that answers the eight calls groupcast makes (`get/status`, `message/send`,
+//! `message/img/send`, `message/edit`, `message/delete`, `chats/get`, `messages/get`,
+//! `contact/info`) with the shapes of the spec, records every request it receives, stores every accepted send in the chat so that
 //! `messages/get` shows it, and injects faults on demand (5xx, 429 with `Retry-After`, delays,
 //! "not authorized", and a connection dropped before or after the message was delivered).
 //!
@@ -82,6 +82,16 @@ impl Request {
         is_send_path(&self.path)
     }
 
+    /// A `message/edit` that was carried out (whatever its answer).
+    pub fn is_edit(&self) -> bool {
+        self.path == EDIT_PATH && matches!(self.outcome, Outcome::Changed { .. })
+    }
+
+    /// A `message/delete` that was carried out (whatever its answer).
+    pub fn is_delete(&self) -> bool {
+        self.path == DELETE_PATH && matches!(self.outcome, Outcome::Changed { .. })
+    }
+
     /// The message was stored in the chat (whether or not the answer reached the client) and
     /// reaches its members: not a send accepted into a group the account cannot post in
     /// ([`Outcome::AcceptedNotDelivered`]).
@@ -112,6 +122,9 @@ pub enum Outcome {
     /// [undeliverable plan](FakeWappi::set_undeliverable_plan) (`error` by default), but it
     /// never reaches the group: not counted by [`FakeWappi::deliveries`].
     AcceptedNotDelivered,
+    /// An edit or a delete (`message/edit`, `message/delete`) carried out on the stored message;
+    /// `answered` is false when the answer was then dropped or replaced by an error status.
+    Changed { answered: bool },
     /// A read answered normally (`get/status` also when the profile is not authorized).
     Answered,
     /// An error answer (HTTP status, and the `detail` or raw body); nothing was stored.
@@ -638,6 +651,49 @@ impl FakeWappi {
             .collect()
     }
 
+    /// The edits carried out, in order (`chat_id`: the chat, `message_id`, `body_text`: the
+    /// new text).
+    pub fn edits(&self) -> Vec<Request> {
+        self.state()
+            .requests
+            .iter()
+            .filter(|r| r.is_edit())
+            .cloned()
+            .collect()
+    }
+
+    /// The deletes carried out, in order (`chat_id`, `message_id`).
+    pub fn deletes(&self) -> Vec<Request> {
+        self.state()
+            .requests
+            .iter()
+            .filter(|r| r.is_delete())
+            .cloned()
+            .collect()
+    }
+
+    /// What `messages/get` would show of a chat's message now: (body or caption, isEdited,
+    /// isDeleted); `None` when the fake holds no such message.
+    pub fn message(&self, profile_id: &str, message_id: &str) -> Option<(String, bool, bool)> {
+        let st = self.state();
+        let profile = st.profiles.get(profile_id)?;
+        profile.messages.values().flatten().find_map(|m| {
+            (m.msg["id"] == message_id).then(|| {
+                let text = |k: &str| m.msg[k].as_str().unwrap_or_default().to_string();
+                let shown = if m.msg["type"] == "image" {
+                    text("caption")
+                } else {
+                    text("body")
+                };
+                (
+                    shown,
+                    m.msg["isEdited"].as_bool().unwrap_or(false),
+                    m.msg["isDeleted"].as_bool().unwrap_or(false),
+                )
+            })
+        })
+    }
+
     /// The deliveries to one chat (`…@g.us`, `…@c.us` or a bare phone number).
     pub fn deliveries_to(&self, jid: &str) -> Vec<Request> {
         let want = normalize_chat(jid);
@@ -853,7 +909,7 @@ impl Inner {
             "/api/sync/messages/get",
             "/api/sync/contact/info",
         ];
-        if !is_send_path(&path) && !known.contains(&path.as_str()) {
+        if !is_send_path(&path) && !is_change_path(&path) && !known.contains(&path.as_str()) {
             return refuse(req, 404, "Not Found");
         }
         let Some(profile) = self.profiles.get(&req.profile_id) else {
@@ -863,11 +919,14 @@ impl Inner {
         if profile.token != req.token {
             return refuse(req, 401, "Unauthorized");
         }
-        if is_send_path(&path) {
+        if is_send_path(&path) || is_change_path(&path) {
             if method != Method::POST {
                 return refuse(req, 405, "Method Not Allowed");
             }
-            self.send(req, json)
+            match is_send_path(&path) {
+                true => self.send(req, json),
+                false => self.change(req, json),
+            }
         } else {
             self.read(req, query)
         }
@@ -881,27 +940,10 @@ impl Inner {
             .pop_front()
             .or_else(|| self.storm_fault(&pid))
             .or_else(|| self.random_fault());
-        let mut then = Then::Answer;
-        let mut visible_after_ms = 0;
-        match fault {
-            Some(Fault::Status(code, body)) => return raw_refusal(req, code, body),
-            Some(Fault::RateLimit { retry_after_secs }) => {
-                return rate_limited(req, retry_after_secs)
-            }
-            Some(Fault::NotAuthorized) => return refuse(req, 200, "Not authorized in whatsapp"),
-            Some(Fault::DropBeforeAccept) => return dropped(req),
-            Some(Fault::DropAfterAccept) => then = Then::Drop,
-            Some(Fault::Delay(d)) => then = Then::Delay(d),
-            Some(Fault::AcceptThenStatus(code)) => then = Then::Status(code),
-            Some(Fault::Slow {
-                visible_after,
-                answer_after,
-            }) => {
-                then = Then::Delay(answer_after);
-                visible_after_ms = visible_after.as_millis() as i64;
-            }
-            None => {}
-        }
+        let (then, visible_after_ms) = match carried_out(req, fault) {
+            Ok(effect) => effect,
+            Err(reply) => return reply,
+        };
         let chatter = self.chatter_after(json);
         let null_fields = self.null_fields;
         let strict = self.strict_recipients;
@@ -998,6 +1040,93 @@ impl Inner {
             "time": moscow_time(now),
             "message_id": message_id,
             "task_id": uuid_v4(),
+        });
+        Reply {
+            status: 200,
+            body: body.to_string(),
+            retry_after: None,
+            then,
+        }
+    }
+
+    /// `message/edit {message_id, body}` and `message/delete {message_id}` on one of the
+    /// profile's own messages. The request bodies are the spec's; INVENTED: the answer (`status:
+    /// done` with the `message_id`), the refusal of an unknown or foreign id (400, `message not
+    /// found`), that an edit of an image changes its caption, that a deleted message stays in
+    /// `messages/get` with `isDeleted: true` and no text, and that edits are not held to
+    /// WhatsApp's edit window (the client keeps to it). Faults apply as to sends; a `Slow` one
+    /// makes the change visible at once (whatever its `visible_after`) and holds the answer.
+    fn change(&mut self, req: &mut Request, json: Option<&Value>) -> Reply {
+        let pid = req.profile_id.clone();
+        let fault = self.send_faults.pop_front();
+        let (then, _) = match carried_out(req, fault) {
+            Ok(effect) => effect,
+            Err(reply) => return reply,
+        };
+        let profile = self.profiles.get_mut(&pid).expect("checked by process");
+        if !profile.authorized {
+            return refuse(req, 200, "Not authorized in whatsapp");
+        }
+        let Some(json) = json.filter(|j| j.is_object()) else {
+            return refuse(req, 400, "body must be a JSON object");
+        };
+        let Some(id) = json
+            .get("message_id")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+        else {
+            return refuse(req, 400, "message_id is required");
+        };
+        let edit = req.path == EDIT_PATH;
+        let body = json.get("body").and_then(Value::as_str).map(str::to_string);
+        if edit && body.as_deref().is_none_or(|b| b.trim().is_empty()) {
+            return refuse(req, 400, "body is required");
+        }
+        req.message_id = Some(id.clone());
+        let found = profile.messages.iter_mut().find_map(|(chat, log)| {
+            log.iter_mut()
+                .find(|m| m.plan.is_some() && m.msg["id"] == id.as_str())
+                .map(|m| (chat.clone(), m))
+        });
+        let Some((chat, stored)) = found else {
+            return refuse(req, 400, "message not found");
+        };
+        req.chat_id = Some(chat);
+        let msg = &mut stored.msg;
+        match (edit, body) {
+            (true, Some(text)) => {
+                let field = if msg["type"] == "image" {
+                    "caption"
+                } else {
+                    "body"
+                };
+                msg[field] = Value::from(text);
+                msg["isEdited"] = Value::from(true);
+            }
+            _ => {
+                msg["isDeleted"] = Value::from(true);
+                msg["body"] = Value::from("");
+                msg["caption"] = Value::from("");
+            }
+        }
+        let now = req.at_ms / 1000;
+        req.outcome = Outcome::Changed {
+            answered: matches!(then, Then::Answer | Then::Delay(_)),
+        };
+        if let Then::Status(code) = then {
+            let body = json!({"detail": "Bad Gateway", "status": "error"});
+            return Reply {
+                status: code,
+                body: body.to_string(),
+                retry_after: None,
+                then: Then::Answer,
+            };
+        }
+        let body = json!({
+            "status": "done",
+            "timestamp": now,
+            "time": moscow_time(now),
+            "message_id": id,
         });
         Reply {
             status: 200,
@@ -1375,6 +1504,28 @@ fn member_message(chat: &str, k: usize, time: i64, nulls: bool) -> Value {
     msg
 }
 
+/// What a queued fault does to a send or a change: refused before anything is carried out
+/// (`Err`: the answer), or carried out and then answered as `Then` says, the message showing
+/// this many ms after the request (a `Slow` send).
+fn carried_out(req: &mut Request, fault: Option<Fault>) -> Result<(Then, i64), Reply> {
+    Ok(match fault {
+        Some(Fault::Status(code, body)) => return Err(raw_refusal(req, code, body)),
+        Some(Fault::RateLimit { retry_after_secs }) => {
+            return Err(rate_limited(req, retry_after_secs))
+        }
+        Some(Fault::NotAuthorized) => return Err(refuse(req, 200, "Not authorized in whatsapp")),
+        Some(Fault::DropBeforeAccept) => return Err(dropped(req)),
+        Some(Fault::DropAfterAccept) => (Then::Drop, 0),
+        Some(Fault::Delay(d)) => (Then::Delay(d), 0),
+        Some(Fault::AcceptThenStatus(code)) => (Then::Status(code), 0),
+        Some(Fault::Slow {
+            visible_after,
+            answer_after,
+        }) => (Then::Delay(answer_after), visible_after.as_millis() as i64),
+        None => (Then::Answer, 0),
+    })
+}
+
 fn refuse(req: &mut Request, http: u16, detail: &str) -> Reply {
     req.outcome = Outcome::Refused {
         http,
@@ -1417,6 +1568,13 @@ fn dropped(req: &mut Request) -> Reply {
         retry_after: None,
         then: Then::Drop,
     }
+}
+
+const EDIT_PATH: &str = "/api/sync/message/edit";
+const DELETE_PATH: &str = "/api/sync/message/delete";
+
+fn is_change_path(path: &str) -> bool {
+    path == EDIT_PATH || path == DELETE_PATH
 }
 
 fn is_send_path(path: &str) -> bool {

@@ -173,7 +173,9 @@ async fn a_runner_frozen_past_its_lease_sends_nothing_more_and_its_stale_write_i
     })
     .await;
     let tap_a = tap_a.unwrap();
-    let (p, acc, jids) = w.ready(6002, 62, 100, "Заморозка").await;
+    // 200 groups: B's part (~8 s at 20/s) outlasts a resumed A noticing its lost lease on a
+    // busy machine, so B still holds the lease when A's release is checked.
+    let (p, acc, jids) = w.ready(6002, 62, 200, "Заморозка").await;
     // The 30th send is answered after 3 s (the client gives up after 1 s): the runner is
     // frozen while it waits for that answer.
     for _ in 0..29 {
@@ -286,7 +288,7 @@ async fn a_runner_frozen_past_its_lease_sends_nothing_more_and_its_stale_write_i
     w.assert_each_delivered_once(&jids);
     assert_eq!(
         w.server.delivery_states(id),
-        HashMap::from([("sent".to_string(), 100)])
+        HashMap::from([("sent".to_string(), 200)])
     );
     // A's call in flight ended after the resume with an outcome (logged), whose write with the
     // stale fence was refused: the row is still as B's settlement left it.

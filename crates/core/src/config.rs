@@ -217,6 +217,8 @@ pub struct EngineConfig {
     /// How long after a mailing ends its delivery audit reads each post's delivery back
     /// (`DELIVERY_AUDIT_DELAY_SECS`).
     pub audit_delay_ms: i64,
+    /// How long after a post WhatsApp still lets it be edited (`EDIT_WINDOW_SECS`).
+    pub edit_window_ms: i64,
 }
 
 impl Default for EngineConfig {
@@ -234,6 +236,7 @@ impl Default for EngineConfig {
             lease_ttl_ms: 15_000,
             canary_wait_ms: 60_000,
             audit_delay_ms: 300_000,
+            edit_window_ms: crate::model::followup::EDIT_WINDOW_MS,
         }
     }
 }
@@ -334,6 +337,7 @@ impl CoreSettings {
         let canary_secs: f64 = src.parse("CANARY_WAIT_SECS", 60.0, "a number of seconds")?;
         let audit_secs: f64 =
             src.parse("DELIVERY_AUDIT_DELAY_SECS", 300.0, "a number of seconds")?;
+        let edit_window_secs: f64 = src.parse("EDIT_WINDOW_SECS", 900.0, "a number of seconds")?;
         Ok(CoreSettings {
             pacing: pacing(src)?,
             trial_days: src.parse("TRIAL_DAYS", 0, "a whole number of days")?,
@@ -360,6 +364,7 @@ impl CoreSettings {
                 progress_interval_ms: (progress_secs * 1000.0) as i64,
                 canary_wait_ms: (canary_secs.max(0.0) * 1000.0) as i64,
                 audit_delay_ms: (audit_secs.max(0.0) * 1000.0) as i64,
+                edit_window_ms: (edit_window_secs.max(0.0) * 1000.0) as i64,
                 ..EngineConfig::default()
             },
             default_pace: match src.get("DEFAULT_PACE") {

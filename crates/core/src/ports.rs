@@ -409,6 +409,39 @@ pub trait AuditStore: MaybeSendSync {
     async fn undelivering_groups(&self, user: UserId) -> Result<Vec<GroupJid>, DbError>;
 }
 
+/// A past mailing as `/history` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PastMailing {
+    pub mailing: Mailing,
+    /// The scheduled series the mailing was a run of, if it was one.
+    pub series: Option<SeriesId>,
+}
+
+/// Past mailings (`/history`) and what the delivery audit read back of each mailing's post
+/// in each group (the CSV's delivery column).
+///
+/// Backends must keep these semantics (`db_contract_suite` checks them):
+/// - `mailing_history` lists only the user's mailings, newest first, at most `limit`;
+/// - `record_post_status` writes to the mailing's rows of that group (all its parts), and
+///   changes nothing for a group the mailing does not have; a later status replaces an
+///   earlier one;
+/// - `post_statuses` lists the mailing's audited groups once each, in the mailing's order.
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+pub trait HistoryStore: MaybeSendSync {
+    /// The user's newest mailings, newest first, at most `limit`, each with its series.
+    async fn mailing_history(&self, user: UserId, limit: u32) -> Result<Vec<PastMailing>, DbError>;
+    /// Records the `delivery_status` the audit read back for the mailing's post in `group`.
+    async fn record_post_status(
+        &self,
+        id: MailingId,
+        group: &GroupJid,
+        status: &str,
+    ) -> Result<(), DbError>;
+    /// The `delivery_status` of each audited group of the mailing.
+    async fn post_statuses(&self, id: MailingId) -> Result<Vec<(GroupJid, String)>, DbError>;
+}
+
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
 pub trait UpdateLog: MaybeSendSync {
@@ -578,6 +611,7 @@ pub trait Db:
     + MailingStore
     + ScheduleStore
     + AuditStore
+    + HistoryStore
     + UpdateLog
     + BillingStore
     + ImageStore
@@ -589,6 +623,7 @@ impl<
             + MailingStore
             + ScheduleStore
             + AuditStore
+            + HistoryStore
             + UpdateLog
             + BillingStore
             + ImageStore
@@ -812,6 +847,15 @@ pub trait TelegramApi: MaybeSendSync {
         caption: Option<&str>,
         markup: Option<&ReplyMarkup>,
     ) -> Result<SentPhoto, TelegramError>;
+    /// `sendDocument`: uploads `bytes` as the file `file_name` (multipart/form-data), with an
+    /// optional caption; returns the new message.
+    async fn send_document(
+        &self,
+        chat: ChatId,
+        file_name: &str,
+        bytes: &[u8],
+        caption: Option<&str>,
+    ) -> Result<MessageId, TelegramError>;
     /// Whether a message to `chat` would go out now without waiting for our own Telegram
     /// pacing. Progress edits are skipped (and retried at the next step) when it would not, so
     /// that a busy bot never slows a mailing down for a progress bar.
@@ -840,6 +884,23 @@ pub trait WappiApi: MaybeSendSync {
         to: &GroupJid,
         b64: &str,
         caption: Option<&str>,
+    ) -> Result<Sent, WappiError>;
+    /// `POST /api/sync/message/edit {message_id, body}`: the new text of a message sent
+    /// before (of a text message, or the caption of an image); `group` is where it is.
+    async fn edit_message(
+        &self,
+        creds: &WappiCreds,
+        group: &GroupJid,
+        message_id: &str,
+        body: &str,
+    ) -> Result<Sent, WappiError>;
+    /// `POST /api/sync/message/delete {message_id}`: deletes a message sent before, for
+    /// everyone; `group` is where it is.
+    async fn delete_message(
+        &self,
+        creds: &WappiCreds,
+        group: &GroupJid,
+        message_id: &str,
     ) -> Result<Sent, WappiError>;
     /// `GET /api/sync/chats/get` (one page)
     async fn list_chats(

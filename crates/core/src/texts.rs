@@ -9,6 +9,8 @@ use crate::model::pacing::plan::Hold;
 use chrono::TimeZone;
 use chrono_tz::Tz;
 
+pub mod followup;
+pub mod history;
 pub mod schedule;
 
 /// Named group sets (`/sets`, `/saveset`).
@@ -1093,7 +1095,7 @@ pub fn report(
     in_doubt: &[ReportLine<'_>],
 ) -> String {
     let clean = !cancelled && t.failed == 0 && t.in_doubt == 0 && t.left == 0;
-    let mut s = if clean {
+    let s = if clean {
         l.pick(
             format!(
                 "✅ Рассылка #{id} завершена: отправлено {} из {}.",
@@ -1112,6 +1114,16 @@ pub fn report(
             format!("⚠️ Mailing #{id} finished with errors.\nSent: {} · Failed: {} · In doubt: {}", t.sent, t.failed, t.in_doubt),
         )
     };
+    with_report_lists(l, s, failed, in_doubt)
+}
+
+/// A report's headline `s` followed by its lists of the groups that failed and those in doubt.
+pub fn with_report_lists(
+    l: Lang,
+    mut s: String,
+    failed: &[ReportLine<'_>],
+    in_doubt: &[ReportLine<'_>],
+) -> String {
     // Each list gets half of what is left of Telegram's limit (the in-doubt one also what
     // the failed one left over), so the report always fits and both lists show.
     let failed_title = l.pick("Не доставлено:", "Not delivered:");
@@ -1259,6 +1271,8 @@ pub fn help(l: Lang) -> String {
          3. /groups — список групп (вставкой или импортом из WhatsApp)\n\
          4. /mailing — предпросмотр и запуск\n\
          /status — ход рассылки, /pause и /resume — пауза, /cancel — остановить\n\
+         /history — прошлые рассылки, у каждой 📄 CSV по группам\n\
+         ✏️ / 🗑 под отчётом — исправить текст или удалить пост во всех группах\n\
          /schedule — запланировать пост (в том числе ежедневно), /schedules — расписания\n\
          /pace — темп, /tz — часовой пояс, /sets и /saveset — наборы групп\n\
          /subscribe — подписка, /lang — язык\n\n\
@@ -1269,6 +1283,8 @@ pub fn help(l: Lang) -> String {
          3. /groups — the group list (paste it or import it from WhatsApp)\n\
          4. /mailing — preview and start\n\
          /status — progress, /pause and /resume — pause, /cancel — stop\n\
+         /history — past mailings, each with a 📄 CSV by group\n\
+         ✏️ / 🗑 under a report — fix the text or delete the post in every group\n\
          /schedule — schedule the post (daily too), /schedules — schedules\n\
          /pace — pace, /tz — time zone, /sets and /saveset — group sets\n\
          /subscribe — subscription, /lang — language\n\n\

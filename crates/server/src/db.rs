@@ -28,8 +28,8 @@ use groupcast_core::model::ledger::{
 use groupcast_core::model::schedule::{Rule, Schedule};
 use groupcast_core::ports::{
     async_trait, AuditStore, BillingStore, CollageChoice, ContentStore, DbError, GroupEntry,
-    GroupSet, ImageMeta, ImageStore, MailingStore, NewImage, NewSeries, RunOutcome, ScheduleStore,
-    Series, StoredImage, UpdateClaim, UpdateLog, UserRecord, UserStore,
+    GroupSet, HistoryStore, ImageMeta, ImageStore, MailingStore, NewImage, NewSeries, PastMailing,
+    RunOutcome, ScheduleStore, Series, StoredImage, UpdateClaim, UpdateLog, UserRecord, UserStore,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
@@ -79,6 +79,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0011_delivery_audit.sql",
         include_str!("../../../migrations/0011_delivery_audit.sql"),
+    ),
+    (
+        "0012_history.sql",
+        include_str!("../../../migrations/0012_history.sql"),
     ),
     (
         "0013_mailings_by_profile.sql",
@@ -1117,6 +1121,78 @@ impl AuditStore for SqliteDb {
         .await
     }
 }
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+impl HistoryStore for SqliteDb {
+    async fn mailing_history(&self, user: UserId, limit: u32) -> Result<Vec<PastMailing>, DbError> {
+        self.with_conn(move |c| {
+            let filter = format!("WHERE user_id = ?1 ORDER BY id DESC LIMIT {limit}");
+            let mailings = query_mailings(c, "mailing_history", &filter, &user.0)?;
+            let mut stmt = c
+                .prepare_cached(SERIES_OF_MAILING)
+                .map_err(|e| backend("mailing_history", e))?;
+            let mut out = Vec::with_capacity(mailings.len());
+            for mailing in mailings {
+                let series = stmt
+                    .query_row([mailing.id.0], |r| r.get::<_, i64>(0))
+                    .optional()
+                    .map_err(|e| backend("mailing_history", e))?
+                    .map(SeriesId);
+                out.push(PastMailing { mailing, series });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn record_post_status(
+        &self,
+        id: MailingId,
+        group: &GroupJid,
+        status: &str,
+    ) -> Result<(), DbError> {
+        let (group, status) = (group.as_str().to_string(), status.to_string());
+        self.with_conn(move |c| {
+            c.execute(
+                "UPDATE deliveries SET delivery_status = ?3 WHERE mailing_id = ?1 AND group_jid = ?2",
+                params![id.0, group, status],
+            )
+            .map(drop)
+            .map_err(|e| backend("record_post_status", e))
+        })
+        .await
+    }
+
+    async fn post_statuses(&self, id: MailingId) -> Result<Vec<(GroupJid, String)>, DbError> {
+        self.with_conn(move |c| {
+            let mut stmt = c
+                .prepare_cached(POST_STATUSES)
+                .map_err(|e| backend("post_statuses", e))?;
+            let rows = stmt
+                .query_map([id.0], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })
+                .map_err(|e| backend("post_statuses", e))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (jid, status) = row.map_err(|e| backend("post_statuses", e))?;
+                out.extend(GroupJid::parse(&jid).map(|g| (g, status)));
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+/// The series a mailing was a run of (the same query as D1's).
+const SERIES_OF_MAILING: &str =
+    "SELECT series_id FROM series_runs WHERE mailing_id = ?1 ORDER BY series_id LIMIT 1";
+
+/// Each audited group of a mailing once, in the mailing's order (the same query as D1's).
+const POST_STATUSES: &str = "SELECT group_jid, MAX(delivery_status) FROM deliveries
+      WHERE mailing_id = ?1 AND delivery_status IS NOT NULL
+      GROUP BY group_jid ORDER BY MIN(position), group_jid";
 
 /// Finished mailings not audited yet (the same query as D1's).
 const AUDIT_DUE: &str = "SELECT id FROM mailings

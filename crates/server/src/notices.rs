@@ -269,6 +269,18 @@ impl TelegramApi for DetachedTelegram {
         self.inner.send_photo(chat, photo, caption, markup).await
     }
 
+    async fn send_document(
+        &self,
+        chat: ChatId,
+        file_name: &str,
+        bytes: &[u8],
+        caption: Option<&str>,
+    ) -> Result<MessageId, TelegramError> {
+        self.inner
+            .send_document(chat, file_name, bytes, caption)
+            .await
+    }
+
     /// Whether a notice to `chat` would go out at once: nothing of the chat's is waiting or on
     /// its way, and Telegram's limits let it through. The engine sheds a progress update
     /// otherwise (the next one says the same, later), so notices never pile up behind a slow

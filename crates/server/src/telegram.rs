@@ -4,7 +4,7 @@
 //! Every answer is classified into a [`TelegramError`] that carries the retry decision. The
 //! token sits in the URL path, so it never reaches an error text or a log line: transport
 //! errors are stripped of their URL and scrubbed of the token. Our own sends
-//! (`sendMessage`, `editMessageText`, `editMessageReplyMarkup`, `sendPhoto`) are paced below Telegram's limits (about
+//! (`sendMessage`, `editMessageText`, `editMessageReplyMarkup`, `sendPhoto`, `sendDocument`) are paced below Telegram's limits (about
 //! 1 message per second per chat with short bursts, 30 per second overall) and a 429 is
 //! honoured: the chat is held back for `retry_after` seconds and the request is repeated.
 
@@ -230,6 +230,26 @@ impl HttpTelegram {
         sent_photo(msg)
     }
 
+    /// Uploads a file as a document (multipart/form-data). Paced like messages.
+    pub async fn send_document_bytes(
+        &self,
+        chat: ChatId,
+        file_name: &str,
+        bytes: &[u8],
+        caption: Option<&str>,
+    ) -> Result<MessageId, TelegramError> {
+        let (content_type, body) =
+            api::send_document_upload(chat, file_name, bytes, caption, rand::random::<u128>());
+        let msg: Message = self
+            .paced(chat.0, "sendDocument", || {
+                self.post("sendDocument")
+                    .header(reqwest::header::CONTENT_TYPE, content_type.clone())
+                    .body(body.clone())
+            })
+            .await?;
+        Ok(MessageId(msg.message_id))
+    }
+
     fn post(&self, method: &str) -> reqwest::RequestBuilder {
         self.client
             .post(api::method_url(&self.api_url, self.token.expose(), method))
@@ -388,6 +408,17 @@ impl TelegramApi for HttpTelegram {
                     .await
             }
         }
+    }
+
+    async fn send_document(
+        &self,
+        chat: ChatId,
+        file_name: &str,
+        bytes: &[u8],
+        caption: Option<&str>,
+    ) -> Result<MessageId, TelegramError> {
+        self.send_document_bytes(chat, file_name, bytes, caption)
+            .await
     }
 
     async fn send_message(

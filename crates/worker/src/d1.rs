@@ -20,8 +20,8 @@ use groupcast_core::model::lang::Lang;
 use groupcast_core::model::ledger::{Delivery, Mailing, MailingStatus, NewMailing};
 use groupcast_core::ports::{
     async_trait, AuditStore, BillingStore, CollageChoice, ContentStore, DbError, GroupEntry,
-    GroupSet, ImageMeta, ImageStore, MailingStore, NewImage, NewSeries, RunOutcome, ScheduleStore,
-    Series, StoredImage, UpdateClaim, UpdateLog, UserRecord, UserStore,
+    GroupSet, HistoryStore, ImageMeta, ImageStore, MailingStore, NewImage, NewSeries, PastMailing,
+    RunOutcome, ScheduleStore, Series, StoredImage, UpdateClaim, UpdateLog, UserRecord, UserStore,
 };
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -602,6 +602,71 @@ impl AuditStore for D1Db {
         Ok(rows
             .into_iter()
             .filter_map(|r| GroupJid::parse(&r.v))
+            .collect())
+    }
+}
+
+#[async_trait(?Send)]
+impl HistoryStore for D1Db {
+    async fn mailing_history(&self, user: UserId, limit: u32) -> Result<Vec<PastMailing>, DbError> {
+        let mailings = self
+            .mailings(
+                "mailing_history",
+                "WHERE user_id = ?1 ORDER BY id DESC LIMIT ?2",
+                &[V::I(user.0), V::I(i64::from(limit))],
+            )
+            .await?;
+        let mut out = Vec::with_capacity(mailings.len());
+        for mailing in mailings {
+            let series: Option<i64> = self
+                .value(
+                    "mailing_history",
+                    "SELECT series_id AS v FROM series_runs WHERE mailing_id = ?1
+                      ORDER BY series_id LIMIT 1",
+                    &[V::I(mailing.id.0)],
+                )
+                .await?;
+            out.push(PastMailing {
+                mailing,
+                series: series.map(SeriesId),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn record_post_status(
+        &self,
+        id: MailingId,
+        group: &GroupJid,
+        status: &str,
+    ) -> Result<(), DbError> {
+        self.run(
+            "record_post_status",
+            "UPDATE deliveries SET delivery_status = ?3 WHERE mailing_id = ?1 AND group_jid = ?2",
+            &[V::I(id.0), V::S(group.as_str()), V::S(status)],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn post_statuses(&self, id: MailingId) -> Result<Vec<(GroupJid, String)>, DbError> {
+        #[derive(Deserialize)]
+        struct Status {
+            g: String,
+            s: String,
+        }
+        let rows: Vec<Status> = self
+            .all(
+                "post_statuses",
+                "SELECT group_jid AS g, MAX(delivery_status) AS s FROM deliveries
+                  WHERE mailing_id = ?1 AND delivery_status IS NOT NULL
+                  GROUP BY group_jid ORDER BY MIN(position), group_jid",
+                &[V::I(id.0)],
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| GroupJid::parse(&r.g).map(|g| (g, r.s)))
             .collect())
     }
 }

@@ -238,4 +238,22 @@ impl TelegramApi for FetchTelegram {
             file_id,
         })
     }
+
+    async fn send_document(
+        &self,
+        chat: ChatId,
+        file_name: &str,
+        bytes: &[u8],
+        caption: Option<&str>,
+    ) -> Result<MessageId, TelegramError> {
+        let (content_type, body) =
+            api::send_document_upload(chat, file_name, bytes, caption, random_u128());
+        let msg: Message = self
+            .post("sendDocument", || Body::Bytes {
+                content_type: content_type.clone(),
+                bytes: body.clone(),
+            })
+            .await?;
+        Ok(MessageId(msg.message_id))
+    }
 }

@@ -232,6 +232,36 @@ mod fault {
             r
         }
 
+        async fn edit_message(
+            &self,
+            creds: &WappiCreds,
+            group: &GroupJid,
+            message_id: &str,
+            body: &str,
+        ) -> Result<Sent, WappiError> {
+            let r = self
+                .inner
+                .edit_message(creds, group, message_id, body)
+                .await;
+            if r.is_ok() {
+                self.hooks.after_send().await;
+            }
+            r
+        }
+
+        async fn delete_message(
+            &self,
+            creds: &WappiCreds,
+            group: &GroupJid,
+            message_id: &str,
+        ) -> Result<Sent, WappiError> {
+            let r = self.inner.delete_message(creds, group, message_id).await;
+            if r.is_ok() {
+                self.hooks.after_send().await;
+            }
+            r
+        }
+
         async fn list_chats(
             &self,
             creds: &WappiCreds,

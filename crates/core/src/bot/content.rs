@@ -36,6 +36,28 @@ impl Ctx<'_> {
         Ok(())
     }
 
+    /// A post's text as typed (Telegram's formatting in `entities`) in WhatsApp markup; `None`
+    /// after telling the user why not (empty, or over Telegram's limit).
+    pub(super) async fn post_text(
+        &self,
+        text: &str,
+        entities: &[MessageEntity],
+    ) -> Result<Option<String>, BotError> {
+        let l = self.lang();
+        let converted = to_whatsapp(text, entities);
+        if converted.trim().is_empty() {
+            self.say(&texts::text_empty(l)).await?;
+            return Ok(None);
+        }
+        let len = text.encode_utf16().count();
+        if len > MAX_TEXT_UTF16 {
+            self.say(&texts::text_too_long(l, len, MAX_TEXT_UTF16))
+                .await?;
+            return Ok(None);
+        }
+        Ok(Some(converted))
+    }
+
     /// The text arrived: stored in WhatsApp markup, unless empty or over Telegram's limit.
     pub(super) async fn take_text(
         &mut self,
@@ -43,17 +65,9 @@ impl Ctx<'_> {
         entities: &[MessageEntity],
     ) -> Result<(), BotError> {
         let l = self.lang();
-        let converted = to_whatsapp(text, entities);
-        if converted.trim().is_empty() {
-            self.say(&texts::text_empty(l)).await?;
+        let Some(converted) = self.post_text(text, entities).await? else {
             return Ok(());
-        }
-        let len = text.encode_utf16().count();
-        if len > MAX_TEXT_UTF16 {
-            self.say(&texts::text_too_long(l, len, MAX_TEXT_UTF16))
-                .await?;
-            return Ok(());
-        }
+        };
         self.svc
             .db
             .set_text(self.user.id, &converted, self.svc.now_ms())

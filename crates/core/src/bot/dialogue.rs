@@ -31,6 +31,9 @@ pub enum DialogueState {
     Import(ImportState),
     /// 🕒 was pressed: the next message says when (`/schedule`'s words).
     AwaitSchedule,
+    /// ✏️ under a report was pressed: the next message is the corrected text of that
+    /// mailing's post.
+    AwaitFix { of: i64 },
     /// Taking photos for the mailing (🖼️ / `/images`).
     AwaitImages {
         /// The album being received and the message that answers for all of it (edited as
@@ -127,6 +130,8 @@ pub enum Intent {
     Sets,
     /// `/saveset <name>` (the raw arguments).
     SaveSet(String),
+    /// `/history`: the user's past mailings.
+    History,
     /// Operator: figures.
     Stats,
     /// Operator: `/grant <user_id> <days>` (the raw arguments).
@@ -195,6 +200,7 @@ impl Intent {
                 "schedules" => Some(Intent::Schedules),
                 "sets" => Some(Intent::Sets),
                 "saveset" => Some(Intent::SaveSet(args())),
+                "history" => Some(Intent::History),
                 _ => None,
             };
             if let Some(i) = intent {
@@ -244,6 +250,12 @@ pub enum Route {
     },
     /// A command other than /start, /lang, /help during registration.
     FinishRegistrationFirst,
+    /// The corrected text of mailing `of`'s post (after ✏️ under its report).
+    TakeFix {
+        of: i64,
+        text: String,
+        entities: Vec<MessageEntity>,
+    },
     ShowMenu,
     ShowMailingData,
     AskText,
@@ -276,6 +288,8 @@ pub enum Route {
     Sets,
     /// `/saveset <name>`.
     SaveSet(String),
+    /// `/history`.
+    History,
     /// 🖼️: show the photo set and wait for photos.
     Images,
     /// A photo to add to the set (`album`: the answer of the album it belongs to, if that
@@ -337,7 +351,14 @@ pub fn route(state: &DialogueState, registered: bool, intent: &Intent) -> Route 
         (_, I::Schedules) => Route::Schedules,
         (_, I::Sets) => Route::Sets,
         (_, I::SaveSet(name)) => Route::SaveSet(name.clone()),
+        (_, I::History) => Route::History,
         (DialogueState::AwaitSchedule, I::Text { text, .. }) => Route::Schedule(text.clone()),
+        (DialogueState::AwaitFix { of }, I::Text { text, entities }) => Route::TakeFix {
+            of: *of,
+            text: text.clone(),
+            entities: entities.clone(),
+        },
+        (DialogueState::AwaitFix { .. }, I::NonText | I::Photo { .. }) => Route::TextExpected,
         (_, I::Pace(args)) => Route::Pace(args.clone()),
         (_, I::Tz(args)) => Route::Tz(args.clone()),
         (_, I::Status) => Route::Status,
@@ -444,6 +465,8 @@ mod tests {
             ("/schedule", Intent::Schedule(String::new())),
             ("/schedules", Intent::Schedules),
             ("/sets", Intent::Sets),
+            ("/history", Intent::History),
+            ("/history@groupcast_bot", Intent::History),
             (
                 "/saveset Москва центр",
                 Intent::SaveSet("Москва центр".into()),
@@ -515,6 +538,23 @@ mod tests {
             ),
             (S::AwaitSchedule, true, Intent::Menu, Route::ShowMenu),
             (
+                S::AwaitFix { of: 4 },
+                true,
+                text("Цена 90"),
+                Route::TakeFix {
+                    of: 4,
+                    text: "Цена 90".into(),
+                    entities: vec![],
+                },
+            ),
+            (
+                S::AwaitFix { of: 4 },
+                true,
+                Intent::NonText,
+                Route::TextExpected,
+            ),
+            (S::AwaitFix { of: 4 }, true, Intent::Cancel, Route::Cancel),
+            (
                 S::Idle,
                 true,
                 Intent::Schedule("+1m".into()),
@@ -533,6 +573,20 @@ mod tests {
                 Route::Callback(Callback::ConfirmStart(1)),
             ),
             (S::Idle, true, Intent::Cancel, Route::Cancel),
+            (S::Idle, true, Intent::History, Route::History),
+            (S::AwaitText, true, Intent::History, Route::History),
+            (
+                S::Idle,
+                false,
+                Intent::History,
+                Route::FinishRegistrationFirst,
+            ),
+            (
+                S::Idle,
+                true,
+                Intent::Callback(Callback::HistoryCsv(3)),
+                Route::Callback(Callback::HistoryCsv(3)),
+            ),
             (S::Idle, false, Intent::Lang, Route::ChooseLang),
             (S::AwaitToken, false, Intent::Stats, Route::Stats),
         ];

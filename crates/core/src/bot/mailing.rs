@@ -149,7 +149,11 @@ impl Ctx<'_> {
 
     /// How long a mailing to `groups` groups of `parts` messages each would take at the
     /// account's pace, when it would end, and the pace.
-    async fn estimate(&self, groups: usize, parts: usize) -> Result<texts::Estimate, BotError> {
+    pub(super) async fn estimate(
+        &self,
+        groups: usize,
+        parts: usize,
+    ) -> Result<texts::Estimate, BotError> {
         let l = self.lang();
         let account = AccountPace {
             pace: self.current_pace(),
@@ -267,13 +271,8 @@ impl Ctx<'_> {
             skipped,
             now: self.svc.now_ms(),
         };
-        let id = match self.svc.db.create_mailing(&new).await {
-            Ok(id) => id,
-            Err(DbError::AlreadyActive) => {
-                self.say(&texts::already_running(l)).await?;
-                return Ok(());
-            }
-            Err(e) => return Err(e.into()),
+        let Some(id) = self.create_mailing(&new).await? else {
+            return Ok(());
         };
         tracing::info!(
             event = "mailing_started",
@@ -284,22 +283,33 @@ impl Ctx<'_> {
         );
         let parts = new.content.parts().len();
         let eta = self.estimate(sending, parts).await?;
-        self.send_start_message(id, sending, eta.secs).await?;
-        self.svc.intake.enqueue(id).await?;
-        Ok(())
+        self.hand_over(id, &texts::started(l, id.0, sending, eta.secs))
+            .await
     }
 
-    /// The start confirmation is also the progress message the runner keeps editing, so it
-    /// is recorded before the runner is told about the mailing.
-    async fn send_start_message(
+    /// Creates the mailing; `None` after telling the user that the account already has an
+    /// active one.
+    pub(super) async fn create_mailing(
         &self,
-        id: MailingId,
-        groups: usize,
-        eta_secs: u64,
-    ) -> Result<(), BotError> {
+        new: &NewMailing,
+    ) -> Result<Option<MailingId>, BotError> {
+        match self.svc.db.create_mailing(new).await {
+            Ok(id) => Ok(Some(id)),
+            Err(DbError::AlreadyActive) => {
+                self.say(&texts::already_running(self.lang())).await?;
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Sends the start confirmation `text`, then hands the mailing to the runners. The
+    /// confirmation is also the progress message the runner keeps editing, so it is recorded
+    /// before the runner is told about the mailing.
+    pub(super) async fn hand_over(&self, id: MailingId, text: &str) -> Result<(), BotError> {
         let l = self.lang();
-        let text = texts::started(l, id.0, groups, eta_secs);
-        crate::mailing::scheduled::announce_start(self.svc, id, self.chat, l, &text).await?;
+        crate::mailing::scheduled::announce_start(self.svc, id, self.chat, l, text).await?;
+        self.svc.intake.enqueue(id).await?;
         Ok(())
     }
 
@@ -413,12 +423,17 @@ impl Ctx<'_> {
                 .await
             }
         };
-        if m.status == MailingStatus::Running {
-            let kb = crate::mailing::progress_keyboard(l, m.id);
-            self.say_with(&text, ReplyMarkup::Inline(kb)).await?;
-        } else {
-            self.say(&text).await?;
-        }
+        let kb = match m.status {
+            MailingStatus::Running => Some(crate::mailing::progress_keyboard(l, m.id)),
+            MailingStatus::Paused => None,
+            MailingStatus::Done | MailingStatus::Cancelled => {
+                crate::mailing::report_keyboard(l, &m, &rows)
+            }
+        };
+        match kb {
+            Some(kb) => self.say_with(&text, ReplyMarkup::Inline(kb)).await?,
+            None => self.say(&text).await?,
+        };
         Ok(())
     }
 }

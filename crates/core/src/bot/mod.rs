@@ -6,7 +6,8 @@
 //! that carries it out, each one `impl Ctx` of its own: `registration` (Wappi credentials,
 //! `/start`, language), `content` (the post's text and what a mailing would send), `images`
 //! (photos and the collage), `import` (the group list), `mailing` (start, cancel, progress),
-//! `schedule` (`/schedule`, `/schedules`), `subscription` (plans, invoices, access) and `operator` (operator commands, `/broadcast`).
+//! `schedule` (`/schedule`, `/schedules`), `followup` (✏️ / 🗑 under a report: fix or delete
+//! a post everywhere), `history` (`/history` and its CSVs), `subscription` (plans, invoices, access) and `operator` (operator commands, `/broadcast`).
 //! What they all share, the context and the error, is in `ctx`, below all of them.
 
 use crate::bot::ctx::Ctx;
@@ -21,6 +22,12 @@ use crate::texts::{self};
 mod content;
 mod ctx;
 pub mod dialogue;
+mod followup;
+#[cfg(test)]
+mod followup_tests;
+mod history;
+#[cfg(test)]
+mod history_tests;
 mod images;
 #[cfg(test)]
 mod images_tests;
@@ -155,6 +162,9 @@ impl Ctx<'_> {
             Route::ShowMailingData => self.show_mailing_data().await?,
             Route::AskText => self.ask_text().await?,
             Route::TakeText { text, entities } => self.take_text(&text, &entities).await?,
+            Route::TakeFix { of, text, entities } => {
+                self.take_fix(MailingId(of), &text, &entities).await?
+            }
             Route::TextExpected => {
                 self.say(&texts::text_not_text(l)).await?;
             }
@@ -170,6 +180,7 @@ impl Ctx<'_> {
             Route::Schedules => self.list_schedules().await?,
             Route::Sets => self.list_sets().await?,
             Route::SaveSet(name) => self.save_set(&name).await?,
+            Route::History => self.history().await?,
             Route::Status => self.status().await?,
             Route::Subscribe => self.subscribe().await?,
             Route::Stats => self.stats().await?,
@@ -219,8 +230,13 @@ impl Ctx<'_> {
             Callback::ResumeSeries(id) => self.pause_series(SeriesId(id), false).await?,
             Callback::DeleteSeries(id) => self.delete_series(SeriesId(id)).await?,
             Callback::Subscribe => self.subscribe().await?,
+            Callback::FixPost(id) => self.ask_fix(MailingId(id)).await?,
+            Callback::DeletePost(id) => self.ask_delete(MailingId(id)).await?,
+            Callback::ConfirmFollowUp(seq) => self.start_follow_up(seq).await?,
+            Callback::Repost(id) => self.repost(MailingId(id)).await?,
             Callback::UseSet(key) => self.use_set(&key).await?,
             Callback::DeleteSet(key) => self.delete_set(&key).await?,
+            Callback::HistoryCsv(id) => self.history_csv(MailingId(id)).await?,
             Callback::SetLang(lang) => self.set_lang(lang).await?,
             Callback::Pay(days) => self.pay(days).await?,
             Callback::MakeCollage => self.make_collage().await?,

@@ -2,8 +2,8 @@
 //! `delivery_status` is read back from its group's history, the user gets the counts
 //! (delivered, read, pending, not delivered) and the groups that did not deliver, and what was
 //! seen is remembered per group: the next preview leaves out a group whose last post was not
-//! delivered (see `bot::preflight`). "Sent" only means Wappi took the call; this is what
-//! WhatsApp did with it.
+//! delivered (see `bot::preflight`), and per mailing (the CSV of `/history`). "Sent" only
+//! means Wappi took the call; this is what WhatsApp did with it.
 //!
 //! A runtime's timer calls [`audit_due`] (the server's timer loop, the Worker's Cron). An audit
 //! is taken once in the database before it reads anything, so two processes never audit the
@@ -63,6 +63,10 @@ async fn audit(svc: &Ports, id: MailingId) -> Result<(), DbError> {
     let Some(m) = svc.db.get_mailing(id).await? else {
         return Ok(());
     };
+    if m.content.follow_up.is_some() {
+        // A fix or a delete posts nothing new: the post's own audit told its delivery.
+        return Ok(());
+    }
     let Some(user) = svc.db.get_user(m.user_id).await? else {
         return Ok(());
     };
@@ -109,6 +113,8 @@ async fn audit(svc: &Ports, id: MailingId) -> Result<(), DbError> {
         svc.db
             .record_group_delivery(m.user_id, &row.group, &status, delivered, svc.now_ms())
             .await?;
+        // This mailing's own record of it (the CSV of `/history`).
+        svc.db.record_post_status(id, &row.group, &status).await?;
     }
     tracing::info!(
         event = "delivery_audit",

@@ -4,6 +4,7 @@
 
 use super::breaker;
 use super::canary;
+use super::followup;
 use super::outcome::{self, Event};
 use super::report::{finish, pause, progress, show_progress};
 use super::settle;
@@ -63,8 +64,12 @@ async fn run_step(
     };
     if cursor.armed.is_none() {
         let look = cursor.look();
-        let rows = cursor.rows_mut();
-        if let Some(step) = settle::settle_due(svc, &m, &creds, rows, fence, now).await? {
+        let rows = cursor
+            .rows
+            .as_deref_mut()
+            .expect("the ledger is loaded first");
+        let targets = cursor.targets.as_ref();
+        if let Some(step) = settle::settle_due(svc, &m, &creds, rows, targets, fence, now).await? {
             progress(svc, &m, rows, look, now).await?;
             return Ok(step);
         }
@@ -84,6 +89,10 @@ async fn run_step(
         ControlFlow::Continue(image) => image,
         ControlFlow::Break(step) => return Ok(step),
     };
+    let target = match followup::target_of(svc, &m, cursor, i, fence, now).await? {
+        ControlFlow::Continue(target) => target,
+        ControlFlow::Break(step) => return Ok(step),
+    };
     let planned = match slot::wait_and_take(svc, &m, lease, cursor, i, now, vouched).await? {
         Slot::Open(planned) => planned,
         Slot::Paused(t) => {
@@ -92,7 +101,11 @@ async fn run_step(
         }
         Slot::Wait(step) => return Ok(step),
     };
-    let result = send(svc, &m, &creds, &cursor.rows()[i], image.as_deref()).await;
+    let row = &cursor.rows()[i];
+    let result = match (m.content.follow_up, &target) {
+        (Some(f), Some(target)) => followup::call(svc, &creds, &m, f, row, target).await,
+        _ => send(svc, &m, &creds, row, image.as_deref()).await,
+    };
     let look = cursor.look();
     let sent = Sending {
         result,
@@ -211,6 +224,7 @@ async fn load(
     if cursor.rows.is_none() {
         cursor.rows = Some(ledger(svc, m.id, fence, now).await?);
     }
+    followup::load_targets(svc, m, cursor).await?;
     if cursor.account.is_none() {
         let user = svc.db.get_user(m.user_id).await?;
         let lang = user.as_ref().map(|u| u.lang).unwrap_or_default();

@@ -16,7 +16,9 @@
 //! the chat history; `breaker` pauses at a ban signal; `canary` holds a canary start until the
 //! first groups' delivery is seen; `report` tells the user (progress,
 //! pause, the final report); `scheduled` turns a series' due run into a mailing; `audit` reads
-//! a finished mailing's delivery back.
+//! a finished mailing's delivery back; `followup` edits or deletes an earlier mailing's posts
+//! (a mailing whose rows aim at those messages); `history` reads a group's history back for
+//! `settle` and `followup`.
 
 use crate::model::ids::ImageId;
 use crate::model::lang::Lang;
@@ -32,6 +34,8 @@ pub mod audit;
 mod breaker;
 mod canary;
 pub mod engine;
+mod followup;
+mod history;
 mod outcome;
 mod report;
 pub mod scheduled;
@@ -39,7 +43,7 @@ mod settle;
 mod slot;
 
 pub use engine::step;
-pub use report::{progress_keyboard, report_text};
+pub use report::{progress_keyboard, report_keyboard, report_text};
 pub use slot::estimate;
 
 /// Posts a mailing has still to begin (one per group); `rows` in sending order.
@@ -115,6 +119,8 @@ pub struct Cursor {
     failed_in_a_row: u32,
     /// The canary start's check passed (or was waived by a resume) in this drive.
     canary_passed: bool,
+    /// A follow-up's targets: the messages of the mailing it acts on, read once per drive.
+    targets: Option<settle::Targets>,
 }
 
 /// What the plan of an account's posts reads of the account, once per drive.

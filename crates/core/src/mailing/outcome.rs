@@ -20,6 +20,8 @@ pub(super) enum Event<'a> {
     Disarmed,
     /// Its image is no longer stored.
     ImageGone,
+    /// A follow-up's edit comes after WhatsApp's edit window of its message closed.
+    EditWindowClosed,
     /// Wappi took the send (the message id, if it gave one).
     Sent(Option<&'a str>),
     /// The send failed.
@@ -89,6 +91,11 @@ pub(super) fn apply(row: &mut Delivery, event: Event<'_>, cfg: &EngineConfig, no
             row.state = DeliveryState::Failed;
             row.error = Some("the image is no longer stored".into());
             Change::just("image_gone")
+        }
+        Event::EditWindowClosed => {
+            row.state = DeliveryState::Failed;
+            row.error = Some("too late to edit: WhatsApp's edit window has closed".into());
+            Change::just("window_closed")
         }
         Event::Sent(message_id) => {
             row.state = DeliveryState::Sent;
@@ -319,6 +326,7 @@ mod tests {
             case((Pending, 2), Event::Armed, (Sending, 3), at(DUE), "armed"),
             case((Sending, 1), Event::Disarmed, (Pending, 0), at(DUE), "disarmed"),
             case((Sending, 1), Event::ImageGone, (Failed, 1), at(DUE), "image_gone"),
+            case((Pending, 0), Event::EditWindowClosed, (Failed, 0), at(DUE), "window_closed"),
             // after a send
             case((Sending, 1), Event::Sent(Some("m1")), (Sent, 1), at(DUE), "sent"),
             case((Sending, 1), Event::Sent(None), (Sent, 1), at(DUE), "sent"),

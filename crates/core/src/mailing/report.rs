@@ -168,7 +168,12 @@ pub(super) async fn finish(
             .await;
     }
     let report = report_text(svc, m, rows, lang, status == MailingStatus::Cancelled).await;
-    if let Err(e) = svc.telegram.send_message(m.chat_id, &report, None).await {
+    let keyboard = report_keyboard(lang, m, rows).map(ReplyMarkup::Inline);
+    if let Err(e) = svc
+        .telegram
+        .send_message(m.chat_id, &report, keyboard.as_ref())
+        .await
+    {
         tracing::warn!(mailing = m.id.0, error = %e, "report message failed");
     }
     Ok(Step::Finished)
@@ -202,14 +207,46 @@ pub async fn report_text(
             })
             .collect()
     };
-    texts::report(
-        lang,
-        m.id.0,
-        &Tally::of(rows),
-        cancelled,
-        &lines(DeliveryState::Failed),
-        &lines(DeliveryState::InDoubt),
-    )
+    let (failed, in_doubt) = (lines(DeliveryState::Failed), lines(DeliveryState::InDoubt));
+    let tally = Tally::of(rows);
+    match m.content.follow_up {
+        Some(f) => texts::followup::report(
+            lang, m.id.0, f.action, &tally, cancelled, &failed, &in_doubt, f.repost,
+        ),
+        None => texts::report(lang, m.id.0, &tally, cancelled, &failed, &in_doubt),
+    }
+}
+
+/// The buttons under a report: ✏️ and 🗑 acting on the post (also under a fix's report) once
+/// some group got it; 🚀 under a repost's delete, to send the corrected post.
+pub fn report_keyboard(lang: Lang, m: &Mailing, rows: &[Delivery]) -> Option<InlineKeyboardMarkup> {
+    use crate::model::followup::Action;
+    use crate::telegram::callback::Callback;
+    if !rows.iter().any(|r| r.state == DeliveryState::Sent) {
+        return None;
+    }
+    let post = match m.content.follow_up {
+        None => m.id,
+        Some(f) if f.action == Action::Edit => f.of,
+        Some(f) if f.repost => {
+            let repost = (
+                texts::followup::repost_button(lang),
+                Callback::Repost(m.id.0).data(),
+            );
+            return Some(InlineKeyboardMarkup::rows(vec![vec![repost]]));
+        }
+        Some(_) => return None,
+    };
+    Some(InlineKeyboardMarkup::rows(vec![vec![
+        (
+            texts::followup::fix_button(lang),
+            Callback::FixPost(post.0).data(),
+        ),
+        (
+            texts::followup::delete_button(lang),
+            Callback::DeletePost(post.0).data(),
+        ),
+    ]]))
 }
 
 /// The user's label of each group (`texts::group_label`, named as stored in the user's list).

@@ -4,26 +4,28 @@
 //! cannot be read that far back (a paging limit, an API that does not page) proves nothing: the
 //! row stays in doubt and is reported, never resent on a partial look.
 
+use super::history::{read_back, CLOCK_SKEW_MS};
 use super::outcome::{self, Event};
 use super::{EngineError, Step};
 use crate::model::ids::GroupJid;
 use crate::model::ledger::{Delivery, DeliveryState, Mailing};
 use crate::services::EngineServices;
-use crate::wappi::{ChatMessage, WappiCreds, WappiError};
-use std::collections::HashSet;
+use crate::wappi::{ChatMessage, WappiCreds};
 
-/// How far before a row's first attempt (by our clock) a message still counts as possibly
-/// ours: WhatsApp's timestamps and our clock may differ a little.
-const CLOCK_SKEW_MS: i64 = 60_000;
+/// The messages a follow-up acts on (see `model::followup::targets`).
+pub(super) type Targets =
+    std::collections::HashMap<(GroupJid, u32), crate::model::followup::Target>;
 
 /// Settles the first due `in_doubt` row (before any new send). `None`: no row is due; else how
 /// the step ends: `Continue` once the row is settled, or a sleep while the profile's
-/// Retry-After pause lasts (reading the chat is a call from the profile too).
+/// Retry-After pause lasts (reading the chat is a call from the profile too). A follow-up's
+/// row is settled by its own rule (`followup::settle`), from the messages it acts on.
 pub(super) async fn settle_due(
     svc: &EngineServices,
     m: &Mailing,
     creds: &WappiCreds,
     rows: &mut [Delivery],
+    targets: Option<&Targets>,
     fence: u64,
     now: i64,
 ) -> Result<Option<Step>, EngineError> {
@@ -38,7 +40,14 @@ pub(super) async fn settle_due(
             return Ok(Some(Step::SleepUntil(t)));
         }
     }
-    settle(svc, m, creds, rows, i, fence, now).await?;
+    match m.content.follow_up {
+        Some(f) => {
+            let row = &mut rows[i];
+            let target = targets.and_then(|t| t.get(&(row.group.clone(), row.part)));
+            super::followup::settle(svc, m, f, creds, row, target, fence, now).await?
+        }
+        None => settle(svc, m, creds, rows, i, fence, now).await?,
+    }
     Ok(Some(Step::Continue))
 }
 
@@ -97,78 +106,6 @@ async fn settle(
     tracing::info!(event = "settle", outcome, mailing = m.id.0, group = %row.group, part = row.part, pages, "in-doubt send checked");
     svc.db.update_delivery(row, fence).await?;
     Ok(())
-}
-
-/// What was read of a group's history, newest first.
-struct History {
-    messages: Vec<ChatMessage>,
-    /// Why the read did not reach back to `since` (`None`: it did, or it read it all).
-    partial: Option<String>,
-    pages: u32,
-}
-
-/// Reads the group's history page by page, newest first, until it reaches before `since`
-/// (unix ms), or its end, or [`EngineConfig::history_max_pages`](crate::config::EngineConfig).
-///
-/// Defensive about paging, which the spec only sketches (`offset` from the newest, `limit`,
-/// `total_count`): the offset advances by what each page gave; the end is an empty page or
-/// `total_count` reached; a later page with nothing new means `offset` is ignored, so the
-/// history cannot be paged, unless the first page already held less than a full page (then
-/// it was all there is). A message without a readable time does not count for reaching back.
-async fn read_back(
-    svc: &EngineServices,
-    creds: &WappiCreds,
-    group: &GroupJid,
-    since: i64,
-) -> Result<History, WappiError> {
-    let cfg = &svc.settings.engine;
-    let limit = cfg.history_page.max(1);
-    let mut h = History {
-        messages: Vec::new(),
-        partial: None,
-        pages: 0,
-    };
-    let mut ids = HashSet::new();
-    let mut offset: u32 = 0;
-    let mut first_full = false;
-    while h.pages < cfg.history_max_pages.max(1) {
-        let page = svc.wappi.chat_messages(creds, group, limit, offset).await?;
-        h.pages += 1;
-        let got = (page.messages.len() + page.skipped) as u32;
-        if got == 0 {
-            return Ok(h); // the end of the history
-        }
-        if h.pages == 1 {
-            first_full = got >= limit;
-        }
-        let before = h.messages.len();
-        for msg in page.messages {
-            if msg.id.is_empty() || ids.insert(msg.id.clone()) {
-                h.messages.push(msg);
-            }
-        }
-        if h.pages > 1 && h.messages.len() == before {
-            if first_full {
-                h.partial = Some("the group's history cannot be paged back".into());
-            }
-            return Ok(h);
-        }
-        let reached = h.messages[before..]
-            .iter()
-            .any(|msg| msg.time > 0 && msg.time.saturating_mul(1000) < since);
-        let at_end = page
-            .total_count
-            .is_some_and(|t| u64::from(offset) + u64::from(got) >= t);
-        if reached || at_end {
-            return Ok(h);
-        }
-        offset = offset.saturating_add(got);
-    }
-    h.partial = Some(format!(
-        "the {} newest messages of the group do not reach back to the send",
-        h.messages.len()
-    ));
-    Ok(h)
 }
 
 /// Our part in what was read of the group's history (newest first), if it is there.

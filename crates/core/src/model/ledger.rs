@@ -163,6 +163,33 @@ pub struct Content {
     /// read back after a short wait, and only then do the others (see `mailing::canary`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub canary: bool,
+    /// Set on a follow-up: the mailing edits or deletes an earlier mailing's messages instead
+    /// of posting (see `model::followup`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follow_up: Option<FollowUp>,
+}
+
+/// What a follow-up does to each message of the earlier post.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Replace the text (of the text message, or the caption of the captioned collage).
+    Edit,
+    /// Delete for everyone, every part (photos and text).
+    Delete,
+}
+
+/// The follow-up a mailing is, stored in its content snapshot (`Content::follow_up`); its rules
+/// are in `model::followup`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FollowUp {
+    /// The mailing whose posts it acts on.
+    pub of: crate::model::ids::MailingId,
+    pub action: Action,
+    /// A delete that makes room for a corrected post (the edit window had closed): its report
+    /// offers to send the corrected text, which the content carries, to the same groups.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub repost: bool,
 }
 
 /// How many groups a canary start posts to before it checks their delivery.
@@ -205,12 +232,15 @@ impl Content {
             images,
             caption,
             canary: false,
+            follow_up: None,
         }
     }
 
     /// The parts of the post in sending order. Numbering: part 0 always carries the text (a
     /// text message, or the captioned image) and goes last in its group; uncaptioned images are
     /// parts 1..=n in order, so a text-only mailing is exactly one part 0 per group as before.
+    /// A follow-up uploads no image: its parts only name the messages it acts on, and an edit
+    /// acts on the text part alone.
     pub fn parts(&self) -> Vec<Part<'_>> {
         let n = self.images.len();
         let uncaptioned = if self.caption { n.saturating_sub(1) } else { n };
@@ -232,6 +262,12 @@ impl Content {
             },
             text: Some(&self.text),
         });
+        if let Some(f) = self.follow_up {
+            parts.iter_mut().for_each(|p| p.image = None);
+            if f.action == Action::Edit {
+                parts.retain(|p| p.number == 0);
+            }
+        }
         parts
     }
 

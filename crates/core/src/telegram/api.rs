@@ -149,12 +149,51 @@ pub fn send_photo_upload(
     multipart(&fields, "photo", file_name, bytes, boundary_seed)
 }
 
+/// The multipart body of a `sendDocument` upload (field `document`); returns the content
+/// type too. The file's type follows its name (`.csv` is `text/csv`).
+pub fn send_document_upload(
+    chat: ChatId,
+    file_name: &str,
+    bytes: &[u8],
+    caption: Option<&str>,
+    boundary_seed: u128,
+) -> (String, Vec<u8>) {
+    let mut fields = vec![("chat_id", chat.0.to_string())];
+    if let Some(caption) = caption {
+        fields.push(("caption", caption.to_string()));
+    }
+    let mime = match file_name.rsplit_once('.').map(|(_, ext)| ext) {
+        Some("csv") => "text/csv",
+        Some("txt") => "text/plain",
+        _ => "application/octet-stream",
+    };
+    multipart_file(&fields, "document", file_name, mime, bytes, boundary_seed)
+}
+
 /// A multipart/form-data body with text fields and one JPEG or PNG file; returns the content
 /// type too. `boundary_seed` must be random (the boundary is checked against the bytes anyway).
 pub fn multipart(
     fields: &[(&str, String)],
     file_field: &str,
     file_name: &str,
+    bytes: &[u8],
+    boundary_seed: u128,
+) -> (String, Vec<u8>) {
+    let mime = if bytes.starts_with(b"\x89PNG") {
+        "image/png"
+    } else {
+        "image/jpeg"
+    };
+    multipart_file(fields, file_field, file_name, mime, bytes, boundary_seed)
+}
+
+/// A multipart/form-data body (RFC 7578) with text fields and one file of type `mime`;
+/// returns the content type too.
+pub fn multipart_file(
+    fields: &[(&str, String)],
+    file_field: &str,
+    file_name: &str,
+    mime: &str,
     bytes: &[u8],
     boundary_seed: u128,
 ) -> (String, Vec<u8>) {
@@ -165,11 +204,6 @@ pub fn multipart(
             break b;
         }
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-    };
-    let mime = if bytes.starts_with(b"\x89PNG") {
-        "image/png"
-    } else {
-        "image/jpeg"
     };
     let quote = |s: &str| s.replace(['"', '\r', '\n'], "_");
     let mut body = Vec::with_capacity(bytes.len() + 512);
@@ -322,5 +356,26 @@ mod tests {
         let clash = format!("x--groupcast-{:032x}--x", 1u128);
         let (ct, _) = multipart(&[], "photo", "a.jpg", clash.as_bytes(), 1);
         assert!(!clash.contains(ct.strip_prefix("multipart/form-data; boundary=").unwrap()));
+    }
+
+    #[test]
+    fn document_upload_carries_the_file_its_name_type_and_caption() {
+        let csv = "a,b\r\n1,2\r\n".as_bytes();
+        let (ct, body) = send_document_upload(ChatId(-5), "mailing-7.csv", csv, Some("📄 #7"), 3);
+        let boundary = ct.strip_prefix("multipart/form-data; boundary=").unwrap();
+        let text = String::from_utf8(body).unwrap();
+        assert_eq!(
+            text,
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"chat_id\"\r\n\r\n-5\r\n\
+                 --{boundary}\r\nContent-Disposition: form-data; name=\"caption\"\r\n\r\n📄 #7\r\n\
+                 --{boundary}\r\nContent-Disposition: form-data; name=\"document\"; filename=\"mailing-7.csv\"\r\n\
+                 Content-Type: text/csv\r\n\r\na,b\r\n1,2\r\n\r\n--{boundary}--\r\n"
+            )
+        );
+        let (_, body) = send_document_upload(ChatId(1), "x.bin", b"\0", None, 3);
+        let text = String::from_utf8_lossy(&body);
+        assert!(!text.contains("caption"));
+        assert!(text.contains("Content-Type: application/octet-stream\r\n"));
     }
 }

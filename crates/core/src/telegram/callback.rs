@@ -66,6 +66,16 @@ pub enum Callback {
     UseSet(String),
     /// 🗑 under a group set (its short key).
     DeleteSet(String),
+    /// ✏️ under a report: fix the text of this mailing's post in every group.
+    FixPost(i64),
+    /// 🗑 under a report: delete this mailing's post in every group.
+    DeletePost(i64),
+    /// ✅ on the preview of a fix or a delete with this number (see `UserStore::begin_preview`).
+    ConfirmFollowUp(u64),
+    /// 🚀 under the report of a delete made to repost (that delete's mailing id).
+    Repost(i64),
+    /// 📄 CSV under `/history`: the CSV of the user's mailing with this id.
+    HistoryCsv(i64),
     Unknown,
 }
 
@@ -99,6 +109,13 @@ impl Callback {
             ("sresume", _) => num().map_or(Callback::Unknown, Callback::ResumeSeries),
             ("sdel", _) => num().map_or(Callback::Unknown, Callback::DeleteSeries),
             ("sub", "") => Callback::Subscribe,
+            ("fix", _) => num().map_or(Callback::Unknown, Callback::FixPost),
+            ("rm", _) => num().map_or(Callback::Unknown, Callback::DeletePost),
+            ("fgo", _) => arg
+                .parse()
+                .map_or(Callback::Unknown, Callback::ConfirmFollowUp),
+            ("repost", _) => num().map_or(Callback::Unknown, Callback::Repost),
+            ("hcsv", _) => num().map_or(Callback::Unknown, Callback::HistoryCsv),
             ("setu", k) if is_key(k) => Callback::UseSet(k.to_string()),
             ("setd", k) if is_key(k) => Callback::DeleteSet(k.to_string()),
             ("imp", "start") => Callback::ImportStart,
@@ -139,8 +156,13 @@ impl Callback {
             Callback::ResumeSeries(id) => format!("sresume:{id}"),
             Callback::DeleteSeries(id) => format!("sdel:{id}"),
             Callback::Subscribe => "sub".into(),
+            Callback::FixPost(id) => format!("fix:{id}"),
+            Callback::DeletePost(id) => format!("rm:{id}"),
+            Callback::ConfirmFollowUp(seq) => format!("fgo:{seq}"),
+            Callback::Repost(id) => format!("repost:{id}"),
             Callback::UseSet(k) => format!("setu:{k}"),
             Callback::DeleteSet(k) => format!("setd:{k}"),
+            Callback::HistoryCsv(id) => format!("hcsv:{id}"),
             Callback::ImportStart => "imp:start".into(),
             Callback::ImportToggle(i) => format!("impt:{i}"),
             Callback::ImportPage(p) => format!("impp:{p}"),
@@ -197,8 +219,14 @@ mod tests {
             Callback::ResumeSeries(6),
             Callback::DeleteSeries(i64::MAX),
             Callback::Subscribe,
+            Callback::FixPost(12),
+            Callback::DeletePost(i64::MAX),
+            Callback::ConfirmFollowUp(u64::MAX),
+            Callback::Repost(3),
             Callback::UseSet("0a1b2c3d4e5f".into()),
             Callback::DeleteSet("0a1b2c3d4e5f".into()),
+            Callback::HistoryCsv(12),
+            Callback::HistoryCsv(i64::MAX),
             Callback::ImportStart,
             Callback::ImportToggle(13),
             Callback::ImportPage(2),
@@ -220,5 +248,8 @@ mod tests {
         // The ✅ of a preview sent before previews were numbered: number 0, always void.
         assert_eq!(Callback::parse("go"), Callback::ConfirmStart(0));
         assert_eq!(Callback::parse("go:x"), Callback::Unknown);
+        assert_eq!(Callback::parse("hcsv:12"), Callback::HistoryCsv(12));
+        assert_eq!(Callback::parse("hcsv:"), Callback::Unknown);
+        assert_eq!(Callback::parse("hcsv:1x"), Callback::Unknown);
     }
 }

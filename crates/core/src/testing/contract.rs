@@ -737,6 +737,124 @@ mod store {
         schedule_contract(db, tag).await;
         group_sets_contract(db).await;
         audit_contract(db, tag).await;
+        history_contract(db, tag).await;
+    }
+
+    /// `/history`: only the user's mailings, newest first, with the series of a run; the
+    /// audit's per-mailing `delivery_status` once per group, in the mailing's order, a later
+    /// one replacing an earlier, nothing for a group the mailing does not have.
+    async fn history_contract(db: &dyn crate::ports::Db, tag: &str) {
+        use crate::model::ledger::Content;
+        use crate::model::schedule::{Rule, Schedule};
+        use crate::ports::NewSeries;
+        use chrono::{NaiveDate, NaiveTime};
+        let user = UserId(910_000_007);
+        let other = UserId(910_000_008);
+        for u in [user, other] {
+            db.ensure_user(u, Lang::Ru, 0, T0).await.unwrap();
+        }
+        let prof = profile(&format!("contract-history-{tag}"));
+        let new = |u: UserId, content: Content, groups: Vec<GroupJid>| NewMailing {
+            user_id: u,
+            chat_id: ChatId::from(u),
+            profile_id: prof.clone(),
+            content,
+            groups,
+            skipped: vec![],
+            now: T0,
+        };
+        // Two parts per group (a photo, then the text): a status is the group's, on both.
+        let photo_post = Content::with_images("history", vec![1], false);
+        let first = db
+            .create_mailing(&new(user, photo_post, vec![jid(2), jid(1)]))
+            .await
+            .unwrap();
+        db.set_mailing_status(first, MailingStatus::Done, None, 0, T0 + 1)
+            .await
+            .unwrap();
+        let theirs = db
+            .create_mailing(&new(other, Content::text_only("not yours"), vec![jid(1)]))
+            .await
+            .unwrap();
+        db.set_mailing_status(theirs, MailingStatus::Done, None, 0, T0 + 2)
+            .await
+            .unwrap();
+        let day = NaiveDate::from_ymd_opt(2026, 12, 7).expect("a date");
+        let series = db
+            .create_series(&NewSeries {
+                user_id: user,
+                chat_id: ChatId::from(user),
+                profile_id: prof.clone(),
+                content: Content::text_only("run"),
+                groups: vec![jid(3)],
+                schedule: Schedule {
+                    first: day,
+                    time: NaiveTime::from_hms_opt(10, 0, 0).expect("a time"),
+                    rule: Rule::Daily,
+                    until: None,
+                },
+                next_due_at: Some(T0),
+                now: T0,
+            })
+            .await
+            .unwrap();
+        let run = db
+            .start_run(
+                series,
+                day,
+                T0,
+                &new(user, Content::text_only("run"), vec![jid(3)]),
+            )
+            .await
+            .unwrap();
+
+        let listed = db.mailing_history(user, 10).await.unwrap();
+        let shape: Vec<(MailingId, Option<SeriesId>, &str)> = listed
+            .iter()
+            .map(|p| (p.mailing.id, p.series, p.mailing.content.text.as_str()))
+            .collect();
+        assert_eq!(
+            shape,
+            vec![(run, Some(series), "run"), (first, None, "history")],
+            "the user's own, newest first"
+        );
+        assert_eq!(listed[1].mailing.status, MailingStatus::Done);
+        let one = db.mailing_history(user, 1).await.unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].mailing.id, run);
+        assert!(db
+            .mailing_history(UserId(910_000_010), 10)
+            .await
+            .unwrap()
+            .is_empty());
+
+        assert!(db.post_statuses(first).await.unwrap().is_empty());
+        db.record_post_status(first, &jid(1), "pending")
+            .await
+            .unwrap();
+        db.record_post_status(first, &jid(2), "delivered")
+            .await
+            .unwrap();
+        db.record_post_status(first, &jid(1), "read").await.unwrap();
+        db.record_post_status(first, &jid(9), "delivered")
+            .await
+            .unwrap();
+        assert_eq!(
+            db.post_statuses(first).await.unwrap(),
+            vec![
+                (jid(2), "delivered".to_string()),
+                (jid(1), "read".to_string())
+            ]
+        );
+        assert!(db.post_statuses(theirs).await.unwrap().is_empty());
+        assert!(db.post_statuses(run).await.unwrap().is_empty());
+        // The ledger itself is untouched by it.
+        assert!(db
+            .deliveries(first)
+            .await
+            .unwrap()
+            .iter()
+            .all(|r| r.state == DeliveryState::Pending && r.error.is_none()));
     }
 
     /// The delivery audit: finished mailings in a time range are due once taken; a group's

@@ -65,6 +65,8 @@ struct DbInner {
     group_delivery: HashMap<(UserId, GroupJid), (String, u32)>,
     /// Every decided run: (series, local date) → (outcome, mailing).
     runs: BTreeMap<(SeriesId, NaiveDate), (RunOutcome, Option<MailingId>)>,
+    /// What the audit read back of a mailing's post in a group.
+    post_status: HashMap<(MailingId, GroupJid), String>,
 }
 
 impl DbInner {
@@ -913,6 +915,67 @@ impl AuditStore for InMemDb {
             .collect();
         out.sort();
         Ok(out)
+    }
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+impl HistoryStore for InMemDb {
+    async fn mailing_history(&self, user: UserId, limit: u32) -> Result<Vec<PastMailing>, DbError> {
+        let inner = self.lock();
+        Ok(inner
+            .mailings
+            .values()
+            .rev()
+            .filter(|m| m.user_id == user)
+            .take(limit as usize)
+            .map(|m| PastMailing {
+                mailing: m.clone(),
+                series: inner
+                    .runs
+                    .iter()
+                    .filter(|(_, (_, mailing))| *mailing == Some(m.id))
+                    .map(|((series, _), _)| *series)
+                    .min(),
+            })
+            .collect())
+    }
+
+    async fn record_post_status(
+        &self,
+        id: MailingId,
+        group: &GroupJid,
+        status: &str,
+    ) -> Result<(), DbError> {
+        let mut inner = self.lock();
+        let has_group = inner
+            .rows
+            .get(&id)
+            .is_some_and(|rows| rows.iter().any(|r| &r.group == group));
+        if has_group {
+            inner
+                .post_status
+                .insert((id, group.clone()), status.to_string());
+        }
+        Ok(())
+    }
+
+    async fn post_statuses(&self, id: MailingId) -> Result<Vec<(GroupJid, String)>, DbError> {
+        let inner = self.lock();
+        let mut groups: Vec<(u32, &GroupJid)> = Vec::new();
+        for row in inner.rows.get(&id).into_iter().flatten() {
+            if !groups.iter().any(|(_, g)| *g == &row.group) {
+                groups.push((row.position, &row.group));
+            }
+        }
+        groups.sort();
+        Ok(groups
+            .into_iter()
+            .filter_map(|(_, g)| {
+                let status = inner.post_status.get(&(id, g.clone()))?;
+                Some((g.clone(), status.clone()))
+            })
+            .collect())
     }
 }
 

@@ -41,9 +41,9 @@ use crate::model::pacing::pace::Preset;
 use crate::model::secret::Secret;
 use crate::ports::{
     async_trait, AuditStore, BillingStore, Clock, CollageChoice, ContentStore, DbError, Entropy,
-    GroupEntry, GroupSet, ImageMeta, ImageStore, Lease, MailingStore, NewImage, NewSeries,
-    PhotoInput, RunOutcome, ScheduleStore, SentPhoto, Series, StoredImage, TelegramApi, TgFile,
-    UpdateClaim, UpdateLog, UserRecord, UserStore, WappiApi,
+    GroupEntry, GroupSet, HistoryStore, ImageMeta, ImageStore, Lease, MailingStore, NewImage,
+    NewSeries, PastMailing, PhotoInput, RunOutcome, ScheduleStore, SentPhoto, Series, StoredImage,
+    TelegramApi, TgFile, UpdateClaim, UpdateLog, UserRecord, UserStore, WappiApi,
 };
 use crate::services::{EngineServices, Ports, Services};
 use crate::telegram::{InlineKeyboardMarkup, MessageId, ReplyMarkup, TelegramError};

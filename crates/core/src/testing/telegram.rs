@@ -47,6 +47,15 @@ pub enum TgCall {
         at: i64,
         path: String,
     },
+    /// A `sendDocument` upload.
+    Document {
+        at: i64,
+        chat: ChatId,
+        id: MessageId,
+        file_name: String,
+        bytes: Vec<u8>,
+        caption: Option<String>,
+    },
 }
 
 impl TgCall {
@@ -58,7 +67,8 @@ impl TgCall {
             | TgCall::Answer { at, .. }
             | TgCall::Photo { at, .. }
             | TgCall::GetFile { at, .. }
-            | TgCall::Download { at, .. } => *at,
+            | TgCall::Download { at, .. }
+            | TgCall::Document { at, .. } => *at,
         }
     }
 
@@ -157,6 +167,24 @@ impl RecordingTelegram {
                     caption,
                     ..
                 } if *c == chat => Some((photo.clone(), caption.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The `sendDocument` calls to a chat: (file name, bytes, caption).
+    pub fn documents_sent(&self, chat: ChatId) -> Vec<(String, Vec<u8>, Option<String>)> {
+        self.lock()
+            .calls
+            .iter()
+            .filter_map(|c| match c {
+                TgCall::Document {
+                    chat: c,
+                    file_name,
+                    bytes,
+                    caption,
+                    ..
+                } if *c == chat => Some((file_name.clone(), bytes.clone(), caption.clone())),
                 _ => None,
             })
             .collect()
@@ -446,5 +474,35 @@ impl TelegramApi for RecordingTelegram {
             message_id: id,
             file_id,
         })
+    }
+
+    async fn send_document(
+        &self,
+        chat: ChatId,
+        file_name: &str,
+        bytes: &[u8],
+        caption: Option<&str>,
+    ) -> Result<MessageId, TelegramError> {
+        self.take_failure()?;
+        let at = self.clock.now();
+        let mut inner = self.lock();
+        inner.last_id += 1;
+        let id = MessageId(inner.last_id);
+        inner.messages.insert(
+            (chat, id),
+            TgMessage {
+                text: caption.unwrap_or_default().into(),
+                keyboard: InlineKeyboardMarkup::default(),
+            },
+        );
+        inner.calls.push(TgCall::Document {
+            at,
+            chat,
+            id,
+            file_name: file_name.into(),
+            bytes: bytes.to_vec(),
+            caption: caption.map(str::to_string),
+        });
+        Ok(id)
     }
 }

@@ -13,6 +13,8 @@ pub enum WappiMethod {
     ListChats,
     ChatMessages,
     GroupInfo,
+    EditMessage,
+    DeleteMessage,
 }
 
 /// One recorded Wappi call.
@@ -28,6 +30,8 @@ pub struct WappiCall {
     pub text: Option<String>,
     /// The base64 of an image sent (`SendImage` only).
     pub image: Option<String>,
+    /// The message edited or deleted (`EditMessage`, `DeleteMessage`).
+    pub target: Option<String>,
     /// Whether the message reached the chat (sends only).
     pub delivered: bool,
     /// The error the call answered, if it failed.
@@ -212,6 +216,7 @@ impl ScriptedWappi {
                     caption: String::new(),
                     kind: "chat".into(),
                     delivery_status: "delivered".into(),
+                    is_deleted: false,
                 },
             });
     }
@@ -274,6 +279,70 @@ impl ScriptedWappi {
         }
     }
 
+    /// An edit (`body`) or a delete (`None`) of message `id` in `chat`, scripted like a send:
+    /// carried out unless the script says otherwise; a message that is not in the chat is
+    /// refused.
+    fn change(
+        &self,
+        creds: &WappiCreds,
+        chat: &GroupJid,
+        id: &str,
+        body: Option<&str>,
+    ) -> Result<Sent, WappiError> {
+        let at = self.clock.now();
+        let (result, done) = {
+            let mut inner = self.lock();
+            let script = inner
+                .sends_to
+                .get_mut(chat)
+                .and_then(VecDeque::pop_front)
+                .or_else(|| inner.sends.pop_front())
+                .unwrap_or(SendScript::Deliver);
+            let message = inner
+                .history
+                .get_mut(chat)
+                .and_then(|h| h.iter_mut().find(|m| m.msg.id == id));
+            match (script, message) {
+                (SendScript::Fail(e), _) => (Err(e), false),
+                (_, None) => (Err(WappiError::Rejected("message not found".into())), false),
+                (script, Some(m)) => {
+                    match body {
+                        Some(b) if m.msg.kind == "image" => m.msg.caption = b.to_string(),
+                        Some(b) => m.msg.body = b.to_string(),
+                        None => {
+                            m.msg.is_deleted = true;
+                            m.msg.body.clear();
+                            m.msg.caption.clear();
+                        }
+                    }
+                    let result = match script {
+                        SendScript::DeliverThenFail(e) => Err(e),
+                        _ => Ok(Sent {
+                            message_id: Some(id.to_string()),
+                            task_id: None,
+                        }),
+                    };
+                    (result, true)
+                }
+            }
+        };
+        self.record(WappiCall {
+            at,
+            method: match body {
+                Some(_) => WappiMethod::EditMessage,
+                None => WappiMethod::DeleteMessage,
+            },
+            profile: creds.profile_id.clone(),
+            to: Some(chat.clone()),
+            text: body.map(str::to_string),
+            image: None,
+            target: Some(id.to_string()),
+            delivered: done,
+            error: result.as_ref().err().cloned(),
+        });
+        result
+    }
+
     async fn send(
         &self,
         creds: &WappiCreds,
@@ -323,6 +392,7 @@ impl ScriptedWappi {
             to: Some(to.clone()),
             text: Some(text.to_string()),
             image: image.map(str::to_string),
+            target: None,
             delivered,
             error: result.as_ref().err().cloned(),
         });
@@ -355,6 +425,7 @@ impl WappiApi for ScriptedWappi {
             to: None,
             text: None,
             image: None,
+            target: None,
             delivered: false,
             error: answer.as_ref().err().cloned(),
         });
@@ -422,6 +493,7 @@ impl WappiApi for ScriptedWappi {
             to: None,
             text: None,
             image: None,
+            target: None,
             delivered: false,
             error: answer.as_ref().err().cloned(),
         });
@@ -452,10 +524,30 @@ impl WappiApi for ScriptedWappi {
             to: Some(group.clone()),
             text: None,
             image: None,
+            target: None,
             delivered: false,
             error: answer.as_ref().err().cloned(),
         });
         answer
+    }
+
+    async fn edit_message(
+        &self,
+        creds: &WappiCreds,
+        group: &GroupJid,
+        message_id: &str,
+        body: &str,
+    ) -> Result<Sent, WappiError> {
+        self.change(creds, group, message_id, Some(body))
+    }
+
+    async fn delete_message(
+        &self,
+        creds: &WappiCreds,
+        group: &GroupJid,
+        message_id: &str,
+    ) -> Result<Sent, WappiError> {
+        self.change(creds, group, message_id, None)
     }
 
     async fn chat_messages(
@@ -497,6 +589,7 @@ impl WappiApi for ScriptedWappi {
             to: Some(chat.clone()),
             text: None,
             image: None,
+            target: None,
             delivered: false,
             error: answer.as_ref().err().cloned(),
         });

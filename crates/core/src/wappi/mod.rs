@@ -264,6 +264,9 @@ pub struct ChatMessage {
     /// `pending`, `delivered`, `read`, `undelivered`, `temporary ban`, `error` (Wappi's values);
     /// empty when the answer has none.
     pub delivery_status: String,
+    /// Deleted for everyone (`isDeleted`).
+    #[serde(rename = "isDeleted")]
+    pub is_deleted: bool,
 }
 
 impl ChatMessage {
@@ -299,6 +302,10 @@ impl ChatMessage {
             caption: text("caption"),
             kind: text("type"),
             delivery_status: text("delivery_status"),
+            is_deleted: o
+                .get("isDeleted")
+                .and_then(|b| b.as_bool())
+                .unwrap_or(false),
         })
     }
 }
