@@ -189,7 +189,9 @@ impl Worker {
             self.spawn_once();
             let url = format!("{}/healthz", self.url());
             let child = self.child.as_mut().expect("just started");
-            match wait_healthy(&url, child, Duration::from_secs(60)).await {
+            // Up to 2 minutes: on a busy 2-core machine (the suite runs several `wrangler dev`
+            // and servers at once) workerd's first answer once took longer than one.
+            match wait_healthy(&url, child, Duration::from_secs(120)).await {
                 Ok(()) => return,
                 Err(e) => {
                     let run_log =
