@@ -883,13 +883,7 @@ impl Inner {
         at_ms: i64,
         token: &str,
     ) -> Reply {
-        let caption = string(params.get("caption"));
-        if caption
-            .as_ref()
-            .is_some_and(|c| c.chars().count() > CAPTION_LIMIT)
-        {
-            return Err(bad_request("Bad Request: message caption is too long"));
-        }
+        let caption = caption_param(params)?;
         let markup = markup_param(params)?;
         let chat_id = self.target_chat(params)?;
         let file_id = if let Some(bytes) = uploads.get("photo") {
@@ -953,13 +947,7 @@ impl Inner {
         at_ms: i64,
         token: &str,
     ) -> Reply {
-        let caption = string(params.get("caption"));
-        if caption
-            .as_ref()
-            .is_some_and(|c| c.chars().count() > CAPTION_LIMIT)
-        {
-            return Err(bad_request("Bad Request: message caption is too long"));
-        }
+        let caption = caption_param(params)?;
         let markup = markup_param(params)?;
         let chat_id = self.target_chat(params)?;
         let Some(bytes) = uploads.get("document") else {
@@ -1647,6 +1635,18 @@ fn is_inline(markup: &Value) -> bool {
 }
 
 /// `reply_markup` as JSON (a string in form requests), checked as Telegram checks it.
+/// The `caption` of a photo or a document, refused over Telegram's caption limit.
+fn caption_param(params: &Map<String, Value>) -> Result<Option<String>, ApiError> {
+    let caption = string(params.get("caption"));
+    if caption
+        .as_ref()
+        .is_some_and(|c| c.chars().count() > CAPTION_LIMIT)
+    {
+        return Err(bad_request("Bad Request: message caption is too long"));
+    }
+    Ok(caption)
+}
+
 fn markup_param(params: &Map<String, Value>) -> Result<Option<Value>, ApiError> {
     let markup = match params.get("reply_markup") {
         None | Some(Value::Null) => return Ok(None),
