@@ -35,8 +35,6 @@ const RESCAN: Duration = Duration::from_secs(5);
 const FRESH_MS: i64 = 10_000;
 /// How often this runner writes its heartbeat.
 const HEARTBEAT: Duration = Duration::from_secs(5);
-/// Lease tries at the first pace before they space out (see `drive_once`).
-const QUICK_TRIES: u32 = 3;
 /// How often the supervisor looks for cancelled mailings among those it drives, and wakes
 /// their drivers (which then stop before their next send).
 const CANCEL_LOOK: Duration = Duration::from_millis(250);
@@ -240,11 +238,7 @@ impl Runner {
         // Take the profile's lease; another runner may hold it (it will release or expire).
         // Another process may hold it: try again a few times a lease, so a dead holder is
         // replaced soon after its lease runs out, and look at the database only now and then.
-        // A lease still held after the first tries is most likely a live runner's (with several
-        // processes, each also finds the others' thousands of mailings): the tries then space
-        // out, up to half a lease, so a takeover still comes within a lease and a half.
-        let mut retry = Duration::from_millis((self.lease_ttl_ms / 4).clamp(100, 1000));
-        let longest = Duration::from_millis(self.lease_ttl_ms / 2).max(retry);
+        let retry = Duration::from_millis((self.lease_ttl_ms / 4).clamp(100, 1000));
         let mut tries = 0u32;
         let lease = loop {
             if *shutdown.borrow() {
@@ -261,9 +255,6 @@ impl Runner {
             }
             tokio::time::sleep(retry).await;
             tries += 1;
-            if tries >= QUICK_TRIES {
-                retry = (retry * 2).min(longest);
-            }
             if tries.is_multiple_of(10) {
                 match svc.db.get_mailing(id).await {
                     Ok(Some(m)) if m.status == MailingStatus::Running => {}
