@@ -910,17 +910,31 @@ impl Inner {
         };
         self.pace("sendPhoto", chat_id, now, at_ms)?;
         let sizes = self.photo_sizes(&file_id);
+        let media = Media {
+            field: "photo",
+            value: sizes,
+            caption,
+            markup,
+            photo: Some(file_id),
+        };
+        let (_, message) = self.post_media(chat_id, token, at_ms, media);
+        ok(message)
+    }
+
+    /// Posts a photo or a document message (`media.field`) to the chat: its caption shown as
+    /// the message's text, inline buttons kept. Its id, and the message as answered.
+    fn post_media(&mut self, chat_id: i64, token: &str, at_ms: i64, media: Media) -> (i64, Value) {
         let mut message = json!({
             "message_id": 0,
             "from": bot_object(token),
             "chat": self.chat_object(chat_id),
             "date": at_ms / 1000,
-            "photo": sizes,
         });
-        if let Some(caption) = &caption {
+        message[media.field] = media.value;
+        if let Some(caption) = &media.caption {
             message["caption"] = json!(caption);
         }
-        if let Some(inline) = markup.as_ref().filter(|m| is_inline(m)) {
+        if let Some(inline) = media.markup.as_ref().filter(|m| is_inline(m)) {
             message["reply_markup"] = inline.clone();
         }
         let chat = self.chat(chat_id);
@@ -929,12 +943,12 @@ impl Inner {
         chat.messages.insert(message_id, message.clone());
         chat.sent.push(SentMessage {
             message_id,
-            text: caption.unwrap_or_default(),
-            reply_markup: markup,
+            text: media.caption.unwrap_or_default(),
+            reply_markup: media.markup,
             at_ms,
-            photo: Some(file_id),
+            photo: media.photo,
         });
-        ok(message)
+        (message_id, message)
     }
 
     /// `sendDocument` with an uploaded file (multipart/form-data): kept with its name, type,
@@ -972,31 +986,15 @@ impl Inner {
         if let Some(mime) = &mime_type {
             document["mime_type"] = json!(mime);
         }
-        let mut message = json!({
-            "message_id": 0,
-            "from": bot_object(token),
-            "chat": self.chat_object(chat_id),
-            "date": at_ms / 1000,
-            "document": document,
-        });
-        if let Some(caption) = &caption {
-            message["caption"] = json!(caption);
-        }
-        if let Some(inline) = markup.as_ref().filter(|m| is_inline(m)) {
-            message["reply_markup"] = inline.clone();
-        }
-        let chat = self.chat(chat_id);
-        let message_id = chat.next_message_id();
-        message["message_id"] = json!(message_id);
-        chat.messages.insert(message_id, message.clone());
-        chat.sent.push(SentMessage {
-            message_id,
-            text: caption.clone().unwrap_or_default(),
-            reply_markup: markup,
-            at_ms,
+        let media = Media {
+            field: "document",
+            value: document,
+            caption: caption.clone(),
+            markup,
             photo: None,
-        });
-        chat.documents.push(SentDocument {
+        };
+        let (message_id, message) = self.post_media(chat_id, token, at_ms, media);
+        self.chat(chat_id).documents.push(SentDocument {
             message_id,
             chat_id,
             file_name,
@@ -1635,6 +1633,17 @@ fn is_inline(markup: &Value) -> bool {
 }
 
 /// `reply_markup` as JSON (a string in form requests), checked as Telegram checks it.
+/// A photo or document message to post (see `post_media`).
+struct Media {
+    /// `photo` or `document`, and its value in the message.
+    field: &'static str,
+    value: Value,
+    caption: Option<String>,
+    markup: Option<Value>,
+    /// The photo's file id (`SentMessage::photo`).
+    photo: Option<String>,
+}
+
 /// The `caption` of a photo or a document, refused over Telegram's caption limit.
 fn caption_param(params: &Map<String, Value>) -> Result<Option<String>, ApiError> {
     let caption = string(params.get("caption"));
