@@ -1309,3 +1309,56 @@ pub async fn a_canary_whose_first_posts_stay_undelivered_stops_the_rest<S: Bot>(
     p.hears("✅ Рассылка #").await;
     w.assert_each_delivered_once(&jids);
 }
+
+/// Issue 17: the ✅ press hands the mailing to the runner before any Telegram call of the
+/// bot, so the first post goes out at once even while Telegram holds the chat back (a 429
+/// asking for 3 s, met by the start message). The start message still comes first, becomes
+/// the progress message (no second one), and the report waits for it.
+pub async fn the_first_post_never_waits_for_telegram<S: Bot>(w: &World<S>, user: i64, n: u32) {
+    let (p, _, jids) = w.ready(user, n, 3, "Первый пост без ожидания").await;
+    p.says("/mailing");
+    let preview = p.hears("Предпросмотр").await;
+    let before = w.tg.sent_to(p.id).len();
+    w.tg.fail_next_with_429(p.id, 3, 1);
+    let pressed = crate::harness::unix_ms();
+    p.presses(
+        preview.message_id,
+        &Person::<Server>::button(&preview, "✅"),
+    );
+    w.wappi
+        .wait_for_deliveries(1, Duration::from_secs(20))
+        .await
+        .unwrap();
+    let first = w.wappi.deliveries().iter().map(|r| r.at_ms).min().unwrap();
+    assert!(
+        first - pressed < 1_500,
+        "the first post went {} ms after the press: it waited for Telegram",
+        first - pressed
+    );
+    let report = p.hears("завершена").await;
+    let said: Vec<SentMessage> = w.tg.sent_to(p.id).into_iter().skip(before).collect();
+    let starts: Vec<&SentMessage> = said
+        .iter()
+        .filter(|m| m.text.starts_with("🚀 Рассылка #"))
+        .collect();
+    assert_eq!(starts.len(), 1, "one start message: {said:#?}");
+    let start = starts[0];
+    assert!(
+        start.at_ms >= pressed + 2_500,
+        "the start message met the 429 ({} ms after the press)",
+        start.at_ms - pressed
+    );
+    assert!(
+        start.message_id < report.message_id,
+        "the report overtook the start message: {said:#?}"
+    );
+    assert!(
+        !said.iter().any(|m| m.text.starts_with("📊")),
+        "a second progress message: {said:#?}"
+    );
+    let shown =
+        w.tg.current_text(p.id, start.message_id)
+            .unwrap_or_default();
+    assert!(shown.starts_with("📊 Рассылка #"), "{shown}");
+    w.assert_each_delivered_once(&jids);
+}

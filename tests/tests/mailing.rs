@@ -256,3 +256,9 @@ async fn telegram_rate_limits_never_slow_the_posts() {
     let report = p.hears(&format!("Рассылка #{id}")).await;
     assert!(report.text.starts_with('✅'), "{}", report.text);
 }
+
+#[tokio::test]
+async fn the_first_post_never_waits_for_telegram() {
+    let w = World::start().await;
+    scenarios::the_first_post_never_waits_for_telegram(&w, 7301, 91).await;
+}

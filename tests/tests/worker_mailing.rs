@@ -176,3 +176,9 @@ async fn whatsapp_logged_out_pauses_and_resume_continues() {
     let w = worker_world().await;
     scenarios::whatsapp_logged_out_pauses_and_resume_continues(&w, 3312).await;
 }
+
+#[tokio::test]
+async fn the_first_post_never_waits_for_telegram() {
+    let w = worker_world().await;
+    scenarios::the_first_post_never_waits_for_telegram(&w, 7301, 91).await;
+}

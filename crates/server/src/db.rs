@@ -88,6 +88,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0013_mailings_by_profile.sql",
         include_str!("../../../migrations/0013_mailings_by_profile.sql"),
     ),
+    (
+        "0014_announce.sql",
+        include_str!("../../../migrations/0014_announce.sql"),
+    ),
 ];
 
 /// How long a statement waits for another process's write lock before failing.
@@ -653,7 +657,7 @@ fn read_user(r: &Row<'_>) -> rusqlite::Result<UserRecord> {
 
 const MAILING_COLUMNS: &str = "id, user_id, chat_id, profile_id, status, content, created_at, \
      finished_at, fence, cancel_requested, progress_message_id, progress_at, pause_reason, \
-     resumed_at";
+     resumed_at, announce_until";
 
 /// A mailings row, before the text columns are validated.
 struct RawMailing {
@@ -671,6 +675,7 @@ struct RawMailing {
     progress_at: i64,
     pause_reason: Option<String>,
     resumed_at: i64,
+    announce_until: i64,
 }
 
 fn read_raw_mailing(r: &Row<'_>) -> rusqlite::Result<RawMailing> {
@@ -689,6 +694,7 @@ fn read_raw_mailing(r: &Row<'_>) -> rusqlite::Result<RawMailing> {
         progress_at: r.get(11)?,
         pause_reason: r.get(12)?,
         resumed_at: r.get(13)?,
+        announce_until: r.get(14)?,
     })
 }
 
@@ -719,6 +725,7 @@ impl RawMailing {
             progress_at: self.progress_at,
             pause_reason: self.pause_reason,
             resumed_at: self.resumed_at,
+            announce_until: self.announce_until,
         })
     }
 }
@@ -813,14 +820,16 @@ fn insert_mailing(
     content: &str,
 ) -> Result<MailingId, DbError> {
     tx.execute(
-        "INSERT INTO mailings (user_id, chat_id, profile_id, status, content, created_at)
-         VALUES (?1, ?2, ?3, 'running', ?4, ?5)",
+        "INSERT INTO mailings
+             (user_id, chat_id, profile_id, status, content, created_at, announce_until)
+         VALUES (?1, ?2, ?3, 'running', ?4, ?5, ?6)",
         params![
             new.user_id.0,
             new.chat_id.0,
             new.profile_id.as_str(),
             content,
-            new.now
+            new.now,
+            new.announce_until
         ],
     )
     .map_err(|e| mailing_write_error(context, e))?;
@@ -1589,7 +1598,8 @@ impl MailingStore for SqliteDb {
             let n = c
                 .execute(
                     "UPDATE mailings
-                        SET progress_message_id = COALESCE(?2, progress_message_id), progress_at = ?3
+                        SET progress_message_id = COALESCE(?2, progress_message_id), progress_at = ?3,
+                            announce_until = 0
                       WHERE id = ?1",
                     params![id.0, message_id, at],
                 )
@@ -2446,6 +2456,7 @@ mod tests {
             groups,
             skipped: vec![],
             now: T0,
+            announce_until: 0,
         }
     }
 
@@ -2667,6 +2678,7 @@ mod tests {
                 progress_at: 0,
                 pause_reason: None,
                 resumed_at: 0,
+                announce_until: 0,
             }
         );
         let rows = db.deliveries(id).await.unwrap();

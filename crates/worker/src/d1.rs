@@ -219,14 +219,16 @@ impl D1Db {
         let profile = new.profile_id.as_str();
         let mut statements = vec![self.stmt(
             context,
-            "INSERT INTO mailings (user_id, chat_id, profile_id, status, content, created_at)
-             VALUES (?1, ?2, ?3, 'running', ?4, ?5)",
+            "INSERT INTO mailings
+                 (user_id, chat_id, profile_id, status, content, created_at, announce_until)
+             VALUES (?1, ?2, ?3, 'running', ?4, ?5, ?6)",
             &[
                 V::I(new.user_id.0),
                 V::I(new.chat_id.0),
                 V::S(profile),
                 V::S(&content),
                 V::I(new.now),
+                V::I(new.announce_until),
             ],
         )?];
         let parts = new.content.part_numbers();
@@ -1019,7 +1021,8 @@ impl MailingStore for D1Db {
             self.run(
                 "set_progress",
                 "UPDATE mailings
-                    SET progress_message_id = COALESCE(?2, progress_message_id), progress_at = ?3
+                    SET progress_message_id = COALESCE(?2, progress_message_id), progress_at = ?3,
+                        announce_until = 0
                   WHERE id = ?1",
                 &[V::I(id.0), V::OptI(message_id), V::I(at)],
             )

@@ -51,7 +51,7 @@ impl From<UserRow> for UserRecord {
 
 pub const MAILING_COLUMNS: &str = "id, user_id, chat_id, profile_id, status, content, created_at, \
      finished_at, fence, cancel_requested, progress_message_id, progress_at, pause_reason, \
-     resumed_at";
+     resumed_at, announce_until";
 
 #[derive(Debug, Deserialize)]
 pub struct MailingRow {
@@ -70,6 +70,8 @@ pub struct MailingRow {
     pub pause_reason: Option<String>,
     #[serde(default)]
     pub resumed_at: i64,
+    #[serde(default)]
+    pub announce_until: i64,
 }
 
 impl TryFrom<MailingRow> for Mailing {
@@ -95,6 +97,7 @@ impl TryFrom<MailingRow> for Mailing {
             progress_at: r.progress_at,
             pause_reason: r.pause_reason,
             resumed_at: r.resumed_at,
+            announce_until: r.announce_until,
         })
     }
 }

@@ -11,7 +11,9 @@ use crate::bot::dialogue::DialogueState;
 use crate::model::followup::{self, Action, FollowUp};
 use crate::model::ids::MailingId;
 use crate::model::ledger::MAX_CAPTION_CHARS;
-use crate::model::ledger::{group_outcomes, Delivery, DeliveryState, Mailing, NewMailing};
+use crate::model::ledger::{
+    group_outcomes, Delivery, DeliveryState, Mailing, NewMailing, ANNOUNCE_WAIT_MS,
+};
 use crate::ports::GroupEntry;
 use crate::telegram::callback::Callback;
 use crate::telegram::{InlineKeyboardMarkup, MessageEntity, ReplyMarkup};
@@ -179,10 +181,16 @@ impl Ctx<'_> {
     }
 
     /// ✅ on follow-up preview `seq`: the fix or delete it showed starts as a mailing, once. A
-    /// fix needs the subscription (it puts new text into the groups); a delete does not.
+    /// fix needs the subscription (it puts new text into the groups); a delete does not. The
+    /// preview's buttons are taken away last, as for a mailing.
     pub(super) async fn start_follow_up(&mut self, seq: u64) -> Result<(), BotError> {
-        let l = self.lang();
+        let started = self.start_previewed_follow_up(seq).await;
         self.close_buttons().await;
+        started
+    }
+
+    async fn start_previewed_follow_up(&mut self, seq: u64) -> Result<(), BotError> {
+        let l = self.lang();
         let Some(stored) = self.svc.db.take_preview(self.user.id, seq, DIGEST).await? else {
             self.say(texts::followup::void(l)).await?;
             return Ok(());
@@ -204,6 +212,7 @@ impl Ctx<'_> {
             repost: plan.repost,
         };
         let groups = followup::groups(f.action, &rows);
+        let now = self.svc.now_ms();
         let new = NewMailing {
             user_id: self.user.id,
             chat_id: self.chat,
@@ -212,7 +221,8 @@ impl Ctx<'_> {
             content: followup::content(&m.content, f, plan.text.as_deref()),
             groups,
             skipped: Vec::new(),
-            now: self.svc.now_ms(),
+            now,
+            announce_until: now + ANNOUNCE_WAIT_MS,
         };
         let Some(id) = self.create_mailing(&new).await? else {
             return Ok(());

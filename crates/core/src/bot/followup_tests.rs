@@ -275,6 +275,7 @@ async fn a_delete_removes_every_part_of_a_photo_post() {
             groups: groups.clone(),
             skipped: vec![],
             now: f.clock.now(),
+            announce_until: 0,
         })
         .await
         .unwrap();

@@ -395,6 +395,7 @@ async fn run(content: impl FnOnce(Vec<i64>) -> Content) -> (Run, MailingId) {
             groups: groups.clone(),
             skipped: vec![],
             now: T0,
+            announce_until: 0,
         })
         .await
         .unwrap();

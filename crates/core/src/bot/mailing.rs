@@ -9,7 +9,9 @@ use crate::bot::preflight::{Preflight, PreviewChoice};
 use crate::mailing::AccountPace;
 use crate::model::groups::Doubt;
 use crate::model::ids::{GroupJid, MailingId};
-use crate::model::ledger::{Content, MailingStatus, NewMailing, Tally, CANARY_POSTS};
+use crate::model::ledger::{
+    Content, MailingStatus, NewMailing, Tally, ANNOUNCE_WAIT_MS, CANARY_POSTS,
+};
 use crate::model::pacing::pace::{risk, warmup_cap};
 use crate::ports::DbError;
 use crate::telegram::callback::Callback;
@@ -228,10 +230,16 @@ impl Ctx<'_> {
     /// ✅ on preview `seq`: the mailing it showed is snapshotted and handed to the runner, if
     /// the preview is still the newest, nothing it showed changed since, and its ✅ was not
     /// taken before (one conditional write decides all three, so a second press or a
-    /// redelivered update starts nothing). Otherwise the user is offered a fresh preview.
+    /// redelivered update starts nothing). Otherwise the user is offered a fresh preview. The
+    /// preview's buttons are taken away last: no Telegram call comes before the hand-over.
     pub(super) async fn start_mailing(&mut self, seq: u64) -> Result<(), BotError> {
-        let l = self.lang();
+        let started = self.start_previewed(seq).await;
         self.close_buttons().await;
+        started
+    }
+
+    async fn start_previewed(&mut self, seq: u64) -> Result<(), BotError> {
+        let l = self.lang();
         if let Some(why) = self.start_blocker().await? {
             self.say(&why).await?;
             return Ok(());
@@ -262,6 +270,7 @@ impl Ctx<'_> {
             .map(|(jid, why)| (jid, texts::doubt_reason(l, why)))
             .collect();
         let sending = groups.len() - skipped.len();
+        let now = self.svc.now_ms();
         let new = NewMailing {
             user_id: self.user.id,
             chat_id: self.chat,
@@ -269,7 +278,8 @@ impl Ctx<'_> {
             content,
             groups: groups.clone(),
             skipped,
-            now: self.svc.now_ms(),
+            now,
+            announce_until: now + ANNOUNCE_WAIT_MS,
         };
         let Some(id) = self.create_mailing(&new).await? else {
             return Ok(());
@@ -303,13 +313,11 @@ impl Ctx<'_> {
         }
     }
 
-    /// Sends the start confirmation `text`, then hands the mailing to the runners. The
-    /// confirmation is also the progress message the runner keeps editing, so it is recorded
-    /// before the runner is told about the mailing.
+    /// Hands the mailing to the runners, then sends the start confirmation `text`, the
+    /// progress message the runner keeps editing (see [`crate::mailing::scheduled::hand_over`]).
     pub(super) async fn hand_over(&self, id: MailingId, text: &str) -> Result<(), BotError> {
         let l = self.lang();
-        crate::mailing::scheduled::announce_start(self.svc, id, self.chat, l, text).await?;
-        self.svc.intake.enqueue(id).await?;
+        crate::mailing::scheduled::hand_over(self.svc, id, self.chat, l, text).await?;
         Ok(())
     }
 

@@ -6,7 +6,7 @@ use super::breaker;
 use super::canary;
 use super::followup;
 use super::outcome::{self, Event};
-use super::report::{finish, pause, progress, show_progress};
+use super::report::{finish, pause, progress, show_progress, wait_for_start};
 use super::settle;
 use super::slot::{self, Slot};
 use crate::model::ids::ImageId;
@@ -62,6 +62,10 @@ async fn run_step(
         ControlFlow::Continue(creds) => creds,
         ControlFlow::Break(step) => return Ok(step),
     };
+    if let Some(reason) = cursor.owed_pause.take() {
+        let lang = cursor.look().lang;
+        return pause_after_start(svc, &m, cursor, lang, fence, reason).await;
+    }
     if cursor.armed.is_none() {
         let look = cursor.look();
         let rows = cursor
@@ -112,7 +116,7 @@ async fn run_step(
         planned,
         look,
     };
-    let step = record(svc, &m, cursor.rows_mut(), i, sent, fence).await?;
+    let step = record(svc, &m, cursor, i, sent, fence).await?;
     if step != Step::Continue {
         return Ok(step);
     }
@@ -123,9 +127,27 @@ async fn run_step(
             reason,
             "a ban signal paused the mailing"
         );
-        return pause(svc, &m, look.lang, fence, &reason).await;
+        return pause_after_start(svc, &m, cursor, look.lang, fence, reason).await;
     }
     Ok(step)
+}
+
+/// Pauses the mailing, unless its start message is still on its way: then the pause is owed
+/// and made by the next step before anything else, so its notice never overtakes the start
+/// message (see [`Mailing::announcing`]).
+async fn pause_after_start(
+    svc: &EngineServices,
+    m: &Mailing,
+    cursor: &mut Cursor,
+    lang: crate::model::lang::Lang,
+    fence: u64,
+    reason: String,
+) -> Result<Step, EngineError> {
+    if let Some(step) = wait_for_start(m, svc.now_ms()) {
+        cursor.owed_pause = Some(reason);
+        return Ok(step);
+    }
+    pause(svc, m, lang, fence, &reason).await
 }
 
 /// Holds row `i` back while the account's pace says its post may not go yet (the gap after
@@ -145,6 +167,14 @@ async fn hold_for_pace(
     cursor.aim = Some(forecast.next.at);
     let newly_shown =
         forecast.next.hold.is_shown() && cursor.forecast.is_none_or(|f| f.next != forecast.next);
+    if newly_shown && forecast.next.at - now > ARM_LEAD_MS {
+        if let Some(Step::SleepUntil(t)) = wait_for_start(m, now) {
+            // The hold is shown in the start message once that is there: look again soon.
+            return Ok(Some(Step::SleepUntil(
+                t.min(forecast.next.at - ARM_LEAD_MS),
+            )));
+        }
+    }
     cursor.forecast = Some(forecast);
     // The last moments before the post are the slot's: it arms the row ahead of the time.
     if forecast.next.at - now <= ARM_LEAD_MS {
@@ -207,7 +237,7 @@ async fn guards(
         slot::disarm(svc, cursor, fence).await?;
         let reason = texts::account_problem(lang, &WappiError::BadToken);
         return Ok(ControlFlow::Break(
-            pause(svc, m, lang, fence, &reason).await?,
+            pause_after_start(svc, m, cursor, lang, fence, reason).await?,
         ));
     };
     Ok(ControlFlow::Continue(creds))
@@ -359,7 +389,7 @@ struct Sending {
 async fn record(
     svc: &EngineServices,
     m: &Mailing,
-    rows: &mut [Delivery],
+    cursor: &mut Cursor,
     i: usize,
     sent: Sending,
     fence: u64,
@@ -372,7 +402,7 @@ async fn record(
     let lang = look.lang;
     let cfg = &svc.settings.engine;
     let now = svc.now_ms();
-    let row = &mut rows[i];
+    let row = &mut cursor.rows_mut()[i];
     let attempt = row.attempts;
     let change = match &result {
         Ok(sent) => outcome::apply(row, Event::Sent(sent.message_id.as_deref()), cfg, now),
@@ -396,9 +426,9 @@ async fn record(
     svc.db.update_delivery(row, fence).await?;
     if let (true, Err(e)) = (change.pause_mailing, &result) {
         let reason = texts::account_problem(lang, e);
-        return pause(svc, m, lang, fence, &reason).await;
+        return pause_after_start(svc, m, cursor, lang, fence, reason).await;
     }
-    progress(svc, m, rows, look, now).await?;
+    progress(svc, m, cursor.rows(), look, now).await?;
     Ok(Step::Continue)
 }
 

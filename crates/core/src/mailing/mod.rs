@@ -85,6 +85,11 @@ pub const PRE_PACE_MS: i64 = 2;
 /// How fresh a driver's own cancel check and lease renewal must be for a step to skip them.
 pub const VOUCH_MS: i64 = 5;
 
+/// How soon a step kept back for the start message (see [`Mailing::announcing`]) looks again.
+///
+/// [`Mailing::announcing`]: crate::model::ledger::Mailing::announcing
+pub const ANNOUNCE_POLL_MS: i64 = 100;
+
 /// What a driver keeps between the steps of one mailing while it holds the lease. It is lost
 /// with the process, which is exactly what makes a `sending` row found without it a crash
 /// leftover.
@@ -121,6 +126,9 @@ pub struct Cursor {
     canary_passed: bool,
     /// A follow-up's targets: the messages of the mailing it acts on, read once per drive.
     targets: Option<settle::Targets>,
+    /// A pause decided while the start message was still on its way: the next step makes it
+    /// before anything else (see `engine::pause_after_start`).
+    owed_pause: Option<String>,
 }
 
 /// What the plan of an account's posts reads of the account, once per drive.

@@ -1,7 +1,7 @@
 //! What the user sees of a mailing: the progress message (with its cancel button), the
 //! pause notice, the end of a mailing and its report.
 
-use super::{EngineError, Look, Step};
+use super::{EngineError, Look, Step, ANNOUNCE_POLL_MS};
 use crate::model::ids::MailingId;
 use crate::model::lang::Lang;
 use crate::model::ledger::{Delivery, DeliveryState, Mailing, MailingStatus, Tally};
@@ -30,6 +30,10 @@ pub(super) async fn show_progress(
     now: i64,
     now_or_never: bool,
 ) -> Result<(), EngineError> {
+    // Nothing before the start message: it is the progress message.
+    if m.announcing(now) {
+        return Ok(());
+    }
     if !now_or_never
         && m.progress_message_id.is_some()
         && now - m.progress_at < svc.settings.engine.progress_interval_ms
@@ -127,7 +131,15 @@ pub fn progress_keyboard(lang: Lang, id: MailingId) -> InlineKeyboardMarkup {
     ]])
 }
 
-/// Ends a mailing: final status (fenced), final progress, one report message.
+/// The step to take instead of speaking to the user while the mailing's start message is
+/// still on its way ([`Mailing::announcing`]): look again shortly.
+pub(super) fn wait_for_start(m: &Mailing, now: i64) -> Option<Step> {
+    m.announcing(now)
+        .then_some(Step::SleepUntil(now + ANNOUNCE_POLL_MS))
+}
+
+/// Ends a mailing: final status (fenced), final progress, one report message. Not before
+/// the start message is there: the report never overtakes it.
 pub(super) async fn finish(
     svc: &EngineServices,
     m: &Mailing,
@@ -137,6 +149,9 @@ pub(super) async fn finish(
     status: MailingStatus,
 ) -> Result<Step, EngineError> {
     let now = svc.now_ms();
+    if let Some(step) = wait_for_start(m, now) {
+        return Ok(step);
+    }
     svc.db
         .set_mailing_status(m.id, status, None, fence, now)
         .await?;

@@ -18,7 +18,7 @@
 
 use crate::model::ids::{ChatId, MailingId};
 use crate::model::lang::Lang;
-use crate::model::ledger::NewMailing;
+use crate::model::ledger::{NewMailing, ANNOUNCE_WAIT_MS};
 use crate::model::schedule::Run;
 use crate::ports::{DbError, RunOutcome, Series, UserRecord};
 use crate::services::{Ports, Services};
@@ -171,6 +171,7 @@ async fn start(
     user: &UserRecord,
     run: Run,
 ) -> Result<MailingId, DbError> {
+    let now = svc.now_ms();
     let new = NewMailing {
         user_id: series.user_id,
         chat_id: series.chat_id,
@@ -181,7 +182,8 @@ async fn start(
         content: series.content.clone(),
         groups: series.groups.clone(),
         skipped: vec![],
-        now: svc.now_ms(),
+        now,
+        announce_until: now + ANNOUNCE_WAIT_MS,
     };
     let id = svc
         .db
@@ -212,36 +214,38 @@ async fn start(
     )
     .await?;
     let text = texts::schedule::started(user.lang, id.0, groups, eta);
-    announce_start(svc, id, series.chat_id, user.lang, &text).await?;
-    if let Err(e) = svc.intake.enqueue(id).await {
-        // The runners' rescan of running mailings picks it up.
-        tracing::warn!(mailing = id.0, error = %e, "scheduled run not queued");
-    }
+    hand_over(svc, id, series.chat_id, user.lang, &text).await?;
     Ok(id)
 }
 
-/// Sends a mailing's start message with ⏸ / ⛔ and records it as the progress message the
-/// runner keeps editing (before the runner is told about the mailing). A Telegram failure is
-/// logged: the runner sends its own progress message then.
-pub async fn announce_start(
-    svc: &Ports,
+/// Hands a new mailing to the runners, then sends its start message `text` with ⏸ / ⛔ and
+/// records it as the progress message the runner keeps editing. In this order the first post
+/// never waits for Telegram (a slow Bot API, a 429, the one-message-a-second pace of a chat);
+/// the engine keeps its own messages to the chat back until the start message is recorded or
+/// has failed ([`crate::model::ledger::Mailing::announcing`]), so none overtakes it. A mailing
+/// that could not be queued is logged: the runners' rescan of running mailings picks it up. A
+/// Telegram failure is logged: the runner sends its own progress message then.
+pub async fn hand_over(
+    svc: &Services,
     id: MailingId,
     chat: ChatId,
     lang: Lang,
     text: &str,
 ) -> Result<(), DbError> {
+    if let Err(e) = svc.intake.enqueue(id).await {
+        tracing::warn!(mailing = id.0, error = %e, "mailing not queued; the rescan finds it");
+    }
     let keyboard = super::progress_keyboard(lang, id);
-    match svc
+    let sent = svc
         .telegram
         .send_message(chat, text, Some(&ReplyMarkup::Inline(keyboard)))
-        .await
-    {
-        Ok(mid) => svc.db.set_progress(id, Some(mid.0), svc.now_ms()).await,
-        Err(e) => {
-            tracing::warn!(mailing = id.0, error = %e, "start message failed");
-            Ok(())
-        }
+        .await;
+    if let Err(e) = &sent {
+        tracing::warn!(mailing = id.0, error = %e, "start message failed");
     }
+    // Either way the engine need not wait any longer.
+    let mid = sent.ok().map(|m| m.0);
+    svc.db.set_progress(id, mid, svc.now_ms()).await
 }
 
 /// Warns, once per subscription end, every user whose subscription ends before a scheduled

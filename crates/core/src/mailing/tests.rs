@@ -6,7 +6,7 @@ use crate::config::CoreSettings;
 use crate::mailing::{self, Cursor, Step, ARM_LEAD_MS, UNSETTLED};
 use crate::model::ids::{ChatId, GroupJid, MailingId, ProfileId, UserId};
 use crate::model::lang::Lang;
-use crate::model::ledger::{DeliveryState, MailingStatus};
+use crate::model::ledger::{Content, DeliveryState, MailingStatus, NewMailing, ANNOUNCE_WAIT_MS};
 use crate::model::pacing::Gcra;
 use crate::ports::Lease;
 use crate::services::EngineServices;
@@ -1386,6 +1386,102 @@ async fn missing_credentials_pause_the_mailing_without_calling_wappi() {
         Some(texts::account_problem(Lang::En, &WappiError::BadToken))
     );
     assert!(w.f.telegram.sent_texts(ChatId(9))[0].starts_with('⏸'));
+}
+
+/// While the start message is on its way (the bot sends it after handing the mailing over),
+/// the engine says nothing to the chat: a pause decided meanwhile waits for the start message,
+/// and no further post goes out before it is made.
+#[tokio::test]
+async fn a_pause_waits_for_the_start_message_and_nothing_is_sent_meanwhile() {
+    let w = world(settings(1.0)).await;
+    let groups = jids(3);
+    w.f.wappi
+        .script_send_to(&groups[0], SendScript::Fail(WappiError::NotAuthorized));
+    let id = w
+        .svc
+        .db
+        .create_mailing(&NewMailing {
+            user_id: USER,
+            chat_id: CHAT,
+            profile_id: w.prof.clone(),
+            content: Content::text_only(TEXT),
+            groups: groups.clone(),
+            skipped: vec![],
+            now: T0,
+            announce_until: T0 + ANNOUNCE_WAIT_MS,
+        })
+        .await
+        .unwrap();
+    let lease = w.lease(id).await;
+    let mut cursor = Cursor::default();
+
+    let second_later = || w.f.clock.now() >= T0 + 1_000;
+    let step = drive_until(
+        &w.svc,
+        &w.f.clock,
+        id,
+        &lease,
+        &mut cursor,
+        MAX_STEPS,
+        second_later,
+    )
+    .await
+    .unwrap();
+    assert!(matches!(step, Step::SleepUntil(_)), "{step:?}");
+    assert_eq!(
+        w.f.wappi.sends().len(),
+        1,
+        "no post while the pause is owed"
+    );
+    assert_eq!(w.f.db.mailing(id).status, MailingStatus::Running);
+    assert!(w.f.telegram.sent_texts(CHAT).is_empty());
+
+    start_message(&w, id).await;
+    assert_eq!(w.drive(id, &lease, &mut cursor).await, Step::Finished);
+
+    assert_eq!(w.f.db.mailing(id).status, MailingStatus::Paused);
+    assert_eq!(w.f.wappi.sends().len(), 1);
+    let sent = w.f.telegram.sent_texts(CHAT);
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(
+        sent[0].starts_with('🚀') && sent[1].starts_with('⏸'),
+        "{sent:?}"
+    );
+}
+
+/// A start message that never comes holds nothing back for longer than
+/// [`ANNOUNCE_WAIT_MS`]: the report goes then.
+#[tokio::test]
+async fn a_start_message_that_never_comes_holds_the_report_back_no_longer_than_the_wait() {
+    let w = world(settings(1.0)).await;
+    let id = w
+        .svc
+        .db
+        .create_mailing(&NewMailing {
+            user_id: USER,
+            chat_id: CHAT,
+            profile_id: w.prof.clone(),
+            content: Content::text_only(TEXT),
+            groups: jids(2),
+            skipped: vec![],
+            now: T0,
+            announce_until: T0 + ANNOUNCE_WAIT_MS,
+        })
+        .await
+        .unwrap();
+
+    assert_eq!(w.run(id).await, Step::Finished);
+
+    assert_eq!(w.send_times(), vec![0, 1000]);
+    let sent = w.f.telegram.sent_texts(CHAT);
+    assert_eq!(sent.len(), 1, "the report only: {sent:?}");
+    assert!(sent[0].starts_with('✅'), "{sent:?}");
+    let at = w.f.db.mailing(id).finished_at.unwrap();
+    assert!(
+        (T0 + ANNOUNCE_WAIT_MS..T0 + ANNOUNCE_WAIT_MS + 200).contains(&at),
+        "report at +{} ms",
+        at - T0
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -314,7 +314,26 @@ pub struct Mailing {
     /// Unix ms of the last resume after a pause (0 = never): the first posts afterwards go at
     /// half pace.
     pub resumed_at: i64,
+    /// Until when the start message may still be on its way (see [`Mailing::announcing`]);
+    /// 0 once it is recorded or has failed, or when none is coming.
+    pub announce_until: i64,
 }
+
+impl Mailing {
+    /// Whether the mailing's start message is still on its way. Whoever starts a mailing hands
+    /// it to the runners first and sends the start message after (so the first post never
+    /// waits for Telegram); the start message becomes the progress message once recorded.
+    /// Until then the engine keeps its own messages to the chat back (no progress message of
+    /// its own, no report, no pause notice), so none of them overtakes the start message, or
+    /// comes as a second progress message. Bounded by [`ANNOUNCE_WAIT_MS`]: a start message
+    /// that never arrives holds nothing back for longer.
+    pub fn announcing(&self, now: i64) -> bool {
+        self.progress_message_id.is_none() && now < self.announce_until
+    }
+}
+
+/// How long the engine keeps its messages back for a new mailing's start message, at most.
+pub const ANNOUNCE_WAIT_MS: i64 = 10_000;
 
 /// What a new mailing is made of.
 #[derive(Debug, Clone)]
@@ -328,6 +347,9 @@ pub struct NewMailing {
     /// report shows: their rows are born `failed` and are never sent.
     pub skipped: Vec<(GroupJid, String)>,
     pub now: i64,
+    /// Until when the engine waits for the start message sent after the hand-over (see
+    /// [`Mailing::announcing`]); 0 when none is coming.
+    pub announce_until: i64,
 }
 
 /// Counts over a mailing's groups, for progress and the report. A group with several parts

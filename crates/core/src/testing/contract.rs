@@ -526,6 +526,7 @@ mod store {
             groups,
             skipped: vec![],
             now: T0,
+            announce_until: T0 + 10_000,
         };
 
         // A new mailing: running, fence 0, one pending row per distinct group, in list order.
@@ -693,7 +694,11 @@ mod store {
             db.request_cancel(MailingId(i64::MAX)).await,
             Err(DbError::NotFound)
         );
+        let m = db.get_mailing(id).await.unwrap().unwrap();
+        assert_eq!(m.announce_until, T0 + 10_000, "the start message is awaited");
         db.set_progress(id, Some(77), T0 + 20).await.unwrap();
+        let m = db.get_mailing(id).await.unwrap().unwrap();
+        assert_eq!(m.announce_until, 0, "recorded: nothing is awaited");
         db.set_progress(id, None, T0 + 30).await.unwrap();
         let m = db.get_mailing(id).await.unwrap().unwrap();
         assert_eq!(
@@ -762,6 +767,7 @@ mod store {
             groups,
             skipped: vec![],
             now: T0,
+            announce_until: 0,
         };
         // Two parts per group (a photo, then the text): a status is the group's, on both.
         let photo_post = Content::with_images("history", vec![1], false);
@@ -872,6 +878,7 @@ mod store {
             groups: vec![jid(1)],
             skipped: vec![],
             now: T0,
+            announce_until: 0,
         };
         let id = db.create_mailing(&new).await.unwrap();
         let due = |since, until| db.mailings_to_audit(since, until, 1000);
@@ -990,6 +997,7 @@ mod store {
             groups,
             skipped: vec![],
             now: T0,
+            announce_until: 0,
         };
         let ours = |list: Vec<crate::ports::Series>, ids: &[SeriesId]| -> Vec<SeriesId> {
             list.into_iter()
@@ -1289,6 +1297,7 @@ mod store {
                 groups: vec![jid(7), jid(5), jid(7)],
                 skipped: vec![],
                 now: T0,
+                announce_until: 0,
             })
             .await
             .expect("create");

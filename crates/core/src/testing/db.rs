@@ -110,6 +110,7 @@ impl DbInner {
                 progress_at: 0,
                 resumed_at: 0,
                 pause_reason: None,
+                announce_until: new.announce_until,
             },
         );
         let mut seen = HashSet::new();
@@ -692,6 +693,7 @@ impl MailingStore for InMemDb {
             m.progress_message_id = message_id;
         }
         m.progress_at = at;
+        m.announce_until = 0;
         Ok(())
     }
 }

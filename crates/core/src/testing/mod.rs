@@ -219,6 +219,7 @@ pub async fn create_mailing(
             groups: groups.to_vec(),
             skipped: vec![],
             now: svc.now_ms(),
+            announce_until: 0,
         })
         .await
         .expect("create_mailing")
