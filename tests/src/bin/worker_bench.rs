@@ -6,7 +6,11 @@
 //!   / actual, as the native benchmark counts it; target ≥ 0.95), driven through the dialogue
 //!   by webhook like a real user, measured at the fake Wappi.
 //!
-//! Usage: `groupcast-worker-bench [size] [pacing]` (default: both).
+//! - the ✅ press of a new user's 20-group mailing at 5/s, through the bot: press → first
+//!   post and last post → report (targets ≤ 300 ms and ≤ 1 s), as the server's benchmark
+//!   takes them (`groupcast_e2e::press`).
+//!
+//! Usage: `groupcast-worker-bench [size] [pacing] [press [groups]]` (default: all three).
 
 use groupcast_e2e::fake_wappi::Pacing;
 use groupcast_e2e::worker_harness::{assert_worker_available, repo_root, worker_world_with};
@@ -26,6 +30,15 @@ async fn main() -> anyhow::Result<()> {
     }
     if want("pacing") {
         pacing().await?;
+    }
+    if want("press") {
+        let groups = args
+            .iter()
+            .skip_while(|a| *a != "press")
+            .nth(1)
+            .and_then(|g| g.parse().ok())
+            .unwrap_or(20);
+        press(groups).await?;
     }
     Ok(())
 }
@@ -117,5 +130,19 @@ async fn pacing() -> anyhow::Result<()> {
          (target >= 0.95), min gap {min_gap} ms, duplicates {doubles}",
         ideal / actual
     );
+    Ok(())
+}
+
+/// The ✅ press through the Worker (see `groupcast_e2e::press`).
+async fn press(groups: usize) -> anyhow::Result<()> {
+    let w = worker_world_with(|vars| {
+        vars.insert("PROFILE_RATE_PER_SEC".into(), "5".into());
+        vars.insert("DEFAULT_PACE".into(), "fast".into());
+        vars.insert("DELIVERY_AUDIT_DELAY_SECS".into(), "0".into());
+    })
+    .await;
+    let trace = std::env::var("BENCH_TRACE").is_ok();
+    let figures = groupcast_e2e::press::press(&w, 777_001, 1, groups, trace).await?;
+    println!("{}", figures.line("worker", groups));
     Ok(())
 }

@@ -405,9 +405,9 @@ pub async fn startup(mailings: u32) -> anyhow::Result<()> {
 }
 
 /// A new user's 20-group mailing at 5/s through the bot: ✅ press → first post, and last post
-/// → the ✅ report.
+/// → the ✅ report (`groupcast_e2e::press`).
 pub async fn press(groups: usize) -> anyhow::Result<()> {
-    use groupcast_e2e::world::{Person, World};
+    use groupcast_e2e::world::World;
     let w = World::start_with(|env| {
         env.insert("PROFILE_RATE_PER_SEC".into(), "5".into());
         env.insert("DEFAULT_PACE".into(), "fast".into());
@@ -415,56 +415,8 @@ pub async fn press(groups: usize) -> anyhow::Result<()> {
         env.insert("DELIVERY_AUDIT_DELAY_SECS".into(), "0".into());
     })
     .await;
-    let user = 777_001;
-    let (p, _acc, _jids) = w.ready(user, 1, groups, "Press benchmark post").await;
-    p.says("/mailing");
-    let preview = p.hears("Предпросмотр").await;
-    let before = w.tg.sent_to(user).len();
-    let pressed = now_ms();
-    p.presses(
-        preview.message_id,
-        &Person::<groupcast_e2e::harness::Server>::button(&preview, "✅"),
-    );
-    w.wappi
-        .wait_for_deliveries(groups, Duration::from_secs(60))
-        .await
-        .map_err(anyhow::Error::msg)?;
-    let report = loop {
-        let found =
-            w.tg.sent_to(user)
-                .into_iter()
-                .skip(before)
-                .find(|m| m.text.starts_with('✅') || m.text.contains("завершена"));
-        if let Some(m) = found {
-            break m;
-        }
-        if now_ms() - pressed > 60_000 {
-            anyhow::bail!("no report within 60 s");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let sends = w.wappi.deliveries();
-    let first = sends.iter().map(|r| r.at_ms).min().unwrap_or(0);
-    let last = sends.iter().map(|r| r.at_ms).max().unwrap_or(0);
-    if std::env::var("BENCH_TRACE").is_ok() {
-        for r in w
-            .wappi
-            .requests()
-            .iter()
-            .filter(|r| r.at_ms >= pressed && r.at_ms <= first)
-        {
-            eprintln!("  +{} ms wappi {}", r.at_ms - pressed, r.path);
-        }
-        for c in w.tg.calls().iter() {
-            eprintln!("  tg {c:?}");
-        }
-    }
-    println!(
-        "press [server], {groups} groups at 5/s through the bot: press -> first post {} ms (target <= 300), posts span {:.2} s, last post -> report {} ms (target <= 1000), press -> report {:.2} s",
-        first - pressed,
-        (last - first) as f64 / 1000.0,
-        report.at_ms - last,
-        (report.at_ms - pressed) as f64 / 1000.0
-    );
+    let trace = std::env::var("BENCH_TRACE").is_ok();
+    let figures = groupcast_e2e::press::press(&w, 777_001, 1, groups, trace).await?;
+    println!("{}", figures.line("server", groups));
     Ok(())
 }
