@@ -29,18 +29,20 @@ pub async fn press<S: Bot>(
     let preview = p.hears("Предпросмотр").await;
     let before = w.tg.sent_to(user).len();
     let pressed = unix_ms();
-    p.presses(preview.message_id, &Person::<Server>::button(&preview, "✅"));
+    p.presses(
+        preview.message_id,
+        &Person::<Server>::button(&preview, "✅"),
+    );
     w.wappi
         .wait_for_deliveries(groups, Duration::from_secs(60))
         .await
         .map_err(anyhow::Error::msg)?;
     let report = loop {
-        let found = w
-            .tg
-            .sent_to(user)
-            .into_iter()
-            .skip(before)
-            .find(|m| m.text.starts_with('✅') || m.text.contains("завершена"));
+        let found =
+            w.tg.sent_to(user)
+                .into_iter()
+                .skip(before)
+                .find(|m| m.text.starts_with('✅') || m.text.contains("завершена"));
         if let Some(m) = found {
             break m;
         }

@@ -402,6 +402,7 @@ async fn record(
     let lang = look.lang;
     let cfg = &svc.settings.engine;
     let now = svc.now_ms();
+    let called_at = cursor.last_call_at;
     let row = &mut cursor.rows_mut()[i];
     let attempt = row.attempts;
     let change = match &result {
@@ -414,10 +415,10 @@ async fn record(
     }
     match &result {
         Ok(_) => {
-            tracing::info!(event = "send", outcome, mailing = m.id.0, group = %row.group, part = row.part, attempt, planned_at = planned, "sent")
+            tracing::info!(event = "send", outcome, mailing = m.id.0, group = %row.group, part = row.part, attempt, planned_at = planned, called_at, "sent")
         }
         Err(e) => {
-            tracing::info!(event = "send", outcome, mailing = m.id.0, group = %row.group, part = row.part, attempt, planned_at = planned, error = %e, "send failed")
+            tracing::info!(event = "send", outcome, mailing = m.id.0, group = %row.group, part = row.part, attempt, planned_at = planned, called_at, error = %e, "send failed")
         }
     }
     if let Some(until) = change.backoff_until {

@@ -695,7 +695,11 @@ mod store {
             Err(DbError::NotFound)
         );
         let m = db.get_mailing(id).await.unwrap().unwrap();
-        assert_eq!(m.announce_until, T0 + 10_000, "the start message is awaited");
+        assert_eq!(
+            m.announce_until,
+            T0 + 10_000,
+            "the start message is awaited"
+        );
         db.set_progress(id, Some(77), T0 + 20).await.unwrap();
         let m = db.get_mailing(id).await.unwrap().unwrap();
         assert_eq!(m.announce_until, 0, "recorded: nothing is awaited");

@@ -296,6 +296,37 @@ pub async fn waiting(accounts: u32, backend: Backend) -> anyhow::Result<()> {
 }
 
 /// `accounts` accounts × `groups` groups at 5/s each, all at once (the `fast` pace).
+/// The shortest gap between two calls of one mailing as the engine made them (`called_at` of
+/// the send log lines, the engine's clock right before the call): what the pacer controls,
+/// where the gap at the fake adds the jitter of the call's way there.
+fn min_call_gap(logs: &str) -> i64 {
+    let mut by_mailing: HashMap<i64, Vec<i64>> = HashMap::new();
+    for v in groupcast_e2e::harness::events_in(logs, "sent")
+        .into_iter()
+        .chain(groupcast_e2e::harness::events_in(logs, "send failed"))
+    {
+        if let (Some(m), Some(at)) = (v["mailing"].as_i64(), v["called_at"].as_i64()) {
+            by_mailing.entry(m).or_default().push(at);
+        }
+    }
+    if std::env::var("BENCH_TRACE").is_ok() {
+        for (m, t) in &mut by_mailing {
+            t.sort_unstable();
+            if t.windows(2).any(|p| p[1] - p[0] < 150) {
+                eprintln!("mailing {m}: calls at {t:?}");
+            }
+        }
+    }
+    by_mailing
+        .values_mut()
+        .flat_map(|t| {
+            t.sort_unstable();
+            t.windows(2).map(|p| p[1] - p[0]).collect::<Vec<_>>()
+        })
+        .min()
+        .unwrap_or(0)
+}
+
 pub async fn burst(accounts: u32, groups: u32, backend: Backend) -> anyhow::Result<()> {
     let rate = 5.0;
     let mut rig = seeded(
@@ -306,7 +337,14 @@ pub async fn burst(accounts: u32, groups: u32, backend: Backend) -> anyhow::Resu
             pace: None,
         },
         backend,
-        |_| {},
+        |env| {
+            // The send log lines carry each call's time (`min_call_gap`).
+            env.insert("LOG_FORMAT".into(), "json".into());
+            env.insert(
+                "RUST_LOG".into(),
+                "warn,groupcast_core::mailing::engine=info".into(),
+            );
+        },
     )
     .await?;
     let pids: Vec<u32> = rig.servers.iter().filter_map(|s| s.pid()).collect();
@@ -324,8 +362,10 @@ pub async fn burst(accounts: u32, groups: u32, backend: Backend) -> anyhow::Resu
     let fsyncs = strace.and_then(FsyncCount::finish);
     let rss = rig.peak_rss_kib();
     let sends = rig.wappi.deliveries();
+    let logs: String = rig.servers.iter().map(|s| s.logs()).collect();
     rig.stop();
     done.map_err(anyhow::Error::msg)?;
+    let min_call_gap = min_call_gap(&logs);
     let first = sends.iter().map(|r| r.at_ms).min().unwrap_or(0);
     let last = sends.iter().map(|r| r.at_ms).max().unwrap_or(0);
     let mut by_profile: HashMap<&str, Vec<i64>> = HashMap::new();
@@ -344,7 +384,7 @@ pub async fn burst(accounts: u32, groups: u32, backend: Backend) -> anyhow::Resu
     let ideal = f64::from(groups) / rate;
     let actual = (last - first) as f64 / 1000.0 + 1.0 / rate;
     println!(
-        "burst [{}], {accounts} accounts x {groups} groups at {rate}/s each: ideal {ideal:.1} s, actual {actual:.2} s (first to last send + one interval; target <= {:.1} s), {waited:.1} s from servers ready to the last send, min per-account gap {min_gap} ms (interval {} ms), posts {} of {total}, duplicates {doubles}, peak RSS {:.1} MB",
+        "burst [{}], {accounts} accounts x {groups} groups at {rate}/s each: ideal {ideal:.1} s, actual {actual:.2} s (first to last send + one interval; target <= {:.1} s), {waited:.1} s from servers ready to the last send, min per-account gap {min_gap} ms at the fake, {min_call_gap} ms between the calls as made (interval {} ms), posts {} of {total}, duplicates {doubles}, peak RSS {:.1} MB",
         backend.label(),
         1.2 * ideal + 1.0,
         (1000.0 / rate) as i64,
