@@ -47,6 +47,22 @@ impl World {
         create_mailing(&self.svc, USER, &self.prof, groups, TEXT).await
     }
 
+    /// A mailing created now whose start message is still to come, as the bot hands it over.
+    async fn announced_mailing(&self, groups: &[GroupJid]) -> MailingId {
+        let now = self.f.clock.now();
+        let new = NewMailing {
+            user_id: USER,
+            chat_id: CHAT,
+            profile_id: self.prof.clone(),
+            content: Content::text_only(TEXT),
+            groups: groups.to_vec(),
+            skipped: vec![],
+            now,
+            announce_until: now + ANNOUNCE_WAIT_MS,
+        };
+        self.svc.db.create_mailing(&new).await.unwrap()
+    }
+
     async fn lease(&self, id: MailingId) -> Lease {
         take_mailing(&self.svc, id, TTL).await
     }
@@ -1397,21 +1413,7 @@ async fn a_pause_waits_for_the_start_message_and_nothing_is_sent_meanwhile() {
     let groups = jids(3);
     w.f.wappi
         .script_send_to(&groups[0], SendScript::Fail(WappiError::NotAuthorized));
-    let id = w
-        .svc
-        .db
-        .create_mailing(&NewMailing {
-            user_id: USER,
-            chat_id: CHAT,
-            profile_id: w.prof.clone(),
-            content: Content::text_only(TEXT),
-            groups: groups.clone(),
-            skipped: vec![],
-            now: T0,
-            announce_until: T0 + ANNOUNCE_WAIT_MS,
-        })
-        .await
-        .unwrap();
+    let id = w.announced_mailing(&groups).await;
     let lease = w.lease(id).await;
     let mut cursor = Cursor::default();
 
@@ -1454,21 +1456,7 @@ async fn a_pause_waits_for_the_start_message_and_nothing_is_sent_meanwhile() {
 #[tokio::test]
 async fn a_start_message_that_never_comes_holds_the_report_back_no_longer_than_the_wait() {
     let w = world(settings(1.0)).await;
-    let id = w
-        .svc
-        .db
-        .create_mailing(&NewMailing {
-            user_id: USER,
-            chat_id: CHAT,
-            profile_id: w.prof.clone(),
-            content: Content::text_only(TEXT),
-            groups: jids(2),
-            skipped: vec![],
-            now: T0,
-            announce_until: T0 + ANNOUNCE_WAIT_MS,
-        })
-        .await
-        .unwrap();
+    let id = w.announced_mailing(&jids(2)).await;
 
     assert_eq!(w.run(id).await, Step::Finished);
 
