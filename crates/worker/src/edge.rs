@@ -44,6 +44,10 @@ impl Cancels for EdgeState {
     }
 }
 
+/// A new mailing goes on the queue (delivered at least once, retried: what makes sure a runner
+/// takes it) and is also handed to its runner at once, so its first post does not wait for the
+/// queue's delivery. The runner's `start` is idempotent: the queue's later delivery of the same
+/// mailing only checks its alarm.
 #[async_trait(?Send)]
 impl Intake for EdgeState {
     async fn enqueue(&self, mailing: MailingId) -> Result<(), StateError> {
@@ -53,7 +57,12 @@ impl Intake for EdgeState {
                 mailing_id: mailing.0,
             })
             .await
-            .map_err(backend)
+            .map_err(backend)?;
+        let db = D1Db::new(env::d1(&self.env).map_err(backend)?, None);
+        if let Err(e) = poke(&self.env, &db, mailing).await {
+            worker::console_log!("mailing {} left to the queue: {e}", mailing.0);
+        }
+        Ok(())
     }
 }
 
