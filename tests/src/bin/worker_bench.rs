@@ -13,8 +13,10 @@
 //! - `counts [groups] [key=value…]`: what one post and one mailing cost on Cloudflare, counted
 //!   by the Worker itself (`GET /__test/counts`, see `groupcast_worker::counts`): Durable
 //!   Object storage calls, D1 statements and rows, subrequests, Queue messages, Durable Object
-//!   requests and alarms; and from those counts the monthly bill of many accounts on the
-//!   Workers paid plan (not run by default: it takes a few minutes).
+//!   requests and alarms, per post and per mailing (two mailings through the bot, the
+//!   difference), per idle Cron pass and per Cron poke of a mailing asleep; and from those
+//!   counts the monthly bill of many accounts on the Workers paid plan, with its assumptions
+//!   as `key=value` arguments (not run by default: it takes about two minutes).
 //!
 //! Usage: `groupcast-worker-bench [size] [pacing] [press [groups]] [counts [groups] [key=value…]]`
 //! (default: the first three).
@@ -250,6 +252,9 @@ struct Plan {
     groups: f64,
     /// `days`: days in the month.
     days: f64,
+    /// `run_minutes`: minutes a mailing runs, asleep between its posts (each gets a Cron
+    /// poke): 15 for 50 groups at the `normal` pace (8-20 s gaps, a 2-5 min batch pause).
+    run_minutes: f64,
     /// `step_us`: native CPU of one engine step per post (`scripts/bench step`: ~31 µs).
     step_us: f64,
     /// `wasm_factor`: wasm in workerd against native (the collage's measured 2.15×).
@@ -269,6 +274,7 @@ impl Default for Plan {
             mailings_per_day: 1.0,
             groups: 50.0,
             days: 30.0,
+            run_minutes: 15.0,
             step_us: 31.0,
             wasm_factor: 2.15,
             wappi_ms: 1000.0,
@@ -290,6 +296,7 @@ impl Plan {
             "mailings_per_day" => &mut self.mailings_per_day,
             "groups" => &mut self.groups,
             "days" => &mut self.days,
+            "run_minutes" => &mut self.run_minutes,
             "step_us" => &mut self.step_us,
             "wasm_factor" => &mut self.wasm_factor,
             "wappi_ms" => &mut self.wappi_ms,
@@ -496,6 +503,7 @@ async fn counts(groups: usize, plan: &Plan) -> anyhow::Result<()> {
     w.server.run_cron("* * * * *").await;
     let (c1, k) = settle(&w, PROBE_PROFILE, &read).await?;
     let cron = minus(&minus(&c1, &c0), &times(&read, f64::from(k)));
+    let poke = asleep(&w, &read, &cron).await?;
     let d = (groups - small) as f64;
     let per_post: Vec<Counts> = (0..3)
         .map(|i| times(&minus(&b[i], &a[i]), 1.0 / d))
@@ -518,12 +526,12 @@ async fn counts(groups: usize, plan: &Plan) -> anyhow::Result<()> {
         fmt_counts(&read)
     );
     println!(
-        "  {:<32} {:>9} {:>9} {:>9} {:>9} {:>13} {:>9}",
-        "per post:", "preview", "run", "audit", "total", "fixed/mailing", "Cron/min"
+        "  {:<32} {:>9} {:>9} {:>9} {:>9} {:>13} {:>9} {:>9}",
+        "per post:", "preview", "run", "audit", "total", "fixed/mailing", "Cron/min", "asleep"
     );
     for (label, keys) in ROWS {
         println!(
-            "  {:<32} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>13.1} {:>9.1}",
+            "  {:<32} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>13.1} {:>9.1} {:>9.1}",
             label,
             sum(&per_post[0], keys),
             sum(&per_post[1], keys),
@@ -531,10 +539,55 @@ async fn counts(groups: usize, plan: &Plan) -> anyhow::Result<()> {
             sum(&post, keys),
             sum(&mailing, keys),
             sum(&cron, keys),
+            sum(&poke, keys),
         );
     }
-    bill(plan, &post, &mailing, &cron, &per_post[1], &fixed[1]);
+    println!(
+        "  (Cron/min: one Cron pass with nothing due, every minute; asleep: what that pass costs \
+         more for each mailing running but asleep between posts, its recovery poke)"
+    );
+    let run = Run {
+        post: &per_post[1],
+        mailing: &fixed[1],
+        poke: &poke,
+    };
+    bill(plan, &post, &mailing, &cron, &run);
     Ok(())
+}
+
+/// What one Cron pass costs for a mailing that is running but asleep (its pace's gap is 10
+/// minutes; one post is out): the recovery poke every running mailing gets each minute (the
+/// pass less an idle one, `cron`).
+async fn asleep(w: &World<Worker>, read: &Counts, cron: &Counts) -> anyhow::Result<Counts> {
+    let user = 880_003;
+    let (p, acc, _) = w.ready(user, 3, 3, "Cost benchmark post").await;
+    let told = w.tg.sent_to(user).len();
+    p.says("/pace gap=10m");
+    let started = std::time::Instant::now();
+    while w.tg.sent_to(user).len() == told {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(30),
+            "no answer to /pace"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let prior = w.wappi.deliveries().len();
+    p.starts_mailing().await;
+    w.wappi
+        .wait_for_deliveries(prior + 1, Duration::from_secs(60))
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let (c0, _) = settle(w, &acc.profile, read).await?;
+    w.server.run_cron("* * * * *").await;
+    let (c1, k) = settle(w, &acc.profile, read).await?;
+    anyhow::ensure!(
+        w.wappi.deliveries().len() == prior + 1,
+        "the mailing was to sleep after its first post"
+    );
+    Ok(minus(
+        &minus(&minus(&c1, &c0), &times(read, f64::from(k))),
+        cron,
+    ))
 }
 
 fn fmt_counts(c: &Counts) -> String {
@@ -545,20 +598,25 @@ fn fmt_counts(c: &Counts) -> String {
         .join(", ")
 }
 
-/// The monthly bill of `plan` from the counts per post, per mailing and per Cron pass (one a
-/// minute); `run_*`: the run phase alone, which is the runner's, for its duration.
-fn bill(
-    plan: &Plan,
-    post: &Counts,
-    mailing: &Counts,
-    cron: &Counts,
-    run_post: &Counts,
-    run_mailing: &Counts,
-) {
+/// What the runner does, for its duration: the run phase per post and per mailing, and the
+/// poke of a mailing asleep.
+struct Run<'a> {
+    post: &'a Counts,
+    mailing: &'a Counts,
+    poke: &'a Counts,
+}
+
+/// The monthly bill of `plan` from the counts per post, per mailing, per Cron pass (one a
+/// minute) and per minute a mailing runs (its poke).
+fn bill(plan: &Plan, post: &Counts, mailing: &Counts, cron: &Counts, run: &Run<'_>) {
     use price::*;
     let (posts, mailings, cron_runs) = (plan.posts(), plan.mailings(), plan.days * 1440.0);
+    let pokes = mailings * plan.run_minutes;
     let month = |keys: &[&str]| {
-        sum(post, keys) * posts + sum(mailing, keys) * mailings + sum(cron, keys) * cron_runs
+        sum(post, keys) * posts
+            + sum(mailing, keys) * mailings
+            + sum(cron, keys) * cron_runs
+            + sum(run.poke, keys) * pokes
     };
     let over = |units: f64, included: f64, per_m: f64| (units - included).max(0.0) / 1e6 * per_m;
     let worker_requests = month(&["worker_fetches", "queue_batches", "cron_runs"]);
@@ -571,8 +629,9 @@ fn bill(
         "broadcast_requests",
         "broadcast_alarms",
     ]);
-    let gb_s = (plan.runner_seconds(run_post) * posts
-        + plan.runner_seconds(run_mailing) * mailings)
+    let gb_s = (plan.runner_seconds(run.post) * posts
+        + plan.runner_seconds(run.mailing) * mailings
+        + plan.runner_seconds(run.poke) * pokes)
         * DO_GB;
     let do_read = month(&["do_storage_get", "do_storage_get_alarm"]);
     let do_written = month(&[
@@ -643,11 +702,12 @@ fn bill(
     ];
     println!(
         "worker monthly cost, Workers paid plan: accounts={} mailings_per_day={} groups={} \
-         days={} -> {:.2} M mailings, {:.2} M posts a month",
+         days={} run_minutes={} -> {:.2} M mailings, {:.2} M posts a month",
         plan.accounts,
         plan.mailings_per_day,
         plan.groups,
         plan.days,
+        plan.run_minutes,
         mailings / 1e6,
         posts / 1e6
     );
@@ -657,7 +717,8 @@ fn bill(
          duration = 128 MB x the runner's wall time, per request or alarm wake_ms={} plus each \
          call it waits on: wappi_ms={} telegram_ms={} d1_ms={} (not billed while it sleeps \
          between alarms); get/getAlarm = 1 row read, put/delete/setAlarm = 1 row written; \
-         3 queue operations a message; Cron every minute; storage (GB-month) not counted",
+         3 queue operations a message; Cron every minute, poking each running mailing \
+         (run_minutes pokes a mailing); storage (GB-month) not counted",
         plan.step_us, plan.wasm_factor, plan.wake_ms, plan.wappi_ms, plan.telegram_ms, plan.d1_ms
     );
     let mut total = 0.0;
