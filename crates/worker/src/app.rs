@@ -2,6 +2,7 @@
 //! routes of [`crate::test_hooks`] when they are on), `queue` and `scheduled`, on the stateless
 //! side's services (`crate::edge`). The top of the crate: only `lib.rs` uses it.
 
+use crate::counts::{self, Invocation};
 use crate::d1::D1Db;
 use crate::edge::{edge, poke};
 use crate::env;
@@ -32,6 +33,7 @@ const STALE_CLAIM_MS: i64 = 120_000;
 // Handlers
 
 pub async fn fetch(mut req: Request, env: Env) -> worker::Result<Response> {
+    counts::invocation(Invocation::Fetch);
     let path = req.path();
     let method = req.method();
     let (settings, svc) = match edge(&env) {
@@ -261,8 +263,10 @@ async fn healthz(env: &Env, svc: &Services) -> worker::Result<Response> {
 /// runner; a `{"collage"}` builds and previews the collage (the core's `run_collage_job`,
 /// which does nothing for a job already done). A failure is retried on that message only.
 pub async fn queue(batch: worker::MessageBatch<serde_json::Value>, env: Env) -> worker::Result<()> {
+    counts::invocation(Invocation::QueueBatch);
     let db = D1Db::new(env::d1(&env)?, None);
     for msg in batch.messages()? {
+        counts::invocation(Invocation::QueueMessage);
         let task: QueueTask = match serde_json::from_value(msg.body().clone()) {
             Ok(t) => t,
             Err(e) => {
@@ -306,6 +310,7 @@ pub async fn queue(batch: worker::MessageBatch<serde_json::Value>, env: Env) -> 
 /// mailings (`mailing::audit`), and a pass over the due
 /// scheduled runs that re-arms the scheduler's alarm (in case it was lost).
 pub async fn scheduled(env: Env) {
+    counts::invocation(Invocation::Cron);
     let (_, svc) = match edge(&env) {
         Ok(x) => x,
         Err(e) => {

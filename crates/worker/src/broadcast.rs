@@ -16,8 +16,10 @@
 //!   that one message; it is never sent twice).
 //! - **The end:** "sent N, failed M" goes to the operator (`texts::broadcast::report`), once.
 
+use crate::counts::{self, Class, Invocation};
 use crate::env::{self, env_vars};
 use crate::settings::WorkerSettings;
+use crate::store::Store;
 use crate::telegram::FetchTelegram;
 use groupcast_core::model::ids::ChatId;
 use groupcast_core::model::lang::Lang;
@@ -28,9 +30,7 @@ use groupcast_core::telegram::TelegramError;
 use groupcast_core::texts::{self};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
-use worker::{
-    durable_object, DurableObject, Env, Method, Request, RequestInit, Response, Result, Storage,
-};
+use worker::{durable_object, DurableObject, Env, Method, Request, RequestInit, Response, Result};
 
 /// Time between two broadcast sends: 25 a second, below Telegram's 30 with room for the bot's
 /// other messages.
@@ -103,7 +103,7 @@ impl Broadcaster for WorkerBroadcaster {
         init.with_method(Method::Post)
             .with_body(Some(wasm_bindgen::JsValue::from_str(&body)));
         let req = Request::new_with_init("https://broadcast/start", &init).map_err(err)?;
-        let resp = stub.fetch_with_request(req).await.map_err(err)?;
+        let resp = env::call_object(&stub, req).await.map_err(err)?;
         if resp.status_code() == 200 {
             Ok(())
         } else {
@@ -128,6 +128,7 @@ impl DurableObject for BroadcastRunner {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
+        counts::invocation(Invocation::DoRequest(Class::Broadcast));
         let path = req.path();
         match (req.method(), path.as_str()) {
             (Method::Post, "/start") => {
@@ -150,6 +151,7 @@ impl DurableObject for BroadcastRunner {
     }
 
     async fn alarm(&self) -> Result<Response> {
+        counts::invocation(Invocation::DoAlarm(Class::Broadcast));
         if let Err(e) = self.deliver_some().await {
             // Thrown, so workerd retries the alarm; the stored cursor prevents doubles.
             worker::console_error!("broadcast: {e}");
@@ -160,8 +162,8 @@ impl DurableObject for BroadcastRunner {
 }
 
 impl BroadcastRunner {
-    fn storage(&self) -> Storage {
-        self.state.storage()
+    fn storage(&self) -> Store {
+        Store::new(self.state.storage())
     }
 
     /// Stores the job and its recipients and sets the alarm; a repeat does nothing.
@@ -288,6 +290,7 @@ async fn user_ids(env: &Env) -> Result<Vec<i64>> {
         .prepare("SELECT id FROM users ORDER BY id")
         .all()
         .await?;
+    crate::d1::count(std::slice::from_ref(&result));
     if let Some(e) = result.error() {
         return Err(worker::Error::RustError(format!("listing users: {e}")));
     }

@@ -9,6 +9,7 @@
 //! Errors become `DbError::Backend` texts built from D1's own messages, which name tables and
 //! constraints, never bound values.
 
+use crate::counts;
 use crate::rows::{self, DeliveryRow, InvoiceRow, MailingRow, SeriesRow, UserRow};
 use crate::test_hooks::{self, Hooks};
 use chrono::NaiveDate;
@@ -103,7 +104,8 @@ impl D1Db {
             .stmt(context, sql, params)?
             .all()
             .await
-            .map_err(|e| backend(context, e))?;
+            .map_err(|e| failed(context, 1, e))?;
+        count(std::slice::from_ref(&result));
         if let Some(e) = result.error() {
             return Err(DbError::Backend(format!("{context}: {e}")));
         }
@@ -138,7 +140,8 @@ impl D1Db {
             .stmt(context, sql, params)?
             .run()
             .await
-            .map_err(|e| backend(context, e))?;
+            .map_err(|e| failed(context, 1, e))?;
+        count(std::slice::from_ref(&result));
         changes(context, &result)
     }
 
@@ -148,10 +151,14 @@ impl D1Db {
         context: &str,
         statements: Vec<D1PreparedStatement>,
     ) -> Result<Vec<D1Result>, DbError> {
-        self.db
+        let n = statements.len();
+        let results = self
+            .db
             .batch(statements)
             .await
-            .map_err(|e| backend(context, e))
+            .map_err(|e| failed(context, n, e))?;
+        count(&results);
+        Ok(results)
     }
 
     /// A trivial query, for health checks.
@@ -301,6 +308,23 @@ impl D1Db {
             .map(Mailing::try_from)
             .collect()
     }
+}
+
+/// Counts one call to D1 (`crate::counts::d1`): its statements and the rows D1 reports.
+pub fn count(results: &[D1Result]) {
+    let (mut read, mut written) = (0, 0);
+    for m in results.iter().filter_map(|r| r.meta().ok().flatten()) {
+        read += m.rows_read.unwrap_or(0);
+        written += m.rows_written.unwrap_or(0);
+    }
+    counts::d1(results.len(), read, written);
+}
+
+/// A call D1 refused (a constraint, a stale fence inside a batch…): its statements still
+/// count, with no rows known.
+fn failed(context: &str, statements: usize, e: worker::Error) -> DbError {
+    counts::d1(statements, 0, 0);
+    backend(context, e)
 }
 
 fn changes(context: &str, result: &D1Result) -> Result<usize, DbError> {

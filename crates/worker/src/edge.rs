@@ -51,13 +51,10 @@ impl Cancels for EdgeState {
 #[async_trait(?Send)]
 impl Intake for EdgeState {
     async fn enqueue(&self, mailing: MailingId) -> Result<(), StateError> {
-        env::mailing_queue(&self.env)
-            .map_err(backend)?
-            .send(MailingTask {
-                mailing_id: mailing.0,
-            })
-            .await
-            .map_err(backend)?;
+        let task = MailingTask {
+            mailing_id: mailing.0,
+        };
+        env::send_to_queue(&self.env, task).await.map_err(backend)?;
         let db = D1Db::new(env::d1(&self.env).map_err(backend)?, None);
         if let Err(e) = poke(&self.env, &db, mailing).await {
             worker::console_log!("mailing {} left to the queue: {e}", mailing.0);
@@ -86,7 +83,7 @@ pub async fn runner_call(
     init.with_method(Method::Post)
         .with_body(Some(wasm_bindgen::JsValue::from_str(&body)));
     let req = Request::new_with_init(&format!("https://runner/{what}"), &init).map_err(backend)?;
-    let resp = stub.fetch_with_request(req).await.map_err(backend)?;
+    let resp = env::call_object(&stub, req).await.map_err(backend)?;
     if resp.status_code() == 200 {
         Ok(())
     } else {

@@ -1,9 +1,13 @@
 //! The Worker's `Env`, opened in one place: its vars and secrets as text ([`env_vars`], what
-//! the settings are read from) and each binding under its name from [`crate::bindings`]. JS
-//! errors stay `worker::Error`s here; each caller turns them into its own port's error.
+//! the settings are read from) and each binding under its name from [`crate::bindings`], plus
+//! the two calls on bindings that are counted here (`crate::counts`): a Queue send
+//! ([`send_to_queue`]) and a request to a Durable Object ([`call_object`]). JS errors stay
+//! `worker::Error`s here; each caller turns them into its own port's error.
 
 use crate::bindings;
-use worker::{D1Database, Env, Queue, Stub};
+use crate::counts;
+use serde::Serialize;
+use worker::{D1Database, Env, Queue, Request, Response, Stub};
 
 /// Reads a var or a secret as text.
 pub fn env_vars(env: &Env) -> impl Fn(&str) -> Option<String> + '_ {
@@ -21,8 +25,21 @@ pub fn d1(env: &Env) -> worker::Result<D1Database> {
 }
 
 /// The queue of long work (`MAILING_QUEUE`).
-pub fn mailing_queue(env: &Env) -> worker::Result<Queue> {
+fn mailing_queue(env: &Env) -> worker::Result<Queue> {
     env.queue(bindings::MAILING_QUEUE)
+}
+
+/// Puts one message on `MAILING_QUEUE` (awaited).
+pub async fn send_to_queue<T: Serialize>(env: &Env, message: T) -> worker::Result<()> {
+    let queue = mailing_queue(env)?;
+    counts::queue_send();
+    queue.send(message).await
+}
+
+/// Sends one request to a Durable Object through its stub.
+pub async fn call_object(stub: &Stub, req: Request) -> worker::Result<Response> {
+    counts::stub_fetch();
+    stub.fetch_with_request(req).await
 }
 
 /// The `ProfileRunner` of a Wappi profile (`RUNNER.idFromName(profile)`).

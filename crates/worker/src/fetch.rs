@@ -1,7 +1,8 @@
 //! One outgoing HTTP call over `worker::Fetch`, with a timeout (an `AbortController` raced
 //! against a timer: workerd's `fetch` has none of its own). The clients of Telegram and Wappi
-//! are built on it.
+//! are built on it; each request sent is counted by its destination (`crate::counts`).
 
+use crate::counts::{self, Dest};
 use futures_util::future::{select, Either};
 use std::time::Duration;
 use worker::{AbortController, Delay, Fetch, Headers, Method, Request, RequestInit};
@@ -32,8 +33,9 @@ pub enum Body {
     },
 }
 
-/// Sends one request and reads the whole answer within `timeout`.
+/// Sends one request to `dest` and reads the whole answer within `timeout`.
 pub async fn call(
+    dest: Dest,
     method: Method,
     url: &str,
     headers: &[(&str, &str)],
@@ -69,6 +71,7 @@ pub async fn call(
         .map_err(|e| Failure::Build(format!("request not built: {e}")))?;
     let controller = AbortController::default();
     let signal = controller.signal();
+    counts::subrequest(dest);
     let exchange = async move {
         let fetch = Fetch::Request(request);
         let mut resp = fetch

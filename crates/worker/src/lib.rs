@@ -16,22 +16,23 @@
 //! - `scheduled` (`app::scheduled`): reminders, pruning of update ids, recovery of running
 //!   mailings, a look at due scheduled runs (and re-arming the scheduler's alarm).
 //!
-//! Only the pure helpers ([`bindings`], [`settings`], [`rows`], [`wire`] and the pure half of
-//! [`test_hooks`]) build natively; everything that touches workerd is compiled for `wasm32`
-//! only. Bindings, vars and the build command are in this crate's README; the names the code
-//! uses are the constants of [`bindings`].
+//! Only the pure helpers ([`bindings`], [`counts`], [`settings`], [`rows`], [`wire`] and the
+//! pure half of [`test_hooks`]) build natively; everything that touches workerd is compiled
+//! for `wasm32` only. Bindings, vars and the build command are in this crate's README; the
+//! names the code uses are the constants of [`bindings`].
 //!
 //! Modules only ever use modules of a lower layer (no import circle). From the top:
 //! `app` (the handlers), `runner` (`ProfileRunner`), `scheduler` (`Scheduler`) | `edge` (the
 //! stateless side's `Services`) | `services` (the core's `Ports` built from the `Env`) |
 //! `broadcast` | `d1`, `telegram`, `wappi`, `settings` | `rows`, `fetch`,
-//! `test_hooks` | `env`, `http`, `wire` | `bindings`.
+//! `test_hooks` | `env`, `http`, `store`, `wire` | `bindings`, `counts`.
 
 // The core's bundles hold their ports in `Arc`s; on wasm32 (one thread) they are not
 // `Send`/`Sync`, which is exactly what the core's `MaybeSendSync` allows there.
 #![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
 
 pub mod bindings;
+pub mod counts;
 pub mod rows;
 pub mod settings;
 pub mod test_hooks;
@@ -57,6 +58,8 @@ mod runner;
 mod scheduler;
 #[cfg(target_arch = "wasm32")]
 mod services;
+#[cfg(target_arch = "wasm32")]
+mod store;
 #[cfg(target_arch = "wasm32")]
 mod telegram;
 #[cfg(target_arch = "wasm32")]

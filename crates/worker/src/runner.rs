@@ -21,9 +21,11 @@
 //! Requests (from this Worker only): `POST /start {"mailing_id"}`, `POST /cancel
 //! {"mailing_id"}`, `GET /status`.
 
+use crate::counts::{self, Class, Invocation};
 use crate::env::env_vars;
 use crate::services;
 use crate::settings::WorkerSettings;
+use crate::store::Store;
 use crate::telegram::FetchTelegram;
 use crate::test_hooks::Hooks;
 use crate::wire::RunnerCommand;
@@ -39,7 +41,7 @@ use groupcast_core::services::EngineServices;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
-use worker::{durable_object, DurableObject, Env, Method, Request, Response, Result, Storage};
+use worker::{durable_object, DurableObject, Env, Method, Request, Response, Result};
 
 /// Engine steps one alarm may run before it hands over to a fresh alarm (keeps one
 /// invocation short even when many `in_doubt` rows are settled in a row).
@@ -58,7 +60,7 @@ const KEY_HEARTBEAT: &str = "heartbeat";
 /// What this object shares with its state adapter ([`DoState`]): storage plus in-memory
 /// copies.
 pub struct Shared {
-    storage: Storage,
+    storage: Store,
     /// The pacing state, loaded from storage on first use.
     pace: RefCell<Option<PaceState>>,
     cancelled: RefCell<Option<Vec<i64>>>,
@@ -284,7 +286,7 @@ pub struct ProfileRunner {
 impl DurableObject for ProfileRunner {
     fn new(state: worker::State, env: Env) -> Self {
         let shared = Rc::new(Shared {
-            storage: state.storage(),
+            storage: Store::new(state.storage()),
             pace: RefCell::new(None),
             cancelled: RefCell::new(None),
             fence: Cell::new(0),
@@ -301,6 +303,7 @@ impl DurableObject for ProfileRunner {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
+        counts::invocation(Invocation::DoRequest(Class::Runner));
         let path = req.path();
         match (req.method(), path.as_str()) {
             (Method::Post, "/start") => {
@@ -329,11 +332,15 @@ impl DurableObject for ProfileRunner {
                     "heartbeat": self.storage().get::<i64>(KEY_HEARTBEAT).await?,
                 }))
             }
+            // Test hooks only (the route that asks is behind `GROUPCAST_TEST_HOOKS=1`): this
+            // isolate's counters, see `crate::counts`.
+            (Method::Get, "/counts") => Response::from_json(&counts::snapshot()),
             _ => Response::error("not found", 404),
         }
     }
 
     async fn alarm(&self) -> Result<Response> {
+        counts::invocation(Invocation::DoAlarm(Class::Runner));
         let built = match self.built() {
             Ok(b) => b,
             Err(e) => {
@@ -438,8 +445,8 @@ impl ProfileRunner {
         }
     }
 
-    fn storage(&self) -> Storage {
-        self.state.storage()
+    fn storage(&self) -> Store {
+        Store::new(self.state.storage())
     }
 
     fn built(&self) -> std::result::Result<Rc<Built>, String> {
@@ -447,7 +454,7 @@ impl ProfileRunner {
             return Ok(b.clone());
         }
         let settings = WorkerSettings::load(&env_vars(&self.env)).map_err(|e| e.to_string())?;
-        let hooks = Hooks::new(&settings.test_hooks, Rc::new(self.state.storage()));
+        let hooks = Hooks::new(&settings.test_hooks, Rc::new(self.storage()));
         let mut ports = services::ports(&self.env, &settings, Some(hooks.clone()))
             .map_err(|e| e.to_string())?;
         // A 429 on a progress edit or a report goes back to the engine at once (the next

@@ -8,8 +8,10 @@
 //! active mailing. The Cron job runs the same pass every minute and re-arms the alarm, so a
 //! lost alarm delays a run by a minute at most; the two overlapping decide nothing twice.
 
+use crate::counts::{self, Class, Invocation};
 use crate::edge;
 use crate::services::Wake;
+use crate::store::Store;
 use groupcast_core::mailing::scheduled;
 use worker::{durable_object, DurableObject, Env, Method, Request, Response, Result};
 
@@ -29,6 +31,7 @@ impl DurableObject for Scheduler {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
+        counts::invocation(Invocation::DoRequest(Class::Scheduler));
         match (req.method(), req.path().as_str()) {
             (Method::Post, "/wake") => {
                 let wake: Wake = req.json().await?;
@@ -40,6 +43,7 @@ impl DurableObject for Scheduler {
     }
 
     async fn alarm(&self) -> Result<Response> {
+        counts::invocation(Invocation::DoAlarm(Class::Scheduler));
         let next = fire(&self.env).await?;
         if let Some(at) = next {
             self.alarm_at(at).await?;
@@ -51,8 +55,7 @@ impl DurableObject for Scheduler {
 impl Scheduler {
     /// Sets the alarm at `at` unless it is already set earlier.
     async fn arm(&self, at: i64) -> Result<()> {
-        let storage = self.state.storage();
-        match storage.get_alarm().await? {
+        match self.storage().get_alarm().await? {
             Some(set) if set <= at => Ok(()),
             _ => self.alarm_at(at).await,
         }
@@ -60,10 +63,13 @@ impl Scheduler {
 
     async fn alarm_at(&self, at_ms: i64) -> Result<()> {
         let date = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(at_ms as f64));
-        self.state
-            .storage()
+        self.storage()
             .set_alarm(worker::ScheduledTime::new(date))
             .await
+    }
+
+    fn storage(&self) -> Store {
+        Store::new(self.state.storage())
     }
 }
 

@@ -94,9 +94,7 @@ pub struct QueueDeferrer {
 impl Deferrer for QueueDeferrer {
     async fn defer(&self, collage: CollageJob) -> Result<(), DeferError> {
         let task = QueueTask::Collage { collage };
-        let queue = env::mailing_queue(&self.env).map_err(|e| DeferError(e.to_string()))?;
-        queue
-            .send(task)
+        env::send_to_queue(&self.env, task)
             .await
             .map_err(|e| DeferError(e.to_string()))
     }
@@ -139,7 +137,7 @@ pub async fn wake(env: &Env, at_ms: i64) -> worker::Result<()> {
     init.with_method(Method::Post)
         .with_body(Some(wasm_bindgen::JsValue::from_str(&body)));
     let req = Request::new_with_init("https://scheduler/wake", &init)?;
-    let resp = stub.fetch_with_request(req).await?;
+    let resp = env::call_object(&stub, req).await?;
     match resp.status_code() {
         200 => Ok(()),
         code => Err(worker::Error::RustError(format!(

@@ -8,6 +8,7 @@
 //! Unlike the server there is no process-wide send throttle: an isolate lives for a few
 //! requests only. Telegram's own 429 answers are what hold us back.
 
+use crate::counts::Dest;
 use crate::fetch::{self, Body, Failure};
 use crate::wire::scrub_telegram;
 use groupcast_core::ports::{async_trait, PhotoInput, SentPhoto, TelegramApi, TgFile};
@@ -80,6 +81,7 @@ impl FetchTelegram {
         let mut retries = 0;
         loop {
             let reply = fetch::call(
+                Dest::Telegram,
                 Method::Post,
                 &self.url(method),
                 &[],
@@ -181,9 +183,16 @@ impl TelegramApi for FetchTelegram {
     async fn download_file(&self, file_path: &str) -> Result<Vec<u8>, TelegramError> {
         let what = "file download";
         let url = api::file_url(&self.api_url, self.token.expose(), file_path);
-        let reply = fetch::call(Method::Get, &url, &[], None, DOWNLOAD_TIMEOUT)
-            .await
-            .map_err(|f| self.failure(what, f))?;
+        let reply = fetch::call(
+            Dest::Telegram,
+            Method::Get,
+            &url,
+            &[],
+            None,
+            DOWNLOAD_TIMEOUT,
+        )
+        .await
+        .map_err(|f| self.failure(what, f))?;
         if (200..300).contains(&reply.status) {
             return Ok(reply.body);
         }

@@ -10,9 +10,12 @@
 //! - **The `/__test/*` routes** (`route`, wasm32 only; dispatched by `app::fetch` when the
 //!   hooks are on): `POST /__test/queue` puts a task on `MAILING_QUEUE` as is, so a test can
 //!   deliver the same task twice; `POST /__test/collage?n=N` is the collage benchmark (below);
+//!   `GET /__test/counts?profile=P` answers the resource counters of `crate::counts`, this
+//!   isolate's and those of profile P's runner (the cost benchmark,
+//!   `groupcast-worker-bench counts`, reads them before and after a mailing);
 //!   `POST /__test/db-contract`, in a build with the `contract` feature only, runs the core's
 //!   storage contract (`groupcast_core::testing::db_contract_suite`) against the real D1.
-//!   The first two also need the webhook secret header.
+//!   The first three also need the webhook secret header.
 //!
 //! The collage benchmark builds the collage of the photos in the body N times with
 //! `groupcast_core::collage::build_collage` (default options) and answers JSON:
@@ -100,6 +103,7 @@ pub use route::route;
 #[cfg(target_arch = "wasm32")]
 mod fault {
     use super::TestHooks;
+    use crate::store::Store;
     use groupcast_core::model::ids::GroupJid;
     use groupcast_core::ports::{async_trait, DbError, WappiApi};
     use groupcast_core::wappi::{
@@ -108,19 +112,18 @@ mod fault {
     use std::cell::Cell;
     use std::rc::Rc;
     use std::sync::Arc;
-    use worker::Storage;
 
     /// The "crash after a send" fault of one runner: after its N-th successful Wappi send,
     /// the next ledger write fails and the alarm throws, as if the isolate died in between.
     #[derive(Clone)]
     pub struct Hooks {
         crash_after: Option<u32>,
-        storage: Rc<Storage>,
+        storage: Rc<Store>,
         pending: Rc<Cell<bool>>,
     }
 
     impl Hooks {
-        pub fn new(hooks: &TestHooks, storage: Rc<Storage>) -> Hooks {
+        pub fn new(hooks: &TestHooks, storage: Rc<Store>) -> Hooks {
             Hooks {
                 crash_after: hooks.crash_after_send,
                 storage,
@@ -323,6 +326,7 @@ mod route {
             }
             (Method::Post, "/__test/queue") => queue(req, webhook_secret, env).await,
             (Method::Post, "/__test/collage") => collage(req, webhook_secret).await,
+            (Method::Get, "/__test/counts") => counts(req, webhook_secret, env).await,
             _ => text(404, "not found"),
         }
     }
@@ -338,8 +342,37 @@ mod route {
             return text(401, "unauthorized");
         }
         let task: QueueTask = req.json().await?;
-        env::mailing_queue(env)?.send(task).await?;
+        env::send_to_queue(env, task).await?;
         text(200, "queued")
+    }
+
+    /// `GET /__test/counts?profile=P` (with the webhook secret header): this isolate's
+    /// counters (`edge`, read first) and those of profile P's runner (`runner`, asked with
+    /// `GET https://runner/counts`), and whether the two are the same counters
+    /// (`same_isolate`: the runner saw the edge's read, see `crate::counts`).
+    async fn counts(req: &Request, webhook_secret: &Secret, env: &Env) -> worker::Result<Response> {
+        if !has_webhook_secret(req, webhook_secret)? {
+            return text(401, "unauthorized");
+        }
+        let edge = crate::counts::snapshot();
+        let query = req.url()?.query().unwrap_or("").to_string();
+        let Some((_, profile)) = groupcast_core::payments::form_pairs(&query)
+            .into_iter()
+            .find(|(k, _)| k == "profile")
+        else {
+            return text(400, "profile=P is needed");
+        };
+        let stub = env::profile_runner(env, &profile)?;
+        let mut resp =
+            env::call_object(&stub, Request::new("https://runner/counts", Method::Get)?).await?;
+        let runner: std::collections::BTreeMap<String, u64> = resp.json().await?;
+        let edge_reads = edge.0.get("counts_reads").copied().unwrap_or(0);
+        let same_isolate = runner.get("counts_reads") == Some(&(edge_reads + 1));
+        Response::from_json(&serde_json::json!({
+            "edge": edge,
+            "runner": runner,
+            "same_isolate": same_isolate,
+        }))
     }
 
     /// The wasm linear memory size in bytes (64 KiB pages).

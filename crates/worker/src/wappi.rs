@@ -4,6 +4,7 @@
 //! cannot tell a refused connection from a broken one, so every failure after the request was
 //! built counts as "may have been sent".
 
+use crate::counts::Dest;
 use crate::fetch::{self, Body, Failure};
 use groupcast_core::ports::async_trait;
 use groupcast_core::wappi::client::{
@@ -38,7 +39,16 @@ impl HttpTransport for FetchTransport {
             content_type: "application/json".into(),
             bytes,
         });
-        match fetch::call(method, &request.url, &headers, body, request.timeout).await {
+        match fetch::call(
+            Dest::Wappi,
+            method,
+            &request.url,
+            &headers,
+            body,
+            request.timeout,
+        )
+        .await
+        {
             Ok(reply) => Ok(HttpResponse {
                 status: reply.status,
                 retry_after_secs: reply
