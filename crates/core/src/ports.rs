@@ -686,6 +686,21 @@ pub trait Leases: MaybeSendSync {
             None => LeaseTry::Held { free_in_ms: None },
         })
     }
+    /// [`Leases::try_lease`] for many profiles at once, the answers in their order: how the
+    /// tries of a process's waiting drivers go together. A backend across a network answers in
+    /// one round trip; the default tries one profile after the other.
+    async fn try_leases(
+        &self,
+        profiles: &[ProfileId],
+        ttl_ms: u64,
+        now: i64,
+    ) -> Result<Vec<LeaseTry>, StateError> {
+        let mut tries = Vec::with_capacity(profiles.len());
+        for profile in profiles {
+            tries.push(self.try_lease(profile, ttl_ms, now).await?);
+        }
+        Ok(tries)
+    }
     /// [`Leases::renew_lease`] for many leases at once, the answers in their order: how one
     /// keeper renews every lease of a process. A backend across a network answers in one round
     /// trip; the default asks one lease after the other.

@@ -138,6 +138,15 @@ pub async fn leases<S: Leases + ?Sized>(state: &S, run: &Run) {
         ),
         LeaseTry::Taken(l) => panic!("a held lease was taken: {l:?}"),
     }
+    // Tried together, each profile is answered for in order.
+    match &state
+        .try_leases(std::slice::from_ref(p), TTL, t0 + 2)
+        .await
+        .unwrap()[..]
+    {
+        [LeaseTry::Held { .. }] => {}
+        other => panic!("a held lease answered {other:?}"),
+    }
     // Another profile is independent.
     let o = state
         .acquire_lease(other, TTL, t0)
