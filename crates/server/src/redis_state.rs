@@ -77,9 +77,9 @@ const PACING_GC_MARGIN_MS: i64 = 24 * 3600 * 1000;
 const MAX_GC_MS: i64 = 10 * 365 * 24 * 3600 * 1000;
 /// A lease key outlives its logical expiry by its own TTL, capped at this.
 const LEASE_GC_MARGIN_MAX_MS: u64 = 60_000;
-/// How many leases one renewal call carries at most: Redis serves nothing else while a script
-/// runs, so thousands of leases go in several short calls.
-const RENEW_CHUNK: usize = 500;
+/// How many leases one renewal or try carries at most: Redis serves nothing else while a
+/// script runs, so thousands of leases go in several short calls.
+const LEASE_CHUNK: usize = 500;
 /// The channel where a released lease's profile is published.
 const RELEASES: &str = "lease_released";
 /// How soon a lost subscription to [`RELEASES`] is made again, at first and at most.
@@ -104,29 +104,43 @@ local function gc_ms(x, max)
 end
 ";
 
-/// Takes the lease if it is absent or expired by Redis's clock (whatever the caller's clock
-/// says); it then lasts `ttl` ms by Redis's clock. The fence is above the counter, above the
+/// Takes each lease that is absent or expired by Redis's clock (whatever the caller's clock
+/// says); it then lasts `ttl` ms by Redis's clock. A fence is above the counter, above the
 /// fence of the lease it replaces, above the caller's `now` and above Redis's clock, so it
 /// keeps growing even if the counter was lost.
-/// KEYS: lease, fence counter. ARGV: caller's now, ttl, token, px. Returns the fence (a
-/// string), or while another holds the lease the ms it still lasts (an integer).
+/// KEYS: fence counter, then the leases. ARGV: caller's now, ttl, px, then a token for each
+/// lease. Returns for each lease its new fence (a string), or while another holds it the ms it
+/// still lasts (an integer).
 const ACQUIRE: &str = r"
 local now = clock_ms()
-local floor = math.max(tonumber(ARGV[1]), now, 1)
-local cur = redis.call('GET', KEYS[1])
-if cur then
-  local tok, f, exp = string.match(cur, '^([^|]*)|(%d+)|(-?%d+)$')
-  if exp then
-    if now < tonumber(exp) then return tonumber(exp) - now end
-    floor = math.max(floor, tonumber(f) + 1)
+local last = tonumber(redis.call('GET', KEYS[1]) or '')
+local answers = {}
+for i = 2, #KEYS do
+  local floor = math.max(tonumber(ARGV[1]), now, 1)
+  local held_for = nil
+  local cur = redis.call('GET', KEYS[i])
+  if cur then
+    local tok, f, exp = string.match(cur, '^([^|]*)|(%d+)|(-?%d+)$')
+    if exp then
+      if now < tonumber(exp) then
+        held_for = tonumber(exp) - now
+      else
+        floor = math.max(floor, tonumber(f) + 1)
+      end
+    end
+  end
+  if held_for then
+    answers[i - 1] = held_for
+  else
+    if last then floor = math.max(floor, last + 1) end
+    last = floor
+    local fence = fmt(floor)
+    redis.call('SET', KEYS[1], fence)
+    redis.call('SET', KEYS[i], ARGV[i + 2] .. '|' .. fence .. '|' .. fmt(now + tonumber(ARGV[2])), 'PX', ARGV[3])
+    answers[i - 1] = fence
   end
 end
-local last = tonumber(redis.call('GET', KEYS[2]) or '')
-if last then floor = math.max(floor, last + 1) end
-local fence = fmt(floor)
-redis.call('SET', KEYS[2], fence)
-redis.call('SET', KEYS[1], ARGV[3] .. '|' .. fence .. '|' .. fmt(now + tonumber(ARGV[2])), 'PX', ARGV[4])
-return fence
+return answers
 ";
 
 /// Extends each lease by `ttl` ms from Redis's clock if its token and fence still hold it and
@@ -620,6 +634,29 @@ fn lease_px(ttl_ms: u64) -> u64 {
         .clamp(1, MAX_GC_MS as u64)
 }
 
+/// One profile's answer of the [`ACQUIRE`] script: taken with `token`, or held for a while.
+fn lease_try(
+    profile: &ProfileId,
+    token: String,
+    answer: redis::Value,
+) -> Result<LeaseTry, StateError> {
+    let unreadable = || StateError::Backend("redis: unreadable answer to a lease try".into());
+    match answer {
+        redis::Value::Int(ms) => Ok(LeaseTry::Held {
+            free_in_ms: Some(u64::try_from(ms).unwrap_or(0).max(1)),
+        }),
+        redis::Value::BulkString(fence) => Ok(LeaseTry::Taken(Lease {
+            profile: profile.clone(),
+            token,
+            fence: std::str::from_utf8(&fence)
+                .ok()
+                .and_then(|f| f.parse().ok())
+                .ok_or_else(unreadable)?,
+        })),
+        _ => Err(unreadable()),
+    }
+}
+
 /// 16 random bytes, hex.
 fn new_token() -> String {
     let bytes: [u8; 16] = rand::random();
@@ -667,35 +704,48 @@ impl Leases for RedisState {
         ttl_ms: u64,
         now: i64,
     ) -> Result<LeaseTry, StateError> {
-        // `now` only raises the floor of the fence: Redis's clock judges the lease.
-        let token = new_token();
-        let answer: redis::Value = self
-            .scripts
-            .acquire
-            .key(self.lease_key(profile))
-            .key(self.key("mailing_lock_fence"))
-            .arg(now)
-            .arg(lease_ttl(ttl_ms))
-            .arg(&token)
-            .arg(lease_px(ttl_ms))
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(backend)?;
-        let unreadable = || StateError::Backend("redis: unreadable answer to a lease try".into());
-        match answer {
-            redis::Value::Int(ms) => Ok(LeaseTry::Held {
-                free_in_ms: Some(u64::try_from(ms).unwrap_or(0).max(1)),
-            }),
-            redis::Value::BulkString(fence) => Ok(LeaseTry::Taken(Lease {
-                profile: profile.clone(),
-                token,
-                fence: std::str::from_utf8(&fence)
-                    .ok()
-                    .and_then(|f| f.parse().ok())
-                    .ok_or_else(unreadable)?,
-            })),
-            _ => Err(unreadable()),
+        let mut tries = self
+            .try_leases(std::slice::from_ref(profile), ttl_ms, now)
+            .await?;
+        tries
+            .pop()
+            .ok_or_else(|| StateError::Backend("redis: no answer to a lease try".into()))
+    }
+
+    /// One script call per [`LEASE_CHUNK`] profiles, one after the other. `now` only raises
+    /// the floor of the fences: Redis's clock judges the leases.
+    async fn try_leases(
+        &self,
+        profiles: &[ProfileId],
+        ttl_ms: u64,
+        now: i64,
+    ) -> Result<Vec<LeaseTry>, StateError> {
+        let mut tries = Vec::with_capacity(profiles.len());
+        for chunk in profiles.chunks(LEASE_CHUNK) {
+            let mut call = self.scripts.acquire.prepare_invoke();
+            call.key(self.key("mailing_lock_fence"));
+            for profile in chunk {
+                call.key(self.lease_key(profile));
+            }
+            call.arg(now).arg(lease_ttl(ttl_ms)).arg(lease_px(ttl_ms));
+            let tokens: Vec<String> = chunk.iter().map(|_| new_token()).collect();
+            for token in &tokens {
+                call.arg(token);
+            }
+            let answers: Vec<redis::Value> = call
+                .invoke_async(&mut self.conn.clone())
+                .await
+                .map_err(backend)?;
+            if answers.len() != chunk.len() {
+                return Err(StateError::Backend(
+                    "redis: a lease try answered for too few leases".into(),
+                ));
+            }
+            for ((profile, token), answer) in chunk.iter().zip(tokens).zip(answers) {
+                tries.push(lease_try(profile, token, answer)?);
+            }
         }
+        Ok(tries)
     }
 
     /// `_now` is not used: Redis's clock judges the lease.
@@ -706,7 +756,7 @@ impl Leases for RedisState {
         Ok(held == [true])
     }
 
-    /// One script call per [`RENEW_CHUNK`] leases, one after the other, so that Redis serves
+    /// One script call per [`LEASE_CHUNK`] leases, one after the other, so that Redis serves
     /// the other clients between them. `_now` is not used: Redis's clock judges the leases.
     async fn renew_leases(
         &self,
@@ -715,7 +765,7 @@ impl Leases for RedisState {
         _now: i64,
     ) -> Result<Vec<bool>, StateError> {
         let mut held = Vec::with_capacity(leases.len());
-        for chunk in leases.chunks(RENEW_CHUNK) {
+        for chunk in leases.chunks(LEASE_CHUNK) {
             let mut call = self.scripts.renew.prepare_invoke();
             for lease in chunk {
                 call.key(self.lease_key(&lease.profile));
@@ -1168,7 +1218,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_release_is_heard_by_every_process_and_many_leases_renew_in_chunks() {
+    async fn a_release_is_heard_by_every_process_and_many_leases_go_in_chunks() {
         let ns = Namespace::new();
         let (a, b) = (ns.state().await, ns.state().await);
         let mut feed = b.release_feed().expect("Redis has a release feed");
@@ -1176,16 +1226,25 @@ mod tests {
         let first = tokio::time::timeout(Duration::from_secs(5), feed.recv()).await;
         assert_eq!(first.unwrap(), Some(Released::Unknown));
 
-        let mut leases = Vec::new();
-        for i in 0..RENEW_CHUNK + 3 {
-            let p = profile(&format!("chunk-{i}"));
-            leases.push(
-                a.acquire_lease(&p, 60_000, now_ms())
-                    .await
-                    .unwrap()
-                    .unwrap(),
-            );
-        }
+        let profiles: Vec<ProfileId> = (0..LEASE_CHUNK + 3)
+            .map(|i| profile(&format!("chunk-{i}")))
+            .collect();
+        let leases: Vec<Lease> = a
+            .try_leases(&profiles, 60_000, now_ms())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| match t {
+                LeaseTry::Taken(lease) => lease,
+                held => panic!("a free lease answered {held:?}"),
+            })
+            .collect();
+        assert!(leases.windows(2).all(|w| w[0].fence < w[1].fence));
+        assert!(leases.iter().zip(&profiles).all(|(l, p)| &l.profile == p));
+        let again = b.try_leases(&profiles, 60_000, now_ms()).await.unwrap();
+        assert!(again
+            .iter()
+            .all(|t| matches!(t, LeaseTry::Held { free_in_ms: Some(ms) } if *ms <= 60_000)));
         let held = b.renew_leases(&leases, 60_000, now_ms()).await.unwrap();
         assert_eq!(held, vec![true; leases.len()]);
 

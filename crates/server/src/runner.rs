@@ -9,9 +9,11 @@
 //! its own flag, so thousands of mailings waiting out their pace cost one look four times a
 //! second. The leases are renewed by the process's one [`LeaseKeeper`], all together, not by
 //! each driver; a driver whose lease another process holds sleeps until that lease could
-//! expire and is woken when it is released ([`LeaseWaits`]), instead of trying every second.
+//! expire and is woken when it is released ([`LeaseWaits`]), instead of trying every second,
+//! and the tries of many drivers go together ([`LeaseTries`]).
 
 use crate::lease_keeper::{KeptLease, LeaseKeeper};
+use crate::lease_tries::LeaseTries;
 use crate::lease_waits::LeaseWaits;
 use crate::state::{ReleaseFeed, Released};
 use groupcast_core::mailing::{self, Step};
@@ -65,6 +67,8 @@ pub struct Runner {
     lease_ttl_ms: u64,
     /// Renews the leases of all this process's drivers.
     keeper: Arc<LeaseKeeper>,
+    /// Sends the drivers' tries for leases together.
+    tries: Arc<LeaseTries>,
     /// The drivers waiting for a lease held elsewhere.
     waits: Arc<LeaseWaits>,
     id: String,
@@ -95,6 +99,7 @@ impl Runner {
     ) -> Arc<Runner> {
         let lease_ttl_ms = svc.settings.engine.lease_ttl_ms;
         let keeper = LeaseKeeper::new(svc.leases.clone(), svc.clock.clone(), lease_ttl_ms);
+        let tries = LeaseTries::new(svc.leases.clone(), svc.clock.clone(), lease_ttl_ms);
         Arc::new(Runner {
             svc,
             queue,
@@ -102,6 +107,7 @@ impl Runner {
             releases,
             lease_ttl_ms,
             keeper,
+            tries,
             waits: LeaseWaits::new(),
             id,
             cancelled,
@@ -121,6 +127,7 @@ impl Runner {
             .release_feed()
             .map(|feed| tokio::spawn(Arc::clone(&self.waits).follow(feed)));
         let keeper = tokio::spawn(Arc::clone(&self.keeper).run());
+        let tries = tokio::spawn(Arc::clone(&self.tries).run());
         while !*shutdown.borrow() {
             let now = tokio::time::Instant::now();
             self.tasks
@@ -198,6 +205,7 @@ impl Runner {
             tracing::warn!("some mailing drivers did not stop in time");
         }
         keeper.abort();
+        tries.abort();
         if let Some(follow) = follow {
             follow.abort();
         }
@@ -312,11 +320,7 @@ impl Runner {
             }
             let mut released = self.waits.ticket(profile);
             let asked_at = svc.now_ms();
-            let nap = match svc
-                .leases
-                .try_lease(profile, self.lease_ttl_ms, asked_at)
-                .await
-            {
+            let nap = match self.tries.try_lease(profile).await {
                 Ok(LeaseTry::Taken(lease)) => return Some((lease, asked_at)),
                 // A millisecond more: the backend's clock and ours tick apart.
                 Ok(LeaseTry::Held {
