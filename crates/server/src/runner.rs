@@ -130,10 +130,6 @@ impl Runner {
         let tries = tokio::spawn(Arc::clone(&self.tries).run());
         while !*shutdown.borrow() {
             let now = tokio::time::Instant::now();
-            self.tasks
-                .lock()
-                .expect("tasks lock")
-                .retain(|_, d| !d.task.is_finished());
             if last_cancel_look.is_none_or(|t| now - t >= CANCEL_LOOK) {
                 self.wake_cancelled().await;
                 last_cancel_look = Some(now);
@@ -159,6 +155,13 @@ impl Runner {
                 }
             }
             if last_scan.is_none_or(|t| now - t >= rescan) {
+                // Ended drivers are forgotten at each scan, not at each poll (a look at each
+                // of thousands ten times a second): until then a cancel look may wake one,
+                // harmlessly, and `ensure_driver` replaces one that ended.
+                self.tasks
+                    .lock()
+                    .expect("tasks lock")
+                    .retain(|_, d| !d.task.is_finished());
                 match self.queue.requeue_stale(STALE_CLAIM_MS).await {
                     Ok(n) if n > 0 => {
                         tracing::info!(requeued = n, "took back mailings of a silent runner")
@@ -303,7 +306,7 @@ impl Runner {
     /// stop or the mailing no longer runs. While another runner holds the lease (it will
     /// release it or let it expire), sleeps until it could have expired, or until it is
     /// released (by a driver here or, through the feed, in another process), and looks at the
-    /// database only now and then.
+    /// database after a release and otherwise only now and then.
     async fn take_lease(
         &self,
         id: MailingId,
@@ -332,17 +335,20 @@ impl Runner {
                     retry
                 }
             };
-            tokio::select! {
-                _ = tokio::time::sleep(nap) => {}
-                _ = released.released() => {}
+            let freed = tokio::select! {
+                _ = tokio::time::sleep(nap) => false,
+                _ = released.released() => true,
                 closed = shutdown.changed() => {
                     if closed.is_err() {
                         // No one can signal a shutdown any more: just wait.
                         tokio::time::sleep(nap).await;
                     }
+                    false
                 }
-            }
-            if looked.elapsed() >= STILL_RUNNING_LOOK {
+            };
+            // A lease is most often released because its mailing ended: a read then spares
+            // the claim's durable write.
+            if freed || looked.elapsed() >= STILL_RUNNING_LOOK {
                 match svc.db.get_mailing(id).await {
                     Ok(Some(m)) if m.status == MailingStatus::Running => {}
                     _ => return None,
