@@ -155,9 +155,8 @@ impl Runner {
                 }
             }
             if last_scan.is_none_or(|t| now - t >= rescan) {
-                // Ended drivers are forgotten at each scan, not at each poll (a look at each
-                // of thousands ten times a second): until then a cancel look may wake one,
-                // harmlessly, and `ensure_driver` replaces one that ended.
+                // A driver takes itself out when it ends (see `drive`); one that ended before
+                // it was put in is forgotten here, not by a look at thousands at each poll.
                 self.tasks
                     .lock()
                     .expect("tasks lock")
@@ -260,6 +259,9 @@ impl Runner {
     async fn drive(&self, id: MailingId, shutdown: watch::Receiver<bool>, wake: Arc<Notify>) {
         let stopping = shutdown.clone();
         self.drive_once(id, shutdown, &wake).await;
+        // The entry is this task's: `ensure_driver` replaces only an ended one. Taken out now,
+        // the ended task's memory goes at once.
+        self.tasks.lock().expect("tasks lock").remove(&id);
         // On shutdown the claim stays, and is given back to the queue for another process.
         if !*stopping.borrow() {
             self.ack(id).await;
