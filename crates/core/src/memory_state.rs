@@ -20,8 +20,8 @@ use crate::model::ids::{GroupJid, MailingId, ProfileId};
 use crate::model::pacing::{self, PaceState};
 use crate::model::pacing::{Pace, PacingConfig};
 use crate::ports::{
-    async_trait, Cancels, Entropy, Heartbeats, Intake, IntakeConsumer, Lease, Leases, Pacer,
-    StateError,
+    async_trait, Cancels, Entropy, Heartbeats, Intake, IntakeConsumer, Lease, LeaseTry, Leases,
+    Pacer, StateError,
 };
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -186,13 +186,23 @@ impl Leases for MemoryState {
         ttl_ms: u64,
         now: i64,
     ) -> Result<Option<Lease>, StateError> {
+        Ok(match self.try_lease(profile, ttl_ms, now).await? {
+            LeaseTry::Taken(lease) => Some(lease),
+            LeaseTry::Held { .. } => None,
+        })
+    }
+
+    async fn try_lease(
+        &self,
+        profile: &ProfileId,
+        ttl_ms: u64,
+        now: i64,
+    ) -> Result<LeaseTry, StateError> {
         let mut inner = self.lock()?;
-        if inner
-            .leases
-            .get(profile)
-            .is_some_and(|held| now < held.expires_at)
-        {
-            return Ok(None);
+        if let Some(held) = inner.leases.get(profile).filter(|h| now < h.expires_at) {
+            return Ok(LeaseTry::Held {
+                free_in_ms: Some(u64::try_from(held.expires_at - now).unwrap_or(u64::MAX)),
+            });
         }
         let (fence, token) = match &self.fences {
             // Above the last one, and above the clock too: numbers keep growing across
@@ -212,7 +222,7 @@ impl Leases for MemoryState {
                 expires_at: expiry(now, ttl_ms),
             },
         );
-        Ok(Some(Lease {
+        Ok(LeaseTry::Taken(Lease {
             profile: profile.clone(),
             token,
             fence,

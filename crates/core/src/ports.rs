@@ -672,6 +672,60 @@ pub trait Leases: MaybeSendSync {
     async fn renew_lease(&self, lease: &Lease, ttl_ms: u64, now: i64) -> Result<bool, StateError>;
     /// Releases a lease only if still held by this token.
     async fn release_lease(&self, lease: &Lease) -> Result<(), StateError>;
+    /// [`Leases::acquire_lease`], also telling how long another holder's lease can still last,
+    /// so that a waiter sleeps until then instead of asking again and again. The default
+    /// cannot tell.
+    async fn try_lease(
+        &self,
+        profile: &ProfileId,
+        ttl_ms: u64,
+        now: i64,
+    ) -> Result<LeaseTry, StateError> {
+        Ok(match self.acquire_lease(profile, ttl_ms, now).await? {
+            Some(lease) => LeaseTry::Taken(lease),
+            None => LeaseTry::Held { free_in_ms: None },
+        })
+    }
+    /// [`Leases::try_lease`] for many profiles at once, the answers in their order: how the
+    /// tries of a process's waiting drivers go together. A backend across a network answers in
+    /// one round trip; the default tries one profile after the other.
+    async fn try_leases(
+        &self,
+        profiles: &[ProfileId],
+        ttl_ms: u64,
+        now: i64,
+    ) -> Result<Vec<LeaseTry>, StateError> {
+        let mut tries = Vec::with_capacity(profiles.len());
+        for profile in profiles {
+            tries.push(self.try_lease(profile, ttl_ms, now).await?);
+        }
+        Ok(tries)
+    }
+    /// [`Leases::renew_lease`] for many leases at once, the answers in their order: how one
+    /// keeper renews every lease of a process. A backend across a network answers in one round
+    /// trip; the default asks one lease after the other.
+    async fn renew_leases(
+        &self,
+        leases: &[Lease],
+        ttl_ms: u64,
+        now: i64,
+    ) -> Result<Vec<bool>, StateError> {
+        let mut held = Vec::with_capacity(leases.len());
+        for lease in leases {
+            held.push(self.renew_lease(lease, ttl_ms, now).await?);
+        }
+        Ok(held)
+    }
+}
+
+/// What a try for a profile's lease found (see [`Leases::try_lease`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseTry {
+    /// The caller holds the lease now.
+    Taken(Lease),
+    /// Another holder's. Unless released, it lasts at least `free_in_ms` more (by the
+    /// backend's clock); `None` when the backend cannot tell.
+    Held { free_in_ms: Option<u64> },
 }
 
 /// Cancel flags of mailings: set by the bot, read by the engine before every send.

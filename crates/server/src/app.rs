@@ -6,7 +6,7 @@ use crate::db::SqliteDb;
 use crate::notices::DetachedTelegram;
 use crate::redis_state::RedisState;
 use crate::settings::Settings;
-use crate::state::{self, StateHandles, StateHealth};
+use crate::state::{self, ReleaseFeed, StateHandles, StateHealth};
 use crate::telegram::HttpTelegram;
 use crate::updates::Dispatcher;
 use crate::wappi::HttpWappi;
@@ -153,14 +153,18 @@ struct Wiring {
 }
 
 impl Wiring {
-    fn of<S: StateBackend + StateHealth + 'static>(ports: Ports, state: Arc<S>) -> Wiring {
+    fn of<S: StateBackend + StateHealth + ReleaseFeed + 'static>(
+        ports: Ports,
+        state: Arc<S>,
+    ) -> Wiring {
         Wiring {
             svc: Services::new(ports.clone(), state.clone()),
             engine: EngineServices::new(ports, state.clone()),
             state: StateHandles {
                 queue: state.clone(),
                 heartbeats: state.clone(),
-                health: state,
+                health: state.clone(),
+                releases: state,
             },
         }
     }

@@ -4,14 +4,18 @@
 //!
 //! Imports point down only: `settings`, `metrics`, `export`, `serve_lock` and the storage and Telegram
 //! adapters (`db`, `state`, `redis_state`, `telegram`) at the bottom; `logging`, `wappi`,
-//! `updates`, `broadcast`, `notices`, `runner` and `ops` above them; `http` (takes an `http::Surface`)
-//! above `updates`; `app` (start-up: ties the adapters into `Services`) above those; `serve`
-//! (the serve loop, over `app`, `http` and `runner`) at the top.
+//! `updates`, `broadcast`, `notices`, `runner` (over `lease_keeper`, `lease_tries` and
+//! `lease_waits`) and `ops` above them; `http` (takes an `http::Surface`) above `updates`; `app`
+//! (start-up: ties the adapters into `Services`) above those; `serve` (the serve loop, over
+//! `app`, `http` and `runner`) at the top.
 
 pub mod app;
 pub mod broadcast;
 pub mod export;
 pub mod http;
+pub mod lease_keeper;
+pub mod lease_tries;
+pub mod lease_waits;
 pub mod logging;
 pub mod metrics;
 pub mod notices;

@@ -27,6 +27,13 @@
 //! | `mailing_tasks_queue` | list | intake: `LPUSH`ed, taken from the right (FIFO) |
 //! | `mailing_tasks_processing:<consumer>` | list | taken by that consumer, not yet acked |
 //! | `mailing_tasks_consumers` | hash | consumer → last sign of life ms (Redis clock) |
+//! | `lease_released` | pub/sub channel | the profile of each lease released ([`ReleaseFeed`]) |
+//!
+//! A process renews all the leases it holds together, a few hundred per script call
+//! ([`Leases::renew_leases`]); a try for a lease another holds answers how long that lease
+//! still lasts ([`Leases::try_lease`]), and a release is published, so that a process waiting
+//! for the lease sleeps until it could expire and is woken at once when it is released (a
+//! deploy's handover) instead of asking every second.
 //!
 //! Fencing numbers are `max(counter + 1, fence of the lease replaced + 1, now, Redis clock ms)`,
 //! so they keep growing even when Redis lost its data (the ledger remembers the last one): a
@@ -43,18 +50,21 @@
 //! keys they are not given (not for Redis Cluster), and a failover to an asynchronous replica
 //! can grant a lease twice (the ledger's fencing check is what stays correct then).
 
-use crate::state::StateHealth;
+use crate::state::{ReleaseFeed, Released, StateHealth};
+use futures_util::StreamExt;
 use groupcast_core::model::ids::{GroupJid, MailingId, ProfileId};
 use groupcast_core::model::pacing::{Gcra, PaceState};
 use groupcast_core::model::pacing::{Pace, PacingConfig};
 use groupcast_core::ports::{
-    async_trait, Cancels, Heartbeats, Intake, IntakeConsumer, Lease, Leases, Pacer, StateError,
+    async_trait, Cancels, Heartbeats, Intake, IntakeConsumer, Lease, LeaseTry, Leases, Pacer,
+    StateError,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisError, Script};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::mpsc;
 
 /// The key namespace used when none is configured.
 pub const DEFAULT_PREFIX: &str = "groupcast:";
@@ -67,6 +77,14 @@ const PACING_GC_MARGIN_MS: i64 = 24 * 3600 * 1000;
 const MAX_GC_MS: i64 = 10 * 365 * 24 * 3600 * 1000;
 /// A lease key outlives its logical expiry by its own TTL, capped at this.
 const LEASE_GC_MARGIN_MAX_MS: u64 = 60_000;
+/// How many leases one renewal or try carries at most: Redis serves nothing else while a
+/// script runs, so thousands of leases go in several short calls.
+const LEASE_CHUNK: usize = 500;
+/// The channel where a released lease's profile is published.
+const RELEASES: &str = "lease_released";
+/// How soon a lost subscription to [`RELEASES`] is made again, at first and at most.
+const FEED_RETRY_MIN: Duration = Duration::from_millis(100);
+const FEED_RETRY_MAX: Duration = Duration::from_secs(2);
 /// Heartbeats older than this (by the caller's clock) are dropped from `task_runner_health`.
 const HEARTBEAT_FORGET_MS: i64 = 24 * 3600 * 1000;
 
@@ -86,53 +104,75 @@ local function gc_ms(x, max)
 end
 ";
 
-/// Takes the lease if it is absent or expired by Redis's clock (whatever the caller's clock
-/// says); it then lasts `ttl` ms by Redis's clock. The fence is above the counter, above the
+/// Takes each lease that is absent or expired by Redis's clock (whatever the caller's clock
+/// says); it then lasts `ttl` ms by Redis's clock. A fence is above the counter, above the
 /// fence of the lease it replaces, above the caller's `now` and above Redis's clock, so it
 /// keeps growing even if the counter was lost.
-/// KEYS: lease, fence counter. ARGV: caller's now, ttl, token, px. Returns the fence or nil.
+/// KEYS: fence counter, then the leases. ARGV: caller's now, ttl, px, then a token for each
+/// lease. Returns for each lease its new fence (a string), or while another holds it the ms it
+/// still lasts (an integer).
 const ACQUIRE: &str = r"
 local now = clock_ms()
-local floor = math.max(tonumber(ARGV[1]), now, 1)
-local cur = redis.call('GET', KEYS[1])
-if cur then
-  local tok, f, exp = string.match(cur, '^([^|]*)|(%d+)|(-?%d+)$')
-  if exp then
-    if now < tonumber(exp) then return false end
-    floor = math.max(floor, tonumber(f) + 1)
+local last = tonumber(redis.call('GET', KEYS[1]) or '')
+local answers = {}
+for i = 2, #KEYS do
+  local floor = math.max(tonumber(ARGV[1]), now, 1)
+  local held_for = nil
+  local cur = redis.call('GET', KEYS[i])
+  if cur then
+    local tok, f, exp = string.match(cur, '^([^|]*)|(%d+)|(-?%d+)$')
+    if exp then
+      if now < tonumber(exp) then
+        held_for = tonumber(exp) - now
+      else
+        floor = math.max(floor, tonumber(f) + 1)
+      end
+    end
+  end
+  if held_for then
+    answers[i - 1] = held_for
+  else
+    if last then floor = math.max(floor, last + 1) end
+    last = floor
+    local fence = fmt(floor)
+    redis.call('SET', KEYS[1], fence)
+    redis.call('SET', KEYS[i], ARGV[i + 2] .. '|' .. fence .. '|' .. fmt(now + tonumber(ARGV[2])), 'PX', ARGV[3])
+    answers[i - 1] = fence
   end
 end
-local last = tonumber(redis.call('GET', KEYS[2]) or '')
-if last then floor = math.max(floor, last + 1) end
-local fence = fmt(floor)
-redis.call('SET', KEYS[2], fence)
-redis.call('SET', KEYS[1], ARGV[3] .. '|' .. fence .. '|' .. fmt(now + tonumber(ARGV[2])), 'PX', ARGV[4])
-return fence
+return answers
 ";
 
-/// Extends the lease by `ttl` ms from Redis's clock if this token and fence still hold it and
+/// Extends each lease by `ttl` ms from Redis's clock if its token and fence still hold it and
 /// it has not expired by Redis's clock.
-/// KEYS: lease. ARGV: token, fence, ttl, px. Returns 1 or 0.
+/// KEYS: the leases. ARGV: ttl, px, then each lease's token and fence. Returns 1 or 0 for each.
 const RENEW: &str = r"
 local now = clock_ms()
-local cur = redis.call('GET', KEYS[1])
-if not cur then return 0 end
-local tok, f, exp = string.match(cur, '^([^|]*)|(%d+)|(-?%d+)$')
-if tok ~= ARGV[1] or f ~= ARGV[2] or not (now < tonumber(exp)) then
-  return 0
+local held = {}
+for i, key in ipairs(KEYS) do
+  held[i] = 0
+  local cur = redis.call('GET', key)
+  if cur then
+    local tok, f, exp = string.match(cur, '^([^|]*)|(%d+)|(-?%d+)$')
+    if tok == ARGV[2 * i + 1] and f == ARGV[2 * i + 2] and now < tonumber(exp) then
+      redis.call('SET', key, tok .. '|' .. f .. '|' .. fmt(now + tonumber(ARGV[1])), 'PX', ARGV[2])
+      held[i] = 1
+    end
+  end
 end
-redis.call('SET', KEYS[1], tok .. '|' .. f .. '|' .. fmt(now + tonumber(ARGV[3])), 'PX', ARGV[4])
-return 1
+return held
 ";
 
-/// Deletes the lease only if this token and fence hold it (compare-and-delete).
-/// KEYS: lease. ARGV: token, fence. Returns 1 if deleted.
+/// Deletes the lease only if this token and fence hold it (compare-and-delete), and tells
+/// every process that it is free.
+/// KEYS: lease. ARGV: token, fence, channel, profile. Returns 1 if deleted.
 const RELEASE: &str = r"
 local cur = redis.call('GET', KEYS[1])
 if not cur then return 0 end
 local tok, f = string.match(cur, '^([^|]*)|(%d+)|')
 if tok == ARGV[1] and f == ARGV[2] then
   redis.call('DEL', KEYS[1])
+  redis.call('PUBLISH', ARGV[3], ARGV[4])
   return 1
 end
 return 0
@@ -344,6 +384,8 @@ impl Scripts {
 /// life still held.
 #[derive(Clone)]
 pub struct RedisState {
+    /// Opens the subscription to lease releases (a connection of its own).
+    client: redis::Client,
     conn: ConnectionManager,
     prefix: String,
     consumer: String,
@@ -378,10 +420,11 @@ impl RedisState {
             .set_response_timeout(Some(Duration::from_secs(5)))
             .set_number_of_retries(3)
             .set_max_delay(Duration::from_secs(2));
-        let conn = ConnectionManager::new_with_config(client, config)
+        let conn = ConnectionManager::new_with_config(client.clone(), config)
             .await
             .map_err(backend)?;
         let state = RedisState {
+            client,
             conn,
             prefix: prefix.to_string(),
             consumer: format!("{}-{:016x}", std::process::id(), rand::random::<u64>()),
@@ -591,6 +634,29 @@ fn lease_px(ttl_ms: u64) -> u64 {
         .clamp(1, MAX_GC_MS as u64)
 }
 
+/// One profile's answer of the [`ACQUIRE`] script: taken with `token`, or held for a while.
+fn lease_try(
+    profile: &ProfileId,
+    token: String,
+    answer: redis::Value,
+) -> Result<LeaseTry, StateError> {
+    let unreadable = || StateError::Backend("redis: unreadable answer to a lease try".into());
+    match answer {
+        redis::Value::Int(ms) => Ok(LeaseTry::Held {
+            free_in_ms: Some(u64::try_from(ms).unwrap_or(0).max(1)),
+        }),
+        redis::Value::BulkString(fence) => Ok(LeaseTry::Taken(Lease {
+            profile: profile.clone(),
+            token,
+            fence: std::str::from_utf8(&fence)
+                .ok()
+                .and_then(|f| f.parse().ok())
+                .ok_or_else(unreadable)?,
+        })),
+        _ => Err(unreadable()),
+    }
+}
+
 /// 16 random bytes, hex.
 fn new_token() -> String {
     let bytes: [u8; 16] = rand::random();
@@ -626,47 +692,100 @@ impl Leases for RedisState {
         ttl_ms: u64,
         now: i64,
     ) -> Result<Option<Lease>, StateError> {
-        // `now` only raises the floor of the fence: Redis's clock judges the lease.
-        let token = new_token();
-        let fence: Option<String> = self
-            .scripts
-            .acquire
-            .key(self.lease_key(profile))
-            .key(self.key("mailing_lock_fence"))
-            .arg(now)
-            .arg(lease_ttl(ttl_ms))
-            .arg(&token)
-            .arg(lease_px(ttl_ms))
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(backend)?;
-        let Some(fence) = fence else {
-            return Ok(None);
-        };
-        let fence = fence
-            .parse()
-            .map_err(|_| StateError::Backend("redis: unreadable fencing number".into()))?;
-        Ok(Some(Lease {
-            profile: profile.clone(),
-            token,
-            fence,
-        }))
+        Ok(match self.try_lease(profile, ttl_ms, now).await? {
+            LeaseTry::Taken(lease) => Some(lease),
+            LeaseTry::Held { .. } => None,
+        })
+    }
+
+    async fn try_lease(
+        &self,
+        profile: &ProfileId,
+        ttl_ms: u64,
+        now: i64,
+    ) -> Result<LeaseTry, StateError> {
+        let mut tries = self
+            .try_leases(std::slice::from_ref(profile), ttl_ms, now)
+            .await?;
+        tries
+            .pop()
+            .ok_or_else(|| StateError::Backend("redis: no answer to a lease try".into()))
+    }
+
+    /// One script call per [`LEASE_CHUNK`] profiles, one after the other. `now` only raises
+    /// the floor of the fences: Redis's clock judges the leases.
+    async fn try_leases(
+        &self,
+        profiles: &[ProfileId],
+        ttl_ms: u64,
+        now: i64,
+    ) -> Result<Vec<LeaseTry>, StateError> {
+        let mut tries = Vec::with_capacity(profiles.len());
+        for chunk in profiles.chunks(LEASE_CHUNK) {
+            let mut call = self.scripts.acquire.prepare_invoke();
+            call.key(self.key("mailing_lock_fence"));
+            for profile in chunk {
+                call.key(self.lease_key(profile));
+            }
+            call.arg(now).arg(lease_ttl(ttl_ms)).arg(lease_px(ttl_ms));
+            let tokens: Vec<String> = chunk.iter().map(|_| new_token()).collect();
+            for token in &tokens {
+                call.arg(token);
+            }
+            let answers: Vec<redis::Value> = call
+                .invoke_async(&mut self.conn.clone())
+                .await
+                .map_err(backend)?;
+            if answers.len() != chunk.len() {
+                return Err(StateError::Backend(
+                    "redis: a lease try answered for too few leases".into(),
+                ));
+            }
+            for ((profile, token), answer) in chunk.iter().zip(tokens).zip(answers) {
+                tries.push(lease_try(profile, token, answer)?);
+            }
+        }
+        Ok(tries)
     }
 
     /// `_now` is not used: Redis's clock judges the lease.
-    async fn renew_lease(&self, lease: &Lease, ttl_ms: u64, _now: i64) -> Result<bool, StateError> {
-        let renewed: i64 = self
-            .scripts
-            .renew
-            .key(self.lease_key(&lease.profile))
-            .arg(&lease.token)
-            .arg(lease.fence)
-            .arg(lease_ttl(ttl_ms))
-            .arg(lease_px(ttl_ms))
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(backend)?;
-        Ok(renewed == 1)
+    async fn renew_lease(&self, lease: &Lease, ttl_ms: u64, now: i64) -> Result<bool, StateError> {
+        let held = self
+            .renew_leases(std::slice::from_ref(lease), ttl_ms, now)
+            .await?;
+        Ok(held == [true])
+    }
+
+    /// One script call per [`LEASE_CHUNK`] leases, one after the other, so that Redis serves
+    /// the other clients between them. `_now` is not used: Redis's clock judges the leases.
+    async fn renew_leases(
+        &self,
+        leases: &[Lease],
+        ttl_ms: u64,
+        _now: i64,
+    ) -> Result<Vec<bool>, StateError> {
+        let mut held = Vec::with_capacity(leases.len());
+        for chunk in leases.chunks(LEASE_CHUNK) {
+            let mut call = self.scripts.renew.prepare_invoke();
+            for lease in chunk {
+                call.key(self.lease_key(&lease.profile));
+            }
+            call.arg(lease_ttl(ttl_ms)).arg(lease_px(ttl_ms));
+            for lease in chunk {
+                call.arg(&lease.token).arg(lease.fence);
+            }
+            let answers: Vec<i64> = call
+                .invoke_async(&mut self.conn.clone())
+                .await
+                .map_err(backend)?;
+            if answers.len() != chunk.len() {
+                return Err(StateError::Backend(
+                    "redis: a lease renewal answered for too few leases".into(),
+                ));
+            }
+            held.extend(answers.into_iter().map(|a| a == 1));
+        }
+        Ok(held)
     }
 
     async fn release_lease(&self, lease: &Lease) -> Result<(), StateError> {
@@ -676,11 +795,70 @@ impl Leases for RedisState {
             .key(self.lease_key(&lease.profile))
             .arg(&lease.token)
             .arg(lease.fence)
+            .arg(self.key(RELEASES))
+            .arg(lease.profile.as_str())
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(backend)?;
         Ok(())
     }
+}
+
+impl ReleaseFeed for RedisState {
+    fn release_feed(&self) -> Option<mpsc::UnboundedReceiver<Released>> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(listen_for_releases(
+            self.client.clone(),
+            self.key(RELEASES),
+            tx,
+        ));
+        Some(rx)
+    }
+}
+
+/// Passes every release published on `channel` to `tx`, until `tx` is closed. Whenever the
+/// subscription is (re)made it first sends [`Released::Unknown`]: releases may have been
+/// missed while there was none.
+async fn listen_for_releases(
+    client: redis::Client,
+    channel: String,
+    tx: mpsc::UnboundedSender<Released>,
+) {
+    let mut pause = FEED_RETRY_MIN;
+    while !tx.is_closed() {
+        match subscribe(&client, &channel).await {
+            Ok(mut stream) => {
+                pause = FEED_RETRY_MIN;
+                if tx.send(Released::Unknown).is_err() {
+                    return;
+                }
+                while let Some(msg) = stream.next().await {
+                    let profile = msg
+                        .get_payload::<String>()
+                        .ok()
+                        .and_then(|p| ProfileId::parse(&p));
+                    if let Some(profile) = profile {
+                        if tx.send(Released::Lease(profile)).is_err() {
+                            return;
+                        }
+                    }
+                }
+                tracing::warn!("the lease release feed was cut; subscribing again");
+            }
+            Err(e) => tracing::warn!(error = %backend(e), "could not subscribe to lease releases"),
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(FEED_RETRY_MAX);
+    }
+}
+
+async fn subscribe(
+    client: &redis::Client,
+    channel: &str,
+) -> Result<redis::aio::PubSubStream, RedisError> {
+    let mut pubsub = client.get_async_pubsub().await?;
+    pubsub.subscribe(channel).await?;
+    Ok(pubsub.into_on_message())
 }
 
 #[async_trait]
@@ -1037,6 +1215,61 @@ mod tests {
             .unwrap();
         let before = a.fence.max(b.fence).max(c.fence);
         assert!(d.fence > before, "{} > {before}", d.fence);
+    }
+
+    #[tokio::test]
+    async fn a_release_is_heard_by_every_process_and_many_leases_go_in_chunks() {
+        let ns = Namespace::new();
+        let (a, b) = (ns.state().await, ns.state().await);
+        let mut feed = b.release_feed().expect("Redis has a release feed");
+        // The feed first says that releases may have been missed (it just subscribed).
+        let first = tokio::time::timeout(Duration::from_secs(5), feed.recv()).await;
+        assert_eq!(first.unwrap(), Some(Released::Unknown));
+
+        let profiles: Vec<ProfileId> = (0..LEASE_CHUNK + 3)
+            .map(|i| profile(&format!("chunk-{i}")))
+            .collect();
+        let leases: Vec<Lease> = a
+            .try_leases(&profiles, 60_000, now_ms())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| match t {
+                LeaseTry::Taken(lease) => lease,
+                held => panic!("a free lease answered {held:?}"),
+            })
+            .collect();
+        assert!(leases.windows(2).all(|w| w[0].fence < w[1].fence));
+        assert!(leases.iter().zip(&profiles).all(|(l, p)| &l.profile == p));
+        let again = b.try_leases(&profiles, 60_000, now_ms()).await.unwrap();
+        assert!(again
+            .iter()
+            .all(|t| matches!(t, LeaseTry::Held { free_in_ms: Some(ms) } if *ms <= 60_000)));
+        let held = b.renew_leases(&leases, 60_000, now_ms()).await.unwrap();
+        assert_eq!(held, vec![true; leases.len()]);
+
+        a.release_lease(&leases[7]).await.unwrap();
+        let heard = tokio::time::timeout(Duration::from_secs(5), feed.recv()).await;
+        assert_eq!(
+            heard.unwrap(),
+            Some(Released::Lease(leases[7].profile.clone()))
+        );
+        // A stale release (nothing deleted) is not announced.
+        a.release_lease(&leases[7]).await.unwrap();
+        a.release_lease(&leases[8]).await.unwrap();
+        let heard = tokio::time::timeout(Duration::from_secs(5), feed.recv()).await;
+        assert_eq!(
+            heard.unwrap(),
+            Some(Released::Lease(leases[8].profile.clone()))
+        );
+        let held = b
+            .renew_leases(&leases[6..9], 60_000, now_ms())
+            .await
+            .unwrap();
+        assert_eq!(held, [true, false, false]);
+        for l in &leases {
+            a.release_lease(l).await.unwrap();
+        }
     }
 
     #[tokio::test]
@@ -1452,6 +1685,13 @@ mod tests {
                 "held, for a caller whose clock says {at}"
             );
         }
+        // A try tells how long the lease still lasts by Redis's clock, whatever the caller's.
+        match state.try_lease(p, TTL, now() + SKEW).await.unwrap() {
+            LeaseTry::Held {
+                free_in_ms: Some(ms),
+            } => assert!((1..=TTL).contains(&ms), "held for {ms} ms more of {TTL}"),
+            other => panic!("a held lease answered {other:?}"),
+        }
         // Another profile is independent; a lease taken by a caller far behind lasts as long.
         let o = state
             .acquire_lease(other, TTL, now() - SKEW)
@@ -1501,7 +1741,13 @@ mod tests {
             None,
             "a stale release deleted nothing"
         );
-        assert!(state.renew_lease(&b, TTL, now()).await.unwrap());
+        assert_eq!(
+            state
+                .renew_leases(&[a.clone(), b.clone()], TTL, now())
+                .await
+                .unwrap(),
+            [false, true]
+        );
 
         // A released lease is free at once, and the next fence is larger still.
         state.release_lease(&b).await.unwrap();

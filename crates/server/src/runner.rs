@@ -3,16 +3,24 @@
 //! forgotten) and drives each with a tokio task that holds the profile's lease and calls
 //! [`mailing::step`] until the mailing is over.
 //!
-//! A waiting driver costs nothing until it is due: it sleeps until its step's time or its
-//! lease's renewal, whichever comes first, and a cancel wakes it early. The cancels are found
-//! by the supervisor, with one query for every mailing it drives ([`CANCEL_LOOK`]), not by
-//! each driver polling its own flag, so thousands of mailings waiting out their pace cost one
-//! look four times a second.
+//! A waiting driver costs nothing until it is due: it sleeps until its step's time, and a
+//! cancel or the loss of its lease wakes it early. The cancels are found by the supervisor,
+//! with one query for every mailing it drives ([`CANCEL_LOOK`]), not by each driver polling
+//! its own flag, so thousands of mailings waiting out their pace cost one look four times a
+//! second. The leases are renewed by the process's one [`LeaseKeeper`], all together, not by
+//! each driver; a driver whose lease another process holds sleeps until that lease could
+//! expire and is woken when it is released ([`LeaseWaits`]), instead of trying every second,
+//! and the tries of many drivers go together ([`LeaseTries`]).
 
+use crate::lease_keeper::{KeptLease, LeaseKeeper};
+use crate::lease_tries::LeaseTries;
+use crate::lease_waits::LeaseWaits;
+use crate::state::{ReleaseFeed, Released};
 use groupcast_core::mailing::{self, Step};
 use groupcast_core::model::ids::MailingId;
+use groupcast_core::model::ids::ProfileId;
 use groupcast_core::model::ledger::MailingStatus;
-use groupcast_core::ports::{DbError, Heartbeats, IntakeConsumer, Lease};
+use groupcast_core::ports::{DbError, Heartbeats, IntakeConsumer, Lease, LeaseTry};
 use groupcast_core::services::EngineServices;
 use std::collections::HashMap;
 use std::future::Future;
@@ -42,6 +50,9 @@ const CANCEL_LOOK: Duration = Duration::from_millis(250);
 const SPIN_MS: i64 = 1;
 /// Sends per second above which drivers yield through the last millisecond before a slot.
 const SPIN_ABOVE_RATE: f64 = 10.0;
+/// How often a driver waiting for a lease held elsewhere looks whether its mailing still runs
+/// (it may have ended while another mailing of the profile holds the lease).
+const STILL_RUNNING_LOOK: Duration = Duration::from_secs(30);
 
 pub struct Runner {
     /// What the drivers run on: the engine's bundle (leases, cancel flags, pacer).
@@ -51,7 +62,15 @@ pub struct Runner {
     /// claims).
     queue: Arc<dyn IntakeConsumer>,
     heartbeats: Arc<dyn Heartbeats>,
+    /// News of leases released by the other processes (none on the embedded state).
+    releases: Arc<dyn ReleaseFeed>,
     lease_ttl_ms: u64,
+    /// Renews the leases of all this process's drivers.
+    keeper: Arc<LeaseKeeper>,
+    /// Sends the drivers' tries for leases together.
+    tries: Arc<LeaseTries>,
+    /// The drivers waiting for a lease held elsewhere.
+    waits: Arc<LeaseWaits>,
     id: String,
     /// The mailings whose cancel was asked for, among the running ones.
     cancelled: CancelLook,
@@ -74,15 +93,22 @@ impl Runner {
         svc: EngineServices,
         queue: Arc<dyn IntakeConsumer>,
         heartbeats: Arc<dyn Heartbeats>,
+        releases: Arc<dyn ReleaseFeed>,
         id: String,
         cancelled: CancelLook,
     ) -> Arc<Runner> {
         let lease_ttl_ms = svc.settings.engine.lease_ttl_ms;
+        let keeper = LeaseKeeper::new(svc.leases.clone(), svc.clock.clone(), lease_ttl_ms);
+        let tries = LeaseTries::new(svc.leases.clone(), svc.clock.clone(), lease_ttl_ms);
         Arc::new(Runner {
             svc,
             queue,
             heartbeats,
+            releases,
             lease_ttl_ms,
+            keeper,
+            tries,
+            waits: LeaseWaits::new(),
             id,
             cancelled,
             tasks: Mutex::new(HashMap::new()),
@@ -95,12 +121,15 @@ impl Runner {
         let mut last_beat = None::<tokio::time::Instant>;
         let mut last_cancel_look = None::<tokio::time::Instant>;
         let rescan = RESCAN.min(Duration::from_millis(self.lease_ttl_ms / 2).max(POLL));
+        // Listening for releases before any driver waits, so that none is missed.
+        let follow = self
+            .releases
+            .release_feed()
+            .map(|feed| tokio::spawn(Arc::clone(&self.waits).follow(feed)));
+        let keeper = tokio::spawn(Arc::clone(&self.keeper).run());
+        let tries = tokio::spawn(Arc::clone(&self.tries).run());
         while !*shutdown.borrow() {
             let now = tokio::time::Instant::now();
-            self.tasks
-                .lock()
-                .expect("tasks lock")
-                .retain(|_, d| !d.task.is_finished());
             if last_cancel_look.is_none_or(|t| now - t >= CANCEL_LOOK) {
                 self.wake_cancelled().await;
                 last_cancel_look = Some(now);
@@ -126,6 +155,12 @@ impl Runner {
                 }
             }
             if last_scan.is_none_or(|t| now - t >= rescan) {
+                // A driver takes itself out when it ends (see `drive`); one that ended before
+                // it was put in is forgotten here, not by a look at thousands at each poll.
+                self.tasks
+                    .lock()
+                    .expect("tasks lock")
+                    .retain(|_, d| !d.task.is_finished());
                 match self.queue.requeue_stale(STALE_CLAIM_MS).await {
                     Ok(n) if n > 0 => {
                         tracing::info!(requeued = n, "took back mailings of a silent runner")
@@ -170,6 +205,11 @@ impl Runner {
         let all = futures_join(handles);
         if tokio::time::timeout(grace, all).await.is_err() {
             tracing::warn!("some mailing drivers did not stop in time");
+        }
+        keeper.abort();
+        tries.abort();
+        if let Some(follow) = follow {
+            follow.abort();
         }
         // Unfinished work goes straight back to the queue for another process.
         if let Err(e) = self.queue.give_back().await {
@@ -219,6 +259,9 @@ impl Runner {
     async fn drive(&self, id: MailingId, shutdown: watch::Receiver<bool>, wake: Arc<Notify>) {
         let stopping = shutdown.clone();
         self.drive_once(id, shutdown, &wake).await;
+        // The entry is this task's: `ensure_driver` replaces only an ended one. Taken out now,
+        // the ended task's memory goes at once.
+        self.tasks.lock().expect("tasks lock").remove(&id);
         // On shutdown the claim stays, and is given back to the queue for another process.
         if !*stopping.borrow() {
             self.ack(id).await;
@@ -235,60 +278,118 @@ impl Runner {
                 return;
             }
         };
-        // Take the profile's lease; another runner may hold it (it will release or expire).
-        // Another process may hold it: try again a few times a lease, so a dead holder is
-        // replaced soon after its lease runs out, and look at the database only now and then.
-        let retry = Duration::from_millis((self.lease_ttl_ms / 4).clamp(100, 1000));
-        let mut tries = 0u32;
-        let lease = loop {
-            if *shutdown.borrow() {
-                return;
-            }
-            match svc
-                .leases
-                .acquire_lease(&profile, self.lease_ttl_ms, svc.now_ms())
-                .await
-            {
-                Ok(Some(lease)) => break lease,
-                Ok(None) => {}
-                Err(e) => tracing::warn!(error = %e, "lease backend unavailable"),
-            }
-            tokio::time::sleep(retry).await;
-            tries += 1;
-            if tries.is_multiple_of(10) {
-                match svc.db.get_mailing(id).await {
-                    Ok(Some(m)) if m.status == MailingStatus::Running => {}
-                    _ => return,
-                }
-            }
+        let Some((lease, taken_at)) = self.take_lease(id, &profile, &mut shutdown).await else {
+            return;
         };
         match svc.db.claim_mailing(id, lease.fence).await {
             Ok(()) => {}
             Err(DbError::StaleFence) => {
                 tracing::warn!(mailing = id.0, "a newer runner owns this mailing");
-                let _ = svc.leases.release_lease(&lease).await;
+                self.release(&lease).await;
                 return;
             }
             Err(e) => {
                 tracing::warn!(mailing = id.0, error = %e, "could not claim mailing");
-                let _ = svc.leases.release_lease(&lease).await;
+                self.release(&lease).await;
                 return;
             }
         }
         tracing::info!(mailing = id.0, profile = %profile, fence = lease.fence, runner = %self.id, "driving mailing");
-        let mut renewed_at = svc.now_ms();
+        let kept = self.keeper.keep(lease, taken_at);
+        let outcome = self.drive_held(id, &kept, shutdown, wake).await;
+        tracing::info!(mailing = id.0, outcome, "driver stopped");
+        // No renewal may come after the release.
+        let lease = kept.lease().clone();
+        drop(kept);
+        self.release(&lease).await;
+    }
+
+    /// Takes the profile's lease, with when it was asked for; `None` when this process must
+    /// stop or the mailing no longer runs. While another runner holds the lease (it will
+    /// release it or let it expire), sleeps until it could have expired, or until it is
+    /// released (by a driver here or, through the feed, in another process), and looks at the
+    /// database after a release and otherwise only now and then.
+    async fn take_lease(
+        &self,
+        id: MailingId,
+        profile: &ProfileId,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Option<(Lease, i64)> {
+        let svc = &self.svc;
+        // When the backend cannot tell how long the lease lasts: a few tries a lease.
+        let retry = Duration::from_millis((self.lease_ttl_ms / 4).clamp(100, 1000));
+        let mut looked = tokio::time::Instant::now();
+        loop {
+            if *shutdown.borrow() {
+                return None;
+            }
+            let mut released = self.waits.ticket(profile);
+            let asked_at = svc.now_ms();
+            let nap = match self.tries.try_lease(profile).await {
+                Ok(LeaseTry::Taken(lease)) => return Some((lease, asked_at)),
+                // A millisecond more: the backend's clock and ours tick apart.
+                Ok(LeaseTry::Held {
+                    free_in_ms: Some(ms),
+                }) => Duration::from_millis(ms.saturating_add(1)),
+                Ok(LeaseTry::Held { free_in_ms: None }) => retry,
+                Err(e) => {
+                    tracing::warn!(error = %e, "lease backend unavailable");
+                    retry
+                }
+            };
+            let freed = tokio::select! {
+                _ = tokio::time::sleep(nap) => false,
+                _ = released.released() => true,
+                closed = shutdown.changed() => {
+                    if closed.is_err() {
+                        // No one can signal a shutdown any more: just wait.
+                        tokio::time::sleep(nap).await;
+                    }
+                    false
+                }
+            };
+            // A lease is most often released because its mailing ended: a read then spares
+            // the claim's durable write.
+            if freed || looked.elapsed() >= STILL_RUNNING_LOOK {
+                match svc.db.get_mailing(id).await {
+                    Ok(Some(m)) if m.status == MailingStatus::Running => {}
+                    _ => return None,
+                }
+                looked = tokio::time::Instant::now();
+            }
+        }
+    }
+
+    /// Releases a lease and wakes the drivers of this process that wait for it.
+    async fn release(&self, lease: &Lease) {
+        if let Err(e) = self.svc.leases.release_lease(lease).await {
+            tracing::warn!(error = %e, "could not release lease");
+        }
+        self.waits.released(&Released::Lease(lease.profile.clone()));
+    }
+
+    /// Steps the mailing while the lease holds; returns why it stopped.
+    async fn drive_held(
+        &self,
+        id: MailingId,
+        kept: &KeptLease,
+        mut shutdown: watch::Receiver<bool>,
+        wake: &Notify,
+    ) -> &'static str {
+        let svc = &self.svc;
+        let lease = kept.lease();
         let mut cursor = mailing::Cursor::default();
         // At high rates a millisecond late per send is a visible loss of pace; at low rates it
         // is not worth a busy wait.
         let spin = svc.settings.pacing.profile_rate_per_sec > SPIN_ABOVE_RATE;
-        let outcome = 'drive: loop {
+        loop {
             if *shutdown.borrow() {
-                break "shutdown";
+                return "shutdown";
             }
-            if !self.keep_lease(&lease, &mut renewed_at).await {
-                break "lease lost";
+            if !self.keep_lease(kept).await {
+                return "lease lost";
             }
-            match mailing::step(svc, id, &lease, &mut cursor).await {
+            match mailing::step(svc, id, lease, &mut cursor).await {
                 Ok(Step::Continue) => tokio::task::yield_now().await,
                 Ok(Step::SleepUntil(t)) => {
                     let waited_from = tokio::time::Instant::now();
@@ -297,6 +398,9 @@ impl Runner {
                     let mut vouched = held;
                     loop {
                         let now = svc.now_ms();
+                        if kept.is_lost() {
+                            return "lease lost";
+                        }
                         if now >= t || *shutdown.borrow() {
                             break;
                         }
@@ -308,37 +412,34 @@ impl Runner {
                                 if svc.cancels.is_cancelled(id).await.unwrap_or(false) {
                                     break;
                                 }
+                                let asked_at = svc.now_ms();
                                 match svc
                                     .leases
-                                    .renew_lease(&lease, self.lease_ttl_ms, svc.now_ms())
+                                    .renew_lease(lease, self.lease_ttl_ms, asked_at)
                                     .await
                                 {
                                     Ok(true) => {
-                                        renewed_at = svc.now_ms();
-                                        cursor.vouch(renewed_at);
+                                        kept.renewed(asked_at);
+                                        cursor.vouch(svc.now_ms());
                                         vouched = true;
                                     }
-                                    _ => break 'drive "lease lost",
+                                    _ => return "lease lost",
                                 }
                             }
                             tokio::task::yield_now().await;
                             continue;
                         }
-                        if !held && !self.keep_lease(&lease, &mut renewed_at).await {
-                            break 'drive "lease lost";
+                        if !held && !self.keep_lease(kept).await {
+                            return "lease lost";
                         }
-                        // Until the step is due or the lease wants renewing; a cancel (found
-                        // by the supervisor) or the shutdown wakes the driver at once.
-                        let renew_at = renewed_at + (self.lease_ttl_ms / 3) as i64;
-                        let until = if held {
-                            t - SPIN_MS
-                        } else {
-                            (t - SPIN_MS).min(renew_at)
-                        };
-                        let nap = Duration::from_millis((until - now).max(1) as u64);
+                        // Until the step is due; a cancel (found by the supervisor), the loss
+                        // of the lease (found by the keeper) or the shutdown wakes the driver at
+                        // once.
+                        let nap = Duration::from_millis((t - SPIN_MS - now).max(1) as u64);
                         tokio::select! {
                             _ = tokio::time::sleep(nap) => {}
                             _ = wake.notified() => break,
+                            _ = kept.lost() => {}
                             closed = shutdown.changed() => {
                                 if closed.is_err() {
                                     // No one can signal a shutdown any more: just wait.
@@ -349,8 +450,8 @@ impl Runner {
                     }
                     crate::metrics::global().pacing_wait(waited_from.elapsed());
                 }
-                Ok(Step::Finished) => break "finished",
-                Ok(Step::LostLease) => break "lease lost",
+                Ok(Step::Finished) => return "finished",
+                Ok(Step::LostLease) => return "lease lost",
                 Err(e) => {
                     tracing::warn!(mailing = id.0, error = %e, "mailing step failed; retrying");
                     // Start again from what is stored: an unfinished write may have left the
@@ -360,10 +461,6 @@ impl Runner {
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
-        };
-        tracing::info!(mailing = id.0, outcome, "driver stopped");
-        if let Err(e) = svc.leases.release_lease(&lease).await {
-            tracing::warn!(error = %e, "could not release lease");
         }
     }
 
@@ -374,27 +471,35 @@ impl Runner {
         }
     }
 
-    /// Renews the lease when a third of its time has passed; `false` once it is lost.
-    async fn keep_lease(&self, lease: &Lease, renewed_at: &mut i64) -> bool {
+    /// Whether the lease still holds: lost once the keeper or a renewal found it so. When the
+    /// keeper has not renewed it for a third of its time (a late round, or Redis failing), the
+    /// driver renews it itself and, if that fails, keeps going only while the lease cannot
+    /// have expired yet.
+    async fn keep_lease(&self, kept: &KeptLease) -> bool {
+        if kept.is_lost() {
+            return false;
+        }
         let now = self.svc.now_ms();
-        if now - *renewed_at < (self.lease_ttl_ms / 3) as i64 {
+        if kept.fresh(now, self.lease_ttl_ms) {
             return true;
         }
         match self
             .svc
             .leases
-            .renew_lease(lease, self.lease_ttl_ms, now)
+            .renew_lease(kept.lease(), self.lease_ttl_ms, now)
             .await
         {
             Ok(true) => {
-                *renewed_at = now;
+                kept.renewed(now);
                 true
             }
-            Ok(false) => false,
+            Ok(false) => {
+                kept.lose();
+                false
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "lease renewal failed");
-                // Keep going only while the lease cannot have expired yet.
-                now - *renewed_at < self.lease_ttl_ms as i64 / 2
+                now - kept.renewed_at() < self.lease_ttl_ms as i64 / 2
             }
         }
     }

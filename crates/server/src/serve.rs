@@ -56,6 +56,7 @@ pub async fn serve(app: Arc<App>, shutdown: watch::Receiver<bool>) -> anyhow::Re
         app.engine.clone(),
         app.state.queue.clone(),
         app.state.heartbeats.clone(),
+        app.state.releases.clone(),
         runner_id,
         Box::new(move || {
             let db = Arc::clone(&db);

@@ -9,8 +9,10 @@
 //! from. Its intake queue keeps no claims (the queue dies with the process that consumes it).
 
 use groupcast_core::memory_state::MemoryState;
+use groupcast_core::model::ids::ProfileId;
 use groupcast_core::ports::{async_trait, Entropy, Heartbeats, IntakeConsumer, StateError};
 use std::sync::Arc;
+use tokio::sync::mpsc;
 
 /// The embedded state of a process: random lease tokens from `entropy`, and fencing numbers
 /// above the current unix time in ms, so that they keep growing across restarts of the
@@ -42,6 +44,31 @@ impl StateHealth for MemoryState {
     }
 }
 
+/// News of a lease released, by any process sharing the backend (see [`ReleaseFeed`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Released {
+    /// The profile's lease was released.
+    Lease(ProfileId),
+    /// Releases may have been missed (the feed was (re)connected): every waiter looks again.
+    Unknown,
+}
+
+/// The releases of leases by the other processes sharing the backend, as they happen, so that
+/// a driver waiting for a lease another process holds takes it at once when it is let go (a
+/// deploy's handover) rather than when it could have expired. The releases of this process's
+/// own drivers are announced by its runner itself.
+pub trait ReleaseFeed: Send + Sync {
+    /// Starts listening; `None` when no other process shares the backend.
+    fn release_feed(&self) -> Option<mpsc::UnboundedReceiver<Released>>;
+}
+
+/// The embedded state belongs to one process: there is nobody else to hear from.
+impl ReleaseFeed for MemoryState {
+    fn release_feed(&self) -> Option<mpsc::UnboundedReceiver<Released>> {
+        None
+    }
+}
+
 /// The handles on the state backend (embedded or Redis) that no core bundle carries: what
 /// the runner loop polls and what `/healthz` and the metrics read.
 #[derive(Clone)]
@@ -50,6 +77,7 @@ pub struct StateHandles {
     pub queue: Arc<dyn IntakeConsumer>,
     pub heartbeats: Arc<dyn Heartbeats>,
     pub health: Arc<dyn StateHealth>,
+    pub releases: Arc<dyn ReleaseFeed>,
 }
 
 #[cfg(test)]

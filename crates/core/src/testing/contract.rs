@@ -14,7 +14,9 @@
 
 use crate::model::ids::{GroupJid, MailingId, ProfileId};
 use crate::model::pacing::{Pace, PacingConfig};
-use crate::ports::{Cancels, Heartbeats, Intake, IntakeConsumer, Leases, Pacer, StateBackend};
+use crate::ports::{
+    Cancels, Heartbeats, Intake, IntakeConsumer, LeaseTry, Leases, Pacer, StateBackend,
+};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -128,6 +130,23 @@ pub async fn leases<S: Leases + ?Sized>(state: &S, run: &Run) {
             "held at {now}"
         );
     }
+    // A try tells how long the lease can still last, never longer than it does.
+    match state.try_lease(p, TTL, t0 + 1).await.unwrap() {
+        LeaseTry::Held { free_in_ms } => assert!(
+            free_in_ms.is_none_or(|ms| (1..TTL).contains(&ms)),
+            "held for {free_in_ms:?} more of {TTL}"
+        ),
+        LeaseTry::Taken(l) => panic!("a held lease was taken: {l:?}"),
+    }
+    // Tried together, each profile is answered for in order.
+    match &state
+        .try_leases(std::slice::from_ref(p), TTL, t0 + 2)
+        .await
+        .unwrap()[..]
+    {
+        [LeaseTry::Held { .. }] => {}
+        other => panic!("a held lease answered {other:?}"),
+    }
     // Another profile is independent.
     let o = state
         .acquire_lease(other, TTL, t0)
@@ -165,10 +184,16 @@ pub async fn leases<S: Leases + ?Sized>(state: &S, run: &Run) {
         None,
         "a stale release deleted nothing"
     );
-    assert!(
-        state.renew_lease(&b, TTL, t0 + 15_003).await.unwrap(),
-        "the new holder still holds it"
+    // Renewed together, each lease is answered for in order.
+    assert_eq!(
+        state
+            .renew_leases(&[a.clone(), b.clone()], TTL, t0 + 15_003)
+            .await
+            .unwrap(),
+        [false, true],
+        "the stale lease lost, the new holder still holds it"
     );
+    assert!(state.renew_leases(&[], TTL, t0).await.unwrap().is_empty());
 
     // A released lease is free at once, and the next fence is larger still.
     state.release_lease(&b).await.unwrap();
