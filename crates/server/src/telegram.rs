@@ -495,6 +495,11 @@ struct ChatGate {
     tat_us: Option<i64>,
     /// After a 429: nothing goes to the chat before this (ms on the throttle clock).
     hold_until_ms: i64,
+    /// The chat's turn: held while a send waits for the gate, so sends to one chat take it in
+    /// the order they asked (tokio's mutex is fair). Without it every waiter wakes at the same
+    /// instant and any may win: the bot's ⛔ acknowledgement could follow the report it asked
+    /// for.
+    turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 #[derive(Debug, Default)]
@@ -539,6 +544,8 @@ impl Throttle {
     /// Waits until both the chat's gate and the global gate let a send through, and takes
     /// the slot in both.
     async fn acquire(&self, chat: i64) {
+        let turn = Arc::clone(&self.lock().chats.entry(chat).or_default().turn);
+        let _turn = turn.lock().await;
         loop {
             let now = self.now_ms();
             match self.try_acquire(chat, now) {
