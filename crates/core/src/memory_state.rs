@@ -186,10 +186,7 @@ impl Leases for MemoryState {
         ttl_ms: u64,
         now: i64,
     ) -> Result<Option<Lease>, StateError> {
-        Ok(match self.try_lease(profile, ttl_ms, now).await? {
-            LeaseTry::Taken(lease) => Some(lease),
-            LeaseTry::Held { .. } => None,
-        })
+        Ok(self.try_lease(profile, ttl_ms, now).await?.taken())
     }
 
     async fn try_lease(

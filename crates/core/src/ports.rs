@@ -728,6 +728,16 @@ pub enum LeaseTry {
     Held { free_in_ms: Option<u64> },
 }
 
+impl LeaseTry {
+    /// The lease, if the try took it: [`Leases::acquire_lease`]'s answer.
+    pub fn taken(self) -> Option<Lease> {
+        match self {
+            LeaseTry::Taken(lease) => Some(lease),
+            LeaseTry::Held { .. } => None,
+        }
+    }
+}
+
 /// Cancel flags of mailings: set by the bot, read by the engine before every send.
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
