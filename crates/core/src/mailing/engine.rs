@@ -23,7 +23,9 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 // The paths drivers and the bot use today.
-use super::{AccountPace, Cursor, EngineError, Look, Step, ARM_LEAD_MS, VOUCH_MS};
+use super::{
+    AccountPace, Cursor, EngineError, Look, Step, ANNOUNCE_POLL_MS, ARM_LEAD_MS, VOUCH_MS,
+};
 
 /// Runs one step of a mailing for the holder of `lease`. `cursor` belongs to this holder:
 /// start each drive (each lease) with a fresh one.
@@ -63,8 +65,7 @@ async fn run_step(
         ControlFlow::Break(step) => return Ok(step),
     };
     if let Some(reason) = cursor.owed_pause.take() {
-        let lang = cursor.look().lang;
-        return pause_after_start(svc, &m, cursor, lang, fence, reason).await;
+        return pause_after_start(svc, &m, cursor, fence, reason).await;
     }
     if cursor.armed.is_none() {
         let look = cursor.look();
@@ -127,19 +128,18 @@ async fn run_step(
             reason,
             "a ban signal paused the mailing"
         );
-        return pause_after_start(svc, &m, cursor, look.lang, fence, reason).await;
+        return pause_after_start(svc, &m, cursor, fence, reason).await;
     }
     Ok(step)
 }
 
 /// Pauses the mailing, unless its start message is still on its way: then the pause is owed
 /// and made by the next step before anything else, so its notice never overtakes the start
-/// message (see [`Mailing::announcing`]).
+/// message (see [`Mailing::announcing`]). The notice is in the user's language.
 async fn pause_after_start(
     svc: &EngineServices,
     m: &Mailing,
     cursor: &mut Cursor,
-    lang: crate::model::lang::Lang,
     fence: u64,
     reason: String,
 ) -> Result<Step, EngineError> {
@@ -147,7 +147,7 @@ async fn pause_after_start(
         cursor.owed_pause = Some(reason);
         return Ok(step);
     }
-    pause(svc, m, lang, fence, &reason).await
+    pause(svc, m, cursor.look().lang, fence, &reason).await
 }
 
 /// Holds row `i` back while the account's pace says its post may not go yet (the gap after
@@ -167,13 +167,10 @@ async fn hold_for_pace(
     cursor.aim = Some(forecast.next.at);
     let newly_shown =
         forecast.next.hold.is_shown() && cursor.forecast.is_none_or(|f| f.next != forecast.next);
-    if newly_shown && forecast.next.at - now > ARM_LEAD_MS {
-        if let Some(Step::SleepUntil(t)) = wait_for_start(m, now) {
-            // The hold is shown in the start message once that is there: look again soon.
-            return Ok(Some(Step::SleepUntil(
-                t.min(forecast.next.at - ARM_LEAD_MS),
-            )));
-        }
+    if newly_shown && forecast.next.at - now > ARM_LEAD_MS && m.announcing(now) {
+        // The hold is shown in the start message once that is there: look again soon.
+        let again = (now + ANNOUNCE_POLL_MS).min(forecast.next.at - ARM_LEAD_MS);
+        return Ok(Some(Step::SleepUntil(again)));
     }
     cursor.forecast = Some(forecast);
     // The last moments before the post are the slot's: it arms the row ahead of the time.
@@ -237,7 +234,7 @@ async fn guards(
         slot::disarm(svc, cursor, fence).await?;
         let reason = texts::account_problem(lang, &WappiError::BadToken);
         return Ok(ControlFlow::Break(
-            pause_after_start(svc, m, cursor, lang, fence, reason).await?,
+            pause_after_start(svc, m, cursor, fence, reason).await?,
         ));
     };
     Ok(ControlFlow::Continue(creds))
@@ -427,7 +424,7 @@ async fn record(
     svc.db.update_delivery(row, fence).await?;
     if let (true, Err(e)) = (change.pause_mailing, &result) {
         let reason = texts::account_problem(lang, e);
-        return pause_after_start(svc, m, cursor, lang, fence, reason).await;
+        return pause_after_start(svc, m, cursor, fence, reason).await;
     }
     progress(svc, m, cursor.rows(), look, now).await?;
     Ok(Step::Continue)
