@@ -295,7 +295,6 @@ pub async fn waiting(accounts: u32, backend: Backend) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `accounts` accounts × `groups` groups at 5/s each, all at once (the `fast` pace).
 /// The shortest gap between two calls of one mailing as the engine made them (`called_at` of
 /// the send log lines, the engine's clock right before the call): what the pacer controls,
 /// where the gap at the fake adds the jitter of the call's way there.
@@ -309,17 +308,14 @@ fn min_call_gap(logs: &str) -> i64 {
             by_mailing.entry(m).or_default().push(at);
         }
     }
-    if std::env::var("BENCH_TRACE").is_ok() {
-        for (m, t) in &mut by_mailing {
-            t.sort_unstable();
-            if t.windows(2).any(|p| p[1] - p[0] < 150) {
-                eprintln!("mailing {m}: calls at {t:?}");
-            }
-        }
-    }
-    by_mailing
-        .values_mut()
-        .flat_map(|t| {
+    shortest_gap(by_mailing)
+}
+
+/// The shortest gap between two times of one key (0 when no key has two).
+fn shortest_gap<K>(times: HashMap<K, Vec<i64>>) -> i64 {
+    times
+        .into_values()
+        .flat_map(|mut t| {
             t.sort_unstable();
             t.windows(2).map(|p| p[1] - p[0]).collect::<Vec<_>>()
         })
@@ -327,6 +323,7 @@ fn min_call_gap(logs: &str) -> i64 {
         .unwrap_or(0)
 }
 
+/// `accounts` accounts × `groups` groups at 5/s each, all at once (the `fast` pace).
 pub async fn burst(accounts: u32, groups: u32, backend: Backend) -> anyhow::Result<()> {
     let rate = 5.0;
     let mut rig = seeded(
@@ -372,14 +369,7 @@ pub async fn burst(accounts: u32, groups: u32, backend: Backend) -> anyhow::Resu
     for r in &sends {
         by_profile.entry(&r.profile_id).or_default().push(r.at_ms);
     }
-    let min_gap = by_profile
-        .values_mut()
-        .flat_map(|t| {
-            t.sort_unstable();
-            t.windows(2).map(|p| p[1] - p[0]).collect::<Vec<_>>()
-        })
-        .min()
-        .unwrap_or(0);
+    let min_gap = shortest_gap(by_profile);
     let doubles = sends.len() - rig.wappi.delivery_count_by_recipient().len();
     let ideal = f64::from(groups) / rate;
     let actual = (last - first) as f64 / 1000.0 + 1.0 / rate;
